@@ -1,1 +1,100 @@
-//! Integration tests live in tests/tests/.
+//! Support for the integration tests: a throwaway database per test on each
+//! engine, and a small `Counter` aggregate for exercising the event store.
+
+pub mod counter;
+
+use commands::{DatabaseUrl, EventLog, LogOptions};
+
+/// The engines every conformance test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// PostgreSQL (needs `TEST_DATABASE_URL`).
+    Postgres,
+    /// Embedded SQLite (a temporary file).
+    Sqlite,
+}
+
+/// A fresh, empty database for one test.
+#[derive(Debug)]
+pub struct TestDb {
+    /// The `DATABASE_URL` of the fresh database.
+    pub url: String,
+    _dir: Option<TempDir>,
+}
+
+/// A temporary directory removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl TempDir {
+    /// Creates a unique directory under the system temp dir.
+    ///
+    /// # Panics
+    /// When the directory cannot be created.
+    pub fn new() -> Self {
+        let p = std::env::temp_dir().join(format!("dirtfree-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The admin URL of the test PostgreSQL server.
+///
+/// # Panics
+/// When `TEST_DATABASE_URL` is unset: run the suite through
+/// `scripts/with-postgres.sh` (the README's test command does).
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL").expect(
+        "TEST_DATABASE_URL is not set: run the tests with `scripts/with-postgres.sh cargo test --workspace` \
+         (it starts a throwaway PostgreSQL 15)",
+    )
+}
+
+impl TestDb {
+    /// Creates an empty database on `engine`.
+    ///
+    /// # Panics
+    /// When the database cannot be created.
+    pub async fn new(engine: Engine) -> Self {
+        match engine {
+            Engine::Postgres => {
+                let admin = postgres_admin_url();
+                let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+                    .await
+                    .expect("connect to the test PostgreSQL");
+                sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .expect("create test database");
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_string();
+                TestDb { url: format!("{base}/{name}"), _dir: None }
+            }
+            Engine::Sqlite => {
+                let dir = TempDir::new();
+                let url = format!("sqlite://{}", dir.0.join("events.db").display());
+                TestDb { url, _dir: Some(dir) }
+            }
+        }
+    }
+
+    /// Opens the event log on this database.
+    ///
+    /// # Panics
+    /// When it cannot be opened.
+    pub async fn log(&self) -> EventLog {
+        let url = DatabaseUrl::parse(Some(&self.url)).expect("valid test url");
+        EventLog::connect(&url, &LogOptions::default()).await.expect("open event log")
+    }
+}

@@ -1,0 +1,467 @@
+//! ScheduledReport: a report a manager defines (metrics, period, recipients, cron schedule),
+//! with its generation log (generated, failed, sent) and deletion.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::catalogue::domain_events;
+use crate::error::{validation_error, ValidationError};
+use crate::ids::ScheduledReportId;
+use crate::ports::{cqrs_aggregate, Actor, CommandContext};
+use crate::values::{Email, NonEmptyText};
+
+/// `Aggregate::TYPE` of [`ScheduledReport`].
+pub const AGGREGATE_TYPE: &str = "ScheduledReport";
+
+/// Metrics a report can include.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportMetric {
+    /// Revenue by day/week/month, service and technician.
+    Revenue,
+    /// New, returning and churned customers.
+    Customers,
+    /// Opportunity conversion rate.
+    OpportunityConversion,
+    /// Promotion effectiveness.
+    PromotionEffectiveness,
+    /// Review average, distribution, response rate.
+    Reviews,
+    /// Loyalty programme metrics.
+    Loyalty,
+    /// Portal usage.
+    PortalUsage,
+}
+
+/// The period a report covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportPeriod {
+    /// The previous day.
+    Daily,
+    /// The previous week (Monday–Sunday).
+    Weekly,
+    /// The previous month.
+    Monthly,
+}
+
+/// A 5-field cron expression (minute hour day-of-month month day-of-week), evaluated in the
+/// business's time zone by the scheduler. Only the shape is checked here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CronSchedule(String);
+
+impl CronSchedule {
+    /// Validates the shape of a cron expression (field `cron`).
+    ///
+    /// # Errors
+    /// `cron` when there are not exactly 5 fields or a field holds unexpected characters.
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let fields: Vec<&str> = raw.split_whitespace().collect();
+        if fields.len() != 5 {
+            return Err(ValidationError::new(
+                "cron",
+                "must have 5 fields: minute hour day-of-month month day-of-week",
+            ));
+        }
+        let ok = |f: &str| {
+            f.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | ',' | '-' | '/'))
+        };
+        if let Some(bad) = fields.iter().find(|f| !ok(f)) {
+            return Err(ValidationError::new(
+                "cron",
+                format!("unexpected field {bad:?}"),
+            ));
+        }
+        Ok(Self(fields.join(" ")))
+    }
+
+    /// The expression.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What can be asked of a scheduled report.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScheduledReportCommand {
+    /// Define the report (manager or admin).
+    Define {
+        /// The id (the aggregate id).
+        report_id: ScheduledReportId,
+        /// Name.
+        name: String,
+        /// Metrics included.
+        metrics: Vec<ReportMetric>,
+        /// Period covered.
+        period: ReportPeriod,
+        /// Staff email addresses to send to.
+        recipients: Vec<String>,
+        /// When to run.
+        cron: String,
+    },
+    /// A run produced the report.
+    RecordGenerated {
+        /// First day covered.
+        period_start: NaiveDate,
+        /// Last day covered.
+        period_end: NaiveDate,
+        /// Rows in the CSV.
+        row_count: u32,
+    },
+    /// A run failed.
+    RecordGenerationFailed {
+        /// First day of the period attempted.
+        period_start: NaiveDate,
+        /// Why.
+        reason: String,
+    },
+    /// The generated report was emailed.
+    RecordSent {
+        /// First day of the period sent.
+        period_start: NaiveDate,
+    },
+    /// Delete the report (manager or admin).
+    Delete,
+}
+
+domain_events! {
+    aggregate = AGGREGATE_TYPE;
+    /// Events of the [`ScheduledReport`] aggregate.
+    pub enum ScheduledReportEvent {
+        /// A report was defined.
+        ScheduledReportDefined {
+            /// The report.
+            report_id: ScheduledReportId,
+            /// Name.
+            name: NonEmptyText,
+            /// Metrics.
+            metrics: Vec<ReportMetric>,
+            /// Period.
+            period: ReportPeriod,
+            /// Staff recipients.
+            recipients: Vec<Email>,
+            /// Schedule.
+            cron: CronSchedule,
+            /// Who defined it.
+            defined_by: Actor,
+            /// When.
+            at: DateTime<Utc>,
+        },
+        /// The report was generated for a period.
+        ScheduledReportGenerated {
+            /// First day covered.
+            period_start: NaiveDate,
+            /// Last day covered.
+            period_end: NaiveDate,
+            /// Rows.
+            row_count: u32,
+            /// When.
+            at: DateTime<Utc>,
+        },
+        /// Generation failed.
+        ScheduledReportGenerationFailed {
+            /// First day attempted.
+            period_start: NaiveDate,
+            /// Why.
+            reason: String,
+            /// When.
+            at: DateTime<Utc>,
+        },
+        /// The report was emailed.
+        ScheduledReportSent {
+            /// First day of the period.
+            period_start: NaiveDate,
+            /// Number of recipients.
+            recipient_count: u32,
+            /// When.
+            at: DateTime<Utc>,
+        },
+        /// The report was deleted.
+        ScheduledReportDeleted {
+            /// Who.
+            deleted_by: Actor,
+            /// When.
+            at: DateTime<Utc>,
+        },
+    }
+}
+
+/// Why a scheduled-report command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduledReportError {
+    /// A command field is invalid.
+    #[error("invalid {field}: {message}")]
+    Validation {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// Already defined.
+    #[error("the report already exists")]
+    AlreadyExists,
+    /// Unknown or deleted report.
+    #[error("unknown scheduled report")]
+    UnknownReport,
+    /// Managers and admins only.
+    #[error("only a manager or admin can do this")]
+    ManagerRequired,
+    /// Sending a period that was not generated.
+    #[error("the report was not generated for this period")]
+    NotGenerated,
+}
+validation_error!(ScheduledReportError);
+
+/// The report's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduledReport {
+    defined: bool,
+    deleted: bool,
+    recipients: u32,
+    generated: Vec<NaiveDate>,
+}
+
+fn is_manager(actor: &Actor) -> bool {
+    match actor {
+        Actor::Staff { role, .. } => role.is_manager_or_above(),
+        Actor::System => true,
+        Actor::Customer { .. } => false,
+    }
+}
+
+impl ScheduledReport {
+    /// Decides what happens when `cmd` is issued. Pure.
+    ///
+    /// # Errors
+    /// [`ScheduledReportError`]; nothing is recorded when an error is returned.
+    pub fn decide(
+        &self,
+        cmd: ScheduledReportCommand,
+        ctx: &CommandContext,
+    ) -> Result<Vec<ScheduledReportEvent>, ScheduledReportError> {
+        use ScheduledReportError as E;
+        let at = ctx.now;
+        if let ScheduledReportCommand::Define {
+            report_id,
+            name,
+            metrics,
+            period,
+            recipients,
+            cron,
+        } = cmd
+        {
+            if self.defined {
+                return Err(E::AlreadyExists);
+            }
+            if !is_manager(&ctx.actor) {
+                return Err(E::ManagerRequired);
+            }
+            let name = NonEmptyText::parse("name", &name, 200)?;
+            if metrics.is_empty() {
+                return Err(ValidationError::new("metrics", "choose at least one metric").into());
+            }
+            let recipients = recipients
+                .iter()
+                .map(|r| Email::parse(r).map_err(|e| e.in_field("recipients")))
+                .collect::<Result<Vec<_>, _>>()?;
+            if recipients.is_empty() {
+                return Err(ValidationError::new("recipients", "at least one recipient").into());
+            }
+            return Ok(vec![ScheduledReportEvent::ScheduledReportDefined {
+                report_id,
+                name,
+                metrics,
+                period,
+                recipients,
+                cron: CronSchedule::parse(&cron)?,
+                defined_by: ctx.actor,
+                at,
+            }]);
+        }
+        if !self.defined || self.deleted {
+            return Err(E::UnknownReport);
+        }
+        Ok(match cmd {
+            ScheduledReportCommand::Define { .. } => vec![],
+            ScheduledReportCommand::RecordGenerated {
+                period_start,
+                period_end,
+                row_count,
+            } => {
+                if period_end < period_start {
+                    return Err(ValidationError::new(
+                        "period_end",
+                        "must not be before period_start",
+                    )
+                    .into());
+                }
+                vec![ScheduledReportEvent::ScheduledReportGenerated {
+                    period_start,
+                    period_end,
+                    row_count,
+                    at,
+                }]
+            }
+            ScheduledReportCommand::RecordGenerationFailed {
+                period_start,
+                reason,
+            } => {
+                vec![ScheduledReportEvent::ScheduledReportGenerationFailed {
+                    period_start,
+                    reason,
+                    at,
+                }]
+            }
+            ScheduledReportCommand::RecordSent { period_start } => {
+                if !self.generated.contains(&period_start) {
+                    return Err(E::NotGenerated);
+                }
+                vec![ScheduledReportEvent::ScheduledReportSent {
+                    period_start,
+                    recipient_count: self.recipients,
+                    at,
+                }]
+            }
+            ScheduledReportCommand::Delete => {
+                if !is_manager(&ctx.actor) {
+                    return Err(E::ManagerRequired);
+                }
+                vec![ScheduledReportEvent::ScheduledReportDeleted {
+                    deleted_by: ctx.actor,
+                    at,
+                }]
+            }
+        })
+    }
+
+    /// Folds one event into the state.
+    pub fn apply_event(&mut self, event: ScheduledReportEvent) {
+        match event {
+            ScheduledReportEvent::ScheduledReportDefined { recipients, .. } => {
+                self.defined = true;
+                self.recipients = u32::try_from(recipients.len()).unwrap_or(u32::MAX);
+            }
+            ScheduledReportEvent::ScheduledReportGenerated { period_start, .. } => {
+                self.generated.push(period_start);
+            }
+            ScheduledReportEvent::ScheduledReportGenerationFailed { .. }
+            | ScheduledReportEvent::ScheduledReportSent { .. } => {}
+            ScheduledReportEvent::ScheduledReportDeleted { .. } => self.deleted = true,
+        }
+    }
+}
+
+cqrs_aggregate!(
+    ScheduledReport,
+    AGGREGATE_TYPE,
+    ScheduledReportCommand,
+    ScheduledReportEvent,
+    ScheduledReportError
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{self, test_now};
+    use uuid::Uuid;
+
+    fn define() -> ScheduledReportCommand {
+        ScheduledReportCommand::Define {
+            report_id: ScheduledReportId(Uuid::from_u128(80)),
+            name: "Weekly revenue".into(),
+            metrics: vec![ReportMetric::Revenue],
+            period: ReportPeriod::Weekly,
+            recipients: vec!["owner@dirtfree.example".into()],
+            cron: "0 7 * * MON".into(),
+        }
+    }
+    fn when(
+        given: Vec<ScheduledReportEvent>,
+        actor: Actor,
+        cmd: ScheduledReportCommand,
+    ) -> Result<Vec<ScheduledReportEvent>, ScheduledReportError> {
+        testing::run::<ScheduledReport, _>(testing::test_services(), given, actor, cmd)
+    }
+    fn defined() -> ScheduledReportEvent {
+        when(vec![], testing::manager(), define())
+            .expect("ok")
+            .remove(0)
+    }
+    fn date(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2025, 6, d).expect("date")
+    }
+
+    #[test]
+    fn it_should_let_a_manager_define_a_report() {
+        assert!(matches!(
+            defined(),
+            ScheduledReportEvent::ScheduledReportDefined { .. }
+        ));
+    }
+
+    #[test]
+    fn it_should_not_let_staff_define_a_report() {
+        assert_eq!(
+            when(vec![], testing::staff(), define()),
+            Err(ScheduledReportError::ManagerRequired)
+        );
+    }
+
+    #[test]
+    fn it_should_refuse_a_malformed_cron_naming_the_field() {
+        let mut cmd = define();
+        if let ScheduledReportCommand::Define { cron, .. } = &mut cmd {
+            *cron = "every monday".into();
+        }
+        assert_eq!(
+            when(vec![], testing::manager(), cmd)
+                .expect_err("bad")
+                .field(),
+            Some("cron")
+        );
+    }
+
+    #[test]
+    fn it_should_send_only_a_generated_period() {
+        let send = ScheduledReportCommand::RecordSent {
+            period_start: date(9),
+        };
+        assert_eq!(
+            when(vec![defined()], Actor::System, send.clone()),
+            Err(ScheduledReportError::NotGenerated)
+        );
+        let generated = ScheduledReportEvent::ScheduledReportGenerated {
+            period_start: date(9),
+            period_end: date(15),
+            row_count: 7,
+            at: test_now(),
+        };
+        assert_eq!(
+            when(vec![defined(), generated], Actor::System, send),
+            Ok(vec![ScheduledReportEvent::ScheduledReportSent {
+                period_start: date(9),
+                recipient_count: 1,
+                at: test_now()
+            }])
+        );
+    }
+
+    #[test]
+    fn it_should_refuse_commands_after_deletion() {
+        let deleted = ScheduledReportEvent::ScheduledReportDeleted {
+            deleted_by: testing::manager(),
+            at: test_now(),
+        };
+        let cmd = ScheduledReportCommand::RecordGenerated {
+            period_start: date(9),
+            period_end: date(15),
+            row_count: 0,
+        };
+        assert_eq!(
+            when(vec![defined(), deleted], Actor::System, cmd),
+            Err(ScheduledReportError::UnknownReport)
+        );
+    }
+}
