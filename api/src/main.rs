@@ -1,1 +1,6 @@
-fn main() {}
+//! `api`: the Dirt Free CRM server binary.
+
+#[tokio::main]
+async fn main() {
+    std::process::exit(api::main_entry().await);
+}

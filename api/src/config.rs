@@ -1,0 +1,170 @@
+//! The server's configuration: one typed struct, read once at start from
+//! flags or the environment (the original product's variable names).
+
+use std::net::SocketAddr;
+
+use chrono_tz::Tz;
+use clap::Parser;
+
+use crate::secret::Secret;
+
+/// Dirt Free CRM server.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "api", version, about = "Dirt Free CRM backend: GraphQL, webhooks and scheduled jobs")]
+pub struct Config {
+    /// `postgres://…` or `sqlite://…`; unset → embedded SQLite under ./data/.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Largest number of pooled database connections.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 32)]
+    pub database_max_connections: u32,
+
+    /// Listen address.
+    #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
+    pub bind_addr: SocketAddr,
+
+    /// Public base URL (links in messages; the URL Twilio signs over).
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// IANA zone for schedules and reports.
+    #[arg(long, env = "BUSINESS_TIMEZONE", default_value = "America/Chicago", value_parser = parse_tz)]
+    pub business_timezone: Tz,
+
+    /// Bearer secret for `POST /api/cron/execute/{job}` (at least 32 characters); unset → endpoint off.
+    #[arg(long, env = "CRON_SECRET", hide_env_values = true)]
+    pub cron_secret: Option<Secret>,
+
+    /// The first admin, created on an empty store.
+    #[arg(long, env = "ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+    /// The first admin's password.
+    #[arg(long, env = "ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<Secret>,
+
+    /// Stripe API key.
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<Secret>,
+    /// Stripe webhook signing secret (`whsec_…`).
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<Secret>,
+    /// Twilio account SID.
+    #[arg(long, env = "TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+    /// Twilio auth token (also signs Twilio's webhooks).
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Option<Secret>,
+    /// Twilio sender number.
+    #[arg(long, env = "TWILIO_PHONE_NUMBER")]
+    pub twilio_phone_number: Option<String>,
+    /// Resend API key.
+    #[arg(long, env = "RESEND_API_KEY", hide_env_values = true)]
+    pub resend_api_key: Option<Secret>,
+    /// Resend sender address.
+    #[arg(long, env = "RESEND_FROM_EMAIL")]
+    pub resend_from_email: Option<String>,
+    /// Resend (Svix) webhook secret (`whsec_…`).
+    #[arg(long, env = "RESEND_WEBHOOK_SECRET", hide_env_values = true)]
+    pub resend_webhook_secret: Option<Secret>,
+    /// Optional error reporting.
+    #[arg(long, env = "SENTRY_DSN", hide_env_values = true)]
+    pub sentry_dsn: Option<Secret>,
+
+    /// Stripe API base URL (tests point it at a local stand-in).
+    #[arg(long, env = "STRIPE_API_BASE", default_value = "https://api.stripe.com")]
+    pub stripe_api_base: String,
+    /// Twilio API base URL.
+    #[arg(long, env = "TWILIO_API_BASE", default_value = "https://api.twilio.com")]
+    pub twilio_api_base: String,
+    /// Resend API base URL.
+    #[arg(long, env = "RESEND_API_BASE", default_value = "https://api.resend.com")]
+    pub resend_api_base: String,
+    /// Google Business Profile reviews API base URL.
+    #[arg(long, env = "GOOGLE_REVIEWS_API_BASE", default_value = "https://mybusiness.googleapis.com")]
+    pub google_reviews_api_base: String,
+
+    /// Origin of the admin UI allowed by CORS (e.g. `https://admin.example.com`).
+    #[arg(long, env = "ADMIN_UI_ORIGIN")]
+    pub admin_ui_origin: Option<String>,
+    /// Serve GraphQL introspection (turn off in production).
+    #[arg(long, env = "GRAPHQL_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub graphql_introspection: bool,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1_048_576)]
+    pub max_body_bytes: usize,
+    /// Log format: `json` (default) or `pretty`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "json")]
+    pub log_format: String,
+}
+
+fn parse_tz(s: &str) -> Result<Tz, String> {
+    s.parse::<Tz>().map_err(|_| format!("{s:?} is not an IANA time zone (e.g. America/Chicago)"))
+}
+
+/// A configuration the server must not start with.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// CRON_SECRET too short to resist guessing.
+    #[error("CRON_SECRET must be at least 32 characters (it has {0}); unset it to turn the endpoint off")]
+    CronSecretTooShort(usize),
+    /// ADMIN_EMAIL without ADMIN_PASSWORD or the reverse.
+    #[error("ADMIN_EMAIL and ADMIN_PASSWORD must be set together")]
+    AdminHalfSet,
+}
+
+impl Config {
+    /// Checks rules clap cannot express.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(s) = &self.cron_secret {
+            let n = s.expose().chars().count();
+            if n < 32 {
+                return Err(ConfigError::CronSecretTooShort(n));
+            }
+        }
+        if self.admin_email.is_some() != self.admin_password.is_some() {
+            return Err(ConfigError::AdminHalfSet);
+        }
+        Ok(())
+    }
+
+    /// A configuration with every default and no secrets (tests, tools).
+    pub fn defaults() -> Self {
+        Config::parse_from(["api"])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn a_short_cron_secret_is_refused() {
+        let c = Config::parse_from(["api", "--cron-secret", "short"]);
+        assert_eq!(c.validate(), Err(ConfigError::CronSecretTooShort(5)));
+        let ok = Config::parse_from(["api", "--cron-secret", &"x".repeat(32)]);
+        assert_eq!(ok.validate(), Ok(()));
+    }
+
+    #[test]
+    fn an_unknown_time_zone_is_refused_with_the_reason() {
+        let e = Config::try_parse_from(["api", "--business-timezone", "Mars/Olympus"]).expect_err("refused");
+        assert!(e.to_string().contains("IANA"), "{e}");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let c = Config::parse_from(["api", "--stripe-secret-key", "sk_test_123", "--cron-secret", &"s".repeat(40)]);
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("sk_test_123") && !dbg.contains(&"s".repeat(40)), "{dbg}");
+    }
+}

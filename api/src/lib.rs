@@ -1,0 +1,108 @@
+//! The Dirt Free CRM server: configuration, the HTTP surface (GraphQL,
+//! health, later webhooks and the cron trigger) and its lifecycle.
+
+pub mod config;
+pub mod graphql;
+pub mod health;
+pub mod http;
+pub mod secret;
+pub mod state;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use commands::{DatabaseUrl, EventLog, LogOptions};
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use state::AppState;
+
+/// Opens the event log the configuration names (migrating it).
+///
+/// # Errors
+/// A clear message naming the problem: bad `DATABASE_URL`, database down,
+/// failed migration.
+pub async fn open_log(config: &Config) -> anyhow::Result<EventLog> {
+    let url = DatabaseUrl::parse(config.database_url.as_deref()).context("DATABASE_URL")?;
+    let log = EventLog::connect(
+        &url,
+        &LogOptions { max_connections: config.database_max_connections, ..LogOptions::default() },
+    )
+    .await?;
+    Ok(log)
+}
+
+/// Serves until `shutdown` resolves; in-flight requests finish first.
+///
+/// # Errors
+/// When the listener fails.
+pub async fn serve(
+    config: Config,
+    log: EventLog,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = AppState { log: log.clone(), config: Arc::new(config), started_at: chrono::Utc::now() };
+    let app = http::router(state);
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server")?;
+    log.close().await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+fn init_tracing(format: &str) {
+    use tracing_subscriber::{fmt, EnvFilter};
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if format == "pretty" { builder.try_init() } else { builder.json().flatten_event(true).with_current_span(true).try_init() };
+}
+
+/// The server binary's whole life: parse config, open the store, serve.
+/// Returns the process exit code; every failure is one clear line.
+pub async fn main_entry() -> i32 {
+    let config = <Config as clap::Parser>::parse();
+    init_tracing(&config.log_format);
+    match run(config).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            tracing::error!(error = %format!("{e:#}"), "server stopped");
+            1
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    config.validate()?;
+    let log = open_log(&config).await?;
+    let listener = TcpListener::bind(config.bind_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.bind_addr))?;
+    tracing::info!(addr = %config.bind_addr, engine = log.engine(), "Dirt Free CRM listening");
+    serve(config, log, listener, shutdown_signal()).await
+}
