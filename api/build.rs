@@ -10,7 +10,10 @@ fn main() {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     });
-    println!("cargo:rustc-env=DIRTFREE_BUILD={}", build.unwrap_or_else(|| "unknown".into()));
+    println!(
+        "cargo:rustc-env=DIRTFREE_BUILD={}",
+        build.unwrap_or_else(|| "unknown".into())
+    );
     println!("cargo:rerun-if-env-changed=DIRTFREE_BUILD");
     println!("cargo:rerun-if-changed=../.git/HEAD");
 }

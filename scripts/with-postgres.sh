@@ -8,6 +8,13 @@ set -euo pipefail
 if [[ -n "${TEST_DATABASE_URL:-}" ]] && psql "$TEST_DATABASE_URL" -Atqc 'select 1' >/dev/null 2>&1; then
   exec "$@"
 fi
+# A server already listening on the default port (with trust auth) will do.
+DEFAULT_URL="postgres://postgres@127.0.0.1:5432/postgres"
+if psql "$DEFAULT_URL" -Atqc 'select 1' >/dev/null 2>&1; then
+  export TEST_DATABASE_URL="$DEFAULT_URL"
+  echo "with-postgres: using the PostgreSQL already listening on 127.0.0.1:5432" >&2
+  exec "$@"
+fi
 
 PGBIN="${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}"
 if [[ -z "$PGBIN" || ! -x "$PGBIN/initdb" ]]; then

@@ -10,7 +10,11 @@ use crate::secret::Secret;
 
 /// Dirt Free CRM server.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "api", version, about = "Dirt Free CRM backend: GraphQL, webhooks and scheduled jobs")]
+#[command(
+    name = "api",
+    version,
+    about = "Dirt Free CRM backend: GraphQL, webhooks and scheduled jobs"
+)]
 pub struct Config {
     /// `postgres://…` or `sqlite://…`; unset → embedded SQLite under ./data/.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -72,16 +76,32 @@ pub struct Config {
     pub sentry_dsn: Option<Secret>,
 
     /// Stripe API base URL (tests point it at a local stand-in).
-    #[arg(long, env = "STRIPE_API_BASE", default_value = "https://api.stripe.com")]
+    #[arg(
+        long,
+        env = "STRIPE_API_BASE",
+        default_value = "https://api.stripe.com"
+    )]
     pub stripe_api_base: String,
     /// Twilio API base URL.
-    #[arg(long, env = "TWILIO_API_BASE", default_value = "https://api.twilio.com")]
+    #[arg(
+        long,
+        env = "TWILIO_API_BASE",
+        default_value = "https://api.twilio.com"
+    )]
     pub twilio_api_base: String,
     /// Resend API base URL.
-    #[arg(long, env = "RESEND_API_BASE", default_value = "https://api.resend.com")]
+    #[arg(
+        long,
+        env = "RESEND_API_BASE",
+        default_value = "https://api.resend.com"
+    )]
     pub resend_api_base: String,
     /// Google Business Profile reviews API base URL.
-    #[arg(long, env = "GOOGLE_REVIEWS_API_BASE", default_value = "https://mybusiness.googleapis.com")]
+    #[arg(
+        long,
+        env = "GOOGLE_REVIEWS_API_BASE",
+        default_value = "https://mybusiness.googleapis.com"
+    )]
     pub google_reviews_api_base: String,
 
     /// Origin of the admin UI allowed by CORS (e.g. `https://admin.example.com`).
@@ -99,7 +119,8 @@ pub struct Config {
 }
 
 fn parse_tz(s: &str) -> Result<Tz, String> {
-    s.parse::<Tz>().map_err(|_| format!("{s:?} is not an IANA time zone (e.g. America/Chicago)"))
+    s.parse::<Tz>()
+        .map_err(|_| format!("{s:?} is not an IANA time zone (e.g. America/Chicago)"))
 }
 
 /// A configuration the server must not start with.
@@ -157,14 +178,24 @@ mod tests {
 
     #[test]
     fn an_unknown_time_zone_is_refused_with_the_reason() {
-        let e = Config::try_parse_from(["api", "--business-timezone", "Mars/Olympus"]).expect_err("refused");
+        let e = Config::try_parse_from(["api", "--business-timezone", "Mars/Olympus"])
+            .expect_err("refused");
         assert!(e.to_string().contains("IANA"), "{e}");
     }
 
     #[test]
     fn secrets_do_not_show_in_debug_output() {
-        let c = Config::parse_from(["api", "--stripe-secret-key", "sk_test_123", "--cron-secret", &"s".repeat(40)]);
+        let c = Config::parse_from([
+            "api",
+            "--stripe-secret-key",
+            "sk_test_123",
+            "--cron-secret",
+            &"s".repeat(40),
+        ]);
         let dbg = format!("{c:?}");
-        assert!(!dbg.contains("sk_test_123") && !dbg.contains(&"s".repeat(40)), "{dbg}");
+        assert!(
+            !dbg.contains("sk_test_123") && !dbg.contains(&"s".repeat(40)),
+            "{dbg}"
+        );
     }
 }

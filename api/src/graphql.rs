@@ -60,7 +60,11 @@ impl QueryRoot {
         let state = ctx.data::<AppState>()?;
         let head = state.log.head().await.ok();
         Ok(Health {
-            status: if head.is_some() { "ok".into() } else { "degraded".into() },
+            status: if head.is_some() {
+                "ok".into()
+            } else {
+                "degraded".into()
+            },
             engine: state.log.engine().into(),
             head_position: head.map(|p| p.to_string()),
         })
@@ -68,7 +72,10 @@ impl QueryRoot {
 
     /// The running version and build.
     async fn version(&self) -> VersionInfo {
-        VersionInfo { version: VERSION.into(), build: BUILD.into() }
+        VersionInfo {
+            version: VERSION.into(),
+            build: BUILD.into(),
+        }
     }
 }
 

@@ -53,6 +53,10 @@ pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>
             "cron": integration(c.cron_secret.is_some(), "CRON_SECRET"),
         },
     });
-    let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(body))
 }

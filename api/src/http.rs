@@ -33,12 +33,21 @@ pub fn router(state: AppState) -> Router {
 
     let mut app = api.merge(graphql_routes);
 
-    if let Some(origin) = state.config.admin_ui_origin.as_deref().and_then(|o| o.parse::<HeaderValue>().ok()) {
+    if let Some(origin) = state
+        .config
+        .admin_ui_origin
+        .as_deref()
+        .and_then(|o| o.parse::<HeaderValue>().ok())
+    {
         app = app.layer(
             CorsLayer::new()
                 .allow_origin(origin)
                 .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    HeaderName::from_static("idempotency-key"),
+                ])
                 .max_age(Duration::from_secs(600)),
         );
     }
@@ -64,5 +73,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 fn security_header(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::if_not_present(HeaderName::from_static(name), HeaderValue::from_static(value))
+    SetResponseHeaderLayer::if_not_present(
+        HeaderName::from_static(name),
+        HeaderValue::from_static(value),
+    )
 }

@@ -26,7 +26,10 @@ pub async fn open_log(config: &Config) -> anyhow::Result<EventLog> {
     let url = DatabaseUrl::parse(config.database_url.as_deref()).context("DATABASE_URL")?;
     let log = EventLog::connect(
         &url,
-        &LogOptions { max_connections: config.database_max_connections, ..LogOptions::default() },
+        &LogOptions {
+            max_connections: config.database_max_connections,
+            ..LogOptions::default()
+        },
     )
     .await?;
     Ok(log)
@@ -42,12 +45,19 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let state = AppState { log: log.clone(), config: Arc::new(config), started_at: chrono::Utc::now() };
+    let state = AppState {
+        log: log.clone(),
+        config: Arc::new(config),
+        started_at: chrono::Utc::now(),
+    };
     let app = http::router(state);
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("HTTP server")?;
     log.close().await;
     Ok(())
 }
@@ -77,9 +87,18 @@ pub async fn shutdown_signal() {
 
 fn init_tracing(format: &str) {
     use tracing_subscriber::{fmt, EnvFilter};
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if format == "pretty" { builder.try_init() } else { builder.json().flatten_event(true).with_current_span(true).try_init() };
+    let _ = if format == "pretty" {
+        builder.try_init()
+    } else {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
+    };
 }
 
 /// The server binary's whole life: parse config, open the store, serve.

@@ -11,13 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::metadata::EventMetadata;
-use crate::store::{AppendRequest, EventLog, LogPosition, NewEvent, RecordedEvent, SnapshotWrite, StoreError};
+use crate::store::{
+    AppendRequest, EventLog, LogPosition, NewEvent, RecordedEvent, SnapshotWrite, StoreError,
+};
 
 /// An aggregate loaded from the log.
 #[derive(Debug, Clone)]
@@ -188,19 +190,33 @@ impl<A: Aggregate> AggregateStore<A> {
     /// [`StoreError::CorruptEvent`] for an event that does not deserialise;
     /// [`StoreError::Unavailable`] / [`StoreError::Database`].
     pub async fn load(&self, aggregate_id: &str) -> Result<Loaded<A>, StoreError> {
-        let mut loaded = Loaded { aggregate: A::default(), sequence: 0, snapshot_number: 0 };
+        let mut loaded = Loaded {
+            aggregate: A::default(),
+            sequence: 0,
+            snapshot_number: 0,
+        };
         if self.snapshot_every.is_some() {
             if let Some(s) = self.log.load_snapshot(A::TYPE, aggregate_id).await? {
                 // A snapshot of an older aggregate shape is ignored: replay instead.
                 match serde_json::from_value::<A>(s.payload) {
                     Ok(a) => {
-                        loaded = Loaded { aggregate: a, sequence: s.last_sequence, snapshot_number: s.snapshot_number }
+                        loaded = Loaded {
+                            aggregate: a,
+                            sequence: s.last_sequence,
+                            snapshot_number: s.snapshot_number,
+                        }
                     }
-                    Err(e) => tracing::warn!(aggregate = A::TYPE, aggregate_id, error = %e, "ignoring unreadable snapshot"),
+                    Err(e) => {
+                        tracing::warn!(aggregate = A::TYPE, aggregate_id, error = %e, "ignoring unreadable snapshot")
+                    }
                 }
             }
         }
-        for e in self.log.load_stream(A::TYPE, aggregate_id, loaded.sequence).await? {
+        for e in self
+            .log
+            .load_stream(A::TYPE, aggregate_id, loaded.sequence)
+            .await?
+        {
             loaded.sequence = e.sequence;
             let event = self.decode(e)?;
             loaded.aggregate.apply(event);
@@ -212,8 +228,16 @@ impl<A: Aggregate> AggregateStore<A> {
     ///
     /// # Errors
     /// As [`Self::load`].
-    pub async fn load_at(&self, aggregate_id: &str, at: HistoryPoint) -> Result<Loaded<A>, StoreError> {
-        let mut loaded = Loaded { aggregate: A::default(), sequence: 0, snapshot_number: 0 };
+    pub async fn load_at(
+        &self,
+        aggregate_id: &str,
+        at: HistoryPoint,
+    ) -> Result<Loaded<A>, StoreError> {
+        let mut loaded = Loaded {
+            aggregate: A::default(),
+            sequence: 0,
+            snapshot_number: 0,
+        };
         for e in self.log.load_stream(A::TYPE, aggregate_id, 0).await? {
             let include = match at {
                 HistoryPoint::Version(v) => e.sequence <= v,
@@ -264,13 +288,15 @@ impl<A: Aggregate> AggregateStore<A> {
             });
         }
 
-        let meta_json = serde_json::to_value(metadata.to_map()).map_err(|e| StoreError::Database(e.to_string()))?;
+        let meta_json = serde_json::to_value(metadata.to_map())
+            .map_err(|e| StoreError::Database(e.to_string()))?;
         let mut new_events = Vec::with_capacity(events.len());
         for e in &events {
             new_events.push(NewEvent {
                 event_type: e.event_type(),
                 event_version: e.event_version(),
-                payload: serde_json::to_value(e).map_err(|e| StoreError::Database(e.to_string()))?,
+                payload: serde_json::to_value(e)
+                    .map_err(|e| StoreError::Database(e.to_string()))?,
                 metadata: meta_json.clone(),
             });
         }
@@ -279,7 +305,8 @@ impl<A: Aggregate> AggregateStore<A> {
             // The sink already applied the events to `loaded.aggregate`: it is
             // the state at `new_sequence`, to be stored as it is.
             Some(k) if loaded.sequence / k != new_sequence / k => Some(SnapshotWrite {
-                payload: serde_json::to_value(&loaded.aggregate).map_err(|e| StoreError::Database(e.to_string()))?,
+                payload: serde_json::to_value(&loaded.aggregate)
+                    .map_err(|e| StoreError::Database(e.to_string()))?,
                 last_sequence: new_sequence,
                 snapshot_number: loaded.snapshot_number + 1,
             }),
@@ -354,14 +381,19 @@ impl<A: Aggregate> AggregateStore<A> {
                 Err(CommandError::Conflict { .. }) if attempt < attempts.max(1) => {
                     // Jittered back-off so that contenders spread out.
                     let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 5;
-                    tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 2 + jitter)).await;
+                    tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 2 + jitter))
+                        .await;
                 }
                 other => return other,
             }
         }
     }
 
-    async fn prior_outcome(&self, key: &str, aggregate_id: &str) -> Result<Option<CommandOutcome>, CommandError<A::Error>> {
+    async fn prior_outcome(
+        &self,
+        key: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<CommandOutcome>, CommandError<A::Error>> {
         let Some(stored) = self.log.find_idempotent(key).await? else {
             return Ok(None);
         };
@@ -384,7 +416,10 @@ impl<A: Aggregate> AggregateStore<A> {
             .iter()
             .enumerate()
             .map(|(i, p)| CommittedEvent {
-                sequence: stream.iter().find(|e| e.position == *p).map_or(0, |e| e.sequence),
+                sequence: stream
+                    .iter()
+                    .find(|e| e.position == *p)
+                    .map_or(0, |e| e.sequence),
                 event_type: types.get(i).cloned().unwrap_or_default(),
                 position: *p,
             })

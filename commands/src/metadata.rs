@@ -130,7 +130,8 @@ impl EventMetadata {
         m.insert("causation_id".into(), self.causation_id.clone());
         m.insert(
             "occurred_at".into(),
-            self.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            self.occurred_at
+                .to_rfc3339_opts(SecondsFormat::Micros, true),
         );
         if let Some(ip) = &self.client_ip {
             m.insert("client_ip".into(), ip.clone());
@@ -164,7 +165,10 @@ mod tests {
 
     #[test]
     fn metadata_survives_the_map_round_trip() {
-        let at = Utc.with_ymd_and_hms(2026, 3, 8, 8, 0, 0).single().expect("valid time");
+        let at = Utc
+            .with_ymd_and_hms(2026, 3, 8, 8, 0, 0)
+            .single()
+            .expect("valid time");
         let m = EventMetadata::new(Actor::Staff("s-1".into()), at)
             .with_request_id("req-1")
             .with_client_ip("10.0.0.1")

@@ -22,7 +22,13 @@ impl LogTail {
     /// Starts after `after` (use [`LogPosition::START`] for the beginning).
     pub fn new(log: EventLog, after: LogPosition, batch: u32) -> Self {
         let commits = log.commits();
-        Self { log, after, batch: batch.max(1), commits, idle_recheck: Duration::from_secs(2) }
+        Self {
+            log,
+            after,
+            batch: batch.max(1),
+            commits,
+            idle_recheck: Duration::from_secs(2),
+        }
     }
 
     /// The position of the last event handed out.

@@ -58,7 +58,12 @@ impl Aggregate for Counter {
     type Error = CounterError;
     type Services = ();
 
-    async fn handle(&mut self, command: CounterCommand, _: &(), sink: &EventSink<Self>) -> Result<(), CounterError> {
+    async fn handle(
+        &mut self,
+        command: CounterCommand,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), CounterError> {
         match command {
             CounterCommand::Add(n) if n <= 0 => Err(CounterError::NotPositive),
             CounterCommand::Add(n) => {
@@ -94,7 +99,11 @@ impl EventUpcaster for IncrementedV1 {
     }
 
     fn upcast(&self, mut event: SerializedEvent) -> SerializedEvent {
-        let by = event.payload.pointer("/Incremented/by").cloned().unwrap_or_default();
+        let by = event
+            .payload
+            .pointer("/Incremented/by")
+            .cloned()
+            .unwrap_or_default();
         event.payload = serde_json::json!({ "Added": { "amount": by } });
         event.event_type = "Added".into();
         event.event_version = "2.0".into();

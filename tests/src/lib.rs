@@ -78,13 +78,22 @@ impl TestDb {
                 sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
                     .await
                     .expect("create test database");
-                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_string();
-                TestDb { url: format!("{base}/{name}"), _dir: None }
+                let base = admin
+                    .rsplit_once('/')
+                    .map_or(admin.as_str(), |(b, _)| b)
+                    .to_string();
+                TestDb {
+                    url: format!("{base}/{name}"),
+                    _dir: None,
+                }
             }
             Engine::Sqlite => {
                 let dir = TempDir::new();
                 let url = format!("sqlite://{}", dir.0.join("events.db").display());
-                TestDb { url, _dir: Some(dir) }
+                TestDb {
+                    url,
+                    _dir: Some(dir),
+                }
             }
         }
     }
@@ -95,6 +104,8 @@ impl TestDb {
     /// When it cannot be opened.
     pub async fn log(&self) -> EventLog {
         let url = DatabaseUrl::parse(Some(&self.url)).expect("valid test url");
-        EventLog::connect(&url, &LogOptions::default()).await.expect("open event log")
+        EventLog::connect(&url, &LogOptions::default())
+            .await
+            .expect("open event log")
     }
 }

@@ -29,7 +29,9 @@ pub use sqlite::SqliteLog;
 ///
 /// On PostgreSQL `tx` is the writing transaction's id (xid8) and `seq` the
 /// event's bigint position; on SQLite `tx` is 0 and `seq` the row position.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct LogPosition {
     /// Writing transaction (0 on engines whose positions are already commit-ordered).
     pub tx: u64,
@@ -286,7 +288,10 @@ pub struct LogOptions {
 
 impl Default for LogOptions {
     fn default() -> Self {
-        Self { max_connections: 32, connect_timeout: Duration::from_secs(5) }
+        Self {
+            max_connections: 32,
+            connect_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -316,7 +321,9 @@ impl EventLog {
     /// database does not answer, [`StoreError::Migration`].
     pub async fn connect(url: &DatabaseUrl, options: &LogOptions) -> Result<Self, StoreError> {
         match url {
-            DatabaseUrl::Postgres(u) => Ok(EventLog::Postgres(PostgresLog::connect(u, options).await?)),
+            DatabaseUrl::Postgres(u) => {
+                Ok(EventLog::Postgres(PostgresLog::connect(u, options).await?))
+            }
             DatabaseUrl::Sqlite(u) => Ok(EventLog::Sqlite(SqliteLog::connect(u, options).await?)),
         }
     }
@@ -368,7 +375,11 @@ impl EventLog {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Database`].
-    pub async fn read_all(&self, after: LogPosition, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub async fn read_all(
+        &self,
+        after: LogPosition,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         dispatch!(self, l => l.read_all(after, limit).await)
     }
 
@@ -462,14 +473,20 @@ mod tests {
         ));
         let err = DatabaseUrl::parse(Some("mysql://u:secret@h/db")).expect_err("refused");
         assert!(err.to_string().contains("unsupported scheme"), "{err}");
-        assert!(!err.to_string().contains("secret"), "password leaked: {err}");
+        assert!(
+            !err.to_string().contains("secret"),
+            "password leaked: {err}"
+        );
         assert!(DatabaseUrl::parse(Some("")).is_err());
         assert!(DatabaseUrl::parse(Some("postgres://h:notaport/db")).is_err());
     }
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact_url("postgres://me:pw@h:5432/db"), "postgres://me:***@h:5432/db");
+        assert_eq!(
+            redact_url("postgres://me:pw@h:5432/db"),
+            "postgres://me:***@h:5432/db"
+        );
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
     }
 }

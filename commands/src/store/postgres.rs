@@ -288,7 +288,11 @@ impl PostgresLog {
         .map_err(StoreError::from_sqlx)
     }
 
-    pub(super) async fn read_all(&self, after: LogPosition, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub(super) async fn read_all(
+        &self,
+        after: LogPosition,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM events \
               WHERE (transaction_id, position) > ($1::text::xid8, $2) \
@@ -304,7 +308,10 @@ impl PostgresLog {
         rows.iter().map(recorded).collect()
     }
 
-    pub(super) async fn has_held_back_events(&self, after: LogPosition) -> Result<bool, StoreError> {
+    pub(super) async fn has_held_back_events(
+        &self,
+        after: LogPosition,
+    ) -> Result<bool, StoreError> {
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM events \
               WHERE (transaction_id, position) > ($1::text::xid8, $2) \
@@ -340,7 +347,10 @@ impl PostgresLog {
         Ok(n as u64)
     }
 
-    pub(super) async fn find_idempotent(&self, key: &str) -> Result<Option<StoredOutcome>, StoreError> {
+    pub(super) async fn find_idempotent(
+        &self,
+        key: &str,
+    ) -> Result<Option<StoredOutcome>, StoreError> {
         let row = sqlx::query(
             "SELECT aggregate_type, aggregate_id, outcome FROM command_idempotency WHERE idempotency_key = $1",
         )
@@ -378,7 +388,10 @@ pub(super) fn stored_outcome(
     Ok(StoredOutcome {
         aggregate_type,
         aggregate_id,
-        outcome: outcome.get_mut("result").map(Value::take).unwrap_or(Value::Null),
+        outcome: outcome
+            .get_mut("result")
+            .map(Value::take)
+            .unwrap_or(Value::Null),
         positions,
     })
 }
@@ -436,7 +449,12 @@ fn recorded(r: &PgRow) -> Result<RecordedEvent, StoreError> {
     get().map_err(StoreError::from_sqlx)
 }
 
-fn map_write_error(e: sqlx::Error, aggregate_type: &str, aggregate_id: &str, expected: u64) -> StoreError {
+fn map_write_error(
+    e: sqlx::Error,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    expected: u64,
+) -> StoreError {
     if let sqlx::Error::Database(db) = &e {
         if db.code().as_deref() == Some("23505") {
             return match db.constraint() {

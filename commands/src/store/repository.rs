@@ -36,8 +36,16 @@ pub(crate) fn to_serialized(e: RecordedEvent) -> SerializedEvent {
 }
 
 impl PersistedEventRepository for EventLog {
-    async fn get_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        Ok(self.load_stream(A::TYPE, aggregate_id, 0).await?.into_iter().map(to_serialized).collect())
+    async fn get_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        Ok(self
+            .load_stream(A::TYPE, aggregate_id, 0)
+            .await?
+            .into_iter()
+            .map(to_serialized)
+            .collect())
     }
 
     async fn get_last_events<A: Aggregate>(
@@ -53,13 +61,19 @@ impl PersistedEventRepository for EventLog {
             .collect())
     }
 
-    async fn get_snapshot<A: Aggregate>(&self, aggregate_id: &str) -> Result<Option<SerializedSnapshot>, PersistenceError> {
-        Ok(self.load_snapshot(A::TYPE, aggregate_id).await?.map(|s| SerializedSnapshot {
-            aggregate_id: aggregate_id.to_string(),
-            aggregate: s.payload,
-            current_sequence: s.last_sequence as usize,
-            current_snapshot: s.snapshot_number as usize,
-        }))
+    async fn get_snapshot<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
+        Ok(self
+            .load_snapshot(A::TYPE, aggregate_id)
+            .await?
+            .map(|s| SerializedSnapshot {
+                aggregate_id: aggregate_id.to_string(),
+                aggregate: s.payload,
+                current_sequence: s.last_sequence as usize,
+                current_snapshot: s.snapshot_number as usize,
+            }))
     }
 
     async fn persist<A: Aggregate>(
@@ -96,7 +110,10 @@ impl PersistedEventRepository for EventLog {
         Ok(())
     }
 
-    async fn stream_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<ReplayStream, PersistenceError> {
+    async fn stream_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<ReplayStream, PersistenceError> {
         let events = self.load_stream(A::TYPE, aggregate_id, 0).await?;
         Ok(feed(events.into_iter().map(to_serialized).collect()))
     }
@@ -113,7 +130,9 @@ impl PersistedEventRepository for EventLog {
                     Ok(batch) => {
                         for e in batch {
                             after = e.position;
-                            if e.aggregate_type == A::TYPE && feed.push(Ok(to_serialized(e))).await.is_err() {
+                            if e.aggregate_type == A::TYPE
+                                && feed.push(Ok(to_serialized(e))).await.is_err()
+                            {
                                 return;
                             }
                         }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use sqlx::Row;
 use tokio::sync::watch;
@@ -59,7 +60,9 @@ impl SqliteLog {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(opts.clone())
             .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot open SQLite database {url}: {e}")))?;
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot open SQLite database {url}: {e}"))
+            })?;
         sqlx::migrate!("../migrations/sqlite")
             .run(&writer)
             .await
@@ -73,10 +76,16 @@ impl SqliteLog {
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(opts.read_only(true))
                 .await
-                .map_err(|e| StoreError::Unavailable(format!("cannot open SQLite database {url}: {e}")))?
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("cannot open SQLite database {url}: {e}"))
+                })?
         };
         let (tx, _) = watch::channel(0u64);
-        Ok(Self { writer, reader, commits: Arc::new(tx) })
+        Ok(Self {
+            writer,
+            reader,
+            commits: Arc::new(tx),
+        })
     }
 
     /// The writer pool (read models on SQLite write through it too, so that
@@ -138,7 +147,10 @@ impl SqliteLog {
             .fetch_one(&mut *tx)
             .await
             .map_err(|err| if is_unique_violation(&err) { conflict() } else { StoreError::from_sqlx(err) })?;
-            positions.push(LogPosition { tx: 0, seq: pos as u64 });
+            positions.push(LogPosition {
+                tx: 0,
+                seq: pos as u64,
+            });
         }
         if let Some(snap) = &req.snapshot {
             sqlx::query(
@@ -230,12 +242,20 @@ impl SqliteLog {
         })?;
         Ok(Some(StoredSnapshot {
             payload,
-            last_sequence: r.try_get::<i64, _>("last_sequence").map_err(StoreError::from_sqlx)? as u64,
-            snapshot_number: r.try_get::<i64, _>("current_snapshot").map_err(StoreError::from_sqlx)? as u64,
+            last_sequence: r
+                .try_get::<i64, _>("last_sequence")
+                .map_err(StoreError::from_sqlx)? as u64,
+            snapshot_number: r
+                .try_get::<i64, _>("current_snapshot")
+                .map_err(StoreError::from_sqlx)? as u64,
         }))
     }
 
-    pub(super) async fn read_all(&self, after: LogPosition, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub(super) async fn read_all(
+        &self,
+        after: LogPosition,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
         ))
@@ -247,7 +267,10 @@ impl SqliteLog {
         rows.iter().map(recorded).collect()
     }
 
-    pub(super) async fn has_held_back_events(&self, _after: LogPosition) -> Result<bool, StoreError> {
+    pub(super) async fn has_held_back_events(
+        &self,
+        _after: LogPosition,
+    ) -> Result<bool, StoreError> {
         // One writer: whatever committed is readable at once.
         Ok(false)
     }
@@ -257,7 +280,10 @@ impl SqliteLog {
             .fetch_one(&self.reader)
             .await
             .map_err(StoreError::from_sqlx)?;
-        Ok(LogPosition { tx: 0, seq: pos.unwrap_or(0) as u64 })
+        Ok(LogPosition {
+            tx: 0,
+            seq: pos.unwrap_or(0) as u64,
+        })
     }
 
     pub(super) async fn count(&self) -> Result<u64, StoreError> {
@@ -268,7 +294,10 @@ impl SqliteLog {
         Ok(n as u64)
     }
 
-    pub(super) async fn find_idempotent(&self, key: &str) -> Result<Option<StoredOutcome>, StoreError> {
+    pub(super) async fn find_idempotent(
+        &self,
+        key: &str,
+    ) -> Result<Option<StoredOutcome>, StoreError> {
         let row = sqlx::query(
             "SELECT aggregate_type, aggregate_id, outcome FROM command_idempotency WHERE idempotency_key = ?",
         )
@@ -278,7 +307,8 @@ impl SqliteLog {
         .map_err(StoreError::from_sqlx)?;
         let Some(r) = row else { return Ok(None) };
         let text: String = r.try_get("outcome").map_err(StoreError::from_sqlx)?;
-        let outcome: Value = serde_json::from_str(&text).map_err(|e| StoreError::Database(e.to_string()))?;
+        let outcome: Value =
+            serde_json::from_str(&text).map_err(|e| StoreError::Database(e.to_string()))?;
         super::postgres::stored_outcome(
             r.try_get("aggregate_type").map_err(StoreError::from_sqlx)?,
             r.try_get("aggregate_id").map_err(StoreError::from_sqlx)?,
@@ -295,7 +325,9 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 fn recorded(r: &SqliteRow) -> Result<RecordedEvent, StoreError> {
     let aggregate_type: String = r.try_get("aggregate_type").map_err(StoreError::from_sqlx)?;
     let aggregate_id: String = r.try_get("aggregate_id").map_err(StoreError::from_sqlx)?;
-    let sequence = r.try_get::<i64, _>("sequence").map_err(StoreError::from_sqlx)? as u64;
+    let sequence = r
+        .try_get::<i64, _>("sequence")
+        .map_err(StoreError::from_sqlx)? as u64;
     let event_type: String = r.try_get("event_type").map_err(StoreError::from_sqlx)?;
     let corrupt = |what: &str, e: serde_json::Error| StoreError::CorruptEvent {
         aggregate_type: aggregate_type.clone(),
@@ -310,7 +342,12 @@ fn recorded(r: &SqliteRow) -> Result<RecordedEvent, StoreError> {
     let metadata: Value = serde_json::from_str(&metadata).map_err(|e| corrupt("metadata", e))?;
     let recorded_at: String = r.try_get("recorded_at").map_err(StoreError::from_sqlx)?;
     Ok(RecordedEvent {
-        position: LogPosition { tx: 0, seq: r.try_get::<i64, _>("position").map_err(StoreError::from_sqlx)? as u64 },
+        position: LogPosition {
+            tx: 0,
+            seq: r
+                .try_get::<i64, _>("position")
+                .map_err(StoreError::from_sqlx)? as u64,
+        },
         aggregate_type,
         aggregate_id,
         sequence,

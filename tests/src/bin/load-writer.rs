@@ -9,7 +9,9 @@ use tests::counter::{Counter, CounterCommand};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let url = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: load-writer <DATABASE_URL>"))?;
+    let url = std::env::args()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("usage: load-writer <DATABASE_URL>"))?;
     let log = EventLog::connect(&DatabaseUrl::parse(Some(&url))?, &LogOptions::default()).await?;
     let store = AggregateStore::<Counter>::new(log, ());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -19,8 +21,12 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(async move {
             let id = format!("crash-{w}");
             loop {
-                let meta = EventMetadata::new(Actor::System("load-writer".into()), chrono::Utc::now());
-                if let Ok(o) = store.execute_retrying(&id, CounterCommand::AddMany(3), &meta, 50).await {
+                let meta =
+                    EventMetadata::new(Actor::System("load-writer".into()), chrono::Utc::now());
+                if let Ok(o) = store
+                    .execute_retrying(&id, CounterCommand::AddMany(3), &meta, 50)
+                    .await
+                {
                     for e in o.events {
                         if tx.send(format!("ack {id} {}", e.sequence)).is_err() {
                             return;
