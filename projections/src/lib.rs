@@ -1,1 +1,14 @@
-//! placeholder
+//! Read models of Dirt Free CRM, built from the global event log.
+//!
+//! A [`ProjectionRunner`] feeds each [`Projection`] the log in order and
+//! commits its table changes together with its checkpoint; read models can be
+//! rebuilt from zero at any time (`replay-tools rebuild`).
+
+pub mod crm;
+pub mod db;
+pub mod projection;
+pub mod runner;
+
+pub use db::{JsonRow, Param, ReadDb};
+pub use projection::{Projection, ProjectionError, Slot};
+pub use runner::{ProjectionRunner, ProjectionStatus, RunError};

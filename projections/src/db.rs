@@ -1,0 +1,255 @@
+//! A small portable layer over the two read-model engines.
+//!
+//! Read-model SQL is written once: `$1`-style parameters (SQLite accepts
+//! them too), `TEXT`/`BIGINT` columns, `INSERT … ON CONFLICT … DO UPDATE`.
+//! Rows come back as JSON objects so that dumps, diffs and GraphQL share one
+//! representation.
+
+use serde_json::{Map, Value};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Column, Postgres, Row, Sqlite, Transaction, TypeInfo, ValueRef};
+
+use commands::EventLog;
+
+/// A bound parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    /// SQL NULL in a text column.
+    Null,
+    /// SQL NULL in an integer column (PostgreSQL wants the type).
+    NullInt,
+    /// An integer (also flags as 0/1, cents, points).
+    Int(i64),
+    /// Text (ids, dates, JSON).
+    Text(String),
+}
+
+impl From<i64> for Param {
+    fn from(v: i64) -> Self {
+        Param::Int(v)
+    }
+}
+impl From<bool> for Param {
+    fn from(v: bool) -> Self {
+        Param::Int(i64::from(v))
+    }
+}
+impl From<&str> for Param {
+    fn from(v: &str) -> Self {
+        Param::Text(v.to_string())
+    }
+}
+impl From<String> for Param {
+    fn from(v: String) -> Self {
+        Param::Text(v)
+    }
+}
+impl From<Option<String>> for Param {
+    fn from(v: Option<String>) -> Self {
+        v.map_or(Param::Null, Param::Text)
+    }
+}
+impl From<Option<&str>> for Param {
+    fn from(v: Option<&str>) -> Self {
+        v.map_or(Param::Null, Into::into)
+    }
+}
+impl From<Option<i64>> for Param {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Param::NullInt, Param::Int)
+    }
+}
+
+/// A read-model row.
+pub type JsonRow = Map<String, Value>;
+
+/// Errors of the read-model database.
+#[derive(Debug, thiserror::Error)]
+#[error("read model database: {0}")]
+pub struct DbError(pub String);
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        DbError(e.to_string())
+    }
+}
+
+/// Where read models live: the same database as the event log.
+#[derive(Debug, Clone)]
+pub enum ReadDb {
+    /// PostgreSQL.
+    Postgres(sqlx::PgPool),
+    /// SQLite: writes through the log's single writer, reads through its readers.
+    Sqlite {
+        /// The single writer connection.
+        writer: sqlx::SqlitePool,
+        /// Read-only connections.
+        reader: sqlx::SqlitePool,
+    },
+}
+
+/// An open read-model transaction.
+#[derive(Debug)]
+pub enum ReadTx {
+    /// PostgreSQL.
+    Postgres(Transaction<'static, Postgres>),
+    /// SQLite.
+    Sqlite(Transaction<'static, Sqlite>),
+}
+
+macro_rules! bind_all {
+    ($q:expr, $params:expr) => {{
+        let mut q = $q;
+        for p in $params {
+            q = match p {
+                Param::Null => q.bind(None::<String>),
+                Param::NullInt => q.bind(None::<i64>),
+                Param::Int(i) => q.bind(*i),
+                Param::Text(s) => q.bind(s.clone()),
+            };
+        }
+        q
+    }};
+}
+
+impl ReadDb {
+    /// The read-model database of an event log.
+    pub fn of(log: &EventLog) -> Self {
+        match log {
+            EventLog::Postgres(pg) => ReadDb::Postgres(pg.pool().clone()),
+            EventLog::Sqlite(s) => ReadDb::Sqlite { writer: s.writer().clone(), reader: s.reader().clone() },
+        }
+    }
+
+    /// `postgresql` or `sqlite`.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            ReadDb::Postgres(_) => "postgresql",
+            ReadDb::Sqlite { .. } => "sqlite",
+        }
+    }
+
+    /// Begins a write transaction (SQLite: `BEGIN IMMEDIATE`, the write lock up front).
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn begin(&self) -> Result<ReadTx, DbError> {
+        Ok(match self {
+            ReadDb::Postgres(p) => ReadTx::Postgres(p.begin().await?),
+            ReadDb::Sqlite { writer, .. } => ReadTx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?),
+        })
+    }
+
+    /// Runs a read query.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn query(&self, sql: &str, params: &[Param]) -> Result<Vec<JsonRow>, DbError> {
+        Ok(match self {
+            ReadDb::Postgres(p) => bind_all!(sqlx::query(sql), params).fetch_all(p).await?.iter().map(pg_row).collect(),
+            ReadDb::Sqlite { reader, .. } => {
+                bind_all!(sqlx::query(sql), params).fetch_all(reader).await?.iter().map(sqlite_row).collect()
+            }
+        })
+    }
+
+    /// Runs a statement outside a transaction.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn execute(&self, sql: &str, params: &[Param]) -> Result<u64, DbError> {
+        let mut tx = self.begin().await?;
+        let n = tx.execute(sql, params).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+}
+
+impl ReadTx {
+    /// Runs a statement; returns the rows affected.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64, DbError> {
+        Ok(match self {
+            ReadTx::Postgres(t) => bind_all!(sqlx::query(sql), params).execute(&mut **t).await?.rows_affected(),
+            ReadTx::Sqlite(t) => bind_all!(sqlx::query(sql), params).execute(&mut **t).await?.rows_affected(),
+        })
+    }
+
+    /// Runs a query inside the transaction.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<JsonRow>, DbError> {
+        Ok(match self {
+            ReadTx::Postgres(t) => bind_all!(sqlx::query(sql), params).fetch_all(&mut **t).await?.iter().map(pg_row).collect(),
+            ReadTx::Sqlite(t) => {
+                bind_all!(sqlx::query(sql), params).fetch_all(&mut **t).await?.iter().map(sqlite_row).collect()
+            }
+        })
+    }
+
+    /// Commits.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn commit(self) -> Result<(), DbError> {
+        match self {
+            ReadTx::Postgres(t) => t.commit().await?,
+            ReadTx::Sqlite(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    /// `postgresql` or `sqlite`.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            ReadTx::Postgres(_) => "postgresql",
+            ReadTx::Sqlite(_) => "sqlite",
+        }
+    }
+}
+
+fn pg_row(r: &PgRow) -> JsonRow {
+    let mut m = Map::new();
+    for (i, c) in r.columns().iter().enumerate() {
+        let null = r.try_get_raw(i).map(|v| v.is_null()).unwrap_or(true);
+        let v = if null {
+            Value::Null
+        } else {
+            match c.type_info().name() {
+                "INT8" => r.try_get::<i64, _>(i).map(Value::from).unwrap_or(Value::Null),
+                "INT4" => r.try_get::<i32, _>(i).map(Value::from).unwrap_or(Value::Null),
+                "INT2" => r.try_get::<i16, _>(i).map(Value::from).unwrap_or(Value::Null),
+                "NUMERIC" => r.try_get::<String, _>(i).map(Value::from).unwrap_or(Value::Null),
+                "BOOL" => r.try_get::<bool, _>(i).map(Value::from).unwrap_or(Value::Null),
+                "JSONB" | "JSON" => r.try_get::<Value, _>(i).unwrap_or(Value::Null),
+                _ => r.try_get::<String, _>(i).map(Value::from).unwrap_or(Value::Null),
+            }
+        };
+        m.insert(c.name().to_string(), v);
+    }
+    m
+}
+
+fn sqlite_row(r: &SqliteRow) -> JsonRow {
+    let mut m = Map::new();
+    for (i, c) in r.columns().iter().enumerate() {
+        let v = match r.try_get_raw(i) {
+            Ok(raw) if raw.is_null() => Value::Null,
+            Ok(raw) => match raw.type_info().name() {
+                "INTEGER" | "BOOLEAN" => r.try_get::<i64, _>(i).map(Value::from).unwrap_or(Value::Null),
+                _ => r
+                    .try_get::<String, _>(i)
+                    .map(Value::from)
+                    .or_else(|_| r.try_get::<i64, _>(i).map(Value::from))
+                    .unwrap_or(Value::Null),
+            },
+            Err(_) => Value::Null,
+        };
+        m.insert(c.name().to_string(), v);
+    }
+    m
+}

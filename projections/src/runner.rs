@@ -1,0 +1,515 @@
+//! Runs projections: each reads the global log from its checkpoint and
+//! updates its tables *and* its checkpoint in one transaction, so an event's
+//! effect is applied exactly once, across crashes and across instances.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use commands::{EventLog, LogPosition, RecordedEvent, StoreError};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::db::{DbError, JsonRow, Param, ReadDb, ReadTx};
+use crate::projection::{ApplyContext, Projection, ProjectionError, Slot};
+
+/// Why a projection run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Reading the log failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The read-model database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A handler refused an event: the projection stops there.
+    #[error("projection {projection} failed on {aggregate_type} {aggregate_id} #{sequence} ({event_type}) at {position}: {error}")]
+    Handler {
+        /// Projection.
+        projection: String,
+        /// Where.
+        position: LogPosition,
+        /// Aggregate type.
+        aggregate_type: String,
+        /// Aggregate id.
+        aggregate_id: String,
+        /// Sequence.
+        sequence: u64,
+        /// Event type.
+        event_type: String,
+        /// The handler's error.
+        error: String,
+    },
+    /// No projection by that name.
+    #[error("unknown projection {0:?}")]
+    Unknown(String),
+}
+
+/// A projection's state, for `/api/health/detailed` and `replay-tools status`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectionStatus {
+    /// Name.
+    pub name: String,
+    /// Version of its code.
+    pub version: i64,
+    /// Checkpoint (`tx.seq`).
+    pub position: String,
+    /// Events applied since it was built.
+    pub events_applied: i64,
+    /// `running` or `failed`.
+    pub state: String,
+    /// The last error, when failed.
+    pub last_error: Option<String>,
+    /// The position of the event it failed on.
+    pub error_position: Option<String>,
+    /// Whether it has applied everything readable in the log.
+    pub caught_up: bool,
+}
+
+/// Runs a set of projections over one log.
+#[derive(Clone)]
+pub struct ProjectionRunner {
+    log: EventLog,
+    db: ReadDb,
+    tz: Tz,
+    projections: Vec<Arc<dyn Projection>>,
+    batch: u32,
+}
+
+impl std::fmt::Debug for ProjectionRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectionRunner")
+            .field("projections", &self.projections.iter().map(|p| p.name()).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+fn checkpoint_name(p: &dyn Projection, slot: Slot) -> String {
+    match slot {
+        Slot::Live => p.name().to_string(),
+        Slot::Shadow => format!("{}#shadow", p.name()),
+    }
+}
+
+fn int(r: &JsonRow, k: &str) -> i64 {
+    r.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0)
+}
+
+impl ProjectionRunner {
+    /// All of the CRM's projections over `log`, dating in `tz`.
+    pub fn new(log: EventLog, tz: Tz) -> Self {
+        Self::with_projections(log, tz, crate::crm::all())
+    }
+
+    /// A chosen set of projections.
+    pub fn with_projections(log: EventLog, tz: Tz, projections: Vec<Arc<dyn Projection>>) -> Self {
+        let db = ReadDb::of(&log);
+        Self { log, db, tz, projections, batch: 500 }
+    }
+
+    /// Events per transaction during catch-up.
+    pub fn with_batch(mut self, batch: u32) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// The read-model database (for queries).
+    pub fn db(&self) -> &ReadDb {
+        &self.db
+    }
+
+    /// The log.
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    /// Projection names.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.projections.iter().map(|p| p.name()).collect()
+    }
+
+    fn find(&self, name: &str) -> Result<Arc<dyn Projection>, RunError> {
+        self.projections
+            .iter()
+            .find(|p| p.name() == name)
+            .cloned()
+            .ok_or_else(|| RunError::Unknown(name.to_string()))
+    }
+
+    async fn table_exists(&self, tx: &mut ReadTx, table: &str) -> Result<bool, DbError> {
+        let sql = match tx {
+            ReadTx::Postgres(_) => "SELECT 1 AS x WHERE to_regclass($1) IS NOT NULL",
+            ReadTx::Sqlite(_) => "SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = $1",
+        };
+        Ok(!tx.query(sql, &[table.into()]).await?.is_empty())
+    }
+
+    async fn create_tables(&self, tx: &mut ReadTx, p: &dyn Projection, slot: Slot) -> Result<(), DbError> {
+        let gen = uuid_suffix();
+        for ddl in p.schema() {
+            let sql = slot.sql(p.tables(), ddl).replace("{gen}", &gen);
+            tx.execute(&sql, &[]).await?;
+        }
+        Ok(())
+    }
+
+    async fn drop_tables(&self, tx: &mut ReadTx, p: &dyn Projection, slot: Slot) -> Result<(), DbError> {
+        for t in p.tables() {
+            tx.execute(&format!("DROP TABLE IF EXISTS {}", slot.table(t)), &[]).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates missing tables and checkpoints; a projection whose code
+    /// version changed is dropped and rebuilt from the start.
+    ///
+    /// # Errors
+    /// [`RunError::Db`].
+    pub async fn prepare(&self) -> Result<(), RunError> {
+        for p in &self.projections {
+            let mut tx = self.db.begin().await?;
+            let rows = tx.query("SELECT version FROM projection_checkpoints WHERE name = $1", &[p.name().into()]).await?;
+            let stored = rows.first().map(|r| int(r, "version"));
+            let missing = {
+                let mut any = false;
+                for t in p.tables() {
+                    if !self.table_exists(&mut tx, &Slot::Live.table(t)).await? {
+                        any = true;
+                    }
+                }
+                any
+            };
+            if stored != Some(p.version()) || missing {
+                if stored.is_some() {
+                    tracing::info!(projection = p.name(), from = ?stored, to = p.version(), "projection changed or incomplete: rebuilding from the start");
+                }
+                self.drop_tables(&mut tx, p.as_ref(), Slot::Live).await?;
+                self.create_tables(&mut tx, p.as_ref(), Slot::Live).await?;
+                tx.execute("DELETE FROM projection_checkpoints WHERE name = $1", &[p.name().into()]).await?;
+                tx.execute(
+                    "INSERT INTO projection_checkpoints (name, version) VALUES ($1, $2)",
+                    &[p.name().into(), p.version().into()],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Applies at most one batch to one projection; returns how many events it applied.
+    async fn step(&self, p: &dyn Projection, slot: Slot) -> Result<usize, RunError> {
+        let name = checkpoint_name(p, slot);
+        let mut tx = self.db.begin().await?;
+        let lock = match tx {
+            // The row lock makes concurrent runners (other instances) take turns:
+            // the second one reads the checkpoint the first one committed.
+            ReadTx::Postgres(_) => "SELECT tx, seq FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
+            ReadTx::Sqlite(_) => "SELECT tx, seq FROM projection_checkpoints WHERE name = $1",
+        };
+        let rows = tx.query(lock, &[name.clone().into()]).await?;
+        let Some(row) = rows.first() else {
+            return Ok(0);
+        };
+        let after = LogPosition { tx: int(row, "tx") as u64, seq: int(row, "seq") as u64 };
+        let events = self.log.read_all(after, self.batch).await?;
+        let Some(last) = events.last().map(|e| e.position) else {
+            tx.commit().await?;
+            return Ok(0);
+        };
+        let ctx = ApplyContext { tz: self.tz, slot };
+        for e in &events {
+            if let Err(err) = p.apply(&mut tx, ctx, e).await {
+                drop(tx);
+                let run_error = handler_error(p.name(), e, &err);
+                self.record_failure(&name, e.position, &run_error).await?;
+                return Err(run_error);
+            }
+        }
+        tx.execute(
+            "UPDATE projection_checkpoints SET tx = $2, seq = $3, events_applied = events_applied + $4,
+             state = 'running', last_error = NULL, error_position = NULL WHERE name = $1",
+            &[name.into(), (last.tx as i64).into(), (last.seq as i64).into(), (events.len() as i64).into()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(events.len())
+    }
+
+    async fn record_failure(&self, name: &str, position: LogPosition, e: &RunError) -> Result<(), DbError> {
+        tracing::error!(projection = name, %position, error = %e, "projection stopped on an event");
+        self.db
+            .execute(
+                "UPDATE projection_checkpoints SET state = 'failed', last_error = $2, error_position = $3 WHERE name = $1",
+                &[name.into(), e.to_string().into(), position.to_string().into()],
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Applies everything readable now to one projection; returns the count.
+    ///
+    /// # Errors
+    /// The first [`RunError`]; the projection's checkpoint stays before the failing event.
+    pub async fn catch_up(&self, name: &str) -> Result<u64, RunError> {
+        let p = self.find(name)?;
+        let mut total = 0u64;
+        loop {
+            let n = self.step(p.as_ref(), Slot::Live).await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n as u64;
+        }
+    }
+
+    /// Catches every projection up; failures are returned after all were tried.
+    ///
+    /// # Errors
+    /// The first projection's failure.
+    pub async fn catch_up_all(&self) -> Result<u64, RunError> {
+        let mut total = 0;
+        let mut first_error = None;
+        for name in self.names() {
+            match self.catch_up(name).await {
+                Ok(n) => total += n,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(total), Err)
+    }
+
+    /// Runs every projection in the background until `shutdown` turns true.
+    /// A failing projection retries with back-off (it resumes once the cause
+    /// is fixed); the others carry on.
+    pub fn spawn(self, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+        let runner = Arc::new(self);
+        runner
+            .projections
+            .clone()
+            .into_iter()
+            .map(|p| {
+                let runner = Arc::clone(&runner);
+                let mut shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    let mut commits = runner.log.commits();
+                    let mut backoff = Duration::from_millis(500);
+                    loop {
+                        if *shutdown.borrow() {
+                            return;
+                        }
+                        commits.borrow_and_update();
+                        let wait = match runner.step(p.as_ref(), Slot::Live).await {
+                            Ok(0) => {
+                                backoff = Duration::from_millis(500);
+                                let held = runner.log.has_held_back_events(LogPosition::START).await.unwrap_or(false);
+                                if held { Duration::from_millis(20) } else { Duration::from_secs(2) }
+                            }
+                            Ok(_) => continue,
+                            Err(e) => {
+                                tracing::warn!(projection = p.name(), error = %e, retry_in = ?backoff, "projection failed");
+                                let b = backoff;
+                                backoff = (backoff * 2).min(Duration::from_secs(30));
+                                b
+                            }
+                        };
+                        tokio::select! {
+                            _ = commits.changed() => {}
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Every projection's checkpoint and state.
+    ///
+    /// # Errors
+    /// [`RunError`].
+    pub async fn status(&self) -> Result<Vec<ProjectionStatus>, RunError> {
+        let head = self.log.head().await?;
+        let rows = self
+            .db
+            .query("SELECT name, version, tx, seq, events_applied, state, last_error, error_position FROM projection_checkpoints ORDER BY name", &[])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let pos = LogPosition { tx: int(r, "tx") as u64, seq: int(r, "seq") as u64 };
+                let s = |k: &str| r.get(k).and_then(|v| v.as_str()).map(str::to_string);
+                ProjectionStatus {
+                    name: s("name").unwrap_or_default(),
+                    version: int(r, "version"),
+                    position: pos.to_string(),
+                    events_applied: int(r, "events_applied"),
+                    state: s("state").unwrap_or_default(),
+                    last_error: s("last_error"),
+                    error_position: s("error_position"),
+                    caught_up: pos >= head,
+                }
+            })
+            .collect())
+    }
+
+    /// Read-your-writes: waits (at most `timeout`) until every live projection
+    /// has applied `position`. Returns whether they did.
+    ///
+    /// # Errors
+    /// [`RunError`].
+    pub async fn wait_for(&self, position: LogPosition, timeout: Duration) -> Result<bool, RunError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let names: Vec<String> = self.names().into_iter().map(str::to_string).collect();
+        loop {
+            let rows = self.db.query("SELECT name, tx, seq FROM projection_checkpoints", &[]).await?;
+            let done = names.iter().all(|n| {
+                rows.iter().any(|r| {
+                    r.get("name").and_then(|v| v.as_str()) == Some(n.as_str())
+                        && LogPosition { tx: int(r, "tx") as u64, seq: int(r, "seq") as u64 } >= position
+                })
+            });
+            if done {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Every row of a projection's tables, sorted: equal dumps mean equal read models.
+    ///
+    /// # Errors
+    /// [`RunError`].
+    pub async fn dump(&self, name: &str, slot: Slot) -> Result<BTreeMap<String, Vec<String>>, RunError> {
+        let p = self.find(name)?;
+        let mut out = BTreeMap::new();
+        for t in p.tables() {
+            let rows = self.db.query(&format!("SELECT * FROM {}", slot.table(t)), &[]).await?;
+            let mut lines: Vec<String> = rows.iter().map(|r| serde_json::Value::Object(r.clone()).to_string()).collect();
+            lines.sort();
+            out.insert((*t).to_string(), lines);
+        }
+        Ok(out)
+    }
+
+    /// Rebuilds a projection into shadow tables while the live ones keep
+    /// serving, then swaps them in one transaction once the shadow has caught
+    /// up. `before_swap` sees the shadow's dump next to the live one (for
+    /// `--diff`) and returns whether to swap.
+    ///
+    /// # Errors
+    /// [`RunError`]; the live tables are untouched on failure.
+    pub async fn rebuild(
+        &self,
+        name: &str,
+        progress: &(dyn Fn(u64) + Send + Sync),
+        before_swap: &(dyn Fn(&BTreeMap<String, Vec<String>>, &BTreeMap<String, Vec<String>>) -> bool + Send + Sync),
+    ) -> Result<u64, RunError> {
+        let p = self.find(name)?;
+        let shadow = checkpoint_name(p.as_ref(), Slot::Shadow);
+        {
+            let mut tx = self.db.begin().await?;
+            self.drop_tables(&mut tx, p.as_ref(), Slot::Shadow).await?;
+            self.create_tables(&mut tx, p.as_ref(), Slot::Shadow).await?;
+            tx.execute("DELETE FROM projection_checkpoints WHERE name = $1", &[shadow.clone().into()]).await?;
+            tx.execute(
+                "INSERT INTO projection_checkpoints (name, version) VALUES ($1, $2)",
+                &[shadow.clone().into(), p.version().into()],
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        let mut applied = 0u64;
+        loop {
+            let n = self.step(p.as_ref(), Slot::Shadow).await?;
+            if n == 0 {
+                break;
+            }
+            applied += n as u64;
+            progress(applied);
+        }
+        let live = self.dump(name, Slot::Live).await?;
+        let shadow_dump = self.dump(name, Slot::Shadow).await?;
+        if !before_swap(&live, &shadow_dump) {
+            let mut tx = self.db.begin().await?;
+            self.drop_tables(&mut tx, p.as_ref(), Slot::Shadow).await?;
+            tx.execute("DELETE FROM projection_checkpoints WHERE name = $1", &[shadow.into()]).await?;
+            tx.commit().await?;
+            return Ok(applied);
+        }
+
+        // The swap: hold the live checkpoint so the live runner waits, apply
+        // what arrived meanwhile to the shadow, then rename.
+        let mut tx = self.db.begin().await?;
+        let lock = match tx {
+            ReadTx::Postgres(_) => "SELECT tx FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
+            ReadTx::Sqlite(_) => "SELECT tx FROM projection_checkpoints WHERE name = $1",
+        };
+        tx.query(lock, &[name.into()]).await?;
+        let ctx = ApplyContext { tz: self.tz, slot: Slot::Shadow };
+        let rows = tx.query("SELECT tx, seq, events_applied FROM projection_checkpoints WHERE name = $1", &[shadow.clone().into()]).await?;
+        let row = rows.first().cloned().unwrap_or_default();
+        let mut pos = LogPosition { tx: int(&row, "tx") as u64, seq: int(&row, "seq") as u64 };
+        let mut total = int(&row, "events_applied");
+        loop {
+            let events = self.log.read_all(pos, self.batch).await?;
+            if events.is_empty() {
+                break;
+            }
+            for e in &events {
+                p.apply(&mut tx, ctx, e).await.map_err(|err| handler_error(p.name(), e, &err))?;
+                pos = e.position;
+            }
+            total += events.len() as i64;
+            applied += events.len() as u64;
+        }
+        for t in p.tables() {
+            tx.execute(&format!("DROP TABLE IF EXISTS {}", Slot::Live.table(t)), &[]).await?;
+            tx.execute(&format!("ALTER TABLE {} RENAME TO {}", Slot::Shadow.table(t), Slot::Live.table(t)), &[]).await?;
+        }
+        tx.execute(
+            "UPDATE projection_checkpoints SET tx = $2, seq = $3, events_applied = $4, version = $5, state = 'running',
+             last_error = NULL, error_position = NULL WHERE name = $1",
+            &[name.into(), (pos.tx as i64).into(), (pos.seq as i64).into(), total.into(), p.version().into()],
+        )
+        .await?;
+        tx.execute("DELETE FROM projection_checkpoints WHERE name = $1", &[shadow.into()]).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// Queries the read models (GraphQL, tools).
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn query(&self, sql: &str, params: &[Param]) -> Result<Vec<JsonRow>, DbError> {
+        self.db.query(sql, params).await
+    }
+}
+
+fn handler_error(projection: &str, e: &RecordedEvent, err: &ProjectionError) -> RunError {
+    RunError::Handler {
+        projection: projection.to_string(),
+        position: e.position,
+        aggregate_type: e.aggregate_type.clone(),
+        aggregate_id: e.aggregate_id.clone(),
+        sequence: e.sequence,
+        event_type: e.event_type.clone(),
+        error: err.to_string(),
+    }
+}
+
+fn uuid_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{:x}", nanos & 0xffff_ffff_ffff)
+}
