@@ -134,19 +134,31 @@ impl AppError {
 
     /// A validation error for a domain (snake_case) field name.
     pub fn validation(field: &str, message: impl Into<String>) -> Self {
-        AppError::Validation { field: camel_case(field), message: message.into() }
+        AppError::Validation {
+            field: camel_case(field),
+            message: message.into(),
+        }
     }
 
     fn not_found(entity: &'static str, id: impl Display) -> Self {
-        AppError::NotFound { entity, id: id.to_string(), field: None }
+        AppError::NotFound {
+            entity,
+            id: id.to_string(),
+            field: None,
+        }
     }
 
     fn rule_of(code: &'static str, e: impl Display) -> Self {
-        AppError::Rule { code, message: e.to_string() }
+        AppError::Rule {
+            code,
+            message: e.to_string(),
+        }
     }
 
     fn forbidden(e: impl Display) -> Self {
-        AppError::Forbidden { message: e.to_string() }
+        AppError::Forbidden {
+            message: e.to_string(),
+        }
     }
 }
 
@@ -237,7 +249,9 @@ impl AppAggregate for Customer {
     }
     fn references(cmd: &CustomerCommand) -> Vec<Reference> {
         match cmd {
-            CustomerCommand::MergeInto { target } => vec![Reference::Customer(*target, "target_customer_id")],
+            CustomerCommand::MergeInto { target } => {
+                vec![Reference::Customer(*target, "target_customer_id")]
+            }
             _ => vec![],
         }
     }
@@ -262,12 +276,19 @@ impl AppAggregate for Job {
     }
     fn references(cmd: &JobCommand) -> Vec<Reference> {
         match cmd {
-            JobCommand::Book { customer_id, .. } => vec![Reference::Customer(*customer_id, "customer_id")],
+            JobCommand::Book { customer_id, .. } => {
+                vec![Reference::Customer(*customer_id, "customer_id")]
+            }
             JobCommand::AssignTechnician { technician_id } => {
                 vec![Reference::StaffUser(*technician_id, "technician_id")]
             }
-            JobCommand::AssignVehicle { vehicle_id } => vec![Reference::Vehicle(*vehicle_id, "vehicle_id")],
-            JobCommand::Complete { technician_id: Some(t), .. } => vec![Reference::StaffUser(*t, "technician_id")],
+            JobCommand::AssignVehicle { vehicle_id } => {
+                vec![Reference::Vehicle(*vehicle_id, "vehicle_id")]
+            }
+            JobCommand::Complete {
+                technician_id: Some(t),
+                ..
+            } => vec![Reference::StaffUser(*t, "technician_id")],
             _ => vec![],
         }
     }
@@ -334,7 +355,9 @@ impl AppAggregate for PortalAccount {
     }
     fn required_id(cmd: &PortalAccountCommand) -> Option<PortalAccountId> {
         match cmd {
-            PortalAccountCommand::Register { customer_id, .. } => Some(PortalAccountId::for_customer(*customer_id)),
+            PortalAccountCommand::Register { customer_id, .. } => {
+                Some(PortalAccountId::for_customer(*customer_id))
+            }
             _ => None,
         }
     }
@@ -363,7 +386,9 @@ impl AppAggregate for Opportunity {
     }
     fn references(cmd: &OpportunityCommand) -> Vec<Reference> {
         match cmd {
-            OpportunityCommand::Create { customer_id, owner, .. } => vec![
+            OpportunityCommand::Create {
+                customer_id, owner, ..
+            } => vec![
                 Reference::Customer(*customer_id, "customer_id"),
                 Reference::StaffUser(*owner, "owner"),
             ],
@@ -414,7 +439,11 @@ impl AppAggregate for ReviewRequest {
     }
     fn references(cmd: &ReviewRequestCommand) -> Vec<Reference> {
         match cmd {
-            ReviewRequestCommand::Request { job_id, customer_id, .. } => vec![
+            ReviewRequestCommand::Request {
+                job_id,
+                customer_id,
+                ..
+            } => vec![
                 Reference::Job(*job_id, "job_id"),
                 Reference::Customer(*customer_id, "customer_id"),
             ],
@@ -446,7 +475,10 @@ impl AppAggregate for Review {
     }
     fn references(cmd: &ReviewCommand) -> Vec<Reference> {
         match cmd {
-            ReviewCommand::Receive { customer_id: Some(c), .. } => vec![Reference::Customer(*c, "customer_id")],
+            ReviewCommand::Receive {
+                customer_id: Some(c),
+                ..
+            } => vec![Reference::Customer(*c, "customer_id")],
             _ => vec![],
         }
     }
@@ -468,13 +500,17 @@ impl AppAggregate for LoyaltyAccount {
     }
     fn references(cmd: &LoyaltyCommand) -> Vec<Reference> {
         match cmd {
-            LoyaltyCommand::Enrol { customer_id } => vec![Reference::Customer(*customer_id, "customer_id")],
+            LoyaltyCommand::Enrol { customer_id } => {
+                vec![Reference::Customer(*customer_id, "customer_id")]
+            }
             _ => vec![],
         }
     }
     fn required_id(cmd: &LoyaltyCommand) -> Option<LoyaltyAccountId> {
         match cmd {
-            LoyaltyCommand::Enrol { customer_id } => Some(LoyaltyAccountId::for_customer(*customer_id)),
+            LoyaltyCommand::Enrol { customer_id } => {
+                Some(LoyaltyAccountId::for_customer(*customer_id))
+            }
             _ => None,
         }
     }
@@ -493,11 +529,15 @@ impl AppAggregate for Referral {
     }
     fn references(cmd: &ReferralCommand) -> Vec<Reference> {
         match cmd {
-            ReferralCommand::Record { referrer, referee, .. } => vec![
+            ReferralCommand::Record {
+                referrer, referee, ..
+            } => vec![
                 Reference::Customer(*referrer, "referrer_customer_id"),
                 Reference::Customer(*referee, "referee_customer_id"),
             ],
-            ReferralCommand::RecordCompletedJob { job_id, .. } => vec![Reference::Job(*job_id, "job_id")],
+            ReferralCommand::RecordCompletedJob { job_id, .. } => {
+                vec![Reference::Job(*job_id, "job_id")]
+            }
         }
     }
     fn required_id(cmd: &ReferralCommand) -> Option<ReferralId> {
@@ -521,7 +561,10 @@ impl AppAggregate for Conversation {
     }
     fn references(cmd: &ConversationCommand) -> Vec<Reference> {
         match cmd {
-            ConversationCommand::Start { customer_id: Some(c), .. } => vec![Reference::Customer(*c, "customer_id")],
+            ConversationCommand::Start {
+                customer_id: Some(c),
+                ..
+            } => vec![Reference::Customer(*c, "customer_id")],
             _ => vec![],
         }
     }
@@ -540,7 +583,11 @@ impl AppAggregate for Payment {
     }
     fn references(cmd: &PaymentCommand) -> Vec<Reference> {
         match cmd {
-            PaymentCommand::CreateIntent { job_id, customer_id, .. } => vec![
+            PaymentCommand::CreateIntent {
+                job_id,
+                customer_id,
+                ..
+            } => vec![
                 Reference::Job(*job_id, "job_id"),
                 Reference::Customer(*customer_id, "customer_id"),
             ],
@@ -568,9 +615,13 @@ impl AppAggregate for ScheduledReport {
 pub fn map_command_error<A: AppAggregate>(e: CommandError<A::Error>, id: &str) -> AppError {
     match e {
         CommandError::Rejected(e) => A::app_error(e, id),
-        CommandError::Conflict { aggregate_type, aggregate_id } => {
-            AppError::Conflict { entity: aggregate_type, id: aggregate_id }
-        }
+        CommandError::Conflict {
+            aggregate_type,
+            aggregate_id,
+        } => AppError::Conflict {
+            entity: aggregate_type,
+            id: aggregate_id,
+        },
         CommandError::IdempotencyKeyReused { key, .. } => AppError::IdempotencyKeyReused { key },
         CommandError::Store(e) => AppError::Store(e),
     }
@@ -603,14 +654,22 @@ pub struct Crm {
 
 impl fmt::Debug for Crm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Crm").field("engine", &self.inner.log.engine()).finish_non_exhaustive()
+        f.debug_struct("Crm")
+            .field("engine", &self.inner.log.engine())
+            .finish_non_exhaustive()
     }
 }
 
 impl Crm {
     /// One store per aggregate on `log`; snapshots for the long-lived ones.
     pub fn new(log: EventLog, services: DomainServices) -> Self {
-        let s = |snap: bool| (log.clone(), services.clone(), if snap { SNAPSHOT_EVERY } else { 0 });
+        let s = |snap: bool| {
+            (
+                log.clone(),
+                services.clone(),
+                if snap { SNAPSHOT_EVERY } else { 0 },
+            )
+        };
         macro_rules! store {
             ($snap:expr) => {{
                 let (l, sv, n) = s($snap);
@@ -635,7 +694,9 @@ impl Crm {
             log,
             services,
         };
-        Self { inner: Arc::new(inner) }
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The same log with other services (e.g. a fixed clock for seeding).
@@ -655,59 +716,101 @@ impl Crm {
 
     /// Customers.
     pub fn customers(&self) -> Commands<'_, Customer> {
-        Commands { crm: self, store: &self.inner.customers }
+        Commands {
+            crm: self,
+            store: &self.inner.customers,
+        }
     }
     /// Jobs.
     pub fn jobs(&self) -> Commands<'_, Job> {
-        Commands { crm: self, store: &self.inner.jobs }
+        Commands {
+            crm: self,
+            store: &self.inner.jobs,
+        }
     }
     /// Vans.
     pub fn vehicles(&self) -> Commands<'_, Vehicle> {
-        Commands { crm: self, store: &self.inner.vehicles }
+        Commands {
+            crm: self,
+            store: &self.inner.vehicles,
+        }
     }
     /// Staff users.
     pub fn staff_users(&self) -> Commands<'_, StaffUser> {
-        Commands { crm: self, store: &self.inner.staff_users }
+        Commands {
+            crm: self,
+            store: &self.inner.staff_users,
+        }
     }
     /// Portal accounts (id: [`PortalAccountId::for_customer`]).
     pub fn portal_accounts(&self) -> Commands<'_, PortalAccount> {
-        Commands { crm: self, store: &self.inner.portal_accounts }
+        Commands {
+            crm: self,
+            store: &self.inner.portal_accounts,
+        }
     }
     /// Opportunities.
     pub fn opportunities(&self) -> Commands<'_, Opportunity> {
-        Commands { crm: self, store: &self.inner.opportunities }
+        Commands {
+            crm: self,
+            store: &self.inner.opportunities,
+        }
     }
     /// Promotions.
     pub fn promotions(&self) -> Commands<'_, Promotion> {
-        Commands { crm: self, store: &self.inner.promotions }
+        Commands {
+            crm: self,
+            store: &self.inner.promotions,
+        }
     }
     /// Review requests (id: [`ReviewRequestId::for_job`]).
     pub fn review_requests(&self) -> Commands<'_, ReviewRequest> {
-        Commands { crm: self, store: &self.inner.review_requests }
+        Commands {
+            crm: self,
+            store: &self.inner.review_requests,
+        }
     }
     /// Reviews.
     pub fn reviews(&self) -> Commands<'_, Review> {
-        Commands { crm: self, store: &self.inner.reviews }
+        Commands {
+            crm: self,
+            store: &self.inner.reviews,
+        }
     }
     /// Loyalty accounts (id: [`LoyaltyAccountId::for_customer`]).
     pub fn loyalty_accounts(&self) -> Commands<'_, LoyaltyAccount> {
-        Commands { crm: self, store: &self.inner.loyalty_accounts }
+        Commands {
+            crm: self,
+            store: &self.inner.loyalty_accounts,
+        }
     }
     /// Referrals (id: [`ReferralId::for_referee`]).
     pub fn referrals(&self) -> Commands<'_, Referral> {
-        Commands { crm: self, store: &self.inner.referrals }
+        Commands {
+            crm: self,
+            store: &self.inner.referrals,
+        }
     }
     /// Conversations.
     pub fn conversations(&self) -> Commands<'_, Conversation> {
-        Commands { crm: self, store: &self.inner.conversations }
+        Commands {
+            crm: self,
+            store: &self.inner.conversations,
+        }
     }
     /// Payments.
     pub fn payments(&self) -> Commands<'_, Payment> {
-        Commands { crm: self, store: &self.inner.payments }
+        Commands {
+            crm: self,
+            store: &self.inner.payments,
+        }
     }
     /// Scheduled reports.
     pub fn scheduled_reports(&self) -> Commands<'_, ScheduledReport> {
-        Commands { crm: self, store: &self.inner.scheduled_reports }
+        Commands {
+            crm: self,
+            store: &self.inner.scheduled_reports,
+        }
     }
 
     /// Checks that a referenced aggregate exists (and, for customers and
@@ -742,7 +845,12 @@ impl Crm {
                 }
             }
             Reference::StaffUser(id, field) => {
-                let s = self.inner.staff_users.load(&id.to_string()).await?.aggregate;
+                let s = self
+                    .inner
+                    .staff_users
+                    .load(&id.to_string())
+                    .await?
+                    .aggregate;
                 if s.role().is_none() {
                     return Err(missing("staff user", id.to_string(), field));
                 }
@@ -797,7 +905,12 @@ impl Crm {
             if owner == customer_id {
                 return self
                     .customers()
-                    .execute(customer_id, actor, CustomerCommand::IssueReferralCode { attempt }, meta)
+                    .execute(
+                        customer_id,
+                        actor,
+                        CustomerCommand::IssueReferralCode { attempt },
+                        meta,
+                    )
                     .await;
             }
             tracing::info!(%customer_id, attempt, "referral code collision; trying the next one");
@@ -810,7 +923,11 @@ impl Crm {
 
     /// Claims `code` for `customer`; returns the code's owner (the customer
     /// when the claim succeeded or was theirs already).
-    async fn claim_referral_code(&self, code: &ReferralCode, customer: CustomerId) -> Result<CustomerId, AppError> {
+    async fn claim_referral_code(
+        &self,
+        code: &ReferralCode,
+        customer: CustomerId,
+    ) -> Result<CustomerId, AppError> {
         let (code, customer) = (code.as_str(), customer.to_string());
         let owner: String = match self.log() {
             EventLog::Postgres(pg) => {
@@ -848,23 +965,34 @@ impl Crm {
     /// # Errors
     /// [`AppError::Validation`] (`referralCode`) for a malformed code; [`AppError::Store`].
     pub async fn referral_code_owner(&self, code: &str) -> Result<Option<CustomerId>, AppError> {
-        let code = ReferralCode::parse(code).map_err(|e| AppError::validation(e.field, e.message))?;
+        let code =
+            ReferralCode::parse(code).map_err(|e| AppError::validation(e.field, e.message))?;
         let owner: Option<String> = match self.log() {
-            EventLog::Postgres(pg) => sqlx::query_scalar("SELECT customer_id FROM referral_code_claims WHERE code = $1")
-                .bind(code.as_str())
-                .fetch_optional(pg.pool())
-                .await
-                .map_err(sql_error)?,
-            EventLog::Sqlite(s) => sqlx::query_scalar("SELECT customer_id FROM referral_code_claims WHERE code = ?")
-                .bind(code.as_str())
-                .fetch_optional(s.reader())
-                .await
-                .map_err(sql_error)?,
+            EventLog::Postgres(pg) => {
+                sqlx::query_scalar("SELECT customer_id FROM referral_code_claims WHERE code = $1")
+                    .bind(code.as_str())
+                    .fetch_optional(pg.pool())
+                    .await
+                    .map_err(sql_error)?
+            }
+            EventLog::Sqlite(s) => {
+                sqlx::query_scalar("SELECT customer_id FROM referral_code_claims WHERE code = ?")
+                    .bind(code.as_str())
+                    .fetch_optional(s.reader())
+                    .await
+                    .map_err(sql_error)?
+            }
         };
         let Some(owner) = owner else { return Ok(None) };
-        let owner = CustomerId::parse(&owner).map_err(|e| AppError::Store(StoreError::Database(e.to_string())))?;
+        let owner = CustomerId::parse(&owner)
+            .map_err(|e| AppError::Store(StoreError::Database(e.to_string())))?;
         // A claim whose event never got appended (crash in between) is not a code yet.
-        let customer = self.inner.customers.load(&owner.to_string()).await?.aggregate;
+        let customer = self
+            .inner
+            .customers
+            .load(&owner.to_string())
+            .await?
+            .aggregate;
         Ok((customer.referral_code() == Some(&code)).then_some(owner))
     }
 
@@ -881,16 +1009,23 @@ impl Crm {
         actor: DomainActor,
         meta: &EventMetadata,
     ) -> Result<CommandOutcome, AppError> {
-        let referrer = self.referral_code_owner(code).await?.ok_or_else(|| AppError::NotFound {
-            entity: "referral code",
-            id: code.trim().to_string(),
-            field: Some("referralCode".into()),
-        })?;
+        let referrer = self
+            .referral_code_owner(code)
+            .await?
+            .ok_or_else(|| AppError::NotFound {
+                entity: "referral code",
+                id: code.trim().to_string(),
+                field: Some("referralCode".into()),
+            })?;
         self.referrals()
             .execute(
                 ReferralId::for_referee(referee),
                 actor,
-                ReferralCommand::Record { referrer, referee, code: code.to_string() },
+                ReferralCommand::Record {
+                    referrer,
+                    referee,
+                    code: code.to_string(),
+                },
                 meta,
             )
             .await
@@ -909,7 +1044,9 @@ pub struct Commands<'a, A: AppAggregate> {
 
 impl<A: AppAggregate> fmt::Debug for Commands<'_, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Commands").field("aggregate", &A::TYPE).finish()
+        f.debug_struct("Commands")
+            .field("aggregate", &A::TYPE)
+            .finish()
     }
 }
 
@@ -942,7 +1079,9 @@ impl<A: AppAggregate> Commands<'_, A> {
         let retry = A::retry_safe(&command);
         let envelope = CommandEnvelope::new(actor, command);
         let result = if retry {
-            self.store.execute_retrying(&key, envelope, meta, CONFLICT_ATTEMPTS).await
+            self.store
+                .execute_retrying(&key, envelope, meta, CONFLICT_ATTEMPTS)
+                .await
         } else {
             self.store.execute(&key, envelope, meta).await
         };
@@ -992,16 +1131,31 @@ mod tests {
         let e = Job::app_error(JobError::UnknownJob, "j-1");
         assert_eq!((e.code(), e.field()), ("NOT_FOUND", None));
         let e = Job::app_error(
-            JobError::Validation { field: "amount_cents", message: "must not be negative".into() },
+            JobError::Validation {
+                field: "amount_cents",
+                message: "must not be negative".into(),
+            },
             "j-1",
         );
         assert_eq!((e.code(), e.field()), ("VALIDATION", Some("amountCents")));
-        let e = LoyaltyAccount::app_error(LoyaltyError::InsufficientPoints { balance: 1, requested: 2 }, "l");
-        assert_eq!((e.code(), e.rule()), ("RULE_VIOLATION", Some("INSUFFICIENT_POINTS")));
+        let e = LoyaltyAccount::app_error(
+            LoyaltyError::InsufficientPoints {
+                balance: 1,
+                requested: 2,
+            },
+            "l",
+        );
+        assert_eq!(
+            (e.code(), e.rule()),
+            ("RULE_VIOLATION", Some("INSUFFICIENT_POINTS"))
+        );
         let e = StaffUser::app_error(StaffUserError::AdminRequired, "s");
         assert_eq!(e.code(), "FORBIDDEN");
         let e = map_command_error::<Job>(
-            CommandError::Conflict { aggregate_type: "Job".into(), aggregate_id: "j".into() },
+            CommandError::Conflict {
+                aggregate_type: "Job".into(),
+                aggregate_id: "j".into(),
+            },
             "j",
         );
         assert_eq!(e.code(), "CONFLICT");

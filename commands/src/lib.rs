@@ -6,17 +6,17 @@
 pub mod aggregate_store;
 pub mod app;
 pub mod demo;
-pub mod policies;
 pub mod metadata;
+pub mod policies;
 pub mod store;
 pub mod tail;
 
-pub use app::{AppAggregate, AppError, Commands, Crm, Reference};
-pub use policies::{Policy, PolicyRunner, PolicyStatus};
 pub use aggregate_store::{
     AggregateStore, CommandError, CommandOutcome, CommittedEvent, HistoryPoint, Loaded,
 };
+pub use app::{AppAggregate, AppError, Commands, Crm, Reference};
 pub use metadata::{Actor, EventMetadata};
+pub use policies::{Policy, PolicyRunner, PolicyStatus};
 pub use store::{DatabaseUrl, EventLog, LogOptions, LogPosition, RecordedEvent, StoreError};
 pub use tail::LogTail;
 

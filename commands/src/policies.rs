@@ -81,7 +81,10 @@ impl Policy {
     fn interested(self, e: &RecordedEvent) -> bool {
         let t = (e.aggregate_type.as_str(), e.event_type.as_str());
         match self {
-            Policy::LoyaltyPoints => matches!(t, ("Job", "JobCompleted") | ("Referral", "ReferralRewarded")),
+            Policy::LoyaltyPoints => matches!(
+                t,
+                ("Job", "JobCompleted") | ("Referral", "ReferralRewarded")
+            ),
             Policy::ReviewRequests | Policy::ReferralRewards => t == ("Job", "JobCompleted"),
             Policy::JobPayments => matches!(t, ("Payment", "PaymentSucceeded" | "PaymentFailed")),
             Policy::Consent => t == ("Customer", "CustomerMergedInto"),
@@ -90,11 +93,19 @@ impl Policy {
 
     /// Reacts to one event the policy is interested in.
     async fn handle(self, crm: &Crm, e: &RecordedEvent) -> Result<(), AppError> {
-        let cx = Trigger { policy: self, crm, event: e };
+        let cx = Trigger {
+            policy: self,
+            crm,
+            event: e,
+        };
         match self {
             Policy::LoyaltyPoints => match e.aggregate_type.as_str() {
                 "Job" => {
-                    let JobEvent::JobCompleted { customer_id, amount, .. } = crm.jobs().store().decode(e.clone())?
+                    let JobEvent::JobCompleted {
+                        customer_id,
+                        amount,
+                        ..
+                    } = crm.jobs().store().decode(e.clone())?
                     else {
                         return Ok(());
                     };
@@ -102,7 +113,10 @@ impl Policy {
                     if !cx.ensure_enrolled(customer_id, "enrol").await? {
                         return Ok(());
                     }
-                    let cmd = LoyaltyCommand::EarnForJob { job_id, amount_cents: amount.cents() };
+                    let cmd = LoyaltyCommand::EarnForJob {
+                        job_id,
+                        amount_cents: amount.cents(),
+                    };
                     cx.loyalty(customer_id, cmd, "earn").await
                 }
                 _ => {
@@ -122,17 +136,26 @@ impl Policy {
                         ("referee", referee_customer_id, referee_points),
                     ] {
                         // A programme configured without a bonus awards nothing.
-                        if points <= 0 || !cx.ensure_enrolled(customer, &format!("enrol-{side}")).await? {
+                        if points <= 0
+                            || !cx
+                                .ensure_enrolled(customer, &format!("enrol-{side}"))
+                                .await?
+                        {
                             continue;
                         }
-                        let cmd = LoyaltyCommand::AwardReferralBonus { referral_id, points };
+                        let cmd = LoyaltyCommand::AwardReferralBonus {
+                            referral_id,
+                            points,
+                        };
                         cx.loyalty(customer, cmd, &format!("bonus-{side}")).await?;
                     }
                     Ok(())
                 }
             },
             Policy::ReviewRequests => {
-                let JobEvent::JobCompleted { customer_id, .. } = crm.jobs().store().decode(e.clone())? else {
+                let JobEvent::JobCompleted { customer_id, .. } =
+                    crm.jobs().store().decode(e.clone())?
+                else {
                     return Ok(());
                 };
                 let job_id = parse_id(&e.aggregate_id, JobId::parse)?;
@@ -146,15 +169,30 @@ impl Policy {
                 else {
                     return Ok(());
                 };
-                let cmd = ReviewRequestCommand::Request { job_id, customer_id, channel, eligibility };
+                let cmd = ReviewRequestCommand::Request {
+                    job_id,
+                    customer_id,
+                    channel,
+                    eligibility,
+                };
                 let result = crm
                     .review_requests()
-                    .execute(ReviewRequestId::for_job(job_id), cx.actor(), cmd, &cx.meta("request"))
+                    .execute(
+                        ReviewRequestId::for_job(job_id),
+                        cx.actor(),
+                        cmd,
+                        &cx.meta("request"),
+                    )
                     .await;
-                ignore_rules(result, &["ALREADY_REQUESTED", "CUSTOMER_MERGED", "CUSTOMER_ERASED"])
+                ignore_rules(
+                    result,
+                    &["ALREADY_REQUESTED", "CUSTOMER_MERGED", "CUSTOMER_ERASED"],
+                )
             }
             Policy::ReferralRewards => {
-                let JobEvent::JobCompleted { customer_id, .. } = crm.jobs().store().decode(e.clone())? else {
+                let JobEvent::JobCompleted { customer_id, .. } =
+                    crm.jobs().store().decode(e.clone())?
+                else {
                     return Ok(());
                 };
                 let referral = ReferralId::for_referee(customer_id);
@@ -167,28 +205,48 @@ impl Policy {
                     referrer_points: rules.referrer_bonus,
                     referee_points: rules.referee_bonus,
                 };
-                crm.referrals().execute(referral, cx.actor(), cmd, &cx.meta("reward")).await.map(|_| ())
+                crm.referrals()
+                    .execute(referral, cx.actor(), cmd, &cx.meta("reward"))
+                    .await
+                    .map(|_| ())
             }
             Policy::JobPayments => {
                 let payment_id = parse_id(&e.aggregate_id, PaymentId::parse)?;
                 let (job_id, amount, outcome) = match crm.payments().store().decode(e.clone())? {
-                    PaymentEvent::PaymentSucceeded { job_id, amount, .. } => (job_id, amount, PaymentOutcome::Paid),
-                    PaymentEvent::PaymentFailed { job_id, amount, reason, .. } => {
-                        (job_id, amount, PaymentOutcome::Failed { reason })
+                    PaymentEvent::PaymentSucceeded { job_id, amount, .. } => {
+                        (job_id, amount, PaymentOutcome::Paid)
                     }
+                    PaymentEvent::PaymentFailed {
+                        job_id,
+                        amount,
+                        reason,
+                        ..
+                    } => (job_id, amount, PaymentOutcome::Failed { reason }),
                     PaymentEvent::PaymentIntentCreated { .. } => return Ok(()),
                 };
-                let cmd = JobCommand::RecordPayment { payment_id, amount_cents: amount.cents(), outcome };
-                let result = crm.jobs().execute(job_id, cx.actor(), cmd, &cx.meta("record")).await;
-                if let Err(AppError::Rule { code: "JOB_ALREADY_PAID", .. }) = &result {
+                let cmd = JobCommand::RecordPayment {
+                    payment_id,
+                    amount_cents: amount.cents(),
+                    outcome,
+                };
+                let result = crm
+                    .jobs()
+                    .execute(job_id, cx.actor(), cmd, &cx.meta("record"))
+                    .await;
+                if let Err(AppError::Rule {
+                    code: "JOB_ALREADY_PAID",
+                    ..
+                }) = &result
+                {
                     // Money already moved for this job; the payment stream keeps the record.
                     tracing::warn!(%job_id, %payment_id, "payment outcome for a job that is already paid");
                 }
                 ignore_rules(result, &["JOB_ALREADY_PAID"])
             }
             Policy::Consent => {
-                let CustomerEvent::CustomerMergedInto { target_customer_id, .. } =
-                    crm.customers().store().decode(e.clone())?
+                let CustomerEvent::CustomerMergedInto {
+                    target_customer_id, ..
+                } = crm.customers().store().decode(e.clone())?
                 else {
                     return Ok(());
                 };
@@ -199,9 +257,15 @@ impl Policy {
                         continue;
                     }
                     // An opt-out is the person's, not the record's: it must hold on the survivor.
-                    let cmd = CustomerCommand::RevokeMarketingConsent { channel, source: ConsentSource::Import };
+                    let cmd = CustomerCommand::RevokeMarketingConsent {
+                        channel,
+                        source: ConsentSource::Import,
+                    };
                     let step = format!("revoke-{channel:?}");
-                    let result = crm.customers().execute(target_customer_id, cx.actor(), cmd, &cx.meta(&step)).await;
+                    let result = crm
+                        .customers()
+                        .execute(target_customer_id, cx.actor(), cmd, &cx.meta(&step))
+                        .await;
                     ignore_rules(result, &["CUSTOMER_MERGED", "CUSTOMER_ERASED"])?;
                 }
                 Ok(())
@@ -210,7 +274,10 @@ impl Policy {
     }
 }
 
-fn parse_id<T>(raw: &str, parse: impl Fn(&str) -> Result<T, domain::ValidationError>) -> Result<T, AppError> {
+fn parse_id<T>(
+    raw: &str,
+    parse: impl Fn(&str) -> Result<T, domain::ValidationError>,
+) -> Result<T, AppError> {
     parse(raw).map_err(|e| AppError::Store(StoreError::Database(format!("stream id {raw:?}: {e}"))))
 }
 
@@ -237,7 +304,10 @@ impl Trigger<'_> {
 
     /// `aggregate_type:aggregate_id:sequence` of the triggering event.
     fn cause(&self) -> String {
-        format!("{}:{}:{}", self.event.aggregate_type, self.event.aggregate_id, self.event.sequence)
+        format!(
+            "{}:{}:{}",
+            self.event.aggregate_type, self.event.aggregate_id, self.event.sequence
+        )
     }
 
     /// Metadata for the command `step` of this trigger: same correlation as
@@ -245,26 +315,53 @@ impl Trigger<'_> {
     fn meta(&self, step: &str) -> EventMetadata {
         let now = self.crm.services().clock.now();
         let actor = Actor::System(format!("policy:{}", self.policy.name()));
-        let trigger = serde_json::from_value::<HashMap<String, String>>(self.event.metadata.clone())
-            .ok()
-            .and_then(|m| EventMetadata::from_map(&m))
-            .unwrap_or_else(|| EventMetadata::new(actor.clone(), now));
+        let trigger =
+            serde_json::from_value::<HashMap<String, String>>(self.event.metadata.clone())
+                .ok()
+                .and_then(|m| EventMetadata::from_map(&m))
+                .unwrap_or_else(|| EventMetadata::new(actor.clone(), now));
         trigger
             .caused_by(actor, self.cause(), now)
-            .with_idempotency_key(format!("policy:{}:{}:{step}", self.policy.name(), self.cause()))
+            .with_idempotency_key(format!(
+                "policy:{}:{}:{step}",
+                self.policy.name(),
+                self.cause()
+            ))
     }
 
     /// Enrols the customer in the loyalty programme unless they are; false
     /// when the customer can no longer be enrolled (merged or erased).
     async fn ensure_enrolled(&self, customer: CustomerId, step: &str) -> Result<bool, AppError> {
         let account = LoyaltyAccountId::for_customer(customer);
-        if self.crm.loyalty_accounts().load(account).await?.aggregate.customer_id().is_some() {
+        if self
+            .crm
+            .loyalty_accounts()
+            .load(account)
+            .await?
+            .aggregate
+            .customer_id()
+            .is_some()
+        {
             return Ok(true);
         }
-        let cmd = LoyaltyCommand::Enrol { customer_id: customer };
-        match self.crm.loyalty_accounts().execute(account, self.actor(), cmd, &self.meta(step)).await {
-            Ok(_) | Err(AppError::Rule { code: "ALREADY_ENROLLED", .. }) => Ok(true),
-            Err(AppError::Rule { code: "CUSTOMER_MERGED" | "CUSTOMER_ERASED", .. }) => {
+        let cmd = LoyaltyCommand::Enrol {
+            customer_id: customer,
+        };
+        match self
+            .crm
+            .loyalty_accounts()
+            .execute(account, self.actor(), cmd, &self.meta(step))
+            .await
+        {
+            Ok(_)
+            | Err(AppError::Rule {
+                code: "ALREADY_ENROLLED",
+                ..
+            }) => Ok(true),
+            Err(AppError::Rule {
+                code: "CUSTOMER_MERGED" | "CUSTOMER_ERASED",
+                ..
+            }) => {
                 tracing::info!(%customer, "not enrolling a merged or erased customer");
                 Ok(false)
             }
@@ -272,9 +369,18 @@ impl Trigger<'_> {
         }
     }
 
-    async fn loyalty(&self, customer: CustomerId, cmd: LoyaltyCommand, step: &str) -> Result<(), AppError> {
+    async fn loyalty(
+        &self,
+        customer: CustomerId,
+        cmd: LoyaltyCommand,
+        step: &str,
+    ) -> Result<(), AppError> {
         let account = LoyaltyAccountId::for_customer(customer);
-        self.crm.loyalty_accounts().execute(account, self.actor(), cmd, &self.meta(step)).await.map(|_| ())
+        self.crm
+            .loyalty_accounts()
+            .execute(account, self.actor(), cmd, &self.meta(step))
+            .await
+            .map(|_| ())
     }
 }
 
@@ -286,26 +392,37 @@ impl Trigger<'_> {
 /// [`StoreError`] from the database.
 pub async fn load_checkpoint(log: &EventLog, name: &str) -> Result<LogPosition, StoreError> {
     let row: Option<(i64, i64)> = match log {
-        EventLog::Postgres(pg) => sqlx::query_as("SELECT tx, seq FROM policy_checkpoints WHERE name = $1")
-            .bind(name)
-            .fetch_optional(pg.pool())
-            .await
-            .map_err(StoreError::from_sqlx)?,
-        EventLog::Sqlite(s) => sqlx::query_as("SELECT tx, seq FROM policy_checkpoints WHERE name = ?")
-            .bind(name)
-            .fetch_optional(s.writer())
-            .await
-            .map_err(StoreError::from_sqlx)?,
+        EventLog::Postgres(pg) => {
+            sqlx::query_as("SELECT tx, seq FROM policy_checkpoints WHERE name = $1")
+                .bind(name)
+                .fetch_optional(pg.pool())
+                .await
+                .map_err(StoreError::from_sqlx)?
+        }
+        EventLog::Sqlite(s) => {
+            sqlx::query_as("SELECT tx, seq FROM policy_checkpoints WHERE name = ?")
+                .bind(name)
+                .fetch_optional(s.writer())
+                .await
+                .map_err(StoreError::from_sqlx)?
+        }
     };
     // Positions are stored as bigint: xid8 values stay far below 2^63.
-    Ok(row.map_or(LogPosition::START, |(tx, seq)| LogPosition { tx: tx as u64, seq: seq as u64 }))
+    Ok(row.map_or(LogPosition::START, |(tx, seq)| LogPosition {
+        tx: tx as u64,
+        seq: seq as u64,
+    }))
 }
 
 /// Stores a policy's position (also used to rewind one, e.g. to START).
 ///
 /// # Errors
 /// [`StoreError`] from the database.
-pub async fn save_checkpoint(log: &EventLog, name: &str, at: LogPosition) -> Result<(), StoreError> {
+pub async fn save_checkpoint(
+    log: &EventLog,
+    name: &str,
+    at: LogPosition,
+) -> Result<(), StoreError> {
     let (tx, seq) = (at.tx as i64, at.seq as i64);
     match log {
         EventLog::Postgres(pg) => {
@@ -414,11 +531,21 @@ impl PolicyRunner {
         let status = policies
             .iter()
             .map(|p| {
-                let s = PolicyStatus { name: p.name(), checkpoint: LogPosition::START, events_read: 0, last_error: None };
+                let s = PolicyStatus {
+                    name: p.name(),
+                    checkpoint: LogPosition::START,
+                    events_read: 0,
+                    last_error: None,
+                };
                 (*p, s)
             })
             .collect();
-        Self { crm, policies, batch: DEFAULT_BATCH, status: Arc::new(Mutex::new(status)) }
+        Self {
+            crm,
+            policies,
+            batch: DEFAULT_BATCH,
+            status: Arc::new(Mutex::new(status)),
+        }
     }
 
     /// Events read per batch (and per checkpoint write).
@@ -446,7 +573,10 @@ impl PolicyRunner {
     }
 
     fn stopped(&self, policy: Policy) -> Option<PolicyFailure> {
-        self.lock().get(&policy).and_then(|s| s.last_error.clone()).filter(|f| f.stopped)
+        self.lock()
+            .get(&policy)
+            .and_then(|s| s.last_error.clone())
+            .filter(|f| f.stopped)
     }
 
     /// Runs every policy until none has anything left to handle (policies
@@ -456,7 +586,8 @@ impl PolicyRunner {
     /// The first [`PolicyError`]; the other policies still ran their batches.
     pub async fn run_until_caught_up(&self) -> Result<(), PolicyError> {
         loop {
-            let rounds = futures::future::join_all(self.policies.iter().map(|p| self.catch_up(*p))).await;
+            let rounds =
+                futures::future::join_all(self.policies.iter().map(|p| self.catch_up(*p))).await;
             let mut read = 0;
             for r in rounds {
                 read += r?;
@@ -470,14 +601,39 @@ impl PolicyRunner {
     /// Reads and handles one policy's events up to the head; returns how many it read.
     async fn catch_up(&self, policy: Policy) -> Result<u64, PolicyError> {
         if let Some(f) = self.stopped(policy) {
-            return Err(self.error_from(policy, &f, AppError::Rule { code: "POLICY_STOPPED", message: f.message.clone() }));
+            return Err(self.error_from(
+                policy,
+                &f,
+                AppError::Rule {
+                    code: "POLICY_STOPPED",
+                    message: f.message.clone(),
+                },
+            ));
         }
         let log = self.crm.log();
-        let mut position = load_checkpoint(log, policy.name()).await.map_err(|e| self.store_error(policy, e))?;
+        let mut position = load_checkpoint(log, policy.name())
+            .await
+            .map_err(|e| self.store_error(policy, e))?;
         let mut read = 0;
+        let mut backoff = Duration::from_millis(2);
         loop {
-            let events = log.read_all(position, self.batch).await.map_err(|e| self.store_error(policy, e))?;
+            let events = log
+                .read_all(position, self.batch)
+                .await
+                .map_err(|e| self.store_error(policy, e))?;
             if events.is_empty() {
+                // Committed events behind a still-open older transaction are
+                // not "caught up": wait for them, or a later round would
+                // handle them at another time.
+                if log
+                    .has_held_back_events(position)
+                    .await
+                    .map_err(|e| self.store_error(policy, e))?
+                {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(100));
+                    continue;
+                }
                 self.set_checkpoint(policy, position, 0);
                 return Ok(read);
             }
@@ -499,7 +655,9 @@ impl PolicyRunner {
         for e in events {
             if policy.interested(e) {
                 if let Err(error) = policy.handle(&self.crm, e).await {
-                    save_checkpoint(log, policy.name(), position).await.map_err(|s| self.store_error(policy, s))?;
+                    save_checkpoint(log, policy.name(), position)
+                        .await
+                        .map_err(|s| self.store_error(policy, s))?;
                     let transient = matches!(
                         error,
                         AppError::Conflict { .. } | AppError::Store(StoreError::Unavailable(_))
@@ -525,7 +683,9 @@ impl PolicyRunner {
             }
             position = e.position;
         }
-        save_checkpoint(log, policy.name(), position).await.map_err(|e| self.store_error(policy, e))?;
+        save_checkpoint(log, policy.name(), position)
+            .await
+            .map_err(|e| self.store_error(policy, e))?;
         self.set_checkpoint(policy, position, events.len() as u64);
         Ok(position)
     }
@@ -553,7 +713,10 @@ impl PolicyRunner {
     }
 
     fn store_error(&self, policy: Policy, e: StoreError) -> PolicyError {
-        let position = self.lock().get(&policy).map_or(LogPosition::START, |s| s.checkpoint);
+        let position = self
+            .lock()
+            .get(&policy)
+            .map_or(LogPosition::START, |s| s.checkpoint);
         PolicyError {
             policy: policy.name(),
             position,

@@ -21,7 +21,13 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
     ]
 }
 
-async fn exec(tx: &mut ReadTx, ctx: ApplyContext, tables: &[&str], sql: &str, params: &[Param]) -> Result<u64, ProjectionError> {
+async fn exec(
+    tx: &mut ReadTx,
+    ctx: ApplyContext,
+    tables: &[&str],
+    sql: &str,
+    params: &[Param],
+) -> Result<u64, ProjectionError> {
     Ok(tx.execute(&ctx.slot.sql(tables, sql), params).await?)
 }
 
@@ -59,7 +65,12 @@ impl Projection for Customers {
             "CREATE INDEX {customers}_phone_{gen} ON {customers} (phone)",
         ]
     }
-    fn apply<'a>(&'a self, tx: &'a mut ReadTx, ctx: ApplyContext, e: &'a RecordedEvent) -> BoxFut<'a, Result<(), ProjectionError>> {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        ctx: ApplyContext,
+        e: &'a RecordedEvent,
+    ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             let f = Fields::of(e);
             let t = CUSTOMERS;
@@ -77,49 +88,137 @@ impl Projection for Customers {
                         &[id.into(), f.opt_str("name").into(), f.opt_str("email").into(), f.opt_str("phone").into()]).await?;
                 }
                 ("Customer", "CustomerBirthdaySet") => {
-                    exec(tx, ctx, t, "UPDATE {customers} SET birthday = $2 WHERE customer_id = $1", &[id.into(), f.opt_str("birthday").into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {customers} SET birthday = $2 WHERE customer_id = $1",
+                        &[id.into(), f.opt_str("birthday").into()],
+                    )
+                    .await?;
                 }
                 ("Customer", "CustomerSinceSet") => {
-                    exec(tx, ctx, t, "UPDATE {customers} SET customer_since = $2 WHERE customer_id = $1", &[id.into(), f.opt_str("customer_since").into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {customers} SET customer_since = $2 WHERE customer_id = $1",
+                        &[id.into(), f.opt_str("customer_since").into()],
+                    )
+                    .await?;
                 }
                 ("Customer", "CustomerAddressAdded" | "CustomerAddressRemoved") => {
-                    let rows = tx.query(&ctx.slot.sql(t, "SELECT addresses FROM {customers} WHERE customer_id = $1"), &[id.clone().into()]).await?;
-                    let mut map: serde_json::Map<String, serde_json::Value> = rows.first()
-                        .and_then(|r| r.get("addresses")).and_then(|v| v.as_str())
-                        .and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+                    let rows = tx
+                        .query(
+                            &ctx.slot.sql(
+                                t,
+                                "SELECT addresses FROM {customers} WHERE customer_id = $1",
+                            ),
+                            &[id.clone().into()],
+                        )
+                        .await?;
+                    let mut map: serde_json::Map<String, serde_json::Value> = rows
+                        .first()
+                        .and_then(|r| r.get("addresses"))
+                        .and_then(|v| v.as_str())
+                        .and_then(|s| serde_json::from_str(s).ok())
+                        .unwrap_or_default();
                     let label = f.str("label")?;
-                    if e.event_type == "CustomerAddressAdded" { map.insert(label, f.value("address").clone()); } else { map.remove(&label); }
-                    exec(tx, ctx, t, "UPDATE {customers} SET addresses = $2 WHERE customer_id = $1",
-                        &[id.into(), serde_json::Value::Object(map).to_string().into()]).await?;
+                    if e.event_type == "CustomerAddressAdded" {
+                        map.insert(label, f.value("address").clone());
+                    } else {
+                        map.remove(&label);
+                    }
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {customers} SET addresses = $2 WHERE customer_id = $1",
+                        &[id.into(), serde_json::Value::Object(map).to_string().into()],
+                    )
+                    .await?;
                 }
                 ("Customer", "SmsConsentGranted" | "SmsConsentRevoked") => {
-                    exec(tx, ctx, t, "UPDATE {customers} SET sms_consent = $2 WHERE customer_id = $1",
-                        &[id.into(), (e.event_type == "SmsConsentGranted").into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {customers} SET sms_consent = $2 WHERE customer_id = $1",
+                        &[id.into(), (e.event_type == "SmsConsentGranted").into()],
+                    )
+                    .await?;
                 }
                 ("Customer", "EmailConsentGranted" | "EmailConsentRevoked") => {
-                    exec(tx, ctx, t, "UPDATE {customers} SET email_consent = $2 WHERE customer_id = $1",
-                        &[id.into(), (e.event_type == "EmailConsentGranted").into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {customers} SET email_consent = $2 WHERE customer_id = $1",
+                        &[id.into(), (e.event_type == "EmailConsentGranted").into()],
+                    )
+                    .await?;
                 }
                 ("Customer", "EmailSuppressed" | "EmailSuppressionLifted") => {
-                    exec(tx, ctx, t, "UPDATE {customers} SET email_suppressed = $2 WHERE customer_id = $1",
-                        &[id.into(), (e.event_type == "EmailSuppressed").into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {customers} SET email_suppressed = $2 WHERE customer_id = $1",
+                        &[id.into(), (e.event_type == "EmailSuppressed").into()],
+                    )
+                    .await?;
                 }
                 ("Customer", "CustomerNoteAdded") => {
-                    exec(tx, ctx, t, "UPDATE {customers} SET notes = notes + 1 WHERE customer_id = $1", &[id.into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {customers} SET notes = notes + 1 WHERE customer_id = $1",
+                        &[id.into()],
+                    )
+                    .await?;
                 }
                 ("Customer", "CustomerTagged" | "CustomerUntagged") => {
-                    let rows = tx.query(&ctx.slot.sql(t, "SELECT tags FROM {customers} WHERE customer_id = $1"), &[id.clone().into()]).await?;
-                    let mut tags: Vec<String> = rows.first().and_then(|r| r.get("tags")).and_then(|v| v.as_str())
-                        .and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+                    let rows = tx
+                        .query(
+                            &ctx.slot
+                                .sql(t, "SELECT tags FROM {customers} WHERE customer_id = $1"),
+                            &[id.clone().into()],
+                        )
+                        .await?;
+                    let mut tags: Vec<String> = rows
+                        .first()
+                        .and_then(|r| r.get("tags"))
+                        .and_then(|v| v.as_str())
+                        .and_then(|s| serde_json::from_str(s).ok())
+                        .unwrap_or_default();
                     let tag = f.str("tag")?;
                     tags.retain(|x| *x != tag);
-                    if e.event_type == "CustomerTagged" { tags.push(tag); }
+                    if e.event_type == "CustomerTagged" {
+                        tags.push(tag);
+                    }
                     tags.sort();
-                    exec(tx, ctx, t, "UPDATE {customers} SET tags = $2 WHERE customer_id = $1",
-                        &[id.into(), serde_json::to_string(&tags).unwrap_or_default().into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {customers} SET tags = $2 WHERE customer_id = $1",
+                        &[
+                            id.into(),
+                            serde_json::to_string(&tags).unwrap_or_default().into(),
+                        ],
+                    )
+                    .await?;
                 }
                 ("Customer", "CustomerMergedInto") => {
-                    exec(tx, ctx, t, "UPDATE {customers} SET merged_into = $2 WHERE customer_id = $1", &[id.into(), f.opt_str("target_customer_id").into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {customers} SET merged_into = $2 WHERE customer_id = $1",
+                        &[id.into(), f.opt_str("target_customer_id").into()],
+                    )
+                    .await?;
                 }
                 ("Customer", "CustomerPersonalDataErased") => {
                     // Erasure: nothing personal stays readable in the read model.
@@ -127,17 +226,38 @@ impl Projection for Customers {
                         addresses = '{}', tags = '[]', erased = 1 WHERE customer_id = $1", &[id.into()]).await?;
                 }
                 ("Customer", "StripeCustomerLinked") => {
-                    exec(tx, ctx, t, "UPDATE {customers} SET stripe_customer_id = $2 WHERE customer_id = $1", &[id.into(), f.opt_str("stripe_customer_id").into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {customers} SET stripe_customer_id = $2 WHERE customer_id = $1",
+                        &[id.into(), f.opt_str("stripe_customer_id").into()],
+                    )
+                    .await?;
                 }
                 ("Customer", "ReferralCodeIssued") => {
-                    exec(tx, ctx, t, "UPDATE {customers} SET referral_code = $2 WHERE customer_id = $1", &[id.into(), f.opt_str("code").into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {customers} SET referral_code = $2 WHERE customer_id = $1",
+                        &[id.into(), f.opt_str("code").into()],
+                    )
+                    .await?;
                 }
                 ("Job", "JobCompleted") => {
                     exec(tx, ctx, t, "UPDATE {customers} SET jobs_completed = jobs_completed + 1,
                         total_spent_cents = total_spent_cents + $2, last_job_at = $3 WHERE customer_id = $1",
                         &[f.str("customer_id")?.into(), f.int("amount").into(), f.at().into()]).await?;
                 }
-                ("LoyaltyAccount", "PointsEarned" | "PointsAwarded" | "BirthdayBonusAwarded" | "AnniversaryBonusAwarded" | "ReferralBonusAwarded") => {
+                (
+                    "LoyaltyAccount",
+                    "PointsEarned"
+                    | "PointsAwarded"
+                    | "BirthdayBonusAwarded"
+                    | "AnniversaryBonusAwarded"
+                    | "ReferralBonusAwarded",
+                ) => {
                     exec(tx, ctx, t, "UPDATE {customers} SET loyalty_points = loyalty_points + $2 WHERE customer_id = $1",
                         &[f.str("customer_id")?.into(), f.int("points").into()]).await?;
                 }
@@ -146,8 +266,14 @@ impl Projection for Customers {
                         &[f.str("customer_id")?.into(), f.int("points").into()]).await?;
                 }
                 ("LoyaltyAccount", "TierChanged") => {
-                    exec(tx, ctx, t, "UPDATE {customers} SET tier = $2 WHERE customer_id = $1",
-                        &[f.str("customer_id")?.into(), f.opt_str("to").into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {customers} SET tier = $2 WHERE customer_id = $1",
+                        &[f.str("customer_id")?.into(), f.opt_str("to").into()],
+                    )
+                    .await?;
                 }
                 _ => {}
             }
@@ -189,12 +315,19 @@ impl Projection for Jobs {
                 current_job_id TEXT, updated_at TEXT NOT NULL)",
         ]
     }
-    fn apply<'a>(&'a self, tx: &'a mut ReadTx, ctx: ApplyContext, e: &'a RecordedEvent) -> BoxFut<'a, Result<(), ProjectionError>> {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        ctx: ApplyContext,
+        e: &'a RecordedEvent,
+    ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             let f = Fields::of(e);
             let t = JOBS;
             let id = e.aggregate_id.clone();
-            let window = |w: &serde_json::Value, k: &str| w.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            let window = |w: &serde_json::Value, k: &str| {
+                w.get(k).and_then(|v| v.as_str()).map(str::to_string)
+            };
             match (e.aggregate_type.as_str(), e.event_type.as_str()) {
                 ("Job", "JobBooked") => {
                     exec(tx, ctx, t, "INSERT INTO {jobs} (job_id, customer_id, status, source, services, booked_at)
@@ -212,10 +345,24 @@ impl Projection for Jobs {
                         &[id.into(), window(w, "start").into(), window(w, "end").into()]).await?;
                 }
                 ("Job", "TechnicianAssigned") => {
-                    exec(tx, ctx, t, "UPDATE {jobs} SET technician_id = $2 WHERE job_id = $1", &[id.into(), f.opt_str("technician_id").into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {jobs} SET technician_id = $2 WHERE job_id = $1",
+                        &[id.into(), f.opt_str("technician_id").into()],
+                    )
+                    .await?;
                 }
                 ("Job", "VehicleAssigned") => {
-                    exec(tx, ctx, t, "UPDATE {jobs} SET vehicle_id = $2 WHERE job_id = $1", &[id.into(), f.opt_str("vehicle_id").into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {jobs} SET vehicle_id = $2 WHERE job_id = $1",
+                        &[id.into(), f.opt_str("vehicle_id").into()],
+                    )
+                    .await?;
                 }
                 ("Job", "JobStarted") => {
                     exec(tx, ctx, t, "UPDATE {jobs} SET status = 'in_progress', started_at = $2 WHERE job_id = $1", &[id.into(), f.at().into()]).await?;
@@ -231,10 +378,24 @@ impl Projection for Jobs {
                         &[id.into(), f.at().into(), f.opt_str("reason").into()]).await?;
                 }
                 ("Job", "JobPaid") => {
-                    exec(tx, ctx, t, "UPDATE {jobs} SET paid = 1 WHERE job_id = $1", &[id.into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {jobs} SET paid = 1 WHERE job_id = $1",
+                        &[id.into()],
+                    )
+                    .await?;
                 }
                 ("Job", "JobPaymentFailed") => {
-                    exec(tx, ctx, t, "UPDATE {jobs} SET payment_failed = payment_failed + 1 WHERE job_id = $1", &[id.into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {jobs} SET payment_failed = payment_failed + 1 WHERE job_id = $1",
+                        &[id.into()],
+                    )
+                    .await?;
                 }
                 ("Vehicle", "VehicleRegistered") => {
                     exec(tx, ctx, t, "INSERT INTO {vehicles} (vehicle_id, name, plate, status, updated_at) VALUES ($1, $2, $3, 'available', $4)
@@ -283,7 +444,12 @@ impl Projection for Loyalty {
             "CREATE INDEX {referrals}_referrer_{gen} ON {referrals} (referrer_customer_id)",
         ]
     }
-    fn apply<'a>(&'a self, tx: &'a mut ReadTx, ctx: ApplyContext, e: &'a RecordedEvent) -> BoxFut<'a, Result<(), ProjectionError>> {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        ctx: ApplyContext,
+        e: &'a RecordedEvent,
+    ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             let f = Fields::of(e);
             let t = LOYALTY;
@@ -295,15 +461,36 @@ impl Projection for Loyalty {
                         &[f.str("customer_id")?.into(), e.aggregate_id.clone().into(), f.at().into()]).await?;
                 }
                 ("LoyaltyAccount", "PointsEarned" | "PointsAwarded" | "ReferralBonusAwarded") => {
-                    exec(tx, ctx, t, earn, &[f.str("customer_id")?.into(), f.int("points").into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        earn,
+                        &[f.str("customer_id")?.into(), f.int("points").into()],
+                    )
+                    .await?;
                 }
                 ("LoyaltyAccount", "BirthdayBonusAwarded") => {
-                    exec(tx, ctx, t, earn, &[f.str("customer_id")?.into(), f.int("points").into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        earn,
+                        &[f.str("customer_id")?.into(), f.int("points").into()],
+                    )
+                    .await?;
                     exec(tx, ctx, t, "UPDATE {loyalty_accounts} SET last_birthday_bonus_year = $2 WHERE customer_id = $1",
                         &[f.str("customer_id")?.into(), f.int("year").into()]).await?;
                 }
                 ("LoyaltyAccount", "AnniversaryBonusAwarded") => {
-                    exec(tx, ctx, t, earn, &[f.str("customer_id")?.into(), f.int("points").into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        earn,
+                        &[f.str("customer_id")?.into(), f.int("points").into()],
+                    )
+                    .await?;
                     exec(tx, ctx, t, "UPDATE {loyalty_accounts} SET last_anniversary_bonus_year = $2 WHERE customer_id = $1",
                         &[f.str("customer_id")?.into(), f.int("year").into()]).await?;
                 }
@@ -316,8 +503,14 @@ impl Projection for Loyalty {
                         &[f.str("customer_id")?.into(), f.int("points").into()]).await?;
                 }
                 ("LoyaltyAccount", "TierChanged") => {
-                    exec(tx, ctx, t, "UPDATE {loyalty_accounts} SET tier = $2 WHERE customer_id = $1",
-                        &[f.str("customer_id")?.into(), f.opt_str("to").into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {loyalty_accounts} SET tier = $2 WHERE customer_id = $1",
+                        &[f.str("customer_id")?.into(), f.opt_str("to").into()],
+                    )
+                    .await?;
                 }
                 ("Referral", "ReferralRecorded") => {
                     exec(tx, ctx, t, "INSERT INTO {referrals} (referral_id, referrer_customer_id, referee_customer_id, code, recorded_at)
@@ -364,7 +557,12 @@ impl Projection for Pipeline {
             "CREATE INDEX {opportunities}_stage_{gen} ON {opportunities} (status, stage)",
         ]
     }
-    fn apply<'a>(&'a self, tx: &'a mut ReadTx, ctx: ApplyContext, e: &'a RecordedEvent) -> BoxFut<'a, Result<(), ProjectionError>> {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        ctx: ApplyContext,
+        e: &'a RecordedEvent,
+    ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             if e.aggregate_type != "Opportunity" {
                 return Ok(());
@@ -396,15 +594,34 @@ impl Projection for Pipeline {
                         &[id.into(), f.value("discount").to_string().into(), f.opt_str("expires_at").into(), at.into()]).await?;
                 }
                 "OfferSent" | "OfferViewed" | "OfferAccepted" | "OfferExpired" => {
-                    let status = match e.event_type.as_str() { "OfferSent" => "sent", "OfferViewed" => "viewed", "OfferAccepted" => "accepted", _ => "expired" };
+                    let status = match e.event_type.as_str() {
+                        "OfferSent" => "sent",
+                        "OfferViewed" => "viewed",
+                        "OfferAccepted" => "accepted",
+                        _ => "expired",
+                    };
                     exec(tx, ctx, t, "UPDATE {opportunities} SET offer_status = $2, last_activity_at = $3 WHERE opportunity_id = $1",
                         &[id.into(), status.into(), at.into()]).await?;
                 }
                 "OpportunityFlaggedStale" => {
-                    exec(tx, ctx, t, "UPDATE {opportunities} SET stale = 1 WHERE opportunity_id = $1", &[id.into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {opportunities} SET stale = 1 WHERE opportunity_id = $1",
+                        &[id.into()],
+                    )
+                    .await?;
                 }
                 "OpportunityArchived" => {
-                    exec(tx, ctx, t, "UPDATE {opportunities} SET archived = 1 WHERE opportunity_id = $1", &[id.into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {opportunities} SET archived = 1 WHERE opportunity_id = $1",
+                        &[id.into()],
+                    )
+                    .await?;
                 }
                 _ => {}
             }
@@ -443,7 +660,12 @@ impl Projection for Campaigns {
                 redeemed_job_id TEXT, updated_at TEXT NOT NULL, PRIMARY KEY (promotion_id, customer_id))",
         ]
     }
-    fn apply<'a>(&'a self, tx: &'a mut ReadTx, ctx: ApplyContext, e: &'a RecordedEvent) -> BoxFut<'a, Result<(), ProjectionError>> {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        ctx: ApplyContext,
+        e: &'a RecordedEvent,
+    ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             if e.aggregate_type != "Promotion" {
                 return Ok(());
@@ -453,8 +675,13 @@ impl Projection for Campaigns {
             let id = e.aggregate_id.clone();
             let at = f.at();
             let c = f.value("content");
-            let s = |k: &str| c.get(k).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string));
-            let counter = |col: &str| format!("UPDATE {{promotions}} SET {col} = {col} + 1 WHERE promotion_id = $1");
+            let s = |k: &str| {
+                c.get(k)
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            };
+            let counter = |col: &str| {
+                format!("UPDATE {{promotions}} SET {col} = {col} + 1 WHERE promotion_id = $1")
+            };
             let recipient = "INSERT INTO {promotion_recipients} (promotion_id, customer_id, status, occasion_year, redeemed_job_id, updated_at)
                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (promotion_id, customer_id) DO UPDATE
                 SET status = excluded.status, redeemed_job_id = COALESCE(excluded.redeemed_job_id, {promotion_recipients}.redeemed_job_id), updated_at = excluded.updated_at";
@@ -471,7 +698,11 @@ impl Projection for Campaigns {
                     exec(tx, ctx, t, "UPDATE {promotions} SET status = 'scheduled', send_at = $2 WHERE promotion_id = $1",
                         &[id.into(), f.opt_str("send_at").into()]).await?;
                 }
-                "PromotionDelivered" | "PromotionDeliverySkipped" | "PromotionDeliveryFailed" | "PromotionOpened" | "PromotionRedeemed" => {
+                "PromotionDelivered"
+                | "PromotionDeliverySkipped"
+                | "PromotionDeliveryFailed"
+                | "PromotionOpened"
+                | "PromotionRedeemed" => {
                     let (col, status) = match e.event_type.as_str() {
                         "PromotionDelivered" => ("delivered", "delivered"),
                         "PromotionDeliverySkipped" => ("skipped", "skipped"),
@@ -484,7 +715,21 @@ impl Projection for Campaigns {
                         exec(tx, ctx, t, "UPDATE {promotions} SET status = 'delivering' WHERE promotion_id = $1 AND status IN ('draft', 'scheduled')", &[id.clone().into()]).await?;
                     }
                     let year: Option<i64> = f.value("occasion_year").as_i64();
-                    exec(tx, ctx, t, recipient, &[id.into(), f.str("customer_id")?.into(), status.into(), year.into(), f.opt_str("job_id").into(), at.into()]).await?;
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        recipient,
+                        &[
+                            id.into(),
+                            f.str("customer_id")?.into(),
+                            status.into(),
+                            year.into(),
+                            f.opt_str("job_id").into(),
+                            at.into(),
+                        ],
+                    )
+                    .await?;
                 }
                 _ => {}
             }
@@ -521,7 +766,12 @@ impl Projection for Reviews {
                 comment TEXT, response TEXT, responder_id TEXT, received_at TEXT NOT NULL, responded_at TEXT)",
         ]
     }
-    fn apply<'a>(&'a self, tx: &'a mut ReadTx, ctx: ApplyContext, e: &'a RecordedEvent) -> BoxFut<'a, Result<(), ProjectionError>> {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        ctx: ApplyContext,
+        e: &'a RecordedEvent,
+    ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             let f = Fields::of(e);
             let t = REVIEWS;
@@ -591,23 +841,41 @@ impl Projection for Activity {
             "CREATE INDEX {audit_trail}_actor_{gen} ON {audit_trail} (actor, occurred_at)",
         ]
     }
-    fn apply<'a>(&'a self, tx: &'a mut ReadTx, ctx: ApplyContext, e: &'a RecordedEvent) -> BoxFut<'a, Result<(), ProjectionError>> {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        ctx: ApplyContext,
+        e: &'a RecordedEvent,
+    ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            let m = |k: &str| e.metadata.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            let m = |k: &str| {
+                e.metadata
+                    .get(k)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            };
             exec(tx, ctx, ACTIVITY, "INSERT INTO {audit_trail} (aggregate_type, aggregate_id, sequence, event_type, actor, request_id, correlation_id, client_ip, occurred_at)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (aggregate_type, aggregate_id, sequence) DO NOTHING",
                 &[e.aggregate_type.clone().into(), e.aggregate_id.clone().into(), (e.sequence as i64).into(), e.event_type.clone().into(),
                   m("actor").into(), m("request_id").into(), m("correlation_id").into(), m("client_ip").into(), m("occurred_at").into()]).await?;
             let f = Fields::of(e);
             let portal_kind = match (e.aggregate_type.as_str(), e.event_type.as_str()) {
-                ("PortalAccount", "PortalAccountRegistered") => Some(("registered".to_string(), None)),
+                ("PortalAccount", "PortalAccountRegistered") => {
+                    Some(("registered".to_string(), None))
+                }
                 ("PortalAccount", "PortalLoginRecorded") => Some(("login".to_string(), None)),
                 ("PortalAccount", "PortalActivityRecorded") => {
                     let a = f.value("activity");
-                    let kind = a.get("kind").and_then(|v| v.as_str()).unwrap_or("activity").to_string();
+                    let kind = a
+                        .get("kind")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("activity")
+                        .to_string();
                     Some((kind, Some(a.to_string())))
                 }
-                ("Job", "JobBooked") if f.opt_str("source").as_deref() == Some("online") => Some(("booking".to_string(), None)),
+                ("Job", "JobBooked") if f.opt_str("source").as_deref() == Some("online") => {
+                    Some(("booking".to_string(), None))
+                }
                 _ => None,
             };
             if let Some((kind, detail)) = portal_kind {
@@ -628,7 +896,12 @@ impl Projection for Activity {
 #[derive(Debug)]
 pub struct Analytics;
 
-const ANALYTICS: &[&str] = &["revenue", "revenue_by_service", "customer_firsts", "daily_counts"];
+const ANALYTICS: &[&str] = &[
+    "revenue",
+    "revenue_by_service",
+    "customer_firsts",
+    "daily_counts",
+];
 
 impl Projection for Analytics {
     fn name(&self) -> &'static str {
@@ -655,39 +928,72 @@ impl Projection for Analytics {
                 local_date TEXT NOT NULL, metric TEXT NOT NULL, value BIGINT NOT NULL, PRIMARY KEY (local_date, metric))",
         ]
     }
-    fn apply<'a>(&'a self, tx: &'a mut ReadTx, ctx: ApplyContext, e: &'a RecordedEvent) -> BoxFut<'a, Result<(), ProjectionError>> {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        ctx: ApplyContext,
+        e: &'a RecordedEvent,
+    ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             let f = Fields::of(e);
             let t = ANALYTICS;
             let date = ctx.local_date(f.time("at")).to_string();
             let bump = "INSERT INTO {daily_counts} (local_date, metric, value) VALUES ($1, $2, $3)
                 ON CONFLICT (local_date, metric) DO UPDATE SET value = {daily_counts}.value + excluded.value";
-            let metric: Option<(&str, i64)> = match (e.aggregate_type.as_str(), e.event_type.as_str()) {
-                ("Customer", "CustomerCreated") => Some(("new_customers", 1)),
-                ("Job", "JobBooked") => Some((if f.opt_str("source").as_deref() == Some("online") { "online_bookings" } else { "staff_bookings" }, 1)),
-                ("Job", "JobCompleted") => Some(("jobs_completed", 1)),
-                ("Job", "JobCancelled") => Some(("jobs_cancelled", 1)),
-                ("Opportunity", "OpportunityCreated") => Some(("opportunities_created", 1)),
-                ("Opportunity", "OpportunityWon") => Some(("opportunities_won", 1)),
-                ("Opportunity", "OpportunityLost") => Some(("opportunities_lost", 1)),
-                ("Opportunity", "OfferSent") => Some(("offers_sent", 1)),
-                ("Opportunity", "OfferAccepted") => Some(("offers_accepted", 1)),
-                ("Promotion", "PromotionDelivered") => Some(("promotion_deliveries", 1)),
-                ("Promotion", "PromotionRedeemed") => Some(("promotion_redemptions", 1)),
-                ("ReviewRequest", "ReviewRequested") => Some(("review_requests", 1)),
-                ("Review", "ReviewReceived") => Some(("reviews_received", 1)),
-                ("Review", "ReviewResponded") => Some(("reviews_responded", 1)),
-                ("LoyaltyAccount", "LoyaltyAccountEnrolled") => Some(("loyalty_enrolments", 1)),
-                ("LoyaltyAccount", "PointsEarned" | "PointsAwarded" | "BirthdayBonusAwarded" | "AnniversaryBonusAwarded" | "ReferralBonusAwarded") => Some(("points_issued", f.int("points"))),
-                ("LoyaltyAccount", "PointsRedeemed") => Some(("points_redeemed", f.int("points"))),
-                ("LoyaltyAccount", "PointsExpired") => Some(("points_expired", f.int("points"))),
-                ("Referral", "ReferralRecorded") => Some(("referrals", 1)),
-                ("PortalAccount", "PortalLoginRecorded") => Some(("portal_logins", 1)),
-                ("PortalAccount", "PortalAccountRegistered") => Some(("portal_registrations", 1)),
-                _ => None,
-            };
+            let metric: Option<(&str, i64)> =
+                match (e.aggregate_type.as_str(), e.event_type.as_str()) {
+                    ("Customer", "CustomerCreated") => Some(("new_customers", 1)),
+                    ("Job", "JobBooked") => Some((
+                        if f.opt_str("source").as_deref() == Some("online") {
+                            "online_bookings"
+                        } else {
+                            "staff_bookings"
+                        },
+                        1,
+                    )),
+                    ("Job", "JobCompleted") => Some(("jobs_completed", 1)),
+                    ("Job", "JobCancelled") => Some(("jobs_cancelled", 1)),
+                    ("Opportunity", "OpportunityCreated") => Some(("opportunities_created", 1)),
+                    ("Opportunity", "OpportunityWon") => Some(("opportunities_won", 1)),
+                    ("Opportunity", "OpportunityLost") => Some(("opportunities_lost", 1)),
+                    ("Opportunity", "OfferSent") => Some(("offers_sent", 1)),
+                    ("Opportunity", "OfferAccepted") => Some(("offers_accepted", 1)),
+                    ("Promotion", "PromotionDelivered") => Some(("promotion_deliveries", 1)),
+                    ("Promotion", "PromotionRedeemed") => Some(("promotion_redemptions", 1)),
+                    ("ReviewRequest", "ReviewRequested") => Some(("review_requests", 1)),
+                    ("Review", "ReviewReceived") => Some(("reviews_received", 1)),
+                    ("Review", "ReviewResponded") => Some(("reviews_responded", 1)),
+                    ("LoyaltyAccount", "LoyaltyAccountEnrolled") => Some(("loyalty_enrolments", 1)),
+                    (
+                        "LoyaltyAccount",
+                        "PointsEarned"
+                        | "PointsAwarded"
+                        | "BirthdayBonusAwarded"
+                        | "AnniversaryBonusAwarded"
+                        | "ReferralBonusAwarded",
+                    ) => Some(("points_issued", f.int("points"))),
+                    ("LoyaltyAccount", "PointsRedeemed") => {
+                        Some(("points_redeemed", f.int("points")))
+                    }
+                    ("LoyaltyAccount", "PointsExpired") => {
+                        Some(("points_expired", f.int("points")))
+                    }
+                    ("Referral", "ReferralRecorded") => Some(("referrals", 1)),
+                    ("PortalAccount", "PortalLoginRecorded") => Some(("portal_logins", 1)),
+                    ("PortalAccount", "PortalAccountRegistered") => {
+                        Some(("portal_registrations", 1))
+                    }
+                    _ => None,
+                };
             if let Some((name, value)) = metric {
-                exec(tx, ctx, t, bump, &[date.clone().into(), name.into(), value.into()]).await?;
+                exec(
+                    tx,
+                    ctx,
+                    t,
+                    bump,
+                    &[date.clone().into(), name.into(), value.into()],
+                )
+                .await?;
             }
             match (e.aggregate_type.as_str(), e.event_type.as_str()) {
                 ("Customer", "CustomerCreated") => {
@@ -697,8 +1003,21 @@ impl Projection for Analytics {
                 }
                 ("Job", "JobCompleted") => {
                     let customer = f.str("customer_id")?;
-                    let prior = tx.query(&ctx.slot.sql(t, "SELECT jobs FROM {customer_firsts} WHERE customer_id = $1"), &[customer.clone().into()]).await?;
-                    let returning = prior.first().and_then(|r| r.get("jobs")).and_then(serde_json::Value::as_i64).unwrap_or(0) > 0;
+                    let prior = tx
+                        .query(
+                            &ctx.slot.sql(
+                                t,
+                                "SELECT jobs FROM {customer_firsts} WHERE customer_id = $1",
+                            ),
+                            &[customer.clone().into()],
+                        )
+                        .await?;
+                    let returning = prior
+                        .first()
+                        .and_then(|r| r.get("jobs"))
+                        .and_then(serde_json::Value::as_i64)
+                        .unwrap_or(0)
+                        > 0;
                     exec(tx, ctx, t, "INSERT INTO {customer_firsts} (customer_id, first_job_date, last_job_date, jobs) VALUES ($1, $2, $2, 1)
                         ON CONFLICT (customer_id) DO UPDATE SET first_job_date = COALESCE({customer_firsts}.first_job_date, excluded.first_job_date),
                         last_job_date = excluded.last_job_date, jobs = {customer_firsts}.jobs + 1",
@@ -709,9 +1028,16 @@ impl Projection for Analytics {
                         &[e.aggregate_id.clone().into(), customer.into(), f.opt_str("technician_id").into(), date.clone().into(), amount.into(), returning.into()]).await?;
                     // A job's amount is split evenly over its services, remainder to the first,
                     // so that revenue by service adds up to revenue.
-                    let services: Vec<String> = serde_json::from_value(f.value("services").clone()).unwrap_or_default();
-                    let mut services: Vec<String> = services.into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-                    if services.is_empty() { services.push("unspecified".into()); }
+                    let services: Vec<String> =
+                        serde_json::from_value(f.value("services").clone()).unwrap_or_default();
+                    let mut services: Vec<String> = services
+                        .into_iter()
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    if services.is_empty() {
+                        services.push("unspecified".into());
+                    }
                     let n = services.len() as i64;
                     for (i, s) in services.iter().enumerate() {
                         let share = amount / n + if i == 0 { amount % n } else { 0 };

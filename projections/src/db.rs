@@ -118,7 +118,10 @@ impl ReadDb {
     pub fn of(log: &EventLog) -> Self {
         match log {
             EventLog::Postgres(pg) => ReadDb::Postgres(pg.pool().clone()),
-            EventLog::Sqlite(s) => ReadDb::Sqlite { writer: s.writer().clone(), reader: s.reader().clone() },
+            EventLog::Sqlite(s) => ReadDb::Sqlite {
+                writer: s.writer().clone(),
+                reader: s.reader().clone(),
+            },
         }
     }
 
@@ -137,7 +140,9 @@ impl ReadDb {
     pub async fn begin(&self) -> Result<ReadTx, DbError> {
         Ok(match self {
             ReadDb::Postgres(p) => ReadTx::Postgres(p.begin().await?),
-            ReadDb::Sqlite { writer, .. } => ReadTx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?),
+            ReadDb::Sqlite { writer, .. } => {
+                ReadTx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?)
+            }
         })
     }
 
@@ -147,10 +152,18 @@ impl ReadDb {
     /// [`DbError`].
     pub async fn query(&self, sql: &str, params: &[Param]) -> Result<Vec<JsonRow>, DbError> {
         Ok(match self {
-            ReadDb::Postgres(p) => bind_all!(sqlx::query(sql), params).fetch_all(p).await?.iter().map(pg_row).collect(),
-            ReadDb::Sqlite { reader, .. } => {
-                bind_all!(sqlx::query(sql), params).fetch_all(reader).await?.iter().map(sqlite_row).collect()
-            }
+            ReadDb::Postgres(p) => bind_all!(sqlx::query(sql), params)
+                .fetch_all(p)
+                .await?
+                .iter()
+                .map(pg_row)
+                .collect(),
+            ReadDb::Sqlite { reader, .. } => bind_all!(sqlx::query(sql), params)
+                .fetch_all(reader)
+                .await?
+                .iter()
+                .map(sqlite_row)
+                .collect(),
         })
     }
 
@@ -173,8 +186,14 @@ impl ReadTx {
     /// [`DbError`].
     pub async fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64, DbError> {
         Ok(match self {
-            ReadTx::Postgres(t) => bind_all!(sqlx::query(sql), params).execute(&mut **t).await?.rows_affected(),
-            ReadTx::Sqlite(t) => bind_all!(sqlx::query(sql), params).execute(&mut **t).await?.rows_affected(),
+            ReadTx::Postgres(t) => bind_all!(sqlx::query(sql), params)
+                .execute(&mut **t)
+                .await?
+                .rows_affected(),
+            ReadTx::Sqlite(t) => bind_all!(sqlx::query(sql), params)
+                .execute(&mut **t)
+                .await?
+                .rows_affected(),
         })
     }
 
@@ -184,10 +203,18 @@ impl ReadTx {
     /// [`DbError`].
     pub async fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<JsonRow>, DbError> {
         Ok(match self {
-            ReadTx::Postgres(t) => bind_all!(sqlx::query(sql), params).fetch_all(&mut **t).await?.iter().map(pg_row).collect(),
-            ReadTx::Sqlite(t) => {
-                bind_all!(sqlx::query(sql), params).fetch_all(&mut **t).await?.iter().map(sqlite_row).collect()
-            }
+            ReadTx::Postgres(t) => bind_all!(sqlx::query(sql), params)
+                .fetch_all(&mut **t)
+                .await?
+                .iter()
+                .map(pg_row)
+                .collect(),
+            ReadTx::Sqlite(t) => bind_all!(sqlx::query(sql), params)
+                .fetch_all(&mut **t)
+                .await?
+                .iter()
+                .map(sqlite_row)
+                .collect(),
         })
     }
 
@@ -220,13 +247,31 @@ fn pg_row(r: &PgRow) -> JsonRow {
             Value::Null
         } else {
             match c.type_info().name() {
-                "INT8" => r.try_get::<i64, _>(i).map(Value::from).unwrap_or(Value::Null),
-                "INT4" => r.try_get::<i32, _>(i).map(Value::from).unwrap_or(Value::Null),
-                "INT2" => r.try_get::<i16, _>(i).map(Value::from).unwrap_or(Value::Null),
-                "NUMERIC" => r.try_get::<String, _>(i).map(Value::from).unwrap_or(Value::Null),
-                "BOOL" => r.try_get::<bool, _>(i).map(Value::from).unwrap_or(Value::Null),
+                "INT8" => r
+                    .try_get::<i64, _>(i)
+                    .map(Value::from)
+                    .unwrap_or(Value::Null),
+                "INT4" => r
+                    .try_get::<i32, _>(i)
+                    .map(Value::from)
+                    .unwrap_or(Value::Null),
+                "INT2" => r
+                    .try_get::<i16, _>(i)
+                    .map(Value::from)
+                    .unwrap_or(Value::Null),
+                "NUMERIC" => r
+                    .try_get::<String, _>(i)
+                    .map(Value::from)
+                    .unwrap_or(Value::Null),
+                "BOOL" => r
+                    .try_get::<bool, _>(i)
+                    .map(Value::from)
+                    .unwrap_or(Value::Null),
                 "JSONB" | "JSON" => r.try_get::<Value, _>(i).unwrap_or(Value::Null),
-                _ => r.try_get::<String, _>(i).map(Value::from).unwrap_or(Value::Null),
+                _ => r
+                    .try_get::<String, _>(i)
+                    .map(Value::from)
+                    .unwrap_or(Value::Null),
             }
         };
         m.insert(c.name().to_string(), v);
@@ -240,7 +285,10 @@ fn sqlite_row(r: &SqliteRow) -> JsonRow {
         let v = match r.try_get_raw(i) {
             Ok(raw) if raw.is_null() => Value::Null,
             Ok(raw) => match raw.type_info().name() {
-                "INTEGER" | "BOOLEAN" => r.try_get::<i64, _>(i).map(Value::from).unwrap_or(Value::Null),
+                "INTEGER" | "BOOLEAN" => r
+                    .try_get::<i64, _>(i)
+                    .map(Value::from)
+                    .unwrap_or(Value::Null),
                 _ => r
                     .try_get::<String, _>(i)
                     .map(Value::from)

@@ -11,4 +11,4 @@ pub mod runner;
 
 pub use db::{JsonRow, Param, ReadDb};
 pub use projection::{Projection, ProjectionError, Slot};
-pub use runner::{ProjectionRunner, ProjectionStatus, RunError};
+pub use runner::{BeforeSwap, Dump, HandlerFailure, ProjectionRunner, ProjectionStatus, RunError};

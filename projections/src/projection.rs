@@ -87,7 +87,12 @@ pub trait Projection: Send + Sync {
     /// across rebuilds.
     fn schema(&self) -> &'static [&'static str];
     /// Applies one event (most projections ignore most events).
-    fn apply<'a>(&'a self, tx: &'a mut ReadTx, ctx: ApplyContext, e: &'a RecordedEvent) -> BoxFut<'a, Result<(), ProjectionError>>;
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        ctx: ApplyContext,
+        e: &'a RecordedEvent,
+    ) -> BoxFut<'a, Result<(), ProjectionError>>;
 }
 
 /// Field access on an event payload: `{"EventType": {fields}}`.
@@ -100,7 +105,10 @@ pub struct Fields<'a> {
 impl<'a> Fields<'a> {
     /// The fields of an event.
     pub fn of(e: &'a RecordedEvent) -> Self {
-        Fields { event_type: &e.event_type, body: e.payload.get(&e.event_type).unwrap_or(&Value::Null) }
+        Fields {
+            event_type: &e.event_type,
+            body: e.payload.get(&e.event_type).unwrap_or(&Value::Null),
+        }
     }
 
     /// A field as a JSON value (Null when absent).
@@ -122,8 +130,10 @@ impl<'a> Fields<'a> {
     /// # Errors
     /// [`ProjectionError::MissingField`].
     pub fn str(&self, field: &'static str) -> Result<String, ProjectionError> {
-        self.opt_str(field)
-            .ok_or(ProjectionError::MissingField { event_type: self.event_type.to_string(), field })
+        self.opt_str(field).ok_or(ProjectionError::MissingField {
+            event_type: self.event_type.to_string(),
+            field,
+        })
     }
 
     /// An integer field (0 when absent).

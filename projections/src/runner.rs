@@ -24,26 +24,31 @@ pub enum RunError {
     #[error(transparent)]
     Db(#[from] DbError),
     /// A handler refused an event: the projection stops there.
-    #[error("projection {projection} failed on {aggregate_type} {aggregate_id} #{sequence} ({event_type}) at {position}: {error}")]
-    Handler {
-        /// Projection.
-        projection: String,
-        /// Where.
-        position: LogPosition,
-        /// Aggregate type.
-        aggregate_type: String,
-        /// Aggregate id.
-        aggregate_id: String,
-        /// Sequence.
-        sequence: u64,
-        /// Event type.
-        event_type: String,
-        /// The handler's error.
-        error: String,
-    },
+    #[error(transparent)]
+    Handler(Box<HandlerFailure>),
     /// No projection by that name.
     #[error("unknown projection {0:?}")]
     Unknown(String),
+}
+
+/// Where and why a handler failed.
+#[derive(Debug, thiserror::Error)]
+#[error("projection {projection} failed on {aggregate_type} {aggregate_id} #{sequence} ({event_type}) at {position}: {error}")]
+pub struct HandlerFailure {
+    /// Projection.
+    pub projection: String,
+    /// Where.
+    pub position: LogPosition,
+    /// Aggregate type.
+    pub aggregate_type: String,
+    /// Aggregate id.
+    pub aggregate_id: String,
+    /// Sequence.
+    pub sequence: u64,
+    /// Event type.
+    pub event_type: String,
+    /// The handler's error.
+    pub error: String,
 }
 
 /// A projection's state, for `/api/health/detailed` and `replay-tools status`.
@@ -68,6 +73,12 @@ pub struct ProjectionStatus {
     pub caught_up: bool,
 }
 
+/// Rows of a projection's tables, by table.
+pub type Dump = BTreeMap<String, Vec<String>>;
+
+/// Decides, from the live and the shadow dump, whether a rebuild swaps.
+pub type BeforeSwap<'a> = dyn Fn(&Dump, &Dump) -> bool + Send + Sync + 'a;
+
 /// Runs a set of projections over one log.
 #[derive(Clone)]
 pub struct ProjectionRunner {
@@ -81,7 +92,14 @@ pub struct ProjectionRunner {
 impl std::fmt::Debug for ProjectionRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProjectionRunner")
-            .field("projections", &self.projections.iter().map(|p| p.name()).collect::<Vec<_>>())
+            .field(
+                "projections",
+                &self
+                    .projections
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -106,7 +124,13 @@ impl ProjectionRunner {
     /// A chosen set of projections.
     pub fn with_projections(log: EventLog, tz: Tz, projections: Vec<Arc<dyn Projection>>) -> Self {
         let db = ReadDb::of(&log);
-        Self { log, db, tz, projections, batch: 500 }
+        Self {
+            log,
+            db,
+            tz,
+            projections,
+            batch: 500,
+        }
     }
 
     /// Events per transaction during catch-up.
@@ -141,12 +165,19 @@ impl ProjectionRunner {
     async fn table_exists(&self, tx: &mut ReadTx, table: &str) -> Result<bool, DbError> {
         let sql = match tx {
             ReadTx::Postgres(_) => "SELECT 1 AS x WHERE to_regclass($1) IS NOT NULL",
-            ReadTx::Sqlite(_) => "SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = $1",
+            ReadTx::Sqlite(_) => {
+                "SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = $1"
+            }
         };
         Ok(!tx.query(sql, &[table.into()]).await?.is_empty())
     }
 
-    async fn create_tables(&self, tx: &mut ReadTx, p: &dyn Projection, slot: Slot) -> Result<(), DbError> {
+    async fn create_tables(
+        &self,
+        tx: &mut ReadTx,
+        p: &dyn Projection,
+        slot: Slot,
+    ) -> Result<(), DbError> {
         let gen = uuid_suffix();
         for ddl in p.schema() {
             let sql = slot.sql(p.tables(), ddl).replace("{gen}", &gen);
@@ -155,9 +186,15 @@ impl ProjectionRunner {
         Ok(())
     }
 
-    async fn drop_tables(&self, tx: &mut ReadTx, p: &dyn Projection, slot: Slot) -> Result<(), DbError> {
+    async fn drop_tables(
+        &self,
+        tx: &mut ReadTx,
+        p: &dyn Projection,
+        slot: Slot,
+    ) -> Result<(), DbError> {
         for t in p.tables() {
-            tx.execute(&format!("DROP TABLE IF EXISTS {}", slot.table(t)), &[]).await?;
+            tx.execute(&format!("DROP TABLE IF EXISTS {}", slot.table(t)), &[])
+                .await?;
         }
         Ok(())
     }
@@ -170,7 +207,12 @@ impl ProjectionRunner {
     pub async fn prepare(&self) -> Result<(), RunError> {
         for p in &self.projections {
             let mut tx = self.db.begin().await?;
-            let rows = tx.query("SELECT version FROM projection_checkpoints WHERE name = $1", &[p.name().into()]).await?;
+            let rows = tx
+                .query(
+                    "SELECT version FROM projection_checkpoints WHERE name = $1",
+                    &[p.name().into()],
+                )
+                .await?;
             let stored = rows.first().map(|r| int(r, "version"));
             let missing = {
                 let mut any = false;
@@ -187,7 +229,11 @@ impl ProjectionRunner {
                 }
                 self.drop_tables(&mut tx, p.as_ref(), Slot::Live).await?;
                 self.create_tables(&mut tx, p.as_ref(), Slot::Live).await?;
-                tx.execute("DELETE FROM projection_checkpoints WHERE name = $1", &[p.name().into()]).await?;
+                tx.execute(
+                    "DELETE FROM projection_checkpoints WHERE name = $1",
+                    &[p.name().into()],
+                )
+                .await?;
                 tx.execute(
                     "INSERT INTO projection_checkpoints (name, version) VALUES ($1, $2)",
                     &[p.name().into(), p.version().into()],
@@ -206,14 +252,19 @@ impl ProjectionRunner {
         let lock = match tx {
             // The row lock makes concurrent runners (other instances) take turns:
             // the second one reads the checkpoint the first one committed.
-            ReadTx::Postgres(_) => "SELECT tx, seq FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
+            ReadTx::Postgres(_) => {
+                "SELECT tx, seq FROM projection_checkpoints WHERE name = $1 FOR UPDATE"
+            }
             ReadTx::Sqlite(_) => "SELECT tx, seq FROM projection_checkpoints WHERE name = $1",
         };
         let rows = tx.query(lock, &[name.clone().into()]).await?;
         let Some(row) = rows.first() else {
             return Ok(0);
         };
-        let after = LogPosition { tx: int(row, "tx") as u64, seq: int(row, "seq") as u64 };
+        let after = LogPosition {
+            tx: int(row, "tx") as u64,
+            seq: int(row, "seq") as u64,
+        };
         let events = self.log.read_all(after, self.batch).await?;
         let Some(last) = events.last().map(|e| e.position) else {
             tx.commit().await?;
@@ -238,7 +289,12 @@ impl ProjectionRunner {
         Ok(events.len())
     }
 
-    async fn record_failure(&self, name: &str, position: LogPosition, e: &RunError) -> Result<(), DbError> {
+    async fn record_failure(
+        &self,
+        name: &str,
+        position: LogPosition,
+        e: &RunError,
+    ) -> Result<(), DbError> {
         tracing::error!(projection = name, %position, error = %e, "projection stopped on an event");
         self.db
             .execute(
@@ -341,7 +397,10 @@ impl ProjectionRunner {
         Ok(rows
             .iter()
             .map(|r| {
-                let pos = LogPosition { tx: int(r, "tx") as u64, seq: int(r, "seq") as u64 };
+                let pos = LogPosition {
+                    tx: int(r, "tx") as u64,
+                    seq: int(r, "seq") as u64,
+                };
                 let s = |k: &str| r.get(k).and_then(|v| v.as_str()).map(str::to_string);
                 ProjectionStatus {
                     name: s("name").unwrap_or_default(),
@@ -362,15 +421,25 @@ impl ProjectionRunner {
     ///
     /// # Errors
     /// [`RunError`].
-    pub async fn wait_for(&self, position: LogPosition, timeout: Duration) -> Result<bool, RunError> {
+    pub async fn wait_for(
+        &self,
+        position: LogPosition,
+        timeout: Duration,
+    ) -> Result<bool, RunError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let names: Vec<String> = self.names().into_iter().map(str::to_string).collect();
         loop {
-            let rows = self.db.query("SELECT name, tx, seq FROM projection_checkpoints", &[]).await?;
+            let rows = self
+                .db
+                .query("SELECT name, tx, seq FROM projection_checkpoints", &[])
+                .await?;
             let done = names.iter().all(|n| {
                 rows.iter().any(|r| {
                     r.get("name").and_then(|v| v.as_str()) == Some(n.as_str())
-                        && LogPosition { tx: int(r, "tx") as u64, seq: int(r, "seq") as u64 } >= position
+                        && LogPosition {
+                            tx: int(r, "tx") as u64,
+                            seq: int(r, "seq") as u64,
+                        } >= position
                 })
             });
             if done {
@@ -387,12 +456,22 @@ impl ProjectionRunner {
     ///
     /// # Errors
     /// [`RunError`].
-    pub async fn dump(&self, name: &str, slot: Slot) -> Result<BTreeMap<String, Vec<String>>, RunError> {
+    pub async fn dump(
+        &self,
+        name: &str,
+        slot: Slot,
+    ) -> Result<BTreeMap<String, Vec<String>>, RunError> {
         let p = self.find(name)?;
         let mut out = BTreeMap::new();
         for t in p.tables() {
-            let rows = self.db.query(&format!("SELECT * FROM {}", slot.table(t)), &[]).await?;
-            let mut lines: Vec<String> = rows.iter().map(|r| serde_json::Value::Object(r.clone()).to_string()).collect();
+            let rows = self
+                .db
+                .query(&format!("SELECT * FROM {}", slot.table(t)), &[])
+                .await?;
+            let mut lines: Vec<String> = rows
+                .iter()
+                .map(|r| serde_json::Value::Object(r.clone()).to_string())
+                .collect();
             lines.sort();
             out.insert((*t).to_string(), lines);
         }
@@ -410,15 +489,20 @@ impl ProjectionRunner {
         &self,
         name: &str,
         progress: &(dyn Fn(u64) + Send + Sync),
-        before_swap: &(dyn Fn(&BTreeMap<String, Vec<String>>, &BTreeMap<String, Vec<String>>) -> bool + Send + Sync),
+        before_swap: &BeforeSwap<'_>,
     ) -> Result<u64, RunError> {
         let p = self.find(name)?;
         let shadow = checkpoint_name(p.as_ref(), Slot::Shadow);
         {
             let mut tx = self.db.begin().await?;
             self.drop_tables(&mut tx, p.as_ref(), Slot::Shadow).await?;
-            self.create_tables(&mut tx, p.as_ref(), Slot::Shadow).await?;
-            tx.execute("DELETE FROM projection_checkpoints WHERE name = $1", &[shadow.clone().into()]).await?;
+            self.create_tables(&mut tx, p.as_ref(), Slot::Shadow)
+                .await?;
+            tx.execute(
+                "DELETE FROM projection_checkpoints WHERE name = $1",
+                &[shadow.clone().into()],
+            )
+            .await?;
             tx.execute(
                 "INSERT INTO projection_checkpoints (name, version) VALUES ($1, $2)",
                 &[shadow.clone().into(), p.version().into()],
@@ -440,7 +524,11 @@ impl ProjectionRunner {
         if !before_swap(&live, &shadow_dump) {
             let mut tx = self.db.begin().await?;
             self.drop_tables(&mut tx, p.as_ref(), Slot::Shadow).await?;
-            tx.execute("DELETE FROM projection_checkpoints WHERE name = $1", &[shadow.into()]).await?;
+            tx.execute(
+                "DELETE FROM projection_checkpoints WHERE name = $1",
+                &[shadow.into()],
+            )
+            .await?;
             tx.commit().await?;
             return Ok(applied);
         }
@@ -449,14 +537,27 @@ impl ProjectionRunner {
         // what arrived meanwhile to the shadow, then rename.
         let mut tx = self.db.begin().await?;
         let lock = match tx {
-            ReadTx::Postgres(_) => "SELECT tx FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
+            ReadTx::Postgres(_) => {
+                "SELECT tx FROM projection_checkpoints WHERE name = $1 FOR UPDATE"
+            }
             ReadTx::Sqlite(_) => "SELECT tx FROM projection_checkpoints WHERE name = $1",
         };
         tx.query(lock, &[name.into()]).await?;
-        let ctx = ApplyContext { tz: self.tz, slot: Slot::Shadow };
-        let rows = tx.query("SELECT tx, seq, events_applied FROM projection_checkpoints WHERE name = $1", &[shadow.clone().into()]).await?;
+        let ctx = ApplyContext {
+            tz: self.tz,
+            slot: Slot::Shadow,
+        };
+        let rows = tx
+            .query(
+                "SELECT tx, seq, events_applied FROM projection_checkpoints WHERE name = $1",
+                &[shadow.clone().into()],
+            )
+            .await?;
         let row = rows.first().cloned().unwrap_or_default();
-        let mut pos = LogPosition { tx: int(&row, "tx") as u64, seq: int(&row, "seq") as u64 };
+        let mut pos = LogPosition {
+            tx: int(&row, "tx") as u64,
+            seq: int(&row, "seq") as u64,
+        };
         let mut total = int(&row, "events_applied");
         loop {
             let events = self.log.read_all(pos, self.batch).await?;
@@ -464,15 +565,29 @@ impl ProjectionRunner {
                 break;
             }
             for e in &events {
-                p.apply(&mut tx, ctx, e).await.map_err(|err| handler_error(p.name(), e, &err))?;
+                p.apply(&mut tx, ctx, e)
+                    .await
+                    .map_err(|err| handler_error(p.name(), e, &err))?;
                 pos = e.position;
             }
             total += events.len() as i64;
             applied += events.len() as u64;
         }
         for t in p.tables() {
-            tx.execute(&format!("DROP TABLE IF EXISTS {}", Slot::Live.table(t)), &[]).await?;
-            tx.execute(&format!("ALTER TABLE {} RENAME TO {}", Slot::Shadow.table(t), Slot::Live.table(t)), &[]).await?;
+            tx.execute(
+                &format!("DROP TABLE IF EXISTS {}", Slot::Live.table(t)),
+                &[],
+            )
+            .await?;
+            tx.execute(
+                &format!(
+                    "ALTER TABLE {} RENAME TO {}",
+                    Slot::Shadow.table(t),
+                    Slot::Live.table(t)
+                ),
+                &[],
+            )
+            .await?;
         }
         tx.execute(
             "UPDATE projection_checkpoints SET tx = $2, seq = $3, events_applied = $4, version = $5, state = 'running',
@@ -480,7 +595,11 @@ impl ProjectionRunner {
             &[name.into(), (pos.tx as i64).into(), (pos.seq as i64).into(), total.into(), p.version().into()],
         )
         .await?;
-        tx.execute("DELETE FROM projection_checkpoints WHERE name = $1", &[shadow.into()]).await?;
+        tx.execute(
+            "DELETE FROM projection_checkpoints WHERE name = $1",
+            &[shadow.into()],
+        )
+        .await?;
         tx.commit().await?;
         Ok(applied)
     }
@@ -495,7 +614,7 @@ impl ProjectionRunner {
 }
 
 fn handler_error(projection: &str, e: &RecordedEvent, err: &ProjectionError) -> RunError {
-    RunError::Handler {
+    RunError::Handler(Box::new(HandlerFailure {
         projection: projection.to_string(),
         position: e.position,
         aggregate_type: e.aggregate_type.clone(),
@@ -503,7 +622,7 @@ fn handler_error(projection: &str, e: &RecordedEvent, err: &ProjectionError) -> 
         sequence: e.sequence,
         event_type: e.event_type.clone(),
         error: err.to_string(),
-    }
+    }))
 }
 
 fn uuid_suffix() -> String {
