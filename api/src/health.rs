@@ -22,7 +22,12 @@ pub async fn version() -> Json<Value> {
 pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let db = state.log.ping().await;
     let head = state.log.head().await;
-    let healthy = db.is_ok() && head.is_ok();
+    let projections = state.projections.status().await;
+    let policies = state.policies.status();
+    let healthy = db.is_ok()
+        && head.is_ok()
+        && projections.as_ref().is_ok_and(|p| p.iter().all(|s| s.state != "failed"))
+        && policies.iter().all(|p| p.last_error.is_none());
     let c = &state.config;
     let integration = |configured: bool, missing: &str| {
         if configured {
@@ -44,7 +49,11 @@ pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>
             Ok(p) => json!({ "status": "ok", "headPosition": p.to_string() }),
             Err(e) => json!({ "status": "error", "error": e.to_string() }),
         },
-        "projections": [],
+        "projections": match &projections {
+            Ok(list) => json!(list),
+            Err(e) => json!({ "status": "error", "error": e.to_string() }),
+        },
+        "policies": policies,
         "integrations": {
             "stripe": integration(c.stripe_secret_key.is_some() && c.stripe_webhook_secret.is_some(), "STRIPE_SECRET_KEY/STRIPE_WEBHOOK_SECRET"),
             "twilio": integration(c.twilio_account_sid.is_some() && c.twilio_auth_token.is_some() && c.twilio_phone_number.is_some(), "TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN/TWILIO_PHONE_NUMBER"),

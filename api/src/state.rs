@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
+use commands::app::Crm;
+use commands::policies::PolicyRunner;
 use commands::EventLog;
+use projections::ProjectionRunner;
 
 use crate::config::Config;
 
@@ -15,6 +18,12 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// When the server started.
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// The application layer: every command goes through it.
+    pub crm: Crm,
+    /// The read models (queries, status, read-your-writes).
+    pub projections: ProjectionRunner,
+    /// The policies (their status for health checks).
+    pub policies: PolicyRunner,
 }
 
 /// The running version and the build it came from.
