@@ -113,6 +113,10 @@ pub struct Config {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1_048_576)]
     pub max_body_bytes: usize,
+    /// Demo data: `auto` seeds the demo business into an empty embedded
+    /// store (DATABASE_URL unset), `on` into any empty store, `off` never.
+    #[arg(long, env = "DEMO_SEED", default_value = "auto")]
+    pub demo_seed: String,
     /// Log format: `json` (default) or `pretty`.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: String,

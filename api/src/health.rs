@@ -26,7 +26,9 @@ pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>
     let policies = state.policies.status();
     let healthy = db.is_ok()
         && head.is_ok()
-        && projections.as_ref().is_ok_and(|p| p.iter().all(|s| s.state != "failed"))
+        && projections
+            .as_ref()
+            .is_ok_and(|p| p.iter().all(|s| s.state != "failed"))
         && policies.iter().all(|p| p.last_error.is_none());
     let c = &state.config;
     let integration = |configured: bool, missing: &str| {

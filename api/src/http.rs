@@ -24,14 +24,16 @@ pub fn router(state: AppState) -> Router {
     let schema = graphql::schema(state.clone());
     let graphql_routes = Router::new()
         .route("/graphql", get(graphql::graphiql).post(graphql::execute))
-        .with_state(schema);
+        .with_state((schema, state.clone()));
     let api = Router::new()
         .route("/api/health", get(health::health))
         .route("/api/health/detailed", get(health::detailed))
         .route("/api/version", get(health::version))
         .with_state(state.clone());
 
-    let mut app = api.merge(graphql_routes);
+    let mut app = api
+        .merge(graphql_routes)
+        .merge(crate::webhooks::routes(state.clone()));
 
     if let Some(origin) = state
         .config

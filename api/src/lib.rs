@@ -2,11 +2,13 @@
 //! health, later webhooks and the cron trigger) and its lifecycle.
 
 pub mod config;
+pub mod demo;
 pub mod graphql;
 pub mod health;
 pub mod http;
 pub mod secret;
 pub mod state;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -35,7 +37,32 @@ pub async fn open_log(config: &Config) -> anyhow::Result<EventLog> {
     Ok(log)
 }
 
-/// Serves until `shutdown` resolves; in-flight requests finish first.
+/// Builds the shared state: the application layer, read models and policies.
+///
+/// # Errors
+/// When the read-model tables cannot be prepared.
+pub async fn build_state(config: Config, log: EventLog) -> anyhow::Result<AppState> {
+    let tz = config.business_timezone;
+    let services = domain::ports::DomainServices::new(tz, domain::loyalty::LoyaltyRules::default());
+    let crm = commands::app::Crm::new(log.clone(), services);
+    let projections = projections::ProjectionRunner::new(log.clone(), tz);
+    projections
+        .prepare()
+        .await
+        .context("preparing read models")?;
+    let policies = commands::policies::PolicyRunner::new(crm.clone());
+    Ok(AppState {
+        log,
+        config: Arc::new(config),
+        started_at: chrono::Utc::now(),
+        crm,
+        projections,
+        policies,
+    })
+}
+
+/// Serves until `shutdown` resolves; in-flight requests finish first, then
+/// the projection and policy workers stop.
 ///
 /// # Errors
 /// When the listener fails.
@@ -45,11 +72,14 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let state = AppState {
-        log: log.clone(),
-        config: Arc::new(config),
-        started_at: chrono::Utc::now(),
-    };
+    let state = build_state(config, log.clone()).await?;
+    // The demo first: it needs an empty store, and the first admin would not leave one.
+    demo::maybe_seed(&state).await?;
+    graphql::bootstrap_admin(&state).await?;
+    let (stop_projections, stop_rx) = tokio::sync::watch::channel(false);
+    let projection_tasks = state.projections.clone().spawn(stop_rx);
+    let stop_policies = tokio_util::sync::CancellationToken::new();
+    let policy_task = state.policies.clone().spawn(stop_policies.clone());
     let app = http::router(state);
     axum::serve(
         listener,
@@ -58,6 +88,12 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await
     .context("HTTP server")?;
+    let _ = stop_projections.send(true);
+    stop_policies.cancel();
+    for t in projection_tasks {
+        let _ = t.await;
+    }
+    let _ = policy_task.await;
     log.close().await;
     Ok(())
 }

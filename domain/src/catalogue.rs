@@ -116,6 +116,7 @@ pub fn all_event_schemas() -> Vec<&'static EventSchema> {
         payment::PaymentEvent::SCHEMAS,
         conversation::ConversationEvent::SCHEMAS,
         scheduled_report::ScheduledReportEvent::SCHEMAS,
+        job_run::JobRunEvent::SCHEMAS,
     ]
     .into_iter()
     .flatten()

@@ -19,6 +19,7 @@ pub mod values;
 pub mod conversation;
 pub mod customer;
 pub mod job;
+pub mod job_run;
 pub mod loyalty;
 pub mod opportunity;
 pub mod payment;

@@ -90,6 +90,7 @@ fn it_should_use_the_aggregate_type_constants_in_the_catalogue() {
         domain::payment::Payment::TYPE,
         domain::conversation::Conversation::TYPE,
         domain::scheduled_report::ScheduledReport::TYPE,
+        domain::job_run::JobRun::TYPE,
     ]
     .into_iter()
     .collect();

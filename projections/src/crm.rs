@@ -18,6 +18,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(Reviews),
         std::sync::Arc::new(Activity),
         std::sync::Arc::new(Analytics),
+        std::sync::Arc::new(Accounts),
     ]
 }
 
@@ -1045,6 +1046,117 @@ impl Projection for Analytics {
                             ON CONFLICT (job_id, service) DO NOTHING",
                             &[e.aggregate_id.clone().into(), s.clone().into(), date.clone().into(), share.into()]).await?;
                     }
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+    }
+}
+
+// ---------------------------------------------------------------- staff users and portal accounts
+
+/// Staff users and portal accounts: who can log in, with which role.
+/// Password hashes are argon2id strings (never plain text).
+#[derive(Debug)]
+pub struct Accounts;
+
+const ACCOUNTS: &[&str] = &["staff_users", "portal_accounts"];
+
+impl Projection for Accounts {
+    fn name(&self) -> &'static str {
+        "accounts"
+    }
+    fn version(&self) -> i64 {
+        1
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        ACCOUNTS
+    }
+    fn schema(&self) -> &'static [&'static str] {
+        &[
+            "CREATE TABLE {staff_users} (
+                staff_user_id TEXT PRIMARY KEY, email TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL,
+                active BIGINT NOT NULL DEFAULT 1, password_hash TEXT, invited_at TEXT NOT NULL, last_login_at TEXT,
+                reset_token_hash TEXT, reset_expires_at TEXT)",
+            "CREATE INDEX {staff_users}_email_{gen} ON {staff_users} (email)",
+            "CREATE TABLE {portal_accounts} (
+                customer_id TEXT PRIMARY KEY, portal_account_id TEXT NOT NULL, password_hash TEXT NOT NULL,
+                registered_at TEXT NOT NULL, last_login_at TEXT, logins BIGINT NOT NULL DEFAULT 0)",
+        ]
+    }
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        ctx: ApplyContext,
+        e: &'a RecordedEvent,
+    ) -> BoxFut<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            let f = Fields::of(e);
+            let t = ACCOUNTS;
+            let id = e.aggregate_id.clone();
+            match (e.aggregate_type.as_str(), e.event_type.as_str()) {
+                ("StaffUser", "StaffUserInvited") => {
+                    exec(tx, ctx, t, "INSERT INTO {staff_users} (staff_user_id, email, name, role, invited_at) VALUES ($1, $2, $3, $4, $5)
+                        ON CONFLICT (staff_user_id) DO NOTHING",
+                        &[id.into(), f.str("email")?.into(), f.str("name")?.into(), f.str("role")?.into(), f.at().into()]).await?;
+                }
+                ("StaffUser", "StaffPasswordSet" | "PasswordResetCompleted") => {
+                    exec(tx, ctx, t, "UPDATE {staff_users} SET password_hash = $2, reset_token_hash = NULL, reset_expires_at = NULL WHERE staff_user_id = $1",
+                        &[id.into(), f.opt_str("password_hash").into()]).await?;
+                }
+                ("StaffUser", "PasswordResetRequested") => {
+                    exec(tx, ctx, t, "UPDATE {staff_users} SET reset_token_hash = $2, reset_expires_at = $3 WHERE staff_user_id = $1",
+                        &[id.into(), f.opt_str("token_hash").into(), f.opt_str("expires_at").into()]).await?;
+                }
+                ("StaffUser", "StaffRoleChanged") => {
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {staff_users} SET role = $2 WHERE staff_user_id = $1",
+                        &[id.into(), f.opt_str("to").into()],
+                    )
+                    .await?;
+                }
+                ("StaffUser", "StaffUserDeactivated") => {
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {staff_users} SET active = 0 WHERE staff_user_id = $1",
+                        &[id.into()],
+                    )
+                    .await?;
+                }
+                ("StaffUser", "StaffLoginRecorded") => {
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {staff_users} SET last_login_at = $2 WHERE staff_user_id = $1",
+                        &[id.into(), f.at().into()],
+                    )
+                    .await?;
+                }
+                ("PortalAccount", "PortalAccountRegistered") => {
+                    exec(tx, ctx, t, "INSERT INTO {portal_accounts} (customer_id, portal_account_id, password_hash, registered_at) VALUES ($1, $2, $3, $4)
+                        ON CONFLICT (customer_id) DO NOTHING",
+                        &[f.str("customer_id")?.into(), id.into(), f.str("password_hash")?.into(), f.at().into()]).await?;
+                }
+                ("PortalAccount", "PortalPasswordChanged") => {
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {portal_accounts} SET password_hash = $2 WHERE customer_id = $1",
+                        &[f.str("customer_id")?.into(), f.str("password_hash")?.into()],
+                    )
+                    .await?;
+                }
+                ("PortalAccount", "PortalLoginRecorded") => {
+                    exec(tx, ctx, t, "UPDATE {portal_accounts} SET last_login_at = $2, logins = logins + 1 WHERE customer_id = $1",
+                        &[f.str("customer_id")?.into(), f.at().into()]).await?;
                 }
                 _ => {}
             }

@@ -44,11 +44,21 @@ on_both_engines!(
 );
 
 fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, m, d, h, min, 0).single().expect("valid time")
+    Utc.with_ymd_and_hms(y, m, d, h, min, 0)
+        .single()
+        .expect("valid time")
 }
 
-async fn append(log: &EventLog, aggregate_type: &str, id: &str, expected: u64, events: Vec<(&str, Value)>) -> u64 {
-    let meta = serde_json::to_value(EventMetadata::new(Actor::Staff("s1".into()), Utc::now()).to_map()).expect("json");
+async fn append(
+    log: &EventLog,
+    aggregate_type: &str,
+    id: &str,
+    expected: u64,
+    events: Vec<(&str, Value)>,
+) -> u64 {
+    let meta =
+        serde_json::to_value(EventMetadata::new(Actor::Staff("s1".into()), Utc::now()).to_map())
+            .expect("json");
     let n = events.len() as u64;
     log.append(AppendRequest {
         aggregate_type: aggregate_type.into(),
@@ -82,7 +92,15 @@ async fn customer(log: &EventLog, id: &str, name: &str, when: DateTime<Utc>) {
     }))]).await;
 }
 
-async fn completed_job(log: &EventLog, job: &str, cust: &str, tech: &str, amount: i64, services: &[&str], when: DateTime<Utc>) {
+async fn completed_job(
+    log: &EventLog,
+    job: &str,
+    cust: &str,
+    tech: &str,
+    amount: i64,
+    services: &[&str],
+    when: DateTime<Utc>,
+) {
     append(log, "Job", job, 0, vec![
         ("JobBooked", json!({"job_id": job, "customer_id": cust, "source": "staff", "services": services, "at": at(when)})),
         ("JobScheduled", json!({"customer_id": cust, "window": {"start": at(when), "end": at(when)}, "at": at(when)})),
@@ -109,9 +127,37 @@ async fn read_models_follow_the_log_and_a_rebuild_gives_identical_tables(engine:
     let log = db.log().await;
     customer(&log, "c1", "Ada Lovelace", utc(2026, 3, 1, 15, 0)).await;
     customer(&log, "c2", "Grace Hopper", utc(2026, 3, 2, 15, 0)).await;
-    append(&log, "Customer", "c1", 1, vec![("CustomerTagged", json!({"tag": "vip", "at": at(utc(2026, 3, 3, 0, 0))}))]).await;
-    completed_job(&log, "j1", "c1", "t1", 25_000, &["carpet"], utc(2026, 3, 5, 16, 0)).await;
-    completed_job(&log, "j2", "c1", "t2", 10_001, &["carpet", "upholstery"], utc(2026, 3, 6, 16, 0)).await;
+    append(
+        &log,
+        "Customer",
+        "c1",
+        1,
+        vec![(
+            "CustomerTagged",
+            json!({"tag": "vip", "at": at(utc(2026, 3, 3, 0, 0))}),
+        )],
+    )
+    .await;
+    completed_job(
+        &log,
+        "j1",
+        "c1",
+        "t1",
+        25_000,
+        &["carpet"],
+        utc(2026, 3, 5, 16, 0),
+    )
+    .await;
+    completed_job(
+        &log,
+        "j2",
+        "c1",
+        "t2",
+        10_001,
+        &["carpet", "upholstery"],
+        utc(2026, 3, 6, 16, 0),
+    )
+    .await;
     let r = runner(&log).await;
     r.catch_up_all().await.expect("catch up");
 
@@ -122,22 +168,50 @@ async fn read_models_follow_the_log_and_a_rebuild_gives_identical_tables(engine:
     assert_eq!(c1[0]["total_spent_cents"], 35_001);
     let by_service = r.query("SELECT service, CAST(SUM(amount_cents) AS BIGINT) AS cents FROM rm_revenue_by_service GROUP BY service ORDER BY service", &[]).await.expect("query");
     assert_eq!(by_service[0]["service"], "carpet");
-    assert_eq!(by_service[0]["cents"].as_i64().or_else(|| by_service[0]["cents"].as_str().and_then(|s| s.parse().ok())), Some(25_000 + 5_001));
-    let returning = r.query("SELECT job_id, returning_customer FROM rm_revenue ORDER BY job_id", &[]).await.expect("query");
-    assert_eq!((returning[0]["returning_customer"].clone(), returning[1]["returning_customer"].clone()), (json!(0), json!(1)));
+    assert_eq!(
+        by_service[0]["cents"]
+            .as_i64()
+            .or_else(|| by_service[0]["cents"].as_str().and_then(|s| s.parse().ok())),
+        Some(25_000 + 5_001)
+    );
+    let returning = r
+        .query(
+            "SELECT job_id, returning_customer FROM rm_revenue ORDER BY job_id",
+            &[],
+        )
+        .await
+        .expect("query");
+    assert_eq!(
+        (
+            returning[0]["returning_customer"].clone(),
+            returning[1]["returning_customer"].clone()
+        ),
+        (json!(0), json!(1))
+    );
 
     let before = dump_all(&r).await;
     for n in r.names() {
         r.rebuild(n, &|_| {}, &|_, _| true).await.expect("rebuild");
     }
-    assert_eq!(dump_all(&r).await, before, "rebuilding every projection changes nothing");
+    assert_eq!(
+        dump_all(&r).await,
+        before,
+        "rebuilding every projection changes nothing"
+    );
     // The rebuilt tables keep following the log.
     customer(&log, "c3", "Katherine Johnson", utc(2026, 3, 7, 15, 0)).await;
     r.catch_up_all().await.expect("catch up");
-    let n = r.query("SELECT customer_id FROM rm_customers", &[]).await.expect("query").len();
+    let n = r
+        .query("SELECT customer_id FROM rm_customers", &[])
+        .await
+        .expect("query")
+        .len();
     assert_eq!(n, 3);
     let status = r.status().await.expect("status");
-    assert!(status.iter().all(|s| s.caught_up && s.state == "running"), "{status:?}");
+    assert!(
+        status.iter().all(|s| s.caught_up && s.state == "running"),
+        "{status:?}"
+    );
 }
 
 async fn four_writers_and_two_runners_apply_every_event_exactly_once(engine: Engine) {
@@ -169,21 +243,43 @@ async fn four_writers_and_two_runners_apply_every_event_exactly_once(engine: Eng
         w.await.expect("writer");
     }
     let head = log.head().await.expect("head");
-    assert!(r1.wait_for(head, Duration::from_secs(60)).await.expect("wait"), "projections caught up");
+    assert!(
+        r1.wait_for(head, Duration::from_secs(60))
+            .await
+            .expect("wait"),
+        "projections caught up"
+    );
     stop_tx.send(true).expect("stop");
     for h in handles {
         h.await.expect("runner task");
     }
     let total = log.count().await.expect("count") as i64;
     assert_eq!(total, 4 * 50 * 4);
-    let notes = r1.query("SELECT CAST(SUM(notes) AS BIGINT) AS n, COUNT(*) AS c FROM rm_customers", &[]).await.expect("query");
-    let num = |v: &Value| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(-1);
+    let notes = r1
+        .query(
+            "SELECT CAST(SUM(notes) AS BIGINT) AS n, COUNT(*) AS c FROM rm_customers",
+            &[],
+        )
+        .await
+        .expect("query");
+    let num = |v: &Value| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(-1)
+    };
     assert_eq!(num(&notes[0]["n"]), 4 * 50 * 3, "every note counted once");
     assert_eq!(num(&notes[0]["c"]), 4 * 50);
-    let audit = r1.query("SELECT COUNT(*) AS c FROM rm_audit_trail", &[]).await.expect("query");
+    let audit = r1
+        .query("SELECT COUNT(*) AS c FROM rm_audit_trail", &[])
+        .await
+        .expect("query");
     assert_eq!(num(&audit[0]["c"]), total);
     for s in r1.status().await.expect("status") {
-        assert_eq!(s.events_applied, total, "{} applied each event once", s.name);
+        assert_eq!(
+            s.events_applied, total,
+            "{} applied each event once",
+            s.name
+        );
     }
 }
 
@@ -200,16 +296,34 @@ async fn a_failing_projection_stops_alone_reports_the_event_and_resumes_once_fix
     let status = r.status().await.expect("status");
     let jobs = status.iter().find(|s| s.name == "jobs").expect("jobs");
     assert_eq!(jobs.state, "failed");
-    assert!(jobs.last_error.as_deref().unwrap_or_default().contains("customer_id"), "{jobs:?}");
+    assert!(
+        jobs.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("customer_id"),
+        "{jobs:?}"
+    );
     assert!(jobs.error_position.is_some());
     // The others carried on past it.
-    let customers = status.iter().find(|s| s.name == "customers").expect("customers");
+    let customers = status
+        .iter()
+        .find(|s| s.name == "customers")
+        .expect("customers");
     assert!(customers.caught_up && customers.state == "running");
     // "Fixed": the jobs projection is given a handler that tolerates the event
     // (here: the bad event is ignored by a projection set without `jobs`), and
     // nothing is swallowed meanwhile: retrying still fails at the same place.
     assert!(r.catch_up("jobs").await.is_err());
-    assert_eq!(r.status().await.expect("status").iter().find(|s| s.name == "jobs").expect("jobs").error_position, jobs.error_position);
+    assert_eq!(
+        r.status()
+            .await
+            .expect("status")
+            .iter()
+            .find(|s| s.name == "jobs")
+            .expect("jobs")
+            .error_position,
+        jobs.error_position
+    );
 }
 
 async fn revenue_is_dated_in_the_business_time_zone_across_dst_and_new_year(engine: Engine) {
@@ -218,28 +332,93 @@ async fn revenue_is_dated_in_the_business_time_zone_across_dst_and_new_year(engi
     customer(&log, "c1", "Ada", utc(2025, 12, 1, 15, 0)).await;
     // 2026-03-08 is the spring-forward day in Chicago (02:00 CST → 03:00 CDT).
     // 05:30Z = 23:30 CST on 03-07; 08:30Z = 03:30 CDT on 03-08; 05:30Z on 03-09 = 00:30 CDT on 03-09.
-    completed_job(&log, "j-dst-1", "c1", "t1", 1_000, &["carpet"], utc(2026, 3, 8, 5, 30)).await;
-    completed_job(&log, "j-dst-2", "c1", "t1", 2_000, &["carpet"], utc(2026, 3, 8, 8, 30)).await;
-    completed_job(&log, "j-dst-3", "c1", "t2", 4_000, &["tile"], utc(2026, 3, 9, 5, 30)).await;
+    completed_job(
+        &log,
+        "j-dst-1",
+        "c1",
+        "t1",
+        1_000,
+        &["carpet"],
+        utc(2026, 3, 8, 5, 30),
+    )
+    .await;
+    completed_job(
+        &log,
+        "j-dst-2",
+        "c1",
+        "t1",
+        2_000,
+        &["carpet"],
+        utc(2026, 3, 8, 8, 30),
+    )
+    .await;
+    completed_job(
+        &log,
+        "j-dst-3",
+        "c1",
+        "t2",
+        4_000,
+        &["tile"],
+        utc(2026, 3, 9, 5, 30),
+    )
+    .await;
     // New Year: 2025-12-31 23:30 CST is 2026-01-01 05:30Z; ISO week 2026-W01 runs Mon 2025-12-29 .. Sun 2026-01-04.
-    completed_job(&log, "j-ny-1", "c1", "t1", 8_000, &["carpet"], utc(2026, 1, 1, 5, 30)).await;
-    completed_job(&log, "j-ny-2", "c1", "t2", 16_000, &["rug"], utc(2026, 1, 1, 6, 30)).await;
-    completed_job(&log, "j-ny-3", "c1", "t2", 32_000, &["rug"], utc(2026, 1, 5, 12, 0)).await;
+    completed_job(
+        &log,
+        "j-ny-1",
+        "c1",
+        "t1",
+        8_000,
+        &["carpet"],
+        utc(2026, 1, 1, 5, 30),
+    )
+    .await;
+    completed_job(
+        &log,
+        "j-ny-2",
+        "c1",
+        "t2",
+        16_000,
+        &["rug"],
+        utc(2026, 1, 1, 6, 30),
+    )
+    .await;
+    completed_job(
+        &log,
+        "j-ny-3",
+        "c1",
+        "t2",
+        32_000,
+        &["rug"],
+        utc(2026, 1, 5, 12, 0),
+    )
+    .await;
     let r = runner(&log).await;
     r.catch_up_all().await.expect("catch up");
     let rows = r.query("SELECT local_date, CAST(SUM(amount_cents) AS BIGINT) AS cents FROM rm_revenue GROUP BY local_date ORDER BY local_date", &[]).await.expect("query");
     let got: Vec<(String, i64)> = rows
         .iter()
-        .map(|r| (r["local_date"].as_str().unwrap_or_default().to_string(), r["cents"].as_i64().or_else(|| r["cents"].as_str().and_then(|s| s.parse().ok())).unwrap_or(-1)))
+        .map(|r| {
+            (
+                r["local_date"].as_str().unwrap_or_default().to_string(),
+                r["cents"]
+                    .as_i64()
+                    .or_else(|| r["cents"].as_str().and_then(|s| s.parse().ok()))
+                    .unwrap_or(-1),
+            )
+        })
         .collect();
-    assert_eq!(got, vec![
-        ("2025-12-31".to_string(), 8_000),
-        ("2026-01-01".to_string(), 16_000),
-        ("2026-01-05".to_string(), 32_000),
-        ("2026-03-07".to_string(), 1_000),
-        ("2026-03-08".to_string(), 2_000),
-        ("2026-03-09".to_string(), 4_000),
-    ]);
+    assert_eq!(
+        got,
+        vec![
+            ("2025-12-31".to_string(), 8_000),
+            ("2026-01-01".to_string(), 16_000),
+            ("2026-01-05".to_string(), 32_000),
+            ("2026-03-07".to_string(), 1_000),
+            ("2026-03-08".to_string(), 2_000),
+            ("2026-03-09".to_string(), 4_000),
+        ]
+    );
     let counts = r.query("SELECT local_date, value FROM rm_daily_counts WHERE metric = 'jobs_completed' ORDER BY local_date", &[]).await.expect("query");
     assert_eq!(counts.len(), 6);
 }
@@ -248,12 +427,28 @@ async fn erasing_a_customer_removes_personal_data_from_the_read_model(engine: En
     let db = TestDb::new(engine).await;
     let log = db.log().await;
     customer(&log, "c1", "Ada Lovelace", utc(2026, 3, 1, 15, 0)).await;
-    append(&log, "Customer", "c1", 1, vec![("CustomerPersonalDataErased", json!({"reason": "customer request", "at": at(utc(2026, 3, 2, 0, 0))}))]).await;
+    append(
+        &log,
+        "Customer",
+        "c1",
+        1,
+        vec![(
+            "CustomerPersonalDataErased",
+            json!({"reason": "customer request", "at": at(utc(2026, 3, 2, 0, 0))}),
+        )],
+    )
+    .await;
     let r = runner(&log).await;
     r.catch_up_all().await.expect("catch up");
-    let rows = r.query("SELECT * FROM rm_customers", &[]).await.expect("query");
+    let rows = r
+        .query("SELECT * FROM rm_customers", &[])
+        .await
+        .expect("query");
     let text = serde_json::to_string(&rows).expect("json");
-    assert!(!text.contains("Ada") && !text.contains("c1@example.com") && !text.contains("+1512"), "{text}");
+    assert!(
+        !text.contains("Ada") && !text.contains("c1@example.com") && !text.contains("+1512"),
+        "{text}"
+    );
     assert_eq!(rows[0]["erased"], 1);
     let _ = LogPosition::START;
 }

@@ -32,6 +32,7 @@ fn command(cwd: &std::path::Path) -> std::process::Command {
         .env_remove("DATABASE_URL")
         .env_remove("CRON_SECRET")
         .env("LOG_FORMAT", "json")
+        .env("DEMO_SEED", "off")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     c

@@ -1,0 +1,83 @@
+//! The demo business: seeded into an empty embedded store so that the first
+//! `cargo run -p api` shows something real, with working demo logins.
+
+use chrono::Utc;
+use commands::demo::{self, Scale, DEMO_LOGINS};
+use commands::EventMetadata;
+use domain::staff::StaffUserCommand;
+use projections::Param;
+
+use crate::state::AppState;
+
+/// The demo staff users' password.
+pub const DEMO_PASSWORD: &str = "dirtfree-demo";
+
+/// Seeds the demo when configured to and the store is empty.
+///
+/// # Errors
+/// When seeding fails.
+pub async fn maybe_seed(state: &AppState) -> anyhow::Result<()> {
+    let wanted = match state.config.demo_seed.as_str() {
+        "on" => true,
+        "off" => false,
+        _ => state.config.database_url.is_none(),
+    };
+    if !wanted || state.log.count().await? > 0 {
+        return Ok(());
+    }
+    tracing::info!("empty store: seeding the demo business (DEMO_SEED=off to skip)");
+    let summary = demo::seed_until(&state.crm, 42, Scale::Small, Utc::now())
+        .await
+        .map_err(|e| anyhow::anyhow!("demo seed: {e}"))?;
+    commands::policies::PolicyRunner::new(state.crm.clone())
+        .run_until_caught_up()
+        .await
+        .map_err(|e| anyhow::anyhow!("demo policies: {e:?}"))?;
+    state.projections.catch_up("accounts").await?;
+    // The seed stores placeholder hashes; give the demo logins real ones.
+    let hash = crate::graphql::hash_password(DEMO_PASSWORD)
+        .map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+    for (email, _, _) in DEMO_LOGINS {
+        let rows = state
+            .projections
+            .query(
+                "SELECT staff_user_id FROM rm_staff_users WHERE email = $1",
+                &[Param::from(email)],
+            )
+            .await?;
+        let Some(id) = rows
+            .first()
+            .and_then(|r| r.get("staff_user_id"))
+            .and_then(|v| v.as_str())
+        else {
+            continue;
+        };
+        let id = domain::ids::StaffUserId::parse(id).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let meta = EventMetadata::new(commands::Actor::System("demo".into()), Utc::now());
+        state
+            .crm
+            .staff_users()
+            .execute(
+                id,
+                domain::Actor::System,
+                StaffUserCommand::SetPasswordHash {
+                    password_hash: hash.clone(),
+                },
+                &meta,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("demo password: {e}"))?;
+    }
+    state.projections.catch_up_all().await?;
+    tracing::info!(
+        customers = summary.customers,
+        jobs = summary.jobs,
+        events = summary.events,
+        "demo business ready"
+    );
+    for (email, _, role) in DEMO_LOGINS {
+        tracing::info!(email, password = DEMO_PASSWORD, role = ?role, "demo login");
+        eprintln!("demo login: {email} / {DEMO_PASSWORD} ({role:?})");
+    }
+    Ok(())
+}

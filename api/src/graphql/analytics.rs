@@ -1,0 +1,206 @@
+//! Analytics in the business's time zone (managers and admins).
+
+use async_graphql::{Context, Enum, Object, SimpleObject};
+use chrono::{Datelike, NaiveDate};
+use domain::ports::Role;
+use projections::Param;
+
+use super::context::{self, parts};
+use super::customers::Money;
+use super::errors;
+
+/// How to group revenue.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum RevenueGrouping {
+    /// Per calendar day.
+    Day,
+    /// Per ISO week (Monday start), labelled `YYYY-Www`.
+    Week,
+    /// Per calendar month, `YYYY-MM`.
+    Month,
+    /// Per service (a job's amount split evenly over its services).
+    Service,
+    /// Per technician.
+    Technician,
+}
+
+/// One bucket of revenue.
+#[derive(Debug, SimpleObject)]
+pub struct RevenueBucket {
+    /// The day, week, month, service or technician.
+    pub key: String,
+    /// Revenue.
+    pub revenue: Money,
+    /// Jobs counted.
+    pub jobs: i64,
+}
+
+/// Headline numbers for a date range.
+#[derive(Debug, SimpleObject)]
+pub struct Kpis {
+    /// New customers.
+    pub new_customers: i64,
+    /// Completed jobs.
+    pub jobs_completed: i64,
+    /// Revenue.
+    pub revenue: Money,
+    /// Revenue from customers' first jobs.
+    pub new_customer_revenue: Money,
+    /// Revenue from returning customers.
+    pub returning_customer_revenue: Money,
+    /// Opportunities won / (won + lost), in basis points (1/100 of a percent).
+    pub opportunity_conversion_bp: Option<i64>,
+    /// Promotion redemptions / deliveries, basis points.
+    pub promotion_conversion_bp: Option<i64>,
+    /// Reviews received.
+    pub reviews_received: i64,
+    /// Staff responses / reviews received, basis points.
+    pub review_response_rate_bp: Option<i64>,
+    /// Loyalty enrolments.
+    pub loyalty_enrolments: i64,
+    /// Points issued.
+    pub points_issued: i64,
+    /// Points redeemed.
+    pub points_redeemed: i64,
+    /// Portal logins.
+    pub portal_logins: i64,
+    /// Online bookings.
+    pub online_bookings: i64,
+}
+
+fn num(v: Option<&serde_json::Value>) -> i64 {
+    v.and_then(|v| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    })
+    .unwrap_or(0)
+}
+
+fn ratio(a: i64, b: i64) -> Option<i64> {
+    (b > 0).then(|| a * 10_000 / b)
+}
+
+/// Analytics queries.
+#[derive(Debug, Default)]
+pub struct AnalyticsQuery;
+
+#[Object]
+impl AnalyticsQuery {
+    /// Revenue of completed jobs dated in the business's time zone, from..=to.
+    async fn revenue(
+        &self,
+        ctx: &Context<'_>,
+        from: NaiveDate,
+        to: NaiveDate,
+        group_by: RevenueGrouping,
+    ) -> async_graphql::Result<Vec<RevenueBucket>> {
+        let (state, rc) = parts(ctx)?;
+        context::staff(rc, Role::Manager, "read analytics")?;
+        if to < from || (to - from).num_days() > 3_660 {
+            return Err(errors::invalid(
+                "to",
+                "must be on or after from, within ten years",
+            ));
+        }
+        let range = [Param::from(from.to_string()), Param::from(to.to_string())];
+        let (sql, label): (&str, fn(&str) -> String) = match group_by {
+            RevenueGrouping::Service => (
+                "SELECT service AS k, CAST(SUM(amount_cents) AS BIGINT) AS cents, COUNT(*) AS jobs FROM rm_revenue_by_service WHERE local_date >= $1 AND local_date <= $2 GROUP BY service ORDER BY service",
+                |k| k.to_string(),
+            ),
+            RevenueGrouping::Technician => (
+                "SELECT COALESCE(technician_id, 'unassigned') AS k, CAST(SUM(amount_cents) AS BIGINT) AS cents, COUNT(*) AS jobs FROM rm_revenue WHERE local_date >= $1 AND local_date <= $2 GROUP BY COALESCE(technician_id, 'unassigned') ORDER BY 1",
+                |k| k.to_string(),
+            ),
+            RevenueGrouping::Day | RevenueGrouping::Week | RevenueGrouping::Month => (
+                "SELECT local_date AS k, CAST(SUM(amount_cents) AS BIGINT) AS cents, COUNT(*) AS jobs FROM rm_revenue WHERE local_date >= $1 AND local_date <= $2 GROUP BY local_date ORDER BY local_date",
+                |k| k.to_string(),
+            ),
+        };
+        let rows = state
+            .projections
+            .query(sql, &range)
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        let mut buckets: Vec<RevenueBucket> = Vec::new();
+        for r in rows {
+            let raw = r
+                .get("k")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            let key = match (group_by, NaiveDate::parse_from_str(&raw, "%Y-%m-%d")) {
+                (RevenueGrouping::Week, Ok(d)) => {
+                    let w = d.iso_week();
+                    format!("{}-W{:02}", w.year(), w.week())
+                }
+                (RevenueGrouping::Month, Ok(d)) => format!("{}-{:02}", d.year(), d.month()),
+                _ => label(&raw),
+            };
+            let (cents, jobs) = (num(r.get("cents")), num(r.get("jobs")));
+            match buckets.last_mut() {
+                Some(b) if b.key == key => {
+                    b.revenue.amount_cents += cents;
+                    b.jobs += jobs;
+                }
+                _ => buckets.push(RevenueBucket {
+                    key,
+                    revenue: Money::usd(cents),
+                    jobs,
+                }),
+            }
+        }
+        Ok(buckets)
+    }
+
+    /// Headline business metrics for from..=to (business time zone).
+    async fn kpis(
+        &self,
+        ctx: &Context<'_>,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> async_graphql::Result<Kpis> {
+        let (state, rc) = parts(ctx)?;
+        context::staff(rc, Role::Manager, "read analytics")?;
+        let range = [Param::from(from.to_string()), Param::from(to.to_string())];
+        let rows = state
+            .projections
+            .query("SELECT metric, CAST(SUM(value) AS BIGINT) AS v FROM rm_daily_counts WHERE local_date >= $1 AND local_date <= $2 GROUP BY metric", &range)
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        let m = |name: &str| {
+            rows.iter()
+                .find(|r| r.get("metric").and_then(|v| v.as_str()) == Some(name))
+                .map_or(0, |r| num(r.get("v")))
+        };
+        let rev = state
+            .projections
+            .query("SELECT returning_customer AS r, CAST(SUM(amount_cents) AS BIGINT) AS cents FROM rm_revenue WHERE local_date >= $1 AND local_date <= $2 GROUP BY returning_customer", &range)
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        let part = |flag: i64| {
+            rev.iter()
+                .find(|r| num(r.get("r")) == flag)
+                .map_or(0, |r| num(r.get("cents")))
+        };
+        Ok(Kpis {
+            new_customers: m("new_customers"),
+            jobs_completed: m("jobs_completed"),
+            revenue: Money::usd(part(0) + part(1)),
+            new_customer_revenue: Money::usd(part(0)),
+            returning_customer_revenue: Money::usd(part(1)),
+            opportunity_conversion_bp: ratio(
+                m("opportunities_won"),
+                m("opportunities_won") + m("opportunities_lost"),
+            ),
+            promotion_conversion_bp: ratio(m("promotion_redemptions"), m("promotion_deliveries")),
+            reviews_received: m("reviews_received"),
+            review_response_rate_bp: ratio(m("reviews_responded"), m("reviews_received")),
+            loyalty_enrolments: m("loyalty_enrolments"),
+            points_issued: m("points_issued"),
+            points_redeemed: m("points_redeemed"),
+            portal_logins: m("portal_logins"),
+            online_bookings: m("online_bookings"),
+        })
+    }
+}

@@ -1,0 +1,696 @@
+//! Staff and portal authentication: argon2id passwords, opaque session
+//! tokens (stored as SHA-256, expiring, revocable), the first admin.
+
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
+use base64::Engine as _;
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use commands::app::Crm;
+use commands::EventMetadata;
+use domain::customer::CustomerCommand;
+use domain::ids::{CustomerId, PortalAccountId, StaffUserId};
+use domain::portal::PortalAccountCommand as PortalCommand;
+use domain::ports::Role;
+use domain::staff::StaffUserCommand as StaffCommand;
+use projections::Param;
+
+use super::context::{self, parts, token_hash, Principal};
+use super::errors;
+use crate::state::AppState;
+
+/// How long a session lasts.
+pub const SESSION_HOURS: i64 = 12;
+const MIN_PASSWORD: usize = 10;
+const MAX_TEXT: usize = 200;
+
+/// RFC 3339 in UTC, seconds.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Hashes a password with argon2id (random salt).
+///
+/// # Errors
+/// Only if the hasher is misconfigured.
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
+}
+
+fn verify_password(password: &str, hash: Option<&str>) -> bool {
+    // Verify against a fixed hash when there is none, so that an unknown
+    // email costs as much time as a wrong password.
+    const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$1WzBl1Cn5d9bGvT2y6G1rcD2wE+Rj0GkgLJdGzHh1bA";
+    let parsed = PasswordHash::new(hash.unwrap_or(DUMMY)).or_else(|_| PasswordHash::new(DUMMY));
+    match parsed {
+        Ok(p) => {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &p)
+                .is_ok()
+                && hash.is_some()
+        }
+        Err(_) => false,
+    }
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+async fn open_session(
+    state: &AppState,
+    kind: &str,
+    id: &str,
+    role: Option<&str>,
+    ip: &str,
+) -> async_graphql::Result<(String, DateTime<Utc>)> {
+    let token = new_token();
+    let now = Utc::now();
+    let expires = now + Duration::hours(SESSION_HOURS);
+    state
+        .projections
+        .db()
+        .execute(
+            "INSERT INTO sessions (token_hash, principal_kind, principal_id, role, created_at, expires_at, client_ip) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[Param::from(token_hash(&token)), kind.into(), id.into(), role.map(str::to_string).into(), rfc3339(now).into(), rfc3339(expires).into(), ip.into()],
+        )
+        .await
+        .map_err(|e| errors::internal("-", &e))?;
+    Ok((token, expires))
+}
+
+/// A staff role.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "domain::ports::Role")]
+pub enum StaffRole {
+    /// Everything, including staff management.
+    Admin,
+    /// Reports, promotions, pipeline, analytics.
+    Manager,
+    /// Day-to-day work: customers, jobs, loyalty.
+    Staff,
+}
+
+/// Credentials.
+#[derive(InputObject, Debug)]
+pub struct LoginInput {
+    /// Email address.
+    pub email: String,
+    /// Password.
+    #[graphql(secret)]
+    pub password: String,
+}
+
+/// A new session.
+#[derive(SimpleObject, Debug)]
+pub struct LoginPayload {
+    /// Bearer token for `Authorization: Bearer …`.
+    pub token: String,
+    /// When it stops working (RFC 3339, UTC).
+    pub expires_at: String,
+    /// The staff user's id (staff logins).
+    pub staff_user_id: Option<ID>,
+    /// The role (staff logins).
+    pub role: Option<StaffRole>,
+    /// The customer's id (portal logins).
+    pub customer_id: Option<ID>,
+}
+
+/// A staff user.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct StaffUser {
+    /// Id.
+    pub id: ID,
+    /// Email.
+    pub email: String,
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: StaffRole,
+    /// Whether they can sign in.
+    pub active: bool,
+}
+
+/// Who is signed in.
+#[derive(SimpleObject, Debug)]
+pub struct Viewer {
+    /// `staff` or `customer`.
+    pub kind: String,
+    /// Staff user or customer id.
+    pub id: ID,
+    /// Role (staff only).
+    pub role: Option<StaffRole>,
+}
+
+/// A new staff user.
+#[derive(InputObject, Debug)]
+pub struct CreateStaffUserInput {
+    /// Email (their login).
+    pub email: String,
+    /// Full name.
+    pub name: String,
+    /// Role.
+    pub role: StaffRole,
+    /// Initial password (at least 10 characters).
+    #[graphql(secret)]
+    pub password: String,
+    /// Makes retries safe: the same key returns the first outcome.
+    pub idempotency_key: Option<String>,
+}
+
+/// Result of `createStaffUser`.
+#[derive(SimpleObject, Debug)]
+pub struct CreateStaffUserPayload {
+    /// The user.
+    pub staff_user: StaffUser,
+    /// Log position of the last event (pass to `sync` for read-your-writes).
+    pub position: String,
+}
+
+/// Portal sign-up.
+#[derive(InputObject, Debug)]
+pub struct RegisterPortalAccountInput {
+    /// Full name.
+    pub name: String,
+    /// Email (their login).
+    pub email: String,
+    /// Phone, E.164 or a US number.
+    pub phone: Option<String>,
+    /// Password (at least 10 characters).
+    #[graphql(secret)]
+    pub password: String,
+    /// A friend's referral code.
+    pub referral_code: Option<String>,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+fn check_password(p: &str) -> async_graphql::Result<()> {
+    if p.chars().count() < MIN_PASSWORD || p.len() > 1024 {
+        return Err(errors::invalid(
+            "password",
+            format!("must be {MIN_PASSWORD} to 1024 characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Bounded free text.
+pub fn check_len(field: &str, v: &str) -> async_graphql::Result<()> {
+    if v.chars().count() > MAX_TEXT {
+        return Err(errors::invalid(
+            field,
+            format!("at most {MAX_TEXT} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Waits (bounded) for the read models to include `position`.
+pub async fn settle(state: &AppState, outcome: &commands::CommandOutcome) -> String {
+    match outcome.last_position() {
+        Some(p) => {
+            let _ = state
+                .projections
+                .wait_for(p, std::time::Duration::from_secs(5))
+                .await;
+            p.to_string()
+        }
+        None => String::new(),
+    }
+}
+
+async fn staff_by_email(state: &AppState, email: &str) -> Option<projections::JsonRow> {
+    state
+        .projections
+        .query(
+            "SELECT * FROM rm_staff_users WHERE email = $1",
+            &[Param::from(email.trim().to_lowercase())],
+        )
+        .await
+        .ok()?
+        .into_iter()
+        .next()
+}
+
+/// Reads a staff user from the read model.
+pub async fn staff_user(state: &AppState, id: &str) -> Option<StaffUser> {
+    let rows = state
+        .projections
+        .query(
+            "SELECT * FROM rm_staff_users WHERE staff_user_id = $1",
+            &[Param::from(id)],
+        )
+        .await
+        .ok()?;
+    let r = rows.first()?;
+    let s = |k: &str| {
+        r.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    Some(StaffUser {
+        id: ID(s("staff_user_id")),
+        email: s("email"),
+        name: s("name"),
+        role: context::parse_role(&s("role"))
+            .unwrap_or(Role::Staff)
+            .into(),
+        active: r.get("active").and_then(serde_json::Value::as_i64) == Some(1),
+    })
+}
+
+async fn create_staff(
+    state: &AppState,
+    crm: &Crm,
+    actor: domain::Actor,
+    meta: &EventMetadata,
+    input: &CreateStaffUserInput,
+    request_id: &str,
+) -> async_graphql::Result<(StaffUserId, commands::CommandOutcome)> {
+    check_password(&input.password)?;
+    check_len("name", &input.name)?;
+    check_len("email", &input.email)?;
+    if staff_by_email(state, &input.email).await.is_some() {
+        return Err(errors::coded(
+            "RULE_VIOLATION",
+            "a staff user with this email exists",
+            Some("email"),
+        ));
+    }
+    let id = StaffUserId::from_uuid(uuid::Uuid::new_v4());
+    crm.staff_users()
+        .execute(
+            id,
+            actor,
+            StaffCommand::Invite {
+                staff_user_id: id,
+                email: input.email.clone(),
+                name: input.name.clone(),
+                role: input.role.into(),
+            },
+            meta,
+        )
+        .await
+        .map_err(|e| errors::app(request_id, e))?;
+    let hash = hash_password(&input.password).map_err(|e| errors::internal(request_id, &e))?;
+    let out = crm
+        .staff_users()
+        .execute(
+            id,
+            actor,
+            StaffCommand::SetPasswordHash {
+                password_hash: hash,
+            },
+            &EventMetadata {
+                idempotency_key: None,
+                ..meta.clone()
+            },
+        )
+        .await
+        .map_err(|e| errors::app(request_id, e))?;
+    Ok((id, out))
+}
+
+/// Creates the first admin from ADMIN_EMAIL/ADMIN_PASSWORD on a store without staff.
+///
+/// # Errors
+/// When a command fails.
+pub async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
+    let (Some(email), Some(password)) = (&state.config.admin_email, &state.config.admin_password)
+    else {
+        return Ok(());
+    };
+    state.projections.catch_up("accounts").await?;
+    let any = state
+        .projections
+        .query("SELECT staff_user_id FROM rm_staff_users LIMIT 1", &[])
+        .await?;
+    if !any.is_empty() {
+        return Ok(());
+    }
+    let input = CreateStaffUserInput {
+        email: email.clone(),
+        name: "Administrator".into(),
+        role: StaffRole::Admin,
+        password: password.expose().to_string(),
+        idempotency_key: Some("bootstrap-admin".into()),
+    };
+    let meta = EventMetadata::new(commands::Actor::System("bootstrap".into()), Utc::now())
+        .with_idempotency_key("bootstrap-admin");
+    create_staff(
+        state,
+        &state.crm,
+        domain::Actor::System,
+        &meta,
+        &input,
+        "bootstrap",
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("creating the first admin: {}", e.message))?;
+    state.projections.catch_up("accounts").await?;
+    tracing::info!(email = %email, "created the first admin from ADMIN_EMAIL");
+    Ok(())
+}
+
+/// Authentication queries.
+#[derive(Debug, Default)]
+pub struct AuthQuery;
+
+#[Object]
+impl AuthQuery {
+    /// Who is signed in (null when nobody).
+    async fn viewer(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Viewer>> {
+        let (_, rc) = parts(ctx)?;
+        Ok(rc.principal.as_ref().map(|p| match p {
+            Principal::Staff { id, role } => Viewer {
+                kind: "staff".into(),
+                id: ID(id.to_string()),
+                role: Some((*role).into()),
+            },
+            Principal::Customer { id } => Viewer {
+                kind: "customer".into(),
+                id: ID(id.to_string()),
+                role: None,
+            },
+        }))
+    }
+
+    /// Staff users (admin only).
+    async fn staff_users(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<StaffUser>> {
+        let (state, rc) = parts(ctx)?;
+        context::staff(rc, Role::Admin, "list staff users")?;
+        let rows = state
+            .projections
+            .query(
+                "SELECT staff_user_id FROM rm_staff_users ORDER BY email",
+                &[],
+            )
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            if let Some(u) = staff_user(
+                state,
+                r.get("staff_user_id")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default(),
+            )
+            .await
+            {
+                out.push(u);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Authentication mutations.
+#[derive(Debug, Default)]
+pub struct AuthMutation;
+
+#[Object]
+impl AuthMutation {
+    /// Staff sign-in with email and password.
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        input: LoginInput,
+    ) -> async_graphql::Result<LoginPayload> {
+        let (state, rc) = parts(ctx)?;
+        let row = staff_by_email(state, &input.email).await;
+        let hash = row
+            .as_ref()
+            .and_then(|r| r.get("password_hash"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let active = row
+            .as_ref()
+            .and_then(|r| r.get("active"))
+            .and_then(serde_json::Value::as_i64)
+            == Some(1);
+        let password = input.password.clone();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&password, hash.as_deref()))
+            .await
+            .unwrap_or(false);
+        let Some(row) = row.filter(|_| ok && active) else {
+            tracing::info!(request_id = %rc.request_id, "failed staff login");
+            return Err(errors::coded(
+                "UNAUTHENTICATED",
+                "wrong email or password",
+                None,
+            ));
+        };
+        let id = row
+            .get("staff_user_id")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let role = row
+            .get("role")
+            .and_then(|v| v.as_str())
+            .unwrap_or("staff")
+            .to_string();
+        let (token, expires) =
+            open_session(state, "staff", &id, Some(&role), &rc.client_ip).await?;
+        if let Ok(sid) = StaffUserId::parse(&id) {
+            let meta = context::meta(rc, commands::Actor::Staff(id.clone()));
+            let role_v = context::parse_role(&role).unwrap_or(Role::Staff);
+            let _ = state
+                .crm
+                .staff_users()
+                .execute(
+                    sid,
+                    domain::Actor::Staff {
+                        id: sid,
+                        role: role_v,
+                    },
+                    StaffCommand::RecordLogin,
+                    &meta,
+                )
+                .await;
+        }
+        Ok(LoginPayload {
+            token,
+            expires_at: rfc3339(expires),
+            staff_user_id: Some(ID(id)),
+            role: context::parse_role(&role).map(Into::into),
+            customer_id: None,
+        })
+    }
+
+    /// Ends the current session.
+    async fn logout(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let (state, rc) = parts(ctx)?;
+        let Some(hash) = &rc.token_hash else {
+            return Err(errors::unauthenticated());
+        };
+        state
+            .projections
+            .db()
+            .execute(
+                "UPDATE sessions SET revoked_at = $2 WHERE token_hash = $1",
+                &[Param::from(hash.clone()), rfc3339(Utc::now()).into()],
+            )
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        Ok(true)
+    }
+
+    /// Creates a staff user (admin only).
+    async fn create_staff_user(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateStaffUserInput,
+    ) -> async_graphql::Result<CreateStaffUserPayload> {
+        let (state, rc) = parts(ctx)?;
+        let (actor, meta) = context::staff(rc, Role::Admin, "create staff users")?;
+        let meta = context::with_key(meta, input.idempotency_key.as_ref());
+        let (id, out) =
+            create_staff(state, &state.crm, actor, &meta, &input, &rc.request_id).await?;
+        let position = settle(state, &out).await;
+        let staff_user = staff_user(state, &id.to_string())
+            .await
+            .ok_or_else(|| errors::not_found("staff user", &id.to_string()))?;
+        Ok(CreateStaffUserPayload {
+            staff_user,
+            position,
+        })
+    }
+
+    /// Portal sign-up: creates the customer, the portal account and (with a
+    /// code) the referral, then signs in.
+    async fn register_portal_account(
+        &self,
+        ctx: &Context<'_>,
+        input: RegisterPortalAccountInput,
+    ) -> async_graphql::Result<LoginPayload> {
+        let (state, rc) = parts(ctx)?;
+        check_password(&input.password)?;
+        check_len("name", &input.name)?;
+        check_len("email", &input.email)?;
+        let email = input.email.trim().to_lowercase();
+        let taken = state
+            .projections
+            .query(
+                "SELECT customer_id FROM rm_customers WHERE email = $1",
+                &[Param::from(email.clone())],
+            )
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        if !taken.is_empty() {
+            return Err(errors::coded(
+                "RULE_VIOLATION",
+                "this email is already registered; sign in instead",
+                Some("email"),
+            ));
+        }
+        let referrer = match &input.referral_code {
+            Some(code) => Some(
+                state
+                    .crm
+                    .referral_code_owner(code)
+                    .await
+                    .map_err(|e| errors::app(&rc.request_id, e))?
+                    .ok_or_else(|| errors::invalid("referralCode", "unknown referral code"))?,
+            ),
+            None => None,
+        };
+        let customer_id = CustomerId::from_uuid(uuid::Uuid::new_v4());
+        let meta = context::with_key(
+            context::meta(rc, commands::Actor::Customer(customer_id.to_string())),
+            input.idempotency_key.as_ref(),
+        );
+        let actor = domain::Actor::Customer { id: customer_id };
+        state
+            .crm
+            .customers()
+            .execute(
+                customer_id,
+                actor,
+                CustomerCommand::Create {
+                    customer_id,
+                    name: input.name.clone(),
+                    email: Some(email),
+                    phone: input.phone.clone(),
+                    birthday: None,
+                    customer_since: None,
+                },
+                &meta,
+            )
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        let plain = EventMetadata {
+            idempotency_key: None,
+            ..meta.clone()
+        };
+        let hash =
+            hash_password(&input.password).map_err(|e| errors::internal(&rc.request_id, &e))?;
+        let out = state
+            .crm
+            .portal_accounts()
+            .execute(
+                PortalAccountId::for_customer(customer_id),
+                actor,
+                PortalCommand::Register {
+                    customer_id,
+                    password_hash: hash,
+                },
+                &plain,
+            )
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        if referrer.is_some() {
+            if let Some(code) = &input.referral_code {
+                state
+                    .crm
+                    .record_referral(customer_id, code, actor, &plain)
+                    .await
+                    .map_err(|e| errors::app(&rc.request_id, e))?;
+            }
+        }
+        settle(state, &out).await;
+        let (token, expires) = open_session(
+            state,
+            "customer",
+            &customer_id.to_string(),
+            None,
+            &rc.client_ip,
+        )
+        .await?;
+        Ok(LoginPayload {
+            token,
+            expires_at: rfc3339(expires),
+            staff_user_id: None,
+            role: None,
+            customer_id: Some(ID(customer_id.to_string())),
+        })
+    }
+
+    /// Portal sign-in.
+    async fn portal_login(
+        &self,
+        ctx: &Context<'_>,
+        input: LoginInput,
+    ) -> async_graphql::Result<LoginPayload> {
+        let (state, rc) = parts(ctx)?;
+        let rows = state
+            .projections
+            .query(
+                "SELECT p.customer_id, p.password_hash FROM rm_portal_accounts p JOIN rm_customers c ON c.customer_id = p.customer_id WHERE c.email = $1",
+                &[Param::from(input.email.trim().to_lowercase())],
+            )
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        let row = rows.into_iter().next();
+        let hash = row
+            .as_ref()
+            .and_then(|r| r.get("password_hash"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let password = input.password.clone();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&password, hash.as_deref()))
+            .await
+            .unwrap_or(false);
+        let Some(row) = row.filter(|_| ok) else {
+            return Err(errors::coded(
+                "UNAUTHENTICATED",
+                "wrong email or password",
+                None,
+            ));
+        };
+        let id = row
+            .get("customer_id")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let (token, expires) = open_session(state, "customer", &id, None, &rc.client_ip).await?;
+        if let Ok(cid) = CustomerId::parse(&id) {
+            let meta = context::meta(rc, commands::Actor::Customer(id.clone()));
+            let _ = state
+                .crm
+                .portal_accounts()
+                .execute(
+                    PortalAccountId::for_customer(cid),
+                    domain::Actor::Customer { id: cid },
+                    PortalCommand::RecordLogin,
+                    &meta,
+                )
+                .await;
+        }
+        Ok(LoginPayload {
+            token,
+            expires_at: rfc3339(expires),
+            staff_user_id: None,
+            role: None,
+            customer_id: Some(ID(id)),
+        })
+    }
+}

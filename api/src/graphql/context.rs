@@ -1,0 +1,175 @@
+//! Who is asking, from where, under which request id.
+
+use async_graphql::Context;
+use axum::http::HeaderMap;
+use chrono::Utc;
+use commands::EventMetadata;
+use domain::ids::{CustomerId, StaffUserId};
+use domain::ports::Role;
+use projections::Param;
+use sha2::{Digest, Sha256};
+
+use super::errors;
+use crate::state::AppState;
+
+/// The signed-in principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A staff user with a role.
+    Staff {
+        /// Who.
+        id: StaffUserId,
+        /// Role.
+        role: Role,
+    },
+    /// A customer in the portal.
+    Customer {
+        /// Who.
+        id: CustomerId,
+    },
+}
+
+/// Per-request data.
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    /// The principal, if a valid token came with the request.
+    pub principal: Option<Principal>,
+    /// The request id (also in every log line).
+    pub request_id: String,
+    /// Client address.
+    pub client_ip: String,
+    /// SHA-256 of the bearer token, for logout.
+    pub token_hash: Option<String>,
+}
+
+/// SHA-256 of a token, hex.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Reads the bearer token and resolves its session.
+pub async fn from_headers(
+    state: &AppState,
+    headers: &HeaderMap,
+    addr: std::net::SocketAddr,
+) -> RequestCtx {
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let mut ctx = RequestCtx {
+        principal: None,
+        request_id,
+        client_ip: addr.ip().to_string(),
+        token_hash: None,
+    };
+    let Some(token) = token else { return ctx };
+    let hash = token_hash(token);
+    let now = crate::graphql::auth::rfc3339(Utc::now());
+    let rows = state
+        .projections
+        .query(
+            "SELECT principal_kind, principal_id, role FROM sessions WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2",
+            &[Param::from(hash.clone()), now.into()],
+        )
+        .await
+        .unwrap_or_default();
+    if let Some(r) = rows.first() {
+        let s = |k: &str| {
+            r.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        ctx.principal = match s("principal_kind").as_str() {
+            "staff" => StaffUserId::parse(&s("principal_id"))
+                .ok()
+                .and_then(|id| parse_role(&s("role")).map(|role| Principal::Staff { id, role })),
+            "customer" => CustomerId::parse(&s("principal_id"))
+                .ok()
+                .map(|id| Principal::Customer { id }),
+            _ => None,
+        };
+        ctx.token_hash = Some(hash);
+    }
+    ctx
+}
+
+/// Parses a stored role.
+pub fn parse_role(s: &str) -> Option<Role> {
+    match s {
+        "admin" => Some(Role::Admin),
+        "manager" => Some(Role::Manager),
+        "staff" => Some(Role::Staff),
+        _ => None,
+    }
+}
+
+fn rank(r: Role) -> u8 {
+    match r {
+        Role::Admin => 3,
+        Role::Manager => 2,
+        Role::Staff => 1,
+    }
+}
+
+/// The request data and the shared state.
+pub fn parts<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<(&'a AppState, &'a RequestCtx)> {
+    Ok((ctx.data::<AppState>()?, ctx.data::<RequestCtx>()?))
+}
+
+/// A staff user with at least `min` role; the domain actor and metadata for their commands.
+pub fn staff(
+    rc: &RequestCtx,
+    min: Role,
+    what: &str,
+) -> async_graphql::Result<(domain::Actor, EventMetadata)> {
+    match &rc.principal {
+        Some(Principal::Staff { id, role }) if rank(*role) >= rank(min) => Ok((
+            domain::Actor::Staff {
+                id: *id,
+                role: *role,
+            },
+            meta(rc, commands::Actor::Staff(id.to_string())),
+        )),
+        Some(_) => Err(errors::forbidden(what)),
+        None => Err(errors::unauthenticated()),
+    }
+}
+
+/// A portal customer; the domain actor and metadata.
+pub fn customer(
+    rc: &RequestCtx,
+) -> async_graphql::Result<(CustomerId, domain::Actor, EventMetadata)> {
+    match &rc.principal {
+        Some(Principal::Customer { id }) => Ok((
+            *id,
+            domain::Actor::Customer { id: *id },
+            meta(rc, commands::Actor::Customer(id.to_string())),
+        )),
+        Some(_) => Err(errors::forbidden("use the customer portal")),
+        None => Err(errors::unauthenticated()),
+    }
+}
+
+/// Metadata for a command of this request.
+pub fn meta(rc: &RequestCtx, actor: commands::Actor) -> EventMetadata {
+    EventMetadata::new(actor, Utc::now())
+        .with_request_id(rc.request_id.clone())
+        .with_client_ip(rc.client_ip.clone())
+}
+
+/// Adds the client's idempotency key, if given.
+pub fn with_key(m: EventMetadata, key: Option<&String>) -> EventMetadata {
+    match key {
+        Some(k) => m.with_idempotency_key(k.clone()),
+        None => m,
+    }
+}

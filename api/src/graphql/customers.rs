@@ -1,0 +1,521 @@
+//! Customers: list and search, the customer-360 view, and their commands.
+
+use async_graphql::connection::{query, Connection, Edge, EmptyFields};
+use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
+use chrono::NaiveDate;
+use domain::customer::CustomerCommand;
+use domain::ids::CustomerId;
+use domain::ports::Role;
+use projections::{JsonRow, Param};
+
+use super::auth::{check_len, settle};
+use super::context::{self, parts, Principal};
+use super::errors;
+use super::jobs::{job_from_row, Job};
+use crate::state::AppState;
+
+/// An amount of money.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Money {
+    /// Integer cents.
+    pub amount_cents: i64,
+    /// ISO 4217 currency.
+    pub currency: String,
+}
+
+impl Money {
+    /// US cents.
+    pub fn usd(cents: i64) -> Self {
+        Money {
+            amount_cents: cents,
+            currency: "USD".into(),
+        }
+    }
+}
+
+/// A customer, with the 360 view's summary.
+#[derive(Debug, Clone, SimpleObject)]
+#[graphql(complex)]
+pub struct Customer {
+    /// Id.
+    pub id: ID,
+    /// Full name (null once erased).
+    pub name: Option<String>,
+    /// Email.
+    pub email: Option<String>,
+    /// Phone, E.164.
+    pub phone: Option<String>,
+    /// Birthday (YYYY-MM-DD).
+    pub birthday: Option<String>,
+    /// Customer since (YYYY-MM-DD).
+    pub customer_since: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// SMS marketing consent.
+    pub sms_consent: bool,
+    /// Email marketing consent.
+    pub email_consent: bool,
+    /// Email suppressed after a bounce or complaint.
+    pub email_suppressed: bool,
+    /// Personal data erased.
+    pub erased: bool,
+    /// Completed jobs.
+    pub jobs_completed: i64,
+    /// Total spent.
+    pub total_spent: Money,
+    /// Loyalty points balance.
+    pub loyalty_points: i64,
+    /// Loyalty tier (`bronze`…`platinum`).
+    pub tier: String,
+    /// Referral code, once issued.
+    pub referral_code: Option<String>,
+    /// When created (RFC 3339).
+    pub created_at: String,
+}
+
+fn s(r: &JsonRow, k: &str) -> Option<String> {
+    r.get(k).and_then(|v| v.as_str()).map(str::to_string)
+}
+fn i(r: &JsonRow, k: &str) -> i64 {
+    r.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0)
+}
+
+pub(super) fn customer_from_row(r: &JsonRow) -> Customer {
+    Customer {
+        id: ID(s(r, "customer_id").unwrap_or_default()),
+        name: s(r, "name"),
+        email: s(r, "email"),
+        phone: s(r, "phone"),
+        birthday: s(r, "birthday"),
+        customer_since: s(r, "customer_since"),
+        tags: s(r, "tags")
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default(),
+        sms_consent: i(r, "sms_consent") == 1,
+        email_consent: i(r, "email_consent") == 1,
+        email_suppressed: i(r, "email_suppressed") == 1,
+        erased: i(r, "erased") == 1,
+        jobs_completed: i(r, "jobs_completed"),
+        total_spent: Money::usd(i(r, "total_spent_cents")),
+        loyalty_points: i(r, "loyalty_points"),
+        tier: s(r, "tier").unwrap_or_else(|| "bronze".into()),
+        referral_code: s(r, "referral_code"),
+        created_at: s(r, "created_at").unwrap_or_default(),
+    }
+}
+
+/// Loads one customer from the read model.
+pub async fn load_customer(state: &AppState, id: &str) -> Option<Customer> {
+    let rows = state
+        .projections
+        .query(
+            "SELECT * FROM rm_customers WHERE customer_id = $1",
+            &[Param::from(id)],
+        )
+        .await
+        .ok()?;
+    rows.first().map(customer_from_row)
+}
+
+#[async_graphql::ComplexObject]
+impl Customer {
+    /// Service history, newest first.
+    async fn jobs(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+    ) -> async_graphql::Result<Vec<Job>> {
+        let (state, rc) = parts(ctx)?;
+        let rows = state
+            .projections
+            .query(
+                "SELECT * FROM rm_jobs WHERE customer_id = $1 ORDER BY booked_at DESC LIMIT $2",
+                &[
+                    Param::from(self.id.to_string()),
+                    i64::from(first.clamp(1, 100)).into(),
+                ],
+            )
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        Ok(rows.iter().map(job_from_row).collect())
+    }
+}
+
+/// Customer queries.
+#[derive(Debug, Default)]
+pub struct CustomerQuery;
+
+/// Who may read which customer: staff any; a portal customer only themselves.
+pub fn may_read_customer(rc: &super::RequestCtx, id: &str) -> async_graphql::Result<()> {
+    match &rc.principal {
+        Some(Principal::Staff { .. }) => Ok(()),
+        Some(Principal::Customer { id: own }) if own.to_string() == id => Ok(()),
+        Some(Principal::Customer { .. }) => Err(errors::forbidden("read another customer")),
+        None => Err(errors::unauthenticated()),
+    }
+}
+
+#[Object]
+impl CustomerQuery {
+    /// One customer (staff: any; portal: only yourself).
+    async fn customer(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Customer>> {
+        let (state, rc) = parts(ctx)?;
+        may_read_customer(rc, &id)?;
+        Ok(load_customer(state, &id).await)
+    }
+
+    /// The signed-in portal customer.
+    async fn my_profile(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Customer>> {
+        let (state, rc) = parts(ctx)?;
+        let (id, _, _) = context::customer(rc)?;
+        Ok(load_customer(state, &id.to_string()).await)
+    }
+
+    /// Customers, searchable by name, email, phone or tag; sorted by name.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "Relay's four paging arguments plus filters"
+    )]
+    async fn customers(
+        &self,
+        ctx: &Context<'_>,
+        search: Option<String>,
+        tag: Option<String>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> async_graphql::Result<Connection<usize, Customer, TotalCount, EmptyFields>> {
+        let (state, rc) = parts(ctx)?;
+        context::staff(rc, Role::Staff, "list customers")?;
+        if let Some(q) = &search {
+            check_len("search", q)?;
+        }
+        let pattern = search.map(|q| format!("%{}%", q.to_lowercase()));
+        let tag = tag.map(|t| format!("%\"{}\"%", t.replace('"', "")));
+        let filter = "erased = 0 AND merged_into IS NULL
+            AND ($1 = '' OR lower(name) LIKE $1 OR lower(email) LIKE $1 OR phone LIKE $1)
+            AND ($2 = '' OR tags LIKE $2)";
+        let params = [
+            Param::from(pattern.unwrap_or_default()),
+            Param::from(tag.unwrap_or_default()),
+        ];
+        let total = state
+            .projections
+            .query(
+                &format!("SELECT COUNT(*) AS n FROM rm_customers WHERE {filter}"),
+                &params,
+            )
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?
+            .first()
+            .map_or(0, |r| i(r, "n")) as usize;
+        query(after, before, first, last, |after: Option<usize>, before: Option<usize>, first, last| async move {
+            let (start, end) = window(total, after, before, first, last)?;
+            let mut p = params.to_vec();
+            p.push(((end - start) as i64).into());
+            p.push((start as i64).into());
+            let rows = state
+                .projections
+                .query(&format!("SELECT * FROM rm_customers WHERE {filter} ORDER BY name, customer_id LIMIT $3 OFFSET $4"), &p)
+                .await
+                .map_err(|e| errors::internal(&rc.request_id, &e))?;
+            let mut c = Connection::with_additional_fields(start > 0, end < total, TotalCount { total_count: total as i64 });
+            c.edges.extend(rows.iter().enumerate().map(|(k, r)| Edge::new(start + k, customer_from_row(r))));
+            Ok::<_, async_graphql::Error>(c)
+        })
+        .await
+    }
+}
+
+/// The number of items a connection would hold unpaged.
+#[derive(Debug, SimpleObject)]
+pub struct TotalCount {
+    /// Total matching items.
+    pub total_count: i64,
+}
+
+/// Offset window of a Relay page (cursors are offsets), capped at 100 items.
+pub fn window(
+    total: usize,
+    after: Option<usize>,
+    before: Option<usize>,
+    first: Option<usize>,
+    last: Option<usize>,
+) -> async_graphql::Result<(usize, usize)> {
+    let mut start = after.map_or(0, |a| a + 1);
+    let mut end = before.unwrap_or(total).min(total);
+    if let Some(f) = first {
+        end = (start + f.min(100)).min(end);
+    }
+    if let Some(l) = last {
+        start = end.saturating_sub(l.min(100)).max(start);
+    }
+    if first.is_none() && last.is_none() {
+        end = (start + 50).min(end);
+    }
+    Ok((start.min(end), end))
+}
+
+/// A new customer.
+#[derive(InputObject, Debug)]
+pub struct CreateCustomerInput {
+    /// Full name.
+    pub name: String,
+    /// Email.
+    pub email: Option<String>,
+    /// Phone, E.164 (`+15125550100`) or a US number.
+    pub phone: Option<String>,
+    /// Birthday, YYYY-MM-DD.
+    pub birthday: Option<NaiveDate>,
+    /// Customer since, YYYY-MM-DD (default: today).
+    pub customer_since: Option<NaiveDate>,
+    /// Makes retries safe: the same key returns the first outcome.
+    pub idempotency_key: Option<String>,
+}
+
+/// New contact details.
+#[derive(InputObject, Debug)]
+pub struct UpdateCustomerContactInput {
+    /// Customer id.
+    pub id: ID,
+    /// Full name.
+    pub name: String,
+    /// Email.
+    pub email: Option<String>,
+    /// Phone.
+    pub phone: Option<String>,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// A tag to add.
+#[derive(InputObject, Debug)]
+pub struct TagCustomerInput {
+    /// Customer id.
+    pub id: ID,
+    /// The tag.
+    pub tag: String,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// GDPR erasure.
+#[derive(InputObject, Debug)]
+pub struct EraseCustomerInput {
+    /// Customer id.
+    pub id: ID,
+    /// Why (kept; not personal data).
+    pub reason: String,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// A marketing channel.
+#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum MarketingChannel {
+    /// Text messages.
+    Sms,
+    /// Email.
+    Email,
+}
+
+/// Recording a customer's marketing consent.
+#[derive(InputObject, Debug)]
+pub struct MarketingConsentInput {
+    /// Customer id.
+    pub id: ID,
+    /// Channel.
+    pub channel: MarketingChannel,
+    /// Granted (true) or withdrawn (false).
+    pub granted: bool,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// The changed customer and the event position.
+#[derive(SimpleObject, Debug)]
+pub struct CustomerPayload {
+    /// The customer as the read model now shows it.
+    pub customer: Option<Customer>,
+    /// Log position of the last event (for `sync`).
+    pub position: String,
+}
+
+/// Parses a customer id argument.
+pub fn customer_id(field: &str, id: &ID) -> async_graphql::Result<CustomerId> {
+    CustomerId::parse(id).map_err(|_| errors::invalid(field, "not a customer id"))
+}
+
+async fn run(
+    ctx: &Context<'_>,
+    id: CustomerId,
+    min: Role,
+    what: &str,
+    key: Option<&String>,
+    cmd: CustomerCommand,
+) -> async_graphql::Result<CustomerPayload> {
+    let (state, rc) = parts(ctx)?;
+    let (actor, meta) = context::staff(rc, min, what)?;
+    let out = state
+        .crm
+        .customers()
+        .execute(id, actor, cmd, &context::with_key(meta, key))
+        .await
+        .map_err(|e| errors::app(&rc.request_id, e))?;
+    let position = settle(state, &out).await;
+    Ok(CustomerPayload {
+        customer: load_customer(state, &id.to_string()).await,
+        position,
+    })
+}
+
+/// Customer mutations.
+#[derive(Debug, Default)]
+pub struct CustomerMutation;
+
+#[Object]
+impl CustomerMutation {
+    /// Creates a customer (staff).
+    async fn create_customer(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateCustomerInput,
+    ) -> async_graphql::Result<CustomerPayload> {
+        check_len("name", &input.name)?;
+        let id = CustomerId::from_uuid(uuid::Uuid::new_v4());
+        let cmd = CustomerCommand::Create {
+            customer_id: id,
+            name: input.name,
+            email: input.email,
+            phone: input.phone,
+            birthday: input.birthday,
+            customer_since: input.customer_since,
+        };
+        let (state, _) = parts(ctx)?;
+        // A retried create returns the customer the first attempt made.
+        let id = match &input.idempotency_key {
+            Some(k) => match state.log.find_idempotent(k).await.ok().flatten() {
+                Some(prior) => CustomerId::parse(&prior.aggregate_id).unwrap_or(id),
+                None => id,
+            },
+            None => id,
+        };
+        let cmd = match cmd {
+            CustomerCommand::Create {
+                name,
+                email,
+                phone,
+                birthday,
+                customer_since,
+                ..
+            } => CustomerCommand::Create {
+                customer_id: id,
+                name,
+                email,
+                phone,
+                birthday,
+                customer_since,
+            },
+            other => other,
+        };
+        run(
+            ctx,
+            id,
+            Role::Staff,
+            "create customers",
+            input.idempotency_key.as_ref(),
+            cmd,
+        )
+        .await
+    }
+
+    /// Updates name, email and phone (staff).
+    async fn update_customer_contact(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateCustomerContactInput,
+    ) -> async_graphql::Result<CustomerPayload> {
+        check_len("name", &input.name)?;
+        let id = customer_id("id", &input.id)?;
+        run(
+            ctx,
+            id,
+            Role::Staff,
+            "update customers",
+            input.idempotency_key.as_ref(),
+            CustomerCommand::UpdateContactDetails {
+                name: input.name,
+                email: input.email,
+                phone: input.phone,
+            },
+        )
+        .await
+    }
+
+    /// Tags a customer (staff).
+    async fn tag_customer(
+        &self,
+        ctx: &Context<'_>,
+        input: TagCustomerInput,
+    ) -> async_graphql::Result<CustomerPayload> {
+        let id = customer_id("id", &input.id)?;
+        run(
+            ctx,
+            id,
+            Role::Staff,
+            "tag customers",
+            input.idempotency_key.as_ref(),
+            CustomerCommand::AddTag { tag: input.tag },
+        )
+        .await
+    }
+
+    /// Records consent given or withdrawn by the customer, as told to staff.
+    async fn set_marketing_consent(
+        &self,
+        ctx: &Context<'_>,
+        input: MarketingConsentInput,
+    ) -> async_graphql::Result<CustomerPayload> {
+        let id = customer_id("id", &input.id)?;
+        let channel = match input.channel {
+            MarketingChannel::Sms => domain::consent::Channel::Sms,
+            MarketingChannel::Email => domain::consent::Channel::Email,
+        };
+        let source = domain::consent::ConsentSource::Staff;
+        let cmd = if input.granted {
+            CustomerCommand::GrantMarketingConsent { channel, source }
+        } else {
+            CustomerCommand::RevokeMarketingConsent { channel, source }
+        };
+        run(
+            ctx,
+            id,
+            Role::Staff,
+            "record consent",
+            input.idempotency_key.as_ref(),
+            cmd,
+        )
+        .await
+    }
+
+    /// Erases a customer's personal data everywhere it is readable (admin).
+    async fn erase_customer(
+        &self,
+        ctx: &Context<'_>,
+        input: EraseCustomerInput,
+    ) -> async_graphql::Result<CustomerPayload> {
+        let id = customer_id("id", &input.id)?;
+        run(
+            ctx,
+            id,
+            Role::Admin,
+            "erase customers",
+            input.idempotency_key.as_ref(),
+            CustomerCommand::ErasePersonalData {
+                reason: input.reason,
+            },
+        )
+        .await
+    }
+}

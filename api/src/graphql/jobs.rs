@@ -1,0 +1,613 @@
+//! Jobs (the calendar and service history), the vehicle board, and their commands.
+
+use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use domain::ids::{JobId, StaffUserId, VehicleId};
+use domain::job::{BookingSource, JobCommand, ScheduleWindow};
+use domain::ports::Role;
+use domain::vehicle::VehicleCommand;
+use projections::{JsonRow, Param};
+
+use super::auth::{check_len, settle};
+use super::context::{self, parts};
+use super::customers::{customer_id, Money};
+use super::errors;
+use crate::state::AppState;
+
+/// A cleaning job.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Job {
+    /// Id.
+    pub id: ID,
+    /// The customer.
+    pub customer_id: ID,
+    /// `booked`, `scheduled`, `in_progress`, `completed` or `cancelled`.
+    pub status: String,
+    /// `staff` or `online`.
+    pub source: Option<String>,
+    /// Services.
+    pub services: Vec<String>,
+    /// Window start (RFC 3339).
+    pub scheduled_start: Option<String>,
+    /// Window end.
+    pub scheduled_end: Option<String>,
+    /// How often it was moved.
+    pub reschedule_count: i64,
+    /// Technician.
+    pub technician_id: Option<ID>,
+    /// Van.
+    pub vehicle_id: Option<ID>,
+    /// Amount charged, once completed.
+    pub amount: Option<Money>,
+    /// Paid.
+    pub paid: bool,
+    /// Booked at.
+    pub booked_at: String,
+    /// Completed at.
+    pub completed_at: Option<String>,
+}
+
+fn s(r: &JsonRow, k: &str) -> Option<String> {
+    r.get(k).and_then(|v| v.as_str()).map(str::to_string)
+}
+
+pub(super) fn job_from_row(r: &JsonRow) -> Job {
+    Job {
+        id: ID(s(r, "job_id").unwrap_or_default()),
+        customer_id: ID(s(r, "customer_id").unwrap_or_default()),
+        status: s(r, "status").unwrap_or_default(),
+        source: s(r, "source"),
+        services: s(r, "services")
+            .and_then(|x| serde_json::from_str(&x).ok())
+            .unwrap_or_default(),
+        scheduled_start: s(r, "scheduled_start"),
+        scheduled_end: s(r, "scheduled_end"),
+        reschedule_count: r
+            .get("reschedule_count")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0),
+        technician_id: s(r, "technician_id").map(ID),
+        vehicle_id: s(r, "vehicle_id").map(ID),
+        amount: r
+            .get("amount_cents")
+            .and_then(serde_json::Value::as_i64)
+            .map(Money::usd),
+        paid: r.get("paid").and_then(serde_json::Value::as_i64) == Some(1),
+        booked_at: s(r, "booked_at").unwrap_or_default(),
+        completed_at: s(r, "completed_at"),
+    }
+}
+
+async fn load_job(state: &AppState, id: &str) -> Option<Job> {
+    let rows = state
+        .projections
+        .query(
+            "SELECT * FROM rm_jobs WHERE job_id = $1",
+            &[Param::from(id)],
+        )
+        .await
+        .ok()?;
+    rows.first().map(job_from_row)
+}
+
+/// A van on the vehicle board.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Vehicle {
+    /// Id.
+    pub id: ID,
+    /// Name.
+    pub name: String,
+    /// Plate.
+    pub plate: Option<String>,
+    /// `available`, `on_job` or `maintenance`.
+    pub status: String,
+    /// The job it is on.
+    pub current_job_id: Option<ID>,
+}
+
+/// Job queries.
+#[derive(Debug, Default)]
+pub struct JobQuery;
+
+#[Object]
+impl JobQuery {
+    /// One job (staff; a portal customer only their own).
+    async fn job(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Job>> {
+        let (state, rc) = parts(ctx)?;
+        let job = load_job(state, &id).await;
+        if let Some(j) = &job {
+            super::customers::may_read_customer(rc, &j.customer_id)?;
+        } else {
+            context::staff(rc, Role::Staff, "read jobs")?;
+        }
+        Ok(job)
+    }
+
+    /// The jobs calendar: jobs whose window starts in [from, to), optionally by status.
+    async fn jobs(
+        &self,
+        ctx: &Context<'_>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        status: Option<String>,
+        #[graphql(default = 100)] first: i32,
+    ) -> async_graphql::Result<Vec<Job>> {
+        let (state, rc) = parts(ctx)?;
+        context::staff(rc, Role::Staff, "read jobs")?;
+        let f = |t: Option<DateTime<Utc>>| t.map(super::auth::rfc3339).unwrap_or_default();
+        let rows = state
+            .projections
+            .query(
+                "SELECT * FROM rm_jobs WHERE ($1 = '' OR scheduled_start >= $1) AND ($2 = '' OR scheduled_start < $2) AND ($3 = '' OR status = $3)
+                 ORDER BY scheduled_start, job_id LIMIT $4",
+                &[f(from).into(), f(to).into(), status.unwrap_or_default().into(), i64::from(first.clamp(1, 500)).into()],
+            )
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        Ok(rows.iter().map(job_from_row).collect())
+    }
+
+    /// The vehicle board.
+    async fn vehicles(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Vehicle>> {
+        let (state, rc) = parts(ctx)?;
+        context::staff(rc, Role::Staff, "read the vehicle board")?;
+        let rows = state
+            .projections
+            .query("SELECT * FROM rm_vehicles ORDER BY name", &[])
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        Ok(rows
+            .iter()
+            .map(|r| Vehicle {
+                id: ID(s(r, "vehicle_id").unwrap_or_default()),
+                name: s(r, "name").unwrap_or_default(),
+                plate: s(r, "plate"),
+                status: s(r, "status").unwrap_or_default(),
+                current_job_id: s(r, "current_job_id").map(ID),
+            })
+            .collect())
+    }
+
+    /// The signed-in portal customer's service history.
+    async fn my_jobs(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Job>> {
+        let (state, rc) = parts(ctx)?;
+        let (id, _, _) = context::customer(rc)?;
+        let rows = state
+            .projections
+            .query(
+                "SELECT * FROM rm_jobs WHERE customer_id = $1 ORDER BY booked_at DESC",
+                &[Param::from(id.to_string())],
+            )
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        Ok(rows.iter().map(job_from_row).collect())
+    }
+}
+
+/// A booking.
+#[derive(InputObject, Debug)]
+pub struct BookJobInput {
+    /// The customer.
+    pub customer_id: ID,
+    /// Services requested.
+    pub services: Vec<String>,
+    /// Window start (optional: book now, schedule later).
+    pub start: Option<DateTime<Utc>>,
+    /// Window end.
+    pub end: Option<DateTime<Utc>>,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// An online booking by the signed-in customer.
+#[derive(InputObject, Debug)]
+pub struct BookServiceOnlineInput {
+    /// Services requested.
+    pub services: Vec<String>,
+    /// Preferred window start.
+    pub start: Option<DateTime<Utc>>,
+    /// Preferred window end.
+    pub end: Option<DateTime<Utc>>,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// Assigning a van.
+#[derive(InputObject, Debug)]
+pub struct AssignVehicleInput {
+    /// Job.
+    pub job_id: ID,
+    /// Van.
+    pub vehicle_id: ID,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// Assigning a technician.
+#[derive(InputObject, Debug)]
+pub struct AssignTechnicianInput {
+    /// Job.
+    pub job_id: ID,
+    /// Staff user doing the work.
+    pub technician_id: ID,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// Completing a job.
+#[derive(InputObject, Debug)]
+pub struct CompleteJobInput {
+    /// Job.
+    pub job_id: ID,
+    /// Amount charged, in cents (≥ 0).
+    pub amount_cents: i64,
+    /// Services performed.
+    pub services: Vec<String>,
+    /// Technician (default: the assigned one).
+    pub technician_id: Option<ID>,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// Cancelling a job.
+#[derive(InputObject, Debug)]
+pub struct CancelJobInput {
+    /// Job.
+    pub job_id: ID,
+    /// Why.
+    pub reason: String,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// Starting a job.
+#[derive(InputObject, Debug)]
+pub struct StartJobInput {
+    /// Job.
+    pub job_id: ID,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// A new van.
+#[derive(InputObject, Debug)]
+pub struct RegisterVehicleInput {
+    /// Name ("Van 3").
+    pub name: String,
+    /// Plate.
+    pub plate: Option<String>,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// The changed job and the event position.
+#[derive(SimpleObject, Debug)]
+pub struct JobPayload {
+    /// The job as the read model now shows it.
+    pub job: Option<Job>,
+    /// Log position of the last event (for `sync`).
+    pub position: String,
+}
+
+/// A registered van.
+#[derive(SimpleObject, Debug)]
+pub struct VehiclePayload {
+    /// Its id.
+    pub vehicle_id: ID,
+    /// Log position.
+    pub position: String,
+}
+
+fn job_id(field: &str, id: &ID) -> async_graphql::Result<JobId> {
+    JobId::parse(id).map_err(|_| errors::invalid(field, "not a job id"))
+}
+
+fn window(
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+) -> async_graphql::Result<Option<ScheduleWindow>> {
+    match (start, end) {
+        (None, None) => Ok(None),
+        (Some(s), Some(e)) => ScheduleWindow::new(s, e)
+            .map(Some)
+            .map_err(|v| errors::invalid("end", v.message)),
+        _ => Err(errors::invalid(
+            "end",
+            "give both start and end, or neither",
+        )),
+    }
+}
+
+fn check_services(services: &[String]) -> async_graphql::Result<()> {
+    if services.len() > 20 {
+        return Err(errors::invalid("services", "at most 20 services"));
+    }
+    services.iter().try_for_each(|s| check_len("services", s))
+}
+
+async fn run_job(
+    ctx: &Context<'_>,
+    id: JobId,
+    what: &str,
+    key: Option<&String>,
+    cmd: JobCommand,
+) -> async_graphql::Result<JobPayload> {
+    let (state, rc) = parts(ctx)?;
+    let (actor, meta) = context::staff(rc, Role::Staff, what)?;
+    let out = state
+        .crm
+        .jobs()
+        .execute(id, actor, cmd, &context::with_key(meta, key))
+        .await
+        .map_err(|e| errors::app(&rc.request_id, e))?;
+    let position = settle(state, &out).await;
+    Ok(JobPayload {
+        job: load_job(state, &id.to_string()).await,
+        position,
+    })
+}
+
+/// Job mutations.
+#[derive(Debug, Default)]
+pub struct JobMutation;
+
+#[Object]
+impl JobMutation {
+    /// Books a job for a customer (staff).
+    async fn book_job(
+        &self,
+        ctx: &Context<'_>,
+        input: BookJobInput,
+    ) -> async_graphql::Result<JobPayload> {
+        check_services(&input.services)?;
+        let customer = customer_id("customerId", &input.customer_id)?;
+        let w = window(input.start, input.end)?;
+        let (state, _) = parts(ctx)?;
+        let id = prior_or_new(state, input.idempotency_key.as_ref()).await;
+        run_job(
+            ctx,
+            id,
+            "book jobs",
+            input.idempotency_key.as_ref(),
+            JobCommand::Book {
+                job_id: id,
+                customer_id: customer,
+                source: BookingSource::Staff,
+                services: input.services,
+                window: w,
+            },
+        )
+        .await
+    }
+
+    /// Books a service online as the signed-in portal customer.
+    async fn book_service_online(
+        &self,
+        ctx: &Context<'_>,
+        input: BookServiceOnlineInput,
+    ) -> async_graphql::Result<JobPayload> {
+        check_services(&input.services)?;
+        let w = window(input.start, input.end)?;
+        let (state, rc) = parts(ctx)?;
+        let (customer, actor, meta) = context::customer(rc)?;
+        let id = prior_or_new(state, input.idempotency_key.as_ref()).await;
+        let out = state
+            .crm
+            .jobs()
+            .execute(
+                id,
+                actor,
+                JobCommand::Book {
+                    job_id: id,
+                    customer_id: customer,
+                    source: BookingSource::Online,
+                    services: input.services,
+                    window: w,
+                },
+                &context::with_key(meta.clone(), input.idempotency_key.as_ref()),
+            )
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        let _ = state
+            .crm
+            .portal_accounts()
+            .execute(
+                domain::ids::PortalAccountId::for_customer(customer),
+                actor,
+                domain::portal::PortalAccountCommand::RecordActivity {
+                    activity: domain::portal::PortalActivity::BookedService { job_id: id },
+                },
+                &meta,
+            )
+            .await;
+        let position = settle(state, &out).await;
+        Ok(JobPayload {
+            job: load_job(state, &id.to_string()).await,
+            position,
+        })
+    }
+
+    /// Sets the job's window (staff).
+    async fn schedule_job(
+        &self,
+        ctx: &Context<'_>,
+        job_id_arg: ID,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        idempotency_key: Option<String>,
+    ) -> async_graphql::Result<JobPayload> {
+        let id = job_id("jobIdArg", &job_id_arg)?;
+        let w =
+            window(Some(start), Some(end))?.ok_or_else(|| errors::invalid("end", "required"))?;
+        run_job(
+            ctx,
+            id,
+            "schedule jobs",
+            idempotency_key.as_ref(),
+            JobCommand::Schedule { window: w },
+        )
+        .await
+    }
+
+    /// Assigns a van (staff).
+    async fn assign_vehicle(
+        &self,
+        ctx: &Context<'_>,
+        input: AssignVehicleInput,
+    ) -> async_graphql::Result<JobPayload> {
+        let id = job_id("jobId", &input.job_id)?;
+        let v = VehicleId::parse(&input.vehicle_id)
+            .map_err(|_| errors::invalid("vehicleId", "not a vehicle id"))?;
+        run_job(
+            ctx,
+            id,
+            "assign vehicles",
+            input.idempotency_key.as_ref(),
+            JobCommand::AssignVehicle { vehicle_id: v },
+        )
+        .await
+    }
+
+    /// Assigns a technician (staff).
+    async fn assign_technician(
+        &self,
+        ctx: &Context<'_>,
+        input: AssignTechnicianInput,
+    ) -> async_graphql::Result<JobPayload> {
+        let id = job_id("jobId", &input.job_id)?;
+        let t = StaffUserId::parse(&input.technician_id)
+            .map_err(|_| errors::invalid("technicianId", "not a staff user id"))?;
+        run_job(
+            ctx,
+            id,
+            "assign technicians",
+            input.idempotency_key.as_ref(),
+            JobCommand::AssignTechnician { technician_id: t },
+        )
+        .await
+    }
+
+    /// Starts a scheduled job (staff).
+    async fn start_job(
+        &self,
+        ctx: &Context<'_>,
+        input: StartJobInput,
+    ) -> async_graphql::Result<JobPayload> {
+        let id = job_id("jobId", &input.job_id)?;
+        run_job(
+            ctx,
+            id,
+            "start jobs",
+            input.idempotency_key.as_ref(),
+            JobCommand::Start,
+        )
+        .await
+    }
+
+    /// Completes a job with its amount and services (staff). Loyalty points,
+    /// the review request and referral rewards follow through policies.
+    async fn complete_job(
+        &self,
+        ctx: &Context<'_>,
+        input: CompleteJobInput,
+    ) -> async_graphql::Result<JobPayload> {
+        check_services(&input.services)?;
+        let id = job_id("jobId", &input.job_id)?;
+        let tech = input
+            .technician_id
+            .as_ref()
+            .map(|t| {
+                StaffUserId::parse(t)
+                    .map_err(|_| errors::invalid("technicianId", "not a staff user id"))
+            })
+            .transpose()?;
+        run_job(
+            ctx,
+            id,
+            "complete jobs",
+            input.idempotency_key.as_ref(),
+            JobCommand::Complete {
+                amount_cents: input.amount_cents,
+                services: input.services,
+                technician_id: tech,
+            },
+        )
+        .await
+    }
+
+    /// Cancels a job that is not completed (staff).
+    async fn cancel_job(
+        &self,
+        ctx: &Context<'_>,
+        input: CancelJobInput,
+    ) -> async_graphql::Result<JobPayload> {
+        check_len("reason", &input.reason)?;
+        let id = job_id("jobId", &input.job_id)?;
+        run_job(
+            ctx,
+            id,
+            "cancel jobs",
+            input.idempotency_key.as_ref(),
+            JobCommand::Cancel {
+                reason: input.reason,
+            },
+        )
+        .await
+    }
+
+    /// Adds a van to the fleet (manager).
+    async fn register_vehicle(
+        &self,
+        ctx: &Context<'_>,
+        input: RegisterVehicleInput,
+    ) -> async_graphql::Result<VehiclePayload> {
+        check_len("name", &input.name)?;
+        let (state, rc) = parts(ctx)?;
+        let (actor, meta) = context::staff(rc, Role::Manager, "register vehicles")?;
+        let id = VehicleId::from_uuid(match &input.idempotency_key {
+            Some(k) => state
+                .log
+                .find_idempotent(k)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|p| uuid::Uuid::parse_str(&p.aggregate_id).ok())
+                .unwrap_or_else(uuid::Uuid::new_v4),
+            None => uuid::Uuid::new_v4(),
+        });
+        let out = state
+            .crm
+            .vehicles()
+            .execute(
+                id,
+                actor,
+                VehicleCommand::Register {
+                    vehicle_id: id,
+                    name: input.name,
+                    plate: input.plate,
+                },
+                &context::with_key(meta, input.idempotency_key.as_ref()),
+            )
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        Ok(VehiclePayload {
+            vehicle_id: ID(id.to_string()),
+            position: settle(state, &out).await,
+        })
+    }
+}
+
+/// A retried create must address the aggregate the first attempt created.
+async fn prior_or_new(state: &AppState, key: Option<&String>) -> JobId {
+    let prior = match key {
+        Some(k) => state
+            .log
+            .find_idempotent(k)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|p| uuid::Uuid::parse_str(&p.aggregate_id).ok()),
+        None => None,
+    };
+    JobId::from_uuid(prior.unwrap_or_else(uuid::Uuid::new_v4))
+}

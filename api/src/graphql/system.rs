@@ -1,0 +1,150 @@
+//! Health, version, read-your-writes and the audit trail.
+
+use async_graphql::{Context, Object, SimpleObject, ID};
+use domain::ports::Role;
+use projections::Param;
+
+use super::context::{self, parts};
+use super::errors;
+use crate::state::{BUILD, VERSION};
+
+/// The server's health as GraphQL sees it.
+#[derive(Debug, SimpleObject)]
+pub struct Health {
+    /// `ok` or `degraded`.
+    pub status: String,
+    /// Event store engine (`postgresql`, `sqlite`).
+    pub engine: String,
+    /// Position of the last event in the global log (opaque).
+    pub head_position: Option<String>,
+}
+
+/// The running version.
+#[derive(Debug, SimpleObject)]
+pub struct VersionInfo {
+    /// Semantic version of the server.
+    pub version: String,
+    /// Git commit it was built from.
+    pub build: String,
+}
+
+/// One event in an aggregate's history.
+#[derive(Debug, SimpleObject)]
+pub struct AuditEntry {
+    /// Sequence within the aggregate.
+    pub sequence: i64,
+    /// Event type.
+    pub event_type: String,
+    /// Who: `staff:<id>`, `customer:<id>`, `webhook:<vendor>`, `system:<what>`.
+    pub actor: Option<String>,
+    /// The request that carried the command.
+    pub request_id: Option<String>,
+    /// Client address.
+    pub client_ip: Option<String>,
+    /// When (RFC 3339, UTC).
+    pub occurred_at: Option<String>,
+    /// The event's data.
+    pub payload: async_graphql::Json<serde_json::Value>,
+}
+
+/// System queries.
+#[derive(Debug, Default)]
+pub struct SystemQuery;
+
+#[Object]
+impl SystemQuery {
+    /// Health of the server and its event store.
+    async fn health(&self, ctx: &Context<'_>) -> async_graphql::Result<Health> {
+        let (state, _) = parts(ctx)?;
+        let head = state.log.head().await.ok();
+        Ok(Health {
+            status: if head.is_some() {
+                "ok".into()
+            } else {
+                "degraded".into()
+            },
+            engine: state.log.engine().into(),
+            head_position: head.map(|p| p.to_string()),
+        })
+    }
+
+    /// The running version and build.
+    async fn version(&self) -> VersionInfo {
+        VersionInfo {
+            version: VERSION.into(),
+            build: BUILD.into(),
+        }
+    }
+
+    /// Read-your-writes: waits (at most `timeoutMs`, ≤ 10 000) until the
+    /// read models include `position` (from a mutation payload). True when they do.
+    async fn sync(
+        &self,
+        ctx: &Context<'_>,
+        position: String,
+        #[graphql(default = 2000)] timeout_ms: i32,
+    ) -> async_graphql::Result<bool> {
+        let (state, rc) = parts(ctx)?;
+        let p: commands::LogPosition = position
+            .parse()
+            .map_err(|_| errors::invalid("position", "not a position from a payload"))?;
+        let t = std::time::Duration::from_millis(timeout_ms.clamp(0, 10_000) as u64);
+        state
+            .projections
+            .wait_for(p, t)
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))
+    }
+
+    /// The full history of one aggregate (managers and admins).
+    async fn audit_trail(
+        &self,
+        ctx: &Context<'_>,
+        aggregate_type: String,
+        id: ID,
+    ) -> async_graphql::Result<Vec<AuditEntry>> {
+        let (state, rc) = parts(ctx)?;
+        context::staff(rc, Role::Manager, "read the audit trail")?;
+        let events = state
+            .log
+            .load_stream(&aggregate_type, &id, 0)
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        let erased = aggregate_type == "Customer"
+            && !state
+                .projections
+                .query(
+                    "SELECT 1 AS x FROM rm_customers WHERE customer_id = $1 AND erased = 1",
+                    &[Param::from(id.to_string())],
+                )
+                .await
+                .unwrap_or_default()
+                .is_empty();
+        Ok(events
+            .into_iter()
+            .map(|e| {
+                let m = |k: &str| {
+                    e.metadata
+                        .get(k)
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                };
+                // An erased customer's personal data is not shown, even in the audit view.
+                let payload = if erased {
+                    serde_json::json!({ "redacted": "personal data erased" })
+                } else {
+                    e.payload.clone()
+                };
+                AuditEntry {
+                    sequence: e.sequence as i64,
+                    event_type: e.event_type.clone(),
+                    actor: m("actor"),
+                    request_id: m("request_id"),
+                    client_ip: m("client_ip"),
+                    occurred_at: m("occurred_at"),
+                    payload: async_graphql::Json(payload),
+                }
+            })
+            .collect())
+    }
+}

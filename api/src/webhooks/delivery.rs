@@ -1,0 +1,564 @@
+//! Verified webhook bodies, parsed into what they ask of the CRM. Pure: no
+//! I/O, so every vendor shape is tested without a server.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+/// The vendor a delivery came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// Stripe (payments, customers).
+    Stripe,
+    /// Twilio (SMS).
+    Twilio,
+    /// Resend (email, signed by Svix).
+    Resend,
+}
+
+impl Provider {
+    /// The name stored in `webhook_deliveries.provider` and in idempotency keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Stripe => "stripe",
+            Provider::Twilio => "twilio",
+            Provider::Resend => "resend",
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An SMS's delivery status as Twilio reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmsStatus {
+    /// Accepted, scheduled or queued at Twilio.
+    Queued,
+    /// Being handed to the carrier.
+    Sending,
+    /// Handed to the carrier.
+    Sent,
+    /// The carrier confirmed delivery.
+    Delivered,
+    /// The carrier could not deliver it.
+    Undelivered,
+    /// Twilio could not send it (or it was cancelled).
+    Failed,
+    /// Read by the recipient (channels that report it).
+    Read,
+}
+
+impl SmsStatus {
+    /// Parses Twilio's `MessageStatus`; `None` for statuses we do not track.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "accepted" | "scheduled" | "queued" => SmsStatus::Queued,
+            "sending" => SmsStatus::Sending,
+            "sent" => SmsStatus::Sent,
+            "delivered" => SmsStatus::Delivered,
+            "undelivered" => SmsStatus::Undelivered,
+            "failed" | "canceled" => SmsStatus::Failed,
+            "read" => SmsStatus::Read,
+            _ => return None,
+        })
+    }
+
+    /// Progress order: queued < sending < sent < delivered / undelivered /
+    /// failed < read. Callbacks arrive out of order; only a higher rank moves
+    /// a message on, so a late `sent` never overwrites `delivered`.
+    pub fn rank(self) -> u8 {
+        match self {
+            SmsStatus::Queued => 0,
+            SmsStatus::Sending => 1,
+            SmsStatus::Sent => 2,
+            SmsStatus::Delivered | SmsStatus::Undelivered | SmsStatus::Failed => 3,
+            SmsStatus::Read => 4,
+        }
+    }
+
+    /// Whether `self` replaces `current` as the message's status.
+    pub fn supersedes(self, current: Option<SmsStatus>) -> bool {
+        current.is_none_or(|c| self.rank() > c.rank())
+    }
+
+    /// Twilio's name for the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmsStatus::Queued => "queued",
+            SmsStatus::Sending => "sending",
+            SmsStatus::Sent => "sent",
+            SmsStatus::Delivered => "delivered",
+            SmsStatus::Undelivered => "undelivered",
+            SmsStatus::Failed => "failed",
+            SmsStatus::Read => "read",
+        }
+    }
+}
+
+/// What Resend reports about an email.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailStatus {
+    /// Accepted by the recipient's server.
+    Delivered,
+    /// Rejected by the recipient's server; `permanent` for a hard bounce.
+    Bounced {
+        /// Hard bounce: the address does not exist.
+        permanent: bool,
+    },
+    /// The recipient marked it as spam.
+    Complained,
+    /// Opened (tracking pixel).
+    Opened,
+}
+
+/// What a verified delivery asks of the CRM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookEvent {
+    /// Stripe `payment_intent.succeeded`.
+    PaymentSucceeded {
+        /// `evt_…`.
+        event_id: String,
+        /// `pi_…`.
+        intent_id: String,
+        /// `metadata.job_id` of the intent, when set.
+        job_id: Option<String>,
+    },
+    /// Stripe `payment_intent.payment_failed`.
+    PaymentFailed {
+        /// `evt_…`.
+        event_id: String,
+        /// `pi_…`.
+        intent_id: String,
+        /// `metadata.job_id` of the intent, when set.
+        job_id: Option<String>,
+        /// Stripe's `last_payment_error` message or code.
+        reason: String,
+    },
+    /// Stripe `customer.created` / `customer.updated`.
+    StripeCustomer {
+        /// `evt_…`.
+        event_id: String,
+        /// `cus_…`.
+        stripe_customer_id: String,
+        /// `metadata.customer_id`: our customer, when set.
+        customer_id: Option<String>,
+    },
+    /// An SMS a customer (or anyone) sent to our number.
+    InboundSms {
+        /// `SM…`.
+        message_sid: String,
+        /// The sender's number as Twilio gives it (E.164).
+        from: String,
+        /// The text (may be empty for a picture message).
+        body: String,
+    },
+    /// A delivery status callback for an SMS we sent.
+    SmsStatus {
+        /// `SM…`.
+        message_sid: String,
+        /// The reported status.
+        status: SmsStatus,
+        /// Twilio's `ErrorCode`, for failures.
+        error_code: Option<String>,
+    },
+    /// A Resend email event.
+    Email {
+        /// Resend's `email_id`.
+        email_id: Option<String>,
+        /// The recipients.
+        to: Vec<String>,
+        /// What happened.
+        status: EmailStatus,
+    },
+    /// A well-formed event of a type we do not act on.
+    Ignored,
+}
+
+/// A verified delivery: the vendor's id for it, its type, its body as JSON
+/// (stored in `webhook_deliveries`) and what it asks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The vendor.
+    pub provider: Provider,
+    /// The vendor's id of the delivery: the de-duplication key.
+    pub delivery_id: String,
+    /// The vendor's event type (`payment_intent.succeeded`, `inbound_sms`…).
+    pub event_type: String,
+    /// The verified body (Twilio's form parameters as an object).
+    pub payload: Value,
+    /// What it asks.
+    pub event: WebhookEvent,
+}
+
+/// A verified body that is not what its vendor sends: a client error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadPayload(pub String);
+
+fn bad(msg: impl Into<String>) -> BadPayload {
+    BadPayload(msg.into())
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    cur.as_str().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn json_body(body: &[u8]) -> Result<Value, BadPayload> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(bad("body is not a JSON object"));
+    }
+    Ok(v)
+}
+
+/// Parses a verified Stripe event body.
+///
+/// # Errors
+/// [`BadPayload`] for non-JSON, or an event without `id`/`type`, or a known
+/// type whose object lacks its id.
+pub fn parse_stripe(body: &[u8]) -> Result<Delivery, BadPayload> {
+    let v = json_body(body)?;
+    let event_id = str_at(&v, &["id"])
+        .ok_or_else(|| bad("event has no id"))?
+        .to_string();
+    let event_type = str_at(&v, &["type"])
+        .ok_or_else(|| bad("event has no type"))?
+        .to_string();
+    let object = v
+        .get("data")
+        .and_then(|d| d.get("object"))
+        .unwrap_or(&Value::Null);
+    let object_id = || {
+        str_at(object, &["id"])
+            .map(str::to_string)
+            .ok_or_else(|| bad("data.object has no id"))
+    };
+    let metadata = |key: &str| str_at(object, &["metadata", key]).map(str::to_string);
+    let event = match event_type.as_str() {
+        "payment_intent.succeeded" => WebhookEvent::PaymentSucceeded {
+            event_id: event_id.clone(),
+            intent_id: object_id()?,
+            job_id: metadata("job_id"),
+        },
+        "payment_intent.payment_failed" => {
+            let reason = str_at(object, &["last_payment_error", "message"])
+                .or_else(|| str_at(object, &["last_payment_error", "code"]))
+                .unwrap_or("payment failed")
+                .to_string();
+            WebhookEvent::PaymentFailed {
+                event_id: event_id.clone(),
+                intent_id: object_id()?,
+                job_id: metadata("job_id"),
+                reason,
+            }
+        }
+        "customer.created" | "customer.updated" => WebhookEvent::StripeCustomer {
+            event_id: event_id.clone(),
+            stripe_customer_id: object_id()?,
+            customer_id: metadata("customer_id"),
+        },
+        _ => WebhookEvent::Ignored,
+    };
+    Ok(Delivery {
+        provider: Provider::Stripe,
+        delivery_id: event_id,
+        event_type,
+        payload: v,
+        event,
+    })
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body into its parameters,
+/// in order, repeated names kept (the signature covers all of them).
+///
+/// # Errors
+/// [`BadPayload`] when the body is not UTF-8 (Twilio always sends UTF-8).
+pub fn form_params(body: &[u8]) -> Result<Vec<(String, String)>, BadPayload> {
+    std::str::from_utf8(body).map_err(|_| bad("form body is not UTF-8"))?;
+    Ok(form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect())
+}
+
+fn params_json(params: &[(String, String)]) -> Value {
+    let mut m = Map::new();
+    for (k, v) in params {
+        m.insert(k.clone(), Value::String(v.clone()));
+    }
+    Value::Object(m)
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// Parses a verified Twilio inbound-SMS webhook.
+///
+/// # Errors
+/// [`BadPayload`] without `MessageSid` (or `SmsSid`) or `From`.
+pub fn parse_twilio_inbound(params: &[(String, String)]) -> Result<Delivery, BadPayload> {
+    let sid = param(params, "MessageSid")
+        .or_else(|| param(params, "SmsSid"))
+        .ok_or_else(|| bad("MessageSid is missing"))?
+        .to_string();
+    let from = param(params, "From")
+        .ok_or_else(|| bad("From is missing"))?
+        .to_string();
+    let body = params
+        .iter()
+        .find(|(k, _)| k == "Body")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    Ok(Delivery {
+        provider: Provider::Twilio,
+        delivery_id: sid.clone(),
+        event_type: "inbound_sms".into(),
+        payload: params_json(params),
+        event: WebhookEvent::InboundSms {
+            message_sid: sid,
+            from,
+            body,
+        },
+    })
+}
+
+/// Parses a verified Twilio status callback. Its delivery id is
+/// `MessageSid:status`: each status of a message is a delivery of its own.
+///
+/// # Errors
+/// [`BadPayload`] without `MessageSid` or `MessageStatus`.
+pub fn parse_twilio_status(params: &[(String, String)]) -> Result<Delivery, BadPayload> {
+    let sid = param(params, "MessageSid")
+        .or_else(|| param(params, "SmsSid"))
+        .ok_or_else(|| bad("MessageSid is missing"))?
+        .to_string();
+    let raw_status = param(params, "MessageStatus")
+        .or_else(|| param(params, "SmsStatus"))
+        .ok_or_else(|| bad("MessageStatus is missing"))?
+        .to_ascii_lowercase();
+    let event = match SmsStatus::parse(&raw_status) {
+        Some(status) => WebhookEvent::SmsStatus {
+            message_sid: sid.clone(),
+            status,
+            error_code: param(params, "ErrorCode").map(str::to_string),
+        },
+        None => WebhookEvent::Ignored,
+    };
+    Ok(Delivery {
+        provider: Provider::Twilio,
+        delivery_id: format!("{sid}:{raw_status}"),
+        event_type: "message_status".into(),
+        payload: params_json(params),
+        event,
+    })
+}
+
+/// Parses a verified Resend event; `svix_id` is the delivery id.
+///
+/// # Errors
+/// [`BadPayload`] for non-JSON or an event without `type`.
+pub fn parse_resend(svix_id: &str, body: &[u8]) -> Result<Delivery, BadPayload> {
+    let v = json_body(body)?;
+    let event_type = str_at(&v, &["type"])
+        .ok_or_else(|| bad("event has no type"))?
+        .to_string();
+    let data = v.get("data").unwrap_or(&Value::Null);
+    let to = match data.get("to") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        _ => vec![],
+    };
+    let email_id = str_at(data, &["email_id"]).map(str::to_string);
+    let status = match event_type.as_str() {
+        "email.delivered" => Some(EmailStatus::Delivered),
+        // Resend sends email.bounced for permanent rejections; a bounce type
+        // other than Permanent (if ever given) is treated as soft.
+        "email.bounced" => Some(EmailStatus::Bounced {
+            permanent: str_at(data, &["bounce", "type"])
+                .is_none_or(|t| t.eq_ignore_ascii_case("permanent")),
+        }),
+        "email.complained" => Some(EmailStatus::Complained),
+        "email.opened" => Some(EmailStatus::Opened),
+        _ => None,
+    };
+    let event = match status {
+        Some(status) => WebhookEvent::Email {
+            email_id,
+            to,
+            status,
+        },
+        None => WebhookEvent::Ignored,
+    };
+    Ok(Delivery {
+        provider: Provider::Resend,
+        delivery_id: svix_id.to_string(),
+        event_type,
+        payload: v,
+        event,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_stripe_payment_success_names_its_intent_and_job() {
+        let d = parse_stripe(
+            br#"{"id":"evt_1","type":"payment_intent.succeeded","data":{"object":{"id":"pi_1","metadata":{"job_id":"j-1"}}}}"#,
+        )
+        .expect("parsed");
+        assert_eq!(d.delivery_id, "evt_1");
+        assert_eq!(
+            d.event,
+            WebhookEvent::PaymentSucceeded {
+                event_id: "evt_1".into(),
+                intent_id: "pi_1".into(),
+                job_id: Some("j-1".into())
+            }
+        );
+    }
+
+    #[test]
+    fn a_stripe_payment_failure_carries_the_providers_reason() {
+        let d = parse_stripe(
+            br#"{"id":"evt_2","type":"payment_intent.payment_failed","data":{"object":{"id":"pi_1","last_payment_error":{"code":"card_declined","message":"Your card was declined."}}}}"#,
+        )
+        .expect("parsed");
+        assert!(
+            matches!(d.event, WebhookEvent::PaymentFailed { ref reason, .. } if reason == "Your card was declined.")
+        );
+    }
+
+    #[test]
+    fn an_unknown_stripe_event_type_is_ignored_but_keyed() {
+        let d = parse_stripe(br#"{"id":"evt_3","type":"charge.refunded","data":{"object":{}}}"#)
+            .expect("parsed");
+        assert_eq!(
+            (d.delivery_id.as_str(), d.event),
+            ("evt_3", WebhookEvent::Ignored)
+        );
+    }
+
+    #[test]
+    fn a_stripe_body_that_is_not_an_event_is_refused() {
+        for body in [
+            &b"not json"[..],
+            b"[1]",
+            br#"{"type":"x"}"#,
+            br#"{"id":"evt_1","type":"customer.created","data":{}}"#,
+        ] {
+            assert!(
+                parse_stripe(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn an_inbound_sms_needs_a_sid_and_a_sender() {
+        let d = parse_twilio_inbound(&p(&[
+            ("MessageSid", "SM1"),
+            ("From", "+15125550100"),
+            ("Body", " stop "),
+        ]))
+        .expect("parsed");
+        assert_eq!(d.delivery_id, "SM1");
+        assert_eq!(d.payload["Body"], " stop ");
+        assert!(parse_twilio_inbound(&p(&[("From", "+1")])).is_err());
+        assert!(parse_twilio_inbound(&p(&[("MessageSid", "SM1")])).is_err());
+    }
+
+    #[test]
+    fn each_status_of_a_message_is_its_own_delivery() {
+        let d = parse_twilio_status(&p(&[("MessageSid", "SM1"), ("MessageStatus", "delivered")]))
+            .expect("parsed");
+        assert_eq!(d.delivery_id, "SM1:delivered");
+        assert!(matches!(
+            d.event,
+            WebhookEvent::SmsStatus {
+                status: SmsStatus::Delivered,
+                ..
+            }
+        ));
+        assert!(parse_twilio_status(&p(&[("MessageSid", "SM1")])).is_err());
+    }
+
+    #[test]
+    fn a_late_sent_never_overwrites_delivered() {
+        use SmsStatus::*;
+        assert!(!Sent.supersedes(Some(Delivered)));
+        assert!(!Queued.supersedes(Some(Sent)));
+        assert!(Delivered.supersedes(Some(Sent)));
+        assert!(!Failed.supersedes(Some(Delivered)));
+        assert!(Sent.supersedes(None));
+        assert!(Read.supersedes(Some(Delivered)));
+    }
+
+    #[test]
+    fn form_bodies_decode_plus_and_percent_escapes() {
+        let params = form_params(b"Body=Hello+there%21&From=%2B15125550100").expect("utf8");
+        assert_eq!(
+            params,
+            p(&[("Body", "Hello there!"), ("From", "+15125550100")])
+        );
+        assert!(form_params(&[0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn resend_bounces_are_hard_unless_said_otherwise() {
+        let d = parse_resend(
+            "msg_1",
+            br#"{"type":"email.bounced","data":{"email_id":"e1","to":["a@example.com"]}}"#,
+        )
+        .expect("parsed");
+        assert_eq!(
+            d.event,
+            WebhookEvent::Email {
+                email_id: Some("e1".into()),
+                to: vec!["a@example.com".into()],
+                status: EmailStatus::Bounced { permanent: true }
+            }
+        );
+        let soft = parse_resend(
+            "msg_2",
+            br#"{"type":"email.bounced","data":{"to":"a@example.com","bounce":{"type":"Transient"}}}"#,
+        )
+        .expect("parsed");
+        assert!(matches!(
+            soft.event,
+            WebhookEvent::Email {
+                status: EmailStatus::Bounced { permanent: false },
+                ..
+            }
+        ));
+        let other =
+            parse_resend("msg_3", br#"{"type":"email.clicked","data":{}}"#).expect("parsed");
+        assert_eq!(other.event, WebhookEvent::Ignored);
+        assert!(parse_resend("msg_4", b"{truncated").is_err());
+    }
+}

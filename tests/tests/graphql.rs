@@ -1,0 +1,448 @@
+//! The GraphQL API over real HTTP, as the admin UI and the portal use it.
+
+use std::net::TcpListener as StdListener;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tests::{Engine, TempDir, TestDb};
+
+struct Server {
+    child: std::process::Child,
+    url: String,
+    _dir: TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const ADMIN: (&str, &str) = ("owner@dirtfree.example", "correct horse battery");
+
+async fn start(database_url: Option<&str>, envs: &[(&str, &str)]) -> Server {
+    let port = StdListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let dir = TempDir::new();
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dirtfree-api"));
+    c.current_dir(&dir.0)
+        .env_remove("DATABASE_URL")
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("ADMIN_EMAIL", ADMIN.0)
+        .env("ADMIN_PASSWORD", ADMIN.1)
+        .env("DEMO_SEED", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(u) = database_url {
+        c.env("DATABASE_URL", u);
+    }
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let child = c.spawn().expect("start server");
+    let server = Server {
+        child,
+        url: format!("http://127.0.0.1:{port}/graphql"),
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !reqwest::get(format!("http://127.0.0.1:{port}/api/health"))
+        .await
+        .map(|r| r.status().is_success())
+        .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server
+}
+
+async fn gql(s: &Server, token: Option<&str>, query: &str, variables: Value) -> Value {
+    let mut req = reqwest::Client::new()
+        .post(&s.url)
+        .json(&json!({ "query": query, "variables": variables }));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.expect("send").json().await.expect("json")
+}
+
+fn data<'a>(v: &'a Value, path: &str) -> &'a Value {
+    assert!(v.get("errors").is_none(), "unexpected errors: {v}");
+    v.pointer(path)
+        .unwrap_or_else(|| panic!("{path} missing in {v}"))
+}
+
+fn code(v: &Value) -> String {
+    v["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn login(s: &Server, email: &str, password: &str) -> String {
+    let r = gql(
+        s,
+        None,
+        "mutation($i: LoginInput!) { login(input: $i) { token role } }",
+        json!({"i": {"email": email, "password": password}}),
+    )
+    .await;
+    data(&r, "/data/login/token")
+        .as_str()
+        .expect("token")
+        .to_string()
+}
+
+async fn a_business_day(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let s = start(Some(&db.url), &[]).await;
+    let admin = login(&s, ADMIN.0, ADMIN.1).await;
+
+    let staff = gql(&s, Some(&admin), "mutation($i: CreateStaffUserInput!) { createStaffUser(input: $i) { staffUser { id role } position } }",
+        json!({"i": {"email": "tech@dirtfree.example", "name": "Terry Tech", "role": "STAFF", "password": "steam-cleaner-42"}})).await;
+    let tech_id = data(&staff, "/data/createStaffUser/staffUser/id")
+        .as_str()
+        .expect("id")
+        .to_string();
+    let tech = login(&s, "tech@dirtfree.example", "steam-cleaner-42").await;
+
+    let c = gql(&s, Some(&tech), "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { customer { id name } position } }",
+        json!({"i": {"name": "Ada Lovelace", "email": "ada@example.com", "phone": "+15125550100", "idempotencyKey": "create-ada"}})).await;
+    let customer = data(&c, "/data/createCustomer/customer/id")
+        .as_str()
+        .expect("id")
+        .to_string();
+    // A retried create is the same customer.
+    let again = gql(&s, Some(&tech), "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { customer { id } } }",
+        json!({"i": {"name": "Ada Lovelace", "email": "ada@example.com", "phone": "+15125550100", "idempotencyKey": "create-ada"}})).await;
+    assert_eq!(
+        data(&again, "/data/createCustomer/customer/id"),
+        &json!(customer)
+    );
+
+    let consent = gql(&s, Some(&tech), "mutation($id: ID!) { setMarketingConsent(input: {id: $id, channel: SMS, granted: true}) { customer { smsConsent } } }", json!({"id": customer})).await;
+    assert_eq!(
+        data(&consent, "/data/setMarketingConsent/customer/smsConsent"),
+        true
+    );
+    let van = gql(
+        &s,
+        Some(&admin),
+        "mutation { registerVehicle(input: {name: \"Van 1\", plate: \"TX-1\"}) { vehicleId } }",
+        json!({}),
+    )
+    .await;
+    let van = data(&van, "/data/registerVehicle/vehicleId")
+        .as_str()
+        .expect("van")
+        .to_string();
+
+    let job = gql(&s, Some(&tech), "mutation($i: BookJobInput!) { bookJob(input: $i) { job { id status } } }",
+        json!({"i": {"customerId": customer, "services": ["carpet cleaning"], "start": "2026-11-25T15:00:00Z", "end": "2026-11-25T17:00:00Z"}})).await;
+    let job_id = data(&job, "/data/bookJob/job/id")
+        .as_str()
+        .expect("job")
+        .to_string();
+    assert_eq!(data(&job, "/data/bookJob/job/status"), "scheduled");
+    for (m, input) in [
+        (
+            "assignVehicle(input: $i) { job { vehicleId } }",
+            json!({"jobId": job_id, "vehicleId": van}),
+        ),
+        (
+            "assignTechnician(input: $i) { job { technicianId } }",
+            json!({"jobId": job_id, "technicianId": tech_id}),
+        ),
+    ] {
+        let ty = if m.starts_with("assignVehicle") {
+            "AssignVehicleInput"
+        } else {
+            "AssignTechnicianInput"
+        };
+        let r = gql(
+            &s,
+            Some(&tech),
+            &format!("mutation($i: {ty}!) {{ {m} }}"),
+            json!({"i": input}),
+        )
+        .await;
+        assert!(r.get("errors").is_none(), "{r}");
+    }
+    let start_r = gql(
+        &s,
+        Some(&tech),
+        "mutation($i: StartJobInput!) { startJob(input: $i) { job { status } } }",
+        json!({"i": {"jobId": job_id}}),
+    )
+    .await;
+    assert_eq!(data(&start_r, "/data/startJob/job/status"), "in_progress");
+    let done = gql(&s, Some(&tech), "mutation($i: CompleteJobInput!) { completeJob(input: $i) { job { status amount { amountCents currency } } position } }",
+        json!({"i": {"jobId": job_id, "amountCents": 25000, "services": ["carpet cleaning"]}})).await;
+    assert_eq!(
+        data(&done, "/data/completeJob/job/amount/amountCents"),
+        25000
+    );
+
+    // Loyalty points and the review request follow through policies.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = gql(&s, Some(&tech), "query($id: ID!) { customer(id: $id) { loyaltyPoints jobsCompleted totalSpent { amountCents } } }", json!({"id": customer})).await;
+        if data(&r, "/data/customer/loyaltyPoints")
+            .as_i64()
+            .unwrap_or(0)
+            > 0
+        {
+            assert_eq!(data(&r, "/data/customer/jobsCompleted"), 1);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no loyalty points after completion: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let audit = gql(
+        &s,
+        Some(&admin),
+        "query($id: ID!) { auditTrail(aggregateType: \"ReviewRequest\", id: $id) { eventType } }",
+        json!({"id": review_request_id(&job_id)}),
+    )
+    .await;
+    assert!(
+        data(&audit, "/data/auditTrail")
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "review request: {audit}"
+    );
+
+    // A portal customer registers, books online and sees only their own data.
+    let reg = gql(&s, None, "mutation($i: RegisterPortalAccountInput!) { registerPortalAccount(input: $i) { token customerId } }",
+        json!({"i": {"name": "Grace Hopper", "email": "grace@example.com", "password": "cobol-forever-1"}})).await;
+    let portal = data(&reg, "/data/registerPortalAccount/token")
+        .as_str()
+        .expect("token")
+        .to_string();
+    let booked = gql(&s, Some(&portal), "mutation { bookServiceOnline(input: {services: [\"upholstery\"]}) { job { status source } } }", json!({})).await;
+    assert_eq!(
+        data(&booked, "/data/bookServiceOnline/job/source"),
+        "online"
+    );
+    let mine = gql(
+        &s,
+        Some(&portal),
+        "{ myJobs { services } myProfile { name } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        data(&mine, "/data/myJobs").as_array().map(Vec::len),
+        Some(1)
+    );
+    let other = gql(
+        &s,
+        Some(&portal),
+        "query($id: ID!) { customer(id: $id) { name } }",
+        json!({"id": customer}),
+    )
+    .await;
+    assert_eq!(code(&other), "FORBIDDEN", "{other}");
+
+    // Analytics show the day's revenue (business time zone: America/Chicago).
+    let rev = gql(&s, Some(&admin), "{ revenue(from: \"2026-01-01\", to: \"2030-12-31\", groupBy: MONTH) { key revenue { amountCents } jobs } }", json!({})).await;
+    let total: i64 = data(&rev, "/data/revenue")
+        .as_array()
+        .expect("buckets")
+        .iter()
+        .map(|b| b["revenue"]["amountCents"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(total, 25000);
+}
+
+fn review_request_id(job: &str) -> String {
+    let job = uuid::Uuid::parse_str(job).expect("uuid");
+    commands::domain::ids::ReviewRequestId::for_job(commands::domain::ids::JobId::from_uuid(job))
+        .to_string()
+}
+
+async fn roles_and_bad_input(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let s = start(Some(&db.url), &[]).await;
+    let admin = login(&s, ADMIN.0, ADMIN.1).await;
+    gql(&s, Some(&admin), "mutation($i: CreateStaffUserInput!) { createStaffUser(input: $i) { position } }",
+        json!({"i": {"email": "s@x.example", "name": "S", "role": "STAFF", "password": "long-enough-pw"}})).await;
+    let staff = login(&s, "s@x.example", "long-enough-pw").await;
+
+    let create_staff = "mutation { createStaffUser(input: {email: \"z@x.example\", name: \"Z\", role: ADMIN, password: \"long-enough-pw\"}) { position } }";
+    assert_eq!(
+        code(&gql(&s, None, create_staff, json!({})).await),
+        "UNAUTHENTICATED"
+    );
+    assert_eq!(
+        code(&gql(&s, Some(&staff), create_staff, json!({})).await),
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        code(
+            &gql(
+                &s,
+                Some(&staff),
+                "{ revenue(from: \"2026-01-01\", to: \"2026-01-02\", groupBy: DAY) { key } }",
+                json!({})
+            )
+            .await
+        ),
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        code(
+            &gql(
+                &s,
+                Some("not-a-token"),
+                "{ customers { totalCount } }",
+                json!({})
+            )
+            .await
+        ),
+        "UNAUTHENTICATED"
+    );
+    assert_eq!(code(&gql(&s, None, "mutation { login(input: {email: \"s@x.example\", password: \"wrong-password\"}) { token } }", json!({})).await), "UNAUTHENTICATED");
+
+    // Bad input: each a clear error, nothing appended.
+    let count = || async { db.log().await.count().await.expect("count") };
+    let before = count().await;
+    let bad_phone = gql(
+        &s,
+        Some(&staff),
+        "mutation { createCustomer(input: {name: \"X\", phone: \"12\"}) { position } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (
+            code(&bad_phone),
+            bad_phone["errors"][0]["extensions"]["field"].clone()
+        ),
+        ("VALIDATION".into(), json!("phone")),
+        "{bad_phone}"
+    );
+    let negative = gql(&s, Some(&staff), "mutation { completeJob(input: {jobId: \"00000000-0000-0000-0000-000000000001\", amountCents: -5, services: []}) { position } }", json!({})).await;
+    assert!(negative.get("errors").is_some());
+    let long = "x".repeat(5_000);
+    let oversized = gql(
+        &s,
+        Some(&staff),
+        "mutation($n: String!) { createCustomer(input: {name: $n}) { position } }",
+        json!({"n": long}),
+    )
+    .await;
+    assert_eq!(
+        oversized["errors"][0]["extensions"]["field"], "name",
+        "{oversized}"
+    );
+    assert!(gql(
+        &s,
+        Some(&staff),
+        "mutation { createCustomer(input: {name: 42}) { position } }",
+        json!({})
+    )
+    .await
+    .get("errors")
+    .is_some());
+    assert!(gql(
+        &s,
+        Some(&staff),
+        "mutation { createCustomer(input: {}) { position } }",
+        json!({})
+    )
+    .await
+    .get("errors")
+    .is_some());
+    assert!(gql(
+        &s,
+        Some(&admin),
+        "{ revenue(from: \"2026-01-01\", to: \"2026-01-02\", groupBy: HOURLY) { key } }",
+        json!({})
+    )
+    .await
+    .get("errors")
+    .is_some());
+    let aliases: String = (0..1000)
+        .map(|i| format!("a{i}: version {{ version }} "))
+        .collect();
+    let many = gql(&s, None, &format!("{{ {aliases} }}"), json!({})).await;
+    assert!(
+        many.get("errors").is_some(),
+        "1,000 aliases must be refused"
+    );
+    let malformed = reqwest::Client::new()
+        .post(&s.url)
+        .header("content-type", "application/json")
+        .body("{\"query\": ")
+        .send()
+        .await
+        .expect("send");
+    assert!(malformed.status().is_client_error());
+    assert_eq!(count().await, before, "nothing was appended by bad input");
+    // Still serving.
+    assert_eq!(
+        data(
+            &gql(&s, None, "{ version { version } }", json!({})).await,
+            "/data/version/version"
+        ),
+        env!("CARGO_PKG_VERSION")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_business_day_through_graphql_alone() {
+    a_business_day(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_business_day_through_graphql_alone() {
+    a_business_day(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_roles_are_enforced_and_bad_input_is_a_clear_error() {
+    roles_and_bad_input(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_roles_are_enforced_and_bad_input_is_a_clear_error() {
+    roles_and_bad_input(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_embedded_default_serves_the_demo_business_with_working_logins() {
+    let s = start(None, &[("DEMO_SEED", "auto")]).await;
+    let token = login(&s, "manager@dirtfree.example", "dirtfree-demo").await;
+    let r = gql(
+        &s,
+        Some(&token),
+        "{ customers(first: 5) { totalCount nodes { name } } }",
+        json!({}),
+    )
+    .await;
+    assert!(
+        data(&r, "/data/customers/totalCount").as_i64().unwrap_or(0) >= 30,
+        "{r}"
+    );
+}
+
+#[test]
+fn the_schema_sdl_in_docs_is_in_sync() {
+    let sdl = api::graphql::sdl();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/schema.graphql");
+    if std::env::var_os("UPDATE_SCHEMA").is_some() {
+        std::fs::write(&path, &sdl).expect("write schema");
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(committed == sdl, "docs/schema.graphql is stale: run `UPDATE_SCHEMA=1 cargo test -p tests --test graphql the_schema_sdl`");
+}
