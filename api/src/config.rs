@@ -117,6 +117,9 @@ pub struct Config {
     /// store (DATABASE_URL unset), `on` into any empty store, `off` never.
     #[arg(long, env = "DEMO_SEED", default_value = "auto")]
     pub demo_seed: String,
+    /// Size of the demo: `small` (30 customers, 150 jobs) or `full` (500 customers, 3,000 jobs).
+    #[arg(long, env = "DEMO_SCALE", default_value = "small")]
+    pub demo_scale: String,
     /// Log format: `json` (default) or `pretty`.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: String,

@@ -1,0 +1,163 @@
+//! Read-model throughput: rebuild every projection from a large log, and
+//! event-to-read-model lag under a steady command load.
+//!
+//! `TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres BENCH_EVENTS=1000000 cargo bench -p tests --bench projections`
+//! (figures in docs/performance.md).
+
+use std::time::{Duration, Instant};
+
+use commands::store::{AppendRequest, NewEvent};
+use commands::{Actor, EventLog, EventMetadata};
+use projections::ProjectionRunner;
+use serde_json::json;
+use tests::{Engine, TestDb};
+
+const TZ: chrono_tz::Tz = chrono_tz::America::Chicago;
+
+fn ev(t: &str, body: serde_json::Value, meta: &serde_json::Value) -> NewEvent {
+    NewEvent {
+        event_type: t.into(),
+        event_version: "1.0".into(),
+        payload: json!({ t: body }),
+        metadata: meta.clone(),
+    }
+}
+
+async fn append(log: &EventLog, t: &str, id: &str, events: Vec<NewEvent>) {
+    log.append(AppendRequest {
+        aggregate_type: t.into(),
+        aggregate_id: id.into(),
+        expected_sequence: 0,
+        events,
+        snapshot: None,
+        idempotency: None,
+    })
+    .await
+    .expect("append");
+}
+
+/// One customer with three completed jobs and their loyalty: 14 events.
+async fn unit(log: &EventLog, i: u64, meta: &serde_json::Value) {
+    let c = format!("00000000-0000-4000-8000-{i:012}");
+    let at = "2026-06-01T15:00:00Z";
+    append(log, "Customer", &c, vec![ev("CustomerCreated", json!({"customer_id": c, "name": format!("Customer {i}"), "email": format!("c{i}@example.com"), "phone": null, "birthday": null, "customer_since": "2025-01-01", "at": at}), meta)]).await;
+    let mut loyalty = vec![ev(
+        "LoyaltyAccountEnrolled",
+        json!({"account_id": c, "customer_id": c, "at": at}),
+        meta,
+    )];
+    for j in 0..3 {
+        let job = format!("{c}-{j}");
+        append(log, "Job", &job, vec![
+            ev("JobBooked", json!({"job_id": job, "customer_id": c, "source": "staff", "services": ["carpet"], "at": at}), meta),
+            ev("JobScheduled", json!({"customer_id": c, "window": {"start": at, "end": at}, "at": at}), meta),
+            ev("JobCompleted", json!({"customer_id": c, "amount": 15000, "services": ["carpet"], "technician_id": "t1", "vehicle_id": null, "at": at}), meta),
+        ]).await;
+        loyalty.push(ev(
+            "PointsEarned",
+            json!({"customer_id": c, "job_id": job, "amount": 15000, "points": 150, "at": at}),
+            meta,
+        ));
+    }
+    append(log, "LoyaltyAccount", &format!("la-{c}"), loyalty).await;
+}
+
+async fn run(engine: Engine, events: u64) {
+    let db = TestDb::new(engine).await;
+    let log = db.log().await;
+    let meta = serde_json::to_value(
+        EventMetadata::new(Actor::System("bench".into()), chrono::Utc::now()).to_map(),
+    )
+    .expect("json");
+    let units = events / 14;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..8u64 {
+        let (log, meta) = (log.clone(), meta.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = w;
+            while i < units {
+                unit(&log, i, &meta).await;
+                i += 8;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    let total = log.count().await.expect("count");
+    println!(
+        "\n## {engine:?}: {total} events written in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+
+    let runner = ProjectionRunner::new(log.clone(), TZ).with_batch(2_000);
+    runner.prepare().await.expect("prepare");
+    let start = Instant::now();
+    for name in runner.names() {
+        let t = Instant::now();
+        runner
+            .rebuild(name, &|_| {}, &|_, _| true)
+            .await
+            .expect("rebuild");
+        println!(
+            "| rebuild {name} | {:.0} events/s |",
+            total as f64 / t.elapsed().as_secs_f64()
+        );
+    }
+    let all = start.elapsed().as_secs_f64();
+    println!("| rebuild all {} projections ({} events each) | {:.1} s, {:.0} events/s per projection, {:.0} event-applications/s |",
+        runner.names().len(), total, all, total as f64 * runner.names().len() as f64 / all / runner.names().len() as f64, total as f64 * runner.names().len() as f64 / all);
+
+    // Lag under load: 500 single-event commands/s for 10 s, each timed until
+    // every projection has applied it.
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let handles = runner.clone().spawn(rx);
+    let mut lags = Vec::new();
+    let period = Duration::from_millis(2);
+    let begin = Instant::now();
+    let mut n = 0u64;
+    let mut pending = Vec::new();
+    while begin.elapsed() < Duration::from_secs(10) {
+        let id = format!("lag-{n}");
+        let log2 = log.clone();
+        let runner2 = runner.clone();
+        let meta = meta.clone();
+        pending.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let out = log2
+                .append(AppendRequest { aggregate_type: "Customer".into(), aggregate_id: id.clone(), expected_sequence: 0, events: vec![ev("CustomerCreated", json!({"customer_id": id, "name": "Lag", "email": null, "phone": null, "birthday": null, "customer_since": "2025-01-01", "at": "2026-06-01T15:00:00Z"}), &meta)], snapshot: None, idempotency: None })
+                .await
+                .expect("append");
+            let committed = t.elapsed();
+            runner2.wait_for(out.positions[0], Duration::from_secs(30)).await.expect("wait");
+            t.elapsed() - committed
+        }));
+        n += 1;
+        tokio::time::sleep_until(tokio::time::Instant::from_std(begin + period * n as u32)).await;
+    }
+    for p in pending {
+        lags.push(p.await.expect("lag task"));
+    }
+    let _ = stop.send(true);
+    for h in handles {
+        let _ = h.await;
+    }
+    lags.sort();
+    let pct =
+        |q: f64| lags[((lags.len() as f64 * q) as usize).min(lags.len() - 1)].as_secs_f64() * 1e3;
+    println!("| lag commit → all read models, {} commands at {:.0}/s | p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms |", lags.len(), lags.len() as f64 / begin.elapsed().as_secs_f64(), pct(0.5), pct(0.95), pct(0.99));
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let events: u64 = std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    run(Engine::Postgres, events).await;
+    run(Engine::Sqlite, events).await;
+}
