@@ -58,7 +58,7 @@ async fn raw_inserts(log: &EventLog, clients: u64) -> f64 {
         let log = log.clone();
         async move {
             let meta = serde_json::to_value(meta().to_map()).expect("json");
-            let (id, seq) = (format!("raw-{c}"), (i + 1) as i64);
+            let (id, seq) = (format!("raw{clients}-{c}"), (i + 1) as i64);
             match &log {
                 EventLog::Postgres(pg) => {
                     sqlx::query("INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) VALUES ('Raw', $1, $2, 'Added', '2.0', $3, $4)")

@@ -89,6 +89,8 @@ impl PostgresLog {
         tokio::spawn(async move {
             loop {
                 signal.notified().await;
+                // A short pause lets a burst of commits share one NOTIFY.
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
                 if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
                     .bind(NOTIFY_CHANNEL)
                     .execute(&pool)
