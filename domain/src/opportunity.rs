@@ -303,6 +303,11 @@ pub struct Opportunity {
 }
 
 impl Opportunity {
+    /// The customer it is for (None before it is created).
+    pub fn customer_id(&self) -> Option<CustomerId> {
+        self.customer_id
+    }
+
     /// Current status.
     pub fn status(&self) -> OpportunityStatus {
         self.status

@@ -311,14 +311,34 @@ impl ProjectionRunner {
     /// The first [`RunError`]; the projection's checkpoint stays before the failing event.
     pub async fn catch_up(&self, name: &str) -> Result<u64, RunError> {
         let p = self.find(name)?;
+        // Everything committed before the call, including events an older
+        // open transaction still holds back from readers.
+        let target = self.log.committed_head().await?;
         let mut total = 0u64;
         loop {
             let n = self.step(p.as_ref(), Slot::Live).await?;
-            if n == 0 {
-                return Ok(total);
-            }
             total += n as u64;
+            if n == 0 {
+                if self.checkpoint(p.as_ref()).await? >= target {
+                    return Ok(total);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
         }
+    }
+
+    async fn checkpoint(&self, p: &dyn Projection) -> Result<LogPosition, RunError> {
+        let rows = self
+            .db
+            .query(
+                "SELECT tx, seq FROM projection_checkpoints WHERE name = $1",
+                &[p.name().into()],
+            )
+            .await?;
+        Ok(rows.first().map_or(LogPosition::START, |r| LogPosition {
+            tx: int(r, "tx") as u64,
+            seq: int(r, "seq") as u64,
+        }))
     }
 
     /// Catches every projection up; failures are returned after all were tried.

@@ -71,7 +71,7 @@ async fn killed_during_catch_up_then_restarted(engine: Engine) {
 
     // Restart and wait until every projection has caught up.
     let mut child = spawn(&db.url, port, &dir);
-    let head = log.head().await.expect("head");
+    let head = log.committed_head().await.expect("head");
     let caught_up = runner
         .wait_for(head, Duration::from_secs(120))
         .await

@@ -242,7 +242,7 @@ async fn four_writers_and_two_runners_apply_every_event_exactly_once(engine: Eng
     for w in writers {
         w.await.expect("writer");
     }
-    let head = log.head().await.expect("head");
+    let head = log.committed_head().await.expect("head");
     assert!(
         r1.wait_for(head, Duration::from_secs(60))
             .await

@@ -13,6 +13,7 @@ mod customers;
 mod errors;
 mod jobs;
 mod loyalty;
+mod sales;
 mod system;
 
 use async_graphql::http::GraphiQLSource;
@@ -36,6 +37,7 @@ pub struct QueryRoot(
     jobs::JobQuery,
     loyalty::LoyaltyQuery,
     analytics::AnalyticsQuery,
+    sales::SalesQuery,
 );
 
 /// Root of all mutations.
@@ -45,6 +47,7 @@ pub struct MutationRoot(
     customers::CustomerMutation,
     jobs::JobMutation,
     loyalty::LoyaltyMutation,
+    sales::SalesMutation,
 );
 
 /// The schema served at `/graphql`.

@@ -341,6 +341,19 @@ impl PostgresLog {
         }
     }
 
+    pub(super) async fn committed_head(&self) -> Result<LogPosition, StoreError> {
+        let row = sqlx::query(
+            "SELECT transaction_id::text AS tx, position FROM events ORDER BY transaction_id DESC, position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        match row {
+            Some(r) => position_of(&r).map_err(StoreError::from_sqlx),
+            None => Ok(LogPosition::START),
+        }
+    }
+
     pub(super) async fn count(&self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
             .fetch_one(&self.pool)

@@ -286,6 +286,10 @@ impl SqliteLog {
         })
     }
 
+    pub(super) async fn committed_head(&self) -> Result<LogPosition, StoreError> {
+        self.head().await
+    }
+
     pub(super) async fn count(&self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
             .fetch_one(&self.reader)

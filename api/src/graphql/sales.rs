@@ -1,0 +1,906 @@
+//! The sales pipeline (opportunities and auto-offers), promotion campaigns
+//! and reviews.
+
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use domain::consent::Channel;
+use domain::ids::{JobId, OpportunityId, PromotionId, ReviewId, StaffUserId};
+use domain::job::{BookingSource, JobCommand, ScheduleWindow};
+use domain::opportunity::{OpportunityCommand, PipelineStage};
+use domain::ports::Role;
+use domain::promotion::{AudienceSegment, PromotionCommand, PromotionDraft, PromotionKind};
+use domain::review::{ReviewCommand, ReviewSource};
+use domain::values::{Discount, Money as DomainMoney};
+use projections::{JsonRow, Param};
+
+use super::auth::{check_len, settle};
+use super::context::{self, parts};
+use super::customers::{customer_id, MarketingChannel, Money};
+use super::errors;
+use crate::state::AppState;
+
+fn s(r: &JsonRow, k: &str) -> Option<String> {
+    r.get(k).and_then(|v| v.as_str()).map(str::to_string)
+}
+fn i(r: &JsonRow, k: &str) -> i64 {
+    r.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0)
+}
+
+/// A pipeline stage.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "domain::opportunity::PipelineStage")]
+pub enum Stage {
+    /// Just identified.
+    New,
+    /// The customer was contacted.
+    Contacted,
+    /// A quote was given.
+    Quoted,
+    /// Terms under discussion.
+    Negotiating,
+}
+
+/// A sales opportunity.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Opportunity {
+    /// Id.
+    pub id: ID,
+    /// The customer.
+    pub customer_id: ID,
+    /// What it is ("upsell pet-odour treatment").
+    pub title: String,
+    /// Expected value.
+    pub value: Money,
+    /// Responsible staff user.
+    pub owner_id: Option<ID>,
+    /// `new`, `contacted`, `quoted`, `negotiating`.
+    pub stage: String,
+    /// `open`, `won` or `lost`.
+    pub status: String,
+    /// Why it was lost.
+    pub lost_reason: Option<String>,
+    /// The job it became.
+    pub won_job_id: Option<ID>,
+    /// Auto-offer: `configured`, `sent`, `viewed`, `accepted`, `expired`.
+    pub offer_status: Option<String>,
+    /// Offer expiry.
+    pub offer_expires_at: Option<String>,
+    /// Flagged for no activity.
+    pub stale: bool,
+    /// Archived.
+    pub archived: bool,
+    /// Created.
+    pub created_at: String,
+}
+
+fn opportunity(r: &JsonRow) -> Opportunity {
+    Opportunity {
+        id: ID(s(r, "opportunity_id").unwrap_or_default()),
+        customer_id: ID(s(r, "customer_id").unwrap_or_default()),
+        title: s(r, "title").unwrap_or_default(),
+        value: Money::usd(i(r, "value_cents")),
+        owner_id: s(r, "owner_id").map(ID),
+        stage: s(r, "stage").unwrap_or_default(),
+        status: s(r, "status").unwrap_or_default(),
+        lost_reason: s(r, "lost_reason"),
+        won_job_id: s(r, "won_job_id").map(ID),
+        offer_status: s(r, "offer_status"),
+        offer_expires_at: s(r, "offer_expires_at"),
+        stale: i(r, "stale") == 1,
+        archived: i(r, "archived") == 1,
+        created_at: s(r, "created_at").unwrap_or_default(),
+    }
+}
+
+async fn load_opportunity(state: &AppState, id: &str) -> Option<Opportunity> {
+    let rows = state
+        .projections
+        .query(
+            "SELECT * FROM rm_opportunities WHERE opportunity_id = $1",
+            &[Param::from(id)],
+        )
+        .await
+        .ok()?;
+    rows.first().map(opportunity)
+}
+
+/// A campaign and its statistics.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Promotion {
+    /// Id.
+    pub id: ID,
+    /// Name.
+    pub name: String,
+    /// `campaign`, `birthday` or `anniversary`.
+    pub kind: Option<String>,
+    /// `sms` or `email`.
+    pub channel: Option<String>,
+    /// `draft`, `scheduled` or `delivering`.
+    pub status: String,
+    /// Discount code.
+    pub discount_code: Option<String>,
+    /// Delivered messages.
+    pub delivered: i64,
+    /// Customers skipped (no consent, opted out, suppressed).
+    pub skipped: i64,
+    /// Failed deliveries.
+    pub failed: i64,
+    /// Opened.
+    pub opened: i64,
+    /// Redeemed.
+    pub redeemed: i64,
+    /// Redeemed / delivered, basis points.
+    pub conversion_bp: Option<i64>,
+}
+
+/// A review.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Review {
+    /// Id.
+    pub id: ID,
+    /// `portal` or `google`.
+    pub source: String,
+    /// The customer, when known.
+    pub customer_id: Option<ID>,
+    /// 1–5 stars.
+    pub rating: i64,
+    /// The text.
+    pub comment: Option<String>,
+    /// Staff response.
+    pub response: Option<String>,
+    /// Received.
+    pub received_at: String,
+}
+
+fn review(r: &JsonRow) -> Review {
+    Review {
+        id: ID(s(r, "review_id").unwrap_or_default()),
+        source: s(r, "source").unwrap_or_default(),
+        customer_id: s(r, "customer_id").map(ID),
+        rating: i(r, "rating"),
+        comment: s(r, "comment"),
+        response: s(r, "response"),
+        received_at: s(r, "received_at").unwrap_or_default(),
+    }
+}
+
+/// Queries of the pipeline, campaigns and reviews.
+#[derive(Debug, Default)]
+pub struct SalesQuery;
+
+#[Object]
+impl SalesQuery {
+    /// Opportunities, optionally by status (`open`, `won`, `lost`); newest first.
+    async fn opportunities(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<String>,
+        #[graphql(default = 100)] first: i32,
+    ) -> async_graphql::Result<Vec<Opportunity>> {
+        let (state, rc) = parts(ctx)?;
+        context::staff(rc, Role::Staff, "read the pipeline")?;
+        let rows = state
+            .projections
+            .query("SELECT * FROM rm_opportunities WHERE ($1 = '' OR status = $1) AND archived = 0 ORDER BY created_at DESC, opportunity_id LIMIT $2",
+                &[status.unwrap_or_default().into(), i64::from(first.clamp(1, 500)).into()])
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        Ok(rows.iter().map(opportunity).collect())
+    }
+
+    /// Campaigns with delivery statistics (managers).
+    async fn promotions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Promotion>> {
+        let (state, rc) = parts(ctx)?;
+        context::staff(rc, Role::Manager, "read campaigns")?;
+        let rows = state
+            .projections
+            .query(
+                "SELECT * FROM rm_promotions ORDER BY created_at DESC, promotion_id",
+                &[],
+            )
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        Ok(rows
+            .iter()
+            .map(|r| Promotion {
+                id: ID(s(r, "promotion_id").unwrap_or_default()),
+                name: s(r, "name").unwrap_or_default(),
+                kind: s(r, "kind"),
+                channel: s(r, "channel"),
+                status: s(r, "status").unwrap_or_default(),
+                discount_code: s(r, "discount_code"),
+                delivered: i(r, "delivered"),
+                skipped: i(r, "skipped"),
+                failed: i(r, "failed"),
+                opened: i(r, "opened"),
+                redeemed: i(r, "redeemed"),
+                conversion_bp: (i(r, "delivered") > 0)
+                    .then(|| i(r, "redeemed") * 10_000 / i(r, "delivered")),
+            })
+            .collect())
+    }
+
+    /// Reviews, newest first, optionally only those without a response.
+    async fn reviews(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = false)] unanswered: bool,
+        #[graphql(default = 100)] first: i32,
+    ) -> async_graphql::Result<Vec<Review>> {
+        let (state, rc) = parts(ctx)?;
+        context::staff(rc, Role::Staff, "read reviews")?;
+        let rows = state
+            .projections
+            .query("SELECT * FROM rm_reviews WHERE ($1 = 0 OR response IS NULL) ORDER BY received_at DESC, review_id LIMIT $2",
+                &[unanswered.into(), i64::from(first.clamp(1, 500)).into()])
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        Ok(rows.iter().map(review).collect())
+    }
+}
+
+/// A new opportunity.
+#[derive(InputObject, Debug)]
+pub struct CreateOpportunityInput {
+    /// The customer.
+    pub customer_id: ID,
+    /// What it is.
+    pub title: String,
+    /// Expected value, cents.
+    pub value_cents: i64,
+    /// Responsible staff user (default: you).
+    pub owner_id: Option<ID>,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// Moving an opportunity.
+#[derive(InputObject, Debug)]
+pub struct MoveOpportunityStageInput {
+    /// Opportunity.
+    pub id: ID,
+    /// New stage.
+    pub stage: Stage,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// An automatic offer.
+#[derive(InputObject, Debug)]
+pub struct ConfigureAutoOfferInput {
+    /// Opportunity.
+    pub id: ID,
+    /// Percent off (1–100); or give `amountOffCents`.
+    pub percent_off: Option<i32>,
+    /// Fixed amount off, cents.
+    pub amount_off_cents: Option<i64>,
+    /// Valid until.
+    pub expires_at: DateTime<Utc>,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// Sending the offer now.
+#[derive(InputObject, Debug)]
+pub struct SendOfferInput {
+    /// Opportunity.
+    pub id: ID,
+    /// Channel.
+    pub channel: MarketingChannel,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// Accepting an offer.
+#[derive(InputObject, Debug)]
+pub struct AcceptOfferInput {
+    /// Opportunity.
+    pub id: ID,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// Winning: books the job it becomes.
+#[derive(InputObject, Debug)]
+pub struct WinOpportunityInput {
+    /// Opportunity.
+    pub id: ID,
+    /// Services of the job.
+    pub services: Vec<String>,
+    /// Window start.
+    pub start: Option<DateTime<Utc>>,
+    /// Window end.
+    pub end: Option<DateTime<Utc>>,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// Losing, with a reason.
+#[derive(InputObject, Debug)]
+pub struct LoseOpportunityInput {
+    /// Opportunity.
+    pub id: ID,
+    /// Why (required).
+    pub reason: String,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// The opportunity after a change.
+#[derive(SimpleObject, Debug)]
+pub struct OpportunityPayload {
+    /// As the read model shows it now.
+    pub opportunity: Option<Opportunity>,
+    /// Log position (for `sync`).
+    pub position: String,
+}
+
+/// A campaign.
+#[derive(InputObject, Debug)]
+pub struct CreatePromotionInput {
+    /// Name.
+    pub name: String,
+    /// Channel.
+    pub channel: MarketingChannel,
+    /// Message template.
+    pub template: String,
+    /// Discount code.
+    pub discount_code: Option<String>,
+    /// Only customers with this tag (default: all who consented).
+    pub tag: Option<String>,
+    /// Starts.
+    pub starts_at: DateTime<Utc>,
+    /// Ends.
+    pub ends_at: DateTime<Utc>,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// Scheduling a campaign.
+#[derive(InputObject, Debug)]
+pub struct SchedulePromotionInput {
+    /// Campaign.
+    pub id: ID,
+    /// When delivery may begin (not in the past).
+    pub send_at: DateTime<Utc>,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// A campaign after a change.
+#[derive(SimpleObject, Debug)]
+pub struct PromotionPayload {
+    /// Its id.
+    pub promotion_id: ID,
+    /// Log position.
+    pub position: String,
+}
+
+/// A staff response to a review.
+#[derive(InputObject, Debug)]
+pub struct RespondToReviewInput {
+    /// Review.
+    pub review_id: ID,
+    /// The response.
+    pub text: String,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// A review left in the portal.
+#[derive(InputObject, Debug)]
+pub struct SubmitReviewInput {
+    /// The job reviewed.
+    pub job_id: Option<ID>,
+    /// 1–5.
+    pub rating: i64,
+    /// Text.
+    pub comment: Option<String>,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// A review after a change.
+#[derive(SimpleObject, Debug)]
+pub struct ReviewPayload {
+    /// Its id.
+    pub review_id: ID,
+    /// Log position.
+    pub position: String,
+}
+
+fn opp_id(id: &ID) -> async_graphql::Result<OpportunityId> {
+    OpportunityId::parse(id).map_err(|_| errors::invalid("id", "not an opportunity id"))
+}
+
+fn channel(c: MarketingChannel) -> Channel {
+    match c {
+        MarketingChannel::Sms => Channel::Sms,
+        MarketingChannel::Email => Channel::Email,
+    }
+}
+
+async fn run_opp(
+    ctx: &Context<'_>,
+    id: OpportunityId,
+    min: Role,
+    what: &str,
+    key: Option<&String>,
+    cmd: OpportunityCommand,
+) -> async_graphql::Result<OpportunityPayload> {
+    let (state, rc) = parts(ctx)?;
+    let (actor, meta) = context::staff(rc, min, what)?;
+    let out = state
+        .crm
+        .opportunities()
+        .execute(id, actor, cmd, &context::with_key(meta, key))
+        .await
+        .map_err(|e| errors::app(&rc.request_id, e))?;
+    let position = settle(state, &out).await;
+    Ok(OpportunityPayload {
+        opportunity: load_opportunity(state, &id.to_string()).await,
+        position,
+    })
+}
+
+/// Mutations of the pipeline, campaigns and reviews.
+#[derive(Debug, Default)]
+pub struct SalesMutation;
+
+#[Object]
+impl SalesMutation {
+    /// Opens an opportunity (managers).
+    async fn create_opportunity(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateOpportunityInput,
+    ) -> async_graphql::Result<OpportunityPayload> {
+        check_len("title", &input.title)?;
+        let (state, rc) = parts(ctx)?;
+        let customer = customer_id("customerId", &input.customer_id)?;
+        let me = match &rc.principal {
+            Some(context::Principal::Staff { id, .. }) => Some(*id),
+            _ => None,
+        };
+        let owner = match &input.owner_id {
+            Some(o) => StaffUserId::parse(o)
+                .map_err(|_| errors::invalid("ownerId", "not a staff user id"))?,
+            None => me.ok_or_else(errors::unauthenticated)?,
+        };
+        let prior = match &input.idempotency_key {
+            Some(k) => state
+                .log
+                .find_idempotent(k)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|p| uuid::Uuid::parse_str(&p.aggregate_id).ok()),
+            None => None,
+        };
+        let id = OpportunityId::from_uuid(prior.unwrap_or_else(uuid::Uuid::new_v4));
+        run_opp(
+            ctx,
+            id,
+            Role::Manager,
+            "manage the pipeline",
+            input.idempotency_key.as_ref(),
+            OpportunityCommand::Create {
+                opportunity_id: id,
+                customer_id: customer,
+                title: input.title,
+                value_cents: input.value_cents,
+                owner,
+            },
+        )
+        .await
+    }
+
+    /// Moves an opportunity to another stage (managers).
+    async fn move_opportunity_stage(
+        &self,
+        ctx: &Context<'_>,
+        input: MoveOpportunityStageInput,
+    ) -> async_graphql::Result<OpportunityPayload> {
+        let stage: PipelineStage = input.stage.into();
+        run_opp(
+            ctx,
+            opp_id(&input.id)?,
+            Role::Manager,
+            "manage the pipeline",
+            input.idempotency_key.as_ref(),
+            OpportunityCommand::MoveStage { stage },
+        )
+        .await
+    }
+
+    /// Configures the automatic offer (managers).
+    async fn configure_auto_offer(
+        &self,
+        ctx: &Context<'_>,
+        input: ConfigureAutoOfferInput,
+    ) -> async_graphql::Result<OpportunityPayload> {
+        let discount = match (input.percent_off, input.amount_off_cents) {
+            (Some(p), None) if (1..=100).contains(&p) => Discount::Percent(p as u8),
+            (Some(_), None) => return Err(errors::invalid("percentOff", "must be 1 to 100")),
+            (None, Some(c)) => Discount::Amount(
+                DomainMoney::from_cents(c)
+                    .map_err(|v| errors::invalid("amountOffCents", v.message))?,
+            ),
+            _ => {
+                return Err(errors::invalid(
+                    "percentOff",
+                    "give percentOff or amountOffCents",
+                ))
+            }
+        };
+        run_opp(
+            ctx,
+            opp_id(&input.id)?,
+            Role::Manager,
+            "configure offers",
+            input.idempotency_key.as_ref(),
+            OpportunityCommand::ConfigureAutoOffer {
+                discount,
+                expires_at: input.expires_at,
+            },
+        )
+        .await
+    }
+
+    /// Sends the offer now, respecting the customer's consent (managers).
+    async fn send_offer(
+        &self,
+        ctx: &Context<'_>,
+        input: SendOfferInput,
+    ) -> async_graphql::Result<OpportunityPayload> {
+        let (state, rc) = parts(ctx)?;
+        let id = opp_id(&input.id)?;
+        let opp = state
+            .crm
+            .opportunities()
+            .load_existing(id)
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        let customer = opp
+            .aggregate
+            .customer_id()
+            .ok_or_else(|| errors::not_found("opportunity", &id.to_string()))?;
+        let c = state
+            .crm
+            .customers()
+            .load_existing(customer)
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        let ch = channel(input.channel);
+        let eligibility = c.aggregate.marketing_eligibility(ch);
+        run_opp(
+            ctx,
+            id,
+            Role::Manager,
+            "send offers",
+            input.idempotency_key.as_ref(),
+            OpportunityCommand::SendOffer {
+                channel: ch,
+                eligibility,
+            },
+        )
+        .await
+    }
+
+    /// Accepts the offer: the customer in the portal, or staff on their behalf.
+    async fn accept_offer(
+        &self,
+        ctx: &Context<'_>,
+        input: AcceptOfferInput,
+    ) -> async_graphql::Result<OpportunityPayload> {
+        let (state, rc) = parts(ctx)?;
+        let id = opp_id(&input.id)?;
+        if let Some(context::Principal::Customer { id: me }) = &rc.principal {
+            let opp = state
+                .crm
+                .opportunities()
+                .load_existing(id)
+                .await
+                .map_err(|e| errors::app(&rc.request_id, e))?;
+            if opp.aggregate.customer_id() != Some(*me) {
+                return Err(errors::forbidden("accept another customer's offer"));
+            }
+            let (_, actor, meta) = context::customer(rc)?;
+            let out = state
+                .crm
+                .opportunities()
+                .execute(
+                    id,
+                    actor,
+                    OpportunityCommand::AcceptOffer,
+                    &context::with_key(meta, input.idempotency_key.as_ref()),
+                )
+                .await
+                .map_err(|e| errors::app(&rc.request_id, e))?;
+            let position = settle(state, &out).await;
+            return Ok(OpportunityPayload {
+                opportunity: load_opportunity(state, &id.to_string()).await,
+                position,
+            });
+        }
+        run_opp(
+            ctx,
+            id,
+            Role::Staff,
+            "accept offers",
+            input.idempotency_key.as_ref(),
+            OpportunityCommand::AcceptOffer,
+        )
+        .await
+    }
+
+    /// Wins the opportunity: books its job, then records the win (managers).
+    async fn win_opportunity(
+        &self,
+        ctx: &Context<'_>,
+        input: WinOpportunityInput,
+    ) -> async_graphql::Result<OpportunityPayload> {
+        let (state, rc) = parts(ctx)?;
+        let (actor, meta) = context::staff(rc, Role::Manager, "win opportunities")?;
+        let id = opp_id(&input.id)?;
+        let opp = state
+            .crm
+            .opportunities()
+            .load_existing(id)
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        let customer = opp
+            .aggregate
+            .customer_id()
+            .ok_or_else(|| errors::not_found("opportunity", &id.to_string()))?;
+        let window = match (input.start, input.end) {
+            (Some(s), Some(e)) => {
+                Some(ScheduleWindow::new(s, e).map_err(|v| errors::invalid("end", v.message))?)
+            }
+            (None, None) => None,
+            _ => {
+                return Err(errors::invalid(
+                    "end",
+                    "give both start and end, or neither",
+                ))
+            }
+        };
+        // The job id is derived from the opportunity, so a retried win books one job.
+        let job = JobId::from_uuid(uuid::Uuid::new_v5(&id.as_uuid(), b"won-job"));
+        let meta = context::with_key(meta, input.idempotency_key.as_ref());
+        let plain = commands::EventMetadata {
+            idempotency_key: None,
+            ..meta.clone()
+        };
+        let booked = state
+            .crm
+            .jobs()
+            .load(job)
+            .await
+            .map(|l| l.sequence > 0)
+            .unwrap_or(false);
+        if !booked {
+            state
+                .crm
+                .jobs()
+                .execute(
+                    job,
+                    actor,
+                    JobCommand::Book {
+                        job_id: job,
+                        customer_id: customer,
+                        source: BookingSource::Staff,
+                        services: input.services,
+                        window,
+                    },
+                    &plain,
+                )
+                .await
+                .map_err(|e| errors::app(&rc.request_id, e))?;
+        }
+        let out = state
+            .crm
+            .opportunities()
+            .execute(id, actor, OpportunityCommand::Win { job_id: job }, &meta)
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        let position = settle(state, &out).await;
+        Ok(OpportunityPayload {
+            opportunity: load_opportunity(state, &id.to_string()).await,
+            position,
+        })
+    }
+
+    /// Loses the opportunity with a reason (managers).
+    async fn lose_opportunity(
+        &self,
+        ctx: &Context<'_>,
+        input: LoseOpportunityInput,
+    ) -> async_graphql::Result<OpportunityPayload> {
+        check_len("reason", &input.reason)?;
+        run_opp(
+            ctx,
+            opp_id(&input.id)?,
+            Role::Manager,
+            "lose opportunities",
+            input.idempotency_key.as_ref(),
+            OpportunityCommand::Lose {
+                reason: input.reason,
+            },
+        )
+        .await
+    }
+
+    /// Creates a campaign (managers).
+    async fn create_promotion(
+        &self,
+        ctx: &Context<'_>,
+        input: CreatePromotionInput,
+    ) -> async_graphql::Result<PromotionPayload> {
+        check_len("name", &input.name)?;
+        if input.template.chars().count() > 1_600 {
+            return Err(errors::invalid("template", "at most 1,600 characters"));
+        }
+        let (state, rc) = parts(ctx)?;
+        let (actor, meta) = context::staff(rc, Role::Manager, "create campaigns")?;
+        let audience = match input.tag {
+            Some(t) => AudienceSegment::Tagged {
+                tag: domain::values::Tag::parse(&t)
+                    .map_err(|v| errors::invalid("tag", v.message))?,
+            },
+            None => AudienceSegment::AllCustomers,
+        };
+        let prior = match &input.idempotency_key {
+            Some(k) => state
+                .log
+                .find_idempotent(k)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|p| uuid::Uuid::parse_str(&p.aggregate_id).ok()),
+            None => None,
+        };
+        let id = PromotionId::from_uuid(prior.unwrap_or_else(uuid::Uuid::new_v4));
+        let draft = PromotionDraft {
+            name: input.name,
+            kind: PromotionKind::Campaign,
+            audience,
+            channel: channel(input.channel),
+            template: input.template,
+            discount_code: input.discount_code,
+            starts_at: input.starts_at,
+            ends_at: input.ends_at,
+        };
+        let out = state
+            .crm
+            .promotions()
+            .execute(
+                id,
+                actor,
+                PromotionCommand::Create {
+                    promotion_id: id,
+                    draft,
+                },
+                &context::with_key(meta, input.idempotency_key.as_ref()),
+            )
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        Ok(PromotionPayload {
+            promotion_id: ID(id.to_string()),
+            position: settle(state, &out).await,
+        })
+    }
+
+    /// Schedules a campaign's delivery (managers). Batches go out every 30 minutes.
+    async fn schedule_promotion(
+        &self,
+        ctx: &Context<'_>,
+        input: SchedulePromotionInput,
+    ) -> async_graphql::Result<PromotionPayload> {
+        let (state, rc) = parts(ctx)?;
+        let (actor, meta) = context::staff(rc, Role::Manager, "schedule campaigns")?;
+        let id = PromotionId::parse(&input.id)
+            .map_err(|_| errors::invalid("id", "not a promotion id"))?;
+        let out = state
+            .crm
+            .promotions()
+            .execute(
+                id,
+                actor,
+                PromotionCommand::Schedule {
+                    send_at: input.send_at,
+                },
+                &context::with_key(meta, input.idempotency_key.as_ref()),
+            )
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        Ok(PromotionPayload {
+            promotion_id: input.id,
+            position: settle(state, &out).await,
+        })
+    }
+
+    /// Responds to a review (staff).
+    async fn respond_to_review(
+        &self,
+        ctx: &Context<'_>,
+        input: RespondToReviewInput,
+    ) -> async_graphql::Result<ReviewPayload> {
+        if input.text.chars().count() > 2_000 {
+            return Err(errors::invalid("text", "at most 2,000 characters"));
+        }
+        let (state, rc) = parts(ctx)?;
+        let (actor, meta) = context::staff(rc, Role::Staff, "respond to reviews")?;
+        let id = ReviewId::parse(&input.review_id)
+            .map_err(|_| errors::invalid("reviewId", "not a review id"))?;
+        let out = state
+            .crm
+            .reviews()
+            .execute(
+                id,
+                actor,
+                ReviewCommand::Respond { text: input.text },
+                &context::with_key(meta, input.idempotency_key.as_ref()),
+            )
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        Ok(ReviewPayload {
+            review_id: input.review_id,
+            position: settle(state, &out).await,
+        })
+    }
+
+    /// Leaves a review as the signed-in portal customer.
+    async fn submit_review(
+        &self,
+        ctx: &Context<'_>,
+        input: SubmitReviewInput,
+    ) -> async_graphql::Result<ReviewPayload> {
+        if input
+            .comment
+            .as_ref()
+            .is_some_and(|c| c.chars().count() > 2_000)
+        {
+            return Err(errors::invalid("comment", "at most 2,000 characters"));
+        }
+        let (state, rc) = parts(ctx)?;
+        let (customer, actor, meta) = context::customer(rc)?;
+        let job = input
+            .job_id
+            .as_ref()
+            .map(|j| JobId::parse(j).map_err(|_| errors::invalid("jobId", "not a job id")))
+            .transpose()?;
+        let prior = match &input.idempotency_key {
+            Some(k) => state
+                .log
+                .find_idempotent(k)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|p| uuid::Uuid::parse_str(&p.aggregate_id).ok()),
+            None => None,
+        };
+        let id = ReviewId::from_uuid(prior.unwrap_or_else(uuid::Uuid::new_v4));
+        let out = state
+            .crm
+            .reviews()
+            .execute(
+                id,
+                actor,
+                ReviewCommand::Receive {
+                    review_id: id,
+                    source: ReviewSource::Portal { job_id: job },
+                    customer_id: Some(customer),
+                    rating: input.rating,
+                    comment: input.comment,
+                },
+                &context::with_key(meta, input.idempotency_key.as_ref()),
+            )
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        Ok(ReviewPayload {
+            review_id: ID(id.to_string()),
+            position: settle(state, &out).await,
+        })
+    }
+}
