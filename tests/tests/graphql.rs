@@ -421,6 +421,17 @@ async fn roles_and_bad_input(engine: Engine) {
     );
     assert_eq!(code(&gql(&s, None, "mutation { login(input: {email: \"s@x.example\", password: \"wrong-password\"}) { token } }", json!({})).await), "UNAUTHENTICATED");
 
+    // Sign-in attempts are rate limited per client.
+    let mut limited = false;
+    for _ in 0..15 {
+        let r = gql(&s, None, "mutation { login(input: {email: \"nobody@x.example\", password: \"wrong-password\"}) { token } }", json!({})).await;
+        if code(&r) == "RATE_LIMITED" {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "15 quick sign-in attempts were never rate limited");
+
     // Bad input: each a clear error, nothing appended.
     // Business events only: the scheduler may record job runs meanwhile.
     let count = || async {

@@ -57,6 +57,17 @@ fn verify_password(password: &str, hash: Option<&str>) -> bool {
     }
 }
 
+fn rate_limit(state: &AppState, ip: &str) -> async_graphql::Result<()> {
+    if state.login_limiter.check_key(&ip.to_string()).is_err() {
+        return Err(errors::coded(
+            "RATE_LIMITED",
+            "too many sign-in attempts; wait a minute",
+            None,
+        ));
+    }
+    Ok(())
+}
+
 fn new_token() -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
@@ -425,6 +436,7 @@ impl AuthMutation {
         input: LoginInput,
     ) -> async_graphql::Result<LoginPayload> {
         let (state, rc) = parts(ctx)?;
+        rate_limit(state, &rc.client_ip)?;
         let row = staff_by_email(state, &input.email).await;
         let hash = row
             .as_ref()
@@ -641,6 +653,7 @@ impl AuthMutation {
         input: LoginInput,
     ) -> async_graphql::Result<LoginPayload> {
         let (state, rc) = parts(ctx)?;
+        rate_limit(state, &rc.client_ip)?;
         let rows = state
             .projections
             .query(
