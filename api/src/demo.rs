@@ -26,7 +26,11 @@ pub async fn maybe_seed(state: &AppState) -> anyhow::Result<()> {
         return Ok(());
     }
     tracing::info!("empty store: seeding the demo business (DEMO_SEED=off to skip)");
-    let scale = if state.config.demo_scale == "full" { Scale::Full } else { Scale::Small };
+    let scale = if state.config.demo_scale == "full" {
+        Scale::Full
+    } else {
+        Scale::Small
+    };
     let summary = demo::seed_until(&state.crm, 42, scale, Utc::now())
         .await
         .map_err(|e| anyhow::anyhow!("demo seed: {e}"))?;

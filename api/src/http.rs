@@ -33,7 +33,8 @@ pub fn router(state: AppState) -> Router {
 
     let mut app = api
         .merge(graphql_routes)
-        .merge(crate::webhooks::routes(state.clone()));
+        .merge(crate::webhooks::routes(state.clone()))
+        .merge(crate::scheduler::routes(state.clone()));
 
     if let Some(origin) = state
         .config

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod graphql;
 pub mod health;
 pub mod http;
+pub mod scheduler;
 pub mod secret;
 pub mod state;
 pub mod webhooks;
@@ -58,6 +59,7 @@ pub async fn build_state(config: Config, log: EventLog) -> anyhow::Result<AppSta
         crm,
         projections,
         policies,
+        login_limiter: Arc::new(state::login_limiter()),
     })
 }
 
@@ -80,6 +82,8 @@ pub async fn serve(
     let projection_tasks = state.projections.clone().spawn(stop_rx);
     let stop_policies = tokio_util::sync::CancellationToken::new();
     let policy_task = state.policies.clone().spawn(stop_policies.clone());
+    // The scheduler stops with the policies (same token); it catches up missed slots first.
+    let scheduler_task = scheduler::spawn(&state, stop_policies.clone());
     let app = http::router(state);
     axum::serve(
         listener,
@@ -94,6 +98,7 @@ pub async fn serve(
         let _ = t.await;
     }
     let _ = policy_task.await;
+    let _ = scheduler_task.await;
     log.close().await;
     Ok(())
 }

@@ -929,7 +929,7 @@ impl Crm {
         customer: CustomerId,
     ) -> Result<CustomerId, AppError> {
         let (code, customer) = (code.as_str(), customer.to_string());
-        let owner: String = match self.log() {
+        let owner: String = match self.log().read_model() {
             EventLog::Postgres(pg) => {
                 sqlx::query("INSERT INTO referral_code_claims (code, customer_id) VALUES ($1, $2) ON CONFLICT (code) DO NOTHING")
                     .bind(code)
@@ -956,6 +956,10 @@ impl Crm {
                     .await
                     .map_err(sql_error)?
             }
+            #[cfg(feature = "esdb")]
+            EventLog::Esdb(_) => {
+                return Err(AppError::Store(crate::store::esdb::read_model_is_not_esdb()))
+            }
         };
         CustomerId::parse(&owner).map_err(|e| AppError::Store(StoreError::Database(e.to_string())))
     }
@@ -967,7 +971,7 @@ impl Crm {
     pub async fn referral_code_owner(&self, code: &str) -> Result<Option<CustomerId>, AppError> {
         let code =
             ReferralCode::parse(code).map_err(|e| AppError::validation(e.field, e.message))?;
-        let owner: Option<String> = match self.log() {
+        let owner: Option<String> = match self.log().read_model() {
             EventLog::Postgres(pg) => {
                 sqlx::query_scalar("SELECT customer_id FROM referral_code_claims WHERE code = $1")
                     .bind(code.as_str())
@@ -981,6 +985,10 @@ impl Crm {
                     .fetch_optional(s.reader())
                     .await
                     .map_err(sql_error)?
+            }
+            #[cfg(feature = "esdb")]
+            EventLog::Esdb(_) => {
+                return Err(AppError::Store(crate::store::esdb::read_model_is_not_esdb()))
             }
         };
         let Some(owner) = owner else { return Ok(None) };

@@ -391,7 +391,7 @@ impl Trigger<'_> {
 /// # Errors
 /// [`StoreError`] from the database.
 pub async fn load_checkpoint(log: &EventLog, name: &str) -> Result<LogPosition, StoreError> {
-    let row: Option<(i64, i64)> = match log {
+    let row: Option<(i64, i64)> = match log.read_model() {
         EventLog::Postgres(pg) => {
             sqlx::query_as("SELECT tx, seq FROM policy_checkpoints WHERE name = $1")
                 .bind(name)
@@ -406,6 +406,8 @@ pub async fn load_checkpoint(log: &EventLog, name: &str) -> Result<LogPosition, 
                 .await
                 .map_err(StoreError::from_sqlx)?
         }
+        #[cfg(feature = "esdb")]
+        EventLog::Esdb(_) => return Err(crate::store::esdb::read_model_is_not_esdb()),
     };
     // Positions are stored as bigint: xid8 values stay far below 2^63.
     Ok(row.map_or(LogPosition::START, |(tx, seq)| LogPosition {
@@ -424,7 +426,7 @@ pub async fn save_checkpoint(
     at: LogPosition,
 ) -> Result<(), StoreError> {
     let (tx, seq) = (at.tx as i64, at.seq as i64);
-    match log {
+    match log.read_model() {
         EventLog::Postgres(pg) => {
             sqlx::query(
                 "INSERT INTO policy_checkpoints (name, tx, seq) VALUES ($1, $2, $3) \
@@ -450,6 +452,8 @@ pub async fn save_checkpoint(
             .await
             .map_err(StoreError::from_sqlx)?;
         }
+        #[cfg(feature = "esdb")]
+        EventLog::Esdb(_) => return Err(crate::store::esdb::read_model_is_not_esdb()),
     }
     Ok(())
 }

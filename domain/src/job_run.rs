@@ -348,8 +348,8 @@ mod tests {
 
     #[test]
     fn it_should_start_a_run_for_a_free_slot() {
-        let events = run::<JobRun, _>(test_services(), vec![], Actor::System, start())
-            .expect("started");
+        let events =
+            run::<JobRun, _>(test_services(), vec![], Actor::System, start()).expect("started");
         assert_eq!(events, vec![started()]);
     }
 
@@ -445,7 +445,10 @@ mod tests {
             trigger: JobRunTrigger::Manual,
         };
         let e = run::<JobRun, _>(test_services(), vec![], Actor::System, bad);
-        assert!(matches!(e, Err(JobRunError::Validation { field: "job", .. })));
+        assert!(matches!(
+            e,
+            Err(JobRunError::Validation { field: "job", .. })
+        ));
         let e = run::<JobRun, _>(test_services(), vec![], customer_actor(1), start());
         assert_eq!(e, Err(JobRunError::NotAllowed));
     }
@@ -454,7 +457,13 @@ mod tests {
     fn it_should_derive_one_stream_per_job_and_slot() {
         let a = job_run_id("check-system-health", test_now());
         assert_eq!(a, job_run_id("check-system-health", test_now()));
-        assert_ne!(a, job_run_id("check-system-health", test_now() + chrono::Duration::minutes(15)));
+        assert_ne!(
+            a,
+            job_run_id(
+                "check-system-health",
+                test_now() + chrono::Duration::minutes(15)
+            )
+        );
         assert_ne!(a, job_run_id("cleanup-old-logs", test_now()));
     }
 

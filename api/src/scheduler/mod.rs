@@ -36,7 +36,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 pub use http::routes;
-pub use jobs::{GoogleReview, GoogleReviews, NoGoogleReviews};
+pub use jobs::{GoogleReview, GoogleReviews, GoogleReviewsResult, NoGoogleReviews};
 pub use runs::{list_runs, RunOutcome, RunRecord};
 pub use schedule::{JobName, Schedule, UnknownJob};
 
@@ -124,6 +124,7 @@ pub struct Scheduler {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 pub(crate) struct Inner {
     pub(crate) crm: Crm,
     pub(crate) projections: ProjectionRunner,
@@ -246,23 +247,10 @@ impl Scheduler {
 
     /// Uses `source` for sync-google-reviews (tests, or a real client when one is configured).
     pub fn with_google_reviews(self, source: Arc<dyn GoogleReviews>) -> Self {
-        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
-            crm: shared.crm.clone(),
-            projections: shared.projections.clone(),
-            policies: shared.policies.clone(),
-            tz: shared.tz,
-            clock: Arc::clone(&shared.clock),
-            options: shared.options.clone(),
-            google: Arc::clone(&shared.google),
-            runs: shared.runs.clone(),
-            locks: Arc::clone(&shared.locks),
-            schedules: shared.schedules.clone(),
-        });
+        let mut inner = (*self.inner).clone();
+        inner.google = source;
         Self {
-            inner: Arc::new(Inner {
-                google: source,
-                ..inner
-            }),
+            inner: Arc::new(inner),
         }
     }
 
@@ -283,7 +271,15 @@ impl Scheduler {
     /// Only a failure to evaluate a schedule; store errors while claiming a slot are logged
     /// and that job is left for the next tick.
     pub async fn tick(&self) -> Result<Vec<RunSummary>, SchedulerError> {
-        self.due(JobRunTrigger::Scheduled).await
+        self.due(JobName::ALL, JobRunTrigger::Scheduled).await
+    }
+
+    /// As [`Self::tick`] for the given jobs only.
+    ///
+    /// # Errors
+    /// As [`Self::tick`].
+    pub async fn tick_only(&self, jobs: &[JobName]) -> Result<Vec<RunSummary>, SchedulerError> {
+        self.due(jobs, JobRunTrigger::Scheduled).await
     }
 
     /// As [`Self::tick`], recording the runs as `catch_up` (called once at start).
@@ -291,19 +287,28 @@ impl Scheduler {
     /// # Errors
     /// As [`Self::tick`].
     pub async fn catch_up(&self) -> Result<Vec<RunSummary>, SchedulerError> {
-        self.due(JobRunTrigger::CatchUp).await
+        self.due(JobName::ALL, JobRunTrigger::CatchUp).await
     }
 
-    async fn due(&self, trigger: JobRunTrigger) -> Result<Vec<RunSummary>, SchedulerError> {
+    async fn due(
+        &self,
+        jobs: &[JobName],
+        trigger: JobRunTrigger,
+    ) -> Result<Vec<RunSummary>, SchedulerError> {
         let now = self.inner.clock.now();
         let mut done = Vec::new();
-        for job in JobName::ALL {
+        for job in jobs {
             let slot = self.schedule(*job).latest_at_or_before(now)?;
             if now - slot > self.inner.options.catch_up_window {
                 continue;
             }
             // A slot already claimed costs one stream read, no write.
-            match self.inner.runs.load(&job_run_id(job.as_str(), slot).to_string()).await {
+            match self
+                .inner
+                .runs
+                .load(&job_run_id(job.as_str(), slot).to_string())
+                .await
+            {
                 Ok(l) if l.sequence > 0 => continue,
                 Ok(_) => {}
                 Err(e) => {
@@ -441,7 +446,12 @@ impl Scheduler {
     ) -> Result<(), SchedulerError> {
         self.inner
             .runs
-            .execute_retrying(run_id, CommandEnvelope::new(DomainActor::System, cmd), meta, 3)
+            .execute_retrying(
+                run_id,
+                CommandEnvelope::new(DomainActor::System, cmd),
+                meta,
+                3,
+            )
             .await
             .map(|_| ())
             .map_err(|e| match e {

@@ -7,6 +7,7 @@
 //! It also implements cqrs-es's [`PersistedEventRepository`], so the stock
 //! cqrs-es `PersistedEventStore` runs on it too.
 
+pub mod esdb;
 mod postgres;
 mod repository;
 mod sqlite;
@@ -20,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
 
+#[cfg(feature = "esdb")]
+pub use esdb::EsdbLog;
 pub use postgres::PostgresLog;
 pub(crate) use repository::to_serialized as to_serialized_event;
 pub use sqlite::SqliteLog;
@@ -228,6 +231,10 @@ pub enum DatabaseUrl {
     Postgres(String),
     /// `sqlite://path` or `sqlite::memory:`.
     Sqlite(String),
+    /// `esdb://…`, `esdb+discover://…`, `kurrentdb://…` or `kurrentdb+discover://…`
+    /// (EventStoreDB / KurrentDB; read models go to `READ_MODEL_DATABASE_URL`).
+    #[cfg(feature = "esdb")]
+    Esdb(String),
 }
 
 /// The embedded default when `DATABASE_URL` is unset.
@@ -252,11 +259,19 @@ impl DatabaseUrl {
             url.parse::<sqlx::sqlite::SqliteConnectOptions>()
                 .map_err(|e| StoreError::InvalidUrl(format!("{url}: {e}")))?;
             Ok(DatabaseUrl::Sqlite(url.to_string()))
+        } else if esdb::is_esdb_url(url) {
+            #[cfg(feature = "esdb")]
+            return esdb::client_settings(url).map(|()| DatabaseUrl::Esdb(url.to_string()));
+            #[cfg(not(feature = "esdb"))]
+            Err(StoreError::InvalidUrl(format!(
+                "{}: EventStoreDB / KurrentDB needs a build with `--features esdb`",
+                redact_url(url)
+            )))
         } else if url.is_empty() {
             Err(StoreError::InvalidUrl("empty value".into()))
         } else {
             Err(StoreError::InvalidUrl(format!(
-                "{}: unsupported scheme (expected postgres://, postgresql:// or sqlite:)",
+                "{}: unsupported scheme (expected postgres://, postgresql://, sqlite: or esdb://)",
                 redact_url(url)
             )))
         }
@@ -302,6 +317,9 @@ pub enum EventLog {
     Postgres(PostgresLog),
     /// Embedded SQLite.
     Sqlite(SqliteLog),
+    /// EventStoreDB / KurrentDB, with a PostgreSQL or SQLite read-model database.
+    #[cfg(feature = "esdb")]
+    Esdb(EsdbLog),
 }
 
 macro_rules! dispatch {
@@ -309,6 +327,8 @@ macro_rules! dispatch {
         match $self {
             EventLog::Postgres($log) => $e,
             EventLog::Sqlite($log) => $e,
+            #[cfg(feature = "esdb")]
+            EventLog::Esdb($log) => $e,
         }
     };
 }
@@ -325,7 +345,28 @@ impl EventLog {
                 Ok(EventLog::Postgres(PostgresLog::connect(u, options).await?))
             }
             DatabaseUrl::Sqlite(u) => Ok(EventLog::Sqlite(SqliteLog::connect(u, options).await?)),
+            // The read-model database comes from READ_MODEL_DATABASE_URL until the
+            // server's config passes it (EsdbLog::connect takes it explicitly).
+            #[cfg(feature = "esdb")]
+            DatabaseUrl::Esdb(u) => {
+                let read_model = std::env::var(esdb::READ_MODEL_DATABASE_URL).ok();
+                let read_model = DatabaseUrl::parse(read_model.as_deref())?;
+                Ok(EventLog::Esdb(
+                    EsdbLog::connect(u, &read_model, options).await?,
+                ))
+            }
         }
+    }
+
+    /// The database of read models, checkpoints and other side tables: the
+    /// log's own database on PostgreSQL and SQLite, the read-model database
+    /// (always PostgreSQL or SQLite) on EventStoreDB.
+    pub fn read_model(&self) -> &EventLog {
+        #[cfg(feature = "esdb")]
+        if let EventLog::Esdb(l) = self {
+            return l.read_model();
+        }
+        self
     }
 
     /// Engine name, for health reports.
@@ -333,6 +374,8 @@ impl EventLog {
         match self {
             EventLog::Postgres(_) => "postgresql",
             EventLog::Sqlite(_) => "sqlite",
+            #[cfg(feature = "esdb")]
+            EventLog::Esdb(_) => "esdb",
         }
     }
 
@@ -400,6 +443,15 @@ impl EventLog {
         dispatch!(self, l => l.head().await)
     }
 
+    /// The position of the last *committed* event, readable or not yet (an
+    /// older transaction may still be open): "everything committed so far".
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Database`].
+    pub async fn committed_head(&self) -> Result<LogPosition, StoreError> {
+        dispatch!(self, l => l.committed_head().await)
+    }
+
     /// Number of events stored.
     ///
     /// # Errors
@@ -430,6 +482,8 @@ impl EventLog {
                 l.writer().close().await;
                 l.reader().close().await;
             }
+            #[cfg(feature = "esdb")]
+            EventLog::Esdb(l) => l.close().await,
         }
     }
 

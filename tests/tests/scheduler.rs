@@ -1,0 +1,1229 @@
+//! The scheduler: each of the 18 jobs over a fresh database with a clock the test moves, the
+//! time-zone edge cases, two instances sharing one PostgreSQL, catch-up after a stop, and the
+//! cron endpoint over HTTP against the server binary.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::TcpListener as StdListener;
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use api::scheduler::runs::{events_of_type, StoredEvent};
+use api::scheduler::{
+    list_runs, GoogleReview, GoogleReviews, GoogleReviewsResult, JobName, Scheduler,
+    SchedulerOptions,
+};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono_tz::America::Chicago;
+use commands::app::Crm;
+use commands::domain::consent::{Channel, ConsentSource};
+use commands::domain::customer::CustomerCommand;
+use commands::domain::ids::{
+    CustomerId, JobId, LoyaltyAccountId, OpportunityId, PromotionId, ScheduledReportId, StaffUserId,
+};
+use commands::domain::loyalty::{LoyaltyCommand, LoyaltyRules, TierThresholds};
+use commands::domain::opportunity::OpportunityCommand;
+use commands::domain::ports::{DomainServices, FixedClock, RandomIds};
+use commands::domain::promotion::{
+    AudienceSegment, PromotionCommand, PromotionDraft, PromotionKind,
+};
+use commands::domain::scheduled_report::{ReportMetric, ReportPeriod, ScheduledReportCommand};
+use commands::domain::values::Discount;
+use commands::domain::Actor as DomainActor;
+use commands::EventLog;
+use projections::ProjectionRunner;
+use tests::app_support::{complete, meta, scheduled_job, staff, technician};
+use tests::{Engine, TempDir, TestDb};
+use uuid::Uuid;
+
+// ------------------------------------------------------------------ harness
+
+fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, h, min, 0)
+        .single()
+        .expect("valid instant")
+}
+
+fn chicago(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+    Chicago
+        .with_ymd_and_hms(y, m, d, h, min, 0)
+        .earliest()
+        .expect("valid local time")
+        .with_timezone(&Utc)
+}
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).expect("valid date")
+}
+
+async fn stored(log: &EventLog, event_type: &str) -> Vec<StoredEvent> {
+    let aggregate = commands::domain::all_event_types()
+        .into_iter()
+        .find(|(_, e)| *e == event_type)
+        .map(|(a, _)| a)
+        .expect("a known event type");
+    events_of_type(log, aggregate, None)
+        .await
+        .expect("read events")
+        .into_iter()
+        .filter(|e| e.event_type == event_type)
+        .collect()
+}
+
+fn options() -> SchedulerOptions {
+    SchedulerOptions {
+        retry_backoff: StdDuration::from_millis(5),
+        ..SchedulerOptions::default()
+    }
+}
+
+struct Env {
+    _db: TestDb,
+    log: EventLog,
+    clock: Arc<FixedClock>,
+    crm: Crm,
+    projections: ProjectionRunner,
+    scheduler: Scheduler,
+}
+
+fn services(clock: &Arc<FixedClock>, loyalty: LoyaltyRules) -> DomainServices {
+    DomainServices {
+        clock: Arc::clone(clock) as _,
+        ids: Arc::new(RandomIds),
+        tz: Chicago,
+        loyalty,
+    }
+}
+
+async fn env_on(engine: Engine, now: DateTime<Utc>) -> Env {
+    let db = TestDb::new(engine).await;
+    let log = db.log().await;
+    let clock = Arc::new(FixedClock::new(now));
+    let crm = Crm::new(log.clone(), services(&clock, LoyaltyRules::default()));
+    let projections = ProjectionRunner::new(log.clone(), Chicago);
+    projections.prepare().await.expect("read models");
+    let scheduler = Scheduler::new(crm.clone(), projections.clone(), options());
+    Env {
+        _db: db,
+        log,
+        clock,
+        crm,
+        projections,
+        scheduler,
+    }
+}
+
+/// Job tests run on SQLite: each database is its own file, so no other test's open
+/// transaction can hold back its commit-ordered reader (as one can within one PostgreSQL
+/// cluster). The PostgreSQL runs are the birthday test and the two-instance test.
+async fn env(now: DateTime<Utc>) -> Env {
+    env_on(Engine::Sqlite, now).await
+}
+
+impl Env {
+    /// Moves the clock to `t` and ticks `job` only.
+    async fn run_at(&self, job: JobName, t: DateTime<Utc>) -> Vec<api::scheduler::RunSummary> {
+        self.clock.set(t);
+        self.scheduler.tick_only(&[job]).await.expect("tick")
+    }
+
+    /// Events of one type, read from the events table directly (stream order per aggregate,
+    /// aggregates by id), so assertions do not wait for the commit-ordered reader.
+    async fn events(&self, event_type: &str) -> Vec<StoredEvent> {
+        stored(&self.log, event_type).await
+    }
+
+    async fn rows(&self, sql: &str) -> Vec<projections::JsonRow> {
+        self.projections.catch_up_all().await.expect("catch up");
+        self.projections.query(sql, &[]).await.expect("query")
+    }
+
+    async fn customer(&self, n: u128, birthday: Option<NaiveDate>, since: NaiveDate) -> CustomerId {
+        let id = CustomerId(Uuid::from_u128(n));
+        let create = CustomerCommand::Create {
+            customer_id: id,
+            name: format!("Customer {n}"),
+            email: Some(format!("c{n}@example.com")),
+            phone: Some(format!("+1512555{:04}", n % 10_000)),
+            birthday,
+            customer_since: Some(since),
+        };
+        self.crm
+            .customers()
+            .execute(id, staff(), create, &meta())
+            .await
+            .expect("create customer");
+        let consent = CustomerCommand::GrantMarketingConsent {
+            channel: Channel::Sms,
+            source: ConsentSource::Staff,
+        };
+        self.crm
+            .customers()
+            .execute(id, staff(), consent, &meta())
+            .await
+            .expect("consent");
+        id
+    }
+
+    async fn enrol(&self, c: CustomerId) -> LoyaltyAccountId {
+        let acc = LoyaltyAccountId::for_customer(c);
+        self.crm
+            .loyalty_accounts()
+            .execute(
+                acc,
+                staff(),
+                LoyaltyCommand::Enrol { customer_id: c },
+                &meta(),
+            )
+            .await
+            .expect("enrol");
+        acc
+    }
+
+    async fn opportunity(&self, n: u128, c: CustomerId, owner: StaffUserId) -> OpportunityId {
+        let id = OpportunityId(Uuid::from_u128(n));
+        let cmd = OpportunityCommand::Create {
+            opportunity_id: id,
+            customer_id: c,
+            title: "pet-odour treatment".into(),
+            value_cents: 12_000,
+            owner,
+        };
+        self.crm
+            .opportunities()
+            .execute(id, staff(), cmd, &meta())
+            .await
+            .expect("create opportunity");
+        id
+    }
+
+    async fn promotion(
+        &self,
+        n: u128,
+        kind: PromotionKind,
+        audience: AudienceSegment,
+    ) -> PromotionId {
+        let id = PromotionId(Uuid::from_u128(n));
+        let now = self.clock_now();
+        let draft = PromotionDraft {
+            name: format!("promotion {n}"),
+            kind,
+            audience,
+            channel: Channel::Sms,
+            template: "Hello from Dirt Free".into(),
+            discount_code: Some("CLEAN10".into()),
+            starts_at: now,
+            ends_at: now + Duration::days(400),
+        };
+        let p = self.crm.promotions();
+        p.execute(
+            id,
+            staff(),
+            PromotionCommand::Create {
+                promotion_id: id,
+                draft,
+            },
+            &meta(),
+        )
+        .await
+        .expect("create promotion");
+        p.execute(
+            id,
+            staff(),
+            PromotionCommand::Schedule { send_at: now },
+            &meta(),
+        )
+        .await
+        .expect("schedule promotion");
+        id
+    }
+
+    fn clock_now(&self) -> DateTime<Utc> {
+        use commands::domain::Clock as _;
+        self.clock.now()
+    }
+}
+
+// ------------------------------------------------------------------ loyalty points
+
+#[tokio::test]
+async fn award_birthday_points_gives_the_bonus_once_a_year() {
+    let e = env_on(Engine::Postgres, chicago(2026, 6, 1, 12, 0)).await;
+    let c = e
+        .customer(1, Some(date(1990, 6, 2)), date(2020, 1, 1))
+        .await;
+    e.enrol(c).await;
+    let other = e
+        .customer(2, Some(date(1990, 7, 9)), date(2020, 1, 1))
+        .await;
+    e.enrol(other).await;
+
+    // Midnight of the birthday, then a manual run the same day: one bonus.
+    e.run_at(JobName::AwardBirthdayPoints, chicago(2026, 6, 2, 0, 0))
+        .await;
+    e.clock.set(chicago(2026, 6, 2, 9, 0));
+    e.scheduler
+        .trigger(JobName::AwardBirthdayPoints)
+        .await
+        .expect("manual run");
+    assert_eq!(e.events("BirthdayBonusAwarded").await.len(), 1);
+    // The next year: a second one.
+    e.run_at(JobName::AwardBirthdayPoints, chicago(2027, 6, 2, 0, 0))
+        .await;
+    let bonuses = e.events("BirthdayBonusAwarded").await;
+    assert_eq!(bonuses.len(), 2);
+    assert!(bonuses
+        .iter()
+        .all(|b| b.aggregate_id == LoyaltyAccountId::for_customer(c).to_string()));
+}
+
+#[tokio::test]
+async fn a_customer_born_on_29_february_gets_birthday_points_once_every_year() {
+    let e = env(chicago(2027, 2, 1, 12, 0)).await;
+    let c = e
+        .customer(1, Some(date(2000, 2, 29)), date(2020, 1, 1))
+        .await;
+    e.enrol(c).await;
+    // Every midnight from 27 Feb to 2 Mar in a common year and in a leap year.
+    for year in [2027, 2028] {
+        for (m, d) in [(2, 27), (2, 28), (2, 29), (3, 1), (3, 2)] {
+            if let chrono::LocalResult::Single(t) = Chicago.with_ymd_and_hms(year, m, d, 0, 0, 0) {
+                e.run_at(JobName::AwardBirthdayPoints, t.with_timezone(&Utc))
+                    .await;
+            }
+        }
+    }
+    let years: Vec<i64> = e
+        .events("BirthdayBonusAwarded")
+        .await
+        .iter()
+        .map(|b| {
+            b.payload["BirthdayBonusAwarded"]["year"]
+                .as_i64()
+                .expect("year")
+        })
+        .collect();
+    assert_eq!(years, vec![2027, 2028]);
+}
+
+#[tokio::test]
+async fn award_anniversary_points_on_the_customer_since_day_from_the_first_anniversary() {
+    let e = env(chicago(2026, 3, 1, 12, 0)).await;
+    let old = e.customer(1, None, date(2024, 3, 10)).await;
+    e.enrol(old).await;
+    let new = e.customer(2, None, date(2026, 3, 1)).await;
+    e.enrol(new).await;
+    e.run_at(JobName::AwardAnniversaryPoints, chicago(2026, 3, 10, 0, 0))
+        .await;
+    e.run_at(JobName::AwardAnniversaryPoints, chicago(2026, 3, 11, 0, 0))
+        .await;
+    let bonuses = e.events("AnniversaryBonusAwarded").await;
+    assert_eq!(bonuses.len(), 1);
+    assert_eq!(
+        bonuses[0].aggregate_id,
+        LoyaltyAccountId::for_customer(old).to_string()
+    );
+}
+
+#[tokio::test]
+async fn tiers_are_downgraded_when_points_leave_the_window_and_upgraded_at_a_new_threshold() {
+    let e = env(chicago(2026, 1, 5, 12, 0)).await;
+    let gold = e.customer(1, None, date(2020, 1, 1)).await;
+    let acc = e.enrol(gold).await;
+    let earn = LoyaltyCommand::EarnForJob {
+        job_id: JobId(Uuid::from_u128(77)),
+        amount_cents: 60_000,
+    };
+    e.crm
+        .loyalty_accounts()
+        .execute(acc, DomainActor::System, earn, &meta())
+        .await
+        .expect("earn");
+    let near = e.customer(2, None, date(2020, 1, 1)).await;
+    let near_acc = e.enrol(near).await;
+    let earn = LoyaltyCommand::EarnForJob {
+        job_id: JobId(Uuid::from_u128(78)),
+        amount_cents: 40_000,
+    };
+    e.crm
+        .loyalty_accounts()
+        .execute(near_acc, DomainActor::System, earn, &meta())
+        .await
+        .expect("earn");
+    assert_eq!(
+        e.events("TierChanged").await.len(),
+        1,
+        "600 points made Silver at once"
+    );
+
+    // A year and a day later the 600 points left the 365-day window: back to Bronze.
+    e.run_at(
+        JobName::ProcessLoyaltyTierUpgrades,
+        chicago(2027, 1, 7, 3, 0),
+    )
+    .await;
+    let changes = e.events("TierChanged").await;
+    assert_eq!(changes.len(), 2);
+    assert_eq!(changes[1].payload["TierChanged"]["to"], "bronze");
+    assert_eq!(changes[1].payload["TierChanged"]["from"], "silver");
+
+    // The programme lowers Silver to 300 points: the next nightly run upgrades the customer
+    // with 400 points in the window (earned 2027-01-06, inside it).
+    let earn = LoyaltyCommand::EarnForJob {
+        job_id: JobId(Uuid::from_u128(79)),
+        amount_cents: 40_000,
+    };
+    e.clock.set(chicago(2027, 1, 7, 10, 0));
+    e.crm
+        .loyalty_accounts()
+        .execute(near_acc, DomainActor::System, earn, &meta())
+        .await
+        .expect("earn again");
+    let rules = LoyaltyRules {
+        tiers: TierThresholds::new(300, 1_000, 2_000).expect("thresholds"),
+        ..LoyaltyRules::default()
+    };
+    let crm = e.crm.with_services(services(&e.clock, rules));
+    let scheduler = Scheduler::new(crm, e.projections.clone(), options());
+    e.clock.set(chicago(2027, 1, 8, 3, 0));
+    scheduler
+        .tick_only(&[JobName::ProcessLoyaltyTierUpgrades])
+        .await
+        .expect("tick");
+    let changes = e.events("TierChanged").await;
+    let last = &changes.last().expect("a change").payload["TierChanged"];
+    assert_eq!(
+        (last["from"].as_str(), last["to"].as_str()),
+        (Some("bronze"), Some("silver"))
+    );
+    assert_eq!(
+        changes.last().expect("change").aggregate_id,
+        near_acc.to_string()
+    );
+}
+
+// ------------------------------------------------------------------ opportunities
+
+#[tokio::test]
+async fn stale_opportunities_are_flagged_after_n_days_without_activity_and_old_closed_ones_archived(
+) {
+    let e = env(chicago(2026, 4, 1, 10, 0)).await;
+    let owner = technician(&e.crm).await;
+    let c = e.customer(1, None, date(2020, 1, 1)).await;
+    let idle = e.opportunity(101, c, owner).await;
+    let closed = e.opportunity(102, c, owner).await;
+    e.crm
+        .opportunities()
+        .execute(
+            closed,
+            staff(),
+            OpportunityCommand::Lose {
+                reason: "price".into(),
+            },
+            &meta(),
+        )
+        .await
+        .expect("lose");
+    e.clock.set(chicago(2026, 4, 10, 10, 0));
+    let busy = e.opportunity(103, c, owner).await;
+
+    // Day 13: nothing is 14 days idle yet.
+    e.run_at(JobName::CheckStaleOpportunities, chicago(2026, 4, 14, 9, 0))
+        .await;
+    assert!(e.events("OpportunityFlaggedStale").await.is_empty());
+    // Day 15: only the idle open one; the next day's run flags nothing new.
+    e.run_at(JobName::CheckStaleOpportunities, chicago(2026, 4, 16, 9, 0))
+        .await;
+    e.run_at(JobName::CheckStaleOpportunities, chicago(2026, 4, 17, 9, 0))
+        .await;
+    let flagged = e.events("OpportunityFlaggedStale").await;
+    assert_eq!(flagged.len(), 1);
+    assert_eq!(flagged[0].aggregate_id, idle.to_string());
+    let _ = busy;
+
+    // Archive: the closed one, 90+ days after closing, on a Sunday 05:00.
+    e.run_at(JobName::ArchiveOldOpportunities, chicago(2026, 6, 28, 5, 0))
+        .await;
+    assert!(
+        e.events("OpportunityArchived").await.is_empty(),
+        "88 days: not yet"
+    );
+    e.run_at(JobName::ArchiveOldOpportunities, chicago(2026, 7, 5, 5, 0))
+        .await;
+    let archived = e.events("OpportunityArchived").await;
+    assert_eq!(archived.len(), 1);
+    assert_eq!(archived[0].aggregate_id, closed.to_string());
+}
+
+#[tokio::test]
+async fn process_opportunity_offers_sends_configured_offers_and_expires_lapsed_ones() {
+    let e = env(chicago(2026, 5, 4, 10, 0)).await;
+    let owner = technician(&e.crm).await;
+    let c = e.customer(1, None, date(2020, 1, 1)).await;
+    let opp = e.opportunity(201, c, owner).await;
+    let offer = OpportunityCommand::ConfigureAutoOffer {
+        discount: Discount::Percent(15),
+        expires_at: chicago(2026, 5, 8, 0, 0),
+    };
+    e.crm
+        .opportunities()
+        .execute(opp, staff(), offer, &meta())
+        .await
+        .expect("configure offer");
+
+    e.run_at(JobName::ProcessOpportunityOffers, chicago(2026, 5, 5, 8, 0))
+        .await;
+    let sent = e.events("OfferSent").await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].payload["OfferSent"]["channel"], "sms");
+    e.run_at(JobName::ProcessOpportunityOffers, chicago(2026, 5, 6, 8, 0))
+        .await;
+    assert_eq!(e.events("OfferSent").await.len(), 1, "sent once");
+    assert!(e.events("OfferExpired").await.is_empty());
+    e.run_at(JobName::ProcessOpportunityOffers, chicago(2026, 5, 8, 8, 0))
+        .await;
+    assert_eq!(e.events("OfferExpired").await.len(), 1);
+}
+
+// ------------------------------------------------------------------ promotions
+
+#[tokio::test]
+async fn a_campaign_is_delivered_in_batches_every_30_minutes() {
+    let db_env = env(chicago(2026, 9, 1, 8, 55)).await;
+    let e = Env {
+        scheduler: Scheduler::new(
+            db_env.crm.clone(),
+            db_env.projections.clone(),
+            SchedulerOptions {
+                promotion_batch_size: 2,
+                ..options()
+            },
+        ),
+        ..db_env
+    };
+    for n in 1..=5 {
+        e.customer(n, None, date(2020, 1, 1)).await;
+    }
+    let p = e
+        .promotion(301, PromotionKind::Campaign, AudienceSegment::AllCustomers)
+        .await;
+    let mut per_slot = Vec::new();
+    for (h, m) in [(9, 0), (9, 30), (10, 0), (10, 30)] {
+        let runs = e
+            .run_at(
+                JobName::ProcessPromotionDeliveries,
+                chicago(2026, 9, 1, h, m),
+            )
+            .await;
+        assert_eq!(runs.len(), 1);
+        per_slot.push(runs[0].counts.changed);
+    }
+    assert_eq!(per_slot, vec![2, 2, 1, 0]);
+    let rows = e
+        .rows(&format!(
+            "SELECT delivered FROM rm_promotions WHERE promotion_id = '{p}'"
+        ))
+        .await;
+    assert_eq!(rows[0]["delivered"], 5);
+}
+
+#[tokio::test]
+async fn birthday_and_anniversary_promotions_go_to_the_customers_whose_day_it_is() {
+    let e = env(chicago(2026, 8, 1, 12, 0)).await;
+    let birthday = e
+        .customer(1, Some(date(1985, 8, 3)), date(2020, 1, 1))
+        .await;
+    let anniversary = e
+        .customer(2, Some(date(1985, 1, 1)), date(2023, 8, 3))
+        .await;
+    e.customer(3, Some(date(1985, 8, 4)), date(2023, 8, 4))
+        .await;
+    let b = e
+        .promotion(401, PromotionKind::Birthday, AudienceSegment::BirthdayToday)
+        .await;
+    let a = e
+        .promotion(
+            402,
+            PromotionKind::Anniversary,
+            AudienceSegment::AnniversaryToday,
+        )
+        .await;
+    for job in [
+        JobName::ScheduleBirthdayPromotions,
+        JobName::ScheduleAnniversaryPromotions,
+    ] {
+        e.run_at(job, chicago(2026, 8, 3, 6, 0)).await;
+        e.clock.set(chicago(2026, 8, 3, 7, 0));
+        e.scheduler.trigger(job).await.expect("manual re-run");
+    }
+    let delivered: Vec<(String, String)> = e
+        .events("PromotionDelivered")
+        .await
+        .iter()
+        .map(|d| {
+            (
+                d.aggregate_id.clone(),
+                d.payload["PromotionDelivered"]["customer_id"]
+                    .as_str()
+                    .expect("id")
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        delivered,
+        vec![
+            (b.to_string(), birthday.to_string()),
+            (a.to_string(), anniversary.to_string())
+        ]
+    );
+}
+
+// ------------------------------------------------------------------ reviews
+
+#[tokio::test]
+async fn review_requests_follow_completed_jobs_and_reminders_follow_every_three_days() {
+    let e = env(chicago(2026, 10, 5, 9, 0)).await;
+    let tech = technician(&e.crm).await;
+    let c = e.customer(1, None, date(2020, 1, 1)).await;
+    let job = scheduled_job(&e.crm, 501, c, tech).await;
+    let before = e
+        .run_at(JobName::SendReviewRequests, chicago(2026, 10, 5, 12, 0))
+        .await;
+    assert_eq!(before[0].counts.processed, 0, "nothing completed yet");
+    complete(&e.crm, job, 25_000).await;
+    // (The review-requests policy is not running here: the job is the safety net.)
+    e.run_at(JobName::SendReviewRequests, chicago(2026, 10, 5, 18, 0))
+        .await;
+    assert_eq!(e.events("ReviewRequested").await.len(), 1);
+    e.run_at(JobName::SendReviewRequests, chicago(2026, 10, 6, 0, 0))
+        .await;
+    assert_eq!(
+        e.events("ReviewRequested").await.len(),
+        1,
+        "one request per job"
+    );
+    assert!(e.events("ReviewReminderSent").await.is_empty());
+    e.run_at(JobName::SendReviewRequests, chicago(2026, 10, 9, 0, 0))
+        .await;
+    e.run_at(JobName::SendReviewRequests, chicago(2026, 10, 9, 6, 0))
+        .await;
+    assert_eq!(e.events("ReviewReminderSent").await.len(), 1);
+    e.run_at(JobName::SendReviewRequests, chicago(2026, 10, 12, 0, 0))
+        .await;
+    e.run_at(JobName::SendReviewRequests, chicago(2026, 10, 20, 0, 0))
+        .await;
+    assert_eq!(
+        e.events("ReviewReminderSent").await.len(),
+        2,
+        "at most two reminders"
+    );
+}
+
+struct FakeGoogle {
+    failures_left: AtomicU32,
+}
+
+impl GoogleReviews for FakeGoogle {
+    fn recent_reviews(&self) -> Pin<Box<dyn Future<Output = GoogleReviewsResult> + Send + '_>> {
+        Box::pin(async move {
+            if self.failures_left.load(Ordering::SeqCst) > 0 {
+                self.failures_left.fetch_sub(1, Ordering::SeqCst);
+                return Err("Google answered 503".to_string());
+            }
+            Ok(Some(vec![
+                GoogleReview {
+                    external_id: "g-1".into(),
+                    rating: 5,
+                    comment: Some("Spotless".into()),
+                    customer_id: None,
+                },
+                GoogleReview {
+                    external_id: "g-2".into(),
+                    rating: 4,
+                    comment: None,
+                    customer_id: None,
+                },
+            ]))
+        })
+    }
+}
+
+#[tokio::test]
+async fn sync_google_reviews_imports_each_review_once_and_retries_a_failing_provider() {
+    let e = env(chicago(2026, 7, 1, 12, 0)).await;
+    let google = Arc::new(FakeGoogle {
+        failures_left: AtomicU32::new(1),
+    });
+    let scheduler = e.scheduler.clone().with_google_reviews(google.clone());
+    e.clock.set(chicago(2026, 7, 2, 2, 0));
+    let run = scheduler
+        .tick_only(&[JobName::SyncGoogleReviews])
+        .await
+        .expect("tick");
+    assert_eq!(
+        (run[0].status, run[0].attempts, run[0].counts.changed),
+        ("finished", 2, 2)
+    );
+    e.clock.set(chicago(2026, 7, 3, 2, 0));
+    let run = scheduler
+        .tick_only(&[JobName::SyncGoogleReviews])
+        .await
+        .expect("tick");
+    assert_eq!((run[0].counts.changed, run[0].counts.skipped), (0, 2));
+    assert_eq!(e.events("ReviewReceived").await.len(), 2);
+
+    // A provider that keeps failing: three attempts, then the run is reported failed.
+    google.failures_left.store(10, Ordering::SeqCst);
+    e.clock.set(chicago(2026, 7, 4, 2, 0));
+    let run = scheduler
+        .tick_only(&[JobName::SyncGoogleReviews])
+        .await
+        .expect("tick");
+    assert_eq!((run[0].status, run[0].attempts), ("failed", 3));
+    let failures = e.events("JobRunFailed").await;
+    let mut retry: Vec<bool> = failures
+        .iter()
+        .map(|f| {
+            f.payload["JobRunFailed"]["will_retry"]
+                .as_bool()
+                .expect("bool")
+        })
+        .collect();
+    retry.sort_unstable();
+    // One retried failure in the first run, then two retried and one final in the third.
+    assert_eq!(retry, vec![false, true, true, true]);
+    let status = api::scheduler::status_of(
+        list_runs(&e.log, None).await.expect("runs"),
+        Chicago,
+        chicago(2026, 7, 4, 3, 0),
+    );
+    assert_eq!(status.status, "degraded");
+    let sync = status
+        .jobs
+        .iter()
+        .find(|j| j.job == "sync-google-reviews")
+        .expect("job");
+    assert_eq!(sync.recent_failures.len(), 1);
+    assert_eq!(
+        sync.last_success.as_ref().map(|r| r.slot),
+        Some(chicago(2026, 7, 3, 2, 0))
+    );
+    // Without a configured account the job says so and does nothing.
+    e.clock.set(chicago(2026, 7, 5, 2, 0));
+    let run = e
+        .scheduler
+        .tick_only(&[JobName::SyncGoogleReviews])
+        .await
+        .expect("tick");
+    assert!(run[0].note.as_deref().unwrap_or("").contains("no Google"));
+}
+
+// ------------------------------------------------------------------ analytics and reports
+
+#[tokio::test]
+async fn daily_metrics_close_yesterday_and_the_weekly_report_sums_last_week_on_monday() {
+    let e = env(chicago(2026, 11, 18, 10, 0)).await;
+    let tech = technician(&e.crm).await;
+    for n in 1..=3u128 {
+        let c = e.customer(n, None, date(2020, 1, 1)).await;
+        let job = scheduled_job(&e.crm, 600 + n, c, tech).await;
+        complete(&e.crm, job, 10_000 * n as i64).await;
+    }
+    let daily = e
+        .run_at(JobName::CalculateDailyMetrics, chicago(2026, 11, 19, 1, 0))
+        .await;
+    assert_eq!(daily[0].figures.get("revenue_cents"), Some(&60_000));
+    assert_eq!(daily[0].figures.get("jobs_completed"), Some(&3));
+    assert_eq!(daily[0].figures.get("new_customers"), Some(&3));
+    assert!(daily[0]
+        .note
+        .as_deref()
+        .unwrap_or("")
+        .contains("2026-11-18"));
+
+    // Thursday: the weekly report's latest slot (last Monday) is older than the window.
+    assert!(e
+        .run_at(JobName::GenerateWeeklyReport, chicago(2026, 11, 19, 4, 0))
+        .await
+        .is_empty());
+    let weekly = e
+        .run_at(JobName::GenerateWeeklyReport, chicago(2026, 11, 23, 4, 0))
+        .await;
+    assert_eq!(weekly[0].figures.get("revenue_cents"), Some(&60_000));
+    assert!(weekly[0]
+        .note
+        .as_deref()
+        .unwrap_or("")
+        .contains("2026-11-16..2026-11-22"));
+}
+
+#[tokio::test]
+async fn generate_scheduled_reports_generates_each_due_report_once_per_period() {
+    let e = env(chicago(2026, 11, 20, 10, 0)).await;
+    let weekly = ScheduledReportId(Uuid::from_u128(701));
+    let daily = ScheduledReportId(Uuid::from_u128(702));
+    for (id, period, cron) in [
+        (weekly, ReportPeriod::Weekly, "0 6 * * 1"),
+        (daily, ReportPeriod::Daily, "0 6 * * *"),
+    ] {
+        let cmd = ScheduledReportCommand::Define {
+            report_id: id,
+            name: "Revenue".into(),
+            metrics: vec![ReportMetric::Revenue],
+            period,
+            recipients: vec!["manager@example.com".into()],
+            cron: cron.into(),
+        };
+        e.crm
+            .scheduled_reports()
+            .execute(id, DomainActor::System, cmd, &meta())
+            .await
+            .expect("define");
+    }
+    // Saturday: only the daily one; Monday: both; a manual re-run changes nothing.
+    e.run_at(
+        JobName::GenerateScheduledReports,
+        chicago(2026, 11, 21, 6, 0),
+    )
+    .await;
+    e.run_at(
+        JobName::GenerateScheduledReports,
+        chicago(2026, 11, 23, 6, 0),
+    )
+    .await;
+    e.clock.set(chicago(2026, 11, 23, 6, 30));
+    e.scheduler
+        .trigger(JobName::GenerateScheduledReports)
+        .await
+        .expect("manual");
+    let generated: Vec<(String, String)> = e
+        .events("ScheduledReportGenerated")
+        .await
+        .iter()
+        .map(|g| {
+            (
+                g.aggregate_id.clone(),
+                g.payload["ScheduledReportGenerated"]["period_start"]
+                    .as_str()
+                    .expect("date")
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        generated,
+        vec![
+            (weekly.to_string(), "2026-11-16".into()),
+            (daily.to_string(), "2026-11-20".into()),
+            (daily.to_string(), "2026-11-22".into()),
+        ]
+    );
+}
+
+// ------------------------------------------------------------------ operations
+
+#[tokio::test]
+async fn check_system_health_runs_every_15_minutes_and_reports_what_it_checked() {
+    let e = env_on(Engine::Sqlite, chicago(2026, 5, 1, 10, 0)).await;
+    let mut slots = Vec::new();
+    for i in 0..4 {
+        let t = chicago(2026, 5, 1, 10, 0) + Duration::minutes(15 * i + 7);
+        for run in e.run_at(JobName::CheckSystemHealth, t).await {
+            assert_eq!(run.status, "finished");
+            assert_eq!(run.figures.get("projections_failed"), Some(&0));
+            slots.push(run.slot);
+        }
+    }
+    assert_eq!(slots.len(), 4);
+    assert_eq!(slots[3], "2026-05-01T15:45:00Z");
+}
+
+#[tokio::test]
+async fn cleanup_jobs_never_delete_events() {
+    let e = env_on(Engine::Sqlite, chicago(2026, 2, 1, 10, 0)).await;
+    e.customer(1, Some(date(1990, 2, 2)), date(2020, 1, 1))
+        .await;
+    let mut count = e.log.count().await.expect("count");
+    // Four Sundays (and the daily session cleanup) with everything else running too.
+    for day in [1, 15, 22, 29] {
+        for (h, job) in [
+            (2, JobName::CleanupOldNotifications),
+            (3, JobName::CleanupOldLogs),
+            (4, JobName::CleanupExpiredSessions),
+        ] {
+            let runs = e.run_at(job, chicago(2026, 3, day, h, 0)).await;
+            assert_eq!(runs.len(), 1, "{job} on 3/{day}");
+            assert!(runs[0].note.is_some(), "{job} says what it did");
+            e.clock.set(chicago(2026, 3, day, h, 30));
+            e.scheduler.tick().await.expect("tick all");
+            let now = e.log.count().await.expect("count");
+            assert!(now > count, "the event count only grows");
+            count = now;
+        }
+    }
+}
+
+// ------------------------------------------------------------------ time zones
+
+/// Ticks `jobs` every 15 minutes over `(from, to]`; returns the slots run per job.
+async fn simulate(
+    e: &Env,
+    jobs: &[JobName],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> BTreeMap<&'static str, Vec<String>> {
+    let mut t = from;
+    let mut out: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    while t < to {
+        t += Duration::minutes(15);
+        e.clock.set(t);
+        for run in e.scheduler.tick_only(jobs).await.expect("tick") {
+            // The first tick also catches up each job's slot from before `from`: not ours.
+            if run.slot.as_str()
+                <= from
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    .as_str()
+            {
+                continue;
+            }
+            let job = JobName::ALL
+                .iter()
+                .find(|j| j.as_str() == run.job)
+                .expect("job")
+                .as_str();
+            out.entry(job).or_default().push(run.slot);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn on_the_spring_forward_day_a_2am_job_runs_once_at_3am_cdt() {
+    let e = env_on(Engine::Sqlite, at(2026, 3, 7, 12, 0)).await;
+    let runs = simulate(
+        &e,
+        &[
+            JobName::SyncGoogleReviews,
+            JobName::CleanupOldNotifications,
+            JobName::CalculateDailyMetrics,
+        ],
+        at(2026, 3, 7, 12, 0),
+        at(2026, 3, 9, 12, 0),
+    )
+    .await;
+    // 02:00 CST on the 8th does not exist: 03:00 CDT (08:00 UTC) instead; 02:00 CDT on the 9th.
+    assert_eq!(
+        runs["sync-google-reviews"],
+        vec!["2026-03-08T08:00:00Z", "2026-03-09T07:00:00Z"]
+    );
+    // The Sunday 02:00 job too, once.
+    assert_eq!(
+        runs["cleanup-old-notifications"],
+        vec!["2026-03-08T08:00:00Z"]
+    );
+    assert_eq!(
+        runs["calculate-daily-metrics"],
+        vec!["2026-03-08T07:00:00Z", "2026-03-09T06:00:00Z"]
+    );
+}
+
+#[tokio::test]
+async fn on_the_fall_back_day_2am_and_1am_jobs_run_once_and_interval_jobs_keep_running() {
+    let e = env_on(Engine::Sqlite, at(2026, 10, 31, 12, 0)).await;
+    let runs = simulate(
+        &e,
+        &[
+            JobName::SyncGoogleReviews,
+            JobName::CalculateDailyMetrics,
+            JobName::ProcessPromotionDeliveries,
+        ],
+        at(2026, 10, 31, 12, 0),
+        at(2026, 11, 2, 12, 0),
+    )
+    .await;
+    assert_eq!(
+        runs["sync-google-reviews"],
+        vec!["2026-11-01T08:00:00Z", "2026-11-02T08:00:00Z"]
+    );
+    // 01:00 happens twice on 1 November: the job runs at the first (CDT) only.
+    assert_eq!(
+        runs["calculate-daily-metrics"],
+        vec!["2026-11-01T06:00:00Z", "2026-11-02T07:00:00Z"]
+    );
+    // 25 hours on the 1st: 50 half-hour slots that day, both passes through 01:00-02:00.
+    let nov1 = runs["process-promotion-deliveries"]
+        .iter()
+        .filter(|s| (s.as_str() >= "2026-11-01T05:00:00Z") && (s.as_str() < "2026-11-02T06:00:00Z"))
+        .count();
+    assert_eq!(nov1, 50);
+}
+
+// ------------------------------------------------------------------ instances and downtime
+
+async fn started_per_slot(log: &EventLog) -> HashMap<(String, String), usize> {
+    let mut per: HashMap<(String, String), usize> = HashMap::new();
+    for e in stored(log, "JobRunStarted").await {
+        let p = &e.payload["JobRunStarted"];
+        let key = (
+            p["job"].as_str().expect("job").to_string(),
+            p["slot"].as_str().expect("slot").to_string(),
+        );
+        *per.entry(key).or_default() += 1;
+    }
+    per
+}
+
+#[tokio::test]
+async fn two_instances_over_three_days_run_every_slot_exactly_once_then_catch_up_after_a_stop() {
+    let start = chicago(2026, 6, 1, 0, 0);
+    let e = env_on(Engine::Postgres, start).await;
+    let c = e
+        .customer(1, Some(date(1990, 6, 2)), date(2020, 6, 3))
+        .await;
+    e.enrol(c).await;
+    let other_log = EventLog::connect(
+        &commands::DatabaseUrl::parse(Some(&e._db.url)).expect("url"),
+        &commands::LogOptions::default(),
+    )
+    .await
+    .expect("second connection pool");
+    let other_crm = Crm::new(
+        other_log.clone(),
+        services(&e.clock, LoyaltyRules::default()),
+    );
+    let other_projections = ProjectionRunner::new(other_log.clone(), Chicago);
+    let a = e.scheduler.clone();
+    let b = Scheduler::new(other_crm, other_projections, options());
+
+    let end = start + Duration::days(3);
+    let mut t = start;
+    while t < end {
+        t += Duration::minutes(15);
+        e.clock.set(t);
+        let (ra, rb) = tokio::join!(a.tick(), b.tick());
+        ra.expect("instance a");
+        rb.expect("instance b");
+    }
+    let per = started_per_slot(&e.log).await;
+    assert!(per.values().all(|n| *n == 1), "a slot started twice");
+    // Every slot in (start, end] ran, plus each job's latest slot at or before the first tick.
+    for job in JobName::ALL {
+        let schedule = a.schedule(*job);
+        let mut expected = schedule.slots_between(start, end, 10_000).expect("slots");
+        let first = schedule
+            .latest_at_or_before(start + Duration::minutes(15))
+            .expect("slot");
+        if !expected.contains(&first)
+            && start + Duration::minutes(15) - first <= Duration::hours(24)
+        {
+            expected.insert(0, first);
+        }
+        let mut got: Vec<DateTime<Utc>> = per
+            .keys()
+            .filter(|(j, _)| j == job.as_str())
+            .map(|(_, s)| {
+                DateTime::parse_from_rfc3339(s)
+                    .expect("slot")
+                    .with_timezone(&Utc)
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, expected, "{job}");
+    }
+    assert_eq!(e.events("BirthdayBonusAwarded").await.len(), 1);
+    assert_eq!(e.events("AnniversaryBonusAwarded").await.len(), 1);
+    let finished = e.events("JobRunFinished").await.len();
+    assert_eq!(finished, per.len(), "every run finished");
+
+    // Five hours down, then one instance restarts: each job's latest missed slot runs once,
+    // as a catch-up; the 20 missed quarter-hours of the health check are not replayed.
+    let stopped = end;
+    let restart = stopped + Duration::hours(5);
+    e.clock.set(restart);
+    let caught = Scheduler::new(e.crm.clone(), e.projections.clone(), options())
+        .catch_up()
+        .await
+        .expect("catch up");
+    assert!(caught.iter().all(|r| r.trigger == "catch_up"));
+    let per_job: BTreeMap<&str, Vec<&str>> = caught.iter().fold(BTreeMap::new(), |mut m, r| {
+        m.entry(r.job.as_str()).or_default().push(r.slot.as_str());
+        m
+    });
+    assert_eq!(per_job["check-system-health"], vec!["2026-06-04T10:00:00Z"]);
+    assert_eq!(
+        per_job["process-promotion-deliveries"],
+        vec!["2026-06-04T10:00:00Z"]
+    );
+    // (00:00, 05:00] CDT on Thursday June 4: the 01:00 to 04:00 daily jobs, once each (the
+    // midnight ones ran at the last tick before the stop).
+    let expected: BTreeMap<&str, usize> = [
+        "calculate-daily-metrics",
+        "check-system-health",
+        "cleanup-expired-sessions",
+        "process-loyalty-tier-upgrades",
+        "process-promotion-deliveries",
+        "sync-google-reviews",
+    ]
+    .into_iter()
+    .map(|j| (j, 1))
+    .collect();
+    let got: BTreeMap<&str, usize> = per_job.iter().map(|(j, s)| (*j, s.len())).collect();
+    assert_eq!(got, expected);
+    assert!(
+        !per_job.contains_key("process-opportunity-offers"),
+        "already ran for June 3 08:00"
+    );
+    // A second catch-up (another instance starting) finds nothing left.
+    let again = b.catch_up().await.expect("catch up");
+    assert!(again.is_empty());
+    assert!(started_per_slot(&e.log).await.values().all(|n| *n == 1));
+    other_log.close().await;
+}
+
+// ------------------------------------------------------------------ the endpoint over HTTP
+
+const SECRET: &str = "cron-secret-for-tests-0123456789abcdef";
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+struct Server {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_server(dir: &TempDir, cron_secret: Option<&str>) -> Server {
+    let port = free_port();
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dirtfree-api"));
+    c.current_dir(&dir.0)
+        .env_remove("DATABASE_URL")
+        .env_remove("CRON_SECRET")
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(s) = cron_secret {
+        c.env("CRON_SECRET", s);
+    }
+    let server = Server {
+        child: c.spawn().expect("start server"),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + StdDuration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{}/api/health", server.base)).await {
+            if r.status().is_success() {
+                return server;
+            }
+        }
+        assert!(Instant::now() < deadline, "server did not become healthy");
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+}
+
+async fn execute(base: &str, job: &str, auth: Option<&str>) -> reqwest::Response {
+    let mut r = reqwest::Client::new().post(format!("{base}/api/cron/execute/{job}"));
+    if let Some(a) = auth {
+        r = r.header("authorization", a);
+    }
+    r.send().await.expect("request")
+}
+
+#[tokio::test]
+async fn the_cron_endpoint_answers_401_404_409_and_200_over_http() {
+    let dir = TempDir::new();
+    let server = start_server(&dir, Some(SECRET)).await;
+    let bearer = format!("Bearer {SECRET}");
+    let job = "check-system-health";
+
+    assert_eq!(execute(&server.base, job, None).await.status(), 401);
+    assert_eq!(
+        execute(
+            &server.base,
+            job,
+            Some("Bearer not-the-secret-not-the-secret-xx")
+        )
+        .await
+        .status(),
+        401
+    );
+    assert_eq!(
+        execute(&server.base, job, Some(SECRET)).await.status(),
+        401,
+        "no Bearer prefix"
+    );
+    assert_eq!(
+        execute(&server.base, "no-such-job", None).await.status(),
+        401,
+        "no probing"
+    );
+    assert_eq!(
+        execute(&server.base, "no-such-job", Some(&bearer))
+            .await
+            .status(),
+        404
+    );
+
+    // The start-up catch-up may hold the job for a moment: 409 then, 200 once it is done.
+    let deadline = Instant::now() + StdDuration::from_secs(20);
+    let body: serde_json::Value = loop {
+        let r = execute(&server.base, "award-birthday-points", Some(&bearer)).await;
+        if r.status() == 200 {
+            break r.json().await.expect("json");
+        }
+        assert_eq!(r.status(), 409);
+        assert!(Instant::now() < deadline, "job stayed busy");
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+    };
+    assert_eq!(body["job"], "award-birthday-points");
+    assert_eq!(body["trigger"], "manual");
+    assert_eq!(body["status"], "finished");
+    assert_eq!(body["counts"]["processed"], 0);
+
+    // Four at once: one runs; the others overlap it (409) or ask for the same second's slot
+    // again (409). Four requests inside one second always share a second with another.
+    let started = Instant::now();
+    let statuses: Vec<u16> =
+        futures::future::join_all((0..4).map(|_| execute(&server.base, job, Some(&bearer))))
+            .await
+            .iter()
+            .map(|r| r.status().as_u16())
+            .collect();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 409),
+        "{statuses:?}"
+    );
+    if started.elapsed() < StdDuration::from_secs(1) {
+        assert!(statuses.contains(&409), "{statuses:?}");
+    }
+    assert!(statuses.contains(&200) || statuses.iter().all(|s| *s == 409));
+}
+
+#[tokio::test]
+async fn without_a_cron_secret_the_endpoint_is_off() {
+    let dir = TempDir::new();
+    let server = start_server(&dir, None).await;
+    let r = execute(
+        &server.base,
+        "check-system-health",
+        Some(&format!("Bearer {SECRET}")),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+}
