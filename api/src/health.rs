@@ -24,6 +24,7 @@ pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>
     let head = state.log.head().await;
     let projections = state.projections.status().await;
     let policies = state.policies.status();
+    let scheduler = crate::scheduler::status(&state).await;
     let healthy = db.is_ok()
         && head.is_ok()
         && projections
@@ -56,6 +57,10 @@ pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>
             Err(e) => json!({ "status": "error", "error": e.to_string() }),
         },
         "policies": policies,
+        "scheduler": match &scheduler {
+            Ok(s) => json!(s),
+            Err(e) => json!({ "status": "error", "error": e.to_string() }),
+        },
         "integrations": {
             "stripe": integration(c.stripe_secret_key.is_some() && c.stripe_webhook_secret.is_some(), "STRIPE_SECRET_KEY/STRIPE_WEBHOOK_SECRET"),
             "twilio": integration(c.twilio_account_sid.is_some() && c.twilio_auth_token.is_some() && c.twilio_phone_number.is_some(), "TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN/TWILIO_PHONE_NUMBER"),
