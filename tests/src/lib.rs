@@ -110,3 +110,21 @@ impl TestDb {
             .expect("open event log")
     }
 }
+
+/// Events in the log other than the scheduler's own job-run records (a
+/// running server records its start-up runs at any moment). Counts rows
+/// directly, so events an open transaction holds back from readers count too.
+///
+/// # Panics
+/// When the database cannot be read.
+pub async fn business_event_count(log: &EventLog) -> u64 {
+    let sql = "SELECT COUNT(*) FROM events WHERE aggregate_type <> 'JobRun'";
+    let n: i64 = match log {
+        EventLog::Postgres(pg) => sqlx::query_scalar(sql).fetch_one(pg.pool()).await,
+        EventLog::Sqlite(s) => sqlx::query_scalar(sql).fetch_one(s.reader()).await,
+        #[allow(unreachable_patterns)]
+        _ => panic!("business_event_count supports PostgreSQL and SQLite"),
+    }
+    .expect("count events");
+    n as u64
+}

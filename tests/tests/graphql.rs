@@ -434,21 +434,7 @@ async fn roles_and_bad_input(engine: Engine) {
 
     // Bad input: each a clear error, nothing appended.
     // Business events only: the scheduler may record job runs meanwhile.
-    let count = || async {
-        let log = db.log().await;
-        let mut after = commands::LogPosition::START;
-        let mut n = 0;
-        loop {
-            let batch = log.read_all(after, 1000).await.expect("read");
-            let Some(last) = batch.last() else { break };
-            after = last.position;
-            n += batch
-                .iter()
-                .filter(|e| e.aggregate_type != "JobRun")
-                .count();
-        }
-        n
-    };
+    let count = || async { tests::business_event_count(&db.log().await).await };
     let before = count().await;
     let bad_phone = gql(
         &s,
