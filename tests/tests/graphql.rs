@@ -369,6 +369,44 @@ async fn a_business_day(engine: Engine) {
         .map(|b| b["revenue"]["amountCents"].as_i64().unwrap_or(0))
         .sum();
     assert_eq!(total, 25000);
+    let csv = gql(
+        &s,
+        Some(&admin),
+        "{ exportCsv(report: REVENUE_BY_SERVICE) customers: exportCsv(report: CUSTOMERS) }",
+        json!({}),
+    )
+    .await;
+    let by_service = data(&csv, "/data/exportCsv").as_str().expect("csv");
+    assert!(
+        by_service.starts_with("service,jobs,revenue_cents\n"),
+        "{by_service}"
+    );
+    assert!(
+        by_service.contains("carpet cleaning,1,25000"),
+        "{by_service}"
+    );
+    let customers = data(&csv, "/data/customers").as_str().expect("csv");
+    assert!(
+        customers.contains("Ada Lovelace") && customers.contains("Grace Hopper"),
+        "{customers}"
+    );
+    // The scheduler's start-up runs show in the job-run log.
+    let runs = gql(
+        &s,
+        Some(&admin),
+        "{ jobRuns { job outcome trigger } }",
+        json!({}),
+    )
+    .await;
+    assert!(data(&runs, "/data/jobRuns").is_array(), "{runs}");
+    let refused = gql(
+        &s,
+        Some(&tech),
+        "{ exportCsv(report: CUSTOMERS) }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&refused), "FORBIDDEN");
 }
 
 fn review_request_id(job: &str) -> String {

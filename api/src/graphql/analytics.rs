@@ -204,3 +204,91 @@ impl AnalyticsQuery {
         })
     }
 }
+
+/// Reports that export as CSV.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum CsvReport {
+    /// `date,jobs,revenue_cents` per day in the business's time zone.
+    RevenueDaily,
+    /// `service,jobs,revenue_cents`.
+    RevenueByService,
+    /// `technician_id,jobs,revenue_cents`.
+    RevenueByTechnician,
+    /// `date,metric,value`: the daily counters behind the KPIs.
+    DailyMetrics,
+    /// `customer_id,name,email,phone,tier,loyalty_points,jobs_completed,total_spent_cents`
+    /// (erased and merged customers left out).
+    Customers,
+}
+
+/// CSV export.
+#[derive(Debug, Default)]
+pub struct ExportQuery;
+
+#[Object]
+impl ExportQuery {
+    /// A report as CSV text (header row first), for from..=to where dated (managers).
+    async fn export_csv(
+        &self,
+        ctx: &Context<'_>,
+        report: CsvReport,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> async_graphql::Result<String> {
+        let (state, rc) = parts(ctx)?;
+        context::staff(rc, Role::Manager, "export reports")?;
+        let from = from
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "0000-01-01".into());
+        let to = to
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "9999-12-31".into());
+        let range = [Param::from(from), Param::from(to)];
+        let (sql, columns): (&str, &[&str]) = match report {
+            CsvReport::RevenueDaily => (
+                "SELECT local_date AS date, COUNT(*) AS jobs, CAST(SUM(amount_cents) AS BIGINT) AS revenue_cents FROM rm_revenue WHERE local_date >= $1 AND local_date <= $2 GROUP BY local_date ORDER BY local_date",
+                &["date", "jobs", "revenue_cents"],
+            ),
+            CsvReport::RevenueByService => (
+                "SELECT service, COUNT(*) AS jobs, CAST(SUM(amount_cents) AS BIGINT) AS revenue_cents FROM rm_revenue_by_service WHERE local_date >= $1 AND local_date <= $2 GROUP BY service ORDER BY service",
+                &["service", "jobs", "revenue_cents"],
+            ),
+            CsvReport::RevenueByTechnician => (
+                "SELECT COALESCE(technician_id, 'unassigned') AS technician_id, COUNT(*) AS jobs, CAST(SUM(amount_cents) AS BIGINT) AS revenue_cents FROM rm_revenue WHERE local_date >= $1 AND local_date <= $2 GROUP BY COALESCE(technician_id, 'unassigned') ORDER BY 1",
+                &["technician_id", "jobs", "revenue_cents"],
+            ),
+            CsvReport::DailyMetrics => (
+                "SELECT local_date AS date, metric, value FROM rm_daily_counts WHERE local_date >= $1 AND local_date <= $2 ORDER BY local_date, metric",
+                &["date", "metric", "value"],
+            ),
+            CsvReport::Customers => (
+                "SELECT customer_id, name, email, phone, tier, loyalty_points, jobs_completed, total_spent_cents FROM rm_customers WHERE erased = 0 AND merged_into IS NULL AND $1 <= $2 ORDER BY name, customer_id",
+                &["customer_id", "name", "email", "phone", "tier", "loyalty_points", "jobs_completed", "total_spent_cents"],
+            ),
+        };
+        let rows = state
+            .projections
+            .query(sql, &range)
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(columns)
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        for r in rows {
+            let record: Vec<String> = columns
+                .iter()
+                .map(|c| match r.get(*c) {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(serde_json::Value::Null) | None => String::new(),
+                    Some(v) => num(Some(v)).to_string(),
+                })
+                .collect();
+            w.write_record(&record)
+                .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        }
+        let bytes = w
+            .into_inner()
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        String::from_utf8(bytes).map_err(|e| errors::internal(&rc.request_id, &e))
+    }
+}

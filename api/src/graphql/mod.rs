@@ -38,6 +38,8 @@ pub struct QueryRoot(
     loyalty::LoyaltyQuery,
     analytics::AnalyticsQuery,
     sales::SalesQuery,
+    analytics::ExportQuery,
+    system::JobRunQuery,
 );
 
 /// Root of all mutations.

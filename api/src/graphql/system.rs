@@ -148,3 +148,81 @@ impl SystemQuery {
             .collect())
     }
 }
+
+/// One scheduled-job run.
+#[derive(Debug, SimpleObject)]
+pub struct JobRun {
+    /// Run id.
+    pub id: ID,
+    /// Job name (`send-review-requests`…).
+    pub job: String,
+    /// The slot it ran for (RFC 3339, UTC).
+    pub slot: String,
+    /// `scheduled`, `manual` or `catch_up`.
+    pub trigger: String,
+    /// `running`, `finished` or `failed`.
+    pub outcome: String,
+    /// Started at.
+    pub started_at: String,
+    /// Ended at.
+    pub ended_at: Option<String>,
+    /// Failed attempts.
+    pub failed_attempts: i64,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// Things examined.
+    pub processed: Option<i64>,
+    /// Things changed.
+    pub changed: Option<i64>,
+    /// Things skipped.
+    pub skipped: Option<i64>,
+    /// Job-specific figures.
+    pub figures: async_graphql::Json<std::collections::BTreeMap<String, i64>>,
+}
+
+/// The scheduled-job run log.
+#[derive(Debug, Default)]
+pub struct JobRunQuery;
+
+#[Object]
+impl JobRunQuery {
+    /// Runs started since `since` (default: the last 7 days), newest first (managers).
+    async fn job_runs(
+        &self,
+        ctx: &Context<'_>,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        job: Option<String>,
+    ) -> async_graphql::Result<Vec<JobRun>> {
+        let (state, rc) = parts(ctx)?;
+        context::staff(rc, Role::Manager, "read the job-run log")?;
+        let since = since.unwrap_or_else(|| chrono::Utc::now() - chrono::Duration::days(7));
+        let mut runs = crate::scheduler::list_runs(&state.log, Some(since))
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        runs.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+        let text = |v: serde_json::Value| {
+            v.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string())
+        };
+        Ok(runs
+            .into_iter()
+            .filter(|r| job.as_deref().is_none_or(|j| r.job == j))
+            .map(|r| JobRun {
+                id: ID(r.run_id.clone()),
+                job: r.job.clone(),
+                slot: super::auth::rfc3339(r.slot),
+                trigger: text(serde_json::to_value(r.trigger).unwrap_or_default()),
+                outcome: text(serde_json::to_value(r.outcome).unwrap_or_default()),
+                started_at: super::auth::rfc3339(r.started_at),
+                ended_at: r.ended_at.map(super::auth::rfc3339),
+                failed_attempts: i64::from(r.failed_attempts),
+                last_error: r.last_error.clone(),
+                processed: r.counts.map(|c| c.processed as i64),
+                changed: r.counts.map(|c| c.changed as i64),
+                skipped: r.counts.map(|c| c.skipped as i64),
+                figures: async_graphql::Json(r.figures.clone()),
+            })
+            .collect())
+    }
+}
