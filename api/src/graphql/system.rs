@@ -199,7 +199,7 @@ impl JobRunQuery {
         let mut runs = crate::scheduler::list_runs(&state.log, Some(since))
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        runs.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+        runs.sort_by_key(|r| std::cmp::Reverse(r.started_at));
         let text = |v: serde_json::Value| {
             v.as_str()
                 .map(str::to_string)
