@@ -146,6 +146,22 @@ impl ReadDb {
         })
     }
 
+    /// Begins a transaction for derived data only (read models and their
+    /// checkpoint). On PostgreSQL it does not wait for the WAL flush: a crash
+    /// may lose the last few such commits, never half of one, and the runner
+    /// re-applies from the older checkpoint. Never use it for sessions or
+    /// anything that is not rebuilt from the log.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn begin_derived(&self) -> Result<ReadTx, DbError> {
+        let mut tx = self.begin().await?;
+        if let ReadTx::Postgres(t) = &mut tx {
+            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut **t).await?;
+        }
+        Ok(tx)
+    }
+
     /// Runs a read query.
     ///
     /// # Errors

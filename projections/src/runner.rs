@@ -248,7 +248,7 @@ impl ProjectionRunner {
     /// Applies at most one batch to one projection; returns how many events it applied.
     async fn step(&self, p: &dyn Projection, slot: Slot) -> Result<usize, RunError> {
         let name = checkpoint_name(p, slot);
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.db.begin_derived().await?;
         let lock = match tx {
             // The row lock makes concurrent runners (other instances) take turns:
             // the second one reads the checkpoint the first one committed.
