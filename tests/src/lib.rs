@@ -21,6 +21,39 @@ pub struct TestDb {
     /// The `DATABASE_URL` of the fresh database.
     pub url: String,
     _dir: Option<TempDir>,
+    /// PostgreSQL: (admin URL, database name), dropped with the TestDb.
+    pg: Option<(String, String)>,
+}
+
+impl Drop for TestDb {
+    /// Drops a PostgreSQL test database, so that a long-lived server does not
+    /// fill its disk; failures are ignored (a throwaway cluster goes anyway).
+    fn drop(&mut self) {
+        let Some((admin, name)) = self.pg.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(mut conn) =
+                    <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await
+                {
+                    let _ = sqlx::Executor::execute(
+                        &mut conn,
+                        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                    )
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 /// A temporary directory removed on drop.
@@ -86,6 +119,7 @@ impl TestDb {
                 TestDb {
                     url: format!("{base}/{name}"),
                     _dir: None,
+                    pg: Some((admin.clone(), name)),
                 }
             }
             Engine::Sqlite => {
@@ -94,6 +128,7 @@ impl TestDb {
                 TestDb {
                     url,
                     _dir: Some(dir),
+                    pg: None,
                 }
             }
         }
