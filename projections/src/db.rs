@@ -157,7 +157,9 @@ impl ReadDb {
     pub async fn begin_derived(&self) -> Result<ReadTx, DbError> {
         let mut tx = self.begin().await?;
         if let ReadTx::Postgres(t) = &mut tx {
-            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut **t).await?;
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut **t)
+                .await?;
         }
         Ok(tx)
     }
