@@ -173,3 +173,16 @@ pub fn with_key(m: EventMetadata, key: Option<&String>) -> EventMetadata {
         None => m,
     }
 }
+
+/// The id for a create command: the aggregate the first attempt with this
+/// idempotency key created, or a fresh one. A retried create must address
+/// the same aggregate, or the key would be "reused for another aggregate".
+pub async fn id_for_create(state: &AppState, key: Option<&String>) -> uuid::Uuid {
+    let prior = match key {
+        Some(k) => state.log.find_idempotent(k).await.ok().flatten(),
+        None => None,
+    };
+    prior
+        .and_then(|p| uuid::Uuid::parse_str(&p.aggregate_id).ok())
+        .unwrap_or_else(uuid::Uuid::new_v4)
+}

@@ -383,7 +383,11 @@ impl CustomerMutation {
         input: CreateCustomerInput,
     ) -> async_graphql::Result<CustomerPayload> {
         check_len("name", &input.name)?;
-        let id = CustomerId::from_uuid(uuid::Uuid::new_v4());
+        let (state, _) = parts(ctx)?;
+        // A retried create returns the customer the first attempt made.
+        let id = CustomerId::from_uuid(
+            context::id_for_create(state, input.idempotency_key.as_ref()).await,
+        );
         let cmd = CustomerCommand::Create {
             customer_id: id,
             name: input.name,
@@ -391,33 +395,6 @@ impl CustomerMutation {
             phone: input.phone,
             birthday: input.birthday,
             customer_since: input.customer_since,
-        };
-        let (state, _) = parts(ctx)?;
-        // A retried create returns the customer the first attempt made.
-        let id = match &input.idempotency_key {
-            Some(k) => match state.log.find_idempotent(k).await.ok().flatten() {
-                Some(prior) => CustomerId::parse(&prior.aggregate_id).unwrap_or(id),
-                None => id,
-            },
-            None => id,
-        };
-        let cmd = match cmd {
-            CustomerCommand::Create {
-                name,
-                email,
-                phone,
-                birthday,
-                customer_since,
-                ..
-            } => CustomerCommand::Create {
-                customer_id: id,
-                name,
-                email,
-                phone,
-                birthday,
-                customer_since,
-            },
-            other => other,
         };
         run(
             ctx,

@@ -564,17 +564,9 @@ impl JobMutation {
         check_len("name", &input.name)?;
         let (state, rc) = parts(ctx)?;
         let (actor, meta) = context::staff(rc, Role::Manager, "register vehicles")?;
-        let id = VehicleId::from_uuid(match &input.idempotency_key {
-            Some(k) => state
-                .log
-                .find_idempotent(k)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|p| uuid::Uuid::parse_str(&p.aggregate_id).ok())
-                .unwrap_or_else(uuid::Uuid::new_v4),
-            None => uuid::Uuid::new_v4(),
-        });
+        let id = VehicleId::from_uuid(
+            context::id_for_create(state, input.idempotency_key.as_ref()).await,
+        );
         let out = state
             .crm
             .vehicles()
@@ -597,17 +589,7 @@ impl JobMutation {
     }
 }
 
-/// A retried create must address the aggregate the first attempt created.
+/// A retried booking must address the job the first attempt booked.
 async fn prior_or_new(state: &AppState, key: Option<&String>) -> JobId {
-    let prior = match key {
-        Some(k) => state
-            .log
-            .find_idempotent(k)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|p| uuid::Uuid::parse_str(&p.aggregate_id).ok()),
-        None => None,
-    };
-    JobId::from_uuid(prior.unwrap_or_else(uuid::Uuid::new_v4))
+    JobId::from_uuid(context::id_for_create(state, key).await)
 }

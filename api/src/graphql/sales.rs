@@ -467,17 +467,9 @@ impl SalesMutation {
                 .map_err(|_| errors::invalid("ownerId", "not a staff user id"))?,
             None => me.ok_or_else(errors::unauthenticated)?,
         };
-        let prior = match &input.idempotency_key {
-            Some(k) => state
-                .log
-                .find_idempotent(k)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|p| uuid::Uuid::parse_str(&p.aggregate_id).ok()),
-            None => None,
-        };
-        let id = OpportunityId::from_uuid(prior.unwrap_or_else(uuid::Uuid::new_v4));
+        let id = OpportunityId::from_uuid(
+            context::id_for_create(state, input.idempotency_key.as_ref()).await,
+        );
         run_opp(
             ctx,
             id,
@@ -750,17 +742,9 @@ impl SalesMutation {
             },
             None => AudienceSegment::AllCustomers,
         };
-        let prior = match &input.idempotency_key {
-            Some(k) => state
-                .log
-                .find_idempotent(k)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|p| uuid::Uuid::parse_str(&p.aggregate_id).ok()),
-            None => None,
-        };
-        let id = PromotionId::from_uuid(prior.unwrap_or_else(uuid::Uuid::new_v4));
+        let id = PromotionId::from_uuid(
+            context::id_for_create(state, input.idempotency_key.as_ref()).await,
+        );
         let draft = PromotionDraft {
             name: input.name,
             kind: PromotionKind::Campaign,
@@ -870,17 +854,9 @@ impl SalesMutation {
             .as_ref()
             .map(|j| JobId::parse(j).map_err(|_| errors::invalid("jobId", "not a job id")))
             .transpose()?;
-        let prior = match &input.idempotency_key {
-            Some(k) => state
-                .log
-                .find_idempotent(k)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|p| uuid::Uuid::parse_str(&p.aggregate_id).ok()),
-            None => None,
-        };
-        let id = ReviewId::from_uuid(prior.unwrap_or_else(uuid::Uuid::new_v4));
+        let id = ReviewId::from_uuid(
+            context::id_for_create(state, input.idempotency_key.as_ref()).await,
+        );
         let out = state
             .crm
             .reviews()
