@@ -390,6 +390,24 @@ async fn a_business_day(engine: Engine) {
         customers.contains("Ada Lovelace") && customers.contains("Grace Hopper"),
         "{customers}"
     );
+    // The audit trail per actor: what the technician did, from which request.
+    let by_actor = gql(
+        &s,
+        Some(&admin),
+        "query($a: String!) { auditByActor(actor: $a) { aggregateType eventType requestId } }",
+        json!({"a": format!("staff:{tech_id}")}),
+    )
+    .await;
+    let done: Vec<&str> = data(&by_actor, "/data/auditByActor")
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["eventType"].as_str())
+        .collect();
+    assert!(
+        done.contains(&"JobCompleted") && done.contains(&"CustomerCreated"),
+        "{by_actor}"
+    );
     // The scheduler's start-up runs show in the job-run log.
     let runs = gql(
         &s,

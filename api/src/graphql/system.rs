@@ -47,6 +47,25 @@ pub struct AuditEntry {
     pub payload: async_graphql::Json<serde_json::Value>,
 }
 
+/// One thing an actor did.
+#[derive(Debug, SimpleObject)]
+pub struct ActorAuditEntry {
+    /// Aggregate type.
+    pub aggregate_type: String,
+    /// Aggregate id.
+    pub aggregate_id: ID,
+    /// Sequence within the aggregate.
+    pub sequence: i64,
+    /// Event type.
+    pub event_type: String,
+    /// The request that carried the command.
+    pub request_id: Option<String>,
+    /// Client address.
+    pub client_ip: Option<String>,
+    /// When (RFC 3339, UTC).
+    pub occurred_at: Option<String>,
+}
+
 /// System queries.
 #[derive(Debug, Default)]
 pub struct SystemQuery;
@@ -94,6 +113,46 @@ impl SystemQuery {
             .wait_for(p, t)
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))
+    }
+
+    /// What one actor did, newest first (managers and admins). `actor` is
+    /// `staff:<id>`, `customer:<id>`, `webhook:<vendor>` or `system:<what>`.
+    async fn audit_by_actor(
+        &self,
+        ctx: &Context<'_>,
+        actor: String,
+        #[graphql(default = 100)] first: i32,
+    ) -> async_graphql::Result<Vec<ActorAuditEntry>> {
+        let (state, rc) = parts(ctx)?;
+        context::staff(rc, Role::Manager, "read the audit trail")?;
+        let rows = state
+            .projections
+            .query(
+                "SELECT aggregate_type, aggregate_id, sequence, event_type, request_id, client_ip, occurred_at
+                   FROM rm_audit_trail WHERE actor = $1
+                  ORDER BY occurred_at DESC, aggregate_type, aggregate_id, sequence DESC LIMIT $2",
+                &[Param::from(actor), i64::from(first.clamp(1, 500)).into()],
+            )
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        let s = |r: &projections::JsonRow, k: &str| {
+            r.get(k).and_then(|v| v.as_str()).map(str::to_string)
+        };
+        Ok(rows
+            .iter()
+            .map(|r| ActorAuditEntry {
+                aggregate_type: s(r, "aggregate_type").unwrap_or_default(),
+                aggregate_id: ID(s(r, "aggregate_id").unwrap_or_default()),
+                sequence: r
+                    .get("sequence")
+                    .and_then(serde_json::Value::as_i64)
+                    .unwrap_or(0),
+                event_type: s(r, "event_type").unwrap_or_default(),
+                request_id: s(r, "request_id"),
+                client_ip: s(r, "client_ip"),
+                occurred_at: s(r, "occurred_at"),
+            })
+            .collect())
     }
 
     /// The full history of one aggregate (managers and admins).
