@@ -163,3 +163,27 @@ pub async fn business_event_count(log: &EventLog) -> u64 {
     .expect("count events");
     n as u64
 }
+
+/// Generates `postgres::NAME` and `sqlite::NAME` tests calling `NAME(Engine)`:
+/// one suite, run unchanged on both engines.
+#[macro_export]
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::Engine::Postgres).await
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::Engine::Sqlite).await
+                }
+            )*
+        }
+    };
+}

@@ -14,28 +14,7 @@ use tests::app_support::{self as support, meta, staff};
 use tests::{Engine, TestDb};
 use uuid::Uuid;
 
-macro_rules! on_both_engines {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(tests::Engine::Postgres).await
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(tests::Engine::Sqlite).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_engines!(
+tests::on_both_engines!(
     completing_a_job_awards_loyalty_points_and_requests_a_review,
     a_referral_rewards_both_sides_once_on_the_first_completed_job,
     policies_resume_from_their_checkpoint_after_a_crash_without_double_effects,

@@ -13,28 +13,7 @@ use commands::{
 use tests::counter::{Counter, CounterCommand, CounterError, IncrementedV1};
 use tests::{Engine, TestDb};
 
-macro_rules! on_both_engines {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(tests::Engine::Postgres).await
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(tests::Engine::Sqlite).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_engines!(
+tests::on_both_engines!(
     appended_events_load_back_in_order_with_their_metadata,
     fifty_concurrent_commands_on_one_aggregate_lose_no_update,
     conflicting_commands_succeed_when_retried,

@@ -14,28 +14,7 @@ use tests::{Engine, TestDb};
 
 const TZ: chrono_tz::Tz = chrono_tz::America::Chicago;
 
-macro_rules! on_both_engines {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(tests::Engine::Postgres).await
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(tests::Engine::Sqlite).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_engines!(
+tests::on_both_engines!(
     read_models_follow_the_log_and_a_rebuild_gives_identical_tables,
     four_writers_and_two_runners_apply_every_event_exactly_once,
     a_failing_projection_stops_alone_reports_the_event_and_resumes_once_fixed,

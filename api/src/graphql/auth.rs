@@ -260,14 +260,17 @@ pub async fn staff_user(state: &AppState, id: &str) -> Option<StaffUser> {
         )
         .await
         .ok()?;
-    let r = rows.first()?;
+    rows.first().map(staff_user_from_row)
+}
+
+fn staff_user_from_row(r: &projections::JsonRow) -> StaffUser {
     let s = |k: &str| {
         r.get(k)
             .and_then(|v| v.as_str())
             .unwrap_or_default()
             .to_string()
     };
-    Some(StaffUser {
+    StaffUser {
         id: ID(s("staff_user_id")),
         email: s("email"),
         name: s("name"),
@@ -275,7 +278,7 @@ pub async fn staff_user(state: &AppState, id: &str) -> Option<StaffUser> {
             .unwrap_or(Role::Staff)
             .into(),
         active: r.get("active").and_then(serde_json::Value::as_i64) == Some(1),
-    })
+    }
 }
 
 async fn create_staff(
@@ -400,26 +403,10 @@ impl AuthQuery {
         context::staff(rc, Role::Admin, "list staff users")?;
         let rows = state
             .projections
-            .query(
-                "SELECT staff_user_id FROM rm_staff_users ORDER BY email",
-                &[],
-            )
+            .query("SELECT * FROM rm_staff_users ORDER BY email", &[])
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        let mut out = Vec::new();
-        for r in rows {
-            if let Some(u) = staff_user(
-                state,
-                r.get("staff_user_id")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default(),
-            )
-            .await
-            {
-                out.push(u);
-            }
-        }
-        Ok(out)
+        Ok(rows.iter().map(staff_user_from_row).collect())
     }
 }
 

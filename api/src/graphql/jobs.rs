@@ -363,7 +363,8 @@ impl JobMutation {
         let customer = customer_id("customerId", &input.customer_id)?;
         let w = window(input.start, input.end)?;
         let (state, _) = parts(ctx)?;
-        let id = prior_or_new(state, input.idempotency_key.as_ref()).await;
+        let id =
+            JobId::from_uuid(context::id_for_create(state, input.idempotency_key.as_ref()).await);
         run_job(
             ctx,
             id,
@@ -390,7 +391,8 @@ impl JobMutation {
         let w = window(input.start, input.end)?;
         let (state, rc) = parts(ctx)?;
         let (customer, actor, meta) = context::customer(rc)?;
-        let id = prior_or_new(state, input.idempotency_key.as_ref()).await;
+        let id =
+            JobId::from_uuid(context::id_for_create(state, input.idempotency_key.as_ref()).await);
         let out = state
             .crm
             .jobs()
@@ -587,9 +589,4 @@ impl JobMutation {
             position: settle(state, &out).await,
         })
     }
-}
-
-/// A retried booking must address the job the first attempt booked.
-async fn prior_or_new(state: &AppState, key: Option<&String>) -> JobId {
-    JobId::from_uuid(context::id_for_create(state, key).await)
 }
