@@ -117,6 +117,7 @@ pub fn all_event_schemas() -> Vec<&'static EventSchema> {
         conversation::ConversationEvent::SCHEMAS,
         scheduled_report::ScheduledReportEvent::SCHEMAS,
         job_run::JobRunEvent::SCHEMAS,
+        message::MessageEvent::SCHEMAS,
     ]
     .into_iter()
     .flatten()

@@ -103,6 +103,9 @@ typed_id!(
 typed_id!(
     /// A customer's portal account.
     PortalAccountId, "portal_account_id");
+typed_id!(
+    /// An outbound SMS or email; derived from its cause, see [`OutboundMessageId::for_cause`].
+    OutboundMessageId, "message_id");
 
 /// Namespaces for deterministic (UUID v5) ids. Changing them would orphan existing streams.
 mod namespace {
@@ -111,6 +114,7 @@ mod namespace {
     pub const LOYALTY_ACCOUNT: Uuid = Uuid::from_u128(0x6d2f_4c1e_9a57_4b0e_8f3a_1c2d_3e4f_5a02);
     pub const REFERRAL: Uuid = Uuid::from_u128(0x6d2f_4c1e_9a57_4b0e_8f3a_1c2d_3e4f_5a03);
     pub const PORTAL_ACCOUNT: Uuid = Uuid::from_u128(0x6d2f_4c1e_9a57_4b0e_8f3a_1c2d_3e4f_5a04);
+    pub const OUTBOUND_MESSAGE: Uuid = Uuid::from_u128(0x6d2f_4c1e_9a57_4b0e_8f3a_1c2d_3e4f_5a05);
 }
 
 impl ReviewRequestId {
@@ -145,6 +149,14 @@ impl PortalAccountId {
             &namespace::PORTAL_ACCOUNT,
             customer.0.as_bytes(),
         ))
+    }
+}
+
+impl OutboundMessageId {
+    /// The one message a cause (`Type:id:sequence[:part]` of the triggering event) can have:
+    /// a policy that handles its trigger again addresses the same stream and is refused.
+    pub fn for_cause(cause: &str) -> Self {
+        Self(Uuid::new_v5(&namespace::OUTBOUND_MESSAGE, cause.as_bytes()))
     }
 }
 

@@ -21,6 +21,7 @@ pub mod customer;
 pub mod job;
 pub mod job_run;
 pub mod loyalty;
+pub mod message;
 pub mod opportunity;
 pub mod payment;
 pub mod portal;
