@@ -19,6 +19,9 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(Activity),
         std::sync::Arc::new(Analytics),
         std::sync::Arc::new(Accounts),
+        std::sync::Arc::new(Payments),
+        std::sync::Arc::new(JobRuns),
+        std::sync::Arc::new(ScheduledReports),
     ]
 }
 
@@ -1157,6 +1160,241 @@ impl Projection for Accounts {
                 ("PortalAccount", "PortalLoginRecorded") => {
                     exec(tx, ctx, t, "UPDATE {portal_accounts} SET last_login_at = $2, logins = logins + 1 WHERE customer_id = $1",
                         &[f.str("customer_id")?.into(), f.at().into()]).await?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+    }
+}
+
+// ---------------------------------------------------------------- payments
+
+/// Payments by provider intent: what a Stripe webhook's intent id points at,
+/// and the payment history of a job or customer.
+#[derive(Debug)]
+pub struct Payments;
+
+const PAYMENTS: &[&str] = &["payments"];
+
+impl Projection for Payments {
+    fn name(&self) -> &'static str {
+        "payments"
+    }
+    fn version(&self) -> i64 {
+        1
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        PAYMENTS
+    }
+    fn schema(&self) -> &'static [&'static str] {
+        &[
+            "CREATE TABLE {payments} (
+                payment_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, customer_id TEXT NOT NULL,
+                amount_cents BIGINT NOT NULL, provider_intent_id TEXT NOT NULL, status TEXT NOT NULL,
+                failure_reason TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+            "CREATE INDEX {payments}_intent_{gen} ON {payments} (provider_intent_id)",
+            "CREATE INDEX {payments}_job_{gen} ON {payments} (job_id)",
+        ]
+    }
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        ctx: ApplyContext,
+        e: &'a RecordedEvent,
+    ) -> BoxFut<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            if e.aggregate_type != "Payment" {
+                return Ok(());
+            }
+            let f = Fields::of(e);
+            let t = PAYMENTS;
+            let id = e.aggregate_id.clone();
+            match e.event_type.as_str() {
+                "PaymentIntentCreated" => {
+                    exec(tx, ctx, t, "INSERT INTO {payments} (payment_id, job_id, customer_id, amount_cents, provider_intent_id, status, created_at, updated_at)
+                        VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6) ON CONFLICT (payment_id) DO NOTHING",
+                        &[id.into(), f.str("job_id")?.into(), f.str("customer_id")?.into(), f.int("amount").into(),
+                          f.str("provider_intent_id")?.into(), f.at().into()]).await?;
+                }
+                "PaymentSucceeded" => {
+                    exec(tx, ctx, t, "UPDATE {payments} SET status = 'succeeded', failure_reason = NULL, updated_at = $2 WHERE payment_id = $1",
+                        &[id.into(), f.at().into()]).await?;
+                }
+                "PaymentFailed" => {
+                    exec(tx, ctx, t, "UPDATE {payments} SET status = 'failed', failure_reason = $2, updated_at = $3 WHERE payment_id = $1",
+                        &[id.into(), f.opt_str("reason").into(), f.at().into()]).await?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+    }
+}
+
+// ---------------------------------------------------------------- scheduled-job runs
+
+/// The scheduler's run log: one row per `JobRun` stream.
+#[derive(Debug)]
+pub struct JobRuns;
+
+const JOB_RUNS: &[&str] = &["job_runs"];
+
+/// RFC 3339 with milliseconds, UTC: run times are finer than a second.
+fn rfc3339_millis(f: &Fields<'_>, field: &str) -> String {
+    f.time(field)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Projection for JobRuns {
+    fn name(&self) -> &'static str {
+        "job_runs"
+    }
+    fn version(&self) -> i64 {
+        1
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        JOB_RUNS
+    }
+    fn schema(&self) -> &'static [&'static str] {
+        &[
+            "CREATE TABLE {job_runs} (
+                run_id TEXT PRIMARY KEY, job TEXT NOT NULL, slot TEXT NOT NULL, trigger TEXT NOT NULL,
+                started_at TEXT NOT NULL, ended_at TEXT, outcome TEXT NOT NULL,
+                failed_attempts BIGINT NOT NULL DEFAULT 0, last_error TEXT,
+                counts TEXT, figures TEXT NOT NULL DEFAULT '{}', note TEXT)",
+            "CREATE INDEX {job_runs}_started_{gen} ON {job_runs} (started_at)",
+        ]
+    }
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        ctx: ApplyContext,
+        e: &'a RecordedEvent,
+    ) -> BoxFut<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            if e.aggregate_type != "JobRun" {
+                return Ok(());
+            }
+            let f = Fields::of(e);
+            let t = JOB_RUNS;
+            let id = e.aggregate_id.clone();
+            match e.event_type.as_str() {
+                "JobRunStarted" => {
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "INSERT INTO {job_runs} (run_id, job, slot, trigger, started_at, outcome)
+                        VALUES ($1, $2, $3, $4, $5, 'running') ON CONFLICT (run_id) DO NOTHING",
+                        &[
+                            id.into(),
+                            f.str("job")?.into(),
+                            rfc3339_millis(&f, "slot").into(),
+                            f.str("trigger")?.into(),
+                            rfc3339_millis(&f, "at").into(),
+                        ],
+                    )
+                    .await?;
+                }
+                "JobRunFinished" => {
+                    exec(tx, ctx, t, "UPDATE {job_runs} SET outcome = 'finished', ended_at = $2, counts = $3, figures = $4, note = $5 WHERE run_id = $1",
+                        &[id.into(), rfc3339_millis(&f, "at").into(), f.value("counts").to_string().into(),
+                          f.value("figures").to_string().into(), f.opt_str("note").into()]).await?;
+                }
+                "JobRunFailed" => {
+                    let last = !f.value("will_retry").as_bool().unwrap_or(false);
+                    exec(tx, ctx, t, "UPDATE {job_runs} SET failed_attempts = failed_attempts + 1, last_error = $2,
+                        outcome = CASE WHEN $3 = 1 THEN 'failed' ELSE outcome END,
+                        ended_at = CASE WHEN $3 = 1 THEN $4 ELSE ended_at END WHERE run_id = $1",
+                        &[id.into(), f.opt_str("error").into(), i64::from(last).into(), rfc3339_millis(&f, "at").into()]).await?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+    }
+}
+
+// ---------------------------------------------------------------- scheduled reports
+
+/// Scheduled-report definitions and the periods each one was generated or sent for.
+#[derive(Debug)]
+pub struct ScheduledReports;
+
+const SCHEDULED_REPORTS: &[&str] = &["scheduled_reports", "scheduled_report_periods"];
+
+impl Projection for ScheduledReports {
+    fn name(&self) -> &'static str {
+        "scheduled_reports"
+    }
+    fn version(&self) -> i64 {
+        1
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        SCHEDULED_REPORTS
+    }
+    fn schema(&self) -> &'static [&'static str] {
+        &[
+            "CREATE TABLE {scheduled_reports} (
+                report_id TEXT PRIMARY KEY, name TEXT NOT NULL, metrics TEXT NOT NULL, period TEXT NOT NULL,
+                recipients TEXT NOT NULL, cron TEXT NOT NULL, defined_by TEXT, defined_at TEXT NOT NULL,
+                deleted BIGINT NOT NULL DEFAULT 0, last_generated_at TEXT, last_period_start TEXT)",
+            "CREATE TABLE {scheduled_report_periods} (
+                report_id TEXT NOT NULL, period_start TEXT NOT NULL, period_end TEXT, row_count BIGINT,
+                status TEXT NOT NULL, failure_reason TEXT, recipient_count BIGINT, at TEXT NOT NULL,
+                PRIMARY KEY (report_id, period_start))",
+        ]
+    }
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        ctx: ApplyContext,
+        e: &'a RecordedEvent,
+    ) -> BoxFut<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            if e.aggregate_type != "ScheduledReport" {
+                return Ok(());
+            }
+            let f = Fields::of(e);
+            let t = SCHEDULED_REPORTS;
+            let id = e.aggregate_id.clone();
+            match e.event_type.as_str() {
+                "ScheduledReportDefined" => {
+                    exec(tx, ctx, t, "INSERT INTO {scheduled_reports} (report_id, name, metrics, period, recipients, cron, defined_by, defined_at)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (report_id) DO NOTHING",
+                        &[id.into(), f.str("name")?.into(), f.value("metrics").to_string().into(), f.str("period")?.into(),
+                          f.value("recipients").to_string().into(), f.str("cron")?.into(),
+                          Some(f.value("defined_by").to_string()).into(), f.at().into()]).await?;
+                }
+                "ScheduledReportGenerated" => {
+                    exec(tx, ctx, t, "INSERT INTO {scheduled_report_periods} (report_id, period_start, period_end, row_count, status, at)
+                        VALUES ($1, $2, $3, $4, 'generated', $5)
+                        ON CONFLICT (report_id, period_start) DO UPDATE SET period_end = $3, row_count = $4, status = 'generated', failure_reason = NULL, at = $5",
+                        &[id.clone().into(), f.str("period_start")?.into(), f.opt_str("period_end").into(), f.int("row_count").into(), f.at().into()]).await?;
+                    exec(tx, ctx, t, "UPDATE {scheduled_reports} SET last_generated_at = $2, last_period_start = $3 WHERE report_id = $1",
+                        &[id.into(), f.at().into(), f.str("period_start")?.into()]).await?;
+                }
+                "ScheduledReportGenerationFailed" => {
+                    exec(tx, ctx, t, "INSERT INTO {scheduled_report_periods} (report_id, period_start, status, failure_reason, at)
+                        VALUES ($1, $2, 'failed', $3, $4)
+                        ON CONFLICT (report_id, period_start) DO UPDATE SET failure_reason = $3, at = $4",
+                        &[id.into(), f.str("period_start")?.into(), f.opt_str("reason").into(), f.at().into()]).await?;
+                }
+                "ScheduledReportSent" => {
+                    exec(tx, ctx, t, "UPDATE {scheduled_report_periods} SET status = 'sent', recipient_count = $3, at = $4
+                        WHERE report_id = $1 AND period_start = $2",
+                        &[id.into(), f.str("period_start")?.into(), f.int("recipient_count").into(), f.at().into()]).await?;
+                }
+                "ScheduledReportDeleted" => {
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {scheduled_reports} SET deleted = 1 WHERE report_id = $1",
+                        &[id.into()],
+                    )
+                    .await?;
                 }
                 _ => {}
             }

@@ -23,6 +23,17 @@ pub enum Param {
     Int(i64),
     /// Text (ids, dates, JSON).
     Text(String),
+    /// An instant, for `timestamptz` columns of operational tables (read
+    /// models store RFC 3339 text instead). SQLite stores it as RFC 3339 text.
+    Time(chrono::DateTime<chrono::Utc>),
+    /// A JSON document, for `jsonb` columns (JSON text on SQLite).
+    Json(Value),
+}
+
+impl From<chrono::DateTime<chrono::Utc>> for Param {
+    fn from(v: chrono::DateTime<chrono::Utc>) -> Self {
+        Param::Time(v)
+    }
 }
 
 impl From<i64> for Param {
@@ -66,12 +77,38 @@ pub type JsonRow = Map<String, Value>;
 
 /// Errors of the read-model database.
 #[derive(Debug, thiserror::Error)]
-#[error("read model database: {0}")]
-pub struct DbError(pub String);
+#[error("read model database: {message}")]
+pub struct DbError {
+    message: String,
+    unavailable: bool,
+}
+
+impl DbError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        DbError {
+            message: message.into(),
+            unavailable: false,
+        }
+    }
+
+    /// Whether the database was unreachable (pool exhausted or closed, I/O)
+    /// rather than refusing the statement: worth a retry.
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable
+    }
+}
 
 impl From<sqlx::Error> for DbError {
     fn from(e: sqlx::Error) -> Self {
-        DbError(e.to_string())
+        let unavailable = matches!(
+            e,
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
+        );
+        DbError {
+            message: e.to_string(),
+            unavailable,
+        }
     }
 }
 
@@ -107,6 +144,8 @@ macro_rules! bind_all {
                 Param::NullInt => q.bind(None::<i64>),
                 Param::Int(i) => q.bind(*i),
                 Param::Text(s) => q.bind(s.clone()),
+                Param::Time(t) => q.bind(*t),
+                Param::Json(v) => q.bind(v.clone()),
             };
         }
         q
@@ -116,12 +155,16 @@ macro_rules! bind_all {
 impl ReadDb {
     /// The read-model database of an event log.
     pub fn of(log: &EventLog) -> Self {
-        match log {
+        match log.read_model() {
             EventLog::Postgres(pg) => ReadDb::Postgres(pg.pool().clone()),
             EventLog::Sqlite(s) => ReadDb::Sqlite {
                 writer: s.writer().clone(),
                 reader: s.reader().clone(),
             },
+            // `read_model()` never returns an EventStoreDB log: its read
+            // models live in PostgreSQL or SQLite.
+            #[cfg(feature = "esdb")]
+            EventLog::Esdb(_) => unreachable!("read_model() of an EventStoreDB log is SQL"),
         }
     }
 
@@ -286,6 +329,10 @@ fn pg_row(r: &PgRow) -> JsonRow {
                     .map(Value::from)
                     .unwrap_or(Value::Null),
                 "JSONB" | "JSON" => r.try_get::<Value, _>(i).unwrap_or(Value::Null),
+                "TIMESTAMPTZ" => r
+                    .try_get::<chrono::DateTime<chrono::Utc>, _>(i)
+                    .map(|t| Value::from(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)))
+                    .unwrap_or(Value::Null),
                 _ => r
                     .try_get::<String, _>(i)
                     .map(Value::from)

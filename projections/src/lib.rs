@@ -9,6 +9,6 @@ pub mod db;
 pub mod projection;
 pub mod runner;
 
-pub use db::{JsonRow, Param, ReadDb};
+pub use db::{DbError, JsonRow, Param, ReadDb};
 pub use projection::{Projection, ProjectionError, Slot};
 pub use runner::{BeforeSwap, Dump, HandlerFailure, ProjectionRunner, ProjectionStatus, RunError};

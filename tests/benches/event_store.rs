@@ -70,6 +70,8 @@ async fn raw_inserts(log: &EventLog, clients: u64) -> f64 {
                         .bind(id).bind(seq).bind(payload().to_string()).bind(meta.to_string())
                         .execute(s.writer()).await.expect("raw insert");
                 }
+                #[cfg(feature = "esdb")]
+                EventLog::Esdb(_) => unreachable!("the raw-insert baseline is SQL only"),
             }
             1
         }

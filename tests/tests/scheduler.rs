@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use api::scheduler::runs::{events_of_type, StoredEvent};
 use api::scheduler::{
     list_runs, GoogleReview, GoogleReviews, GoogleReviewsResult, JobName, Scheduler,
     SchedulerOptions,
@@ -34,7 +33,10 @@ use commands::domain::scheduled_report::{ReportMetric, ReportPeriod, ScheduledRe
 use commands::domain::values::Discount;
 use commands::domain::Actor as DomainActor;
 use commands::EventLog;
+use commands::StoreError;
 use projections::ProjectionRunner;
+use serde_json::Value;
+use sqlx::Row;
 use tests::app_support::{complete, meta, scheduled_job, staff, technician};
 use tests::{Engine, TempDir, TestDb};
 use uuid::Uuid;
@@ -57,6 +59,95 @@ fn chicago(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
 
 fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).expect("valid date")
+}
+
+/// One stored event of some aggregate type, undecoded (read from the events table
+/// directly: a test helper, not the application's way in).
+#[derive(Debug, Clone, PartialEq)]
+struct StoredEvent {
+    /// Aggregate id.
+    aggregate_id: String,
+    /// Sequence in the stream.
+    sequence: i64,
+    /// Event type.
+    event_type: String,
+    /// Payload (externally tagged JSON).
+    payload: Value,
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+/// Every event of `aggregate_type` (of streams started at or after `started_since`, by the
+/// database's clock), ordered by stream and sequence.
+///
+/// # Errors
+/// [`StoreError::Database`].
+async fn events_of_type(
+    log: &EventLog,
+    aggregate_type: &str,
+    started_since: Option<DateTime<Utc>>,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    // The filter is on the stream's first event so a run is never cut in half.
+    match log {
+        EventLog::Postgres(pg) => {
+            let rows = sqlx::query(
+                "SELECT aggregate_id, sequence, event_type, payload FROM events
+                  WHERE aggregate_type = $1
+                    AND ($2::timestamptz IS NULL OR aggregate_id IN (
+                        SELECT aggregate_id FROM events
+                         WHERE aggregate_type = $1 AND sequence = 1 AND recorded_at >= $2))
+                  ORDER BY aggregate_id, sequence",
+            )
+            .bind(aggregate_type)
+            .bind(started_since)
+            .fetch_all(pg.pool())
+            .await
+            .map_err(db)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(StoredEvent {
+                        aggregate_id: r.try_get("aggregate_id").map_err(db)?,
+                        sequence: r.try_get("sequence").map_err(db)?,
+                        event_type: r.try_get("event_type").map_err(db)?,
+                        payload: r.try_get("payload").map_err(db)?,
+                    })
+                })
+                .collect()
+        }
+        EventLog::Sqlite(s) => {
+            let since = started_since.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+            let rows = sqlx::query(
+                "SELECT aggregate_id, sequence, event_type, payload FROM events
+                  WHERE aggregate_type = ?1
+                    AND (?2 IS NULL OR aggregate_id IN (
+                        SELECT aggregate_id FROM events
+                         WHERE aggregate_type = ?1 AND sequence = 1 AND recorded_at >= ?2))
+                  ORDER BY aggregate_id, sequence",
+            )
+            .bind(aggregate_type)
+            .bind(since)
+            .fetch_all(s.reader())
+            .await
+            .map_err(db)?;
+            rows.iter()
+                .map(|r| {
+                    let payload: String = r.try_get("payload").map_err(db)?;
+                    Ok(StoredEvent {
+                        aggregate_id: r.try_get("aggregate_id").map_err(db)?,
+                        sequence: r.try_get("sequence").map_err(db)?,
+                        event_type: r.try_get("event_type").map_err(db)?,
+                        payload: serde_json::from_str(&payload).map_err(|e| {
+                            StoreError::Database(format!("unreadable payload: {e}"))
+                        })?,
+                    })
+                })
+                .collect()
+        }
+        #[cfg(feature = "esdb")]
+        EventLog::Esdb(_) => unreachable!("the scheduler tests run on the SQL engines"),
+    }
 }
 
 async fn stored(log: &EventLog, event_type: &str) -> Vec<StoredEvent> {
@@ -697,7 +788,7 @@ async fn sync_google_reviews_imports_each_review_once_and_retries_a_failing_prov
     // One retried failure in the first run, then two retried and one final in the third.
     assert_eq!(retry, vec![false, true, true, true]);
     let status = api::scheduler::status_of(
-        list_runs(&e.log, None).await.expect("runs"),
+        list_runs(&e.projections, None).await.expect("runs"),
         Chicago,
         chicago(2026, 7, 4, 3, 0),
     );

@@ -434,19 +434,27 @@ async fn each_webhook_delivered_three_times_has_one_effect(engine: Engine) {
     assert_eq!(count_type(&events, "MessageAdded"), 1);
     assert_eq!(count_type(&events, "EmailSuppressed"), 1);
     assert_eq!(
-        ledger::sms_status(&log, "SMout1").await.expect("status"),
+        ledger::sms_status(&projections::ReadDb::of(&log), "SMout1")
+            .await
+            .expect("status"),
         Some(SmsStatus::Delivered)
     );
     assert_eq!(
-        ledger::count(&log, Provider::Stripe).await.expect("count"),
+        ledger::count(&projections::ReadDb::of(&log), Provider::Stripe)
+            .await
+            .expect("count"),
         3
     );
     assert_eq!(
-        ledger::count(&log, Provider::Twilio).await.expect("count"),
+        ledger::count(&projections::ReadDb::of(&log), Provider::Twilio)
+            .await
+            .expect("count"),
         4
     );
     assert_eq!(
-        ledger::count(&log, Provider::Resend).await.expect("count"),
+        ledger::count(&projections::ReadDb::of(&log), Provider::Resend)
+            .await
+            .expect("count"),
         1
     );
     log.close().await;
@@ -495,7 +503,9 @@ async fn fifty_concurrent_deliveries_of_one_stripe_event_make_one_payment_event(
         1
     );
     assert_eq!(
-        ledger::count(&log, Provider::Stripe).await.expect("count"),
+        ledger::count(&projections::ReadDb::of(&log), Provider::Stripe)
+            .await
+            .expect("count"),
         1
     );
     log.close().await;
@@ -677,7 +687,13 @@ async fn bad_input_is_refused_and_nothing_is_recorded(engine: Engine) {
 
     let log = db.log().await;
     for p in [Provider::Stripe, Provider::Twilio, Provider::Resend] {
-        assert_eq!(ledger::count(&log, p).await.expect("count"), 0, "{p}");
+        assert_eq!(
+            ledger::count(&projections::ReadDb::of(&log), p)
+                .await
+                .expect("count"),
+            0,
+            "{p}"
+        );
     }
     assert_eq!(tests::business_event_count(&log).await, before);
     log.close().await;

@@ -255,7 +255,7 @@ impl JobRunQuery {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Manager, "read the job-run log")?;
         let since = since.unwrap_or_else(|| chrono::Utc::now() - chrono::Duration::days(7));
-        let mut runs = crate::scheduler::list_runs(&state.log, Some(since))
+        let mut runs = crate::scheduler::list_runs(&state.projections, Some(since))
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
         runs.sort_by_key(|r| std::cmp::Reverse(r.started_at));

@@ -24,12 +24,12 @@ use domain::promotion::{AudienceSegment, PromotionCommand};
 use domain::review::{
     google_review_id, ReviewCommand, ReviewRequestCommand, ReviewSource, MAX_REMINDERS,
 };
-use domain::scheduled_report::{ReportPeriod, ScheduledReportCommand, ScheduledReportEvent};
+use domain::scheduled_report::{ReportPeriod, ScheduledReportCommand};
 use domain::values::{is_annual_day, is_leap_year};
 use domain::Actor as DomainActor;
 use projections::{JsonRow, Param};
 
-use super::runs::{events_of_type, list_runs};
+use super::runs::list_runs;
 use super::schedule::{JobName, Schedule};
 use super::Inner;
 
@@ -792,40 +792,40 @@ async fn scheduled_reports(ctx: &JobContext<'_>) -> JobResult {
         generated: BTreeSet<NaiveDate>,
         deleted: bool,
     }
+    let projections = &ctx.inner.projections;
+    projections.catch_up("scheduled_reports").await?;
     let mut defs: BTreeMap<String, Def> = BTreeMap::new();
-    for e in events_of_type(
-        ctx.inner.crm.log(),
-        domain::scheduled_report::AGGREGATE_TYPE,
-        None,
-    )
-    .await?
+    for r in projections
+        .query(
+            "SELECT report_id, period, cron, deleted FROM rm_scheduled_reports",
+            &[],
+        )
+        .await?
     {
-        let Ok(event) = serde_json::from_value::<ScheduledReportEvent>(e.payload) else {
+        let text = |c: &str| r.get(c).and_then(|v| v.as_str()).unwrap_or_default();
+        let Ok(period) = serde_json::from_value::<ReportPeriod>(text("period").into()) else {
             continue;
         };
-        match event {
-            ScheduledReportEvent::ScheduledReportDefined { period, cron, .. } => {
-                defs.insert(
-                    e.aggregate_id,
-                    Def {
-                        period,
-                        cron: cron.as_str().to_string(),
-                        generated: BTreeSet::new(),
-                        deleted: false,
-                    },
-                );
-            }
-            ScheduledReportEvent::ScheduledReportGenerated { period_start, .. } => {
-                if let Some(d) = defs.get_mut(&e.aggregate_id) {
-                    d.generated.insert(period_start);
-                }
-            }
-            ScheduledReportEvent::ScheduledReportDeleted { .. } => {
-                if let Some(d) = defs.get_mut(&e.aggregate_id) {
-                    d.deleted = true;
-                }
-            }
-            _ => {}
+        defs.insert(
+            text("report_id").to_string(),
+            Def {
+                period,
+                cron: text("cron").to_string(),
+                generated: BTreeSet::new(),
+                deleted: r.get("deleted").and_then(|v| v.as_i64()) == Some(1),
+            },
+        );
+    }
+    for r in projections
+        .query(
+            "SELECT report_id, period_start FROM rm_scheduled_report_periods WHERE status <> 'failed'",
+            &[],
+        )
+        .await?
+    {
+        let text = |c: &str| r.get(c).and_then(|v| v.as_str()).unwrap_or_default();
+        if let (Some(d), Ok(start)) = (defs.get_mut(text("report_id")), text("period_start").parse()) {
+            d.generated.insert(start);
         }
     }
     let mut t = Tally::default();
@@ -934,14 +934,29 @@ async fn system_health(ctx: &JobContext<'_>) -> JobResult {
 
 async fn old_logs(ctx: &JobContext<'_>) -> JobResult {
     let cutoff = ctx.now - Duration::days(i64::from(ctx.inner.options.run_log_retention_days));
-    let runs = list_runs(ctx.inner.crm.log(), None).await?;
+    let runs = list_runs(&ctx.inner.projections, None).await?;
     let old = runs.iter().filter(|r| r.started_at < cutoff).count() as u64;
+    // Processed vendor webhook deliveries are an operational log holding PII
+    // (phone numbers, SMS text); past retention — far beyond any vendor's
+    // retry window — they go. Unprocessed ones stay for a redelivery to finish.
+    let dropped = ctx
+        .inner
+        .projections
+        .db()
+        .execute(
+            "DELETE FROM webhook_deliveries WHERE processed_at IS NOT NULL AND processed_at < $1",
+            &[cutoff.into()],
+        )
+        .await?;
     let mut t = Tally::default();
     t.counts.processed = runs.len() as u64;
     t.counts.skipped = old;
+    t.counts.changed = dropped;
     t.figures.insert("runs_past_retention".into(), old as i64);
+    t.figures
+        .insert("webhook_deliveries_dropped".into(), dropped as i64);
     Ok(t.noted(
-        "job runs are events and stay in the log; no job-run read table exists yet, so nothing was dropped",
+        "job runs are events and stay in the log (their read model is rebuilt from it); processed webhook deliveries past retention were dropped",
     ))
 }
 

@@ -522,7 +522,7 @@ pub struct SchedulerStatus {
 /// [`StoreError`] when the log cannot be read.
 pub async fn status(state: &AppState) -> Result<SchedulerStatus, StoreError> {
     let since = Utc::now() - chrono::Duration::days(15);
-    let runs = list_runs(&state.log, Some(since)).await?;
+    let runs = list_runs(&state.projections, Some(since)).await?;
     let mut s = status_of(runs, state.config.business_timezone, Utc::now());
     s.manual_trigger_enabled = state.config.cron_secret.is_some();
     Ok(s)

@@ -3,6 +3,7 @@
 //! id, so a delivery processed twice (takeover after a crash) still has one
 //! effect.
 
+use projections::ProjectionRunner;
 use std::fmt;
 
 use async_trait::async_trait;
@@ -72,12 +73,13 @@ pub trait WebhookEffects: Send + Sync + fmt::Debug {
 #[derive(Debug, Clone)]
 pub struct CrmEffects {
     crm: Crm,
+    projections: ProjectionRunner,
 }
 
 impl CrmEffects {
-    /// Effects through `crm`.
-    pub fn new(crm: Crm) -> Self {
-        Self { crm }
+    /// Effects through `crm`; lookups read `projections`' read models.
+    pub fn new(crm: Crm, projections: ProjectionRunner) -> Self {
+        Self { crm, projections }
     }
 }
 
@@ -134,7 +136,7 @@ impl CrmEffects {
             Some(Err(_)) => return Ok(Outcome::Unmapped("metadata.job_id is not a job id".into())),
             None => None,
         };
-        let Some(payment) = lookup::payment_for_intent(self.crm.log(), intent_id, job)
+        let Some(payment) = lookup::payment_for_intent(&self.projections, intent_id, job)
             .await
             .map_err(transient)?
         else {
@@ -165,7 +167,7 @@ impl CrmEffects {
         let Ok(phone) = PhoneNumber::parse(from) else {
             return Ok(Outcome::Unmapped("sender is not a phone number".into()));
         };
-        let customers = lookup::customers_by_phone(self.crm.log(), &phone)
+        let customers = lookup::customers_by_phone(&self.projections, &phone)
             .await
             .map_err(transient)?;
         if parse_sms_keyword(body).is_some() {
@@ -302,7 +304,7 @@ impl CrmEffects {
             let Ok(email) = Email::parse(address) else {
                 continue;
             };
-            for c in lookup::customers_by_email(self.crm.log(), &email)
+            for c in lookup::customers_by_email(&self.projections, &email)
                 .await
                 .map_err(transient)?
             {

@@ -7,11 +7,15 @@
 //! taken over by a redelivery once [`LEASE`] has passed; the effects carry
 //! idempotency keys derived from the vendor's id, so a takeover never applies
 //! anything twice.
+//!
+//! The table lives in the read-model database ([`ReadDb`]): the log's own
+//! database on PostgreSQL and SQLite, the side database on EventStoreDB.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use commands::{EventLog, StoreError};
+use commands::StoreError;
+use projections::{DbError, JsonRow, Param, ReadDb};
 
 use super::delivery::{Delivery, Provider, SmsStatus};
 
@@ -32,12 +36,11 @@ pub enum Claim {
     InProgress,
 }
 
-fn db_error(e: sqlx::Error) -> StoreError {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            StoreError::Unavailable(e.to_string())
-        }
-        other => StoreError::Database(other.to_string()),
+fn db_error(e: DbError) -> StoreError {
+    if e.is_unavailable() {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Database(e.to_string())
     }
 }
 
@@ -45,40 +48,26 @@ fn db_error(e: sqlx::Error) -> StoreError {
 ///
 /// # Errors
 /// [`StoreError`] when the database fails; nothing is claimed then.
-pub async fn claim(log: &EventLog, d: &Delivery, now: DateTime<Utc>) -> Result<Claim, StoreError> {
+pub async fn claim(db: &ReadDb, d: &Delivery, now: DateTime<Utc>) -> Result<Claim, StoreError> {
     let provider = d.provider.as_str();
-    let inserted = match log {
-        EventLog::Postgres(pg) => sqlx::query(
+    let inserted = db
+        .execute(
             "INSERT INTO webhook_deliveries (provider, delivery_id, event_type, received_at, payload, claimed_at) \
              VALUES ($1, $2, $3, $4, $5, $4) ON CONFLICT (provider, delivery_id) DO NOTHING",
+            &[
+                provider.into(),
+                d.delivery_id.as_str().into(),
+                d.event_type.as_str().into(),
+                now.into(),
+                Param::Json(d.payload.clone()),
+            ],
         )
-        .bind(provider)
-        .bind(&d.delivery_id)
-        .bind(&d.event_type)
-        .bind(now)
-        .bind(&d.payload)
-        .execute(pg.pool())
         .await
-        .map_err(db_error)?
-        .rows_affected(),
-        EventLog::Sqlite(s) => sqlx::query(
-            "INSERT INTO webhook_deliveries (provider, delivery_id, event_type, received_at, payload, claimed_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?4) ON CONFLICT (provider, delivery_id) DO NOTHING",
-        )
-        .bind(provider)
-        .bind(&d.delivery_id)
-        .bind(&d.event_type)
-        .bind(now)
-        .bind(d.payload.to_string())
-        .execute(s.writer())
-        .await
-        .map_err(db_error)?
-        .rows_affected(),
-    };
+        .map_err(db_error)?;
     if inserted == 1 {
         return Ok(Claim::Act);
     }
-    let Some(row) = state(log, d.provider, &d.delivery_id).await? else {
+    let Some(row) = state(db, d.provider, &d.delivery_id).await? else {
         // Deleted in between (retention): record it afresh next time.
         return Ok(Claim::InProgress);
     };
@@ -92,30 +81,19 @@ pub async fn claim(log: &EventLog, d: &Delivery, now: DateTime<Utc>) -> Result<C
         return Ok(Claim::InProgress);
     }
     // Compare-and-set on the attempt counter: one redelivery takes over.
-    let sql_pg = "UPDATE webhook_deliveries SET attempts = attempts + 1, claimed_at = $1 \
-                  WHERE provider = $2 AND delivery_id = $3 AND processed_at IS NULL AND attempts = $4";
-    let sql_lite = "UPDATE webhook_deliveries SET attempts = attempts + 1, claimed_at = ?1 \
-                    WHERE provider = ?2 AND delivery_id = ?3 AND processed_at IS NULL AND attempts = ?4";
-    let taken = match log {
-        EventLog::Postgres(pg) => sqlx::query(sql_pg)
-            .bind(now)
-            .bind(provider)
-            .bind(&d.delivery_id)
-            .bind(row.attempts)
-            .execute(pg.pool())
-            .await
-            .map_err(db_error)?
-            .rows_affected(),
-        EventLog::Sqlite(s) => sqlx::query(sql_lite)
-            .bind(now)
-            .bind(provider)
-            .bind(&d.delivery_id)
-            .bind(row.attempts)
-            .execute(s.writer())
-            .await
-            .map_err(db_error)?
-            .rows_affected(),
-    };
+    let taken = db
+        .execute(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, claimed_at = $1 \
+             WHERE provider = $2 AND delivery_id = $3 AND processed_at IS NULL AND attempts = $4",
+            &[
+                now.into(),
+                provider.into(),
+                d.delivery_id.as_str().into(),
+                Param::Int(row.attempts),
+            ],
+        )
+        .await
+        .map_err(db_error)?;
     if taken == 1 {
         tracing::warn!(%provider, attempt = row.attempts + 1, "taking over a webhook delivery whose processing did not finish");
         Ok(Claim::Act)
@@ -130,36 +108,18 @@ pub async fn claim(log: &EventLog, d: &Delivery, now: DateTime<Utc>) -> Result<C
 /// [`StoreError`] when the database fails (the delivery stays claimed and
 /// will be taken over by a redelivery after [`LEASE`]).
 pub async fn finish(
-    log: &EventLog,
+    db: &ReadDb,
     provider: Provider,
     delivery_id: &str,
     outcome: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    match log {
-        EventLog::Postgres(pg) => sqlx::query(
-            "UPDATE webhook_deliveries SET processed_at = $1, outcome = $2 WHERE provider = $3 AND delivery_id = $4",
-        )
-        .bind(now)
-        .bind(outcome)
-        .bind(provider.as_str())
-        .bind(delivery_id)
-        .execute(pg.pool())
-        .await
-        .map_err(db_error)?
-        .rows_affected(),
-        EventLog::Sqlite(s) => sqlx::query(
-            "UPDATE webhook_deliveries SET processed_at = ?1, outcome = ?2 WHERE provider = ?3 AND delivery_id = ?4",
-        )
-        .bind(now)
-        .bind(outcome)
-        .bind(provider.as_str())
-        .bind(delivery_id)
-        .execute(s.writer())
-        .await
-        .map_err(db_error)?
-        .rows_affected(),
-    };
+    db.execute(
+        "UPDATE webhook_deliveries SET processed_at = $1, outcome = $2 WHERE provider = $3 AND delivery_id = $4",
+        &[now.into(), outcome.into(), provider.as_str().into(), delivery_id.into()],
+    )
+    .await
+    .map_err(db_error)?;
     Ok(())
 }
 
@@ -168,34 +128,17 @@ pub async fn finish(
 ///
 /// # Errors
 /// [`StoreError`] when the database fails.
-pub async fn release(
-    log: &EventLog,
-    provider: Provider,
-    delivery_id: &str,
-) -> Result<(), StoreError> {
-    let epoch = DateTime::<Utc>::UNIX_EPOCH;
-    match log {
-        EventLog::Postgres(pg) => sqlx::query(
-            "UPDATE webhook_deliveries SET claimed_at = $1 WHERE provider = $2 AND delivery_id = $3 AND processed_at IS NULL",
-        )
-        .bind(epoch)
-        .bind(provider.as_str())
-        .bind(delivery_id)
-        .execute(pg.pool())
-        .await
-        .map_err(db_error)?
-        .rows_affected(),
-        EventLog::Sqlite(s) => sqlx::query(
-            "UPDATE webhook_deliveries SET claimed_at = ?1 WHERE provider = ?2 AND delivery_id = ?3 AND processed_at IS NULL",
-        )
-        .bind(epoch)
-        .bind(provider.as_str())
-        .bind(delivery_id)
-        .execute(s.writer())
-        .await
-        .map_err(db_error)?
-        .rows_affected(),
-    };
+pub async fn release(db: &ReadDb, provider: Provider, delivery_id: &str) -> Result<(), StoreError> {
+    db.execute(
+        "UPDATE webhook_deliveries SET claimed_at = $1 WHERE provider = $2 AND delivery_id = $3 AND processed_at IS NULL",
+        &[
+            DateTime::<Utc>::UNIX_EPOCH.into(),
+            provider.as_str().into(),
+            delivery_id.into(),
+        ],
+    )
+    .await
+    .map_err(db_error)?;
     Ok(())
 }
 
@@ -205,14 +148,14 @@ pub async fn release(
 /// # Errors
 /// [`StoreError`] when the database fails.
 pub async fn wait_processed(
-    log: &EventLog,
+    db: &ReadDb,
     provider: Provider,
     delivery_id: &str,
     timeout: Duration,
 ) -> Result<Option<String>, StoreError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if let Some(row) = state(log, provider, delivery_id).await? {
+        if let Some(row) = state(db, provider, delivery_id).await? {
             if row.processed {
                 return Ok(Some(row.outcome.unwrap_or_default()));
             }
@@ -225,69 +168,61 @@ pub async fn wait_processed(
 }
 
 struct Row {
-    attempts: i32,
+    attempts: i64,
     claimed_at: DateTime<Utc>,
     processed: bool,
     outcome: Option<String>,
 }
 
+fn text<'a>(r: &'a JsonRow, column: &str) -> Option<&'a str> {
+    r.get(column).and_then(|v| v.as_str())
+}
+
 async fn state(
-    log: &EventLog,
+    db: &ReadDb,
     provider: Provider,
     delivery_id: &str,
 ) -> Result<Option<Row>, StoreError> {
-    type Raw = (i32, DateTime<Utc>, Option<DateTime<Utc>>, Option<String>);
-    let raw: Option<Raw> = match log {
-        EventLog::Postgres(pg) => sqlx::query_as(
+    let rows = db
+        .query(
             "SELECT attempts, claimed_at, processed_at, outcome FROM webhook_deliveries \
              WHERE provider = $1 AND delivery_id = $2",
+            &[provider.as_str().into(), delivery_id.into()],
         )
-        .bind(provider.as_str())
-        .bind(delivery_id)
-        .fetch_optional(pg.pool())
         .await
-        .map_err(db_error)?,
-        EventLog::Sqlite(s) => sqlx::query_as(
-            "SELECT attempts, claimed_at, processed_at, outcome FROM webhook_deliveries \
-             WHERE provider = ?1 AND delivery_id = ?2",
-        )
-        .bind(provider.as_str())
-        .bind(delivery_id)
-        .fetch_optional(s.reader())
-        .await
-        .map_err(db_error)?,
+        .map_err(db_error)?;
+    let Some(r) = rows.first() else {
+        return Ok(None);
     };
-    Ok(
-        raw.map(|(attempts, claimed_at, processed_at, outcome)| Row {
-            attempts,
-            claimed_at,
-            processed: processed_at.is_some(),
-            outcome,
-        }),
-    )
+    let claimed_at = text(r, "claimed_at")
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| StoreError::Database("webhook_deliveries.claimed_at unreadable".into()))?;
+    Ok(Some(Row {
+        attempts: r.get("attempts").and_then(|v| v.as_i64()).unwrap_or(1),
+        claimed_at,
+        processed: text(r, "processed_at").is_some(),
+        outcome: text(r, "outcome").map(str::to_string),
+    }))
 }
 
 /// Number of deliveries recorded for `provider` (tests, health).
 ///
 /// # Errors
 /// [`StoreError`] when the database fails.
-pub async fn count(log: &EventLog, provider: Provider) -> Result<u64, StoreError> {
-    let n: i64 = match log {
-        EventLog::Postgres(pg) => {
-            sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE provider = $1")
-                .bind(provider.as_str())
-                .fetch_one(pg.pool())
-                .await
-                .map_err(db_error)?
-        }
-        EventLog::Sqlite(s) => {
-            sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE provider = ?1")
-                .bind(provider.as_str())
-                .fetch_one(s.reader())
-                .await
-                .map_err(db_error)?
-        }
-    };
+pub async fn count(db: &ReadDb, provider: Provider) -> Result<u64, StoreError> {
+    let rows = db
+        .query(
+            "SELECT count(*) AS n FROM webhook_deliveries WHERE provider = $1",
+            &[provider.as_str().into()],
+        )
+        .await
+        .map_err(db_error)?;
+    let n = rows
+        .first()
+        .and_then(|r| r.get("n"))
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0);
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
@@ -300,31 +235,20 @@ pub async fn count(log: &EventLog, provider: Provider) -> Result<u64, StoreError
 ///
 /// # Errors
 /// [`StoreError`] when the database fails.
-pub async fn sms_status(
-    log: &EventLog,
-    message_sid: &str,
-) -> Result<Option<SmsStatus>, StoreError> {
+pub async fn sms_status(db: &ReadDb, message_sid: &str) -> Result<Option<SmsStatus>, StoreError> {
     let prefix = format!("{message_sid}:");
-    let ids: Vec<String> = match log {
-        EventLog::Postgres(pg) => sqlx::query_scalar(
+    // `substr`/`length` exist on both engines; the key's prefix is a plain string.
+    let rows = db
+        .query(
             "SELECT delivery_id FROM webhook_deliveries WHERE provider = 'twilio' \
-             AND event_type = 'message_status' AND starts_with(delivery_id, $1)",
+             AND event_type = 'message_status' AND substr(delivery_id, 1, length($1)) = $1",
+            &[prefix.as_str().into()],
         )
-        .bind(&prefix)
-        .fetch_all(pg.pool())
         .await
-        .map_err(db_error)?,
-        EventLog::Sqlite(s) => sqlx::query_scalar(
-            "SELECT delivery_id FROM webhook_deliveries WHERE provider = 'twilio' \
-             AND event_type = 'message_status' AND substr(delivery_id, 1, length(?1)) = ?1",
-        )
-        .bind(&prefix)
-        .fetch_all(s.reader())
-        .await
-        .map_err(db_error)?,
-    };
-    Ok(ids
+        .map_err(db_error)?;
+    Ok(rows
         .iter()
+        .filter_map(|r| text(r, "delivery_id"))
         .filter_map(|id| id.strip_prefix(&prefix).and_then(SmsStatus::parse))
         .fold(None, |cur, s| if s.supersedes(cur) { Some(s) } else { cur }))
 }
@@ -333,10 +257,10 @@ pub async fn sms_status(
 mod tests {
     use super::*;
     use crate::webhooks::delivery::{parse_stripe, Delivery};
-    use commands::{DatabaseUrl, LogOptions};
+    use commands::{DatabaseUrl, EventLog, LogOptions};
 
     struct TempLog {
-        log: EventLog,
+        log: ReadDb,
         dir: std::path::PathBuf,
     }
 
@@ -354,7 +278,10 @@ mod tests {
         let log = EventLog::connect(&url, &LogOptions::default())
             .await
             .expect("log");
-        TempLog { log, dir }
+        TempLog {
+            log: ReadDb::of(&log),
+            dir,
+        }
     }
 
     fn delivery() -> Delivery {

@@ -61,7 +61,10 @@ pub struct WebhookState {
 
 /// The webhook routes, acting on the server's CRM through [`CrmEffects`].
 pub fn routes(state: AppState) -> Router {
-    let effects = Arc::new(CrmEffects::new(state.crm.clone()));
+    let effects = Arc::new(CrmEffects::new(
+        state.crm.clone(),
+        state.projections.clone(),
+    ));
     routes_with(state, effects)
 }
 
@@ -305,7 +308,7 @@ async fn ingest(
     request_id: &str,
     twiml: bool,
 ) -> Result<Response, WebhookError> {
-    let log = &s.app.log;
+    let log = s.app.projections.db();
     let now = Utc::now();
     let unavailable = |e: commands::StoreError| WebhookError::Unavailable(e.to_string());
     match ledger::claim(log, &d, now).await.map_err(unavailable)? {
