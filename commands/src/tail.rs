@@ -16,6 +16,8 @@ pub struct LogTail {
     commits: watch::Receiver<u64>,
     /// Safety net for a lost notification (e.g. a dropped LISTEN connection).
     idle_recheck: Duration,
+    /// Hand out events as stored (personal fields encrypted).
+    stored: bool,
 }
 
 impl LogTail {
@@ -28,7 +30,15 @@ impl LogTail {
             batch: batch.max(1),
             commits,
             idle_recheck: Duration::from_secs(2),
+            stored: false,
         }
+    }
+
+    /// Hands out events as stored, personal fields still encrypted
+    /// ([`EventLog::read_all_stored`]).
+    pub fn stored(mut self) -> Self {
+        self.stored = true;
+        self
     }
 
     /// The position of the last event handed out.
@@ -41,7 +51,11 @@ impl LogTail {
     /// # Errors
     /// [`StoreError`] from the engine.
     pub async fn poll(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
-        let events = self.log.read_all(self.after, self.batch).await?;
+        let events = if self.stored {
+            self.log.read_all_stored(self.after, self.batch).await?
+        } else {
+            self.log.read_all(self.after, self.batch).await?
+        };
         if let Some(last) = events.last() {
             self.after = last.position;
         }

@@ -196,8 +196,9 @@ domain_events! {
         },
         /// The birthday was set.
         CustomerBirthdaySet {
-            /// Date of birth (PII).
-            birthday: NaiveDate,
+            /// Date of birth (PII; `None` once erased: optional so that an erased
+            /// event still reads).
+            birthday: Option<NaiveDate>,
             /// When.
             at: DateTime<Utc>,
         },
@@ -588,7 +589,10 @@ impl Customer {
             }
             CustomerCommand::SetBirthday { birthday } => {
                 check_not_future("birthday", birthday, ctx)?;
-                vec![CustomerEvent::CustomerBirthdaySet { birthday, at }]
+                vec![CustomerEvent::CustomerBirthdaySet {
+                    birthday: Some(birthday),
+                    at,
+                }]
             }
             CustomerCommand::SetCustomerSince { customer_since } => {
                 check_not_future("customer_since", customer_since, ctx)?;
@@ -745,7 +749,7 @@ impl Customer {
             CustomerEvent::CustomerAddressRemoved { label, .. } => {
                 self.addresses.remove(label.as_str());
             }
-            CustomerEvent::CustomerBirthdaySet { birthday, .. } => self.birthday = Some(birthday),
+            CustomerEvent::CustomerBirthdaySet { birthday, .. } => self.birthday = birthday,
             CustomerEvent::CustomerSinceSet { customer_since, .. } => {
                 self.customer_since = Some(customer_since);
             }

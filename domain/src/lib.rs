@@ -12,6 +12,7 @@ pub mod catalogue;
 pub mod consent;
 pub mod error;
 pub mod ids;
+pub mod personal_data;
 pub mod ports;
 pub mod testing;
 pub mod values;

@@ -62,13 +62,16 @@ pub async fn run(ctx: &Ctx, opts: Opts) -> anyhow::Result<i32> {
     let mut to_seal: Vec<(String, String, i64, i64, String, String)> = Vec::new();
     let mut chain = String::new();
     let mut ordinal = 0i64;
-    let mut tail = LogTail::new(ctx.log.clone(), LogPosition::START, 5_000);
+    // The hash chain covers the stored bytes (personal fields encrypted);
+    // decoding checks the events as readers see them.
+    let mut tail = LogTail::new(ctx.log.clone(), LogPosition::START, 5_000).stored();
     loop {
         let batch = tail.poll().await?;
         if batch.is_empty() {
             break;
         }
-        for e in batch {
+        let opened = commands::store::personal::open(&ctx.log, batch.clone()).await?;
+        for (e, readable) in batch.into_iter().zip(opened) {
             ordinal += 1;
             let key = (e.aggregate_type.clone(), e.aggregate_id.clone());
             let prev = last_seq.insert(key, e.sequence).unwrap_or(0);
@@ -91,7 +94,7 @@ pub async fn run(ctx: &Ctx, opts: Opts) -> anyhow::Result<i32> {
             ) {
                 problems.push(format!("unknown event type: {at}"));
             } else if let Some(decode) = aggregates::decode_fn(&e.aggregate_type) {
-                if let Err(err) = decode(&ctx.log, e.clone(), ctx.tz) {
+                if let Err(err) = decode(&ctx.log, readable, ctx.tz) {
                     problems.push(format!("payload does not deserialise: {at}: {err}"));
                 }
             }

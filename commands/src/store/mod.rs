@@ -8,6 +8,7 @@
 //! cqrs-es `PersistedEventStore` runs on it too.
 
 pub mod esdb;
+pub mod personal;
 mod postgres;
 mod repository;
 mod sqlite;
@@ -385,6 +386,7 @@ impl EventLog {
     /// [`StoreError::Conflict`] when the stream is past `expected_sequence`;
     /// [`StoreError::DuplicateIdempotencyKey`] when the key was stored meanwhile.
     pub async fn append(&self, req: AppendRequest) -> Result<Appended, StoreError> {
+        let req = personal::seal(self, req).await?;
         dispatch!(self, l => l.append(req).await)
     }
 
@@ -398,7 +400,8 @@ impl EventLog {
         aggregate_id: &str,
         after_sequence: u64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        dispatch!(self, l => l.load_stream(aggregate_type, aggregate_id, after_sequence).await)
+        let events = dispatch!(self, l => l.load_stream(aggregate_type, aggregate_id, after_sequence).await)?;
+        personal::open(self, events).await
     }
 
     /// The stream's snapshot, if any.
@@ -419,6 +422,20 @@ impl EventLog {
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Database`].
     pub async fn read_all(
+        &self,
+        after: LogPosition,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let events = self.read_all_stored(after, limit).await?;
+        personal::open(self, events).await
+    }
+
+    /// [`EventLog::read_all`] as stored: personal fields still encrypted.
+    /// For checks of the stored bytes (`replay-tools verify`'s hash chain).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Database`].
+    pub async fn read_all_stored(
         &self,
         after: LogPosition,
         limit: u32,
