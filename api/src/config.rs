@@ -104,6 +104,26 @@ pub struct Config {
     )]
     pub google_reviews_api_base: String,
 
+    /// A send claim older than this (ms) is taken to be a dead worker's; must exceed the
+    /// vendor request timeout.
+    #[arg(long, env = "OUTBOX_CLAIM_LEASE_MS", default_value_t = 120_000)]
+    pub outbox_claim_lease_ms: u64,
+    /// Vendor request timeout (ms).
+    #[arg(long, env = "OUTBOX_HTTP_TIMEOUT_MS", default_value_t = 30_000)]
+    pub outbox_http_timeout_ms: u64,
+    /// Send attempts per message, the first included.
+    #[arg(long, env = "OUTBOX_MAX_ATTEMPTS", default_value_t = 8)]
+    pub outbox_max_attempts: u32,
+    /// Back-off after a failed attempt (ms); doubles per attempt.
+    #[arg(long, env = "OUTBOX_RETRY_BASE_MS", default_value_t = 2_000)]
+    pub outbox_retry_base_ms: u64,
+    /// Longest back-off (ms).
+    #[arg(long, env = "OUTBOX_RETRY_MAX_MS", default_value_t = 3_600_000)]
+    pub outbox_retry_max_ms: u64,
+    /// How often the outbox looks for due messages when nothing wakes it (ms).
+    #[arg(long, env = "OUTBOX_POLL_MS", default_value_t = 1_000)]
+    pub outbox_poll_ms: u64,
+
     /// Origin of the admin UI allowed by CORS (e.g. `https://admin.example.com`).
     #[arg(long, env = "ADMIN_UI_ORIGIN")]
     pub admin_ui_origin: Option<String>,
@@ -139,6 +159,16 @@ pub enum ConfigError {
     /// ADMIN_EMAIL without ADMIN_PASSWORD or the reverse.
     #[error("ADMIN_EMAIL and ADMIN_PASSWORD must be set together")]
     AdminHalfSet,
+    /// A claim could expire while its request is still running, and the message be sent twice.
+    #[error(
+        "OUTBOX_CLAIM_LEASE_MS ({lease}) must be longer than OUTBOX_HTTP_TIMEOUT_MS ({timeout})"
+    )]
+    OutboxLeaseTooShort {
+        /// The lease.
+        lease: u64,
+        /// The timeout.
+        timeout: u64,
+    },
 }
 
 impl Config {
@@ -155,6 +185,12 @@ impl Config {
         }
         if self.admin_email.is_some() != self.admin_password.is_some() {
             return Err(ConfigError::AdminHalfSet);
+        }
+        if self.outbox_claim_lease_ms <= self.outbox_http_timeout_ms {
+            return Err(ConfigError::OutboxLeaseTooShort {
+                lease: self.outbox_claim_lease_ms,
+                timeout: self.outbox_http_timeout_ms,
+            });
         }
         Ok(())
     }
@@ -181,6 +217,21 @@ mod tests {
         assert_eq!(c.validate(), Err(ConfigError::CronSecretTooShort(5)));
         let ok = Config::parse_from(["api", "--cron-secret", &"x".repeat(32)]);
         assert_eq!(ok.validate(), Ok(()));
+    }
+
+    #[test]
+    fn an_outbox_claim_lease_shorter_than_a_request_is_refused() {
+        let c = Config::parse_from([
+            "api",
+            "--outbox-claim-lease-ms",
+            "1000",
+            "--outbox-http-timeout-ms",
+            "1000",
+        ]);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::OutboxLeaseTooShort { .. })
+        ));
     }
 
     #[test]

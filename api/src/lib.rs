@@ -6,6 +6,7 @@ pub mod demo;
 pub mod graphql;
 pub mod health;
 pub mod http;
+pub mod outbox;
 pub mod scheduler;
 pub mod secret;
 pub mod state;
@@ -84,6 +85,10 @@ pub async fn serve(
     let policy_task = state.policies.clone().spawn(stop_policies.clone());
     // The scheduler stops with the policies (same token); it catches up missed slots first.
     let scheduler_task = scheduler::spawn(&state, stop_policies.clone());
+    // The outbox sends what the policies queue; without vendor keys it records "not sent".
+    let outbox_task = outbox::OutboxWorker::from_config(state.crm.clone(), &state.config)
+        .context("outbox HTTP client")?
+        .spawn(stop_policies.clone());
     let app = http::router(state);
     axum::serve(
         listener,
@@ -99,6 +104,7 @@ pub async fn serve(
     }
     let _ = policy_task.await;
     let _ = scheduler_task.await;
+    let _ = outbox_task.await;
     log.close().await;
     Ok(())
 }

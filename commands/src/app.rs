@@ -14,11 +14,13 @@ use cqrs_es::Aggregate;
 use domain::conversation::{Conversation, ConversationCommand, ConversationError};
 use domain::customer::{Customer, CustomerCommand, CustomerError};
 use domain::ids::{
-    ConversationId, CustomerId, JobId, LoyaltyAccountId, OpportunityId, PaymentId, PortalAccountId,
-    PromotionId, ReferralId, ReviewId, ReviewRequestId, ScheduledReportId, StaffUserId, VehicleId,
+    ConversationId, CustomerId, JobId, LoyaltyAccountId, OpportunityId, OutboundMessageId,
+    PaymentId, PortalAccountId, PromotionId, ReferralId, ReviewId, ReviewRequestId,
+    ScheduledReportId, StaffUserId, VehicleId,
 };
 use domain::job::{Job, JobCommand, JobError};
 use domain::loyalty::{LoyaltyAccount, LoyaltyCommand, LoyaltyError};
+use domain::message::{MessageCommand, MessageError, OutboundMessage};
 use domain::opportunity::{Opportunity, OpportunityCommand, OpportunityError};
 use domain::payment::{Payment, PaymentCommand, PaymentError};
 use domain::portal::{PortalAccount, PortalAccountCommand, PortalAccountError};
@@ -611,6 +613,43 @@ impl AppAggregate for ScheduledReport {
     }
 }
 
+impl AppAggregate for OutboundMessage {
+    type Id = OutboundMessageId;
+    type Cmd = MessageCommand;
+    const ENTITY: &'static str = "message";
+    fn app_error(e: MessageError, id: &str) -> AppError {
+        use MessageError as E;
+        map_errors!(e, id, MessageError {
+            E::UnknownMessage => AppError::not_found(Self::ENTITY, id),
+            e @ E::AlreadyQueued => AppError::rule_of("ALREADY_QUEUED", e),
+            e @ E::AlreadyFinished => AppError::rule_of("MESSAGE_FINISHED", e),
+            e @ E::AttemptInProgress => AppError::rule_of("ATTEMPT_IN_PROGRESS", e),
+            e @ E::NotYetDue(_) => AppError::rule_of("ATTEMPT_NOT_DUE", e),
+            e @ E::NoAttemptInProgress => AppError::rule_of("NO_ATTEMPT_IN_PROGRESS", e),
+            e @ E::NotSent => AppError::rule_of("MESSAGE_NOT_SENT", e),
+        })
+    }
+    fn references(cmd: &MessageCommand) -> Vec<Reference> {
+        match cmd {
+            MessageCommand::Queue {
+                recipient: domain::message::Recipient::Customer { customer_id },
+                ..
+            } => vec![Reference::Customer(*customer_id, "customer_id")],
+            _ => vec![],
+        }
+    }
+    fn required_id(cmd: &MessageCommand) -> Option<OutboundMessageId> {
+        match cmd {
+            MessageCommand::Queue { cause, .. } => Some(OutboundMessageId::for_cause(cause.trim())),
+            _ => None,
+        }
+    }
+    fn retry_safe(cmd: &MessageCommand) -> bool {
+        // A claim decided on stale state must lose: the winner is the one sending.
+        !matches!(cmd, MessageCommand::StartAttempt { .. })
+    }
+}
+
 /// Maps a store-level command error for aggregate `A` with id `id`.
 pub fn map_command_error<A: AppAggregate>(e: CommandError<A::Error>, id: &str) -> AppError {
     match e {
@@ -644,6 +683,7 @@ struct Stores {
     conversations: AggregateStore<Conversation>,
     payments: AggregateStore<Payment>,
     scheduled_reports: AggregateStore<ScheduledReport>,
+    messages: AggregateStore<OutboundMessage>,
 }
 
 /// The CRM's command side. Cheap to clone (an `Arc` inside).
@@ -691,6 +731,7 @@ impl Crm {
             conversations: store!(false),
             payments: store!(false),
             scheduled_reports: store!(false),
+            messages: store!(false),
             log,
             services,
         };
@@ -810,6 +851,13 @@ impl Crm {
         Commands {
             crm: self,
             store: &self.inner.scheduled_reports,
+        }
+    }
+    /// Outbound messages (id: [`OutboundMessageId::for_cause`]).
+    pub fn messages(&self) -> Commands<'_, OutboundMessage> {
+        Commands {
+            crm: self,
+            store: &self.inner.messages,
         }
     }
 

@@ -9,6 +9,7 @@
 //! | `referral-rewards` | `JobCompleted` | tells the referee's referral; only the first job rewards |
 //! | `job-payments` | `PaymentSucceeded` / `PaymentFailed` | records the payment on the job |
 //! | `consent` | `CustomerMergedInto` | carries the duplicate's opt-outs over to the survivor |
+//! | `outbox` | `OfferSent`, `PromotionDelivered`, `ReviewRequested`, `ReviewReminderSent`, `ScheduledReportGenerated` | queues the outbound message(s) (see [`outbox`]) |
 //!
 //! Each policy follows the global log from its own durable checkpoint
 //! (`policy_checkpoints`), written after each batch. Every command it issues
@@ -39,6 +40,8 @@ use crate::metadata::{Actor, EventMetadata};
 use crate::store::{EventLog, LogPosition, RecordedEvent, StoreError};
 use crate::tail::LogTail;
 
+pub mod outbox;
+
 /// Events read per batch; the checkpoint is written after each.
 pub const DEFAULT_BATCH: u32 = 200;
 
@@ -55,16 +58,19 @@ pub enum Policy {
     JobPayments,
     /// Opt-outs survive a merge of duplicates.
     Consent,
+    /// Offers, promotions, review requests and reports become outbound messages.
+    Outbox,
 }
 
 impl Policy {
     /// Every policy.
-    pub const ALL: [Policy; 5] = [
+    pub const ALL: [Policy; 6] = [
         Policy::LoyaltyPoints,
         Policy::ReviewRequests,
         Policy::ReferralRewards,
         Policy::JobPayments,
         Policy::Consent,
+        Policy::Outbox,
     ];
 
     /// The checkpoint name (stable: renaming it re-handles the whole log).
@@ -75,6 +81,7 @@ impl Policy {
             Policy::ReferralRewards => "referral-rewards",
             Policy::JobPayments => "job-payments",
             Policy::Consent => "consent",
+            Policy::Outbox => "outbox",
         }
     }
 
@@ -88,6 +95,7 @@ impl Policy {
             Policy::ReviewRequests | Policy::ReferralRewards => t == ("Job", "JobCompleted"),
             Policy::JobPayments => matches!(t, ("Payment", "PaymentSucceeded" | "PaymentFailed")),
             Policy::Consent => t == ("Customer", "CustomerMergedInto"),
+            Policy::Outbox => outbox::triggers(e),
         }
     }
 
@@ -242,6 +250,20 @@ impl Policy {
                     tracing::warn!(%job_id, %payment_id, "payment outcome for a job that is already paid");
                 }
                 ignore_rules(result, &["JOB_ALREADY_PAID"])
+            }
+            Policy::Outbox => {
+                for (i, q) in outbox::messages_for(crm, e).await?.into_iter().enumerate() {
+                    let id = domain::ids::OutboundMessageId::for_cause(&q.cause);
+                    let result = crm
+                        .messages()
+                        .execute(id, cx.actor(), q.command(), &cx.meta(&format!("queue-{i}")))
+                        .await;
+                    ignore_rules(
+                        result,
+                        &["ALREADY_QUEUED", "CUSTOMER_MERGED", "CUSTOMER_ERASED"],
+                    )?;
+                }
+                Ok(())
             }
             Policy::Consent => {
                 let CustomerEvent::CustomerMergedInto {

@@ -11,13 +11,14 @@ use commands::{AppError, CommandOutcome, Crm, EventMetadata, StoreError};
 use domain::consent::{parse_sms_keyword, SuppressionReason};
 use domain::conversation::{ConversationCommand, Sender};
 use domain::customer::CustomerCommand;
-use domain::ids::{ConversationId, CustomerId, JobId};
+use domain::ids::{ConversationId, CustomerId, JobId, OutboundMessageId};
+use domain::message::{DeliveryStatus, MessageCommand, Provider as MessageProvider};
 use domain::payment::PaymentCommand;
 use domain::values::{Email, PhoneNumber};
 use domain::Actor as DomainActor;
 use uuid::Uuid;
 
-use super::delivery::{Delivery, EmailStatus, WebhookEvent};
+use super::delivery::{Delivery, EmailStatus, SmsStatus, WebhookEvent};
 use super::lookup;
 
 /// What a delivery did, as stored in `webhook_deliveries.outcome`.
@@ -113,6 +114,28 @@ fn step(r: Result<CommandOutcome, AppError>) -> Result<Step, Transient> {
 
 fn transient(e: StoreError) -> Transient {
     Transient(e.to_string())
+}
+
+/// Both effects of one delivery (a hard bounce suppresses the address and marks the message).
+fn both(a: Outcome, b: Outcome) -> Outcome {
+    match (a, b) {
+        (Outcome::Applied { events: x }, Outcome::Applied { events: y }) => total(x + y),
+        (a @ Outcome::Applied { .. }, _) | (_, a @ Outcome::Applied { .. }) => a,
+        (Outcome::Unmapped(_), b) => b,
+        (a, _) => a,
+    }
+}
+
+fn sms_delivery_status(s: SmsStatus) -> DeliveryStatus {
+    match s {
+        SmsStatus::Queued => DeliveryStatus::Queued,
+        SmsStatus::Sending => DeliveryStatus::Sending,
+        SmsStatus::Sent => DeliveryStatus::Sent,
+        SmsStatus::Delivered => DeliveryStatus::Delivered,
+        SmsStatus::Undelivered => DeliveryStatus::Undelivered,
+        SmsStatus::Failed => DeliveryStatus::Failed,
+        SmsStatus::Read => DeliveryStatus::Read,
+    }
 }
 
 fn total(events: usize) -> Outcome {
@@ -290,6 +313,52 @@ impl CrmEffects {
         ))
     }
 
+    /// Moves the outbound message the vendor's id belongs to on to `status` (never back: a
+    /// late `sent` after `delivered` changes nothing), idempotent by the delivery id.
+    async fn message_status(
+        &self,
+        provider: MessageProvider,
+        provider_message_id: &str,
+        status: DeliveryStatus,
+        delivery_id: &str,
+        meta: &EventMetadata,
+    ) -> Result<Outcome, Transient> {
+        let Some(raw) = crate::outbox::index::message_for_provider_id(
+            self.crm.log(),
+            provider,
+            provider_message_id,
+        )
+        .await
+        .map_err(transient)?
+        else {
+            return Ok(Outcome::Unmapped(
+                "no outbound message has this id (sent before the outbox, or not indexed yet)"
+                    .into(),
+            ));
+        };
+        let Ok(id) = OutboundMessageId::parse(&raw) else {
+            return Ok(Outcome::Unmapped("indexed message id is not a UUID".into()));
+        };
+        let m = meta
+            .clone()
+            .with_idempotency_key(format!("{}:{delivery_id}", provider.as_str()));
+        let cmd = MessageCommand::RecordDeliveryStatus {
+            status,
+            provider_event_id: delivery_id.to_string(),
+        };
+        Ok(
+            match step(
+                self.crm
+                    .messages()
+                    .execute(id, DomainActor::System, cmd, &m)
+                    .await,
+            )? {
+                Step::Done(n) => total(n),
+                Step::Refused(e) => Outcome::Rejected(e.to_string()),
+            },
+        )
+    }
+
     async fn suppress(
         &self,
         svix_id: &str,
@@ -400,26 +469,60 @@ impl WebhookEffects for CrmEffects {
                 from,
                 body,
             } => self.inbound_sms(message_sid, from, body, meta).await,
-            WebhookEvent::SmsStatus { .. } => Ok(Outcome::Unmapped(
-                "no outbound-message aggregate yet; the status is kept in webhook_deliveries"
-                    .into(),
-            )),
-            WebhookEvent::Email { to, status, .. } => match status {
-                EmailStatus::Bounced { permanent: true } => {
-                    self.suppress(&d.delivery_id, to, SuppressionReason::HardBounce, meta)
-                        .await
-                }
-                EmailStatus::Complained => {
-                    self.suppress(&d.delivery_id, to, SuppressionReason::Complaint, meta)
-                        .await
-                }
-                EmailStatus::Bounced { permanent: false }
-                | EmailStatus::Delivered
-                | EmailStatus::Opened => Ok(Outcome::Unmapped(
-                    "no outbound-message aggregate yet; the status is kept in webhook_deliveries"
-                        .into(),
-                )),
-            },
+            WebhookEvent::SmsStatus {
+                message_sid,
+                status,
+                ..
+            } => {
+                self.message_status(
+                    MessageProvider::Twilio,
+                    message_sid,
+                    sms_delivery_status(*status),
+                    &d.delivery_id,
+                    meta,
+                )
+                .await
+            }
+            WebhookEvent::Email {
+                email_id,
+                to,
+                status,
+            } => {
+                let delivery = match (email_id, status) {
+                    (_, EmailStatus::Bounced { permanent: false }) => {
+                        Outcome::Unmapped("soft bounce: the email may still be delivered".into())
+                    }
+                    (None, _) => Outcome::Unmapped("no email_id".into()),
+                    (Some(email_id), status) => {
+                        let s = match status {
+                            EmailStatus::Delivered => DeliveryStatus::Delivered,
+                            EmailStatus::Bounced { .. } => DeliveryStatus::Bounced,
+                            EmailStatus::Complained => DeliveryStatus::Complained,
+                            EmailStatus::Opened => DeliveryStatus::Opened,
+                        };
+                        self.message_status(
+                            MessageProvider::Resend,
+                            email_id,
+                            s,
+                            &d.delivery_id,
+                            meta,
+                        )
+                        .await?
+                    }
+                };
+                let suppression = match status {
+                    EmailStatus::Bounced { permanent: true } => {
+                        self.suppress(&d.delivery_id, to, SuppressionReason::HardBounce, meta)
+                            .await?
+                    }
+                    EmailStatus::Complained => {
+                        self.suppress(&d.delivery_id, to, SuppressionReason::Complaint, meta)
+                            .await?
+                    }
+                    _ => return Ok(delivery),
+                };
+                Ok(both(suppression, delivery))
+            }
             WebhookEvent::Ignored => Ok(Outcome::Ignored),
         }
     }

@@ -1,0 +1,241 @@
+//! `outbox_messages`: which messages are due, and which message a vendor's id belongs to.
+//!
+//! Derived from the `OutboundMessage` events (checkpoint `outbox-index` in
+//! `policy_checkpoints`). Every row update is guarded by the stream sequence it comes from,
+//! so re-applying events after a crash (checkpoint not yet saved), or two server instances
+//! indexing the same events, changes nothing. The table is a hint for finding work: the
+//! aggregate decides whether anything is sent.
+
+use chrono::{DateTime, Duration, Utc};
+use commands::policies::{load_checkpoint, save_checkpoint};
+use commands::{EventLog, LogPosition, RecordedEvent, StoreError};
+use domain::message::{MessageEvent, Provider, AGGREGATE_TYPE};
+
+/// The index's checkpoint name in `policy_checkpoints`.
+pub const CHECKPOINT: &str = "outbox-index";
+
+/// Runs `$body` with `$pool` bound to the read-model database's pool (the writer on SQLite).
+macro_rules! with_pool {
+    ($log:expr, $pool:ident => $body:expr) => {
+        match $log.read_model() {
+            EventLog::Postgres(pg) => {
+                let $pool = pg.pool();
+                $body
+            }
+            EventLog::Sqlite(s) => {
+                let $pool = s.writer();
+                $body
+            }
+            #[allow(unreachable_patterns)]
+            _ => Err(sqlx::Error::Configuration(
+                "the outbox index needs PostgreSQL or SQLite".into(),
+            )),
+        }
+    };
+}
+
+fn db_error(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// One row change derived from an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Change {
+    status: &'static str,
+    due_at_ms: Option<i64>,
+    provider: Option<&'static str>,
+    provider_message_id: Option<String>,
+}
+
+/// What `event` means for its message's row. A claim is due again when its lease ends (so a
+/// dead worker's claim is found and resolved).
+fn change(event: &MessageEvent, claim_lease: Duration) -> Option<Change> {
+    Some(match event {
+        MessageEvent::MessageQueued { at, .. } => Change {
+            status: "pending",
+            due_at_ms: Some(ms(*at)),
+            provider: None,
+            provider_message_id: None,
+        },
+        MessageEvent::MessageSendStarted { at, provider, .. } => Change {
+            status: "sending",
+            due_at_ms: Some(ms(*at + claim_lease)),
+            provider: Some(provider.as_str()),
+            provider_message_id: None,
+        },
+        MessageEvent::MessageSendAttemptFailed { retry_at, .. } => Change {
+            status: "pending",
+            due_at_ms: retry_at.map(ms),
+            provider: None,
+            provider_message_id: None,
+        },
+        MessageEvent::MessageSent {
+            provider,
+            provider_message_id,
+            ..
+        } => Change {
+            status: "sent",
+            due_at_ms: None,
+            provider: Some(provider.as_str()),
+            provider_message_id: Some(provider_message_id.clone()),
+        },
+        MessageEvent::MessageNotSent { .. } => Change {
+            status: "not_sent",
+            due_at_ms: None,
+            provider: None,
+            provider_message_id: None,
+        },
+        MessageEvent::MessageDeliveryStatusChanged { .. } => return None,
+    })
+}
+
+/// Applies one `OutboundMessage` event to the index (idempotent).
+///
+/// # Errors
+/// [`StoreError`] when the database fails or the event does not decode.
+pub async fn apply(
+    log: &EventLog,
+    e: &RecordedEvent,
+    claim_lease: Duration,
+) -> Result<(), StoreError> {
+    if e.aggregate_type != AGGREGATE_TYPE {
+        return Ok(());
+    }
+    let event: MessageEvent =
+        serde_json::from_value(e.payload.clone()).map_err(|err| StoreError::CorruptEvent {
+            aggregate_type: e.aggregate_type.clone(),
+            aggregate_id: e.aggregate_id.clone(),
+            sequence: e.sequence,
+            event_type: e.event_type.clone(),
+            reason: err.to_string(),
+        })?;
+    let channel = match &event {
+        MessageEvent::MessageQueued { channel, .. } => {
+            serde_json::to_value(channel).map_err(|e| StoreError::Database(e.to_string()))?
+        }
+        _ => serde_json::Value::Null,
+    };
+    let Some(c) = change(&event, claim_lease) else {
+        return Ok(());
+    };
+    let seq = e.sequence as i64;
+    let id = e.aggregate_id.as_str();
+    with_pool!(log, pool => {
+        sqlx::query(
+            "INSERT INTO outbox_messages (message_id, channel, status, due_at_ms, provider, provider_message_id, last_sequence) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (message_id) DO UPDATE SET status = excluded.status, due_at_ms = excluded.due_at_ms, \
+             provider = COALESCE(excluded.provider, outbox_messages.provider), \
+             provider_message_id = COALESCE(excluded.provider_message_id, outbox_messages.provider_message_id), \
+             last_sequence = excluded.last_sequence \
+             WHERE outbox_messages.last_sequence < excluded.last_sequence",
+        )
+        .bind(id)
+        .bind(channel.as_str().unwrap_or(""))
+        .bind(c.status)
+        .bind(c.due_at_ms)
+        .bind(c.provider)
+        .bind(c.provider_message_id.as_deref())
+        .bind(seq)
+        .execute(pool)
+        .await
+        .map(|_| ())
+    })
+    .map_err(db_error)
+}
+
+/// Indexes every `OutboundMessage` event after the checkpoint; returns how many events were read.
+///
+/// # Errors
+/// [`StoreError`].
+pub async fn catch_up(log: &EventLog, claim_lease: Duration) -> Result<u64, StoreError> {
+    let mut position = load_checkpoint(log, CHECKPOINT).await?;
+    let mut read = 0;
+    loop {
+        let events = log.read_all(position, 500).await?;
+        let Some(last) = events.last().map(|e| e.position) else {
+            return Ok(read);
+        };
+        for e in &events {
+            apply(log, e, claim_lease).await?;
+        }
+        read += events.len() as u64;
+        position = last;
+        save_checkpoint(log, CHECKPOINT, position).await?;
+    }
+}
+
+/// Messages due for an attempt (or a claim check) at `now`, oldest first.
+///
+/// # Errors
+/// [`StoreError`].
+pub async fn due(
+    log: &EventLog,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    with_pool!(log, pool => {
+        sqlx::query_scalar::<_, String>(
+            "SELECT message_id FROM outbox_messages WHERE due_at_ms IS NOT NULL AND due_at_ms <= $1 \
+             ORDER BY due_at_ms LIMIT $2",
+        )
+        .bind(ms(now))
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+    })
+    .map_err(db_error)
+}
+
+/// The message a vendor's id belongs to (`SM…` for Twilio, the email id for Resend).
+///
+/// # Errors
+/// [`StoreError`].
+pub async fn message_for_provider_id(
+    log: &EventLog,
+    provider: Provider,
+    provider_message_id: &str,
+) -> Result<Option<String>, StoreError> {
+    with_pool!(log, pool => {
+        sqlx::query_scalar::<_, String>(
+            "SELECT message_id FROM outbox_messages WHERE provider = $1 AND provider_message_id = $2",
+        )
+        .bind(provider.as_str())
+        .bind(provider_message_id)
+        .fetch_optional(pool)
+        .await
+    })
+    .map_err(db_error)
+}
+
+/// The index's checkpoint (for status and tests).
+///
+/// # Errors
+/// [`StoreError`].
+pub async fn checkpoint(log: &EventLog) -> Result<LogPosition, StoreError> {
+    load_checkpoint(log, CHECKPOINT).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_is_due_again_when_its_lease_ends() {
+        let at = Utc::now();
+        let started = MessageEvent::MessageSendStarted {
+            attempt: 1,
+            provider: Provider::Resend,
+            idempotency_key: "k".into(),
+            resumed: false,
+            at,
+        };
+        let c = change(&started, Duration::seconds(30)).expect("a change");
+        assert_eq!(c.status, "sending");
+        assert_eq!(c.due_at_ms, Some(ms(at + Duration::seconds(30))));
+    }
+}

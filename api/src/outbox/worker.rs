@@ -1,0 +1,401 @@
+//! The outbox worker: finds due messages in the index, claims an attempt on the message
+//! aggregate, calls the vendor, records the result. One message at a time per worker; several
+//! workers (server instances) contend through the aggregate's optimistic concurrency.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use commands::{Actor, AppError, Crm, EventMetadata, StoreError};
+use domain::consent::{Channel, MarketingEligibility};
+use domain::customer::Customer;
+use domain::ids::OutboundMessageId;
+use domain::message::{
+    backoff, idempotency_key, MessageCommand, MessageStatus, OutboundMessage, Recipient,
+};
+use domain::Actor as DomainActor;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::resend::ResendSender;
+use super::twilio::TwilioSender;
+use super::{index, MessageSender, Outgoing, SendError};
+use crate::config::Config;
+
+/// How the worker retries and how long claims last.
+#[derive(Debug, Clone)]
+pub struct OutboxSettings {
+    /// A claim older than this is a dead worker's; longer than a vendor request may take.
+    pub claim_lease: Duration,
+    /// How long vendors remember idempotency keys (Resend: 24 h), with a margin.
+    pub idempotency_window: Duration,
+    /// Attempts per message, the first included.
+    pub max_attempts: u32,
+    /// Back-off after the first failure; doubles per attempt.
+    pub backoff_base: Duration,
+    /// Longest back-off.
+    pub backoff_cap: Duration,
+    /// Vendor request timeout.
+    pub http_timeout: StdDuration,
+    /// Idle re-check interval (new events wake the worker sooner).
+    pub poll: StdDuration,
+    /// Messages taken per round.
+    pub batch: i64,
+    /// Replaces `{public_url}` in message bodies.
+    pub public_url: String,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self {
+            claim_lease: Duration::seconds(120),
+            idempotency_window: Duration::hours(23),
+            max_attempts: 8,
+            backoff_base: Duration::seconds(2),
+            backoff_cap: Duration::hours(1),
+            http_timeout: StdDuration::from_secs(30),
+            poll: StdDuration::from_secs(1),
+            batch: 50,
+            public_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+impl OutboxSettings {
+    /// The settings the configuration names.
+    pub fn from_config(c: &Config) -> Self {
+        let ms = |n: u64| Duration::milliseconds(i64::try_from(n).unwrap_or(i64::MAX));
+        Self {
+            claim_lease: ms(c.outbox_claim_lease_ms),
+            max_attempts: c.outbox_max_attempts.max(1),
+            backoff_base: ms(c.outbox_retry_base_ms),
+            backoff_cap: ms(c.outbox_retry_max_ms),
+            http_timeout: StdDuration::from_millis(c.outbox_http_timeout_ms),
+            poll: StdDuration::from_millis(c.outbox_poll_ms.max(10)),
+            public_url: c
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", c.bind_addr))
+                .trim_end_matches('/')
+                .to_string(),
+            ..Self::default()
+        }
+    }
+}
+
+/// What one round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Round {
+    /// Messages looked at.
+    pub processed: usize,
+}
+
+/// Sends queued messages. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct OutboxWorker {
+    crm: Crm,
+    sms: Option<Arc<dyn MessageSender>>,
+    email: Option<Arc<dyn MessageSender>>,
+    settings: OutboxSettings,
+}
+
+/// Which integrations the configuration enables, for logs and health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Providers {
+    /// Twilio (SMS) configured.
+    pub sms: bool,
+    /// Resend (email) configured.
+    pub email: bool,
+}
+
+impl OutboxWorker {
+    /// A worker with no vendor: every message is recorded as not sent.
+    pub fn new(crm: Crm, settings: OutboxSettings) -> Self {
+        Self {
+            crm,
+            sms: None,
+            email: None,
+            settings,
+        }
+    }
+
+    /// Sends SMS through `sender`.
+    #[must_use]
+    pub fn with_sms(mut self, sender: Arc<dyn MessageSender>) -> Self {
+        self.sms = Some(sender);
+        self
+    }
+
+    /// Sends email through `sender`.
+    #[must_use]
+    pub fn with_email(mut self, sender: Arc<dyn MessageSender>) -> Self {
+        self.email = Some(sender);
+        self
+    }
+
+    /// The worker the configuration describes: Twilio when `TWILIO_ACCOUNT_SID`,
+    /// `TWILIO_AUTH_TOKEN` and `TWILIO_PHONE_NUMBER` are set, Resend when `RESEND_API_KEY`
+    /// and `RESEND_FROM_EMAIL` are.
+    ///
+    /// # Errors
+    /// When an HTTP client cannot be built.
+    pub fn from_config(crm: Crm, config: &Config) -> Result<Self, reqwest::Error> {
+        let settings = OutboxSettings::from_config(config);
+        let timeout = settings.http_timeout;
+        let callback = config
+            .public_url
+            .as_ref()
+            .map(|u| format!("{}/api/webhooks/twilio/status", u.trim_end_matches('/')));
+        let mut worker = Self::new(crm, settings);
+        if let (Some(sid), Some(token), Some(from)) = (
+            &config.twilio_account_sid,
+            &config.twilio_auth_token,
+            &config.twilio_phone_number,
+        ) {
+            worker = worker.with_sms(Arc::new(TwilioSender::new(
+                &config.twilio_api_base,
+                sid.clone(),
+                token.clone(),
+                from.clone(),
+                callback,
+                timeout,
+            )?));
+        }
+        if let (Some(key), Some(from)) = (&config.resend_api_key, &config.resend_from_email) {
+            worker = worker.with_email(Arc::new(ResendSender::new(
+                &config.resend_api_base,
+                key.clone(),
+                from.clone(),
+                timeout,
+            )?));
+        }
+        Ok(worker)
+    }
+
+    /// Which vendors are configured.
+    pub fn providers(&self) -> Providers {
+        Providers {
+            sms: self.sms.is_some(),
+            email: self.email.is_some(),
+        }
+    }
+
+    /// Indexes new message events, then handles every message due now.
+    ///
+    /// # Errors
+    /// [`AppError`] when the store fails; a message a vendor refused is not an error.
+    pub async fn run_once(&self) -> Result<Round, AppError> {
+        let log = self.crm.log();
+        index::catch_up(log, self.settings.claim_lease).await?;
+        let mut round = Round::default();
+        loop {
+            let due = index::due(log, self.now(), self.settings.batch).await?;
+            let n = due.len();
+            for raw in due {
+                let id = OutboundMessageId::parse(&raw)
+                    .map_err(|e| AppError::Store(StoreError::Database(e.to_string())))?;
+                self.process(id).await?;
+                round.processed += 1;
+            }
+            index::catch_up(log, self.settings.claim_lease).await?;
+            if (n as i64) < self.settings.batch {
+                return Ok(round);
+            }
+        }
+    }
+
+    /// Runs until `shutdown`, waking on new events and every `poll`.
+    pub fn spawn(self, shutdown: CancellationToken) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let p = self.providers();
+            tracing::info!(sms = p.sms, email = p.email, "outbox worker started");
+            let mut commits = self.crm.log().commits();
+            let mut pause = self.settings.poll;
+            loop {
+                match self.run_once().await {
+                    Ok(_) => pause = self.settings.poll,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "outbox round failed; retrying");
+                        pause = (pause * 2).min(StdDuration::from_secs(30));
+                    }
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = commits.changed() => {}
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+        })
+    }
+
+    /// The CRM's clock: decisions (claim leases, due retries) use it too.
+    fn now(&self) -> DateTime<Utc> {
+        self.crm.services().clock.now()
+    }
+
+    fn meta(&self) -> EventMetadata {
+        EventMetadata::new(Actor::System("outbox".into()), self.now())
+    }
+
+    /// Where to send and whether one may: marketing needs the customer's consent now;
+    /// transactional messages an address.
+    async fn resolve(
+        &self,
+        m: &OutboundMessage,
+        channel: Channel,
+    ) -> Result<(Option<String>, MarketingEligibility), AppError> {
+        match m.recipient() {
+            Some(Recipient::Customer { customer_id }) => {
+                let c = self.crm.customers().load(*customer_id).await?.aggregate;
+                let address = customer_address(&c, channel);
+                let marketing = m.kind().is_some_and(|k| k.is_marketing());
+                let eligibility = if marketing {
+                    c.marketing_eligibility(channel)
+                } else if c.id().is_none() || c.is_erased() || c.merged_into().is_some() {
+                    MarketingEligibility::NoAddress
+                } else if address.is_some() {
+                    MarketingEligibility::Eligible
+                } else {
+                    MarketingEligibility::NoAddress
+                };
+                Ok((address, eligibility))
+            }
+            Some(Recipient::Email { address }) => {
+                Ok((Some(address.to_string()), MarketingEligibility::Eligible))
+            }
+            Some(Recipient::Phone { number }) => {
+                Ok((Some(number.to_string()), MarketingEligibility::Eligible))
+            }
+            None => Ok((None, MarketingEligibility::NoAddress)),
+        }
+    }
+
+    /// Takes one message as far as it can go now.
+    ///
+    /// # Errors
+    /// [`AppError`] when the store fails.
+    pub async fn process(&self, id: OutboundMessageId) -> Result<(), AppError> {
+        let messages = self.crm.messages();
+        let m = messages.load(id).await?.aggregate;
+        if !matches!(m.status(), MessageStatus::Pending | MessageStatus::Sending) {
+            return Ok(());
+        }
+        let Some(channel) = m.channel() else {
+            return Ok(());
+        };
+        let sender = match channel {
+            Channel::Sms => self.sms.clone(),
+            Channel::Email => self.email.clone(),
+        };
+        let (address, eligibility) = self.resolve(&m, channel).await?;
+        let start = MessageCommand::StartAttempt {
+            provider: sender.as_ref().map(|s| s.provider()),
+            eligibility,
+            claim_lease: self.settings.claim_lease,
+            idempotency_window: self.settings.idempotency_window,
+        };
+        let outcome = match messages
+            .execute(id, DomainActor::System, start, &self.meta())
+            .await
+        {
+            Ok(o) => o,
+            // Someone else has it, it is not due, or it is done: nothing to do now.
+            Err(AppError::Conflict { .. })
+            | Err(AppError::Rule {
+                code: "ATTEMPT_IN_PROGRESS" | "ATTEMPT_NOT_DUE" | "MESSAGE_FINISHED",
+                ..
+            }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if !outcome
+            .events
+            .iter()
+            .any(|e| e.event_type == "MessageSendStarted")
+        {
+            tracing::info!(message_id = %id, events = ?outcome.events.iter().map(|e| &e.event_type).collect::<Vec<_>>(), "outbox: message not sent");
+            return Ok(());
+        }
+        let claimed = messages.load(id).await?.aggregate;
+        let Some(claim) = claimed.claim() else {
+            return Ok(());
+        };
+        let resumed = claim.attempt <= m.attempts();
+        let cmd = match (&sender, address) {
+            (Some(sender), Some(to)) if sender.provider() == claim.provider => {
+                let outgoing = Outgoing {
+                    to,
+                    subject: claimed.subject().map(str::to_string),
+                    body: claimed.body().replace(
+                        commands::policies::outbox::PUBLIC_URL,
+                        &self.settings.public_url,
+                    ),
+                    idempotency_key: idempotency_key(id),
+                };
+                let result = sender.send(&outgoing).await;
+                tracing::info!(message_id = %id, provider = claim.provider.as_str(), attempt = claim.attempt, resumed, ok = result.is_ok(), "outbox: vendor answered");
+                self.outcome_command(claim, result)
+            }
+            // The vendor of a resumed claim is no longer configured, or the address is gone:
+            // whether the first attempt went out cannot be known.
+            _ if resumed => MessageCommand::RecordOutcomeUnknown,
+            _ => MessageCommand::RecordRejected {
+                status: 0,
+                error: "the recipient has no address on the channel".into(),
+            },
+        };
+        // If this fails the claim stays; it is resolved when its lease ends.
+        messages
+            .execute(id, DomainActor::System, cmd, &self.meta())
+            .await?;
+        Ok(())
+    }
+
+    fn outcome_command(
+        &self,
+        claim: domain::message::Claim,
+        result: Result<String, SendError>,
+    ) -> MessageCommand {
+        let retry = |error: String, wait: Option<StdDuration>| {
+            let delay = backoff(
+                claim.attempt,
+                self.settings.backoff_base,
+                self.settings.backoff_cap,
+            );
+            let asked = wait
+                .and_then(|w| Duration::from_std(w).ok())
+                .unwrap_or_else(Duration::zero);
+            MessageCommand::RecordAttemptFailed {
+                error,
+                retry_at: self.now() + delay.max(asked),
+                max_attempts: self.settings.max_attempts,
+            }
+        };
+        match result {
+            Ok(provider_message_id) => MessageCommand::RecordSent {
+                provider_message_id,
+            },
+            Err(SendError::Retryable { error, retry_after }) => retry(error, retry_after),
+            Err(SendError::Ambiguous { error }) if claim.provider.dedupes_by_idempotency_key() => {
+                retry(error, None)
+            }
+            Err(SendError::Ambiguous { .. }) => MessageCommand::RecordOutcomeUnknown,
+            Err(SendError::Permanent { status, error }) => {
+                MessageCommand::RecordRejected { status, error }
+            }
+        }
+    }
+}
+
+/// The customer's phone or email. Read through the state's serialised form until `Customer`
+/// has accessors for them (customer.rs is being changed elsewhere).
+fn customer_address(c: &Customer, channel: Channel) -> Option<String> {
+    let field = match channel {
+        Channel::Sms => "phone",
+        Channel::Email => "email",
+    };
+    serde_json::to_value(c)
+        .ok()?
+        .get(field)?
+        .as_str()
+        .map(str::to_string)
+}

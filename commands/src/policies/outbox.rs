@@ -1,0 +1,291 @@
+//! What the `outbox` policy queues: one outbound message per trigger and recipient, its id
+//! derived from the trigger (`Type:id:sequence[:part]`, see
+//! [`OutboundMessageId::for_cause`]), so a trigger handled twice queues nothing new. Sending,
+//! and the consent check at send time, are the API's outbox worker's.
+//!
+//! | trigger | message |
+//! |---|---|
+//! | `OfferSent` | the auto-offer (discount, expiry) to the opportunity's customer |
+//! | `PromotionDelivered` | the promotion's template (and code) to the customer |
+//! | `ReviewRequested`, `ReviewReminderSent` | a review link to the customer |
+//! | `ScheduledReportGenerated` | a notice to each recipient of the report |
+//!
+//! `PasswordResetRequested` is not a trigger: the event holds only the token's hash (by
+//! design), so the reset mail must be queued by whoever holds the token.
+
+use chrono::{DateTime, Duration, Utc};
+use domain::consent::Channel;
+use domain::ids::{OutboundMessageId, ReviewRequestId};
+use domain::message::{MessageCommand, MessageKind, Recipient};
+use domain::opportunity::OpportunityEvent;
+use domain::promotion::{PromotionContent, PromotionEvent};
+use domain::review::ReviewRequestEvent;
+use domain::scheduled_report::ScheduledReportEvent;
+use domain::values::Discount;
+
+use crate::app::{AppError, Crm};
+use crate::store::RecordedEvent;
+
+/// Placeholder in message bodies for the public base URL (`PUBLIC_URL`), filled at send time.
+pub const PUBLIC_URL: &str = "{public_url}";
+
+/// Triggers that happened longer ago than this are not messaged: deploying the outbox on an
+/// old store (or replaying the demo's history) must not mail years of offers.
+pub fn max_cause_age() -> Duration {
+    Duration::hours(48)
+}
+
+/// One message to queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedMessage {
+    /// `Type:id:sequence[:part]` of the trigger.
+    pub cause: String,
+    /// Why.
+    pub kind: MessageKind,
+    /// SMS or email.
+    pub channel: Channel,
+    /// To whom.
+    pub recipient: Recipient,
+    /// Email subject.
+    pub subject: Option<String>,
+    /// The text.
+    pub body: String,
+}
+
+impl QueuedMessage {
+    /// The id it is queued under.
+    pub fn id(&self) -> OutboundMessageId {
+        OutboundMessageId::for_cause(&self.cause)
+    }
+
+    /// The `Queue` command.
+    pub fn command(&self) -> MessageCommand {
+        MessageCommand::Queue {
+            kind: self.kind,
+            channel: self.channel,
+            recipient: self.recipient.clone(),
+            cause: self.cause.clone(),
+            subject: self.subject.clone(),
+            body: self.body.clone(),
+        }
+    }
+}
+
+/// Whether `e` is an event the outbox policy reacts to.
+pub fn triggers(e: &RecordedEvent) -> bool {
+    matches!(
+        (e.aggregate_type.as_str(), e.event_type.as_str()),
+        ("Opportunity", "OfferSent")
+            | ("Promotion", "PromotionDelivered")
+            | ("ReviewRequest", "ReviewRequested" | "ReviewReminderSent")
+            | ("ScheduledReport", "ScheduledReportGenerated")
+    )
+}
+
+fn cause(e: &RecordedEvent) -> String {
+    format!("{}:{}:{}", e.aggregate_type, e.aggregate_id, e.sequence)
+}
+
+/// When the trigger happened (its metadata's `occurred_at`, else when it was recorded).
+fn occurred_at(e: &RecordedEvent) -> DateTime<Utc> {
+    e.metadata
+        .get("occurred_at")
+        .and_then(|v| v.as_str())
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map_or(e.recorded_at, |t| t.with_timezone(&Utc))
+}
+
+fn sms_footer(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Sms => " Reply STOP to opt out.",
+        Channel::Email => "",
+    }
+}
+
+fn discount_text(d: &Discount) -> String {
+    match d {
+        Discount::Percent(p) => format!("{p}% off"),
+        Discount::Amount(m) => format!("{m} off"),
+    }
+}
+
+/// The messages `e` causes (none for triggers older than [`max_cause_age`]).
+///
+/// # Errors
+/// [`AppError::Store`] when the trigger's stream cannot be read or decoded.
+pub async fn messages_for(crm: &Crm, e: &RecordedEvent) -> Result<Vec<QueuedMessage>, AppError> {
+    let now = crm.services().clock.now();
+    if now - occurred_at(e) > max_cause_age() {
+        tracing::info!(cause = %cause(e), "not messaging a trigger older than the outbox's horizon");
+        return Ok(vec![]);
+    }
+    let history = crm
+        .log()
+        .load_stream(&e.aggregate_type, &e.aggregate_id, 0)
+        .await?;
+    let earlier = history.into_iter().filter(|h| h.sequence < e.sequence);
+    let message =
+        |kind, channel, customer_id, subject: Option<String>, body: String| QueuedMessage {
+            cause: cause(e),
+            kind,
+            channel,
+            recipient: Recipient::Customer { customer_id },
+            subject,
+            body: format!("{body}{}", sms_footer(channel)),
+        };
+    match e.aggregate_type.as_str() {
+        "Opportunity" => {
+            let store = crm.opportunities();
+            let OpportunityEvent::OfferSent {
+                customer_id,
+                channel,
+                ..
+            } = store.store().decode(e.clone())?
+            else {
+                return Ok(vec![]);
+            };
+            let mut offer = None;
+            for h in earlier {
+                if let OpportunityEvent::AutoOfferConfigured {
+                    discount,
+                    expires_at,
+                    ..
+                } = store.store().decode(h)?
+                {
+                    offer = Some((discount, expires_at));
+                }
+            }
+            let text = match offer {
+                Some((d, until)) => format!(
+                    "Dirt Free Carpet Cleaning: a special offer for you, {} your next cleaning, valid until {}.",
+                    discount_text(&d),
+                    until.with_timezone(&crm.services().tz).format("%B %-d, %Y")
+                ),
+                None => "Dirt Free Carpet Cleaning: a special offer is waiting for you.".into(),
+            };
+            Ok(vec![message(
+                MessageKind::Offer,
+                channel,
+                customer_id,
+                Some("A special offer from Dirt Free".into()),
+                text,
+            )])
+        }
+        "Promotion" => {
+            let store = crm.promotions();
+            let PromotionEvent::PromotionDelivered {
+                customer_id,
+                channel,
+                ..
+            } = store.store().decode(e.clone())?
+            else {
+                return Ok(vec![]);
+            };
+            let mut content: Option<PromotionContent> = None;
+            for h in earlier {
+                match store.store().decode(h)? {
+                    PromotionEvent::PromotionCreated { content: c, .. }
+                    | PromotionEvent::PromotionUpdated { content: c, .. } => content = Some(c),
+                    _ => {}
+                }
+            }
+            let Some(c) = content else { return Ok(vec![]) };
+            let code = c
+                .discount_code
+                .as_ref()
+                .map(|code| format!(" Code: {code}."))
+                .unwrap_or_default();
+            Ok(vec![message(
+                MessageKind::Promotion,
+                channel,
+                customer_id,
+                Some(c.name.to_string()),
+                format!("{}{code}", c.template),
+            )])
+        }
+        "ReviewRequest" => {
+            let store = crm.review_requests();
+            let (kind, customer_id) = match store.store().decode(e.clone())? {
+                ReviewRequestEvent::ReviewRequested { customer_id, .. } => {
+                    (MessageKind::ReviewRequest, customer_id)
+                }
+                ReviewRequestEvent::ReviewReminderSent { customer_id, .. } => {
+                    (MessageKind::ReviewReminder, customer_id)
+                }
+                ReviewRequestEvent::ReviewRequestFulfilled { .. } => return Ok(vec![]),
+            };
+            // The channel is the request's (reminders go the same way).
+            let mut channel = None;
+            for h in crm
+                .log()
+                .load_stream(&e.aggregate_type, &e.aggregate_id, 0)
+                .await?
+                .into_iter()
+                .filter(|h| h.sequence <= e.sequence)
+            {
+                if let ReviewRequestEvent::ReviewRequested { channel: c, .. } =
+                    store.store().decode(h)?
+                {
+                    channel = Some(c);
+                }
+            }
+            let Some(channel) = channel else {
+                return Ok(vec![]);
+            };
+            let request = ReviewRequestId::parse(&e.aggregate_id)
+                .map_err(|v| AppError::validation(v.field, v.message))?;
+            let lead = match kind {
+                MessageKind::ReviewReminder => "A quick reminder from Dirt Free:",
+                _ => "Thanks for choosing Dirt Free!",
+            };
+            Ok(vec![message(
+                kind,
+                channel,
+                customer_id,
+                Some("How did we do?".into()),
+                format!("{lead} How did we do? Leave a review: {PUBLIC_URL}/review/{request}"),
+            )])
+        }
+        "ScheduledReport" => {
+            let store = crm.scheduled_reports();
+            let ScheduledReportEvent::ScheduledReportGenerated {
+                period_start,
+                period_end,
+                row_count,
+                ..
+            } = store.store().decode(e.clone())?
+            else {
+                return Ok(vec![]);
+            };
+            let mut defined = None;
+            for h in earlier {
+                if let ScheduledReportEvent::ScheduledReportDefined {
+                    name, recipients, ..
+                } = store.store().decode(h)?
+                {
+                    defined = Some((name, recipients));
+                }
+            }
+            let Some((name, recipients)) = defined else {
+                return Ok(vec![]);
+            };
+            Ok(recipients
+                .into_iter()
+                .enumerate()
+                .map(|(i, address)| QueuedMessage {
+                    cause: format!("{}:{i}", cause(e)),
+                    kind: MessageKind::ScheduledReport,
+                    channel: Channel::Email,
+                    recipient: Recipient::Email { address },
+                    subject: Some(format!("{name}: {period_start} to {period_end}")),
+                    body: format!(
+                        "The report \"{name}\" for {period_start} to {period_end} is ready \
+                         ({row_count} rows): {PUBLIC_URL}/admin/reports/{}",
+                        e.aggregate_id
+                    ),
+                })
+                .collect())
+        }
+        _ => Ok(vec![]),
+    }
+}

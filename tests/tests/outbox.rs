@@ -1,0 +1,800 @@
+//! The outbox against stand-ins for the vendors' send APIs: HTTP servers on loopback that
+//! record every request and, like Resend, answer a repeated `Idempotency-Key` with the first
+//! result instead of sending again. On PostgreSQL and SQLite.
+//!
+//! In process: delivery (through the policies, from a completed job), retries with back-off on
+//! 500 and 429, no retry after a 400, "not sent" without vendor keys or consent. As a process:
+//! the server SIGKILLed between the vendor's send and the recording never sends twice, and
+//! Twilio's status callbacks move the message's delivery status forward only.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::TcpListener as StdListener;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use api::outbox::resend::ResendSender;
+use api::outbox::twilio::TwilioSender;
+use api::outbox::{OutboxSettings, OutboxWorker};
+use api::secret::Secret;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::Utc;
+use commands::domain::consent::{Channel, ConsentSource, MarketingEligibility, SuppressionReason};
+use commands::domain::customer::CustomerCommand;
+use commands::domain::ids::{CustomerId, OutboundMessageId};
+use commands::domain::loyalty::LoyaltyRules;
+use commands::domain::message::{
+    DeliveryStatus, MessageCommand, MessageEvent, MessageKind, MessageStatus, NotSentReason,
+    OutboundMessage, Recipient,
+};
+use commands::domain::{Actor as DomainActor, DomainServices};
+use commands::policies::PolicyRunner;
+use commands::{Actor, Crm, EventLog, EventMetadata};
+use serde_json::{json, Value};
+use tests::app_support;
+use tests::{Engine, TempDir, TestDb};
+
+const TZ: chrono_tz::Tz = chrono_tz::America::Chicago;
+const TWILIO_SID: &str = "AC00000000000000000000000000000001";
+const TWILIO_TOKEN: &str = "twilio-test-token";
+const RESEND_KEY: &str = "re_test_key";
+const FROM_PHONE: &str = "+15125559999";
+const FROM_EMAIL: &str = "Dirt Free <hello@dirtfree.example>";
+const PUBLIC_URL: &str = "https://crm.example.com";
+
+// ------------------------------------------------------------------ vendor stand-ins
+
+/// One request a stand-in received.
+#[derive(Debug, Clone)]
+struct Received {
+    at: Instant,
+    idempotency_key: Option<String>,
+    authorization: Option<String>,
+    body: String,
+    status: u16,
+    replayed: bool,
+}
+
+#[derive(Debug, Default)]
+struct VendorState {
+    /// Statuses for the next new requests; empty → success.
+    script: VecDeque<u16>,
+    requests: Vec<Received>,
+    /// Ids of the messages the vendor "sent".
+    sent: Vec<String>,
+    /// `Idempotency-Key` → the first successful answer.
+    by_key: HashMap<String, Value>,
+    /// Delay the answer to a send (after recording it) by this much.
+    hold: Option<Duration>,
+}
+
+/// A vendor's send API on loopback.
+#[derive(Debug, Clone)]
+struct Vendor {
+    state: Arc<Mutex<VendorState>>,
+    base: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Twilio,
+    Resend,
+}
+
+impl Vendor {
+    async fn start(kind: Kind) -> Self {
+        let state = Arc::new(Mutex::new(VendorState::default()));
+        let app = match kind {
+            Kind::Twilio => Router::new().route(
+                "/2010-04-01/Accounts/{sid}/Messages.json",
+                post(
+                    |s: State<Arc<Mutex<VendorState>>>, h: HeaderMap, b: String| {
+                        answer(s, h, b, Kind::Twilio)
+                    },
+                ),
+            ),
+            Kind::Resend => Router::new().route(
+                "/emails",
+                post(
+                    |s: State<Arc<Mutex<VendorState>>>, h: HeaderMap, b: String| {
+                        answer(s, h, b, Kind::Resend)
+                    },
+                ),
+            ),
+        }
+        .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind stand-in");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Vendor { state, base }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VendorState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn script(&self, statuses: &[u16]) {
+        self.lock().script = statuses.iter().copied().collect();
+    }
+    fn hold(&self, d: Option<Duration>) {
+        self.lock().hold = d;
+    }
+    fn requests(&self) -> Vec<Received> {
+        self.lock().requests.clone()
+    }
+    fn sent(&self) -> Vec<String> {
+        self.lock().sent.clone()
+    }
+}
+
+async fn answer(
+    State(state): State<Arc<Mutex<VendorState>>>,
+    headers: HeaderMap,
+    body: String,
+    kind: Kind,
+) -> Response {
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let key = header("idempotency-key");
+    let mut received = Received {
+        at: Instant::now(),
+        idempotency_key: key.clone(),
+        authorization: header("authorization"),
+        body,
+        status: 200,
+        replayed: false,
+    };
+    let hold;
+    let reply;
+    {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        // Resend honours Idempotency-Key; Twilio has none.
+        if let Some(prev) = key.as_ref().and_then(|k| s.by_key.get(k)).cloned() {
+            received.replayed = true;
+            s.requests.push(received);
+            return (StatusCode::OK, Json(prev)).into_response();
+        }
+        let status = s.script.pop_front().unwrap_or(200);
+        received.status = status;
+        s.requests.push(received);
+        if status != 200 {
+            let mut r = (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                Json(json!({"name": "scripted", "message": format!("scripted {status}")})),
+            )
+                .into_response();
+            if status == 429 {
+                r.headers_mut()
+                    .insert("retry-after", axum::http::HeaderValue::from_static("0"));
+            }
+            return r;
+        }
+        let n = s.sent.len() + 1;
+        let id = match kind {
+            Kind::Twilio => format!("SM{n:032}"),
+            Kind::Resend => format!("email-{n}"),
+        };
+        s.sent.push(id.clone());
+        reply = match kind {
+            Kind::Twilio => json!({"sid": id, "status": "queued"}),
+            Kind::Resend => json!({"id": id}),
+        };
+        if let Some(k) = key {
+            s.by_key.insert(k, reply.clone());
+        }
+        hold = s.hold;
+    }
+    if let Some(d) = hold {
+        tokio::time::sleep(d).await;
+    }
+    (StatusCode::OK, Json(reply)).into_response()
+}
+
+// ------------------------------------------------------------------ helpers
+
+fn meta() -> EventMetadata {
+    EventMetadata::new(Actor::System("test".into()), Utc::now())
+}
+
+/// A CRM on the real clock (the worker's back-off and leases are real time).
+fn crm(log: EventLog) -> Crm {
+    Crm::new(log, DomainServices::new(TZ, LoyaltyRules::default()))
+}
+
+fn settings() -> OutboxSettings {
+    OutboxSettings {
+        backoff_base: chrono::Duration::milliseconds(200),
+        backoff_cap: chrono::Duration::seconds(5),
+        max_attempts: 4,
+        http_timeout: Duration::from_secs(5),
+        public_url: PUBLIC_URL.into(),
+        ..OutboxSettings::default()
+    }
+}
+
+fn twilio(v: &Vendor) -> Arc<TwilioSender> {
+    Arc::new(
+        TwilioSender::new(
+            &v.base,
+            TWILIO_SID.into(),
+            Secret::new(TWILIO_TOKEN),
+            FROM_PHONE.into(),
+            None,
+            Duration::from_secs(5),
+        )
+        .expect("client"),
+    )
+}
+
+fn resend(v: &Vendor) -> Arc<ResendSender> {
+    Arc::new(
+        ResendSender::new(
+            &v.base,
+            Secret::new(RESEND_KEY),
+            FROM_EMAIL.into(),
+            Duration::from_secs(5),
+        )
+        .expect("client"),
+    )
+}
+
+/// Customer `n` with a phone, an email and consent on both channels.
+async fn customer(crm: &Crm, n: u128) -> CustomerId {
+    let id = app_support::customer(crm, n).await;
+    let consent = CustomerCommand::GrantMarketingConsent {
+        channel: Channel::Email,
+        source: ConsentSource::Staff,
+    };
+    crm.customers()
+        .execute(id, app_support::staff(), consent, &meta())
+        .await
+        .expect("email consent");
+    id
+}
+
+/// Queues an offer for `customer` on `channel` directly (the policy's command).
+async fn queue(
+    crm: &Crm,
+    customer: CustomerId,
+    channel: Channel,
+    cause: &str,
+) -> OutboundMessageId {
+    let id = OutboundMessageId::for_cause(cause);
+    let cmd = MessageCommand::Queue {
+        kind: MessageKind::Offer,
+        channel,
+        recipient: Recipient::Customer {
+            customer_id: customer,
+        },
+        cause: cause.into(),
+        subject: Some("An offer".into()),
+        body: "15% off your next cleaning: {public_url}/offer".into(),
+    };
+    crm.messages()
+        .execute(id, DomainActor::System, cmd, &meta())
+        .await
+        .expect("queue");
+    id
+}
+
+async fn message(crm: &Crm, id: OutboundMessageId) -> OutboundMessage {
+    crm.messages().load(id).await.expect("load").aggregate
+}
+
+async fn events(crm: &Crm, id: OutboundMessageId) -> Vec<MessageEvent> {
+    let store = crm.messages();
+    crm.log()
+        .load_stream("OutboundMessage", &id.to_string(), 0)
+        .await
+        .expect("stream")
+        .into_iter()
+        .map(|e| store.store().decode(e).expect("decode"))
+        .collect()
+}
+
+fn finished(m: &OutboundMessage) -> bool {
+    matches!(m.status(), MessageStatus::Sent | MessageStatus::NotSent)
+}
+
+/// Runs the worker until the message is sent or given up.
+async fn drive(worker: &OutboxWorker, crm: &Crm, id: OutboundMessageId) -> OutboundMessage {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        worker.run_once().await.expect("outbox round");
+        let m = message(crm, id).await;
+        if finished(&m) {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "message never finished: {m:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ------------------------------------------------------------------ in process
+
+async fn a_completed_jobs_review_request_is_texted_through_twilio(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let crm = crm(db.log().await);
+    let sms = Vendor::start(Kind::Twilio).await;
+    let c = customer(&crm, 1).await;
+    let tech = app_support::technician(&crm).await;
+    let job = app_support::scheduled_job(&crm, 500, c, tech).await;
+    app_support::complete(&crm, job, 12_000).await;
+    PolicyRunner::new(crm.clone())
+        .run_until_caught_up()
+        .await
+        .expect("policies");
+    let request = commands::domain::ids::ReviewRequestId::for_job(job);
+    let id = OutboundMessageId::for_cause(&format!("ReviewRequest:{request}:1"));
+    let worker = OutboxWorker::new(crm.clone(), settings()).with_sms(twilio(&sms));
+    let m = drive(&worker, &crm, id).await;
+
+    assert_eq!(m.status(), MessageStatus::Sent, "{m:?}");
+    assert_eq!(m.kind(), Some(MessageKind::ReviewRequest));
+    let sent = sms.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(m.provider_message_id(), Some(sent[0].as_str()));
+    let r = &sms.requests()[0];
+    let form: HashMap<String, String> = form_urlencoded(&r.body);
+    assert_eq!(form.get("To").map(String::as_str), Some("+15125550001"));
+    assert_eq!(form.get("From").map(String::as_str), Some(FROM_PHONE));
+    let body = form.get("Body").cloned().unwrap_or_default();
+    assert!(
+        body.contains(&format!("{PUBLIC_URL}/review/{request}")) && body.contains("STOP"),
+        "{body}"
+    );
+    assert!(
+        r.authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with("Basic ")),
+        "basic auth with the account SID and token"
+    );
+    // Running the policies and the worker again changes nothing.
+    PolicyRunner::new(crm.clone())
+        .run_until_caught_up()
+        .await
+        .expect("policies");
+    worker.run_once().await.expect("round");
+    assert_eq!(sms.requests().len(), 1);
+}
+
+fn form_urlencoded(body: &str) -> HashMap<String, String> {
+    body.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn an_email_is_retried_with_back_off_after_500_and_429_then_sent_once(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let crm = crm(db.log().await);
+    let email = Vendor::start(Kind::Resend).await;
+    email.script(&[500, 429]);
+    let c = customer(&crm, 2).await;
+    let id = queue(&crm, c, Channel::Email, "test:retry").await;
+    let worker = OutboxWorker::new(crm.clone(), settings()).with_email(resend(&email));
+    let m = drive(&worker, &crm, id).await;
+
+    assert_eq!(m.status(), MessageStatus::Sent, "{m:?}");
+    let requests = email.requests();
+    assert_eq!(
+        requests.iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![500, 429, 200]
+    );
+    let key = format!("dirtfree-msg-{id}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.idempotency_key.as_deref() == Some(key.as_str())),
+        "every attempt carries the message's key"
+    );
+    assert_eq!(
+        requests[0].authorization.as_deref(),
+        Some(format!("Bearer {RESEND_KEY}").as_str())
+    );
+    // Exponential back-off: 200 ms after the first failure, 400 ms after the second.
+    let gaps: Vec<Duration> = requests.windows(2).map(|w| w[1].at - w[0].at).collect();
+    assert!(gaps[0] >= Duration::from_millis(190), "{gaps:?}");
+    assert!(gaps[1] >= Duration::from_millis(390), "{gaps:?}");
+    let body: Value = serde_json::from_str(&requests[2].body).expect("json");
+    assert_eq!(body["to"], json!(["c2@example.com"]));
+    assert_eq!(body["from"], json!(FROM_EMAIL));
+    assert_eq!(
+        body["text"],
+        json!(format!("15% off your next cleaning: {PUBLIC_URL}/offer"))
+    );
+    let types: Vec<&str> = events(&crm, id)
+        .await
+        .iter()
+        .map(|e| match e {
+            MessageEvent::MessageQueued { .. } => "queued",
+            MessageEvent::MessageSendStarted { .. } => "started",
+            MessageEvent::MessageSendAttemptFailed { .. } => "failed",
+            MessageEvent::MessageSent { .. } => "sent",
+            MessageEvent::MessageNotSent { .. } => "not_sent",
+            MessageEvent::MessageDeliveryStatusChanged { .. } => "status",
+        })
+        .collect();
+    assert_eq!(
+        types,
+        vec!["queued", "started", "failed", "started", "failed", "started", "sent"]
+    );
+    assert_eq!(email.sent().len(), 1);
+}
+
+async fn a_message_the_vendor_refuses_with_400_is_given_up_without_retrying(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let crm = crm(db.log().await);
+    let sms = Vendor::start(Kind::Twilio).await;
+    sms.script(&[400]);
+    let c = customer(&crm, 3).await;
+    let id = queue(&crm, c, Channel::Sms, "test:400").await;
+    let worker = OutboxWorker::new(crm.clone(), settings()).with_sms(twilio(&sms));
+    let m = drive(&worker, &crm, id).await;
+
+    assert_eq!(
+        m.not_sent_reason(),
+        Some(&NotSentReason::Rejected {
+            status: 400,
+            error: "scripted 400".into()
+        })
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    worker.run_once().await.expect("round");
+    assert_eq!(sms.requests().len(), 1, "a refused message is not retried");
+}
+
+async fn without_vendor_keys_a_message_is_recorded_as_not_sent(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let crm = crm(db.log().await);
+    let c = customer(&crm, 4).await;
+    let sms = queue(&crm, c, Channel::Sms, "test:offline-sms").await;
+    let email = queue(&crm, c, Channel::Email, "test:offline-email").await;
+    let worker = OutboxWorker::new(crm.clone(), settings());
+    for id in [sms, email] {
+        let m = drive(&worker, &crm, id).await;
+        assert_eq!(
+            m.not_sent_reason(),
+            Some(&NotSentReason::NoProviderConfigured)
+        );
+    }
+}
+
+async fn consent_revoked_or_email_suppressed_after_queueing_is_checked_at_send_time(
+    engine: Engine,
+) {
+    let db = TestDb::new(engine).await;
+    let crm = crm(db.log().await);
+    let sms_vendor = Vendor::start(Kind::Twilio).await;
+    let email_vendor = Vendor::start(Kind::Resend).await;
+    let c = customer(&crm, 5).await;
+    let sms = queue(&crm, c, Channel::Sms, "test:stop").await;
+    let email = queue(&crm, c, Channel::Email, "test:bounce").await;
+    // After queueing: the customer texts STOP and their address hard-bounces.
+    crm.customers()
+        .execute(
+            c,
+            DomainActor::System,
+            CustomerCommand::ApplyInboundSms {
+                body: "STOP".into(),
+            },
+            &meta(),
+        )
+        .await
+        .expect("stop");
+    crm.customers()
+        .execute(
+            c,
+            DomainActor::System,
+            CustomerCommand::SuppressEmail {
+                reason: SuppressionReason::HardBounce,
+                provider_event_id: "msg_bounce".into(),
+            },
+            &meta(),
+        )
+        .await
+        .expect("suppress");
+    let worker = OutboxWorker::new(crm.clone(), settings())
+        .with_sms(twilio(&sms_vendor))
+        .with_email(resend(&email_vendor));
+    for (id, why) in [
+        (sms, MarketingEligibility::OptedOut),
+        (email, MarketingEligibility::Suppressed),
+    ] {
+        let m = drive(&worker, &crm, id).await;
+        assert_eq!(
+            m.not_sent_reason(),
+            Some(&NotSentReason::NotEligible { eligibility: why })
+        );
+    }
+    assert!(sms_vendor.requests().is_empty() && email_vendor.requests().is_empty());
+}
+
+tests::on_both_engines!(
+    a_completed_jobs_review_request_is_texted_through_twilio,
+    an_email_is_retried_with_back_off_after_500_and_429_then_sent_once,
+    a_message_the_vendor_refuses_with_400_is_given_up_without_retrying,
+    without_vendor_keys_a_message_is_recorded_as_not_sent,
+    consent_revoked_or_email_suppressed_after_queueing_is_checked_at_send_time,
+);
+
+// ------------------------------------------------------------------ the server process
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// The server, killed (SIGKILL) on drop.
+struct Server {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start(url: &str, port: u16, dir: &TempDir, sms: &Vendor, email: &Vendor) -> Server {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dirtfree-api"))
+        .current_dir(&dir.0)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", url)
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("DEMO_SEED", "off")
+        .env("PUBLIC_URL", PUBLIC_URL)
+        .env("TWILIO_ACCOUNT_SID", TWILIO_SID)
+        .env("TWILIO_AUTH_TOKEN", TWILIO_TOKEN)
+        .env("TWILIO_PHONE_NUMBER", FROM_PHONE)
+        .env("TWILIO_API_BASE", &sms.base)
+        .env("RESEND_API_KEY", RESEND_KEY)
+        .env("RESEND_FROM_EMAIL", FROM_EMAIL)
+        .env("RESEND_API_BASE", &email.base)
+        .env("OUTBOX_HTTP_TIMEOUT_MS", "2000")
+        .env("OUTBOX_CLAIM_LEASE_MS", "3000")
+        .env("OUTBOX_POLL_MS", "100")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start server");
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{}/api/health", server.base)).await {
+            if r.status().is_success() {
+                return server;
+            }
+        }
+        assert!(Instant::now() < deadline, "server did not become healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn wait_finished(crm: &Crm, id: OutboundMessageId) -> OutboundMessage {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = message(crm, id).await;
+        if finished(&m) {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "message never finished: {m:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SIGKILLs the server while the vendor, having sent the message, holds its answer back; then
+/// restarts it. Returns the message once the restarted server has resolved it.
+async fn killed_between_sending_and_recording(
+    engine: Engine,
+    channel: Channel,
+) -> (TestDb, Crm, OutboundMessageId, Vendor, OutboundMessage) {
+    let db = TestDb::new(engine).await;
+    let crm = crm(db.log().await);
+    let (sms, email) = (
+        Vendor::start(Kind::Twilio).await,
+        Vendor::start(Kind::Resend).await,
+    );
+    let vendor = match channel {
+        Channel::Sms => sms.clone(),
+        Channel::Email => email.clone(),
+    };
+    vendor.hold(Some(Duration::from_secs(30)));
+    let c = customer(&crm, 6).await;
+    let id = queue(&crm, c, channel, "test:sigkill").await;
+    let dir = TempDir::new();
+    let port = free_port();
+
+    let mut server = start(&db.url, port, &dir, &sms, &email).await;
+    wait_until("the vendor to send the message", || {
+        !vendor.sent().is_empty()
+    })
+    .await;
+    server.child.kill().expect("SIGKILL");
+    let _ = server.child.wait();
+    let m = message(&crm, id).await;
+    assert_eq!(
+        m.status(),
+        MessageStatus::Sending,
+        "killed after claiming, before recording: {m:?}"
+    );
+    drop(server);
+
+    vendor.hold(None);
+    let server = start(&db.url, port, &dir, &sms, &email).await;
+    let m = wait_finished(&crm, id).await;
+    drop(server);
+    (db, crm, id, vendor, m)
+}
+
+async fn an_email_is_sent_once_when_the_worker_dies_between_sending_and_recording(engine: Engine) {
+    let (_db, crm, id, vendor, m) =
+        killed_between_sending_and_recording(engine, Channel::Email).await;
+    assert_eq!(m.status(), MessageStatus::Sent, "{m:?}");
+    assert_eq!(vendor.sent(), vec!["email-1".to_string()], "sent once");
+    assert_eq!(m.provider_message_id(), Some("email-1"));
+    let requests = vendor.requests();
+    assert_eq!(requests.len(), 2, "the claim was resumed once");
+    assert!(requests[1].replayed, "the vendor deduplicated the repeat");
+    assert_eq!(requests[0].idempotency_key, requests[1].idempotency_key);
+    let resumed = events(&crm, id)
+        .await
+        .into_iter()
+        .filter(|e| matches!(e, MessageEvent::MessageSendStarted { resumed: true, .. }))
+        .count();
+    assert_eq!(resumed, 1);
+}
+
+async fn an_sms_is_not_resent_when_the_worker_dies_between_sending_and_recording(engine: Engine) {
+    let (_db, _crm, _id, vendor, m) =
+        killed_between_sending_and_recording(engine, Channel::Sms).await;
+    assert_eq!(
+        m.not_sent_reason(),
+        Some(&NotSentReason::OutcomeUnknown { attempt: 1 }),
+        "{m:?}"
+    );
+    assert_eq!(
+        vendor.requests().len(),
+        1,
+        "Twilio cannot deduplicate: never re-sent"
+    );
+}
+
+/// Posts a Twilio status callback for `sid`, signed as Twilio signs it.
+async fn status_callback(base: &str, sid: &str, status: &str) {
+    let params = vec![
+        ("MessageSid".to_string(), sid.to_string()),
+        ("MessageStatus".to_string(), status.to_string()),
+        ("AccountSid".to_string(), TWILIO_SID.to_string()),
+    ];
+    let path = "/api/webhooks/twilio/status";
+    let sig = api::webhooks::signature::signing::twilio_signature(
+        TWILIO_TOKEN,
+        &format!("{PUBLIC_URL}{path}"),
+        &params,
+    );
+    let body = params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let r = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .expect("status callback");
+    assert_eq!(r.status(), 200, "{status}: {:?}", r.text().await);
+}
+
+async fn status_callbacks_move_the_delivery_status_forward_only(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let crm = crm(db.log().await);
+    let (sms, email) = (
+        Vendor::start(Kind::Twilio).await,
+        Vendor::start(Kind::Resend).await,
+    );
+    let c = customer(&crm, 7).await;
+    let id = queue(&crm, c, Channel::Sms, "test:status").await;
+    let dir = TempDir::new();
+    let server = start(&db.url, free_port(), &dir, &sms, &email).await;
+    let m = wait_finished(&crm, id).await;
+    let sid = m.provider_message_id().expect("sent").to_string();
+    let form = form_urlencoded(&sms.requests()[0].body);
+    assert_eq!(
+        form.get("StatusCallback").map(String::as_str),
+        Some(format!("{PUBLIC_URL}/api/webhooks/twilio/status").as_str())
+    );
+
+    // Out of order: delivered arrives before sent; each is also redelivered.
+    for status in ["delivered", "sent", "delivered", "queued", "sent"] {
+        status_callback(&server.base, &sid, status).await;
+    }
+    let m = message(&crm, id).await;
+    assert_eq!(m.delivery_status(), Some(DeliveryStatus::Delivered));
+    let changes: Vec<(DeliveryStatus, DeliveryStatus)> = events(&crm, id)
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            MessageEvent::MessageDeliveryStatusChanged { from, to, .. } => Some((from, to)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        vec![(DeliveryStatus::Accepted, DeliveryStatus::Delivered)],
+        "a late sent never overwrites delivered"
+    );
+    status_callback(&server.base, &sid, "read").await;
+    assert_eq!(
+        message(&crm, id).await.delivery_status(),
+        Some(DeliveryStatus::Read)
+    );
+}
+
+mod process {
+    use super::*;
+    tests::on_both_engines!(
+        an_email_is_sent_once_when_the_worker_dies_between_sending_and_recording,
+        an_sms_is_not_resent_when_the_worker_dies_between_sending_and_recording,
+        status_callbacks_move_the_delivery_status_forward_only,
+    );
+}
