@@ -104,6 +104,30 @@ pub struct Config {
     )]
     pub google_reviews_api_base: String,
 
+    /// Google OAuth token endpoint (tests point it at a local stand-in).
+    #[arg(
+        long,
+        env = "GOOGLE_OAUTH_TOKEN_URL",
+        default_value = "https://oauth2.googleapis.com/token"
+    )]
+    pub google_oauth_token_url: String,
+    /// Google Business Profile account id (digits); with the location and OAuth settings it
+    /// turns on sync-google-reviews.
+    #[arg(long, env = "GOOGLE_BUSINESS_ACCOUNT_ID")]
+    pub google_business_account_id: Option<String>,
+    /// Google Business Profile location id (digits).
+    #[arg(long, env = "GOOGLE_BUSINESS_LOCATION_ID")]
+    pub google_business_location_id: Option<String>,
+    /// Google OAuth client id.
+    #[arg(long, env = "GOOGLE_OAUTH_CLIENT_ID")]
+    pub google_oauth_client_id: Option<String>,
+    /// Google OAuth client secret.
+    #[arg(long, env = "GOOGLE_OAUTH_CLIENT_SECRET", hide_env_values = true)]
+    pub google_oauth_client_secret: Option<Secret>,
+    /// Google OAuth refresh token (scope `business.manage`).
+    #[arg(long, env = "GOOGLE_OAUTH_REFRESH_TOKEN", hide_env_values = true)]
+    pub google_oauth_refresh_token: Option<Secret>,
+
     /// A send claim older than this (ms) is taken to be a dead worker's; must exceed the
     /// vendor request timeout.
     #[arg(long, env = "OUTBOX_CLAIM_LEASE_MS", default_value_t = 120_000)]

@@ -84,7 +84,9 @@ pub async fn serve(
     let stop_policies = tokio_util::sync::CancellationToken::new();
     let policy_task = state.policies.clone().spawn(stop_policies.clone());
     // The scheduler stops with the policies (same token); it catches up missed slots first.
-    let scheduler_task = scheduler::spawn(&state, stop_policies.clone());
+    let scheduler_task =
+        with_google_reviews(scheduler::Scheduler::from_state(&state), &state.config)?
+            .spawn(stop_policies.clone());
     // The outbox sends what the policies queue; without vendor keys it records "not sent".
     let outbox_task = outbox::OutboxWorker::from_config(state.crm.clone(), &state.config)
         .context("outbox HTTP client")?
@@ -107,6 +109,21 @@ pub async fn serve(
     let _ = outbox_task.await;
     log.close().await;
     Ok(())
+}
+
+/// The scheduler reading Google Business Profile reviews when the Google settings are complete
+/// (else sync-google-reviews records that no account is configured).
+fn with_google_reviews(
+    scheduler: scheduler::Scheduler,
+    config: &Config,
+) -> anyhow::Result<scheduler::Scheduler> {
+    let Some(google) = outbox::google_reviews::GoogleReviewsConfig::from_config(config) else {
+        return Ok(scheduler);
+    };
+    let timeout = std::time::Duration::from_millis(config.outbox_http_timeout_ms);
+    let adapter = outbox::google_reviews::GoogleBusinessReviews::new(google, timeout)
+        .context("Google reviews HTTP client")?;
+    Ok(scheduler.with_google_reviews(Arc::new(adapter)))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

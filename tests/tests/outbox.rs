@@ -14,7 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use api::outbox::resend::ResendSender;
+use api::outbox::stripe::{
+    request_payment, PaymentIntentRequest, PaymentRequestError, StripePaymentIntents,
+};
 use api::outbox::twilio::TwilioSender;
+use api::outbox::SendError;
 use api::outbox::{OutboxSettings, OutboxWorker};
 use api::secret::Secret;
 use axum::extract::State;
@@ -25,7 +29,7 @@ use axum::{Json, Router};
 use chrono::Utc;
 use commands::domain::consent::{Channel, ConsentSource, MarketingEligibility, SuppressionReason};
 use commands::domain::customer::CustomerCommand;
-use commands::domain::ids::{CustomerId, OutboundMessageId};
+use commands::domain::ids::{CustomerId, OutboundMessageId, PaymentId};
 use commands::domain::loyalty::LoyaltyRules;
 use commands::domain::message::{
     DeliveryStatus, MessageCommand, MessageEvent, MessageKind, MessageStatus, NotSentReason,
@@ -66,8 +70,8 @@ struct VendorState {
     requests: Vec<Received>,
     /// Ids of the messages the vendor "sent".
     sent: Vec<String>,
-    /// `Idempotency-Key` → the first successful answer.
-    by_key: HashMap<String, Value>,
+    /// `Idempotency-Key` → the saved answer (Resend: successes; Stripe: anything but 429/409).
+    by_key: HashMap<String, (u16, Value)>,
     /// Delay the answer to a send (after recording it) by this much.
     hold: Option<Duration>,
 }
@@ -79,34 +83,26 @@ struct Vendor {
     base: String,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Twilio,
     Resend,
+    Stripe,
 }
 
 impl Vendor {
     async fn start(kind: Kind) -> Self {
         let state = Arc::new(Mutex::new(VendorState::default()));
-        let app = match kind {
-            Kind::Twilio => Router::new().route(
-                "/2010-04-01/Accounts/{sid}/Messages.json",
-                post(
-                    |s: State<Arc<Mutex<VendorState>>>, h: HeaderMap, b: String| {
-                        answer(s, h, b, Kind::Twilio)
-                    },
-                ),
-            ),
-            Kind::Resend => Router::new().route(
-                "/emails",
-                post(
-                    |s: State<Arc<Mutex<VendorState>>>, h: HeaderMap, b: String| {
-                        answer(s, h, b, Kind::Resend)
-                    },
-                ),
-            ),
-        }
-        .with_state(state.clone());
+        let path = match kind {
+            Kind::Twilio => "/2010-04-01/Accounts/{sid}/Messages.json",
+            Kind::Resend => "/emails",
+            Kind::Stripe => "/v1/payment_intents",
+        };
+        let handler =
+            move |s: State<Arc<Mutex<VendorState>>>, h: HeaderMap, b: String| answer(s, h, b, kind);
+        let app = Router::new()
+            .route(path, post(handler))
+            .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind stand-in");
@@ -159,19 +155,31 @@ async fn answer(
     let reply;
     {
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-        // Resend honours Idempotency-Key; Twilio has none.
-        if let Some(prev) = key.as_ref().and_then(|k| s.by_key.get(k)).cloned() {
+        // Resend and Stripe honour Idempotency-Key; Twilio has none.
+        if let Some((status, prev)) = key.as_ref().and_then(|k| s.by_key.get(k)).cloned() {
             received.replayed = true;
+            received.status = status;
             s.requests.push(received);
-            return (StatusCode::OK, Json(prev)).into_response();
+            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            return (code, Json(prev)).into_response();
         }
         let status = s.script.pop_front().unwrap_or(200);
         received.status = status;
         s.requests.push(received);
         if status != 200 {
+            let error = match kind {
+                Kind::Stripe => {
+                    json!({"error": {"type": "api_error", "message": format!("scripted {status}")}})
+                }
+                _ => json!({"name": "scripted", "message": format!("scripted {status}")}),
+            };
+            // Stripe saves any answer once the endpoint ran (500s included), not 429/409.
+            if let (Kind::Stripe, Some(k), false) = (kind, &key, status == 429 || status == 409) {
+                s.by_key.insert(k.clone(), (status, error.clone()));
+            }
             let mut r = (
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                Json(json!({"name": "scripted", "message": format!("scripted {status}")})),
+                Json(error),
             )
                 .into_response();
             if status == 429 {
@@ -184,14 +192,18 @@ async fn answer(
         let id = match kind {
             Kind::Twilio => format!("SM{n:032}"),
             Kind::Resend => format!("email-{n}"),
+            Kind::Stripe => format!("pi_{n:024}"),
         };
         s.sent.push(id.clone());
         reply = match kind {
             Kind::Twilio => json!({"sid": id, "status": "queued"}),
             Kind::Resend => json!({"id": id}),
+            Kind::Stripe => {
+                json!({"id": id, "object": "payment_intent", "client_secret": format!("{id}_secret_x")})
+            }
         };
         if let Some(k) = key {
-            s.by_key.insert(k, reply.clone());
+            s.by_key.insert(k, (200, reply.clone()));
         }
         hold = s.hold;
     }
@@ -548,7 +560,88 @@ async fn consent_revoked_or_email_suppressed_after_queueing_is_checked_at_send_t
     assert!(sms_vendor.requests().is_empty() && email_vendor.requests().is_empty());
 }
 
+async fn a_payment_requested_twice_makes_one_stripe_intent(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let crm = crm(db.log().await);
+    let stripe = Vendor::start(Kind::Stripe).await;
+    stripe.script(&[429]);
+    let c = customer(&crm, 8).await;
+    let tech = app_support::technician(&crm).await;
+    let job = app_support::scheduled_job(&crm, 800, c, tech).await;
+    let provider = StripePaymentIntents::new(
+        &stripe.base,
+        Secret::new("sk_test_outbox"),
+        Duration::from_secs(5),
+    )
+    .expect("client");
+    let request = PaymentIntentRequest {
+        payment_id: PaymentId(uuid::Uuid::new_v4()),
+        job_id: job,
+        customer_id: c,
+        amount_cents: 12_000,
+        currency: "usd".into(),
+        stripe_customer: None,
+    };
+    let m = meta();
+    let pay = || request_payment(&crm, &provider, &request, &m, 3, Duration::from_millis(50));
+    let (first, _) = pay().await.expect("first request");
+    // The caller retries (say it never saw the answer): same payment id, same intent.
+    let (second, _) = pay().await.expect("second request");
+    assert_eq!(first.id, second.id);
+    assert_eq!(
+        stripe.sent(),
+        vec![first.id.clone()],
+        "one intent at Stripe"
+    );
+    let requests = stripe.requests();
+    assert_eq!(
+        requests.iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![429, 200, 200]
+    );
+    let key = format!("dirtfree-pi-{}", request.payment_id);
+    assert!(requests
+        .iter()
+        .all(|r| r.idempotency_key.as_deref() == Some(key.as_str())));
+    assert_eq!(
+        requests[1].authorization.as_deref(),
+        Some("Bearer sk_test_outbox")
+    );
+    let form = form_urlencoded(&requests[1].body);
+    assert_eq!(form.get("amount").map(String::as_str), Some("12000"));
+    assert_eq!(form.get("currency").map(String::as_str), Some("usd"));
+    assert_eq!(form.get("metadata[job_id]").cloned(), Some(job.to_string()));
+    let types =
+        app_support::stream_types(crm.log(), "Payment", &request.payment_id.to_string()).await;
+    assert_eq!(types, vec!["PaymentIntentCreated".to_string()]);
+
+    // A 500 is saved by Stripe under its key: it is reported, not repeated.
+    let failing = PaymentIntentRequest {
+        payment_id: PaymentId(uuid::Uuid::new_v4()),
+        ..request.clone()
+    };
+    stripe.script(&[500]);
+    let e = request_payment(
+        &crm,
+        &provider,
+        &failing,
+        &meta(),
+        3,
+        Duration::from_millis(10),
+    )
+    .await
+    .expect_err("500");
+    assert!(
+        matches!(
+            e,
+            PaymentRequestError::Provider(SendError::Ambiguous { .. })
+        ),
+        "{e}"
+    );
+    assert_eq!(stripe.requests().len(), 4, "not retried");
+}
+
 tests::on_both_engines!(
+    a_payment_requested_twice_makes_one_stripe_intent,
     a_completed_jobs_review_request_is_texted_through_twilio,
     an_email_is_retried_with_back_off_after_500_and_429_then_sent_once,
     a_message_the_vendor_refuses_with_400_is_given_up_without_retrying,
@@ -717,7 +810,7 @@ async fn an_sms_is_not_resent_when_the_worker_dies_between_sending_and_recording
 }
 
 /// Posts a Twilio status callback for `sid`, signed as Twilio signs it.
-async fn status_callback(base: &str, sid: &str, status: &str) {
+async fn status_callback(base: &str, sid: &str, status: &str) -> String {
     let params = vec![
         ("MessageSid".to_string(), sid.to_string()),
         ("MessageStatus".to_string(), status.to_string()),
@@ -742,7 +835,8 @@ async fn status_callback(base: &str, sid: &str, status: &str) {
         .send()
         .await
         .expect("status callback");
-    assert_eq!(r.status(), 200, "{status}: {:?}", r.text().await);
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap_or_default()
 }
 
 async fn status_callbacks_move_the_delivery_status_forward_only(engine: Engine) {
@@ -765,11 +859,16 @@ async fn status_callbacks_move_the_delivery_status_forward_only(engine: Engine) 
     );
 
     // Out of order: delivered arrives before sent; each is also redelivered.
+    let mut answers = Vec::new();
     for status in ["delivered", "sent", "delivered", "queued", "sent"] {
-        status_callback(&server.base, &sid, status).await;
+        answers.push(status_callback(&server.base, &sid, status).await);
     }
     let m = message(&crm, id).await;
-    assert_eq!(m.delivery_status(), Some(DeliveryStatus::Delivered));
+    assert_eq!(
+        m.delivery_status(),
+        Some(DeliveryStatus::Delivered),
+        "{answers:#?}"
+    );
     let changes: Vec<(DeliveryStatus, DeliveryStatus)> = events(&crm, id)
         .await
         .into_iter()
@@ -797,4 +896,150 @@ mod process {
         an_sms_is_not_resent_when_the_worker_dies_between_sending_and_recording,
         status_callbacks_move_the_delivery_status_forward_only,
     );
+}
+
+// ------------------------------------------------------------------ Google reviews
+
+#[derive(Debug, Default)]
+struct GoogleState {
+    token_requests: Vec<String>,
+    review_requests: Vec<(Option<String>, Option<String>)>,
+}
+
+async fn google_stand_in() -> (Arc<Mutex<GoogleState>>, String) {
+    use axum::extract::{Path, Query};
+    use axum::routing::get;
+    let state = Arc::new(Mutex::new(GoogleState::default()));
+    let token = |State(s): State<Arc<Mutex<GoogleState>>>, body: String| async move {
+        s.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .token_requests
+            .push(body);
+        Json(json!({"access_token": "ya29.fresh", "expires_in": 3599, "token_type": "Bearer"}))
+    };
+    let reviews = |State(s): State<Arc<Mutex<GoogleState>>>,
+                   Path((account, location)): Path<(String, String)>,
+                   Query(q): Query<HashMap<String, String>>,
+                   headers: HeaderMap| async move {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        s.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .review_requests
+            .push((auth, q.get("pageToken").cloned()));
+        assert_eq!((account.as_str(), location.as_str()), ("111", "222"));
+        let page = match q.get("pageToken").map(String::as_str) {
+            None => json!({
+                "reviews": [
+                    {"reviewId": "g-1", "starRating": "FIVE", "comment": "Spotless!",
+                     "reviewer": {"displayName": "Pat"}},
+                    {"reviewId": "g-2", "starRating": "THREE"}
+                ],
+                "nextPageToken": "p2"
+            }),
+            _ => json!({"reviews": [{"reviewId": "g-3", "starRating": "FOUR", "comment": "Good"}]}),
+        };
+        Json(page)
+    };
+    let app = Router::new()
+        .route("/token", post(token))
+        .route(
+            "/v4/accounts/{account}/locations/{location}/reviews",
+            get(reviews),
+        )
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (state, base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn google_reviews_are_read_page_by_page_with_a_refreshed_token_and_imported_once() {
+    use api::outbox::google_reviews::{GoogleBusinessReviews, GoogleReviewsConfig};
+    use api::scheduler::{GoogleReviews, JobName, Scheduler, SchedulerOptions};
+    use commands::domain::ports::{FixedClock, RandomIds};
+
+    let (google, base) = google_stand_in().await;
+    let adapter = GoogleBusinessReviews::new(
+        GoogleReviewsConfig {
+            api_base: base.clone(),
+            token_url: format!("{base}/token"),
+            account_id: "111".into(),
+            location_id: "222".into(),
+            client_id: "client-1".into(),
+            client_secret: Secret::new("client-secret"),
+            refresh_token: Secret::new("refresh-1"),
+        },
+        Duration::from_secs(5),
+    )
+    .expect("client");
+    let reviews = adapter
+        .recent_reviews()
+        .await
+        .expect("reviews")
+        .expect("configured");
+    assert_eq!(
+        reviews
+            .iter()
+            .map(|r| (r.external_id.as_str(), r.rating))
+            .collect::<Vec<_>>(),
+        vec![("g-1", 5), ("g-2", 3), ("g-3", 4)]
+    );
+    {
+        let g = google.lock().unwrap_or_else(|e| e.into_inner());
+        let token_form = form_urlencoded(&g.token_requests[0]);
+        assert_eq!(
+            token_form.get("grant_type").map(String::as_str),
+            Some("refresh_token")
+        );
+        assert_eq!(
+            token_form.get("refresh_token").map(String::as_str),
+            Some("refresh-1")
+        );
+        assert_eq!(
+            g.review_requests,
+            vec![
+                (Some("Bearer ya29.fresh".into()), None),
+                (Some("Bearer ya29.fresh".into()), Some("p2".into())),
+            ]
+        );
+    }
+
+    // Through the sync-google-reviews job: imported once, however often it runs.
+    let db = TestDb::new(Engine::Sqlite).await;
+    let log = db.log().await;
+    let start = chrono::TimeZone::with_ymd_and_hms(&TZ, 2026, 7, 2, 2, 0, 0)
+        .single()
+        .expect("time")
+        .with_timezone(&Utc);
+    let clock = Arc::new(FixedClock::new(start));
+    let services = DomainServices {
+        clock: Arc::clone(&clock) as _,
+        ids: Arc::new(RandomIds),
+        tz: TZ,
+        loyalty: LoyaltyRules::default(),
+    };
+    let crm = Crm::new(log.clone(), services);
+    let projections = projections::ProjectionRunner::new(log.clone(), TZ);
+    projections.prepare().await.expect("read models");
+    let scheduler = Scheduler::new(crm.clone(), projections, SchedulerOptions::default())
+        .with_google_reviews(Arc::new(adapter));
+    let run = scheduler
+        .tick_only(&[JobName::SyncGoogleReviews])
+        .await
+        .expect("tick");
+    assert_eq!((run[0].status, run[0].counts.changed), ("finished", 3));
+    clock.set(start + chrono::Duration::days(1));
+    let run = scheduler
+        .tick_only(&[JobName::SyncGoogleReviews])
+        .await
+        .expect("tick");
+    assert_eq!((run[0].counts.changed, run[0].counts.skipped), (0, 3));
 }

@@ -51,9 +51,9 @@ struct Change {
     provider_message_id: Option<String>,
 }
 
-/// What `event` means for its message's row. A claim is due again when its lease ends (so a
-/// dead worker's claim is found and resolved).
-fn change(event: &MessageEvent, claim_lease: Duration) -> Option<Change> {
+/// What `event` means for its message's row. A claim's `due_at_ms` is when it was made: it is
+/// due again when its lease has passed (see [`due`]), so a dead worker's claim is resolved.
+fn change(event: &MessageEvent) -> Option<Change> {
     Some(match event {
         MessageEvent::MessageQueued { at, .. } => Change {
             status: "pending",
@@ -63,7 +63,7 @@ fn change(event: &MessageEvent, claim_lease: Duration) -> Option<Change> {
         },
         MessageEvent::MessageSendStarted { at, provider, .. } => Change {
             status: "sending",
-            due_at_ms: Some(ms(*at + claim_lease)),
+            due_at_ms: Some(ms(*at)),
             provider: Some(provider.as_str()),
             provider_message_id: None,
         },
@@ -97,11 +97,7 @@ fn change(event: &MessageEvent, claim_lease: Duration) -> Option<Change> {
 ///
 /// # Errors
 /// [`StoreError`] when the database fails or the event does not decode.
-pub async fn apply(
-    log: &EventLog,
-    e: &RecordedEvent,
-    claim_lease: Duration,
-) -> Result<(), StoreError> {
+pub async fn apply(log: &EventLog, e: &RecordedEvent) -> Result<(), StoreError> {
     if e.aggregate_type != AGGREGATE_TYPE {
         return Ok(());
     }
@@ -119,7 +115,7 @@ pub async fn apply(
         }
         _ => serde_json::Value::Null,
     };
-    let Some(c) = change(&event, claim_lease) else {
+    let Some(c) = change(&event) else {
         return Ok(());
     };
     let seq = e.sequence as i64;
@@ -152,7 +148,7 @@ pub async fn apply(
 ///
 /// # Errors
 /// [`StoreError`].
-pub async fn catch_up(log: &EventLog, claim_lease: Duration) -> Result<u64, StoreError> {
+pub async fn catch_up(log: &EventLog) -> Result<u64, StoreError> {
     let mut position = load_checkpoint(log, CHECKPOINT).await?;
     let mut read = 0;
     loop {
@@ -161,7 +157,7 @@ pub async fn catch_up(log: &EventLog, claim_lease: Duration) -> Result<u64, Stor
             return Ok(read);
         };
         for e in &events {
-            apply(log, e, claim_lease).await?;
+            apply(log, e).await?;
         }
         read += events.len() as u64;
         position = last;
@@ -169,21 +165,25 @@ pub async fn catch_up(log: &EventLog, claim_lease: Duration) -> Result<u64, Stor
     }
 }
 
-/// Messages due for an attempt (or a claim check) at `now`, oldest first.
+/// Messages due at `now`, oldest first: pending ones whose attempt is due, and claims older
+/// than `claim_lease` (their worker died, or could not record the outcome).
 ///
 /// # Errors
 /// [`StoreError`].
 pub async fn due(
     log: &EventLog,
     now: DateTime<Utc>,
+    claim_lease: Duration,
     limit: i64,
 ) -> Result<Vec<String>, StoreError> {
     with_pool!(log, pool => {
         sqlx::query_scalar::<_, String>(
-            "SELECT message_id FROM outbox_messages WHERE due_at_ms IS NOT NULL AND due_at_ms <= $1 \
-             ORDER BY due_at_ms LIMIT $2",
+            "SELECT message_id FROM outbox_messages WHERE due_at_ms IS NOT NULL \
+             AND ((status <> 'sending' AND due_at_ms <= $1) OR (status = 'sending' AND due_at_ms <= $2)) \
+             ORDER BY due_at_ms LIMIT $3",
         )
         .bind(ms(now))
+        .bind(ms(now - claim_lease))
         .bind(limit)
         .fetch_all(pool)
         .await
@@ -191,11 +191,38 @@ pub async fn due(
     .map_err(db_error)
 }
 
-/// The message a vendor's id belongs to (`SM…` for Twilio, the email id for Resend).
+/// The message a vendor's id belongs to (`SM…` for Twilio, the email id for Resend). A
+/// callback can race the indexing of `MessageSent`: on a miss the index catches up (waiting
+/// up to a few seconds for events an open transaction holds back).
 ///
 /// # Errors
 /// [`StoreError`].
 pub async fn message_for_provider_id(
+    log: &EventLog,
+    provider: Provider,
+    provider_message_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let mut pause = std::time::Duration::from_millis(5);
+    for _ in 0..10 {
+        if let Some(id) = lookup(log, provider, provider_message_id).await? {
+            return Ok(Some(id));
+        }
+        catch_up(log).await?;
+        if let Some(id) = lookup(log, provider, provider_message_id).await? {
+            return Ok(Some(id));
+        }
+        // Committed events behind an older open transaction (PostgreSQL) are not readable
+        // yet: they may hold the `MessageSent`. Wait for them a little, as the policies do.
+        if !log.has_held_back_events(checkpoint(log).await?).await? {
+            return Ok(None);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(500));
+    }
+    Ok(None)
+}
+
+async fn lookup(
     log: &EventLog,
     provider: Provider,
     provider_message_id: &str,
@@ -225,7 +252,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_claim_is_due_again_when_its_lease_ends() {
+    fn a_claim_is_indexed_at_the_time_it_was_made() {
         let at = Utc::now();
         let started = MessageEvent::MessageSendStarted {
             attempt: 1,
@@ -234,8 +261,8 @@ mod tests {
             resumed: false,
             at,
         };
-        let c = change(&started, Duration::seconds(30)).expect("a change");
+        let c = change(&started).expect("a change");
         assert_eq!(c.status, "sending");
-        assert_eq!(c.due_at_ms, Some(ms(at + Duration::seconds(30))));
+        assert_eq!(c.due_at_ms, Some(ms(at)));
     }
 }

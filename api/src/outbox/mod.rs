@@ -13,8 +13,10 @@
 //! Without vendor keys the worker still runs and records each message as not sent
 //! (`NoProviderConfigured`), so the embedded default works offline.
 
+pub mod google_reviews;
 pub mod index;
 pub mod resend;
+pub mod stripe;
 pub mod twilio;
 pub mod worker;
 

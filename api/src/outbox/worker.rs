@@ -186,18 +186,32 @@ impl OutboxWorker {
     /// [`AppError`] when the store fails; a message a vendor refused is not an error.
     pub async fn run_once(&self) -> Result<Round, AppError> {
         let log = self.crm.log();
-        index::catch_up(log, self.settings.claim_lease).await?;
+        index::catch_up(log).await?;
         let mut round = Round::default();
         loop {
-            let due = index::due(log, self.now(), self.settings.batch).await?;
+            let due = index::due(
+                log,
+                self.now(),
+                self.settings.claim_lease,
+                self.settings.batch,
+            )
+            .await?;
             let n = due.len();
             for raw in due {
                 let id = OutboundMessageId::parse(&raw)
                     .map_err(|e| AppError::Store(StoreError::Database(e.to_string())))?;
-                self.process(id).await?;
+                match self.process(id).await {
+                    Ok(()) => {}
+                    // The store is down: end the round, the loop backs off.
+                    Err(e @ AppError::Store(StoreError::Unavailable(_))) => return Err(e),
+                    // One message's failure must not hold up the others; it stays due.
+                    Err(e) => {
+                        tracing::warn!(message_id = %id, error = %e, "outbox: message failed; will retry")
+                    }
+                }
                 round.processed += 1;
             }
-            index::catch_up(log, self.settings.claim_lease).await?;
+            index::catch_up(log).await?;
             if (n as i64) < self.settings.batch {
                 return Ok(round);
             }
