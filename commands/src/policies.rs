@@ -10,6 +10,7 @@
 //! | `job-payments` | `PaymentSucceeded` / `PaymentFailed` | records the payment on the job |
 //! | `consent` | `CustomerMergedInto` | carries the duplicate's opt-outs over to the survivor |
 //! | `outbox` | `OfferSent`, `PromotionDelivered`, `ReviewRequested`, `ReviewReminderSent`, `ScheduledReportGenerated` | queues the outbound message(s) (see [`outbox`]) |
+//! | `outbox` | `MessageNotSent`, `MessageDeliveryStatusChanged` of a promotion's message | records the promotion's delivery failure or opening |
 //!
 //! Each policy follows the global log from its own durable checkpoint
 //! (`policy_checkpoints`), written after each batch. Every command it issues
@@ -95,7 +96,7 @@ impl Policy {
             Policy::ReviewRequests | Policy::ReferralRewards => t == ("Job", "JobCompleted"),
             Policy::JobPayments => matches!(t, ("Payment", "PaymentSucceeded" | "PaymentFailed")),
             Policy::Consent => t == ("Customer", "CustomerMergedInto"),
-            Policy::Outbox => outbox::triggers(e),
+            Policy::Outbox => outbox::triggers(e) || outbox::reports_back(e),
         }
     }
 
@@ -250,6 +251,16 @@ impl Policy {
                     tracing::warn!(%job_id, %payment_id, "payment outcome for a job that is already paid");
                 }
                 ignore_rules(result, &["JOB_ALREADY_PAID"])
+            }
+            Policy::Outbox if outbox::reports_back(e) => {
+                let Some((promotion, cmd)) = outbox::promotion_feedback(crm, e).await? else {
+                    return Ok(());
+                };
+                let result = crm
+                    .promotions()
+                    .execute(promotion, cx.actor(), cmd, &cx.meta("promotion"))
+                    .await;
+                ignore_rules(result, &["NOT_DELIVERED"])
             }
             Policy::Outbox => {
                 for (i, q) in outbox::messages_for(crm, e).await?.into_iter().enumerate() {

@@ -415,6 +415,7 @@ pub struct OutboundMessage {
     kind: Option<MessageKind>,
     channel: Option<Channel>,
     recipient: Option<Recipient>,
+    cause: String,
     subject: Option<String>,
     body: String,
     status: MessageStatus,
@@ -447,6 +448,10 @@ impl OutboundMessage {
     /// To whom.
     pub fn recipient(&self) -> Option<&Recipient> {
         self.recipient.as_ref()
+    }
+    /// The event that caused it (`Type:id:sequence[:part]`).
+    pub fn cause(&self) -> &str {
+        &self.cause
     }
     /// Email subject.
     pub fn subject(&self) -> Option<&str> {
@@ -712,11 +717,13 @@ impl OutboundMessage {
                 kind,
                 channel,
                 recipient,
+                cause,
                 subject,
                 body,
                 ..
             } => {
                 self.id = Some(message_id);
+                self.cause = cause;
                 self.kind = Some(kind);
                 self.channel = Some(channel);
                 self.recipient = Some(recipient);

@@ -640,7 +640,82 @@ async fn a_payment_requested_twice_makes_one_stripe_intent(engine: Engine) {
     assert_eq!(stripe.requests().len(), 4, "not retried");
 }
 
+async fn a_promotion_message_that_could_not_be_sent_is_a_failed_delivery(engine: Engine) {
+    use commands::domain::ids::PromotionId;
+    use commands::domain::promotion::{
+        AudienceSegment, PromotionCommand, PromotionDraft, PromotionEvent, PromotionKind,
+    };
+    let db = TestDb::new(engine).await;
+    let crm = crm(db.log().await);
+    let c = customer(&crm, 9).await;
+    let promotion = PromotionId(uuid::Uuid::new_v4());
+    let now = Utc::now();
+    let draft = PromotionDraft {
+        name: "Spring clean".into(),
+        kind: PromotionKind::Campaign,
+        audience: AudienceSegment::AllCustomers,
+        channel: Channel::Sms,
+        template: "Spring special: 20% off carpets.".into(),
+        discount_code: Some("SPRING20".into()),
+        starts_at: now - chrono::Duration::days(1),
+        ends_at: now + chrono::Duration::days(7),
+    };
+    let run = |cmd| {
+        let crm = crm.clone();
+        async move {
+            crm.promotions()
+                .execute(promotion, app_support::staff(), cmd, &meta())
+                .await
+                .expect("promotion command")
+        }
+    };
+    run(PromotionCommand::Create {
+        promotion_id: promotion,
+        draft,
+    })
+    .await;
+    run(PromotionCommand::Schedule {
+        send_at: Utc::now() + chrono::Duration::milliseconds(50),
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    run(PromotionCommand::RecordDelivery {
+        customer_id: c,
+        eligibility: MarketingEligibility::Eligible,
+    })
+    .await;
+    let policies = PolicyRunner::new(crm.clone());
+    policies.run_until_caught_up().await.expect("policies");
+    let id = OutboundMessageId::for_cause(&format!("Promotion:{promotion}:3"));
+    let m = message(&crm, id).await;
+    assert_eq!(m.kind(), Some(MessageKind::Promotion));
+    assert!(
+        m.body()
+            .starts_with("Spring special: 20% off carpets. Code: SPRING20."),
+        "{}",
+        m.body()
+    );
+    // No vendor keys: not sent, and the promotion counts a failed delivery.
+    let m = drive(&OutboxWorker::new(crm.clone(), settings()), &crm, id).await;
+    assert_eq!(m.status(), MessageStatus::NotSent);
+    policies.run_until_caught_up().await.expect("policies");
+    let store = crm.promotions();
+    let failed: Vec<String> = crm
+        .log()
+        .load_stream("Promotion", &promotion.to_string(), 0)
+        .await
+        .expect("stream")
+        .into_iter()
+        .filter_map(|e| match store.store().decode(e).expect("decode") {
+            PromotionEvent::PromotionDeliveryFailed { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed, vec!["not sent: no provider configured".to_string()]);
+}
+
 tests::on_both_engines!(
+    a_promotion_message_that_could_not_be_sent_is_a_failed_delivery,
     a_payment_requested_twice_makes_one_stripe_intent,
     a_completed_jobs_review_request_is_texted_through_twilio,
     an_email_is_retried_with_back_off_after_500_and_429_then_sent_once,

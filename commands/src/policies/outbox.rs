@@ -10,14 +10,21 @@
 //! | `ReviewRequested`, `ReviewReminderSent` | a review link to the customer |
 //! | `ScheduledReportGenerated` | a notice to each recipient of the report |
 //!
+//! And back: a promotion's message that was not sent, or that the vendor reports undelivered,
+//! failed or bounced, records `PromotionDeliveryFailed`; one reported opened or read,
+//! `PromotionOpened` ([`promotion_feedback`]).
+//!
 //! `PasswordResetRequested` is not a trigger: the event holds only the token's hash (by
 //! design), so the reset mail must be queued by whoever holds the token.
 
 use chrono::{DateTime, Duration, Utc};
 use domain::consent::Channel;
-use domain::ids::{OutboundMessageId, ReviewRequestId};
-use domain::message::{MessageCommand, MessageKind, Recipient};
+use domain::ids::{OutboundMessageId, PromotionId, ReviewRequestId};
+use domain::message::{
+    DeliveryStatus, MessageCommand, MessageEvent, MessageKind, NotSentReason, Recipient,
+};
 use domain::opportunity::OpportunityEvent;
+use domain::promotion::PromotionCommand;
 use domain::promotion::{PromotionContent, PromotionEvent};
 use domain::review::ReviewRequestEvent;
 use domain::scheduled_report::ScheduledReportEvent;
@@ -80,6 +87,77 @@ pub fn triggers(e: &RecordedEvent) -> bool {
             | ("ReviewRequest", "ReviewRequested" | "ReviewReminderSent")
             | ("ScheduledReport", "ScheduledReportGenerated")
     )
+}
+
+/// Whether `e` is a message outcome the outbox policy reports back to a promotion.
+pub fn reports_back(e: &RecordedEvent) -> bool {
+    e.aggregate_type == domain::message::AGGREGATE_TYPE
+        && matches!(
+            e.event_type.as_str(),
+            "MessageNotSent" | "MessageDeliveryStatusChanged"
+        )
+}
+
+fn not_sent_text(r: &NotSentReason) -> String {
+    match r {
+        NotSentReason::NoProviderConfigured => "not sent: no provider configured".into(),
+        NotSentReason::NotEligible { eligibility } => format!("not sent: {eligibility:?}"),
+        NotSentReason::Rejected { status, error } => format!("refused ({status}): {error}"),
+        NotSentReason::RetriesExhausted { last_error, .. } => {
+            format!("gave up after retries: {last_error}")
+        }
+        NotSentReason::OutcomeUnknown { .. } => "outcome unknown after a crash".into(),
+    }
+}
+
+/// What a promotion message's outcome `e` means for its promotion, if anything.
+///
+/// # Errors
+/// [`AppError::Store`] when the message cannot be read.
+pub async fn promotion_feedback(
+    crm: &Crm,
+    e: &RecordedEvent,
+) -> Result<Option<(PromotionId, PromotionCommand)>, AppError> {
+    let messages = crm.messages();
+    let event = messages.store().decode(e.clone())?;
+    let id = OutboundMessageId::parse(&e.aggregate_id)
+        .map_err(|v| AppError::validation(v.field, v.message))?;
+    let m = messages.load(id).await?.aggregate;
+    let (Some(MessageKind::Promotion), Some(Recipient::Customer { customer_id })) =
+        (m.kind(), m.recipient())
+    else {
+        return Ok(None);
+    };
+    let customer_id = *customer_id;
+    // The cause is `Promotion:{promotion id}:{sequence}`.
+    let Some(Ok(promotion)) = m
+        .cause()
+        .strip_prefix("Promotion:")
+        .and_then(|rest| rest.split(':').next())
+        .map(PromotionId::parse)
+    else {
+        return Ok(None);
+    };
+    let cmd = match event {
+        MessageEvent::MessageNotSent { reason, .. } => PromotionCommand::RecordDeliveryFailed {
+            customer_id,
+            reason: not_sent_text(&reason),
+        },
+        MessageEvent::MessageDeliveryStatusChanged { to, .. } => match to {
+            DeliveryStatus::Undelivered | DeliveryStatus::Failed | DeliveryStatus::Bounced => {
+                PromotionCommand::RecordDeliveryFailed {
+                    customer_id,
+                    reason: format!("{to:?}").to_lowercase(),
+                }
+            }
+            DeliveryStatus::Opened | DeliveryStatus::Read => {
+                PromotionCommand::RecordOpened { customer_id }
+            }
+            _ => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some((promotion, cmd)))
 }
 
 fn cause(e: &RecordedEvent) -> String {
