@@ -11,6 +11,7 @@
 //! | `consent` | `CustomerMergedInto` | carries the duplicate's opt-outs over to the survivor |
 //! | `outbox` | `OfferSent`, `PromotionDelivered`, `ReviewRequested`, `ReviewReminderSent`, `ScheduledReportGenerated` | queues the outbound message(s) (see [`outbox`]) |
 //! | `outbox` | `MessageNotSent`, `MessageDeliveryStatusChanged` of a promotion's message | records the promotion's delivery failure or opening |
+//! | `outbox` | `MessageSent` of a report notice | records `ScheduledReportSent` once per period |
 //!
 //! Each policy follows the global log from its own durable checkpoint
 //! (`policy_checkpoints`), written after each batch. Every command it issues
@@ -32,6 +33,7 @@ use domain::loyalty::LoyaltyCommand;
 use domain::payment::PaymentEvent;
 use domain::referral::{ReferralCommand, ReferralEvent};
 use domain::review::ReviewRequestCommand;
+use domain::scheduled_report::ScheduledReportCommand;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -253,6 +255,18 @@ impl Policy {
                 ignore_rules(result, &["JOB_ALREADY_PAID"])
             }
             Policy::Outbox if outbox::reports_back(e) => {
+                if let Some((report, period_start)) = outbox::report_sent(crm, e).await? {
+                    // Once per generated period, however many recipients were sent it.
+                    let meta = cx.meta("report-sent").with_idempotency_key(format!(
+                        "policy:outbox:report-sent:{report}:{period_start}"
+                    ));
+                    let cmd = ScheduledReportCommand::RecordSent { period_start };
+                    let result = crm
+                        .scheduled_reports()
+                        .execute(report, cx.actor(), cmd, &meta)
+                        .await;
+                    return ignore_rules(result, &["REPORT_NOT_GENERATED"]);
+                }
                 let Some((promotion, cmd)) = outbox::promotion_feedback(crm, e).await? else {
                     return Ok(());
                 };

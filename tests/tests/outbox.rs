@@ -714,7 +714,72 @@ async fn a_promotion_message_that_could_not_be_sent_is_a_failed_delivery(engine:
     assert_eq!(failed, vec!["not sent: no provider configured".to_string()]);
 }
 
+async fn a_generated_report_is_emailed_to_each_recipient_and_recorded_sent_once(engine: Engine) {
+    use commands::domain::ids::ScheduledReportId;
+    use commands::domain::scheduled_report::{ReportMetric, ReportPeriod, ScheduledReportCommand};
+    let db = TestDb::new(engine).await;
+    let crm = crm(db.log().await);
+    let email = Vendor::start(Kind::Resend).await;
+    let report = ScheduledReportId(uuid::Uuid::new_v4());
+    let day = |d| chrono::NaiveDate::from_ymd_opt(2026, 11, d).expect("date");
+    for cmd in [
+        ScheduledReportCommand::Define {
+            report_id: report,
+            name: "Weekly revenue".into(),
+            metrics: vec![ReportMetric::Revenue],
+            period: ReportPeriod::Weekly,
+            recipients: vec![
+                "owner@dirtfree.example".into(),
+                "ops@dirtfree.example".into(),
+            ],
+            cron: "0 7 * * 1".into(),
+        },
+        ScheduledReportCommand::RecordGenerated {
+            period_start: day(16),
+            period_end: day(22),
+            row_count: 7,
+        },
+    ] {
+        crm.scheduled_reports()
+            .execute(report, app_support::staff(), cmd, &meta())
+            .await
+            .expect("report command");
+    }
+    let policies = PolicyRunner::new(crm.clone());
+    policies.run_until_caught_up().await.expect("policies");
+    let worker = OutboxWorker::new(crm.clone(), settings()).with_email(resend(&email));
+    for i in 0..2 {
+        let id = OutboundMessageId::for_cause(&format!("ScheduledReport:{report}:2:{i}"));
+        let m = drive(&worker, &crm, id).await;
+        assert_eq!(m.status(), MessageStatus::Sent, "{m:?}");
+        assert_eq!(m.kind(), Some(MessageKind::ScheduledReport));
+    }
+    policies.run_until_caught_up().await.expect("policies");
+    let to: Vec<Value> = email
+        .requests()
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(&r.body).expect("json")["to"].clone())
+        .collect();
+    assert_eq!(
+        to,
+        vec![
+            json!(["owner@dirtfree.example"]),
+            json!(["ops@dirtfree.example"])
+        ]
+    );
+    let types = app_support::stream_types(crm.log(), "ScheduledReport", &report.to_string()).await;
+    assert_eq!(
+        types,
+        vec![
+            "ScheduledReportDefined",
+            "ScheduledReportGenerated",
+            "ScheduledReportSent"
+        ]
+    );
+}
+
 tests::on_both_engines!(
+    a_generated_report_is_emailed_to_each_recipient_and_recorded_sent_once,
     a_promotion_message_that_could_not_be_sent_is_a_failed_delivery,
     a_payment_requested_twice_makes_one_stripe_intent,
     a_completed_jobs_review_request_is_texted_through_twilio,

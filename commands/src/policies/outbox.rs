@@ -12,14 +12,15 @@
 //!
 //! And back: a promotion's message that was not sent, or that the vendor reports undelivered,
 //! failed or bounced, records `PromotionDeliveryFailed`; one reported opened or read,
-//! `PromotionOpened` ([`promotion_feedback`]).
+//! `PromotionOpened` ([`promotion_feedback`]). A report notice sent records
+//! `ScheduledReportSent` for its period, once ([`report_sent`]).
 //!
 //! `PasswordResetRequested` is not a trigger: the event holds only the token's hash (by
 //! design), so the reset mail must be queued by whoever holds the token.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use domain::consent::Channel;
-use domain::ids::{OutboundMessageId, PromotionId, ReviewRequestId};
+use domain::ids::{OutboundMessageId, PromotionId, ReviewRequestId, ScheduledReportId};
 use domain::message::{
     DeliveryStatus, MessageCommand, MessageEvent, MessageKind, NotSentReason, Recipient,
 };
@@ -94,8 +95,54 @@ pub fn reports_back(e: &RecordedEvent) -> bool {
     e.aggregate_type == domain::message::AGGREGATE_TYPE
         && matches!(
             e.event_type.as_str(),
-            "MessageNotSent" | "MessageDeliveryStatusChanged"
+            "MessageNotSent" | "MessageDeliveryStatusChanged" | "MessageSent"
         )
+}
+
+/// For a report notice's `MessageSent`: the report and the period it was generated for.
+///
+/// # Errors
+/// [`AppError::Store`] when the message or the report cannot be read.
+pub async fn report_sent(
+    crm: &Crm,
+    e: &RecordedEvent,
+) -> Result<Option<(ScheduledReportId, NaiveDate)>, AppError> {
+    if e.event_type != "MessageSent" {
+        return Ok(None);
+    }
+    let id = OutboundMessageId::parse(&e.aggregate_id)
+        .map_err(|v| AppError::validation(v.field, v.message))?;
+    let m = crm.messages().load(id).await?.aggregate;
+    if m.kind() != Some(MessageKind::ScheduledReport) {
+        return Ok(None);
+    }
+    // The cause is `ScheduledReport:{report id}:{sequence}:{recipient}`.
+    let mut parts = m.cause().split(':').skip(1);
+    let (Some(Ok(report)), Some(Ok(sequence))) = (
+        parts.next().map(ScheduledReportId::parse),
+        parts.next().map(str::parse::<u64>),
+    ) else {
+        return Ok(None);
+    };
+    let store = crm.scheduled_reports();
+    for h in crm
+        .log()
+        .load_stream(
+            domain::scheduled_report::AGGREGATE_TYPE,
+            &report.to_string(),
+            sequence.saturating_sub(1),
+        )
+        .await?
+        .into_iter()
+        .take(1)
+    {
+        if let ScheduledReportEvent::ScheduledReportGenerated { period_start, .. } =
+            store.store().decode(h)?
+        {
+            return Ok(Some((report, period_start)));
+        }
+    }
+    Ok(None)
 }
 
 fn not_sent_text(r: &NotSentReason) -> String {
