@@ -99,6 +99,12 @@ impl DbError {
     }
 }
 
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError::new(format!("staging: {e}"))
+    }
+}
+
 impl From<sqlx::Error> for DbError {
     fn from(e: sqlx::Error) -> Self {
         let unavailable = matches!(
@@ -133,6 +139,9 @@ pub enum ReadTx {
     Postgres(Transaction<'static, Postgres>),
     /// SQLite.
     Sqlite(Transaction<'static, Sqlite>),
+    /// An in-memory SQLite a rebuild stages into (see `staging.rs`): the same
+    /// SQL, no round trips.
+    Memory(Box<rusqlite::Connection>),
 }
 
 macro_rules! bind_all {
@@ -255,6 +264,11 @@ impl ReadTx {
                 .execute(&mut **t)
                 .await?
                 .rows_affected(),
+            ReadTx::Memory(c) => {
+                let mut st = c.prepare_cached(sql)?;
+                bind_memory(&mut st, params)?;
+                st.raw_execute()? as u64
+            }
         })
     }
 
@@ -276,6 +290,21 @@ impl ReadTx {
                 .iter()
                 .map(sqlite_row)
                 .collect(),
+            ReadTx::Memory(c) => {
+                let mut st = c.prepare_cached(sql)?;
+                bind_memory(&mut st, params)?;
+                let names: Vec<String> = st.column_names().iter().map(|n| n.to_string()).collect();
+                let mut rows = st.raw_query();
+                let mut out = Vec::new();
+                while let Some(r) = rows.next()? {
+                    let mut m = Map::new();
+                    for (i, n) in names.iter().enumerate() {
+                        m.insert(n.clone(), memory_value(r.get_ref(i)?));
+                    }
+                    out.push(m);
+                }
+                out
+            }
         })
     }
 
@@ -287,6 +316,8 @@ impl ReadTx {
         match self {
             ReadTx::Postgres(t) => t.commit().await?,
             ReadTx::Sqlite(t) => t.commit().await?,
+            // Staging is thrown away after its rows are copied.
+            ReadTx::Memory(_) => {}
         }
         Ok(())
     }
@@ -295,9 +326,57 @@ impl ReadTx {
     pub fn engine(&self) -> &'static str {
         match self {
             ReadTx::Postgres(_) => "postgresql",
-            ReadTx::Sqlite(_) => "sqlite",
+            ReadTx::Sqlite(_) | ReadTx::Memory(_) => "sqlite",
         }
     }
+}
+
+/// Binds `$n` parameters by their number, as sqlx does for SQLite (a
+/// statement may use `$2` before `$1`, or one parameter twice).
+fn bind_memory(st: &mut rusqlite::CachedStatement<'_>, params: &[Param]) -> Result<(), DbError> {
+    use rusqlite::types::Value as V;
+    for i in 1..=st.parameter_count() {
+        let n = st
+            .parameter_name(i)
+            .and_then(|n| n.trim_start_matches(['$', '?']).parse::<usize>().ok())
+            .unwrap_or(i);
+        let p = params
+            .get(n - 1)
+            .ok_or_else(|| DbError::new(format!("statement wants parameter ${n}")))?;
+        let v = match p {
+            Param::Null | Param::NullInt => V::Null,
+            Param::Int(i) => V::Integer(*i),
+            Param::Text(s) => V::Text(s.clone()),
+            Param::Time(t) => V::Text(t.to_rfc3339()),
+            Param::Json(j) => V::Text(j.to_string()),
+        };
+        st.raw_bind_parameter(i, v)?;
+    }
+    Ok(())
+}
+
+fn memory_value(v: rusqlite::types::ValueRef<'_>) -> Value {
+    use rusqlite::types::ValueRef as R;
+    match v {
+        R::Null | R::Blob(_) => Value::Null,
+        R::Integer(i) => Value::from(i),
+        R::Real(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+        R::Text(t) => Value::from(String::from_utf8_lossy(t).into_owned()),
+    }
+}
+
+/// A fresh in-memory staging database: no journal, no fsync.
+///
+/// # Errors
+/// [`DbError`].
+pub fn memory_tx() -> Result<ReadTx, DbError> {
+    let c = rusqlite::Connection::open_in_memory()?;
+    c.execute_batch(
+        "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA temp_store = MEMORY; \
+         PRAGMA cache_size = -262144; BEGIN;",
+    )?;
+    c.set_prepared_statement_cache_capacity(256);
+    Ok(ReadTx::Memory(Box::new(c)))
 }
 
 fn pg_row(r: &PgRow) -> JsonRow {
@@ -365,4 +444,134 @@ fn sqlite_row(r: &SqliteRow) -> JsonRow {
         m.insert(c.name().to_string(), v);
     }
     m
+}
+
+/// Rows per multi-row `INSERT` when copying staged tables (PostgreSQL takes
+/// at most 65,535 parameters per statement, SQLite 32,766).
+const COPY_PARAMS: usize = 30_000;
+
+/// Copies every row of `table` from the staging database into the same
+/// table of `tx`, in multi-row inserts; returns the rows copied.
+///
+/// # Errors
+/// [`DbError`].
+pub async fn copy_table(
+    staged: &mut rusqlite::Connection,
+    tx: &mut ReadTx,
+    table: &str,
+) -> Result<u64, DbError> {
+    // Declared types tell an integer NULL from a text one (PostgreSQL wants it).
+    let columns: Vec<(String, bool)> = {
+        let mut st = staged.prepare(&format!("PRAGMA table_info({table})"))?;
+        let rows = st.query_map([], |r| {
+            let name: String = r.get(1)?;
+            let ty: String = r.get(2)?;
+            Ok((name, ty.to_ascii_uppercase().contains("INT")))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    if columns.is_empty() {
+        return Err(DbError::new(format!("staged table {table} has no columns")));
+    }
+    // sqlx's SQLite binding slows down more than linearly with a statement's
+    // parameter count (2,000-row statements copied 25× slower than 100-row
+    // ones); PostgreSQL takes chunks of rows through COPY.
+    let per_insert = if tx.engine() == "postgresql" {
+        5_000
+    } else {
+        (COPY_PARAMS / columns.len()).clamp(1, 100)
+    };
+    let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+    let select = format!(
+        "SELECT rowid, {} FROM {table} WHERE rowid > ?1 ORDER BY rowid LIMIT {per_insert}",
+        names.join(", ")
+    );
+    let (mut after, mut copied) = (0i64, 0u64);
+    loop {
+        // Read a chunk synchronously (the connection is not shared across awaits' threads).
+        let chunk: Vec<(i64, Vec<Param>)> = {
+            let mut st = staged.prepare_cached(&select)?;
+            let mut rows = st.query([after])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                let rowid: i64 = r.get(0)?;
+                let mut vals = Vec::with_capacity(columns.len());
+                for (i, (_, int)) in columns.iter().enumerate() {
+                    use rusqlite::types::ValueRef as R;
+                    vals.push(match r.get_ref(i + 1)? {
+                        R::Null | R::Blob(_) if *int => Param::NullInt,
+                        R::Null | R::Blob(_) => Param::Null,
+                        R::Integer(v) => Param::Int(v),
+                        R::Real(f) => Param::Text(f.to_string()),
+                        R::Text(t) => Param::Text(String::from_utf8_lossy(t).into_owned()),
+                    });
+                }
+                out.push((rowid, vals));
+            }
+            out
+        };
+        let Some((last, _)) = chunk.last() else {
+            break;
+        };
+        after = *last;
+        copied += chunk.len() as u64;
+        if let ReadTx::Postgres(t) = tx {
+            // COPY … FROM STDIN, text format: one round trip per chunk, no parsing of VALUES.
+            let mut data = String::with_capacity(chunk.len() * 64);
+            for (_, vals) in &chunk {
+                for (c, v) in vals.iter().enumerate() {
+                    if c > 0 {
+                        data.push('\t');
+                    }
+                    copy_text(&mut data, v);
+                }
+                data.push('\n');
+            }
+            let mut copy = t
+                .copy_in_raw(&format!("COPY {table} ({}) FROM STDIN", names.join(", ")))
+                .await?;
+            copy.send(data.into_bytes()).await?;
+            copy.finish().await?;
+            continue;
+        }
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", names.join(", "));
+        let mut params = Vec::with_capacity(chunk.len() * columns.len());
+        for (row_no, (_, vals)) in chunk.into_iter().enumerate() {
+            if row_no > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for c in 0..vals.len() {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", params.len() + c + 1));
+            }
+            sql.push(')');
+            params.extend(vals);
+        }
+        tx.execute(&sql, &params).await?;
+    }
+    Ok(copied)
+}
+
+/// One value in PostgreSQL's COPY text format.
+fn copy_text(out: &mut String, v: &Param) {
+    match v {
+        Param::Null | Param::NullInt => out.push_str("\\N"),
+        Param::Int(i) => out.push_str(&i.to_string()),
+        Param::Text(t) => {
+            for ch in t.chars() {
+                match ch {
+                    '\\' => out.push_str("\\\\"),
+                    '\t' => out.push_str("\\t"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    c => out.push(c),
+                }
+            }
+        }
+        Param::Time(t) => out.push_str(&t.to_rfc3339()),
+        Param::Json(j) => copy_text(out, &Param::Text(j.to_string())),
+    }
 }

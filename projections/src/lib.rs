@@ -11,4 +11,7 @@ pub mod runner;
 
 pub use db::{DbError, JsonRow, Param, ReadDb};
 pub use projection::{Projection, ProjectionError, Slot};
-pub use runner::{BeforeSwap, Dump, HandlerFailure, ProjectionRunner, ProjectionStatus, RunError};
+pub use runner::{
+    BeforeSwap, CompareBeforeSwap, Dump, HandlerFailure, ProjectionRunner, ProjectionStatus,
+    RunError,
+};

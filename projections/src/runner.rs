@@ -79,6 +79,12 @@ pub type Dump = BTreeMap<String, Vec<String>>;
 /// Decides, from the live and the shadow dump, whether a rebuild swaps.
 pub type BeforeSwap<'a> = dyn Fn(&Dump, &Dump) -> bool + Send + Sync + 'a;
 
+/// [`BeforeSwap`] for several projections: also gets the projection's name.
+pub type CompareBeforeSwap<'a> = dyn Fn(&str, &Dump, &Dump) -> bool + Send + Sync + 'a;
+
+/// Events per read while a rebuild stages.
+const STAGING_BATCH: u32 = 10_000;
+
 /// Runs a set of projections over one log.
 #[derive(Clone)]
 pub struct ProjectionRunner {
@@ -165,7 +171,7 @@ impl ProjectionRunner {
     async fn table_exists(&self, tx: &mut ReadTx, table: &str) -> Result<bool, DbError> {
         let sql = match tx {
             ReadTx::Postgres(_) => "SELECT 1 AS x WHERE to_regclass($1) IS NOT NULL",
-            ReadTx::Sqlite(_) => {
+            ReadTx::Sqlite(_) | ReadTx::Memory(_) => {
                 "SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = $1"
             }
         };
@@ -255,7 +261,9 @@ impl ProjectionRunner {
             ReadTx::Postgres(_) => {
                 "SELECT tx, seq FROM projection_checkpoints WHERE name = $1 FOR UPDATE"
             }
-            ReadTx::Sqlite(_) => "SELECT tx, seq FROM projection_checkpoints WHERE name = $1",
+            ReadTx::Sqlite(_) | ReadTx::Memory(_) => {
+                "SELECT tx, seq FROM projection_checkpoints WHERE name = $1"
+            }
         };
         let rows = tx.query(lock, &[name.clone().into()]).await?;
         let Some(row) = rows.first() else {
@@ -359,49 +367,222 @@ impl ProjectionRunner {
         first_error.map_or(Ok(total), Err)
     }
 
-    /// Runs every projection in the background until `shutdown` turns true.
-    /// A failing projection retries with back-off (it resumes once the cause
-    /// is fixed); the others carry on.
+    /// Applies at most one batch to every projection of `ps` in one
+    /// transaction: one read of the log, one commit, instead of one of each per
+    /// projection. Each projection's share runs under a savepoint, so a handler
+    /// that fails rolls back only its own projection, which is returned (with
+    /// its error, already recorded) for the caller to take out of the group;
+    /// the others' work commits. Returns the events read and the failures.
+    ///
+    /// # Errors
+    /// [`RunError`] when the database or the log fails (nothing is applied).
+    async fn step_group(
+        &self,
+        ps: &[Arc<dyn Projection>],
+    ) -> Result<(usize, Vec<(Arc<dyn Projection>, RunError)>), RunError> {
+        if ps.is_empty() {
+            return Ok((0, Vec::new()));
+        }
+        let mut tx = self.db.begin_derived().await?;
+        let marks: Vec<String> = (1..=ps.len()).map(|i| format!("${i}")).collect();
+        let names: Vec<Param> = ps.iter().map(|p| p.name().into()).collect();
+        // Rows locked in name order by every instance: they take turns, never deadlock.
+        let lock =
+            format!(
+            "SELECT name, tx, seq FROM projection_checkpoints WHERE name IN ({}) ORDER BY name{}",
+            marks.join(", "),
+            if matches!(tx, ReadTx::Postgres(_)) { " FOR UPDATE" } else { "" }
+        );
+        let rows = tx.query(&lock, &names).await?;
+        let at: BTreeMap<String, LogPosition> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get("name")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                    LogPosition {
+                        tx: int(r, "tx") as u64,
+                        seq: int(r, "seq") as u64,
+                    },
+                )
+            })
+            .collect();
+        let Some(from) = at.values().min().copied() else {
+            return Ok((0, Vec::new()));
+        };
+        let events = self.log.read_all(from, self.batch).await?;
+        let Some(last) = events.last().map(|e| e.position) else {
+            tx.commit().await?;
+            return Ok((0, Vec::new()));
+        };
+        let ctx = ApplyContext {
+            tz: self.tz,
+            slot: Slot::Live,
+        };
+        let mut failed = Vec::new();
+        for p in ps {
+            let Some(after) = at.get(p.name()).copied() else {
+                continue;
+            };
+            tx.execute("SAVEPOINT projection_step", &[]).await?;
+            let mut applied = 0i64;
+            let mut error = None;
+            for e in events.iter().filter(|e| e.position > after) {
+                if let Err(err) = p.apply(&mut tx, ctx, e).await {
+                    error = Some((e.position, handler_error(p.name(), e, &err)));
+                    break;
+                }
+                applied += 1;
+            }
+            if let Some((position, run_error)) = error {
+                tx.execute("ROLLBACK TO SAVEPOINT projection_step", &[])
+                    .await?;
+                tx.execute("RELEASE SAVEPOINT projection_step", &[]).await?;
+                failed.push((Arc::clone(p), position, run_error));
+                continue;
+            }
+            tx.execute("RELEASE SAVEPOINT projection_step", &[]).await?;
+            tx.execute(
+                "UPDATE projection_checkpoints SET tx = $2, seq = $3, events_applied = events_applied + $4,
+                 state = 'running', last_error = NULL, error_position = NULL WHERE name = $1",
+                &[p.name().into(), (last.tx as i64).into(), (last.seq as i64).into(), applied.into()],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        let mut out = Vec::new();
+        for (p, position, e) in failed {
+            self.record_failure(p.name(), position, &e).await?;
+            out.push((p, e));
+        }
+        Ok((events.len(), out))
+    }
+
+    /// Runs every projection in the background until `shutdown` turns true:
+    /// the healthy ones together ([`Self::step_group`]), each failing one on
+    /// its own, retrying with back-off (it resumes once the cause is fixed)
+    /// while the others carry on.
     pub fn spawn(self, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
         let runner = Arc::new(self);
-        runner
-            .projections
-            .clone()
-            .into_iter()
-            .map(|p| {
-                let runner = Arc::clone(&runner);
-                let mut shutdown = shutdown.clone();
-                tokio::spawn(async move {
-                    let mut commits = runner.log.commits();
-                    let mut backoff = Duration::from_millis(500);
-                    loop {
-                        if *shutdown.borrow() {
-                            return;
+        let group_runner = Arc::clone(&runner);
+        let mut shutdown_group = shutdown.clone();
+        let (failed_tx, mut failed_rx) =
+            tokio::sync::mpsc::unbounded_channel::<Arc<dyn Projection>>();
+        let group = tokio::spawn(async move {
+            let runner = group_runner;
+            let mut members: Vec<Arc<dyn Projection>> = runner.projections.clone();
+            let mut commits = runner.log.commits();
+            let mut backoff = Duration::from_millis(500);
+            loop {
+                if *shutdown_group.borrow() {
+                    return;
+                }
+                commits.borrow_and_update();
+                let wait = match runner.step_group(&members).await {
+                    Ok((n, failures)) => {
+                        for (p, e) in failures {
+                            tracing::warn!(projection = p.name(), error = %e, "projection failed; it retries on its own");
+                            members.retain(|m| m.name() != p.name());
+                            let _ = failed_tx.send(p);
                         }
-                        commits.borrow_and_update();
-                        let wait = match runner.step(p.as_ref(), Slot::Live).await {
-                            Ok(0) => {
-                                backoff = Duration::from_millis(500);
-                                let held = runner.log.has_held_back_events(LogPosition::START).await.unwrap_or(false);
-                                if held { Duration::from_millis(20) } else { Duration::from_secs(2) }
-                            }
-                            Ok(_) => continue,
-                            Err(e) => {
-                                tracing::warn!(projection = p.name(), error = %e, retry_in = ?backoff, "projection failed");
-                                let b = backoff;
-                                backoff = (backoff * 2).min(Duration::from_secs(30));
-                                b
-                            }
-                        };
-                        tokio::select! {
-                            _ = commits.changed() => {}
-                            _ = tokio::time::sleep(wait) => {}
-                            _ = shutdown.changed() => {}
+                        backoff = Duration::from_millis(500);
+                        if n > 0 {
+                            continue;
+                        }
+                        let held = runner
+                            .log
+                            .has_held_back_events(LogPosition::START)
+                            .await
+                            .unwrap_or(false);
+                        if held {
+                            Duration::from_millis(20)
+                        } else {
+                            Duration::from_secs(2)
                         }
                     }
-                })
-            })
-            .collect()
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?backoff, "projections failed to step");
+                        let b = backoff;
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        b
+                    }
+                };
+                tokio::select! {
+                    _ = commits.changed() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown_group.changed() => {}
+                }
+            }
+        });
+        let solo_runner = Arc::clone(&runner);
+        let solo = tokio::spawn(async move {
+            let runner = solo_runner;
+            let mut tasks = Vec::new();
+            let mut shutdown_solo = shutdown.clone();
+            loop {
+                tokio::select! {
+                    p = failed_rx.recv() => {
+                        let Some(p) = p else { break };
+                        tasks.push(tokio::spawn(Self::run_alone(Arc::clone(&runner), p, shutdown.clone())));
+                    }
+                    _ = shutdown_solo.changed() => {
+                        if *shutdown_solo.borrow() { break; }
+                    }
+                }
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+        });
+        vec![group, solo]
+    }
+
+    /// One projection on its own (after it failed in the group): steps with
+    /// back-off until shutdown.
+    async fn run_alone(
+        runner: Arc<Self>,
+        p: Arc<dyn Projection>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut commits = runner.log.commits();
+        let mut backoff = Duration::from_millis(500);
+        // It just failed: wait before the first retry.
+        let mut wait = backoff;
+        loop {
+            tokio::select! {
+                _ = commits.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            commits.borrow_and_update();
+            wait = match runner.step(p.as_ref(), Slot::Live).await {
+                Ok(0) => {
+                    backoff = Duration::from_millis(500);
+                    let held = runner
+                        .log
+                        .has_held_back_events(LogPosition::START)
+                        .await
+                        .unwrap_or(false);
+                    if held {
+                        Duration::from_millis(20)
+                    } else {
+                        Duration::from_secs(2)
+                    }
+                }
+                Ok(_) => Duration::ZERO,
+                Err(e) => {
+                    tracing::warn!(projection = p.name(), error = %e, retry_in = ?backoff, "projection failed");
+                    let b = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    b
+                }
+            };
+        }
     }
 
     /// Every projection's checkpoint and state.
@@ -511,9 +692,36 @@ impl ProjectionRunner {
         progress: &(dyn Fn(u64) + Send + Sync),
         before_swap: &BeforeSwap<'_>,
     ) -> Result<u64, RunError> {
-        let p = self.find(name)?;
-        let shadow = checkpoint_name(p.as_ref(), Slot::Shadow);
-        {
+        let compare = |_: &str, live: &Dump, shadow: &Dump| before_swap(live, shadow);
+        let done = self.rebuild_many(&[name], progress, Some(&compare)).await?;
+        Ok(done.first().map_or(0, |(_, n)| *n))
+    }
+
+    /// Rebuilds several projections reading the log once: every event is
+    /// applied to all of them in an in-memory SQLite staging database (the
+    /// same handlers and SQL, no round trips), the staged rows are copied
+    /// into each projection's shadow tables with multi-row inserts, then each
+    /// shadow catches up with what arrived meanwhile and is swapped in as
+    /// [`ProjectionRunner::rebuild`] does. `compare`, when given, sees each
+    /// projection's live and shadow dumps and decides whether to swap; without
+    /// it every shadow is swapped in without dumping. Returns the events
+    /// applied per projection.
+    ///
+    /// # Errors
+    /// [`RunError`]; live tables already swapped stay swapped, the others are
+    /// untouched.
+    pub async fn rebuild_many(
+        &self,
+        names: &[&str],
+        progress: &(dyn Fn(u64) + Send + Sync),
+        compare: Option<&CompareBeforeSwap<'_>>,
+    ) -> Result<Vec<(String, u64)>, RunError> {
+        let ps = names
+            .iter()
+            .map(|n| self.find(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        for p in &ps {
+            let shadow = checkpoint_name(p.as_ref(), Slot::Shadow);
             let mut tx = self.db.begin().await?;
             self.drop_tables(&mut tx, p.as_ref(), Slot::Shadow).await?;
             self.create_tables(&mut tx, p.as_ref(), Slot::Shadow)
@@ -525,34 +733,148 @@ impl ProjectionRunner {
             .await?;
             tx.execute(
                 "INSERT INTO projection_checkpoints (name, version) VALUES ($1, $2)",
-                &[shadow.clone().into(), p.version().into()],
+                &[shadow.into(), p.version().into()],
             )
             .await?;
             tx.commit().await?;
         }
-        let mut applied = 0u64;
-        loop {
-            let n = self.step(p.as_ref(), Slot::Shadow).await?;
-            if n == 0 {
-                break;
+        let started = std::time::Instant::now();
+        let (mut staged, staged_at, staged_count) = self.stage(&ps, progress).await?;
+        let staged_in = started.elapsed();
+        for p in &ps {
+            self.copy_staged(&mut staged, p.as_ref(), staged_at, staged_count)
+                .await?;
+        }
+        drop(staged);
+        tracing::info!(
+            events = staged_count,
+            staged_ms = staged_in.as_millis() as u64,
+            copied_ms = (started.elapsed() - staged_in).as_millis() as u64,
+            "rebuild staged in memory and copied"
+        );
+        let mut out = Vec::new();
+        for p in &ps {
+            let mut applied = staged_count;
+            loop {
+                let n = self.step(p.as_ref(), Slot::Shadow).await?;
+                if n == 0 {
+                    break;
+                }
+                applied += n as u64;
+                progress(applied);
             }
-            applied += n as u64;
-            progress(applied);
+            if let Some(compare) = compare {
+                let live = self.dump(p.name(), Slot::Live).await?;
+                let shadow_dump = self.dump(p.name(), Slot::Shadow).await?;
+                if !compare(p.name(), &live, &shadow_dump) {
+                    let mut tx = self.db.begin().await?;
+                    self.drop_tables(&mut tx, p.as_ref(), Slot::Shadow).await?;
+                    tx.execute(
+                        "DELETE FROM projection_checkpoints WHERE name = $1",
+                        &[checkpoint_name(p.as_ref(), Slot::Shadow).into()],
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    out.push((p.name().to_string(), applied));
+                    continue;
+                }
+            }
+            applied += self.swap(p.as_ref()).await?;
+            out.push((p.name().to_string(), applied));
         }
-        let live = self.dump(name, Slot::Live).await?;
-        let shadow_dump = self.dump(name, Slot::Shadow).await?;
-        if !before_swap(&live, &shadow_dump) {
-            let mut tx = self.db.begin().await?;
-            self.drop_tables(&mut tx, p.as_ref(), Slot::Shadow).await?;
-            tx.execute(
-                "DELETE FROM projection_checkpoints WHERE name = $1",
-                &[shadow.into()],
-            )
-            .await?;
-            tx.commit().await?;
-            return Ok(applied);
-        }
+        Ok(out)
+    }
 
+    /// Applies the log, from the start to what is readable now, to `ps` in an
+    /// in-memory staging database; returns it with the last position applied
+    /// and the number of events read.
+    async fn stage(
+        &self,
+        ps: &[Arc<dyn Projection>],
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(ReadTx, LogPosition, u64), RunError> {
+        let mut mem = crate::db::memory_tx()?;
+        for p in ps {
+            self.create_tables(&mut mem, p.as_ref(), Slot::Shadow)
+                .await?;
+        }
+        let ctx = ApplyContext {
+            tz: self.tz,
+            slot: Slot::Shadow,
+        };
+        // Reading (and decoding) the next batch overlaps applying this one.
+        let (sender, mut batches) = tokio::sync::mpsc::channel::<Vec<RecordedEvent>>(2);
+        let log = self.log.clone();
+        let reader = tokio::spawn(async move {
+            let mut after = LogPosition::START;
+            loop {
+                let events = log.read_all(after, STAGING_BATCH).await?;
+                let Some(last) = events.last().map(|e| e.position) else {
+                    return Ok::<(), commands::StoreError>(());
+                };
+                after = last;
+                if sender.send(events).await.is_err() {
+                    return Ok(());
+                }
+            }
+        });
+        let (mut pos, mut count) = (LogPosition::START, 0u64);
+        while let Some(events) = batches.recv().await {
+            for e in &events {
+                for p in ps {
+                    if let Err(err) = p.apply(&mut mem, ctx, e).await {
+                        reader.abort();
+                        return Err(handler_error(p.name(), e, &err));
+                    }
+                }
+            }
+            if let Some(last) = events.last() {
+                pos = last.position;
+            }
+            count += events.len() as u64;
+            progress(count);
+        }
+        reader
+            .await
+            .map_err(|e| RunError::Db(DbError::new(format!("log reader: {e}"))))??;
+        Ok((mem, pos, count))
+    }
+
+    /// Copies a projection's staged rows into its shadow tables and moves the
+    /// shadow checkpoint to `at`, in one transaction.
+    async fn copy_staged(
+        &self,
+        staged: &mut ReadTx,
+        p: &dyn Projection,
+        at: LogPosition,
+        count: u64,
+    ) -> Result<(), RunError> {
+        let ReadTx::Memory(mem) = staged else {
+            return Err(RunError::Db(DbError::new("staging is not in memory")));
+        };
+        let mut tx = self.db.begin_derived().await?;
+        for t in p.tables() {
+            crate::db::copy_table(mem.as_mut(), &mut tx, &Slot::Shadow.table(t)).await?;
+        }
+        tx.execute(
+            "UPDATE projection_checkpoints SET tx = $2, seq = $3, events_applied = $4 WHERE name = $1",
+            &[
+                checkpoint_name(p, Slot::Shadow).into(),
+                (at.tx as i64).into(),
+                (at.seq as i64).into(),
+                (count as i64).into(),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Swaps a caught-up shadow in; returns the events applied on the way.
+    async fn swap(&self, p: &dyn Projection) -> Result<u64, RunError> {
+        let name = p.name();
+        let shadow = checkpoint_name(p, Slot::Shadow);
+        let mut applied = 0u64;
         // The swap: hold the live checkpoint so the live runner waits, apply
         // what arrived meanwhile to the shadow, then rename.
         let mut tx = self.db.begin().await?;
@@ -560,7 +882,9 @@ impl ProjectionRunner {
             ReadTx::Postgres(_) => {
                 "SELECT tx FROM projection_checkpoints WHERE name = $1 FOR UPDATE"
             }
-            ReadTx::Sqlite(_) => "SELECT tx FROM projection_checkpoints WHERE name = $1",
+            ReadTx::Sqlite(_) | ReadTx::Memory(_) => {
+                "SELECT tx FROM projection_checkpoints WHERE name = $1"
+            }
         };
         tx.query(lock, &[name.into()]).await?;
         let ctx = ApplyContext {

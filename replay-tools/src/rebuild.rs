@@ -32,33 +32,45 @@ pub async fn run(ctx: &Ctx, opts: Opts) -> anyhow::Result<i32> {
         opts.projection.into_iter().collect()
     };
     let total = ctx.log.count().await?;
-    let mut differed = false;
-    for name in names {
-        let bar = ProgressBar::new(total).with_message(name.clone());
-        bar.set_style(
-            ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} events {per_sec}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        let diff = opts.diff;
-        let yes = opts.yes;
-        let changed = std::sync::atomic::AtomicBool::new(false);
-        let applied = runner
-            .rebuild(&name, &|n| bar.set_position(n), &|live, shadow| {
-                if live != shadow {
-                    changed.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
-                if diff {
-                    print_diff(live, shadow);
-                }
-                yes
-            })
-            .await?;
-        bar.finish_and_clear();
-        let changed = changed.load(std::sync::atomic::Ordering::Relaxed);
-        differed |= changed;
+    // One pass over the log for all of them (see ProjectionRunner::rebuild_many).
+    let bar = ProgressBar::new(total).with_message(if names.len() == 1 {
+        names[0].clone()
+    } else {
+        format!("{} projections", names.len())
+    });
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} events {per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let (diff, yes) = (opts.diff, opts.yes);
+    let changed = std::sync::Mutex::new(std::collections::BTreeSet::<String>::new());
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let started = std::time::Instant::now();
+    let done = runner
+        .rebuild_many(
+            &refs,
+            &|n| bar.set_position(n),
+            Some(
+                &|name: &str, live: &projections::Dump, shadow: &projections::Dump| {
+                    if live != shadow {
+                        if let Ok(mut c) = changed.lock() {
+                            c.insert(name.to_string());
+                        }
+                    }
+                    if diff {
+                        print_diff(live, shadow);
+                    }
+                    yes
+                },
+            ),
+        )
+        .await?;
+    bar.finish_and_clear();
+    let changed = changed.into_inner().unwrap_or_default();
+    for (name, applied) in &done {
         println!(
             "{name}: {applied} events applied; shadow {} live; {}",
-            if changed {
+            if changed.contains(name) {
                 "differs from"
             } else {
                 "identical to"
@@ -70,7 +82,12 @@ pub async fn run(ctx: &Ctx, opts: Opts) -> anyhow::Result<i32> {
             }
         );
     }
-    Ok(i32::from(differed && !opts.yes))
+    println!(
+        "{} projection(s) rebuilt from {total} events in {:.1} s",
+        done.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(i32::from(!changed.is_empty() && !opts.yes))
 }
 
 fn print_diff(

@@ -20,6 +20,7 @@ tests::on_both_engines!(
     a_failing_projection_stops_alone_reports_the_event_and_resumes_once_fixed,
     revenue_is_dated_in_the_business_time_zone_across_dst_and_new_year,
     erasing_a_customer_removes_personal_data_from_the_read_model,
+    staged_rows_copy_byte_for_byte_including_tabs_newlines_and_backslashes,
 );
 
 fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
@@ -430,4 +431,66 @@ async fn erasing_a_customer_removes_personal_data_from_the_read_model(engine: En
     );
     assert_eq!(rows[0]["erased"], 1);
     let _ = LogPosition::START;
+}
+
+/// A rebuild stages rows in memory and copies them (COPY on PostgreSQL, multi-row INSERT on
+/// SQLite): awkward text and NULLs of both column types arrive unchanged.
+async fn staged_rows_copy_byte_for_byte_including_tabs_newlines_and_backslashes(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let read = projections::ReadDb::of(&db.log().await);
+    let ddl = "CREATE TABLE rm_copy_probe (id TEXT PRIMARY KEY, body TEXT, n BIGINT)";
+    let mut mem = projections::db::memory_tx().expect("memory");
+    mem.execute(ddl, &[]).await.expect("staged table");
+    let awkward = "tab\there\nnew line\r\\ back\\slash \\N not null, ünïcødé, 'quote' \"dq\"";
+    let rows: Vec<(String, Param, Param)> = (0..7_000)
+        .map(|i| {
+            let body = if i % 3 == 0 {
+                Param::Null
+            } else {
+                Param::Text(format!("{awkward} {i}"))
+            };
+            let n = if i % 5 == 0 {
+                Param::NullInt
+            } else {
+                Param::Int(i * 1_000_000_007)
+            };
+            (format!("r{i:05}"), body, n)
+        })
+        .collect();
+    for (id, body, n) in &rows {
+        mem.execute(
+            "INSERT INTO rm_copy_probe (id, body, n) VALUES ($1, $2, $3)",
+            &[id.as_str().into(), body.clone(), n.clone()],
+        )
+        .await
+        .expect("staged row");
+    }
+    let mut tx = read.begin().await.expect("begin");
+    tx.execute(ddl, &[]).await.expect("target table");
+    let projections::db::ReadTx::Memory(conn) = &mut mem else {
+        panic!("staging is in memory")
+    };
+    let copied = projections::db::copy_table(conn.as_mut(), &mut tx, "rm_copy_probe")
+        .await
+        .expect("copy");
+    tx.commit().await.expect("commit");
+    assert_eq!(copied, 7_000);
+    let back = read
+        .query("SELECT id, body, n FROM rm_copy_probe ORDER BY id", &[])
+        .await
+        .expect("read back");
+    assert_eq!(back.len(), rows.len());
+    for (row, (id, body, n)) in back.iter().zip(&rows) {
+        assert_eq!(row["id"], json!(id));
+        let want_body = match body {
+            Param::Text(t) => json!(t),
+            _ => Value::Null,
+        };
+        assert_eq!(row["body"], want_body, "{id}");
+        let want_n = match n {
+            Param::Int(v) => json!(v),
+            _ => Value::Null,
+        };
+        assert_eq!(row["n"], want_n, "{id}");
+    }
 }
