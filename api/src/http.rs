@@ -24,6 +24,7 @@ pub fn router(state: AppState) -> Router {
     let schema = graphql::schema(state.clone());
     let graphql_routes = Router::new()
         .route("/graphql", get(graphql::graphiql).post(graphql::execute))
+        .route("/graphql/ws", get(graphql::websocket))
         .with_state((schema, state.clone()));
     let api = Router::new()
         .route("/api/health", get(health::health))

@@ -622,3 +622,184 @@ fn the_schema_sdl_in_docs_is_in_sync() {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(committed == sdl, "docs/schema.graphql is stale: run `UPDATE_SCHEMA=1 cargo test -p tests --test graphql the_schema_sdl`");
 }
+
+// ------------------------------------------------------------- subscriptions
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/graphql/ws` with `graphql-transport-ws` and sends `connection_init` with `token`.
+async fn ws_connect(s: &Server, token: Option<&str>) -> Ws {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = s.url.replace("http://", "ws://") + "/ws";
+    let mut req = url.into_client_request().expect("request");
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect");
+    let payload = token.map_or(
+        json!({}),
+        |t| json!({ "Authorization": format!("Bearer {t}") }),
+    );
+    ws.send(
+        json!({"type": "connection_init", "payload": payload})
+            .to_string()
+            .into(),
+    )
+    .await
+    .expect("init");
+    assert_eq!(ws_next(&mut ws).await["type"], "connection_ack");
+    ws
+}
+
+async fn ws_subscribe(ws: &mut Ws, id: &str, query: &str) {
+    use futures::SinkExt;
+    ws.send(
+        json!({"id": id, "type": "subscribe", "payload": {"query": query}})
+            .to_string()
+            .into(),
+    )
+    .await
+    .expect("subscribe");
+}
+
+/// The next protocol message (pings answered by the library are skipped), within 15 s.
+async fn ws_next(ws: &mut Ws) -> Value {
+    use futures::StreamExt;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("a message within 15 s")
+            .expect("open")
+            .expect("frame");
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(t.as_str()).expect("json");
+            if v["type"] != "ping" && v["type"] != "pong" {
+                return v;
+            }
+        }
+    }
+}
+
+async fn subscriptions(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let s = start(Some(&db.url), &[]).await;
+    let admin = login(&s, ADMIN.0, ADMIN.1).await;
+    let staff = gql(&s, Some(&admin), "mutation($i: CreateStaffUserInput!) { createStaffUser(input: $i) { position } }",
+        json!({"i": {"email": "desk@dirtfree.example", "name": "Dee Desk", "role": "STAFF", "password": "front-desk-4242"}})).await;
+    // Subscriptions resume after this position, so nothing committed later can be missed.
+    let from = data(&staff, "/data/createStaffUser/position")
+        .as_str()
+        .expect("position")
+        .to_string();
+    let desk = login(&s, "desk@dirtfree.example", "front-desk-4242").await;
+
+    // The admin follows customer creations; staff follow the job board.
+    let mut feed = ws_connect(&s, Some(&admin)).await;
+    ws_subscribe(&mut feed, "feed", &format!(
+        "subscription {{ events(eventTypes: [\"CustomerCreated\"], after: \"{from}\") {{ eventType aggregateType aggregateId position actor payload }} }}"
+    )).await;
+    let mut board = ws_connect(&s, Some(&desk)).await;
+    ws_subscribe(
+        &mut board,
+        "board",
+        &format!(
+        "subscription {{ jobBoard(after: \"{from}\") {{ aggregateType id eventType position }} }}"
+    ),
+    )
+    .await;
+
+    let c = gql(
+        &s,
+        Some(&desk),
+        "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { customer { id } } }",
+        json!({"i": {"name": "Sub Scriber", "email": "sub@example.com"}}),
+    )
+    .await;
+    let customer = data(&c, "/data/createCustomer/customer/id")
+        .as_str()
+        .expect("id")
+        .to_string();
+    let job = gql(
+        &s,
+        Some(&desk),
+        "mutation($i: BookJobInput!) { bookJob(input: $i) { job { id } } }",
+        json!({"i": {"customerId": customer, "services": ["rug cleaning"]}}),
+    )
+    .await;
+    let job = data(&job, "/data/bookJob/job/id")
+        .as_str()
+        .expect("job")
+        .to_string();
+
+    let next = ws_next(&mut feed).await;
+    assert_eq!(next["type"], "next", "{next}");
+    assert_eq!(next["id"], "feed");
+    let e = &next["payload"]["data"]["events"];
+    assert_eq!(e["eventType"], "CustomerCreated", "{next}");
+    assert_eq!(e["aggregateId"], json!(customer));
+    assert_eq!(e["payload"]["CustomerCreated"]["name"], "Sub Scriber");
+    assert!(
+        e["actor"].as_str().is_some_and(|a| a.starts_with("staff:")),
+        "{e}"
+    );
+
+    let next = ws_next(&mut board).await;
+    let change = &next["payload"]["data"]["jobBoard"];
+    assert_eq!(
+        (change["aggregateType"].as_str(), change["id"].as_str()),
+        (Some("Job"), Some(job.as_str())),
+        "{next}"
+    );
+    assert_eq!(change["eventType"], "JobBooked");
+    // Read-your-writes from the pushed position.
+    sync(&s, &desk, &change["position"]).await;
+
+    // Staff may not follow the whole event feed; without a token nothing is served.
+    let mut nosy = ws_connect(&s, Some(&desk)).await;
+    ws_subscribe(&mut nosy, "x", "subscription { events { eventType } }").await;
+    // Resolver errors come as a `next` whose payload carries `errors`, as over HTTP.
+    let refused = ws_next(&mut nosy).await;
+    assert_eq!(refused["payload"]["data"], Value::Null, "{refused}");
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
+    let mut anonymous = ws_connect(&s, None).await;
+    ws_subscribe(&mut anonymous, "y", "subscription { jobBoard { id } }").await;
+    let refused = ws_next(&mut anonymous).await;
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{refused}"
+    );
+    // A bad resume position is a validation error naming the argument.
+    ws_subscribe(
+        &mut board,
+        "bad",
+        "subscription { jobBoard(after: \"yesterday\") { id } }",
+    )
+    .await;
+    let bad = ws_next(&mut board).await;
+    assert_eq!(
+        bad["payload"]["errors"][0]["extensions"]["code"], "VALIDATION",
+        "{bad}"
+    );
+    assert_eq!(
+        bad["payload"]["errors"][0]["extensions"]["field"], "after",
+        "{bad}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_subscriptions_push_new_events_to_who_may_see_them() {
+    subscriptions(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_subscriptions_push_new_events_to_who_may_see_them() {
+    subscriptions(Engine::Sqlite).await;
+}

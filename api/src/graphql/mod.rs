@@ -1,4 +1,5 @@
-//! The GraphQL API (`/graphql`): GraphiQL on GET, operations on POST.
+//! The GraphQL API (`/graphql`): GraphiQL on GET, operations on POST,
+//! subscriptions over WebSocket at `/graphql/ws`.
 //!
 //! Conventions (docs/api.md): Relay connections for lists, verb-noun
 //! mutations taking one `input` and returning a payload with the event
@@ -14,10 +15,11 @@ mod errors;
 mod jobs;
 mod loyalty;
 mod sales;
+mod subscriptions;
 mod system;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::{MergedObject, Schema};
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
@@ -25,6 +27,7 @@ use axum::response::{Html, IntoResponse};
 
 pub use auth::{bootstrap_admin, hash_password};
 pub use context::{Principal, RequestCtx};
+pub use subscriptions::{websocket, SubscriptionRoot};
 
 use crate::state::AppState;
 
@@ -53,7 +56,7 @@ pub struct MutationRoot(
 );
 
 /// The schema served at `/graphql`.
-pub type CrmSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type CrmSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Largest query nesting accepted.
 pub const MAX_DEPTH: usize = 12;
@@ -65,7 +68,7 @@ pub fn schema(state: AppState) -> CrmSchema {
     let mut builder = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot,
     )
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
@@ -82,7 +85,7 @@ pub fn sdl() -> String {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot,
     )
     .finish()
     .sdl()
@@ -90,7 +93,12 @@ pub fn sdl() -> String {
 
 /// `GET /graphql`: the GraphiQL IDE.
 pub async fn graphiql() -> impl IntoResponse {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .finish(),
+    )
 }
 
 /// `POST /graphql`: authenticates the bearer token (if any) and runs the operation.

@@ -169,16 +169,6 @@ impl SystemQuery {
             .load_stream(&aggregate_type, &id, 0)
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        let erased = aggregate_type == "Customer"
-            && !state
-                .projections
-                .query(
-                    "SELECT 1 AS x FROM rm_customers WHERE customer_id = $1 AND erased = 1",
-                    &[Param::from(id.to_string())],
-                )
-                .await
-                .unwrap_or_default()
-                .is_empty();
         Ok(events
             .into_iter()
             .map(|e| {
@@ -188,12 +178,9 @@ impl SystemQuery {
                         .and_then(|v| v.as_str())
                         .map(str::to_string)
                 };
-                // An erased customer's personal data is not shown, even in the audit view.
-                let payload = if erased {
-                    serde_json::json!({ "redacted": "personal data erased" })
-                } else {
-                    e.payload.clone()
-                };
+                // An erased customer's personal fields read as placeholders (the
+                // key is destroyed); the non-personal facts stay visible.
+                let payload = e.payload.clone();
                 AuditEntry {
                     sequence: e.sequence as i64,
                     event_type: e.event_type.clone(),
