@@ -237,6 +237,20 @@ impl ReadDb {
         })
     }
 
+    /// Runs a statement whose loss in a crash is harmless (see
+    /// [`ReadDb::begin_derived`]): the commit does not wait for the WAL flush.
+    /// For bookkeeping that a retry recreates with the same effect — the
+    /// webhook ledger, whose effects carry idempotency keys.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn execute_relaxed(&self, sql: &str, params: &[Param]) -> Result<u64, DbError> {
+        let mut tx = self.begin_derived().await?;
+        let n = tx.execute(sql, params).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// Runs a statement outside a transaction.
     ///
     /// # Errors

@@ -653,6 +653,31 @@ impl ProjectionRunner {
         }
     }
 
+    /// Waits (at most `timeout`) until projection `name` has applied
+    /// `position`, without doing its work: the running runner does. Returns
+    /// whether it did.
+    ///
+    /// # Errors
+    /// [`RunError`].
+    pub async fn wait_for_projection(
+        &self,
+        name: &str,
+        position: LogPosition,
+        timeout: Duration,
+    ) -> Result<bool, RunError> {
+        let p = self.find(name)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.checkpoint(p.as_ref()).await? >= position {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Every row of a projection's tables, sorted: equal dumps mean equal read models.
     ///
     /// # Errors

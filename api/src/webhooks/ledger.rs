@@ -10,6 +10,10 @@
 //!
 //! The table lives in the read-model database ([`ReadDb`]): the log's own
 //! database on PostgreSQL and SQLite, the side database on EventStoreDB.
+//! Its writes do not wait for the WAL flush ([`ReadDb::execute_relaxed`]):
+//! a claim or outcome lost in a crash only means a redelivery acts again,
+//! and every effect is keyed by the vendor's id, so it changes nothing twice.
+//! The command's own append is the durable point.
 
 use std::time::Duration;
 
@@ -51,7 +55,7 @@ fn db_error(e: DbError) -> StoreError {
 pub async fn claim(db: &ReadDb, d: &Delivery, now: DateTime<Utc>) -> Result<Claim, StoreError> {
     let provider = d.provider.as_str();
     let inserted = db
-        .execute(
+        .execute_relaxed(
             "INSERT INTO webhook_deliveries (provider, delivery_id, event_type, received_at, payload, claimed_at) \
              VALUES ($1, $2, $3, $4, $5, $4) ON CONFLICT (provider, delivery_id) DO NOTHING",
             &[
@@ -82,7 +86,7 @@ pub async fn claim(db: &ReadDb, d: &Delivery, now: DateTime<Utc>) -> Result<Clai
     }
     // Compare-and-set on the attempt counter: one redelivery takes over.
     let taken = db
-        .execute(
+        .execute_relaxed(
             "UPDATE webhook_deliveries SET attempts = attempts + 1, claimed_at = $1 \
              WHERE provider = $2 AND delivery_id = $3 AND processed_at IS NULL AND attempts = $4",
             &[
@@ -114,7 +118,7 @@ pub async fn finish(
     outcome: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    db.execute(
+    db.execute_relaxed(
         "UPDATE webhook_deliveries SET processed_at = $1, outcome = $2 WHERE provider = $3 AND delivery_id = $4",
         &[now.into(), outcome.into(), provider.as_str().into(), delivery_id.into()],
     )
@@ -129,7 +133,7 @@ pub async fn finish(
 /// # Errors
 /// [`StoreError`] when the database fails.
 pub async fn release(db: &ReadDb, provider: Provider, delivery_id: &str) -> Result<(), StoreError> {
-    db.execute(
+    db.execute_relaxed(
         "UPDATE webhook_deliveries SET claimed_at = $1 WHERE provider = $2 AND delivery_id = $3 AND processed_at IS NULL",
         &[
             DateTime::<Utc>::UNIX_EPOCH.into(),

@@ -2,13 +2,17 @@
 //! number or an email address, the payment of a Stripe intent.
 //!
 //! Answered by the `customers` and `payments` read models (indexed on phone,
-//! email and intent id). Each lookup first catches its projection up with
-//! everything committed, so a webhook that follows a command at once still
-//! finds what that command created.
+//! email and intent id). A lookup that finds nothing waits (bounded) until the
+//! projection has applied everything committed before it asked, then asks
+//! again: a webhook that follows a command at once still finds what that
+//! command created. The request never does the projection's work itself
+//! (dozens of concurrent deliveries would queue on its checkpoint lock).
 
 use domain::ids::{CustomerId, JobId, PaymentId};
 use domain::values::{Email, PhoneNumber};
 use projections::{JsonRow, Param, ProjectionRunner};
+
+use std::time::Duration;
 
 use commands::StoreError;
 
@@ -16,16 +20,31 @@ fn store_error(e: impl std::fmt::Display) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
+/// How long a lookup waits for its read model to reach the log's head.
+const FRESHNESS_WAIT: Duration = Duration::from_secs(5);
+
 async fn fresh_rows(
     projections: &ProjectionRunner,
     projection: &str,
     sql: &str,
     params: &[Param],
 ) -> Result<Vec<JsonRow>, StoreError> {
-    projections
-        .catch_up(projection)
+    let rows = projections.query(sql, params).await.map_err(store_error)?;
+    if !rows.is_empty() {
+        return Ok(rows);
+    }
+    let head = projections.log().committed_head().await?;
+    if !projections
+        .wait_for_projection(projection, head, FRESHNESS_WAIT)
         .await
-        .map_err(store_error)?;
+        .map_err(store_error)?
+    {
+        // Unavailable, not "unknown": the vendor retries later instead of the
+        // delivery being recorded as matching nothing.
+        return Err(StoreError::Unavailable(format!(
+            "the {projection} read model is behind the log"
+        )));
+    }
     projections.query(sql, params).await.map_err(store_error)
 }
 
