@@ -3,10 +3,10 @@
 use commands::{AggregateStore, EventLog, HistoryPoint, RecordedEvent, StoreError};
 use domain::ports::DomainServices;
 use domain::{
-    conversation::Conversation, customer::Customer, job::Job, loyalty::LoyaltyAccount,
-    opportunity::Opportunity, payment::Payment, portal::PortalAccount, promotion::Promotion,
-    referral::Referral, review::Review, review::ReviewRequest, scheduled_report::ScheduledReport,
-    staff::StaffUser, vehicle::Vehicle,
+    conversation::Conversation, customer::Customer, job::Job, job_run::JobRun,
+    loyalty::LoyaltyAccount, message::OutboundMessage, opportunity::Opportunity, payment::Payment,
+    portal::PortalAccount, promotion::Promotion, referral::Referral, review::Review,
+    review::ReviewRequest, scheduled_report::ScheduledReport, staff::StaffUser, vehicle::Vehicle,
 };
 
 macro_rules! by_type {
@@ -34,6 +34,8 @@ pub const TYPES: &[&str] = &[
     "Conversation",
     "Payment",
     "ScheduledReport",
+    "OutboundMessage",
+    "JobRun",
 ];
 
 type StateFn = fn(
@@ -82,7 +84,7 @@ pub fn state_fn(t: &str) -> Option<StateFn> {
         "Customer" => Customer, "Job" => Job, "Vehicle" => Vehicle, "StaffUser" => StaffUser, "PortalAccount" => PortalAccount,
         "Opportunity" => Opportunity, "Promotion" => Promotion, "ReviewRequest" => ReviewRequest, "Review" => Review,
         "LoyaltyAccount" => LoyaltyAccount, "Referral" => Referral, "Conversation" => Conversation, "Payment" => Payment,
-        "ScheduledReport" => ScheduledReport,
+        "ScheduledReport" => ScheduledReport, "OutboundMessage" => OutboundMessage, "JobRun" => JobRun,
     )
 }
 
@@ -92,6 +94,19 @@ pub fn decode_fn(t: &str) -> Option<DecodeFn> {
         "Customer" => Customer, "Job" => Job, "Vehicle" => Vehicle, "StaffUser" => StaffUser, "PortalAccount" => PortalAccount,
         "Opportunity" => Opportunity, "Promotion" => Promotion, "ReviewRequest" => ReviewRequest, "Review" => Review,
         "LoyaltyAccount" => LoyaltyAccount, "Referral" => Referral, "Conversation" => Conversation, "Payment" => Payment,
-        "ScheduledReport" => ScheduledReport,
+        "ScheduledReport" => ScheduledReport, "OutboundMessage" => OutboundMessage, "JobRun" => JobRun,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_aggregate_type_with_events_can_be_decoded_and_shown() {
+        for (aggregate, _) in domain::catalogue::all_event_types() {
+            assert!(
+                super::decode_fn(aggregate).is_some() && super::TYPES.contains(&aggregate),
+                "replay-tools does not know {aggregate}"
+            );
+        }
+    }
 }
