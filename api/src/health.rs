@@ -17,6 +17,36 @@ pub async fn version() -> Json<Value> {
     Json(json!({ "version": VERSION, "build": BUILD }))
 }
 
+/// Outbound messages by status, and how late the oldest due one is.
+async fn outbox_summary(state: &AppState) -> Result<Value, projections::DbError> {
+    let db = state.projections.db();
+    let rows = db
+        .query(
+            "SELECT status, count(*) AS n FROM outbox_messages GROUP BY status ORDER BY status",
+            &[],
+        )
+        .await?;
+    let by_status: serde_json::Map<String, Value> = rows
+        .iter()
+        .filter_map(|r| {
+            let status = r.get("status")?.as_str()?.to_string();
+            Some((status, r.get("n").cloned().unwrap_or(Value::Null)))
+        })
+        .collect();
+    let oldest = db
+        .query(
+            "SELECT min(due_at_ms) AS due FROM outbox_messages WHERE due_at_ms IS NOT NULL",
+            &[],
+        )
+        .await?;
+    let overdue_ms = oldest
+        .first()
+        .and_then(|r| r.get("due"))
+        .and_then(Value::as_i64)
+        .map(|due| (chrono::Utc::now().timestamp_millis() - due).max(0));
+    Ok(json!({ "messages": by_status, "oldestDueOverdueMs": overdue_ms }))
+}
+
 /// `GET /api/health/detailed`: each dependency's state. 503 when the
 /// database does not answer, so a load balancer takes the instance out.
 pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
@@ -25,6 +55,7 @@ pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>
     let projections = state.projections.status().await;
     let policies = state.policies.status();
     let scheduler = crate::scheduler::status(&state).await;
+    let outbox = outbox_summary(&state).await;
     let healthy = db.is_ok()
         && head.is_ok()
         && projections
@@ -59,6 +90,10 @@ pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>
         "policies": policies,
         "scheduler": match &scheduler {
             Ok(s) => json!(s),
+            Err(e) => json!({ "status": "error", "error": e.to_string() }),
+        },
+        "outbox": match &outbox {
+            Ok(o) => o.clone(),
             Err(e) => json!({ "status": "error", "error": e.to_string() }),
         },
         "integrations": {

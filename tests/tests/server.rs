@@ -111,6 +111,8 @@ async fn with_no_database_url_the_server_serves_health_on_embedded_sqlite() {
         "{detailed}"
     );
     assert!(detailed["scheduler"].is_object(), "{detailed}");
+    // The outbox's counts by status (empty until something is queued).
+    assert!(detailed["outbox"]["messages"].is_object(), "{detailed}");
     assert_eq!(detailed["integrations"]["stripe"]["status"], "disabled");
 
     let version: serde_json::Value = reqwest::get(format!("{}/api/version", server.base))
