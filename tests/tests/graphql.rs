@@ -803,3 +803,269 @@ async fn postgres_subscriptions_push_new_events_to_who_may_see_them() {
 async fn sqlite_subscriptions_push_new_events_to_who_may_see_them() {
     subscriptions(Engine::Sqlite).await;
 }
+
+// ------------------------------------------------- password reset and role changes
+
+/// A stand-in for Resend's `POST /emails` on loopback: records every JSON body.
+#[derive(Clone, Default)]
+struct Inbox(std::sync::Arc<std::sync::Mutex<Vec<Value>>>);
+
+impl Inbox {
+    async fn start() -> (Self, String) {
+        let inbox = Inbox::default();
+        let app = axum::Router::new()
+            .route(
+                "/emails",
+                axum::routing::post(
+                    |axum::extract::State(i): axum::extract::State<Inbox>,
+                     axum::Json(body): axum::Json<Value>| async move {
+                        let n = {
+                            let mut sent = i.0.lock().unwrap_or_else(|e| e.into_inner());
+                            sent.push(body);
+                            sent.len()
+                        };
+                        axum::Json(json!({ "id": format!("email-{n}") }))
+                    },
+                ),
+            )
+            .with_state(inbox.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind stand-in");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (inbox, base)
+    }
+
+    fn sent(&self) -> Vec<Value> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Every event's payload and metadata as text, and the rows left in `password_reset_tokens`.
+async fn log_text_and_waiting_tokens(db: &TestDb) -> (String, i64) {
+    let log = db.log().await;
+    let all = "SELECT CAST(payload AS TEXT) || ' ' || CAST(metadata AS TEXT) FROM events";
+    let waiting = "SELECT COUNT(*) FROM password_reset_tokens";
+    let (rows, n): (Vec<String>, i64) = match &log {
+        commands::EventLog::Postgres(pg) => (
+            sqlx::query_scalar(all)
+                .fetch_all(pg.pool())
+                .await
+                .expect("events"),
+            sqlx::query_scalar(waiting)
+                .fetch_one(pg.pool())
+                .await
+                .expect("tokens"),
+        ),
+        commands::EventLog::Sqlite(s) => (
+            sqlx::query_scalar(all)
+                .fetch_all(s.reader())
+                .await
+                .expect("events"),
+            sqlx::query_scalar(waiting)
+                .fetch_one(s.reader())
+                .await
+                .expect("tokens"),
+        ),
+        #[allow(unreachable_patterns)]
+        _ => panic!("PostgreSQL and SQLite only"),
+    };
+    (rows.join("\n"), n)
+}
+
+async fn password_reset(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let (inbox, resend) = Inbox::start().await;
+    let s = start(
+        Some(&db.url),
+        &[
+            ("PUBLIC_URL", "https://crm.example.com"),
+            ("RESEND_API_KEY", "re_test_key"),
+            ("RESEND_FROM_EMAIL", "Dirt Free <hello@dirtfree.example>"),
+            ("RESEND_API_BASE", &resend),
+            ("OUTBOX_POLL_MS", "100"),
+        ],
+    )
+    .await;
+    let admin = login(&s, ADMIN.0, ADMIN.1).await;
+    let created = gql(&s, Some(&admin), "mutation($i: CreateStaffUserInput!) { createStaffUser(input: $i) { position } }",
+        json!({"i": {"email": "tech@x.example", "name": "Tess Tech", "role": "STAFF", "password": "first-password-1"}})).await;
+    sync(&s, &admin, data(&created, "/data/createStaffUser/position")).await;
+    let before = login(&s, "tech@x.example", "first-password-1").await;
+
+    let request = "mutation($e: String!) { requestPasswordReset(input: {email: $e}) { accepted } }";
+    let asked = gql(&s, None, request, json!({"e": "Tech@X.example"})).await;
+    assert_eq!(data(&asked, "/data/requestPasswordReset/accepted"), true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while inbox.sent().is_empty() {
+        assert!(Instant::now() < deadline, "no reset email was sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mail = inbox.sent()[0].clone();
+    assert_eq!(mail["to"], json!(["tech@x.example"]), "{mail}");
+    let text = mail["text"].as_str().expect("text");
+    let link = "https://crm.example.com/reset-password?token=";
+    let token = text
+        .split_once(link)
+        .map(|(_, rest)| rest.split_whitespace().next().unwrap_or_default())
+        .expect("a reset link in the email")
+        .to_string();
+    assert_eq!(token.len(), 43, "32 bytes, URL-safe base64: {token}");
+
+    let reset = "mutation($t: String!, $p: String!) { resetPassword(input: {token: $t, newPassword: $p}) { staffUser { email } position } }";
+    let done = gql(
+        &s,
+        None,
+        reset,
+        json!({"t": token, "p": "second-password-2"}),
+    )
+    .await;
+    assert_eq!(
+        data(&done, "/data/resetPassword/staffUser/email"),
+        "tech@x.example"
+    );
+    login(&s, "tech@x.example", "second-password-2").await;
+    let old = gql(
+        &s,
+        None,
+        "mutation { login(input: {email: \"tech@x.example\", password: \"first-password-1\"}) { token } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&old), "UNAUTHENTICATED", "{old}");
+    // The session opened with the old password has ended.
+    let stale = gql(
+        &s,
+        Some(&before),
+        "{ customers(first: 1) { totalCount } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&stale), "UNAUTHENTICATED", "{stale}");
+    // A token works once.
+    let again = gql(
+        &s,
+        None,
+        reset,
+        json!({"t": token, "p": "third-password-3"}),
+    )
+    .await;
+    assert_eq!(code(&again), "VALIDATION", "{again}");
+    assert_eq!(again["errors"][0]["extensions"]["field"], "token");
+    assert!(!again.to_string().contains(&token), "{again}");
+
+    // An unknown address is answered exactly the same, and nothing is sent.
+    let unknown = gql(&s, None, request, json!({"e": "nobody@x.example"})).await;
+    assert_eq!(unknown, asked);
+    let wrong = gql(
+        &s,
+        None,
+        reset,
+        json!({"t": "not-a-token", "p": "third-password-3"}),
+    )
+    .await;
+    assert_eq!(code(&wrong), "VALIDATION", "{wrong}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(inbox.sent().len(), 1, "{:?}", inbox.sent());
+
+    // The log has the email (with a placeholder where the token goes) but never the token,
+    // and the token's waiting row is gone once the email went out.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (log, waiting) = log_text_and_waiting_tokens(&db).await;
+        assert!(!log.contains(&token), "the reset token is in the event log");
+        assert!(
+            log.contains("reset-password?token={reset_token}"),
+            "no reset email in the log"
+        );
+        if waiting == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sent token was not deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn role_changes(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let s = start(Some(&db.url), &[]).await;
+    let admin = login(&s, ADMIN.0, ADMIN.1).await;
+    let created = gql(&s, Some(&admin), "mutation($i: CreateStaffUserInput!) { createStaffUser(input: $i) { staffUser { id } position } }",
+        json!({"i": {"email": "rise@x.example", "name": "Ray Rise", "role": "STAFF", "password": "long-enough-pw"}})).await;
+    sync(&s, &admin, data(&created, "/data/createStaffUser/position")).await;
+    let id = data(&created, "/data/createStaffUser/staffUser/id").clone();
+    let user = login(&s, "rise@x.example", "long-enough-pw").await;
+    let revenue = "{ revenue(from: \"2026-01-01\", to: \"2026-01-02\", groupBy: DAY) { key } }";
+    assert_eq!(
+        code(&gql(&s, Some(&user), revenue, json!({})).await),
+        "FORBIDDEN"
+    );
+
+    let change = "mutation($id: ID!, $r: StaffRole!) { changeStaffRole(input: {staffUserId: $id, role: $r}) { staffUser { id role } position } }";
+    let promoted = gql(&s, Some(&admin), change, json!({"id": id, "r": "MANAGER"})).await;
+    assert_eq!(
+        data(&promoted, "/data/changeStaffRole/staffUser/role"),
+        "MANAGER"
+    );
+    assert!(!data(&promoted, "/data/changeStaffRole/position")
+        .as_str()
+        .unwrap_or_default()
+        .is_empty());
+    // The open session has the new role at once.
+    let r = gql(&s, Some(&user), revenue, json!({})).await;
+    data(&r, "/data/revenue");
+
+    // A manager may not change roles, not even their own.
+    let own = gql(&s, Some(&user), change, json!({"id": id, "r": "ADMIN"})).await;
+    assert_eq!(code(&own), "FORBIDDEN", "{own}");
+
+    // An admin cannot demote themselves.
+    let me = gql(&s, Some(&admin), "{ viewer { id } }", json!({})).await;
+    let me = data(&me, "/data/viewer/id").clone();
+    let demote = gql(&s, Some(&admin), change, json!({"id": me, "r": "STAFF"})).await;
+    assert_eq!(code(&demote), "RULE_VIOLATION", "{demote}");
+    assert_eq!(
+        demote["errors"][0]["extensions"]["rule"],
+        "CANNOT_DEMOTE_SELF"
+    );
+    let still = gql(&s, Some(&admin), "{ staffUsers { email role } }", json!({})).await;
+    assert!(
+        data(&still, "/data/staffUsers")
+            .to_string()
+            .contains("\"ADMIN\""),
+        "{still}"
+    );
+
+    let bad = gql(
+        &s,
+        Some(&admin),
+        change,
+        json!({"id": "nope", "r": "STAFF"}),
+    )
+    .await;
+    assert_eq!(code(&bad), "VALIDATION", "{bad}");
+    assert_eq!(bad["errors"][0]["extensions"]["field"], "staffUserId");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_staff_user_resets_a_forgotten_password_with_an_emailed_link() {
+    password_reset(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_staff_user_resets_a_forgotten_password_with_an_emailed_link() {
+    password_reset(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_only_an_admin_changes_roles_and_never_their_own_down() {
+    role_changes(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_only_an_admin_changes_roles_and_never_their_own_down() {
+    role_changes(Engine::Sqlite).await;
+}

@@ -57,7 +57,7 @@ fn verify_password(password: &str, hash: Option<&str>) -> bool {
     }
 }
 
-fn rate_limit(state: &AppState, ip: &str) -> async_graphql::Result<()> {
+pub(super) fn rate_limit(state: &AppState, ip: &str) -> async_graphql::Result<()> {
     if state.login_limiter.check_key(&ip.to_string()).is_err() {
         return Err(errors::coded(
             "RATE_LIMITED",
@@ -68,7 +68,7 @@ fn rate_limit(state: &AppState, ip: &str) -> async_graphql::Result<()> {
     Ok(())
 }
 
-fn new_token() -> String {
+pub(super) fn new_token() -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -203,9 +203,14 @@ pub struct RegisterPortalAccountInput {
 }
 
 fn check_password(p: &str) -> async_graphql::Result<()> {
+    check_password_in("password", p)
+}
+
+/// The password rules (length), for a password given in `field`.
+pub(super) fn check_password_in(field: &str, p: &str) -> async_graphql::Result<()> {
     if p.chars().count() < MIN_PASSWORD || p.len() > 1024 {
         return Err(errors::invalid(
-            "password",
+            field,
             format!("must be {MIN_PASSWORD} to 1024 characters"),
         ));
     }
@@ -237,7 +242,7 @@ pub async fn settle(state: &AppState, outcome: &commands::CommandOutcome) -> Str
     }
 }
 
-async fn staff_by_email(state: &AppState, email: &str) -> Option<projections::JsonRow> {
+pub(super) async fn staff_by_email(state: &AppState, email: &str) -> Option<projections::JsonRow> {
     state
         .projections
         .query(

@@ -15,6 +15,7 @@ mod errors;
 mod jobs;
 mod loyalty;
 mod sales;
+mod staff;
 mod subscriptions;
 mod system;
 
@@ -49,6 +50,7 @@ pub struct QueryRoot(
 #[derive(MergedObject, Default, Debug)]
 pub struct MutationRoot(
     auth::AuthMutation,
+    staff::StaffMutation,
     customers::CustomerMutation,
     jobs::JobMutation,
     loyalty::LoyaltyMutation,

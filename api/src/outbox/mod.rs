@@ -16,6 +16,7 @@
 pub mod google_reviews;
 pub mod index;
 pub mod resend;
+pub mod reset_tokens;
 pub mod stripe;
 pub mod twilio;
 pub mod worker;

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::resend::ResendSender;
+use super::reset_tokens;
 use super::twilio::TwilioSender;
 use super::{index, MessageSender, Outgoing, SendError};
 use crate::config::Config;
@@ -327,6 +328,7 @@ impl OutboxWorker {
             .any(|e| e.event_type == "MessageSendStarted")
         {
             tracing::info!(message_id = %id, events = ?outcome.events.iter().map(|e| &e.event_type).collect::<Vec<_>>(), "outbox: message not sent");
+            self.forget_secret(id).await;
             return Ok(());
         }
         let claimed = messages.load(id).await?.aggregate;
@@ -334,15 +336,34 @@ impl OutboxWorker {
             return Ok(());
         };
         let resumed = claim.attempt <= m.attempts();
+        // A password-reset link's token is not in the log: it waits in its own table.
+        let secret = if claimed.body().contains(reset_tokens::PLACEHOLDER) {
+            let db = projections::ReadDb::of(self.crm.log());
+            match reset_tokens::token(&db, id, self.now()).await {
+                Ok(t) => Some(t),
+                Err(e) => return Err(AppError::Store(StoreError::Database(e.to_string()))),
+            }
+        } else {
+            None
+        };
         let cmd = match (&sender, address) {
+            // The token expired (or was forgotten) before the link could go out.
+            _ if secret == Some(None) => MessageCommand::RecordRejected {
+                status: 0,
+                error: "the password-reset token expired before it was sent".into(),
+            },
             (Some(sender), Some(to)) if sender.provider() == claim.provider => {
+                let mut body = claimed.body().replace(
+                    commands::policies::outbox::PUBLIC_URL,
+                    &self.settings.public_url,
+                );
+                if let Some(Some(token)) = &secret {
+                    body = body.replace(reset_tokens::PLACEHOLDER, token);
+                }
                 let outgoing = Outgoing {
                     to,
                     subject: claimed.subject().map(str::to_string),
-                    body: claimed.body().replace(
-                        commands::policies::outbox::PUBLIC_URL,
-                        &self.settings.public_url,
-                    ),
+                    body,
                     idempotency_key: idempotency_key(id),
                 };
                 let result = sender.send(&outgoing).await;
@@ -357,11 +378,25 @@ impl OutboxWorker {
                 error: "the recipient has no address on the channel".into(),
             },
         };
+        // A failed attempt will be retried with the same token; any other outcome is final.
+        let last = !matches!(cmd, MessageCommand::RecordAttemptFailed { .. });
         // If this fails the claim stays; it is resolved when its lease ends.
         messages
             .execute(id, DomainActor::System, cmd, &self.meta())
             .await?;
+        if last && secret.is_some() {
+            self.forget_secret(id).await;
+        }
         Ok(())
+    }
+
+    /// Deletes a finished message's password-reset token, if it had one (a failure only
+    /// leaves the row until it expires).
+    async fn forget_secret(&self, id: OutboundMessageId) {
+        let db = projections::ReadDb::of(self.crm.log());
+        if let Err(e) = reset_tokens::forget(&db, id).await {
+            tracing::warn!(message_id = %id, error = %e, "outbox: could not delete a reset token; it expires on its own");
+        }
     }
 
     fn outcome_command(

@@ -1,0 +1,85 @@
+//! Password-reset tokens on their way to the staff user's inbox, kept out of the event log.
+//!
+//! The reset email is an `OutboundMessage` like any other, and its body is part of the
+//! `MessageQueued` event. The token must not be there (the log is kept forever, exported and
+//! shown in the audit trail), so the body holds [`PLACEHOLDER`] and the plain token waits in
+//! `password_reset_tokens`, keyed by the message id, until the worker sends the message and
+//! fills it in. The row is deleted once the message is sent or given up, and when it expires;
+//! the `PasswordResetRequested` event keeps only the token's SHA-256.
+
+use chrono::{DateTime, Utc};
+use domain::ids::OutboundMessageId;
+use projections::{DbError, Param, ReadDb};
+
+/// Stands for the token in a reset message's body; replaced at send time only.
+pub const PLACEHOLDER: &str = "{reset_token}";
+
+/// Keeps `token` for the message `id` until `expires_at`, and forgets expired ones.
+///
+/// # Errors
+/// [`DbError`].
+pub async fn store(
+    db: &ReadDb,
+    id: OutboundMessageId,
+    token: &str,
+    expires_at: DateTime<Utc>,
+) -> Result<(), DbError> {
+    purge_expired(db, Utc::now()).await?;
+    db.execute(
+        "INSERT INTO password_reset_tokens (message_id, token, expires_at_ms) VALUES ($1, $2, $3)",
+        &[
+            Param::from(id.to_string()),
+            token.into(),
+            expires_at.timestamp_millis().into(),
+        ],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// The token waiting for message `id`, if it has not expired.
+///
+/// # Errors
+/// [`DbError`].
+pub async fn token(
+    db: &ReadDb,
+    id: OutboundMessageId,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, DbError> {
+    let rows = db
+        .query(
+            "SELECT token FROM password_reset_tokens WHERE message_id = $1 AND expires_at_ms > $2",
+            &[Param::from(id.to_string()), now.timestamp_millis().into()],
+        )
+        .await?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.get("token"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string))
+}
+
+/// Forgets the token of message `id` (sent, or given up).
+///
+/// # Errors
+/// [`DbError`].
+pub async fn forget(db: &ReadDb, id: OutboundMessageId) -> Result<(), DbError> {
+    db.execute(
+        "DELETE FROM password_reset_tokens WHERE message_id = $1",
+        &[Param::from(id.to_string())],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Forgets every token that expired before `now`.
+///
+/// # Errors
+/// [`DbError`].
+pub async fn purge_expired(db: &ReadDb, now: DateTime<Utc>) -> Result<u64, DbError> {
+    db.execute(
+        "DELETE FROM password_reset_tokens WHERE expires_at_ms <= $1",
+        &[Param::from(now.timestamp_millis())],
+    )
+    .await
+}
