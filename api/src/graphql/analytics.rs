@@ -66,6 +66,44 @@ pub struct Kpis {
     pub portal_logins: i64,
     /// Online bookings.
     pub online_bookings: i64,
+    /// Revenue of jobs a promotion was redeemed on (completed in the range).
+    pub promotion_attributed_revenue: Money,
+    /// Average rating of reviews received in the range, × 100 (366 = 3.66 stars).
+    pub review_average_centi: Option<i64>,
+    /// Reviews received in the range by stars: 1★ first, 5★ last.
+    pub review_distribution: Vec<i64>,
+    /// Customers whose last completed job is within the 365 days up to the end of `to`.
+    pub active_customers: i64,
+    /// Customers whose last completed job is older than that (churned), up to the end of `to`.
+    pub lapsed_customers: i64,
+    /// Loyalty accounts per tier now, lowest tier first.
+    pub tier_distribution: Vec<TierCount>,
+}
+
+/// How many loyalty accounts hold a tier.
+#[derive(Debug, SimpleObject)]
+pub struct TierCount {
+    /// `bronze`, `silver`, `gold` or `platinum`.
+    pub tier: String,
+    /// Accounts.
+    pub accounts: i64,
+}
+
+/// The UTC instant a local date starts at in `tz` (the earlier one on a DST fold).
+fn local_midnight_utc(tz: chrono_tz::Tz, d: NaiveDate) -> String {
+    use chrono::TimeZone;
+    let midnight = d.and_hms_opt(0, 0, 0).unwrap_or_default();
+    let at = tz
+        .from_local_datetime(&midnight)
+        .earliest()
+        // A zone whose clocks skip midnight: the first instant after it.
+        .or_else(|| {
+            tz.from_local_datetime(&(midnight + chrono::Duration::hours(1)))
+                .earliest()
+        })
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_default();
+    projections::projection::rfc3339(at)
 }
 
 fn num(v: Option<&serde_json::Value>) -> i64 {
@@ -183,7 +221,86 @@ impl AnalyticsQuery {
                 .find(|r| num(r.get("r")) == flag)
                 .map_or(0, |r| num(r.get("cents")))
         };
+        let internal = |e: projections::DbError| errors::internal(&rc.request_id, &e);
+        let tz = state.config.business_timezone;
+        let start = local_midnight_utc(tz, from);
+        let end = local_midnight_utc(tz, to.succ_opt().unwrap_or(to));
+        let attributed = state
+            .projections
+            .query(
+                "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) AS cents FROM rm_revenue
+                  WHERE local_date >= $1 AND local_date <= $2 AND job_id IN
+                    (SELECT redeemed_job_id FROM rm_promotion_recipients WHERE redeemed_job_id IS NOT NULL)",
+                &range,
+            )
+            .await
+            .map_err(internal)?;
+        let stars = state
+            .projections
+            .query(
+                "SELECT rating, CAST(COUNT(*) AS BIGINT) AS n FROM rm_reviews
+                  WHERE received_at >= $1 AND received_at < $2 GROUP BY rating",
+                &[start.as_str().into(), end.as_str().into()],
+            )
+            .await
+            .map_err(internal)?;
+        let mut review_distribution = vec![0i64; 5];
+        for r in &stars {
+            let rating = num(r.get("rating"));
+            if (1..=5).contains(&rating) {
+                review_distribution[(rating - 1) as usize] += num(r.get("n"));
+            }
+        }
+        let reviews: i64 = review_distribution.iter().sum();
+        let star_total: i64 = review_distribution
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i as i64 + 1) * n)
+            .sum();
+        let year_before = projections::projection::rfc3339(
+            chrono::DateTime::parse_from_rfc3339(&end)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .unwrap_or_default()
+                - chrono::Duration::days(365),
+        );
+        let activity = state
+            .projections
+            .query(
+                "SELECT CAST(COALESCE(SUM(CASE WHEN last_job_at >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS active,
+                        CAST(COALESCE(SUM(CASE WHEN last_job_at < $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS lapsed
+                   FROM rm_customers
+                  WHERE erased = 0 AND merged_into IS NULL AND last_job_at IS NOT NULL AND last_job_at < $2",
+                &[year_before.as_str().into(), end.as_str().into()],
+            )
+            .await
+            .map_err(internal)?;
+        let tiers = state
+            .projections
+            .query(
+                "SELECT tier, CAST(COUNT(*) AS BIGINT) AS n FROM rm_loyalty_accounts GROUP BY tier",
+                &[],
+            )
+            .await
+            .map_err(internal)?;
+        let tier_distribution = ["bronze", "silver", "gold", "platinum"]
+            .iter()
+            .map(|t| TierCount {
+                tier: (*t).to_string(),
+                accounts: tiers
+                    .iter()
+                    .find(|r| r.get("tier").and_then(|v| v.as_str()) == Some(t))
+                    .map_or(0, |r| num(r.get("n"))),
+            })
+            .collect();
+        let first =
+            |rows: &[projections::JsonRow], col: &str| num(rows.first().and_then(|r| r.get(col)));
         Ok(Kpis {
+            promotion_attributed_revenue: Money::usd(first(&attributed, "cents")),
+            review_average_centi: (reviews > 0).then(|| star_total * 100 / reviews),
+            review_distribution,
+            active_customers: first(&activity, "active"),
+            lapsed_customers: first(&activity, "lapsed"),
+            tier_distribution,
             new_customers: m("new_customers"),
             jobs_completed: m("jobs_completed"),
             revenue: Money::usd(part(0) + part(1)),
