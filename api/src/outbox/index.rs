@@ -192,18 +192,21 @@ pub async fn due(
 }
 
 /// The message a vendor's id belongs to (`SM…` for Twilio, the email id for Resend). A
-/// callback can race the indexing of `MessageSent`: on a miss the index catches up (waiting
-/// up to a few seconds for events an open transaction holds back).
+/// callback can race the indexing of `MessageSent`: on a miss the index catches up, waiting
+/// (up to [`HELD_BACK_WAIT`]) for events an open transaction holds back from readers. Still
+/// held back after that, the answer is "unavailable" — the vendor's retry finds it — never a
+/// false "no such message".
 ///
 /// # Errors
-/// [`StoreError`].
+/// [`StoreError`]; [`StoreError::Unavailable`] when the log stayed held back.
 pub async fn message_for_provider_id(
     log: &EventLog,
     provider: Provider,
     provider_message_id: &str,
 ) -> Result<Option<String>, StoreError> {
+    let deadline = tokio::time::Instant::now() + HELD_BACK_WAIT;
     let mut pause = std::time::Duration::from_millis(5);
-    for _ in 0..10 {
+    loop {
         if let Some(id) = lookup(log, provider, provider_message_id).await? {
             return Ok(Some(id));
         }
@@ -211,16 +214,23 @@ pub async fn message_for_provider_id(
         if let Some(id) = lookup(log, provider, provider_message_id).await? {
             return Ok(Some(id));
         }
-        // Committed events behind an older open transaction (PostgreSQL) are not readable
-        // yet: they may hold the `MessageSent`. Wait for them a little, as the policies do.
+        // Committed events behind an older open transaction (PostgreSQL: any database of
+        // the cluster) are not readable yet: they may hold the `MessageSent`.
         if !log.has_held_back_events(checkpoint(log).await?).await? {
             return Ok(None);
         }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StoreError::Unavailable(
+                "recent events are not readable yet (an older transaction is open)".into(),
+            ));
+        }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(std::time::Duration::from_millis(500));
+        pause = (pause * 2).min(std::time::Duration::from_millis(250));
     }
-    Ok(None)
 }
+
+/// How long a callback's lookup waits for held-back events.
+pub const HELD_BACK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn lookup(
     log: &EventLog,
