@@ -82,6 +82,9 @@ pub type BeforeSwap<'a> = dyn Fn(&Dump, &Dump) -> bool + Send + Sync + 'a;
 /// [`BeforeSwap`] for several projections: also gets the projection's name.
 pub type CompareBeforeSwap<'a> = dyn Fn(&str, &Dump, &Dump) -> bool + Send + Sync + 'a;
 
+/// One staging lane's database and the projections it holds.
+type StagedLane = (ReadTx, Vec<Arc<dyn Projection>>);
+
 /// Events per read while a rebuild stages.
 const STAGING_BATCH: u32 = 10_000;
 
@@ -184,10 +187,38 @@ impl ProjectionRunner {
         p: &dyn Projection,
         slot: Slot,
     ) -> Result<(), DbError> {
+        self.create_schema(tx, p, slot, Ddl::All).await
+    }
+
+    /// Runs a projection's DDL: all of it, only the tables (a bulk load
+    /// follows, which is faster without secondary indexes to maintain), or
+    /// only the secondary indexes (after the load).
+    async fn create_schema(
+        &self,
+        tx: &mut ReadTx,
+        p: &dyn Projection,
+        slot: Slot,
+        which: Ddl,
+    ) -> Result<(), DbError> {
         let gen = uuid_suffix();
         for ddl in p.schema() {
-            let sql = slot.sql(p.tables(), ddl).replace("{gen}", &gen);
-            tx.execute(&sql, &[]).await?;
+            let is_index = ddl
+                .trim_start()
+                .to_ascii_uppercase()
+                .starts_with("CREATE INDEX")
+                || ddl
+                    .trim_start()
+                    .to_ascii_uppercase()
+                    .starts_with("CREATE UNIQUE INDEX");
+            let wanted = match which {
+                Ddl::All => true,
+                Ddl::Tables => !is_index,
+                Ddl::Indexes => is_index,
+            };
+            if wanted {
+                let sql = slot.sql(p.tables(), ddl).replace("{gen}", &gen);
+                tx.execute(&sql, &[]).await?;
+            }
         }
         Ok(())
     }
@@ -749,7 +780,8 @@ impl ProjectionRunner {
             let shadow = checkpoint_name(p.as_ref(), Slot::Shadow);
             let mut tx = self.db.begin().await?;
             self.drop_tables(&mut tx, p.as_ref(), Slot::Shadow).await?;
-            self.create_tables(&mut tx, p.as_ref(), Slot::Shadow)
+            // Secondary indexes come after the bulk copy (copy_staged).
+            self.create_schema(&mut tx, p.as_ref(), Slot::Shadow, Ddl::Tables)
                 .await?;
             tx.execute(
                 "DELETE FROM projection_checkpoints WHERE name = $1",
@@ -764,13 +796,17 @@ impl ProjectionRunner {
             tx.commit().await?;
         }
         let started = std::time::Instant::now();
-        let (mut staged, staged_at, staged_count) = self.stage(&ps, progress).await?;
+        let (staged, staged_at, staged_count) = self.stage(&ps, progress).await?;
         let staged_in = started.elapsed();
-        for p in &ps {
-            self.copy_staged(&mut staged, p.as_ref(), staged_at, staged_count)
-                .await?;
-        }
-        drop(staged);
+        // Each lane copies over its own connection, concurrently with the others.
+        futures::future::try_join_all(staged.into_iter().map(|(mut mem, group)| async move {
+            for p in &group {
+                self.copy_staged(&mut mem, p.as_ref(), staged_at, staged_count)
+                    .await?;
+            }
+            Ok::<(), RunError>(())
+        }))
+        .await?;
         tracing::info!(
             events = staged_count,
             staged_ms = staged_in.as_millis() as u64,
@@ -810,59 +846,80 @@ impl ProjectionRunner {
         Ok(out)
     }
 
-    /// Applies the log, from the start to what is readable now, to `ps` in an
-    /// in-memory staging database; returns it with the last position applied
-    /// and the number of events read.
+    /// Applies the log, from the start to what is readable now, to `ps` in
+    /// in-memory staging databases (one per lane); returns them with the last
+    /// position applied and the number of events read.
     async fn stage(
         &self,
         ps: &[Arc<dyn Projection>],
         progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> Result<(ReadTx, LogPosition, u64), RunError> {
-        let mut mem = crate::db::memory_tx()?;
-        for p in ps {
-            self.create_tables(&mut mem, p.as_ref(), Slot::Shadow)
-                .await?;
+    ) -> Result<(Vec<StagedLane>, LogPosition, u64), RunError> {
+        // Projections are dealt round-robin to lanes, one in-memory database and one task
+        // each, so that the heavy ones (activity, analytics) apply on different cores while
+        // this task reads and decodes the next batch.
+        let lanes = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 4)
+            .min(ps.len().max(1));
+        let mut groups: Vec<Vec<Arc<dyn Projection>>> = vec![Vec::new(); lanes];
+        for (i, p) in ps.iter().enumerate() {
+            groups[i % lanes].push(Arc::clone(p));
         }
         let ctx = ApplyContext {
             tz: self.tz,
             slot: Slot::Shadow,
         };
-        // Reading (and decoding) the next batch overlaps applying this one.
-        let (sender, mut batches) = tokio::sync::mpsc::channel::<Vec<RecordedEvent>>(2);
-        let log = self.log.clone();
-        let reader = tokio::spawn(async move {
-            let mut after = LogPosition::START;
-            loop {
-                let events = log.read_all(after, STAGING_BATCH).await?;
-                let Some(last) = events.last().map(|e| e.position) else {
-                    return Ok::<(), commands::StoreError>(());
-                };
-                after = last;
-                if sender.send(events).await.is_err() {
-                    return Ok(());
-                }
+        let mut senders = Vec::with_capacity(lanes);
+        let mut workers = Vec::with_capacity(lanes);
+        for group in groups {
+            let mut mem = crate::db::memory_tx()?;
+            for p in &group {
+                self.create_tables(&mut mem, p.as_ref(), Slot::Shadow)
+                    .await?;
             }
-        });
-        let (mut pos, mut count) = (LogPosition::START, 0u64);
-        while let Some(events) = batches.recv().await {
-            for e in &events {
-                for p in ps {
-                    if let Err(err) = p.apply(&mut mem, ctx, e).await {
-                        reader.abort();
-                        return Err(handler_error(p.name(), e, &err));
+            let (sender, mut batches) = tokio::sync::mpsc::channel::<Arc<Vec<RecordedEvent>>>(2);
+            senders.push(sender);
+            workers.push(tokio::spawn(async move {
+                while let Some(batch) = batches.recv().await {
+                    for e in batch.iter() {
+                        for p in &group {
+                            p.apply(&mut mem, ctx, e)
+                                .await
+                                .map_err(|err| handler_error(p.name(), e, &err))?;
+                        }
                     }
                 }
-            }
-            if let Some(last) = events.last() {
-                pos = last.position;
-            }
+                Ok::<StagedLane, RunError>((mem, group))
+            }));
+        }
+        let (mut pos, mut count) = (LogPosition::START, 0u64);
+        loop {
+            let events = self.log.read_all(pos, STAGING_BATCH).await?;
+            let Some(last) = events.last().map(|e| e.position) else {
+                break;
+            };
+            pos = last;
             count += events.len() as u64;
+            let batch = Arc::new(events);
+            let mut lane_failed = false;
+            for s in &senders {
+                // A lane that stopped failed on an event: its result below says which.
+                lane_failed |= s.send(Arc::clone(&batch)).await.is_err();
+            }
+            if lane_failed {
+                break;
+            }
             progress(count);
         }
-        reader
-            .await
-            .map_err(|e| RunError::Db(DbError::new(format!("log reader: {e}"))))??;
-        Ok((mem, pos, count))
+        drop(senders);
+        let mut staged = Vec::with_capacity(workers.len());
+        for w in workers {
+            staged.push(
+                w.await
+                    .map_err(|e| RunError::Db(DbError::new(format!("staging lane: {e}"))))??,
+            );
+        }
+        Ok((staged, pos, count))
     }
 
     /// Copies a projection's staged rows into its shadow tables and moves the
@@ -881,6 +938,8 @@ impl ProjectionRunner {
         for t in p.tables() {
             crate::db::copy_table(mem.as_mut(), &mut tx, &Slot::Shadow.table(t)).await?;
         }
+        self.create_schema(&mut tx, p, Slot::Shadow, Ddl::Indexes)
+            .await?;
         tx.execute(
             "UPDATE projection_checkpoints SET tx = $2, seq = $3, events_applied = $4 WHERE name = $1",
             &[
@@ -992,6 +1051,14 @@ fn handler_error(projection: &str, e: &RecordedEvent, err: &ProjectionError) -> 
         event_type: e.event_type.clone(),
         error: err.to_string(),
     }))
+}
+
+/// Which part of a projection's DDL to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ddl {
+    All,
+    Tables,
+    Indexes,
 }
 
 fn uuid_suffix() -> String {
