@@ -249,6 +249,54 @@ async fn a_business_day(engine: Engine) {
         data(&booked, "/data/bookServiceOnline/job/source"),
         "online"
     );
+    // Grace shares her referral code; Linus registers with it; staff see the referral.
+    let issued = gql(
+        &s,
+        Some(&portal),
+        "mutation { myReferralCode { code position } }",
+        json!({}),
+    )
+    .await;
+    let grace_code = data(&issued, "/data/myReferralCode/code")
+        .as_str()
+        .expect("code")
+        .to_string();
+    let grace_id = data(&reg, "/data/registerPortalAccount/customerId")
+        .as_str()
+        .expect("id")
+        .to_string();
+    let linus = gql(&s, None, "mutation($i: RegisterPortalAccountInput!) { registerPortalAccount(input: $i) { customerId } }",
+        json!({"i": {"name": "Linus Torvalds", "email": "linus@example.com", "password": "kernel-panic-99", "referralCode": grace_code}})).await;
+    let linus_id = data(&linus, "/data/registerPortalAccount/customerId")
+        .as_str()
+        .expect("id")
+        .to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let referrals = loop {
+        let r = gql(&s, Some(&tech), "query($id: ID) { referrals(referrerId: $id) { referrerId refereeId code rewardedAt } }", json!({"id": grace_id})).await;
+        if data(&r, "/data/referrals")
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+            || std::time::Instant::now() > deadline
+        {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        data(&referrals, "/data/referrals"),
+        &json!([{"referrerId": grace_id, "refereeId": linus_id, "code": grace_code, "rewardedAt": null}]),
+        "rewarded only on the referee's first completed job"
+    );
+    let none = gql(
+        &s,
+        Some(&tech),
+        "query($id: ID) { referrals(referrerId: $id) { code } }",
+        json!({"id": customer}),
+    )
+    .await;
+    assert_eq!(data(&none, "/data/referrals"), &json!([]));
+
     let mine = gql(
         &s,
         Some(&portal),
@@ -359,6 +407,31 @@ async fn a_business_day(engine: Engine) {
     assert_eq!(data(&promos, "/data/promotions/0/status"), "scheduled");
     let kpis = gql(&s, Some(&admin), "{ kpis(from: \"2020-01-01\", to: \"2030-12-31\") { opportunityConversionBp jobsCompleted newCustomers } }", json!({})).await;
     assert_eq!(data(&kpis, "/data/kpis/opportunityConversionBp"), 10000);
+    // A weekly report for the owner, defined by the admin; staff may not; it is listed.
+    let report = gql(&s, Some(&admin), "mutation($i: DefineScheduledReportInput!) { defineScheduledReport(input: $i) { reportId position } }",
+        json!({"i": {"name": "Monday numbers", "metrics": ["REVENUE", "REVIEWS"], "period": "WEEKLY", "recipients": ["owner@dirtfree.example"], "cron": "0 7 * * 1"}})).await;
+    let report_id = data(&report, "/data/defineScheduledReport/reportId")
+        .as_str()
+        .expect("id")
+        .to_string();
+    sync(
+        &s,
+        &admin,
+        data(&report, "/data/defineScheduledReport/position"),
+    )
+    .await;
+    let denied = gql(&s, Some(&tech), "mutation($i: DefineScheduledReportInput!) { defineScheduledReport(input: $i) { reportId } }",
+        json!({"i": {"name": "Mine", "metrics": ["REVENUE"], "period": "DAILY", "recipients": [], "cron": "0 7 * * *"}})).await;
+    assert_eq!(code(&denied), "FORBIDDEN", "{denied}");
+    let bad_cron = gql(&s, Some(&admin), "mutation($i: DefineScheduledReportInput!) { defineScheduledReport(input: $i) { reportId } }",
+        json!({"i": {"name": "Broken", "metrics": ["REVENUE"], "period": "DAILY", "recipients": [], "cron": "every monday"}})).await;
+    assert_eq!(code(&bad_cron), "VALIDATION", "{bad_cron}");
+    let reports = gql(&s, Some(&admin), "{ scheduledReports { id name metrics period recipients cron deleted runs { periodStart } } }", json!({})).await;
+    assert_eq!(
+        data(&reports, "/data/scheduledReports"),
+        &json!([{"id": report_id, "name": "Monday numbers", "metrics": ["revenue", "reviews"], "period": "weekly",
+                 "recipients": ["owner@dirtfree.example"], "cron": "0 7 * * 1", "deleted": false, "runs": []}])
+    );
 
     // Analytics show the day's revenue (business time zone: America/Chicago).
     let rev = gql(&s, Some(&admin), "{ revenue(from: \"2026-01-01\", to: \"2030-12-31\", groupBy: MONTH) { key revenue { amountCents } jobs } }", json!({})).await;

@@ -14,6 +14,7 @@ mod customers;
 mod errors;
 mod jobs;
 mod loyalty;
+mod reports;
 mod sales;
 mod staff;
 mod subscriptions;
@@ -44,6 +45,7 @@ pub struct QueryRoot(
     sales::SalesQuery,
     analytics::ExportQuery,
     system::JobRunQuery,
+    reports::ReportQuery,
 );
 
 /// Root of all mutations.
@@ -55,6 +57,7 @@ pub struct MutationRoot(
     jobs::JobMutation,
     loyalty::LoyaltyMutation,
     sales::SalesMutation,
+    reports::ReportMutation,
 );
 
 /// The schema served at `/graphql`.

@@ -1,0 +1,340 @@
+//! Scheduled reports (definitions, the periods generated and sent) and the
+//! referral listing.
+
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
+use domain::ids::{CustomerId, ScheduledReportId};
+use domain::ports::Role;
+use domain::scheduled_report::{ReportMetric, ReportPeriod, ScheduledReportCommand};
+use projections::{JsonRow, Param};
+
+use super::auth::{check_len, settle};
+use super::context::{self, parts};
+use super::errors;
+
+fn s(r: &JsonRow, k: &str) -> Option<String> {
+    r.get(k).and_then(|v| v.as_str()).map(str::to_string)
+}
+
+fn i(r: &JsonRow, k: &str) -> Option<i64> {
+    r.get(k).and_then(serde_json::Value::as_i64)
+}
+
+/// What a report contains.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// Revenue by day/week/month, service and technician.
+    Revenue,
+    /// New, returning and churned customers.
+    Customers,
+    /// Opportunity conversion.
+    OpportunityConversion,
+    /// Promotion effectiveness.
+    PromotionEffectiveness,
+    /// Review average, distribution, response rate.
+    Reviews,
+    /// Loyalty programme.
+    Loyalty,
+    /// Portal logins and online bookings.
+    PortalUsage,
+}
+
+impl From<Metric> for ReportMetric {
+    fn from(m: Metric) -> Self {
+        match m {
+            Metric::Revenue => ReportMetric::Revenue,
+            Metric::Customers => ReportMetric::Customers,
+            Metric::OpportunityConversion => ReportMetric::OpportunityConversion,
+            Metric::PromotionEffectiveness => ReportMetric::PromotionEffectiveness,
+            Metric::Reviews => ReportMetric::Reviews,
+            Metric::Loyalty => ReportMetric::Loyalty,
+            Metric::PortalUsage => ReportMetric::PortalUsage,
+        }
+    }
+}
+
+/// The period a report covers.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Period {
+    /// The previous day.
+    Daily,
+    /// The previous week (Monday–Sunday).
+    Weekly,
+    /// The previous month.
+    Monthly,
+}
+
+impl From<Period> for ReportPeriod {
+    fn from(p: Period) -> Self {
+        match p {
+            Period::Daily => ReportPeriod::Daily,
+            Period::Weekly => ReportPeriod::Weekly,
+            Period::Monthly => ReportPeriod::Monthly,
+        }
+    }
+}
+
+/// One period a report was generated (and perhaps sent) for.
+#[derive(Debug, SimpleObject)]
+pub struct ReportRun {
+    /// First day covered (business time zone).
+    pub period_start: String,
+    /// Last day covered.
+    pub period_end: Option<String>,
+    /// `generated`, `sent` or `failed`.
+    pub status: String,
+    /// Rows in the report.
+    pub row_count: Option<i64>,
+    /// Recipients it was emailed to.
+    pub recipient_count: Option<i64>,
+    /// Why generation failed.
+    pub failure_reason: Option<String>,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+}
+
+/// A scheduled report's definition and its runs.
+#[derive(Debug, SimpleObject)]
+pub struct ScheduledReport {
+    /// The report.
+    pub id: ID,
+    /// Name.
+    pub name: String,
+    /// Metrics (`revenue`, `customers`, …).
+    pub metrics: Vec<String>,
+    /// `daily`, `weekly` or `monthly`.
+    pub period: String,
+    /// Staff email addresses.
+    pub recipients: Vec<String>,
+    /// 5-field cron, business time zone.
+    pub cron: String,
+    /// When it was defined (RFC 3339, UTC).
+    pub defined_at: String,
+    /// Deleted reports stay listed, marked.
+    pub deleted: bool,
+    /// Periods generated, newest first.
+    pub runs: Vec<ReportRun>,
+}
+
+/// A referral: who referred whom, and whether both were rewarded.
+#[derive(Debug, SimpleObject)]
+pub struct Referral {
+    /// The referral.
+    pub id: ID,
+    /// The customer whose code was used.
+    pub referrer_id: ID,
+    /// The new customer.
+    pub referee_id: ID,
+    /// The code.
+    pub code: String,
+    /// When it was recorded (RFC 3339, UTC).
+    pub recorded_at: String,
+    /// When both sides were rewarded (the referee's first completed job).
+    pub rewarded_at: Option<String>,
+    /// Points to the referrer.
+    pub referrer_points: Option<i64>,
+    /// Points to the referee.
+    pub referee_points: Option<i64>,
+}
+
+/// Report and referral queries.
+#[derive(Debug, Default)]
+pub struct ReportQuery;
+
+#[Object]
+impl ReportQuery {
+    /// Scheduled reports with their runs (managers).
+    async fn scheduled_reports(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = false)] include_deleted: bool,
+    ) -> async_graphql::Result<Vec<ScheduledReport>> {
+        let (state, rc) = parts(ctx)?;
+        context::staff(rc, Role::Manager, "read scheduled reports")?;
+        let internal = |e: projections::DbError| errors::internal(&rc.request_id, &e);
+        let defs = state
+            .projections
+            .query(
+                "SELECT * FROM rm_scheduled_reports WHERE deleted = 0 OR $1 = 1 ORDER BY defined_at, report_id",
+                &[Param::Int(i64::from(include_deleted))],
+            )
+            .await
+            .map_err(internal)?;
+        let runs = state
+            .projections
+            .query(
+                "SELECT * FROM rm_scheduled_report_periods ORDER BY period_start DESC",
+                &[],
+            )
+            .await
+            .map_err(internal)?;
+        let list = |r: &JsonRow, k: &str| -> Vec<String> {
+            s(r, k)
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default()
+        };
+        Ok(defs
+            .iter()
+            .map(|d| {
+                let id = s(d, "report_id").unwrap_or_default();
+                ScheduledReport {
+                    name: s(d, "name").unwrap_or_default(),
+                    metrics: list(d, "metrics"),
+                    period: s(d, "period").unwrap_or_default(),
+                    recipients: list(d, "recipients"),
+                    cron: s(d, "cron").unwrap_or_default(),
+                    defined_at: s(d, "defined_at").unwrap_or_default(),
+                    deleted: i(d, "deleted") == Some(1),
+                    runs: runs
+                        .iter()
+                        .filter(|r| s(r, "report_id").as_deref() == Some(id.as_str()))
+                        .map(|r| ReportRun {
+                            period_start: s(r, "period_start").unwrap_or_default(),
+                            period_end: s(r, "period_end"),
+                            status: s(r, "status").unwrap_or_default(),
+                            row_count: i(r, "row_count"),
+                            recipient_count: i(r, "recipient_count"),
+                            failure_reason: s(r, "failure_reason"),
+                            at: s(r, "at").unwrap_or_default(),
+                        })
+                        .collect(),
+                    id: ID(id),
+                }
+            })
+            .collect())
+    }
+
+    /// Referrals, newest first; only one referrer's when `referrerId` is given (staff).
+    async fn referrals(
+        &self,
+        ctx: &Context<'_>,
+        referrer_id: Option<ID>,
+        #[graphql(default = 100)] first: i32,
+    ) -> async_graphql::Result<Vec<Referral>> {
+        let (state, rc) = parts(ctx)?;
+        context::staff(rc, Role::Staff, "read referrals")?;
+        let referrer = match referrer_id {
+            Some(id) => Some(
+                CustomerId::parse(&id)
+                    .map_err(|_| errors::invalid("referrerId", "not a customer id"))?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let rows = state
+            .projections
+            .query(
+                "SELECT * FROM rm_referrals WHERE ($1 IS NULL OR referrer_customer_id = $1)
+                  ORDER BY recorded_at DESC, referral_id LIMIT $2",
+                &[referrer.into(), i64::from(first.clamp(1, 500)).into()],
+            )
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        Ok(rows
+            .iter()
+            .map(|r| Referral {
+                id: ID(s(r, "referral_id").unwrap_or_default()),
+                referrer_id: ID(s(r, "referrer_customer_id").unwrap_or_default()),
+                referee_id: ID(s(r, "referee_customer_id").unwrap_or_default()),
+                code: s(r, "code").unwrap_or_default(),
+                recorded_at: s(r, "recorded_at").unwrap_or_default(),
+                rewarded_at: s(r, "rewarded_at"),
+                referrer_points: i(r, "referrer_points"),
+                referee_points: i(r, "referee_points"),
+            })
+            .collect())
+    }
+}
+
+/// Input of `defineScheduledReport`.
+#[derive(Debug, InputObject)]
+pub struct DefineScheduledReportInput {
+    /// Name.
+    pub name: String,
+    /// What it contains.
+    pub metrics: Vec<Metric>,
+    /// The period each run covers.
+    pub period: Period,
+    /// Staff email addresses to send it to.
+    pub recipients: Vec<String>,
+    /// When to run: 5-field cron in the business's time zone (`0 7 * * 1`: Mondays 07:00).
+    pub cron: String,
+    /// Makes a retried request safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// What a report mutation did.
+#[derive(Debug, SimpleObject)]
+pub struct ScheduledReportPayload {
+    /// The report.
+    pub report_id: ID,
+    /// Position of the last event (for `sync`).
+    pub position: String,
+}
+
+/// Report mutations.
+#[derive(Debug, Default)]
+pub struct ReportMutation;
+
+#[Object]
+impl ReportMutation {
+    /// Defines a report the scheduler generates and emails on its schedule (managers).
+    async fn define_scheduled_report(
+        &self,
+        ctx: &Context<'_>,
+        input: DefineScheduledReportInput,
+    ) -> async_graphql::Result<ScheduledReportPayload> {
+        check_len("name", &input.name)?;
+        if input.recipients.len() > 50 {
+            return Err(errors::invalid("recipients", "at most 50"));
+        }
+        let (state, rc) = parts(ctx)?;
+        let (actor, meta) = context::staff(rc, Role::Manager, "define scheduled reports")?;
+        let id = ScheduledReportId::from_uuid(
+            context::id_for_create(state, input.idempotency_key.as_ref()).await,
+        );
+        let out = state
+            .crm
+            .scheduled_reports()
+            .execute(
+                id,
+                actor,
+                ScheduledReportCommand::Define {
+                    report_id: id,
+                    name: input.name,
+                    metrics: input.metrics.into_iter().map(Into::into).collect(),
+                    period: input.period.into(),
+                    recipients: input.recipients,
+                    cron: input.cron,
+                },
+                &context::with_key(meta, input.idempotency_key.as_ref()),
+            )
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        Ok(ScheduledReportPayload {
+            report_id: ID(id.to_string()),
+            position: settle(state, &out).await,
+        })
+    }
+
+    /// Deletes a scheduled report; its past runs stay listed (managers).
+    async fn delete_scheduled_report(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<ScheduledReportPayload> {
+        let report = ScheduledReportId::parse(&id)
+            .map_err(|_| errors::invalid("id", "not a scheduled report id"))?;
+        let (state, rc) = parts(ctx)?;
+        let (actor, meta) = context::staff(rc, Role::Manager, "delete scheduled reports")?;
+        let out = state
+            .crm
+            .scheduled_reports()
+            .execute(report, actor, ScheduledReportCommand::Delete, &meta)
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        Ok(ScheduledReportPayload {
+            report_id: id,
+            position: settle(state, &out).await,
+        })
+    }
+}
