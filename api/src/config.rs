@@ -148,6 +148,13 @@ pub struct Config {
     #[arg(long, env = "OUTBOX_POLL_MS", default_value_t = 1_000)]
     pub outbox_poll_ms: u64,
 
+    /// Addresses of reverse proxies in front of the server (comma-separated IPs). Only a
+    /// request arriving from one of them has its client address taken from
+    /// `X-Forwarded-For` (the rightmost entry that is not a trusted proxy); from anyone
+    /// else the header is ignored, so it cannot be used to dodge the sign-in rate limit.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
     /// Origin of the admin UI allowed by CORS (e.g. `https://admin.example.com`).
     #[arg(long, env = "ADMIN_UI_ORIGIN")]
     pub admin_ui_origin: Option<String>,

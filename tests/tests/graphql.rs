@@ -1142,3 +1142,45 @@ async fn postgres_only_an_admin_changes_roles_and_never_their_own_down() {
 async fn sqlite_only_an_admin_changes_roles_and_never_their_own_down() {
     role_changes(Engine::Sqlite).await;
 }
+
+/// A failed sign-in from `forwarded_for` (sent as `X-Forwarded-For`); the error code.
+async fn failed_login_from(s: &Server, forwarded_for: &str) -> String {
+    let r: Value = reqwest::Client::new()
+        .post(&s.url)
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({"query": "mutation { login(input: {email: \"nobody@x.example\", password: \"wrong-password\"}) { token } }"}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    code(&r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sign_in_limit_follows_the_client_behind_a_trusted_proxy_only() {
+    // Behind a trusted proxy (this test's client, 127.0.0.1), each forwarded client has its own limit.
+    let s = start(None, &[("TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let mut limited = false;
+    for _ in 0..15 {
+        if failed_login_from(&s, "203.0.113.1").await == "RATE_LIMITED" {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "one forwarded client was never limited");
+    assert_eq!(
+        failed_login_from(&s, "203.0.113.2").await,
+        "UNAUTHENTICATED",
+        "another client is not"
+    );
+    drop(s);
+    // Without it, X-Forwarded-For is the client's own claim: changing it does not escape the limit.
+    let s = start(None, &[]).await;
+    let mut codes = Vec::new();
+    for i in 0..15 {
+        codes.push(failed_login_from(&s, &format!("198.51.100.{i}")).await);
+    }
+    assert!(codes.iter().any(|c| c == "RATE_LIMITED"), "{codes:?}");
+}

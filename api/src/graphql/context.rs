@@ -47,6 +47,26 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// The client's address: the peer's, unless the peer is a trusted proxy, then
+/// the rightmost `X-Forwarded-For` entry that is not one (entries to its left
+/// were written by the client and prove nothing).
+pub fn client_ip(
+    peer: std::net::IpAddr,
+    forwarded_for: Option<&str>,
+    trusted: &[std::net::IpAddr],
+) -> std::net::IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    forwarded_for
+        .into_iter()
+        .flat_map(|h| h.split(','))
+        .rev()
+        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        .find(|a| !trusted.contains(a))
+        .unwrap_or(peer)
+}
+
 /// Reads the bearer token and resolves its session.
 pub async fn from_headers(
     state: &AppState,
@@ -67,7 +87,12 @@ pub async fn from_headers(
     let mut ctx = RequestCtx {
         principal: None,
         request_id,
-        client_ip: addr.ip().to_string(),
+        client_ip: client_ip(
+            addr.ip(),
+            headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+            &state.config.trusted_proxies,
+        )
+        .to_string(),
         token_hash: None,
     };
     let Some(token) = token else { return ctx };
@@ -185,4 +210,45 @@ pub async fn id_for_create(state: &AppState, key: Option<&String>) -> uuid::Uuid
     prior
         .and_then(|p| uuid::Uuid::parse_str(&p.aggregate_id).ok())
         .unwrap_or_else(uuid::Uuid::new_v4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_ip;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_behind_a_trusted_proxy() {
+        let proxy = [ip("10.0.0.5")];
+        // Straight from the client: the header is the client's own claim.
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), Some("198.51.100.1"), &proxy),
+            ip("203.0.113.9")
+        );
+        // Through the proxy: the address it appended.
+        assert_eq!(
+            client_ip(ip("10.0.0.5"), Some("198.51.100.1"), &proxy),
+            ip("198.51.100.1")
+        );
+        // A client that forges entries to the left does not choose its address.
+        assert_eq!(
+            client_ip(ip("10.0.0.5"), Some("1.2.3.4, 198.51.100.1"), &proxy),
+            ip("198.51.100.1")
+        );
+        // Chained trusted proxies are skipped; garbage and no header fall back to the peer.
+        let two = [ip("10.0.0.5"), ip("10.0.0.6")];
+        assert_eq!(
+            client_ip(ip("10.0.0.5"), Some("198.51.100.1, 10.0.0.6"), &two),
+            ip("198.51.100.1")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.5"), Some("not-an-ip"), &proxy),
+            ip("10.0.0.5")
+        );
+        assert_eq!(client_ip(ip("10.0.0.5"), None, &proxy), ip("10.0.0.5"));
+    }
 }
