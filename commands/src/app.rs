@@ -717,7 +717,9 @@ impl Crm {
             }};
         }
         let inner = Stores {
-            customers: store!(true),
+            // No snapshots: a Customer's state holds personal data in clear,
+            // which crypto-shredding must be able to make unreadable.
+            customers: store!(false),
             jobs: store!(false),
             vehicles: store!(true),
             staff_users: store!(false),

@@ -276,8 +276,8 @@ pub async fn seal(log: &EventLog, mut req: AppendRequest) -> Result<AppendReques
     if !domain::personal_data::holds_personal_data(&agg) {
         return Ok(req);
     }
-    // A snapshot of such an aggregate (its post-command state) holds the
-    // data in clear: these streams are short and replay from their events.
+    // A snapshot of such an aggregate (its post-command state) would hold the
+    // data in clear. `Crm` takes none; this guards any other writer.
     req.snapshot = None;
     let vault = Vault::of(log);
     if req
