@@ -4,11 +4,10 @@
 //! `TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p tests --bench graphql_load`
 //! (`BENCH_SECONDS`, default 10 per run; figures in docs/performance.md).
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tests::{Engine, TempDir, TestDb};
+use tests::{Engine, TestDb};
 
 async fn post(client: &reqwest::Client, url: &str, token: &str, query: &str, vars: Value) -> Value {
     let r = client
@@ -81,39 +80,23 @@ async fn main() {
         .unwrap_or(10.0);
     let db = TestDb::new(Engine::Postgres).await;
     drop(db.log().await);
-    let dir = TempDir::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dirtfree-api"))
-        .current_dir(&dir.0)
-        .env("DATABASE_URL", &db.url)
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("DEMO_SEED", "on")
-        .env("DEMO_SCALE", "full")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server");
-    let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(1_800);
-    while !reqwest::get(format!("{base}/api/health"))
-        .await
-        .map(|r| r.status().is_success())
-        .unwrap_or(false)
-    {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let server = tests::ServerProcess::start(
+        env!("CARGO_BIN_EXE_dirtfree-api"),
+        &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("DEMO_SEED", "on"),
+            ("DEMO_SCALE", "full"),
+            ("RUST_LOG", "warn"),
+        ],
+        Duration::from_secs(1_800),
+    )
+    .await;
     println!(
         "server with the full demo up in {:.0} s",
         started.elapsed().as_secs_f64()
     );
-    let url = format!("{base}/graphql");
+    let url = server.url.clone();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
@@ -194,6 +177,5 @@ async fn main() {
         )
         .await,
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
 }

@@ -9,7 +9,6 @@
 //! for distinct seeded payments (also look the payment up and append
 //! `PaymentSucceeded`).
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,7 @@ use commands::domain::payment::PaymentCommand;
 use commands::domain::{Actor as DomainActor, DomainServices};
 use commands::{Actor, Crm, EventMetadata};
 use serde_json::json;
-use tests::{Engine, TempDir, TestDb};
+use tests::{Engine, TestDb};
 use uuid::Uuid;
 
 const SECRET: &str = "whsec_bench_secret";
@@ -204,33 +203,18 @@ async fn main() {
     println!("seeded {n} payments in {:.1} s", t.elapsed().as_secs_f64());
     log.close().await;
 
-    let dir = TempDir::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dirtfree-api"))
-        .current_dir(&dir.0)
-        .env("DATABASE_URL", &db.url)
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("STRIPE_WEBHOOK_SECRET", SECRET)
-        .env("DEMO_SEED", "off")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server");
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !reqwest::get(format!("{base}/api/health"))
-        .await
-        .map(|r| r.status().is_success())
-        .unwrap_or(false)
-    {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let server = tests::ServerProcess::start(
+        env!("CARGO_BIN_EXE_dirtfree-api"),
+        &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("STRIPE_WEBHOOK_SECRET", SECRET),
+            ("DEMO_SEED", "off"),
+            ("RUST_LOG", "warn"),
+        ],
+        Duration::from_secs(60),
+    )
+    .await;
+    let base = server.base.clone();
 
     let ignored = |tag: &str| -> Vec<Vec<u8>> {
         (0..n)
@@ -250,8 +234,7 @@ async fn main() {
     let (rate, lat) = drive_paced(&base, paid, 1_000.0).await;
     println!("| ingress, payment_intent.succeeded → PaymentSucceeded, paced at 1,000/s ({n} deliveries) | {rate:.0}/s | p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms |", pct(&lat, 0.5), pct(&lat, 0.95), pct(&lat, 0.99));
 
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     let log = db.log().await;
     let succeeded = tests::app_support::all_events(&log)
         .await

@@ -3,6 +3,9 @@
 
 pub mod app_support;
 pub mod counter;
+pub mod server;
+
+pub use server::ServerProcess;
 
 use commands::{DatabaseUrl, EventLog, LogOptions};
 

@@ -1,8 +1,6 @@
 //! Analytics over HTTP against numbers computed by hand from a small business
 //! seeded through the commands (then served by the server process).
 
-use std::net::TcpListener as StdListener;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use commands::domain::consent::{Channel, MarketingEligibility};
@@ -16,61 +14,28 @@ use commands::domain::staff::StaffUserCommand;
 use commands::domain::testing::test_now;
 use serde_json::{json, Value};
 use tests::app_support::{complete, crm, customer, meta, scheduled_job, staff, technician};
-use tests::{Engine, TempDir, TestDb};
+use tests::{Engine, TestDb};
 use uuid::Uuid;
 
 const ADMIN: (&str, &str) = ("owner@dirtfree.example", "correct horse battery");
 
-struct Server {
-    child: std::process::Child,
-    url: String,
-    _dir: TempDir,
+async fn start(database_url: &str) -> tests::ServerProcess {
+    let envs = [
+        ("DATABASE_URL", database_url),
+        ("ADMIN_EMAIL", ADMIN.0),
+        ("ADMIN_PASSWORD", ADMIN.1),
+        ("DEMO_SEED", "off"),
+        ("BUSINESS_TIMEZONE", "America/Chicago"),
+    ];
+    tests::ServerProcess::start(
+        env!("CARGO_BIN_EXE_dirtfree-api"),
+        &envs,
+        Duration::from_secs(60),
+    )
+    .await
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start(database_url: &str) -> Server {
-    let port = StdListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let dir = TempDir::new();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dirtfree-api"))
-        .current_dir(&dir.0)
-        .env("DATABASE_URL", database_url)
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("ADMIN_EMAIL", ADMIN.0)
-        .env("ADMIN_PASSWORD", ADMIN.1)
-        .env("DEMO_SEED", "off")
-        .env("BUSINESS_TIMEZONE", "America/Chicago")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start server");
-    let server = Server {
-        child,
-        url: format!("http://127.0.0.1:{port}/graphql"),
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !reqwest::get(format!("http://127.0.0.1:{port}/api/health"))
-        .await
-        .map(|r| r.status().is_success())
-        .unwrap_or(false)
-    {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    server
-}
-
-async fn gql(s: &Server, token: Option<&str>, query: &str) -> Value {
+async fn gql(s: &tests::ServerProcess, token: Option<&str>, query: &str) -> Value {
     let mut req = reqwest::Client::new()
         .post(&s.url)
         .json(&json!({ "query": query }));

@@ -1,65 +1,30 @@
 //! The GraphQL API over real HTTP, as the admin UI and the portal use it.
 
-use std::net::TcpListener as StdListener;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tests::{Engine, TempDir, TestDb};
+use tests::{Engine, TestDb};
 
-struct Server {
-    child: std::process::Child,
-    url: String,
-    _dir: TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Server = tests::ServerProcess;
 
 const ADMIN: (&str, &str) = ("owner@dirtfree.example", "correct horse battery");
 
 async fn start(database_url: Option<&str>, envs: &[(&str, &str)]) -> Server {
-    let port = StdListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let dir = TempDir::new();
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dirtfree-api"));
-    c.current_dir(&dir.0)
-        .env_remove("DATABASE_URL")
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("ADMIN_EMAIL", ADMIN.0)
-        .env("ADMIN_PASSWORD", ADMIN.1)
-        .env("DEMO_SEED", "off")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut all = vec![
+        ("ADMIN_EMAIL", ADMIN.0),
+        ("ADMIN_PASSWORD", ADMIN.1),
+        ("DEMO_SEED", "off"),
+    ];
     if let Some(u) = database_url {
-        c.env("DATABASE_URL", u);
+        all.push(("DATABASE_URL", u));
     }
-    for (k, v) in envs {
-        c.env(k, v);
-    }
-    let child = c.spawn().expect("start server");
-    let server = Server {
-        child,
-        url: format!("http://127.0.0.1:{port}/graphql"),
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !reqwest::get(format!("http://127.0.0.1:{port}/api/health"))
-        .await
-        .map(|r| r.status().is_success())
-        .unwrap_or(false)
-    {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    server
+    all.extend_from_slice(envs);
+    tests::ServerProcess::start(
+        env!("CARGO_BIN_EXE_dirtfree-api"),
+        &all,
+        Duration::from_secs(120),
+    )
+    .await
 }
 
 async fn gql(s: &Server, token: Option<&str>, query: &str, variables: Value) -> Value {

@@ -1,0 +1,68 @@
+//! The server binary as a child process on a free port, for tests and benches
+//! that talk to it over HTTP as a client would.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::TempDir;
+
+/// A running server; killed when dropped.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// `<base>/graphql`.
+    pub url: String,
+    _dir: TempDir,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServerProcess {
+    /// Starts `binary` (pass `env!("CARGO_BIN_EXE_dirtfree-api")`) in a fresh working
+    /// directory with only `envs` configured (no inherited `DATABASE_URL`: without one it
+    /// serves the embedded default), and waits up to `ready_within` for `/api/health`.
+    ///
+    /// # Panics
+    /// When it cannot start or does not become healthy in time.
+    pub async fn start(binary: &str, envs: &[(&str, &str)], ready_within: Duration) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let dir = TempDir::new();
+        let mut c = Command::new(binary);
+        c.current_dir(&dir.0)
+            .env_remove("DATABASE_URL")
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let base = format!("http://127.0.0.1:{port}");
+        let server = ServerProcess {
+            child: c.spawn().expect("start server"),
+            url: format!("{base}/graphql"),
+            base,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + ready_within;
+        while !reqwest::get(format!("{}/api/health", server.base))
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false)
+        {
+            assert!(Instant::now() < deadline, "server did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server
+    }
+}
