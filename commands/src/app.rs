@@ -559,6 +559,7 @@ impl AppAggregate for Conversation {
             ConversationError::UnknownConversation => AppError::not_found(Self::ENTITY, id),
             e @ ConversationError::AlreadyExists => AppError::rule_of("ALREADY_EXISTS", e),
             e @ ConversationError::Closed => AppError::rule_of("CONVERSATION_CLOSED", e),
+            e @ ConversationError::NotYourConversation => AppError::forbidden(e),
         })
     }
     fn references(cmd: &ConversationCommand) -> Vec<Reference> {

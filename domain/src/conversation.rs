@@ -13,6 +13,7 @@ use crate::error::{validation_error, ValidationError};
 use crate::ids::{ConversationId, CustomerId, StaffUserId};
 use crate::ports::{cqrs_aggregate, CommandContext};
 use crate::values::NonEmptyText;
+use crate::Actor;
 
 /// `Aggregate::TYPE` of [`Conversation`].
 pub const AGGREGATE_TYPE: &str = "Conversation";
@@ -143,6 +144,9 @@ pub enum ConversationError {
     /// Closed.
     #[error("the conversation is closed")]
     Closed,
+    /// A customer acted on someone else's conversation, or spoke as the bot or staff.
+    #[error("customers can only write in their own conversations, as themselves")]
+    NotYourConversation,
 }
 validation_error!(ConversationError);
 
@@ -150,11 +154,19 @@ validation_error!(ConversationError);
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conversation {
     started: bool,
+    /// The customer it is with, when known; only they (and staff) may act on it.
+    #[serde(default)]
+    customer_id: Option<CustomerId>,
     handed_off: bool,
     closed: bool,
 }
 
 impl Conversation {
+    /// The customer it is with, when known.
+    pub fn customer_id(&self) -> Option<CustomerId> {
+        self.customer_id
+    }
+
     /// Decides what happens when `cmd` is issued. Pure.
     ///
     /// # Errors
@@ -173,6 +185,11 @@ impl Conversation {
             if self.started {
                 return Err(ConversationError::AlreadyExists);
             }
+            if let Actor::Customer { id } = ctx.actor {
+                if customer_id != Some(id) {
+                    return Err(ConversationError::NotYourConversation);
+                }
+            }
             return Ok(vec![ConversationEvent::ConversationStarted {
                 conversation_id,
                 customer_id,
@@ -181,6 +198,29 @@ impl Conversation {
         }
         if !self.started {
             return Err(ConversationError::UnknownConversation);
+        }
+        match (ctx.actor, &cmd) {
+            // A customer speaks only for themselves, in their own conversation, and
+            // cannot classify it.
+            (Actor::Customer { id }, _) if self.customer_id != Some(id) => {
+                return Err(ConversationError::NotYourConversation);
+            }
+            (Actor::Customer { .. }, ConversationCommand::DetectIntent { .. })
+            | (
+                Actor::Customer { .. },
+                ConversationCommand::AddMessage {
+                    sender: Sender::Bot | Sender::Staff { .. },
+                    ..
+                },
+            ) => return Err(ConversationError::NotYourConversation),
+            (
+                Actor::Staff { id, .. },
+                ConversationCommand::AddMessage {
+                    sender: Sender::Staff { id: as_id },
+                    ..
+                },
+            ) if id != *as_id => return Err(ConversationError::NotYourConversation),
+            _ => {}
         }
         if self.closed {
             return Err(ConversationError::Closed);
@@ -221,7 +261,10 @@ impl Conversation {
     /// Folds one event into the state.
     pub fn apply_event(&mut self, event: ConversationEvent) {
         match event {
-            ConversationEvent::ConversationStarted { .. } => self.started = true,
+            ConversationEvent::ConversationStarted { customer_id, .. } => {
+                self.started = true;
+                self.customer_id = customer_id;
+            }
             ConversationEvent::MessageAdded { .. } | ConversationEvent::IntentDetected { .. } => {}
             ConversationEvent::ConversationHandedOff { .. } => self.handed_off = true,
             ConversationEvent::ConversationClosed { .. } => self.closed = true,
@@ -340,6 +383,86 @@ mod tests {
         assert_eq!(
             when(vec![started(), closed], cmd),
             Err(ConversationError::Closed)
+        );
+    }
+
+    #[test]
+    fn it_should_refuse_a_customer_acting_on_another_customers_conversation() {
+        let other = crate::Actor::Customer {
+            id: CustomerId(Uuid::from_u128(2)),
+        };
+        let owner = crate::Actor::Customer {
+            id: CustomerId(Uuid::from_u128(1)),
+        };
+        let as_actor = |actor, cmd| {
+            testing::run::<Conversation, _>(testing::test_services(), vec![started()], actor, cmd)
+        };
+        let say = |sender| ConversationCommand::AddMessage {
+            sender,
+            text: "hello".into(),
+        };
+        assert_eq!(
+            as_actor(other, say(Sender::Customer)),
+            Err(ConversationError::NotYourConversation)
+        );
+        assert_eq!(
+            as_actor(other, ConversationCommand::Close),
+            Err(ConversationError::NotYourConversation)
+        );
+        assert!(as_actor(owner, say(Sender::Customer)).is_ok());
+        // The owner cannot put words in the bot's mouth or classify their own request.
+        assert_eq!(
+            as_actor(owner, say(Sender::Bot)),
+            Err(ConversationError::NotYourConversation)
+        );
+        assert_eq!(
+            as_actor(
+                owner,
+                ConversationCommand::DetectIntent {
+                    intent: Intent::Book,
+                    confidence_percent: 90
+                }
+            ),
+            Err(ConversationError::NotYourConversation)
+        );
+        // Nor start one in someone else's name.
+        let start = testing::run::<Conversation, _>(
+            testing::test_services(),
+            vec![],
+            other,
+            ConversationCommand::Start {
+                conversation_id: ConversationId(Uuid::from_u128(71)),
+                customer_id: Some(CustomerId(Uuid::from_u128(1))),
+            },
+        );
+        assert_eq!(start, Err(ConversationError::NotYourConversation));
+    }
+
+    #[test]
+    fn it_should_let_staff_write_only_under_their_own_name() {
+        let me = StaffUserId(Uuid::from_u128(5));
+        let staff = crate::Actor::Staff {
+            id: me,
+            role: crate::ports::Role::Staff,
+        };
+        let run = |sender| {
+            testing::run::<Conversation, _>(
+                testing::test_services(),
+                vec![started()],
+                staff,
+                ConversationCommand::AddMessage {
+                    sender,
+                    text: "on my way".into(),
+                },
+            )
+        };
+        assert!(run(Sender::Staff { id: me }).is_ok());
+        assert!(run(Sender::Bot).is_ok());
+        assert_eq!(
+            run(Sender::Staff {
+                id: StaffUserId(Uuid::from_u128(6))
+            }),
+            Err(ConversationError::NotYourConversation)
         );
     }
 }

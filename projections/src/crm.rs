@@ -22,6 +22,8 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(Payments),
         std::sync::Arc::new(JobRuns),
         std::sync::Arc::new(ScheduledReports),
+        std::sync::Arc::new(Messages),
+        std::sync::Arc::new(Conversations),
     ]
 }
 
@@ -1395,6 +1397,171 @@ impl Projection for ScheduledReports {
                         &[id.into()],
                     )
                     .await?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+    }
+}
+
+// ---------------------------------------------------------------- outbound messages
+
+/// The outbound message log: what was queued, why, and what became of it. Bodies and
+/// recipient addresses stay in the stream (they are personal data); the row says whose.
+#[derive(Debug)]
+pub struct Messages;
+
+const MESSAGES: &[&str] = &["messages"];
+
+impl Projection for Messages {
+    fn name(&self) -> &'static str {
+        "messages"
+    }
+    fn version(&self) -> i64 {
+        1
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        MESSAGES
+    }
+    fn schema(&self) -> &'static [&'static str] {
+        &[
+            "CREATE TABLE {messages} (
+                message_id TEXT PRIMARY KEY, kind TEXT NOT NULL, channel TEXT NOT NULL,
+                customer_id TEXT, cause TEXT NOT NULL, status TEXT NOT NULL,
+                attempts BIGINT NOT NULL DEFAULT 0, provider TEXT, provider_message_id TEXT,
+                delivery_status TEXT, last_error TEXT, not_sent_reason TEXT,
+                queued_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+            "CREATE INDEX {messages}_queued_{gen} ON {messages} (queued_at)",
+            "CREATE INDEX {messages}_customer_{gen} ON {messages} (customer_id)",
+        ]
+    }
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        ctx: ApplyContext,
+        e: &'a RecordedEvent,
+    ) -> BoxFut<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            if e.aggregate_type != "OutboundMessage" {
+                return Ok(());
+            }
+            let f = Fields::of(e);
+            let t = MESSAGES;
+            let id = e.aggregate_id.clone();
+            match e.event_type.as_str() {
+                "MessageQueued" => {
+                    let recipient = f.value("recipient");
+                    let customer = recipient
+                        .get("customer_id")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string);
+                    exec(tx, ctx, t, "INSERT INTO {messages} (message_id, kind, channel, customer_id, cause, status, queued_at, updated_at)
+                        VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6) ON CONFLICT (message_id) DO NOTHING",
+                        &[id.into(), f.str("kind")?.into(), f.str("channel")?.into(), customer.into(),
+                          f.str("cause")?.into(), f.at().into()]).await?;
+                }
+                "MessageSendStarted" => {
+                    exec(tx, ctx, t, "UPDATE {messages} SET status = 'sending', attempts = $2, provider = $3, updated_at = $4 WHERE message_id = $1",
+                        &[id.into(), f.int("attempt").into(), f.opt_str("provider").into(), f.at().into()]).await?;
+                }
+                "MessageSendAttemptFailed" => {
+                    let status = if f.value("retry_at").is_null() {
+                        "sending"
+                    } else {
+                        "retrying"
+                    };
+                    exec(tx, ctx, t, "UPDATE {messages} SET status = $2, last_error = $3, updated_at = $4 WHERE message_id = $1",
+                        &[id.into(), status.into(), f.opt_str("error").into(), f.at().into()]).await?;
+                }
+                "MessageSent" => {
+                    exec(tx, ctx, t, "UPDATE {messages} SET status = 'sent', provider = $2, provider_message_id = $3, updated_at = $4 WHERE message_id = $1",
+                        &[id.into(), f.opt_str("provider").into(), f.opt_str("provider_message_id").into(), f.at().into()]).await?;
+                }
+                "MessageNotSent" => {
+                    let reason = f.value("reason");
+                    let kind = reason
+                        .get("kind")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("unknown");
+                    exec(tx, ctx, t, "UPDATE {messages} SET status = 'not_sent', not_sent_reason = $2, updated_at = $3 WHERE message_id = $1",
+                        &[id.into(), kind.into(), f.at().into()]).await?;
+                }
+                "MessageDeliveryStatusChanged" => {
+                    exec(tx, ctx, t, "UPDATE {messages} SET delivery_status = $2, updated_at = $3 WHERE message_id = $1",
+                        &[id.into(), f.opt_str("to").into(), f.at().into()]).await?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+    }
+}
+
+// ---------------------------------------------------------------- conversations
+
+/// Chat conversations from the portal widget: the inbox staff work from. Message text
+/// stays in the stream; the row holds status, intent and counts.
+#[derive(Debug)]
+pub struct Conversations;
+
+const CONVERSATIONS: &[&str] = &["conversations"];
+
+impl Projection for Conversations {
+    fn name(&self) -> &'static str {
+        "conversations"
+    }
+    fn version(&self) -> i64 {
+        1
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        CONVERSATIONS
+    }
+    fn schema(&self) -> &'static [&'static str] {
+        &[
+            "CREATE TABLE {conversations} (
+                conversation_id TEXT PRIMARY KEY, customer_id TEXT, status TEXT NOT NULL,
+                intent TEXT, intent_confidence BIGINT, assigned_staff_id TEXT,
+                message_count BIGINT NOT NULL DEFAULT 0, started_at TEXT NOT NULL,
+                last_message_at TEXT, closed_at TEXT)",
+            "CREATE INDEX {conversations}_started_{gen} ON {conversations} (started_at)",
+            "CREATE INDEX {conversations}_customer_{gen} ON {conversations} (customer_id)",
+        ]
+    }
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        ctx: ApplyContext,
+        e: &'a RecordedEvent,
+    ) -> BoxFut<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            if e.aggregate_type != "Conversation" {
+                return Ok(());
+            }
+            let f = Fields::of(e);
+            let t = CONVERSATIONS;
+            let id = e.aggregate_id.clone();
+            match e.event_type.as_str() {
+                "ConversationStarted" => {
+                    exec(tx, ctx, t, "INSERT INTO {conversations} (conversation_id, customer_id, status, started_at)
+                        VALUES ($1, $2, 'open', $3) ON CONFLICT (conversation_id) DO NOTHING",
+                        &[id.into(), f.opt_str("customer_id").into(), f.at().into()]).await?;
+                }
+                "MessageAdded" => {
+                    exec(tx, ctx, t, "UPDATE {conversations} SET message_count = message_count + 1, last_message_at = $2 WHERE conversation_id = $1",
+                        &[id.into(), f.at().into()]).await?;
+                }
+                "IntentDetected" => {
+                    exec(tx, ctx, t, "UPDATE {conversations} SET intent = $2, intent_confidence = $3 WHERE conversation_id = $1",
+                        &[id.into(), f.opt_str("intent").into(), f.int("confidence_percent").into()]).await?;
+                }
+                "ConversationHandedOff" => {
+                    exec(tx, ctx, t, "UPDATE {conversations} SET status = 'handed_off', assigned_staff_id = $2 WHERE conversation_id = $1",
+                        &[id.into(), f.opt_str("to_staff").into()]).await?;
+                }
+                "ConversationClosed" => {
+                    exec(tx, ctx, t, "UPDATE {conversations} SET status = 'closed', closed_at = $2 WHERE conversation_id = $1",
+                        &[id.into(), f.at().into()]).await?;
                 }
                 _ => {}
             }

@@ -191,12 +191,12 @@ async fn a_business_day(engine: Engine) {
     let audit = gql(
         &s,
         Some(&admin),
-        "query($id: ID!) { auditTrail(aggregateType: \"ReviewRequest\", id: $id) { eventType } }",
+        "query($id: ID!) { auditTrail(aggregateType: \"ReviewRequest\", id: $id) { nodes { eventType } } }",
         json!({"id": review_request_id(&job_id)}),
     )
     .await;
     assert!(
-        data(&audit, "/data/auditTrail")
+        data(&audit, "/data/auditTrail/nodes")
             .as_array()
             .is_some_and(|a| !a.is_empty()),
         "review request: {audit}"
@@ -238,8 +238,8 @@ async fn a_business_day(engine: Engine) {
         .to_string();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let referrals = loop {
-        let r = gql(&s, Some(&tech), "query($id: ID) { referrals(referrerId: $id) { referrerId refereeId code rewardedAt } }", json!({"id": grace_id})).await;
-        if data(&r, "/data/referrals")
+        let r = gql(&s, Some(&tech), "query($id: ID) { referrals(referrerId: $id) { nodes { referrerId refereeId code rewardedAt } } }", json!({"id": grace_id})).await;
+        if data(&r, "/data/referrals/nodes")
             .as_array()
             .is_some_and(|a| !a.is_empty())
             || std::time::Instant::now() > deadline
@@ -249,28 +249,28 @@ async fn a_business_day(engine: Engine) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(
-        data(&referrals, "/data/referrals"),
+        data(&referrals, "/data/referrals/nodes"),
         &json!([{"referrerId": grace_id, "refereeId": linus_id, "code": grace_code, "rewardedAt": null}]),
         "rewarded only on the referee's first completed job"
     );
     let none = gql(
         &s,
         Some(&tech),
-        "query($id: ID) { referrals(referrerId: $id) { code } }",
+        "query($id: ID) { referrals(referrerId: $id) { nodes { code } } }",
         json!({"id": customer}),
     )
     .await;
-    assert_eq!(data(&none, "/data/referrals"), &json!([]));
+    assert_eq!(data(&none, "/data/referrals/nodes"), &json!([]));
 
     let mine = gql(
         &s,
         Some(&portal),
-        "{ myJobs { services } myProfile { name } }",
+        "{ myJobs { nodes { services } } myProfile { name } }",
         json!({}),
     )
     .await;
     assert_eq!(
-        data(&mine, "/data/myJobs").as_array().map(Vec::len),
+        data(&mine, "/data/myJobs/nodes").as_array().map(Vec::len),
         Some(1)
     );
     let other = gql(
@@ -307,7 +307,7 @@ async fn a_business_day(engine: Engine) {
         ),
         (
             "acceptOffer(input: $i) { opportunity { offerStatus } }",
-            "AcceptOfferInput",
+            "OpportunityRefInput",
             json!({"id": opp_id}),
         ),
         (
@@ -328,7 +328,7 @@ async fn a_business_day(engine: Engine) {
     let again = gql(
         &s,
         Some(&admin),
-        "mutation($i: AcceptOfferInput!) { acceptOffer(input: $i) { position } }",
+        "mutation($i: OpportunityRefInput!) { acceptOffer(input: $i) { position } }",
         json!({"i": {"id": opp_id}}),
     )
     .await;
@@ -365,11 +365,11 @@ async fn a_business_day(engine: Engine) {
     let promos = gql(
         &s,
         Some(&admin),
-        "{ promotions { name status } }",
+        "{ promotions { nodes { name status } } }",
         json!({}),
     )
     .await;
-    assert_eq!(data(&promos, "/data/promotions/0/status"), "scheduled");
+    assert_eq!(data(&promos, "/data/promotions/nodes/0/status"), "scheduled");
     let kpis = gql(&s, Some(&admin), "{ kpis(from: \"2020-01-01\", to: \"2030-12-31\") { opportunityConversionBp jobsCompleted newCustomers } }", json!({})).await;
     assert_eq!(data(&kpis, "/data/kpis/opportunityConversionBp"), 10000);
     // A weekly report for the owner, defined by the admin; staff may not; it is listed.
@@ -391,9 +391,9 @@ async fn a_business_day(engine: Engine) {
     let bad_cron = gql(&s, Some(&admin), "mutation($i: DefineScheduledReportInput!) { defineScheduledReport(input: $i) { reportId } }",
         json!({"i": {"name": "Broken", "metrics": ["REVENUE"], "period": "DAILY", "recipients": [], "cron": "every monday"}})).await;
     assert_eq!(code(&bad_cron), "VALIDATION", "{bad_cron}");
-    let reports = gql(&s, Some(&admin), "{ scheduledReports { id name metrics period recipients cron deleted runs { periodStart } } }", json!({})).await;
+    let reports = gql(&s, Some(&admin), "{ scheduledReports { nodes { id name metrics period recipients cron deleted runs { periodStart } } } }", json!({})).await;
     assert_eq!(
-        data(&reports, "/data/scheduledReports"),
+        data(&reports, "/data/scheduledReports/nodes"),
         &json!([{"id": report_id, "name": "Monday numbers", "metrics": ["revenue", "reviews"], "period": "weekly",
                  "recipients": ["owner@dirtfree.example"], "cron": "0 7 * * 1", "deleted": false, "runs": []}])
     );
@@ -432,11 +432,11 @@ async fn a_business_day(engine: Engine) {
     let by_actor = gql(
         &s,
         Some(&admin),
-        "query($a: String!) { auditByActor(actor: $a) { aggregateType eventType requestId } }",
+        "query($a: String!) { auditByActor(actor: $a, first: 100) { nodes { aggregateType eventType requestId } } }",
         json!({"a": format!("staff:{tech_id}")}),
     )
     .await;
-    let done: Vec<&str> = data(&by_actor, "/data/auditByActor")
+    let done: Vec<&str> = data(&by_actor, "/data/auditByActor/nodes")
         .as_array()
         .expect("list")
         .iter()
@@ -450,11 +450,11 @@ async fn a_business_day(engine: Engine) {
     let runs = gql(
         &s,
         Some(&admin),
-        "{ jobRuns { job outcome trigger } }",
+        "{ jobRuns { nodes { job outcome trigger } } }",
         json!({}),
     )
     .await;
-    assert!(data(&runs, "/data/jobRuns").is_array(), "{runs}");
+    assert!(data(&runs, "/data/jobRuns/nodes").is_array(), "{runs}");
     let refused = gql(
         &s,
         Some(&tech),
@@ -1069,9 +1069,9 @@ async fn role_changes(engine: Engine) {
         demote["errors"][0]["extensions"]["rule"],
         "CANNOT_DEMOTE_SELF"
     );
-    let still = gql(&s, Some(&admin), "{ staffUsers { email role } }", json!({})).await;
+    let still = gql(&s, Some(&admin), "{ staffUsers { nodes { email role } } }", json!({})).await;
     assert!(
-        data(&still, "/data/staffUsers")
+        data(&still, "/data/staffUsers/nodes")
             .to_string()
             .contains("\"ADMIN\""),
         "{still}"

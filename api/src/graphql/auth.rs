@@ -18,6 +18,7 @@ use projections::Param;
 
 use super::context::{self, parts, token_hash, Principal};
 use super::errors;
+use super::paging::{self, Page, PageArgs};
 use crate::state::AppState;
 
 /// How long a session lasts.
@@ -200,6 +201,26 @@ pub struct RegisterPortalAccountInput {
     pub referral_code: Option<String>,
     /// Makes retries safe.
     pub idempotency_key: Option<String>,
+}
+
+/// A new password for the signed-in user.
+#[derive(InputObject, Debug)]
+pub struct ChangePasswordInput {
+    /// The password now in use.
+    #[graphql(secret)]
+    pub current_password: String,
+    /// The new password (at least 10 characters).
+    #[graphql(secret)]
+    pub new_password: String,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// Result of `changePassword`.
+#[derive(SimpleObject, Debug)]
+pub struct ChangePasswordPayload {
+    /// Log position of the change (for `sync`).
+    pub position: String,
 }
 
 fn check_password(p: &str) -> async_graphql::Result<()> {
@@ -402,16 +423,27 @@ impl AuthQuery {
         }))
     }
 
-    /// Staff users (admin only).
-    async fn staff_users(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<StaffUser>> {
+    /// Staff users by email (admin only).
+    async fn staff_users(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> async_graphql::Result<Page<StaffUser>> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Admin, "list staff users")?;
-        let rows = state
-            .projections
-            .query("SELECT * FROM rm_staff_users ORDER BY email", &[])
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        Ok(rows.iter().map(staff_user_from_row).collect())
+        paging::of_sql(
+            state,
+            rc,
+            "rm_staff_users",
+            "email, staff_user_id",
+            vec![],
+            PageArgs::new(after, before, first, last),
+            staff_user_from_row,
+        )
+        .await
     }
 }
 
@@ -506,6 +538,116 @@ impl AuthMutation {
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
         Ok(true)
+    }
+
+    /// Changes the signed-in user's own password (staff or portal customer), given the
+    /// current one. Their other sessions end; this one stays signed in.
+    async fn change_password(
+        &self,
+        ctx: &Context<'_>,
+        input: ChangePasswordInput,
+    ) -> async_graphql::Result<ChangePasswordPayload> {
+        let (state, rc) = parts(ctx)?;
+        let principal = rc.principal.clone().ok_or_else(errors::unauthenticated)?;
+        check_password_in("newPassword", &input.new_password)?;
+        // Guessing the current password is a sign-in attempt too.
+        rate_limit(state, &rc.client_ip)?;
+        let (kind, id, sql) = match &principal {
+            Principal::Staff { id, .. } => (
+                "staff",
+                id.to_string(),
+                "SELECT password_hash FROM rm_staff_users WHERE staff_user_id = $1",
+            ),
+            Principal::Customer { id } => (
+                "customer",
+                id.to_string(),
+                "SELECT password_hash FROM rm_portal_accounts WHERE customer_id = $1",
+            ),
+        };
+        let hash = state
+            .projections
+            .query(sql, &[Param::from(id.clone())])
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?
+            .into_iter()
+            .next()
+            .and_then(|r| {
+                r.get("password_hash")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            });
+        let current = input.current_password.clone();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&current, hash.as_deref()))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            return Err(errors::coded(
+                "VALIDATION",
+                "the current password is wrong",
+                Some("currentPassword"),
+            ));
+        }
+        let new = input.new_password.clone();
+        let new_hash = tokio::task::spawn_blocking(move || hash_password(&new))
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        let out = match principal {
+            Principal::Staff { id: sid, role } => {
+                let meta = context::with_key(
+                    context::meta(rc, commands::Actor::Staff(id.clone())),
+                    input.idempotency_key.as_ref(),
+                );
+                state
+                    .crm
+                    .staff_users()
+                    .execute(
+                        sid,
+                        domain::Actor::Staff { id: sid, role },
+                        StaffCommand::SetPasswordHash {
+                            password_hash: new_hash,
+                        },
+                        &meta,
+                    )
+                    .await
+            }
+            Principal::Customer { id: cid } => {
+                let meta = context::with_key(
+                    context::meta(rc, commands::Actor::Customer(id.clone())),
+                    input.idempotency_key.as_ref(),
+                );
+                state
+                    .crm
+                    .portal_accounts()
+                    .execute(
+                        PortalAccountId::for_customer(cid),
+                        domain::Actor::Customer { id: cid },
+                        PortalCommand::ChangePassword {
+                            password_hash: new_hash,
+                        },
+                        &meta,
+                    )
+                    .await
+            }
+        }
+        .map_err(|e| errors::app(&rc.request_id, e))?;
+        let position = settle(state, &out).await;
+        // A password change is how a user locks out whoever else holds a session.
+        state
+            .projections
+            .db()
+            .execute(
+                "UPDATE sessions SET revoked_at = $3 WHERE principal_kind = $1 AND principal_id = $2 AND revoked_at IS NULL AND token_hash <> $4",
+                &[
+                    Param::from(kind),
+                    Param::from(id),
+                    rfc3339(Utc::now()).into(),
+                    Param::from(rc.token_hash.clone().unwrap_or_default()),
+                ],
+            )
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        Ok(ChangePasswordPayload { position })
     }
 
     /// Creates a staff user (admin only).

@@ -1,6 +1,5 @@
 //! Customers: list and search, the customer-360 view, and their commands.
 
-use async_graphql::connection::{query, Connection, Edge, EmptyFields};
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use chrono::NaiveDate;
 use domain::customer::CustomerCommand;
@@ -12,6 +11,7 @@ use super::auth::{check_len, settle};
 use super::context::{self, parts, Principal};
 use super::errors;
 use super::jobs::{job_from_row, Job};
+use super::paging::{self, Page, PageArgs};
 use crate::state::AppState;
 
 /// An amount of money.
@@ -69,8 +69,49 @@ pub struct Customer {
     pub tier: String,
     /// Referral code, once issued.
     pub referral_code: Option<String>,
+    /// Service addresses, by label.
+    pub addresses: Vec<CustomerAddress>,
+    /// How many staff notes there are (the text is in the audit trail).
+    pub note_count: i64,
+    /// Set when this record was merged into another customer.
+    pub merged_into_id: Option<ID>,
     /// When created (RFC 3339).
     pub created_at: String,
+}
+
+/// A labelled service address.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct CustomerAddress {
+    /// "home", "rental"...
+    pub label: String,
+    /// Street and number.
+    pub line1: String,
+    /// Apartment, suite.
+    pub line2: Option<String>,
+    /// City.
+    pub city: String,
+    /// State or region.
+    pub region: String,
+    /// ZIP / postal code.
+    pub postal_code: String,
+}
+
+fn addresses(json: Option<String>) -> Vec<CustomerAddress> {
+    let map: serde_json::Map<String, serde_json::Value> = json
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let text =
+        |a: &serde_json::Value, k: &str| a.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    map.iter()
+        .map(|(label, a)| CustomerAddress {
+            label: label.clone(),
+            line1: text(a, "line1").unwrap_or_default(),
+            line2: text(a, "line2").filter(|l| !l.is_empty()),
+            city: text(a, "city").unwrap_or_default(),
+            region: text(a, "region").unwrap_or_default(),
+            postal_code: text(a, "postal_code").unwrap_or_default(),
+        })
+        .collect()
 }
 
 fn s(r: &JsonRow, k: &str) -> Option<String> {
@@ -100,6 +141,9 @@ pub(super) fn customer_from_row(r: &JsonRow) -> Customer {
         loyalty_points: i(r, "loyalty_points"),
         tier: s(r, "tier").unwrap_or_else(|| "bronze".into()),
         referral_code: s(r, "referral_code"),
+        addresses: addresses(s(r, "addresses")),
+        note_count: i(r, "notes"),
+        merged_into_id: s(r, "merged_into").map(ID),
         created_at: s(r, "created_at").unwrap_or_default(),
     }
 }
@@ -123,21 +167,22 @@ impl Customer {
     async fn jobs(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] first: i32,
-    ) -> async_graphql::Result<Vec<Job>> {
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> async_graphql::Result<Page<Job>> {
         let (state, rc) = parts(ctx)?;
-        let rows = state
-            .projections
-            .query(
-                "SELECT * FROM rm_jobs WHERE customer_id = $1 ORDER BY booked_at DESC LIMIT $2",
-                &[
-                    Param::from(self.id.to_string()),
-                    i64::from(first.clamp(1, 100)).into(),
-                ],
-            )
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        Ok(rows.iter().map(job_from_row).collect())
+        paging::of_sql(
+            state,
+            rc,
+            "rm_jobs WHERE customer_id = $1",
+            "booked_at DESC, job_id",
+            vec![Param::from(self.id.to_string())],
+            PageArgs::new(after, before, first, last),
+            job_from_row,
+        )
+        .await
     }
 }
 
@@ -185,7 +230,7 @@ impl CustomerQuery {
         before: Option<String>,
         first: Option<i32>,
         last: Option<i32>,
-    ) -> async_graphql::Result<Connection<usize, Customer, TotalCount, EmptyFields>> {
+    ) -> async_graphql::Result<Page<Customer>> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Staff, "list customers")?;
         if let Some(q) = &search {
@@ -200,61 +245,17 @@ impl CustomerQuery {
             Param::from(pattern.unwrap_or_default()),
             Param::from(tag.unwrap_or_default()),
         ];
-        let total = state
-            .projections
-            .query(
-                &format!("SELECT COUNT(*) AS n FROM rm_customers WHERE {filter}"),
-                &params,
-            )
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?
-            .first()
-            .map_or(0, |r| i(r, "n")) as usize;
-        query(after, before, first, last, |after: Option<usize>, before: Option<usize>, first, last| async move {
-            let (start, end) = window(total, after, before, first, last)?;
-            let mut p = params.to_vec();
-            p.push(((end - start) as i64).into());
-            p.push((start as i64).into());
-            let rows = state
-                .projections
-                .query(&format!("SELECT * FROM rm_customers WHERE {filter} ORDER BY name, customer_id LIMIT $3 OFFSET $4"), &p)
-                .await
-                .map_err(|e| errors::internal(&rc.request_id, &e))?;
-            let mut c = Connection::with_additional_fields(start > 0, end < total, TotalCount { total_count: total as i64 });
-            c.edges.extend(rows.iter().enumerate().map(|(k, r)| Edge::new(start + k, customer_from_row(r))));
-            Ok::<_, async_graphql::Error>(c)
-        })
+        paging::of_sql(
+            state,
+            rc,
+            &format!("rm_customers WHERE {filter}"),
+            "name, customer_id",
+            params.to_vec(),
+            PageArgs::new(after, before, first, last),
+            customer_from_row,
+        )
         .await
     }
-}
-
-/// The number of items a connection would hold unpaged.
-#[derive(Debug, SimpleObject)]
-pub struct TotalCount {
-    /// Total matching items.
-    pub total_count: i64,
-}
-
-/// Offset window of a Relay page (cursors are offsets), capped at 100 items.
-pub fn window(
-    total: usize,
-    after: Option<usize>,
-    before: Option<usize>,
-    first: Option<usize>,
-    last: Option<usize>,
-) -> async_graphql::Result<(usize, usize)> {
-    let mut start = after.map_or(0, |a| a + 1);
-    let mut end = before.unwrap_or(total).min(total);
-    if let Some(f) = first {
-        end = (start + f.min(100)).min(end);
-    }
-    if let Some(l) = last {
-        start = end.saturating_sub(l.min(100)).max(start);
-    }
-    if first.is_none() && last.is_none() {
-        end = (start + 50).min(end);
-    }
-    Ok((start.min(end), end))
 }
 
 /// A new customer.
@@ -296,6 +297,71 @@ pub struct TagCustomerInput {
     pub id: ID,
     /// The tag.
     pub tag: String,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// An address to add (or replace) under a label.
+#[derive(InputObject, Debug)]
+pub struct AddCustomerAddressInput {
+    /// Customer id.
+    pub id: ID,
+    /// Label, unique per customer ("home", "rental").
+    pub label: String,
+    /// Street and number.
+    pub line1: String,
+    /// Apartment, suite.
+    pub line2: Option<String>,
+    /// City.
+    pub city: String,
+    /// State or region.
+    pub region: String,
+    /// ZIP / postal code.
+    pub postal_code: String,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// An address to remove.
+#[derive(InputObject, Debug)]
+pub struct RemoveCustomerAddressInput {
+    /// Customer id.
+    pub id: ID,
+    /// Its label.
+    pub label: String,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// A birthday.
+#[derive(InputObject, Debug)]
+pub struct SetCustomerBirthdayInput {
+    /// Customer id.
+    pub id: ID,
+    /// YYYY-MM-DD.
+    pub birthday: NaiveDate,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// A staff note.
+#[derive(InputObject, Debug)]
+pub struct AddCustomerNoteInput {
+    /// Customer id.
+    pub id: ID,
+    /// The note.
+    pub text: String,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// Two records of one person.
+#[derive(InputObject, Debug)]
+pub struct MergeCustomersInput {
+    /// The duplicate, which is closed.
+    pub duplicate_id: ID,
+    /// The customer that stays.
+    pub survivor_id: ID,
     /// Makes retries safe.
     pub idempotency_key: Option<String>,
 }
@@ -494,5 +560,160 @@ impl CustomerMutation {
             },
         )
         .await
+    }
+
+    /// Adds or replaces the address under `label` (staff).
+    async fn add_customer_address(
+        &self,
+        ctx: &Context<'_>,
+        input: AddCustomerAddressInput,
+    ) -> async_graphql::Result<CustomerPayload> {
+        let id = customer_id("id", &input.id)?;
+        check_len("label", &input.label)?;
+        run(
+            ctx,
+            id,
+            Role::Staff,
+            "edit customers",
+            input.idempotency_key.as_ref(),
+            CustomerCommand::AddAddress {
+                label: input.label,
+                address: domain::values::AddressInput {
+                    line1: input.line1,
+                    line2: input.line2,
+                    city: input.city,
+                    region: input.region,
+                    postal_code: input.postal_code,
+                },
+            },
+        )
+        .await
+    }
+
+    /// Removes the address under `label` (staff).
+    async fn remove_customer_address(
+        &self,
+        ctx: &Context<'_>,
+        input: RemoveCustomerAddressInput,
+    ) -> async_graphql::Result<CustomerPayload> {
+        let id = customer_id("id", &input.id)?;
+        check_len("label", &input.label)?;
+        run(
+            ctx,
+            id,
+            Role::Staff,
+            "edit customers",
+            input.idempotency_key.as_ref(),
+            CustomerCommand::RemoveAddress { label: input.label },
+        )
+        .await
+    }
+
+    /// Sets the birthday (staff); the birthday bonus follows it.
+    async fn set_customer_birthday(
+        &self,
+        ctx: &Context<'_>,
+        input: SetCustomerBirthdayInput,
+    ) -> async_graphql::Result<CustomerPayload> {
+        let id = customer_id("id", &input.id)?;
+        run(
+            ctx,
+            id,
+            Role::Staff,
+            "edit customers",
+            input.idempotency_key.as_ref(),
+            CustomerCommand::SetBirthday {
+                birthday: input.birthday,
+            },
+        )
+        .await
+    }
+
+    /// Adds a staff note (staff; up to 5,000 characters).
+    async fn add_customer_note(
+        &self,
+        ctx: &Context<'_>,
+        input: AddCustomerNoteInput,
+    ) -> async_graphql::Result<CustomerPayload> {
+        let id = customer_id("id", &input.id)?;
+        run(
+            ctx,
+            id,
+            Role::Staff,
+            "add notes",
+            input.idempotency_key.as_ref(),
+            CustomerCommand::AddNote { text: input.text },
+        )
+        .await
+    }
+
+    /// Removes a tag (staff).
+    async fn untag_customer(
+        &self,
+        ctx: &Context<'_>,
+        input: TagCustomerInput,
+    ) -> async_graphql::Result<CustomerPayload> {
+        let id = customer_id("id", &input.id)?;
+        run(
+            ctx,
+            id,
+            Role::Staff,
+            "tag customers",
+            input.idempotency_key.as_ref(),
+            CustomerCommand::RemoveTag { tag: input.tag },
+        )
+        .await
+    }
+
+    /// Merges a duplicate into the customer that stays (managers): the duplicate is closed
+    /// pointing at the survivor, and the survivor records what it absorbed. Returns the
+    /// survivor.
+    async fn merge_customers(
+        &self,
+        ctx: &Context<'_>,
+        input: MergeCustomersInput,
+    ) -> async_graphql::Result<CustomerPayload> {
+        let duplicate = customer_id("duplicateId", &input.duplicate_id)?;
+        let survivor = customer_id("survivorId", &input.survivor_id)?;
+        if duplicate == survivor {
+            return Err(errors::invalid(
+                "survivorId",
+                "a customer cannot be merged into itself",
+            ));
+        }
+        let (state, rc) = parts(ctx)?;
+        let (actor, meta) = context::staff(rc, Role::Manager, "merge customers")?;
+        state
+            .crm
+            .customers()
+            .execute(
+                duplicate,
+                actor,
+                CustomerCommand::MergeInto { target: survivor },
+                &context::with_key(meta.clone(), input.idempotency_key.as_ref()),
+            )
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        // Its own key: a retry after a failure here records the absorption once.
+        let absorb_key = input
+            .idempotency_key
+            .as_ref()
+            .map(|k| format!("{k}:absorb"));
+        let out = state
+            .crm
+            .customers()
+            .execute(
+                survivor,
+                actor,
+                CustomerCommand::AbsorbDuplicate { source: duplicate },
+                &context::with_key(meta, absorb_key.as_ref()),
+            )
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        let position = settle(state, &out).await;
+        Ok(CustomerPayload {
+            customer: load_customer(state, &survivor.to_string()).await,
+            position,
+        })
     }
 }

@@ -12,6 +12,7 @@ use super::auth::{check_len, settle};
 use super::context::{self, parts};
 use super::customers::{customer_id, Money};
 use super::errors;
+use super::paging::{self, Page, PageArgs};
 use crate::state::AppState;
 
 /// A cleaning job.
@@ -130,57 +131,76 @@ impl JobQuery {
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
         status: Option<String>,
-        #[graphql(default = 100)] first: i32,
-    ) -> async_graphql::Result<Vec<Job>> {
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> async_graphql::Result<Page<Job>> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Staff, "read jobs")?;
         let f = |t: Option<DateTime<Utc>>| t.map(super::auth::rfc3339).unwrap_or_default();
-        let rows = state
-            .projections
-            .query(
-                "SELECT * FROM rm_jobs WHERE ($1 = '' OR scheduled_start >= $1) AND ($2 = '' OR scheduled_start < $2) AND ($3 = '' OR status = $3)
-                 ORDER BY scheduled_start, job_id LIMIT $4",
-                &[f(from).into(), f(to).into(), status.unwrap_or_default().into(), i64::from(first.clamp(1, 500)).into()],
-            )
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        Ok(rows.iter().map(job_from_row).collect())
+        paging::of_sql(
+            state,
+            rc,
+            "rm_jobs WHERE ($1 = '' OR scheduled_start >= $1) AND ($2 = '' OR scheduled_start < $2) AND ($3 = '' OR status = $3)",
+            "scheduled_start, job_id",
+            vec![f(from).into(), f(to).into(), status.unwrap_or_default().into()],
+            PageArgs::new(after, before, first, last),
+            job_from_row,
+        )
+        .await
     }
 
-    /// The vehicle board.
-    async fn vehicles(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Vehicle>> {
+    /// The vehicle board, by name.
+    async fn vehicles(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> async_graphql::Result<Page<Vehicle>> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Staff, "read the vehicle board")?;
-        let rows = state
-            .projections
-            .query("SELECT * FROM rm_vehicles ORDER BY name", &[])
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        Ok(rows
-            .iter()
-            .map(|r| Vehicle {
+        paging::of_sql(
+            state,
+            rc,
+            "rm_vehicles",
+            "name, vehicle_id",
+            vec![],
+            PageArgs::new(after, before, first, last),
+            |r| Vehicle {
                 id: ID(s(r, "vehicle_id").unwrap_or_default()),
                 name: s(r, "name").unwrap_or_default(),
                 plate: s(r, "plate"),
                 status: s(r, "status").unwrap_or_default(),
                 current_job_id: s(r, "current_job_id").map(ID),
-            })
-            .collect())
+            },
+        )
+        .await
     }
 
-    /// The signed-in portal customer's service history.
-    async fn my_jobs(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Job>> {
+    /// The signed-in portal customer's service history, newest first.
+    async fn my_jobs(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> async_graphql::Result<Page<Job>> {
         let (state, rc) = parts(ctx)?;
         let (id, _, _) = context::customer(rc)?;
-        let rows = state
-            .projections
-            .query(
-                "SELECT * FROM rm_jobs WHERE customer_id = $1 ORDER BY booked_at DESC",
-                &[Param::from(id.to_string())],
-            )
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        Ok(rows.iter().map(job_from_row).collect())
+        paging::of_sql(
+            state,
+            rc,
+            "rm_jobs WHERE customer_id = $1",
+            "booked_at DESC, job_id",
+            vec![Param::from(id.to_string())],
+            PageArgs::new(after, before, first, last),
+            job_from_row,
+        )
+        .await
     }
 }
 
@@ -210,6 +230,69 @@ pub struct BookServiceOnlineInput {
     pub end: Option<DateTime<Utc>>,
     /// Makes retries safe.
     pub idempotency_key: Option<String>,
+}
+
+/// A window for an unscheduled job.
+#[derive(InputObject, Debug)]
+pub struct ScheduleJobInput {
+    /// Job.
+    pub job_id: ID,
+    /// Window start.
+    pub start: DateTime<Utc>,
+    /// Window end.
+    pub end: DateTime<Utc>,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// A new window for a scheduled job.
+#[derive(InputObject, Debug)]
+pub struct RescheduleJobInput {
+    /// Job.
+    pub job_id: ID,
+    /// New window start.
+    pub start: DateTime<Utc>,
+    /// New window end.
+    pub end: DateTime<Utc>,
+    /// Why (kept in the history).
+    pub reason: Option<String>,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// A van going to, or back from, the workshop.
+#[derive(InputObject, Debug)]
+pub struct VehicleMaintenanceInput {
+    /// Van.
+    pub vehicle_id: ID,
+    /// Why (required when sending it in).
+    pub reason: Option<String>,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// Asking the customer to pay a completed job by card.
+#[derive(InputObject, Debug)]
+pub struct RequestJobPaymentInput {
+    /// Job (completed, with its amount, not yet paid).
+    pub job_id: ID,
+    /// Makes retries safe: a retry with the same key finds the same payment.
+    pub idempotency_key: Option<String>,
+}
+
+/// A payment intent created at Stripe.
+#[derive(SimpleObject, Debug)]
+pub struct PaymentRequestPayload {
+    /// Our payment id.
+    pub payment_id: ID,
+    /// Stripe's `pi_…` id.
+    pub provider_intent_id: String,
+    /// What the card form confirms the payment with (hand it to Stripe.js only).
+    pub client_secret: Option<String>,
+    /// Amount requested.
+    pub amount: Money,
+    /// Log position (for `sync`).
+    pub position: String,
 }
 
 /// Assigning a van.
@@ -429,24 +512,46 @@ impl JobMutation {
         })
     }
 
-    /// Sets the job's window (staff).
+    /// Puts an unscheduled job in the calendar (staff).
     async fn schedule_job(
         &self,
         ctx: &Context<'_>,
-        job_id_arg: ID,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        idempotency_key: Option<String>,
+        input: ScheduleJobInput,
     ) -> async_graphql::Result<JobPayload> {
-        let id = job_id("jobIdArg", &job_id_arg)?;
-        let w =
-            window(Some(start), Some(end))?.ok_or_else(|| errors::invalid("end", "required"))?;
+        let id = job_id("jobId", &input.job_id)?;
+        let w = window(Some(input.start), Some(input.end))?
+            .ok_or_else(|| errors::invalid("end", "required"))?;
         run_job(
             ctx,
             id,
             "schedule jobs",
-            idempotency_key.as_ref(),
+            input.idempotency_key.as_ref(),
             JobCommand::Schedule { window: w },
+        )
+        .await
+    }
+
+    /// Moves a scheduled job to a new window (staff); the old window stays in its history.
+    async fn reschedule_job(
+        &self,
+        ctx: &Context<'_>,
+        input: RescheduleJobInput,
+    ) -> async_graphql::Result<JobPayload> {
+        let id = job_id("jobId", &input.job_id)?;
+        if let Some(r) = &input.reason {
+            check_len("reason", r)?;
+        }
+        let w = window(Some(input.start), Some(input.end))?
+            .ok_or_else(|| errors::invalid("end", "required"))?;
+        run_job(
+            ctx,
+            id,
+            "reschedule jobs",
+            input.idempotency_key.as_ref(),
+            JobCommand::Reschedule {
+                window: w,
+                reason: input.reason,
+            },
         )
         .await
     }
@@ -589,4 +694,147 @@ impl JobMutation {
             position: settle(state, &out).await,
         })
     }
+
+    /// Sends a van to the workshop (managers); it leaves the board until it returns.
+    async fn send_vehicle_to_maintenance(
+        &self,
+        ctx: &Context<'_>,
+        input: VehicleMaintenanceInput,
+    ) -> async_graphql::Result<VehiclePayload> {
+        let reason = input
+            .reason
+            .clone()
+            .ok_or_else(|| errors::invalid("reason", "required"))?;
+        check_len("reason", &reason)?;
+        run_vehicle(
+            ctx,
+            &input,
+            "send vehicles to maintenance",
+            VehicleCommand::SendToMaintenance { reason },
+        )
+        .await
+    }
+
+    /// A van is back from the workshop (managers).
+    async fn return_vehicle_from_maintenance(
+        &self,
+        ctx: &Context<'_>,
+        input: VehicleMaintenanceInput,
+    ) -> async_graphql::Result<VehiclePayload> {
+        run_vehicle(
+            ctx,
+            &input,
+            "return vehicles from maintenance",
+            VehicleCommand::ReturnFromMaintenance,
+        )
+        .await
+    }
+
+    /// Creates a Stripe payment for a completed, unpaid job (staff) and answers with the
+    /// client secret for the card form. `PaymentSucceeded` arrives later by webhook.
+    /// Needs `STRIPE_SECRET_KEY`; without it the answer is `UNAVAILABLE`.
+    async fn request_job_payment(
+        &self,
+        ctx: &Context<'_>,
+        input: RequestJobPaymentInput,
+    ) -> async_graphql::Result<PaymentRequestPayload> {
+        let (state, rc) = parts(ctx)?;
+        let (_, meta) = context::staff(rc, Role::Staff, "request payments")?;
+        let id = job_id("jobId", &input.job_id)?;
+        let job = load_job(state, &id.to_string())
+            .await
+            .ok_or_else(|| errors::not_found("job", &id.to_string()))?;
+        let amount = match (&job.status[..], &job.amount) {
+            ("completed", Some(m)) if !job.paid && m.amount_cents > 0 => m.amount_cents,
+            ("completed", _) if job.paid => {
+                return Err(errors::coded(
+                    "RULE_VIOLATION",
+                    "the job is already paid",
+                    Some("jobId"),
+                ))
+            }
+            _ => {
+                return Err(errors::coded(
+                    "RULE_VIOLATION",
+                    "only a completed job with an amount can be paid",
+                    Some("jobId"),
+                ))
+            }
+        };
+        let Some(key) = state.config.stripe_secret_key.clone() else {
+            return Err(errors::coded(
+                "UNAVAILABLE",
+                "card payments are not configured (STRIPE_SECRET_KEY)",
+                None,
+            ));
+        };
+        let provider = crate::outbox::stripe::StripePaymentIntents::new(
+            &state.config.stripe_api_base,
+            key,
+            std::time::Duration::from_secs(10),
+        )
+        .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        let payment_id = domain::ids::PaymentId::from_uuid(
+            context::id_for_create(state, input.idempotency_key.as_ref()).await,
+        );
+        let customer = customer_id("jobId", &job.customer_id)?;
+        let request = crate::outbox::stripe::PaymentIntentRequest {
+            payment_id,
+            job_id: id,
+            customer_id: customer,
+            amount_cents: amount,
+            currency: "usd".into(),
+            stripe_customer: None,
+        };
+        let (intent, out) = crate::outbox::stripe::request_payment(
+            &state.crm,
+            &provider,
+            &request,
+            &context::with_key(meta, input.idempotency_key.as_ref()),
+            3,
+            std::time::Duration::from_millis(200),
+        )
+        .await
+        .map_err(|e| match e {
+            crate::outbox::stripe::PaymentRequestError::Record(a) => errors::app(&rc.request_id, a),
+            crate::outbox::stripe::PaymentRequestError::Provider(p) => {
+                tracing::warn!(request_id = %rc.request_id, error = %p, "stripe refused a payment intent");
+                errors::coded("UNAVAILABLE", "the payment provider did not create the payment; retry with the same idempotency key", None)
+            }
+        })?;
+        Ok(PaymentRequestPayload {
+            payment_id: ID(payment_id.to_string()),
+            provider_intent_id: intent.id,
+            client_secret: intent.client_secret.map(|s| s.expose().to_string()),
+            amount: Money::usd(amount),
+            position: settle(state, &out).await,
+        })
+    }
+}
+
+async fn run_vehicle(
+    ctx: &Context<'_>,
+    input: &VehicleMaintenanceInput,
+    what: &str,
+    cmd: VehicleCommand,
+) -> async_graphql::Result<VehiclePayload> {
+    let (state, rc) = parts(ctx)?;
+    let (actor, meta) = context::staff(rc, Role::Manager, what)?;
+    let id = VehicleId::parse(&input.vehicle_id)
+        .map_err(|_| errors::invalid("vehicleId", "not a vehicle id"))?;
+    let out = state
+        .crm
+        .vehicles()
+        .execute(
+            id,
+            actor,
+            cmd,
+            &context::with_key(meta, input.idempotency_key.as_ref()),
+        )
+        .await
+        .map_err(|e| errors::app(&rc.request_id, e))?;
+    Ok(VehiclePayload {
+        vehicle_id: ID(id.to_string()),
+        position: settle(state, &out).await,
+    })
 }

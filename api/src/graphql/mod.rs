@@ -14,6 +14,8 @@ mod customers;
 mod errors;
 mod jobs;
 mod loyalty;
+mod messaging;
+mod paging;
 mod reports;
 mod sales;
 mod staff;
@@ -46,6 +48,7 @@ pub struct QueryRoot(
     analytics::ExportQuery,
     system::JobRunQuery,
     reports::ReportQuery,
+    messaging::MessagingQuery,
 );
 
 /// Root of all mutations.
@@ -58,6 +61,7 @@ pub struct MutationRoot(
     loyalty::LoyaltyMutation,
     sales::SalesMutation,
     reports::ReportMutation,
+    messaging::MessagingMutation,
 );
 
 /// The schema served at `/graphql`.

@@ -10,6 +10,7 @@ use projections::{JsonRow, Param};
 use super::auth::{check_len, settle};
 use super::context::{self, parts};
 use super::errors;
+use super::paging::{self, Page, PageArgs};
 
 fn s(r: &JsonRow, k: &str) -> Option<String> {
     r.get(k).and_then(|v| v.as_str()).map(str::to_string)
@@ -147,7 +148,11 @@ impl ReportQuery {
         &self,
         ctx: &Context<'_>,
         #[graphql(default = false)] include_deleted: bool,
-    ) -> async_graphql::Result<Vec<ScheduledReport>> {
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> async_graphql::Result<Page<ScheduledReport>> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Manager, "read scheduled reports")?;
         let internal = |e: projections::DbError| errors::internal(&rc.request_id, &e);
@@ -172,7 +177,7 @@ impl ReportQuery {
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or_default()
         };
-        Ok(defs
+        let reports = defs
             .iter()
             .map(|d| {
                 let id = s(d, "report_id").unwrap_or_default();
@@ -200,7 +205,8 @@ impl ReportQuery {
                     id: ID(id),
                 }
             })
-            .collect())
+            .collect();
+        paging::of_vec(reports, PageArgs::new(after, before, first, last)).await
     }
 
     /// Referrals, newest first; only one referrer's when `referrerId` is given (staff).
@@ -208,30 +214,27 @@ impl ReportQuery {
         &self,
         ctx: &Context<'_>,
         referrer_id: Option<ID>,
-        #[graphql(default = 100)] first: i32,
-    ) -> async_graphql::Result<Vec<Referral>> {
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> async_graphql::Result<Page<Referral>> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Staff, "read referrals")?;
         let referrer = match referrer_id {
-            Some(id) => Some(
-                CustomerId::parse(&id)
-                    .map_err(|_| errors::invalid("referrerId", "not a customer id"))?
-                    .to_string(),
-            ),
-            None => None,
+            Some(id) => CustomerId::parse(&id)
+                .map_err(|_| errors::invalid("referrerId", "not a customer id"))?
+                .to_string(),
+            None => String::new(),
         };
-        let rows = state
-            .projections
-            .query(
-                "SELECT * FROM rm_referrals WHERE ($1 IS NULL OR referrer_customer_id = $1)
-                  ORDER BY recorded_at DESC, referral_id LIMIT $2",
-                &[referrer.into(), i64::from(first.clamp(1, 500)).into()],
-            )
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        Ok(rows
-            .iter()
-            .map(|r| Referral {
+        paging::of_sql(
+            state,
+            rc,
+            "rm_referrals WHERE ($1 = '' OR referrer_customer_id = $1)",
+            "recorded_at DESC, referral_id",
+            vec![referrer.into()],
+            PageArgs::new(after, before, first, last),
+            |r| Referral {
                 id: ID(s(r, "referral_id").unwrap_or_default()),
                 referrer_id: ID(s(r, "referrer_customer_id").unwrap_or_default()),
                 referee_id: ID(s(r, "referee_customer_id").unwrap_or_default()),
@@ -240,8 +243,9 @@ impl ReportQuery {
                 rewarded_at: s(r, "rewarded_at"),
                 referrer_points: i(r, "referrer_points"),
                 referee_points: i(r, "referee_points"),
-            })
-            .collect())
+            },
+        )
+        .await
     }
 }
 

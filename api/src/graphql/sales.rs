@@ -17,6 +17,7 @@ use super::auth::{check_len, settle};
 use super::context::{self, parts};
 use super::customers::{customer_id, MarketingChannel, Money};
 use super::errors;
+use super::paging::{self, Page, PageArgs};
 use crate::state::AppState;
 
 fn s(r: &JsonRow, k: &str) -> Option<String> {
@@ -170,39 +171,60 @@ pub struct SalesQuery;
 
 #[Object]
 impl SalesQuery {
-    /// Opportunities, optionally by status (`open`, `won`, `lost`); newest first.
+    /// Opportunities, newest first, optionally by status (`open`, `won`, `lost`) or
+    /// customer; archived ones only when asked.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "Relay's four paging arguments plus filters"
+    )]
     async fn opportunities(
         &self,
         ctx: &Context<'_>,
         status: Option<String>,
-        #[graphql(default = 100)] first: i32,
-    ) -> async_graphql::Result<Vec<Opportunity>> {
+        customer_id: Option<ID>,
+        #[graphql(default = false)] include_archived: bool,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> async_graphql::Result<Page<Opportunity>> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Staff, "read the pipeline")?;
-        let rows = state
-            .projections
-            .query("SELECT * FROM rm_opportunities WHERE ($1 = '' OR status = $1) AND archived = 0 ORDER BY created_at DESC, opportunity_id LIMIT $2",
-                &[status.unwrap_or_default().into(), i64::from(first.clamp(1, 500)).into()])
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        Ok(rows.iter().map(opportunity).collect())
+        paging::of_sql(
+            state,
+            rc,
+            "rm_opportunities WHERE ($1 = '' OR status = $1) AND ($2 = '' OR customer_id = $2) AND ($3 = 1 OR archived = 0)",
+            "created_at DESC, opportunity_id",
+            vec![
+                status.unwrap_or_default().into(),
+                customer_id.map(|c| c.0).unwrap_or_default().into(),
+                include_archived.into(),
+            ],
+            PageArgs::new(after, before, first, last),
+            opportunity,
+        )
+        .await
     }
 
-    /// Campaigns with delivery statistics (managers).
-    async fn promotions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Promotion>> {
+    /// Campaigns with delivery statistics, newest first (managers).
+    async fn promotions(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> async_graphql::Result<Page<Promotion>> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Manager, "read campaigns")?;
-        let rows = state
-            .projections
-            .query(
-                "SELECT * FROM rm_promotions ORDER BY created_at DESC, promotion_id",
-                &[],
-            )
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        Ok(rows
-            .iter()
-            .map(|r| Promotion {
+        paging::of_sql(
+            state,
+            rc,
+            "rm_promotions",
+            "created_at DESC, promotion_id",
+            vec![],
+            PageArgs::new(after, before, first, last),
+            |r| Promotion {
                 id: ID(s(r, "promotion_id").unwrap_or_default()),
                 name: s(r, "name").unwrap_or_default(),
                 kind: s(r, "kind"),
@@ -216,8 +238,9 @@ impl SalesQuery {
                 redeemed: i(r, "redeemed"),
                 conversion_bp: (i(r, "delivered") > 0)
                     .then(|| i(r, "redeemed") * 10_000 / i(r, "delivered")),
-            })
-            .collect())
+            },
+        )
+        .await
     }
 
     /// Reviews, newest first, optionally only those without a response.
@@ -225,17 +248,23 @@ impl SalesQuery {
         &self,
         ctx: &Context<'_>,
         #[graphql(default = false)] unanswered: bool,
-        #[graphql(default = 100)] first: i32,
-    ) -> async_graphql::Result<Vec<Review>> {
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> async_graphql::Result<Page<Review>> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Staff, "read reviews")?;
-        let rows = state
-            .projections
-            .query("SELECT * FROM rm_reviews WHERE ($1 = 0 OR response IS NULL) ORDER BY received_at DESC, review_id LIMIT $2",
-                &[unanswered.into(), i64::from(first.clamp(1, 500)).into()])
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        Ok(rows.iter().map(review).collect())
+        paging::of_sql(
+            state,
+            rc,
+            "rm_reviews WHERE ($1 = 0 OR response IS NULL)",
+            "received_at DESC, review_id",
+            vec![unanswered.into()],
+            PageArgs::new(after, before, first, last),
+            review,
+        )
+        .await
     }
 }
 
@@ -291,9 +320,9 @@ pub struct SendOfferInput {
     pub idempotency_key: Option<String>,
 }
 
-/// Accepting an offer.
+/// An opportunity, by id (accept, view, archive).
 #[derive(InputObject, Debug)]
-pub struct AcceptOfferInput {
+pub struct OpportunityRefInput {
     /// Opportunity.
     pub id: ID,
     /// Makes retries safe.
@@ -352,6 +381,36 @@ pub struct CreatePromotionInput {
     pub starts_at: DateTime<Utc>,
     /// Ends.
     pub ends_at: DateTime<Utc>,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// A campaign's content.
+#[derive(InputObject, Debug)]
+pub struct PromotionContentInput {
+    /// Name.
+    pub name: String,
+    /// Channel.
+    pub channel: MarketingChannel,
+    /// Message template.
+    pub template: String,
+    /// Discount code.
+    pub discount_code: Option<String>,
+    /// Only customers with this tag (default: all who consented).
+    pub tag: Option<String>,
+    /// Starts.
+    pub starts_at: DateTime<Utc>,
+    /// Ends.
+    pub ends_at: DateTime<Utc>,
+}
+
+/// New content for a campaign not yet delivering.
+#[derive(InputObject, Debug)]
+pub struct UpdatePromotionInput {
+    /// Campaign.
+    pub id: ID,
+    /// The content that replaces the current one.
+    pub content: PromotionContentInput,
     /// Makes retries safe.
     pub idempotency_key: Option<String>,
 }
@@ -434,6 +493,55 @@ async fn run_opp(
         .crm
         .opportunities()
         .execute(id, actor, cmd, &context::with_key(meta, key))
+        .await
+        .map_err(|e| errors::app(&rc.request_id, e))?;
+    let position = settle(state, &out).await;
+    Ok(OpportunityPayload {
+        opportunity: load_opportunity(state, &id.to_string()).await,
+        position,
+    })
+}
+
+/// A customer's step on their offer: in the portal only on their own opportunity; staff on
+/// anyone's.
+async fn offer_step(
+    ctx: &Context<'_>,
+    input: &OpportunityRefInput,
+    what: &str,
+    cmd: OpportunityCommand,
+) -> async_graphql::Result<OpportunityPayload> {
+    let (state, rc) = parts(ctx)?;
+    let id = opp_id(&input.id)?;
+    let Some(context::Principal::Customer { id: me }) = &rc.principal else {
+        return run_opp(
+            ctx,
+            id,
+            Role::Staff,
+            what,
+            input.idempotency_key.as_ref(),
+            cmd,
+        )
+        .await;
+    };
+    let opp = state
+        .crm
+        .opportunities()
+        .load_existing(id)
+        .await
+        .map_err(|e| errors::app(&rc.request_id, e))?;
+    if opp.aggregate.customer_id() != Some(*me) {
+        return Err(errors::forbidden("act on another customer's offer"));
+    }
+    let (_, actor, meta) = context::customer(rc)?;
+    let out = state
+        .crm
+        .opportunities()
+        .execute(
+            id,
+            actor,
+            cmd,
+            &context::with_key(meta, input.idempotency_key.as_ref()),
+        )
         .await
         .map_err(|e| errors::app(&rc.request_id, e))?;
     let position = settle(state, &out).await;
@@ -583,45 +691,46 @@ impl SalesMutation {
     async fn accept_offer(
         &self,
         ctx: &Context<'_>,
-        input: AcceptOfferInput,
+        input: OpportunityRefInput,
     ) -> async_graphql::Result<OpportunityPayload> {
-        let (state, rc) = parts(ctx)?;
-        let id = opp_id(&input.id)?;
-        if let Some(context::Principal::Customer { id: me }) = &rc.principal {
-            let opp = state
-                .crm
-                .opportunities()
-                .load_existing(id)
-                .await
-                .map_err(|e| errors::app(&rc.request_id, e))?;
-            if opp.aggregate.customer_id() != Some(*me) {
-                return Err(errors::forbidden("accept another customer's offer"));
-            }
-            let (_, actor, meta) = context::customer(rc)?;
-            let out = state
-                .crm
-                .opportunities()
-                .execute(
-                    id,
-                    actor,
-                    OpportunityCommand::AcceptOffer,
-                    &context::with_key(meta, input.idempotency_key.as_ref()),
-                )
-                .await
-                .map_err(|e| errors::app(&rc.request_id, e))?;
-            let position = settle(state, &out).await;
-            return Ok(OpportunityPayload {
-                opportunity: load_opportunity(state, &id.to_string()).await,
-                position,
-            });
-        }
+        offer_step(
+            ctx,
+            &input,
+            "accept offers",
+            OpportunityCommand::AcceptOffer,
+        )
+        .await
+    }
+
+    /// Records that the customer opened the offer: the portal's offer page calls it as the
+    /// customer (or staff on their behalf), so the pipeline shows sent → viewed → accepted.
+    async fn record_offer_viewed(
+        &self,
+        ctx: &Context<'_>,
+        input: OpportunityRefInput,
+    ) -> async_graphql::Result<OpportunityPayload> {
+        offer_step(
+            ctx,
+            &input,
+            "record offer views",
+            OpportunityCommand::RecordOfferViewed,
+        )
+        .await
+    }
+
+    /// Archives a won or lost opportunity (managers); it leaves the open pipeline views.
+    async fn archive_opportunity(
+        &self,
+        ctx: &Context<'_>,
+        input: OpportunityRefInput,
+    ) -> async_graphql::Result<OpportunityPayload> {
         run_opp(
             ctx,
-            id,
-            Role::Staff,
-            "accept offers",
+            opp_id(&input.id)?,
+            Role::Manager,
+            "archive opportunities",
             input.idempotency_key.as_ref(),
-            OpportunityCommand::AcceptOffer,
+            OpportunityCommand::Archive,
         )
         .await
     }
@@ -771,6 +880,55 @@ impl SalesMutation {
             .map_err(|e| errors::app(&rc.request_id, e))?;
         Ok(PromotionPayload {
             promotion_id: ID(id.to_string()),
+            position: settle(state, &out).await,
+        })
+    }
+
+    /// Replaces a campaign's content before delivery starts (managers).
+    async fn update_promotion(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdatePromotionInput,
+    ) -> async_graphql::Result<PromotionPayload> {
+        let c = input.content;
+        check_len("name", &c.name)?;
+        if c.template.chars().count() > 1_600 {
+            return Err(errors::invalid("template", "at most 1,600 characters"));
+        }
+        let (state, rc) = parts(ctx)?;
+        let (actor, meta) = context::staff(rc, Role::Manager, "edit campaigns")?;
+        let id = PromotionId::parse(&input.id)
+            .map_err(|_| errors::invalid("id", "not a promotion id"))?;
+        let audience = match c.tag {
+            Some(t) => AudienceSegment::Tagged {
+                tag: domain::values::Tag::parse(&t)
+                    .map_err(|v| errors::invalid("tag", v.message))?,
+            },
+            None => AudienceSegment::AllCustomers,
+        };
+        let draft = PromotionDraft {
+            name: c.name,
+            kind: PromotionKind::Campaign,
+            audience,
+            channel: channel(c.channel),
+            template: c.template,
+            discount_code: c.discount_code,
+            starts_at: c.starts_at,
+            ends_at: c.ends_at,
+        };
+        let out = state
+            .crm
+            .promotions()
+            .execute(
+                id,
+                actor,
+                PromotionCommand::Update { draft },
+                &context::with_key(meta, input.idempotency_key.as_ref()),
+            )
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        Ok(PromotionPayload {
+            promotion_id: input.id,
             position: settle(state, &out).await,
         })
     }

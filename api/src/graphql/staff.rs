@@ -70,9 +70,9 @@ pub struct ChangeStaffRoleInput {
     pub idempotency_key: Option<String>,
 }
 
-/// Result of `changeStaffRole`.
+/// A staff user after `changeStaffRole` or `deactivateStaffUser`.
 #[derive(SimpleObject, Debug)]
-pub struct ChangeStaffRolePayload {
+pub struct StaffUserPayload {
     /// The user, with the new role.
     pub staff_user: StaffUser,
     /// Log position of the last event (empty when the role was already that).
@@ -289,7 +289,7 @@ impl StaffMutation {
         &self,
         ctx: &Context<'_>,
         input: ChangeStaffRoleInput,
-    ) -> async_graphql::Result<ChangeStaffRolePayload> {
+    ) -> async_graphql::Result<StaffUserPayload> {
         let (state, rc) = parts(ctx)?;
         let (actor, meta) = context::staff(rc, Role::Admin, "change staff roles")?;
         let meta = context::with_key(meta, input.idempotency_key.as_ref());
@@ -326,11 +326,57 @@ impl StaffMutation {
         let staff_user = auth::staff_user(state, &id.to_string())
             .await
             .ok_or_else(|| errors::not_found("staff user", &id.to_string()))?;
-        Ok(ChangeStaffRolePayload {
+        Ok(StaffUserPayload {
             staff_user,
             position,
         })
     }
+
+    /// Deactivates a staff user (admin only; not oneself): they can no longer sign in and
+    /// their open sessions end at once. Their history stays.
+    async fn deactivate_staff_user(
+        &self,
+        ctx: &Context<'_>,
+        input: DeactivateStaffUserInput,
+    ) -> async_graphql::Result<StaffUserPayload> {
+        let (state, rc) = parts(ctx)?;
+        let (actor, meta) = context::staff(rc, Role::Admin, "deactivate staff users")?;
+        let meta = context::with_key(meta, input.idempotency_key.as_ref());
+        let id = StaffUserId::parse(&input.staff_user_id)
+            .map_err(|_| errors::invalid("staffUserId", "not a staff user id"))?;
+        let out = state
+            .crm
+            .staff_users()
+            .execute(id, actor, StaffCommand::Deactivate, &meta)
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        let position = settle(state, &out).await;
+        state
+            .projections
+            .db()
+            .execute(
+                "UPDATE sessions SET revoked_at = $2 WHERE principal_kind = 'staff' AND principal_id = $1 AND revoked_at IS NULL",
+                &[Param::from(id.to_string()), rfc3339(Utc::now()).into()],
+            )
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        let staff_user = auth::staff_user(state, &id.to_string())
+            .await
+            .ok_or_else(|| errors::not_found("staff user", &id.to_string()))?;
+        Ok(StaffUserPayload {
+            staff_user,
+            position,
+        })
+    }
+}
+
+/// Deactivating a staff user.
+#[derive(InputObject, Debug)]
+pub struct DeactivateStaffUserInput {
+    /// Who.
+    pub staff_user_id: ID,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
 }
 
 /// The role as sessions and the read model store it.

@@ -6,6 +6,7 @@ use projections::Param;
 
 use super::context::{self, parts};
 use super::errors;
+use super::paging::{self, Page, PageArgs};
 use crate::state::{BUILD, VERSION};
 
 /// The server's health as GraphQL sees it.
@@ -97,6 +98,7 @@ impl SystemQuery {
 
     /// Read-your-writes: waits (at most `timeoutMs`, ≤ 10 000) until the
     /// read models include `position` (from a mutation payload). True when they do.
+    /// Signed-in callers only.
     async fn sync(
         &self,
         ctx: &Context<'_>,
@@ -104,6 +106,10 @@ impl SystemQuery {
         #[graphql(default = 2000)] timeout_ms: i32,
     ) -> async_graphql::Result<bool> {
         let (state, rc) = parts(ctx)?;
+        // It holds a request open for up to 10 s: not for anonymous callers.
+        if rc.principal.is_none() {
+            return Err(errors::unauthenticated());
+        }
         let p: commands::LogPosition = position
             .parse()
             .map_err(|_| errors::invalid("position", "not a position from a payload"))?;
@@ -121,26 +127,24 @@ impl SystemQuery {
         &self,
         ctx: &Context<'_>,
         actor: String,
-        #[graphql(default = 100)] first: i32,
-    ) -> async_graphql::Result<Vec<ActorAuditEntry>> {
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> async_graphql::Result<Page<ActorAuditEntry>> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Manager, "read the audit trail")?;
-        let rows = state
-            .projections
-            .query(
-                "SELECT aggregate_type, aggregate_id, sequence, event_type, request_id, client_ip, occurred_at
-                   FROM rm_audit_trail WHERE actor = $1
-                  ORDER BY occurred_at DESC, aggregate_type, aggregate_id, sequence DESC LIMIT $2",
-                &[Param::from(actor), i64::from(first.clamp(1, 500)).into()],
-            )
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?;
         let s = |r: &projections::JsonRow, k: &str| {
             r.get(k).and_then(|v| v.as_str()).map(str::to_string)
         };
-        Ok(rows
-            .iter()
-            .map(|r| ActorAuditEntry {
+        paging::of_sql(
+            state,
+            rc,
+            "rm_audit_trail WHERE actor = $1",
+            "occurred_at DESC, aggregate_type, aggregate_id, sequence DESC",
+            vec![Param::from(actor)],
+            PageArgs::new(after, before, first, last),
+            |r| ActorAuditEntry {
                 aggregate_type: s(r, "aggregate_type").unwrap_or_default(),
                 aggregate_id: ID(s(r, "aggregate_id").unwrap_or_default()),
                 sequence: r
@@ -151,8 +155,9 @@ impl SystemQuery {
                 request_id: s(r, "request_id"),
                 client_ip: s(r, "client_ip"),
                 occurred_at: s(r, "occurred_at"),
-            })
-            .collect())
+            },
+        )
+        .await
     }
 
     /// The full history of one aggregate (managers and admins).
@@ -161,7 +166,11 @@ impl SystemQuery {
         ctx: &Context<'_>,
         aggregate_type: String,
         id: ID,
-    ) -> async_graphql::Result<Vec<AuditEntry>> {
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> async_graphql::Result<Page<AuditEntry>> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Manager, "read the audit trail")?;
         let events = state
@@ -169,7 +178,7 @@ impl SystemQuery {
             .load_stream(&aggregate_type, &id, 0)
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        Ok(events
+        let entries = events
             .into_iter()
             .map(|e| {
                 let m = |k: &str| {
@@ -191,7 +200,8 @@ impl SystemQuery {
                     payload: async_graphql::Json(payload),
                 }
             })
-            .collect())
+            .collect();
+        paging::of_vec(entries, PageArgs::new(after, before, first, last)).await
     }
 }
 
@@ -238,7 +248,11 @@ impl JobRunQuery {
         ctx: &Context<'_>,
         since: Option<chrono::DateTime<chrono::Utc>>,
         job: Option<String>,
-    ) -> async_graphql::Result<Vec<JobRun>> {
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> async_graphql::Result<Page<JobRun>> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Manager, "read the job-run log")?;
         let since = since.unwrap_or_else(|| chrono::Utc::now() - chrono::Duration::days(7));
@@ -251,7 +265,7 @@ impl JobRunQuery {
                 .map(str::to_string)
                 .unwrap_or_else(|| v.to_string())
         };
-        Ok(runs
+        let runs = runs
             .into_iter()
             .filter(|r| job.as_deref().is_none_or(|j| r.job == j))
             .map(|r| JobRun {
@@ -269,6 +283,7 @@ impl JobRunQuery {
                 skipped: r.counts.map(|c| c.skipped as i64),
                 figures: async_graphql::Json(r.figures.clone()),
             })
-            .collect())
+            .collect();
+        paging::of_vec(runs, PageArgs::new(after, before, first, last)).await
     }
 }

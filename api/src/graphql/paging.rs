@@ -1,0 +1,199 @@
+//! Relay cursor connections for every list: `first`/`after` forwards, `last`/`before`
+//! backwards, `pageInfo`, `edges { cursor node }`, `nodes` and `totalCount`.
+//!
+//! Cursors are opaque offsets into the list's stable order (each order ends with a unique
+//! key). A page is at most 100 items; without `first` or `last` it is 50.
+
+use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields};
+use async_graphql::{OutputType, SimpleObject};
+use projections::{JsonRow, Param};
+
+use super::errors;
+use super::RequestCtx;
+use crate::state::AppState;
+
+/// The number of items a connection would hold unpaged.
+#[derive(Debug, SimpleObject)]
+pub struct TotalCount {
+    /// Total matching items.
+    pub total_count: i64,
+}
+
+/// A page of a list.
+pub type Page<T> = Connection<usize, T, TotalCount, EmptyFields>;
+
+/// The four Relay paging arguments as a client sent them.
+#[derive(Debug, Default, Clone)]
+pub struct PageArgs {
+    /// Items after this cursor.
+    pub after: Option<String>,
+    /// Items before this cursor.
+    pub before: Option<String>,
+    /// The first n (≤ 100).
+    pub first: Option<i32>,
+    /// The last n (≤ 100).
+    pub last: Option<i32>,
+}
+
+impl PageArgs {
+    /// From resolver arguments.
+    pub fn new(
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Self {
+        Self {
+            after,
+            before,
+            first,
+            last,
+        }
+    }
+}
+
+/// Offset window of a Relay page, capped at 100 items (50 when neither `first` nor `last`).
+pub fn window(
+    total: usize,
+    after: Option<usize>,
+    before: Option<usize>,
+    first: Option<usize>,
+    last: Option<usize>,
+) -> (usize, usize) {
+    let mut start = after.map_or(0, |a| a + 1);
+    let mut end = before.unwrap_or(total).min(total);
+    if let Some(f) = first {
+        end = (start + f.min(100)).min(end);
+    }
+    if let Some(l) = last {
+        start = end.saturating_sub(l.min(100)).max(start);
+    }
+    if first.is_none() && last.is_none() {
+        end = (start + 50).min(end);
+    }
+    (start.min(end), end)
+}
+
+/// A page of an in-memory list (already in its order).
+///
+/// # Errors
+/// VALIDATION for a malformed cursor or a negative count.
+pub async fn of_vec<T: OutputType>(
+    items: Vec<T>,
+    args: PageArgs,
+) -> async_graphql::Result<Page<T>> {
+    let total = items.len();
+    paged(args, total, |start, end| {
+        let page = items.into_iter().skip(start).take(end - start).collect();
+        async move { Ok(page) }
+    })
+    .await
+}
+
+/// A page of `SELECT * FROM <from_where> ORDER BY <order>` on the read models, mapped by
+/// `map`. `params` are `$1..$n` of `from_where`; `order` must end with a unique column.
+///
+/// # Errors
+/// VALIDATION for a malformed cursor; INTERNAL when the read models fail.
+pub async fn of_sql<T: OutputType>(
+    state: &AppState,
+    rc: &RequestCtx,
+    from_where: &str,
+    order: &str,
+    params: Vec<Param>,
+    args: PageArgs,
+    map: impl Fn(&JsonRow) -> T,
+) -> async_graphql::Result<Page<T>> {
+    let total = state
+        .projections
+        .query(&format!("SELECT COUNT(*) AS n FROM {from_where}"), &params)
+        .await
+        .map_err(|e| errors::internal(&rc.request_id, &e))?
+        .first()
+        .and_then(|r| r.get("n"))
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0);
+    let n = params.len();
+    paged(args, usize::try_from(total).unwrap_or(0), |start, end| {
+        let mut p = params.clone();
+        p.push(((end - start) as i64).into());
+        p.push((start as i64).into());
+        let sql = format!(
+            "SELECT * FROM {from_where} ORDER BY {order} LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let map = &map;
+        async move {
+            let rows = state
+                .projections
+                .query(&sql, &p)
+                .await
+                .map_err(|e| errors::internal(&rc.request_id, &e))?;
+            Ok(rows.iter().map(map).collect())
+        }
+    })
+    .await
+}
+
+async fn paged<T, F, Fut>(args: PageArgs, total: usize, fetch: F) -> async_graphql::Result<Page<T>>
+where
+    T: OutputType,
+    F: FnOnce(usize, usize) -> Fut,
+    Fut: std::future::Future<Output = async_graphql::Result<Vec<T>>>,
+{
+    for (field, v) in [("first", args.first), ("last", args.last)] {
+        if v.is_some_and(|n| n < 0) {
+            return Err(errors::invalid(field, "must not be negative"));
+        }
+    }
+    let cursor = |field: &str, c: &Option<String>| -> async_graphql::Result<Option<usize>> {
+        c.as_deref()
+            .map(|s| {
+                usize::decode_cursor(s)
+                    .map_err(|_| errors::invalid(field, "not a cursor from this list"))
+            })
+            .transpose()
+    };
+    let after = cursor("after", &args.after)?;
+    let before = cursor("before", &args.before)?;
+    let (start, end) = window(
+        total,
+        after,
+        before,
+        args.first.map(|n| n as usize),
+        args.last.map(|n| n as usize),
+    );
+    let items = fetch(start, end).await?;
+    let mut c = Connection::with_additional_fields(
+        start > 0,
+        end < total,
+        TotalCount {
+            total_count: total as i64,
+        },
+    );
+    c.edges.extend(
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(k, node)| Edge::new(start + k, node)),
+    );
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window;
+
+    #[test]
+    fn pages_walk_forwards_and_backwards_without_gaps() {
+        assert_eq!(window(10, None, None, Some(3), None), (0, 3));
+        assert_eq!(window(10, Some(2), None, Some(3), None), (3, 6));
+        assert_eq!(window(10, None, None, None, Some(3)), (7, 10));
+        assert_eq!(window(10, None, Some(7), None, Some(3)), (4, 7));
+        assert_eq!(window(10, Some(8), None, Some(5), None), (9, 10));
+        assert_eq!(window(10, Some(20), None, Some(5), None), (10, 10));
+        assert_eq!(window(500, None, None, None, None), (0, 50));
+        assert_eq!(window(500, None, None, Some(1000), None), (0, 100));
+    }
+}
