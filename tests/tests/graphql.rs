@@ -369,7 +369,10 @@ async fn a_business_day(engine: Engine) {
         json!({}),
     )
     .await;
-    assert_eq!(data(&promos, "/data/promotions/nodes/0/status"), "scheduled");
+    assert_eq!(
+        data(&promos, "/data/promotions/nodes/0/status"),
+        "scheduled"
+    );
     let kpis = gql(&s, Some(&admin), "{ kpis(from: \"2020-01-01\", to: \"2030-12-31\") { opportunityConversionBp jobsCompleted newCustomers } }", json!({})).await;
     assert_eq!(data(&kpis, "/data/kpis/opportunityConversionBp"), 10000);
     // A weekly report for the owner, defined by the admin; staff may not; it is listed.
@@ -1069,7 +1072,13 @@ async fn role_changes(engine: Engine) {
         demote["errors"][0]["extensions"]["rule"],
         "CANNOT_DEMOTE_SELF"
     );
-    let still = gql(&s, Some(&admin), "{ staffUsers { nodes { email role } } }", json!({})).await;
+    let still = gql(
+        &s,
+        Some(&admin),
+        "{ staffUsers { nodes { email role } } }",
+        json!({}),
+    )
+    .await;
     assert!(
         data(&still, "/data/staffUsers/nodes")
             .to_string()
@@ -1148,4 +1157,693 @@ async fn the_sign_in_limit_follows_the_client_behind_a_trusted_proxy_only() {
         codes.push(failed_login_from(&s, &format!("198.51.100.{i}")).await);
     }
     assert!(codes.iter().any(|c| c == "RATE_LIMITED"), "{codes:?}");
+}
+
+// ------------------------------------------------------------ the rest of the operations
+
+/// A stand-in for Stripe's PaymentIntents endpoint: answers every create with one intent
+/// and counts the calls.
+async fn stripe_stand_in() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let app = axum::Router::new().route(
+        "/v1/payment_intents",
+        axum::routing::post(move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                axum::Json(json!({"id": format!("pi_test_{n}"), "client_secret": format!("pi_test_{n}_secret_abc")}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (base, calls)
+}
+
+async fn register(s: &Server, name: &str, email: &str) -> (String, String) {
+    let r = gql(s, None, "mutation($i: RegisterPortalAccountInput!) { registerPortalAccount(input: $i) { token customerId } }",
+        json!({"i": {"name": name, "email": email, "password": "portal-password-1"}})).await;
+    (
+        data(&r, "/data/registerPortalAccount/token")
+            .as_str()
+            .expect("token")
+            .to_string(),
+        data(&r, "/data/registerPortalAccount/customerId")
+            .as_str()
+            .expect("id")
+            .to_string(),
+    )
+}
+
+fn text(v: &Value, path: &str) -> String {
+    data(v, path).as_str().expect("string").to_string()
+}
+
+async fn the_rest_of_the_api(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let (stripe, stripe_calls) = stripe_stand_in().await;
+    let s = start(
+        Some(&db.url),
+        &[
+            ("STRIPE_SECRET_KEY", "sk_test_graphql"),
+            ("STRIPE_API_BASE", stripe.as_str()),
+        ],
+    )
+    .await;
+    let admin = login(&s, ADMIN.0, ADMIN.1).await;
+    let mk = gql(&s, Some(&admin), "mutation($i: CreateStaffUserInput!) { createStaffUser(input: $i) { staffUser { id } position } }",
+        json!({"i": {"email": "kim@x.example", "name": "Kim", "role": "STAFF", "password": "kims-password-1"}})).await;
+    sync(&s, &admin, data(&mk, "/data/createStaffUser/position")).await;
+    let kim_id = text(&mk, "/data/createStaffUser/staffUser/id");
+    let kim = login(&s, "kim@x.example", "kims-password-1").await;
+
+    // --- Customers: addresses, birthday, notes, tags, merge.
+    let (ann_token, ann) = register(&s, "Ann Able", "ann@example.com").await;
+    let (bob_token, bob) = register(&s, "Bob Baker", "bob@example.com").await;
+    let edit = |q: &'static str, i: Value| {
+        let s = &s;
+        let kim = kim.clone();
+        async move { gql(s, Some(&kim), q, json!({ "i": i })).await }
+    };
+    let r = edit("mutation($i: AddCustomerAddressInput!) { addCustomerAddress(input: $i) { customer { addresses { label line1 city postalCode } } } }",
+        json!({"id": ann, "label": "home", "line1": "1 Main St", "city": "Austin", "region": "TX", "postalCode": "78701"})).await;
+    assert_eq!(
+        data(&r, "/data/addCustomerAddress/customer/addresses"),
+        &json!([{"label": "home", "line1": "1 Main St", "city": "Austin", "postalCode": "78701"}])
+    );
+    let r = edit("mutation($i: AddCustomerAddressInput!) { addCustomerAddress(input: $i) { position } }",
+        json!({"id": ann, "label": "rental", "line1": "", "city": "Austin", "region": "TX", "postalCode": "78701"})).await;
+    assert_eq!(
+        (code(&r), r["errors"][0]["extensions"]["field"].clone()),
+        ("VALIDATION".to_string(), json!("address.line1")),
+        "{r}"
+    );
+    let r = edit("mutation($i: RemoveCustomerAddressInput!) { removeCustomerAddress(input: $i) { customer { addresses { label } } } }",
+        json!({"id": ann, "label": "home"})).await;
+    assert_eq!(
+        data(&r, "/data/removeCustomerAddress/customer/addresses"),
+        &json!([])
+    );
+    let r = edit("mutation($i: SetCustomerBirthdayInput!) { setCustomerBirthday(input: $i) { customer { birthday } } }",
+        json!({"id": ann, "birthday": "1990-03-08"})).await;
+    assert_eq!(
+        data(&r, "/data/setCustomerBirthday/customer/birthday"),
+        "1990-03-08"
+    );
+    let r = edit("mutation($i: AddCustomerNoteInput!) { addCustomerNote(input: $i) { customer { noteCount } } }",
+        json!({"id": ann, "text": "Has a dog; use the side door."})).await;
+    assert_eq!(data(&r, "/data/addCustomerNote/customer/noteCount"), 1);
+    edit(
+        "mutation($i: TagCustomerInput!) { tagCustomer(input: $i) { position } }",
+        json!({"id": ann, "tag": "vip"}),
+    )
+    .await;
+    let r = edit(
+        "mutation($i: TagCustomerInput!) { untagCustomer(input: $i) { customer { tags } } }",
+        json!({"id": ann, "tag": "vip"}),
+    )
+    .await;
+    assert_eq!(data(&r, "/data/untagCustomer/customer/tags"), &json!([]));
+    // A duplicate of Ann, merged into her by a manager (staff may not).
+    let dup = edit(
+        "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { customer { id } } }",
+        json!({"name": "Ann Able (dup)"}),
+    )
+    .await;
+    let dup = text(&dup, "/data/createCustomer/customer/id");
+    let merge = "mutation($i: MergeCustomersInput!) { mergeCustomers(input: $i) { customer { id } position } }";
+    let r = gql(
+        &s,
+        Some(&kim),
+        merge,
+        json!({"i": {"duplicateId": dup, "survivorId": ann}}),
+    )
+    .await;
+    assert_eq!(code(&r), "FORBIDDEN", "{r}");
+    let r = gql(
+        &s,
+        Some(&admin),
+        merge,
+        json!({"i": {"duplicateId": ann, "survivorId": ann}}),
+    )
+    .await;
+    assert_eq!(code(&r), "VALIDATION", "{r}");
+    let r = gql(
+        &s,
+        Some(&admin),
+        merge,
+        json!({"i": {"duplicateId": dup, "survivorId": ann}}),
+    )
+    .await;
+    assert_eq!(data(&r, "/data/mergeCustomers/customer/id"), &json!(ann));
+    let r = gql(
+        &s,
+        Some(&admin),
+        "query($id: ID!) { customer(id: $id) { mergedIntoId } }",
+        json!({"id": dup}),
+    )
+    .await;
+    assert_eq!(data(&r, "/data/customer/mergedIntoId"), &json!(ann));
+    let r = gql(
+        &s,
+        Some(&admin),
+        "{ customers(search: \"Ann Able\") { totalCount } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        data(&r, "/data/customers/totalCount"),
+        1,
+        "the duplicate left the list"
+    );
+
+    // --- Jobs: reschedule, card payment, the van to the workshop.
+    let booked = edit("mutation($i: BookJobInput!) { bookJob(input: $i) { job { id } } }",
+        json!({"customerId": ann, "services": ["rug cleaning"], "start": "2026-12-01T15:00:00Z", "end": "2026-12-01T16:00:00Z"})).await;
+    let job = text(&booked, "/data/bookJob/job/id");
+    let r = edit("mutation($i: RescheduleJobInput!) { rescheduleJob(input: $i) { job { scheduledStart rescheduleCount } } }",
+        json!({"jobId": job, "start": "2026-12-02T15:00:00Z", "end": "2026-12-02T16:00:00Z", "reason": "customer away"})).await;
+    assert_eq!(
+        data(&r, "/data/rescheduleJob/job"),
+        &json!({"scheduledStart": "2026-12-02T15:00:00Z", "rescheduleCount": 1})
+    );
+    let pay = "mutation($i: RequestJobPaymentInput!) { requestJobPayment(input: $i) { paymentId providerIntentId clientSecret amount { amountCents } position } }";
+    let r = gql(&s, Some(&kim), pay, json!({"i": {"jobId": job}})).await;
+    assert_eq!(code(&r), "RULE_VIOLATION", "not completed yet: {r}");
+    for (m, i) in [
+        (
+            "mutation($i: StartJobInput!) { startJob(input: $i) { position } }",
+            json!({"jobId": job}),
+        ),
+        (
+            "mutation($i: CompleteJobInput!) { completeJob(input: $i) { position } }",
+            json!({"jobId": job, "amountCents": 15000, "services": ["rug cleaning"], "technicianId": kim_id}),
+        ),
+    ] {
+        let r = edit(m, i).await;
+        assert!(r.get("errors").is_none(), "{r}");
+    }
+    let first = gql(
+        &s,
+        Some(&kim),
+        pay,
+        json!({"i": {"jobId": job, "idempotencyKey": "pay-ann-1"}}),
+    )
+    .await;
+    assert_eq!(
+        data(&first, "/data/requestJobPayment/amount/amountCents"),
+        15000
+    );
+    assert_eq!(
+        data(&first, "/data/requestJobPayment/providerIntentId"),
+        "pi_test_1"
+    );
+    assert_eq!(
+        data(&first, "/data/requestJobPayment/clientSecret"),
+        "pi_test_1_secret_abc"
+    );
+    // A retry with the key is the same payment, recorded once.
+    let again = gql(
+        &s,
+        Some(&kim),
+        pay,
+        json!({"i": {"jobId": job, "idempotencyKey": "pay-ann-1"}}),
+    )
+    .await;
+    assert_eq!(
+        data(&again, "/data/requestJobPayment/paymentId"),
+        data(&first, "/data/requestJobPayment/paymentId")
+    );
+    let payment = text(&first, "/data/requestJobPayment/paymentId");
+    let types = tests::app_support::stream_types(&db.log().await, "Payment", &payment).await;
+    assert_eq!(types, vec!["PaymentIntentCreated".to_string()]);
+    assert!(stripe_calls.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+
+    let van = gql(
+        &s,
+        Some(&admin),
+        "mutation { registerVehicle(input: {name: \"Van 9\"}) { vehicleId } }",
+        json!({}),
+    )
+    .await;
+    let van = text(&van, "/data/registerVehicle/vehicleId");
+    let shop = "mutation($i: VehicleMaintenanceInput!) { sendVehicleToMaintenance(input: $i) { position } }";
+    let r = gql(
+        &s,
+        Some(&kim),
+        shop,
+        json!({"i": {"vehicleId": van, "reason": "brakes"}}),
+    )
+    .await;
+    assert_eq!(code(&r), "FORBIDDEN");
+    let r = gql(&s, Some(&admin), shop, json!({"i": {"vehicleId": van}})).await;
+    assert_eq!(r["errors"][0]["extensions"]["field"], "reason", "{r}");
+    let r = gql(
+        &s,
+        Some(&admin),
+        shop,
+        json!({"i": {"vehicleId": van, "reason": "brakes"}}),
+    )
+    .await;
+    sync(
+        &s,
+        &admin,
+        data(&r, "/data/sendVehicleToMaintenance/position"),
+    )
+    .await;
+    let board = gql(
+        &s,
+        Some(&kim),
+        "{ vehicles { nodes { id status } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        data(&board, "/data/vehicles/nodes"),
+        &json!([{"id": van, "status": "maintenance"}])
+    );
+    let r = gql(&s, Some(&admin), "mutation($i: VehicleMaintenanceInput!) { returnVehicleFromMaintenance(input: $i) { position } }", json!({"i": {"vehicleId": van}})).await;
+    sync(
+        &s,
+        &admin,
+        data(&r, "/data/returnVehicleFromMaintenance/position"),
+    )
+    .await;
+    let board = gql(
+        &s,
+        Some(&kim),
+        "{ vehicles { nodes { status } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(data(&board, "/data/vehicles/nodes/0/status"), "available");
+
+    // --- The offer page: viewed, then accepted, by its customer only; archive after the win.
+    gql(&s, Some(&kim), "mutation($id: ID!) { setMarketingConsent(input: {id: $id, channel: EMAIL, granted: true}) { position } }", json!({"id": bob})).await;
+    let opp = gql(&s, Some(&admin), "mutation($i: CreateOpportunityInput!) { createOpportunity(input: $i) { opportunity { id } } }",
+        json!({"i": {"customerId": bob, "title": "Sofa", "valueCents": 20000}})).await;
+    let opp = text(&opp, "/data/createOpportunity/opportunity/id");
+    for (m, i) in [
+        (
+            "mutation($i: ConfigureAutoOfferInput!) { configureAutoOffer(input: $i) { position } }",
+            json!({"id": opp, "percentOff": 10, "expiresAt": "2030-01-01T00:00:00Z"}),
+        ),
+        (
+            "mutation($i: SendOfferInput!) { sendOffer(input: $i) { position } }",
+            json!({"id": opp, "channel": "EMAIL"}),
+        ),
+    ] {
+        let r = gql(&s, Some(&admin), m, json!({ "i": i })).await;
+        assert!(r.get("errors").is_none(), "{r}");
+    }
+    let viewed = "mutation($i: OpportunityRefInput!) { recordOfferViewed(input: $i) { opportunity { offerStatus } } }";
+    let r = gql(&s, Some(&ann_token), viewed, json!({"i": {"id": opp}})).await;
+    assert_eq!(code(&r), "FORBIDDEN", "Ann cannot touch Bob's offer: {r}");
+    let r = gql(&s, Some(&bob_token), viewed, json!({"i": {"id": opp}})).await;
+    assert_eq!(
+        data(&r, "/data/recordOfferViewed/opportunity/offerStatus"),
+        "viewed"
+    );
+    let r = gql(
+        &s,
+        Some(&admin),
+        "mutation($i: OpportunityRefInput!) { archiveOpportunity(input: $i) { position } }",
+        json!({"i": {"id": opp}}),
+    )
+    .await;
+    assert_eq!(
+        code(&r),
+        "RULE_VIOLATION",
+        "an open opportunity is not archived: {r}"
+    );
+    let r = gql(
+        &s,
+        Some(&admin),
+        "mutation($i: LoseOpportunityInput!) { loseOpportunity(input: $i) { position } }",
+        json!({"i": {"id": opp, "reason": "price"}}),
+    )
+    .await;
+    assert!(r.get("errors").is_none(), "{r}");
+    let r = gql(&s, Some(&admin), "mutation($i: OpportunityRefInput!) { archiveOpportunity(input: $i) { opportunity { archived } } }", json!({"i": {"id": opp}})).await;
+    assert_eq!(
+        data(&r, "/data/archiveOpportunity/opportunity/archived"),
+        true
+    );
+    let listed = gql(&s, Some(&kim), "query($c: ID) { a: opportunities(customerId: $c) { totalCount } b: opportunities(customerId: $c, includeArchived: true) { totalCount } }", json!({"c": bob})).await;
+    assert_eq!(
+        (
+            data(&listed, "/data/a/totalCount"),
+            data(&listed, "/data/b/totalCount")
+        ),
+        (&json!(0), &json!(1))
+    );
+
+    // --- A campaign's content is replaced before it goes out.
+    let promo = gql(&s, Some(&admin), "mutation($i: CreatePromotionInput!) { createPromotion(input: $i) { promotionId } }",
+        json!({"i": {"name": "Spring", "channel": "EMAIL", "template": "Hi", "startsAt": "2030-03-01T00:00:00Z", "endsAt": "2030-04-01T00:00:00Z"}})).await;
+    let promo = text(&promo, "/data/createPromotion/promotionId");
+    let r = gql(&s, Some(&admin), "mutation($i: UpdatePromotionInput!) { updatePromotion(input: $i) { position } }",
+        json!({"i": {"id": promo, "content": {"name": "Spring clean", "channel": "EMAIL", "template": "Hi {first_name}", "discountCode": "SPRING10", "startsAt": "2030-03-01T00:00:00Z", "endsAt": "2030-04-01T00:00:00Z"}}})).await;
+    sync(&s, &admin, data(&r, "/data/updatePromotion/position")).await;
+    let r = gql(
+        &s,
+        Some(&admin),
+        "{ promotions { nodes { id name discountCode } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        data(&r, "/data/promotions/nodes"),
+        &json!([{"id": promo, "name": "Spring clean", "discountCode": "SPRING10"}])
+    );
+
+    // --- The outbound message log shows the offer email (no provider configured here).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let r = gql(&s, Some(&admin), "query($c: ID) { outboundMessages(customerId: $c, kind: \"offer\") { totalCount nodes { kind channel customerId status notSentReason } } }", json!({"c": bob})).await;
+        if data(&r, "/data/outboundMessages/nodes/0/status") == "not_sent"
+            || Instant::now() > deadline
+        {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        data(&log, "/data/outboundMessages/nodes"),
+        &json!([{"kind": "offer", "channel": "email", "customerId": bob, "status": "not_sent", "notSentReason": "no_provider_configured"}])
+    );
+    assert_eq!(
+        code(
+            &gql(
+                &s,
+                Some(&kim),
+                "{ outboundMessages { totalCount } }",
+                json!({})
+            )
+            .await
+        ),
+        "FORBIDDEN"
+    );
+
+    // --- A chat: Ann opens it, the bot answers and classifies, she asks for a person,
+    // Kim answers under her own name and closes it. Bob sees none of it.
+    let started = gql(&s, Some(&ann_token), "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id customerId status messageCount } } }",
+        json!({"i": {"text": "Can you clean a wool rug?"}})).await;
+    let chat = text(&started, "/data/startConversation/conversation/id");
+    assert_eq!(
+        data(&started, "/data/startConversation/conversation"),
+        &json!({"id": chat, "customerId": ann, "status": "open", "messageCount": 1})
+    );
+    let r = gql(
+        &s,
+        Some(&ann_token),
+        "mutation($i: StartConversationInput!) { startConversation(input: $i) { position } }",
+        json!({"i": {"customerId": bob}}),
+    )
+    .await;
+    assert_eq!(code(&r), "FORBIDDEN", "{r}");
+    let say = "mutation($i: AddConversationMessageInput!) { addConversationMessage(input: $i) { conversation { messageCount } } }";
+    let r = gql(
+        &s,
+        Some(&kim),
+        say,
+        json!({"i": {"conversationId": chat, "text": "Yes! Want to book?", "asBot": true}}),
+    )
+    .await;
+    assert_eq!(
+        data(&r, "/data/addConversationMessage/conversation/messageCount"),
+        2
+    );
+    let r = gql(
+        &s,
+        Some(&ann_token),
+        say,
+        json!({"i": {"conversationId": chat, "text": "I am the bot", "asBot": true}}),
+    )
+    .await;
+    assert_eq!(code(&r), "FORBIDDEN", "{r}");
+    let r = gql(
+        &s,
+        Some(&bob_token),
+        say,
+        json!({"i": {"conversationId": chat, "text": "hijack"}}),
+    )
+    .await;
+    assert_eq!(code(&r), "FORBIDDEN", "{r}");
+    let r = gql(&s, Some(&ann_token), "mutation($i: DetectConversationIntentInput!) { detectConversationIntent(input: $i) { position } }",
+        json!({"i": {"conversationId": chat, "intent": "BOOK", "confidencePercent": 80}})).await;
+    assert_eq!(code(&r), "FORBIDDEN", "{r}");
+    let r = gql(&s, Some(&kim), "mutation($i: DetectConversationIntentInput!) { detectConversationIntent(input: $i) { conversation { intent intentConfidence } } }",
+        json!({"i": {"conversationId": chat, "intent": "BOOK", "confidencePercent": 101}})).await;
+    assert_eq!(
+        r["errors"][0]["extensions"]["field"], "confidencePercent",
+        "{r}"
+    );
+    let r = gql(&s, Some(&kim), "mutation($i: DetectConversationIntentInput!) { detectConversationIntent(input: $i) { conversation { intent intentConfidence } } }",
+        json!({"i": {"conversationId": chat, "intent": "BOOK", "confidencePercent": 80}})).await;
+    assert_eq!(
+        data(&r, "/data/detectConversationIntent/conversation"),
+        &json!({"intent": "book", "intentConfidence": 80})
+    );
+    let r = gql(&s, Some(&ann_token), "mutation($i: HandOffConversationInput!) { handOffConversation(input: $i) { conversation { status } } }", json!({"i": {"conversationId": chat}})).await;
+    assert_eq!(
+        data(&r, "/data/handOffConversation/conversation/status"),
+        "handed_off"
+    );
+    gql(
+        &s,
+        Some(&kim),
+        say,
+        json!({"i": {"conversationId": chat, "text": "Hi Ann, Kim here."}}),
+    )
+    .await;
+    let r = gql(&s, Some(&kim), "mutation($i: ConversationRefInput!) { closeConversation(input: $i) { conversation { status } } }", json!({"i": {"conversationId": chat}})).await;
+    assert_eq!(
+        data(&r, "/data/closeConversation/conversation/status"),
+        "closed"
+    );
+    let r = gql(
+        &s,
+        Some(&ann_token),
+        say,
+        json!({"i": {"conversationId": chat, "text": "one more thing"}}),
+    )
+    .await;
+    assert_eq!(
+        (code(&r), r["errors"][0]["extensions"]["rule"].clone()),
+        ("RULE_VIOLATION".into(), json!("CONVERSATION_CLOSED")),
+        "{r}"
+    );
+    let thread =
+        "query($id: ID!) { conversation(id: $id) { status messages { sender staffId text } } }";
+    let r = gql(&s, Some(&ann_token), thread, json!({"id": chat})).await;
+    assert_eq!(
+        data(&r, "/data/conversation/messages"),
+        &json!([
+            {"sender": "customer", "staffId": null, "text": "Can you clean a wool rug?"},
+            {"sender": "bot", "staffId": null, "text": "Yes! Want to book?"},
+            {"sender": "staff", "staffId": kim_id, "text": "Hi Ann, Kim here."},
+        ])
+    );
+    assert_eq!(
+        code(&gql(&s, Some(&bob_token), thread, json!({"id": chat})).await),
+        "FORBIDDEN"
+    );
+    let mine = gql(
+        &s,
+        Some(&bob_token),
+        "{ myConversations { totalCount } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(data(&mine, "/data/myConversations/totalCount"), 0);
+    let inbox = gql(
+        &s,
+        Some(&kim),
+        "{ conversations(status: \"closed\") { totalCount nodes { id } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        data(&inbox, "/data/conversations/nodes"),
+        &json!([{"id": chat}])
+    );
+
+    // --- Paging: walk the customers forwards two at a time, then backwards; no gaps.
+    for k in 0..5 {
+        edit(
+            "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { position } }",
+            json!({"name": format!("Zed {k}")}),
+        )
+        .await;
+    }
+    let page = "query($a: String, $b: String, $f: Int, $l: Int) { customers(search: \"Zed\", after: $a, before: $b, first: $f, last: $l) { totalCount pageInfo { hasNextPage hasPreviousPage endCursor startCursor } nodes { name } } }";
+    let mut names = vec![];
+    let mut after = Value::Null;
+    loop {
+        let r = gql(&s, Some(&kim), page, json!({"a": after, "f": 2})).await;
+        assert_eq!(data(&r, "/data/customers/totalCount"), 5);
+        names.extend(
+            data(&r, "/data/customers/nodes")
+                .as_array()
+                .expect("nodes")
+                .iter()
+                .map(|n| n["name"].as_str().unwrap_or_default().to_string()),
+        );
+        if data(&r, "/data/customers/pageInfo/hasNextPage") == false {
+            break;
+        }
+        after = data(&r, "/data/customers/pageInfo/endCursor").clone();
+    }
+    assert_eq!(
+        names,
+        (0..5).map(|k| format!("Zed {k}")).collect::<Vec<_>>()
+    );
+    let last = gql(&s, Some(&kim), page, json!({"l": 2})).await;
+    assert_eq!(
+        data(&last, "/data/customers/nodes"),
+        &json!([{"name": "Zed 3"}, {"name": "Zed 4"}])
+    );
+    let before = data(&last, "/data/customers/pageInfo/startCursor").clone();
+    let prev = gql(&s, Some(&kim), page, json!({"b": before, "l": 2})).await;
+    assert_eq!(
+        data(&prev, "/data/customers/nodes"),
+        &json!([{"name": "Zed 1"}, {"name": "Zed 2"}])
+    );
+    assert_eq!(
+        data(&prev, "/data/customers/pageInfo/hasPreviousPage"),
+        true
+    );
+    let bad = gql(&s, Some(&kim), page, json!({"a": "not-a-cursor"})).await;
+    assert_eq!(
+        (code(&bad), bad["errors"][0]["extensions"]["field"].clone()),
+        ("VALIDATION".into(), json!("after")),
+        "{bad}"
+    );
+
+    // --- Passwords: Kim changes hers; the old one stops working, her other session ends,
+    // this one stays. Then the admin deactivates her: every session ends, sign-in refused.
+    let other_session = login(&s, "kim@x.example", "kims-password-1").await;
+    let change = "mutation($i: ChangePasswordInput!) { changePassword(input: $i) { position } }";
+    let r = gql(
+        &s,
+        Some(&kim),
+        change,
+        json!({"i": {"currentPassword": "wrong-password-1", "newPassword": "kims-new-password"}}),
+    )
+    .await;
+    assert_eq!(
+        (code(&r), r["errors"][0]["extensions"]["field"].clone()),
+        ("VALIDATION".into(), json!("currentPassword")),
+        "{r}"
+    );
+    let r = gql(
+        &s,
+        Some(&kim),
+        change,
+        json!({"i": {"currentPassword": "kims-password-1", "newPassword": "kims-new-password"}}),
+    )
+    .await;
+    assert!(r.get("errors").is_none(), "{r}");
+    let viewer = "{ viewer { id } }";
+    assert_eq!(
+        data(
+            &gql(&s, Some(&kim), viewer, json!({})).await,
+            "/data/viewer/id"
+        ),
+        &json!(kim_id)
+    );
+    assert_eq!(
+        data(
+            &gql(&s, Some(&other_session), viewer, json!({})).await,
+            "/data/viewer"
+        ),
+        &Value::Null
+    );
+    let old = gql(&s, None, "mutation { login(input: {email: \"kim@x.example\", password: \"kims-password-1\"}) { token } }", json!({})).await;
+    assert_eq!(code(&old), "UNAUTHENTICATED");
+    let kim2 = login(&s, "kim@x.example", "kims-new-password").await;
+    // Portal customers change theirs the same way.
+    let r = gql(
+        &s,
+        Some(&ann_token),
+        change,
+        json!({"i": {"currentPassword": "portal-password-1", "newPassword": "ann-new-password"}}),
+    )
+    .await;
+    assert!(r.get("errors").is_none(), "{r}");
+    let r = gql(&s, None, "mutation { portalLogin(input: {email: \"ann@example.com\", password: \"ann-new-password\"}) { customerId } }", json!({})).await;
+    assert_eq!(data(&r, "/data/portalLogin/customerId"), &json!(ann));
+
+    let deactivate = "mutation($i: DeactivateStaffUserInput!) { deactivateStaffUser(input: $i) { staffUser { active } position } }";
+    assert_eq!(
+        code(
+            &gql(
+                &s,
+                Some(&kim2),
+                deactivate,
+                json!({"i": {"staffUserId": kim_id}})
+            )
+            .await
+        ),
+        "FORBIDDEN"
+    );
+    let admin_id = text(
+        &gql(&s, Some(&admin), viewer, json!({})).await,
+        "/data/viewer/id",
+    );
+    let r = gql(
+        &s,
+        Some(&admin),
+        deactivate,
+        json!({"i": {"staffUserId": admin_id}}),
+    )
+    .await;
+    assert_eq!(
+        r["errors"][0]["extensions"]["rule"], "CANNOT_DEACTIVATE_SELF",
+        "{r}"
+    );
+    let r = gql(
+        &s,
+        Some(&admin),
+        deactivate,
+        json!({"i": {"staffUserId": kim_id}}),
+    )
+    .await;
+    assert_eq!(
+        data(&r, "/data/deactivateStaffUser/staffUser/active"),
+        false
+    );
+    assert_eq!(
+        data(
+            &gql(&s, Some(&kim2), viewer, json!({})).await,
+            "/data/viewer"
+        ),
+        &Value::Null
+    );
+    assert_eq!(
+        data(
+            &gql(&s, Some(&kim), viewer, json!({})).await,
+            "/data/viewer"
+        ),
+        &Value::Null
+    );
+    let r = gql(&s, None, "mutation { login(input: {email: \"kim@x.example\", password: \"kims-new-password\"}) { token } }", json!({})).await;
+    assert_eq!(code(&r), "UNAUTHENTICATED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_the_rest_of_the_api_works_over_http() {
+    the_rest_of_the_api(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_the_rest_of_the_api_works_over_http() {
+    the_rest_of_the_api(Engine::Sqlite).await;
 }

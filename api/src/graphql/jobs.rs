@@ -774,9 +774,12 @@ impl JobMutation {
             std::time::Duration::from_secs(10),
         )
         .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        let payment_id = domain::ids::PaymentId::from_uuid(
-            context::id_for_create(state, input.idempotency_key.as_ref()).await,
-        );
+        // With a key, the payment id derives from it: a retry finds the same payment, and
+        // Stripe answers its idempotency key with the same intent.
+        let payment_id = domain::ids::PaymentId::from_uuid(match &input.idempotency_key {
+            Some(k) => uuid::Uuid::new_v5(&id.as_uuid(), format!("payment:{k}").as_bytes()),
+            None => uuid::Uuid::new_v4(),
+        });
         let customer = customer_id("jobId", &job.customer_id)?;
         let request = crate::outbox::stripe::PaymentIntentRequest {
             payment_id,
