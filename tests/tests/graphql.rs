@@ -1393,7 +1393,7 @@ async fn the_rest_of_the_api(engine: Engine) {
     )
     .await;
     let van = text(&van, "/data/registerVehicle/vehicleId");
-    let shop = "mutation($i: VehicleMaintenanceInput!) { sendVehicleToMaintenance(input: $i) { position } }";
+    let shop = "mutation($i: SendVehicleToMaintenanceInput!) { sendVehicleToMaintenance(input: $i) { position } }";
     let r = gql(
         &s,
         Some(&kim),
@@ -1402,7 +1402,13 @@ async fn the_rest_of_the_api(engine: Engine) {
     )
     .await;
     assert_eq!(code(&r), "FORBIDDEN");
-    let r = gql(&s, Some(&admin), shop, json!({"i": {"vehicleId": van}})).await;
+    let r = gql(
+        &s,
+        Some(&admin),
+        shop,
+        json!({"i": {"vehicleId": van, "reason": "x".repeat(201)}}),
+    )
+    .await;
     assert_eq!(r["errors"][0]["extensions"]["field"], "reason", "{r}");
     let r = gql(
         &s,
@@ -1428,7 +1434,13 @@ async fn the_rest_of_the_api(engine: Engine) {
         data(&board, "/data/vehicles/nodes"),
         &json!([{"id": van, "status": "maintenance"}])
     );
-    let r = gql(&s, Some(&admin), "mutation($i: VehicleMaintenanceInput!) { returnVehicleFromMaintenance(input: $i) { position } }", json!({"i": {"vehicleId": van}})).await;
+    let r = gql(
+        &s,
+        Some(&admin),
+        "mutation($i: VehicleRefInput!) { returnVehicleFromMaintenance(input: $i) { position } }",
+        json!({"i": {"vehicleId": van}}),
+    )
+    .await;
     sync(
         &s,
         &admin,

@@ -16,6 +16,7 @@ use domain::ports::Role;
 use domain::staff::StaffUserCommand as StaffCommand;
 use projections::Param;
 
+use super::context::Allow;
 use super::context::{self, parts, token_hash, Principal};
 use super::errors;
 use super::paging::{self, Page, PageArgs};
@@ -542,6 +543,7 @@ impl AuthMutation {
 
     /// Changes the signed-in user's own password (staff or portal customer), given the
     /// current one. Their other sessions end; this one stays signed in.
+    #[graphql(guard = "Allow::SignedIn")]
     async fn change_password(
         &self,
         ctx: &Context<'_>,

@@ -169,6 +169,44 @@ pub fn staff(
     }
 }
 
+/// Who may call an operation, declared on it (`#[graphql(guard = "Allow::Staff(Role::Manager)")]`)
+/// and checked before the resolver looks at its input: an unauthorised caller learns nothing
+/// about whether the input was valid or the thing exists. Resolvers still take the actor from
+/// [`staff`] / [`customer`], and check ownership where a portal customer is allowed.
+#[derive(Debug, Clone, Copy)]
+pub enum Allow {
+    /// Staff with at least this role.
+    Staff(Role),
+    /// Staff with at least this role, or a portal customer (on their own data).
+    StaffOrCustomer(Role),
+    /// Portal customers only.
+    Customer,
+    /// Anyone signed in.
+    SignedIn,
+}
+
+impl async_graphql::Guard for Allow {
+    async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
+        let rc = ctx.data::<RequestCtx>()?;
+        match (self, &rc.principal) {
+            (_, None) => Err(errors::unauthenticated()),
+            (Allow::SignedIn, _)
+            | (Allow::StaffOrCustomer(_) | Allow::Customer, Some(Principal::Customer { .. })) => {
+                Ok(())
+            }
+            (Allow::Customer, Some(Principal::Staff { .. })) => {
+                Err(errors::forbidden("use the customer portal"))
+            }
+            (Allow::Staff(min) | Allow::StaffOrCustomer(min), Some(Principal::Staff { .. })) => {
+                staff(rc, *min, "do this").map(|_| ())
+            }
+            (Allow::Staff(_), Some(Principal::Customer { .. })) => {
+                Err(errors::forbidden("do this from the customer portal"))
+            }
+        }
+    }
+}
+
 /// A portal customer; the domain actor and metadata.
 pub fn customer(
     rc: &RequestCtx,

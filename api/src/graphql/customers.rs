@@ -8,6 +8,7 @@ use domain::ports::Role;
 use projections::{JsonRow, Param};
 
 use super::auth::{check_len, settle};
+use super::context::Allow;
 use super::context::{self, parts, Principal};
 use super::errors;
 use super::jobs::{job_from_row, Job};
@@ -344,6 +345,17 @@ pub struct SetCustomerBirthdayInput {
     pub idempotency_key: Option<String>,
 }
 
+/// A customer-since date.
+#[derive(InputObject, Debug)]
+pub struct SetCustomerSinceInput {
+    /// Customer id.
+    pub id: ID,
+    /// YYYY-MM-DD.
+    pub customer_since: NaiveDate,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
 /// A staff note.
 #[derive(InputObject, Debug)]
 pub struct AddCustomerNoteInput {
@@ -443,6 +455,7 @@ pub struct CustomerMutation;
 #[Object]
 impl CustomerMutation {
     /// Creates a customer (staff).
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn create_customer(
         &self,
         ctx: &Context<'_>,
@@ -474,6 +487,7 @@ impl CustomerMutation {
     }
 
     /// Updates name, email and phone (staff).
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn update_customer_contact(
         &self,
         ctx: &Context<'_>,
@@ -497,6 +511,7 @@ impl CustomerMutation {
     }
 
     /// Tags a customer (staff).
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn tag_customer(
         &self,
         ctx: &Context<'_>,
@@ -515,6 +530,7 @@ impl CustomerMutation {
     }
 
     /// Records consent given or withdrawn by the customer, as told to staff.
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn set_marketing_consent(
         &self,
         ctx: &Context<'_>,
@@ -543,6 +559,7 @@ impl CustomerMutation {
     }
 
     /// Erases a customer's personal data everywhere it is readable (admin).
+    #[graphql(guard = "Allow::Staff(Role::Admin)")]
     async fn erase_customer(
         &self,
         ctx: &Context<'_>,
@@ -563,6 +580,7 @@ impl CustomerMutation {
     }
 
     /// Adds or replaces the address under `label` (staff).
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn add_customer_address(
         &self,
         ctx: &Context<'_>,
@@ -591,6 +609,7 @@ impl CustomerMutation {
     }
 
     /// Removes the address under `label` (staff).
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn remove_customer_address(
         &self,
         ctx: &Context<'_>,
@@ -610,6 +629,7 @@ impl CustomerMutation {
     }
 
     /// Sets the birthday (staff); the birthday bonus follows it.
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn set_customer_birthday(
         &self,
         ctx: &Context<'_>,
@@ -629,7 +649,30 @@ impl CustomerMutation {
         .await
     }
 
+    /// Corrects the customer-since date (staff), e.g. after an import; the anniversary
+    /// bonus follows it.
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
+    async fn set_customer_since(
+        &self,
+        ctx: &Context<'_>,
+        input: SetCustomerSinceInput,
+    ) -> async_graphql::Result<CustomerPayload> {
+        let id = customer_id("id", &input.id)?;
+        run(
+            ctx,
+            id,
+            Role::Staff,
+            "edit customers",
+            input.idempotency_key.as_ref(),
+            CustomerCommand::SetCustomerSince {
+                customer_since: input.customer_since,
+            },
+        )
+        .await
+    }
+
     /// Adds a staff note (staff; up to 5,000 characters).
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn add_customer_note(
         &self,
         ctx: &Context<'_>,
@@ -648,6 +691,7 @@ impl CustomerMutation {
     }
 
     /// Removes a tag (staff).
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn untag_customer(
         &self,
         ctx: &Context<'_>,
@@ -668,6 +712,7 @@ impl CustomerMutation {
     /// Merges a duplicate into the customer that stays (managers): the duplicate is closed
     /// pointing at the survivor, and the survivor records what it absorbed. Returns the
     /// survivor.
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn merge_customers(
         &self,
         ctx: &Context<'_>,

@@ -9,6 +9,7 @@ use domain::vehicle::VehicleCommand;
 use projections::{JsonRow, Param};
 
 use super::auth::{check_len, settle};
+use super::context::Allow;
 use super::context::{self, parts};
 use super::customers::{customer_id, Money};
 use super::errors;
@@ -124,6 +125,10 @@ impl JobQuery {
         Ok(job)
     }
 
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "Relay's four paging arguments plus filters"
+    )]
     /// The jobs calendar: jobs whose window starts in [from, to), optionally by status.
     async fn jobs(
         &self,
@@ -260,13 +265,22 @@ pub struct RescheduleJobInput {
     pub idempotency_key: Option<String>,
 }
 
-/// A van going to, or back from, the workshop.
+/// A van going to the workshop.
 #[derive(InputObject, Debug)]
-pub struct VehicleMaintenanceInput {
+pub struct SendVehicleToMaintenanceInput {
     /// Van.
     pub vehicle_id: ID,
-    /// Why (required when sending it in).
-    pub reason: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// A van, by id.
+#[derive(InputObject, Debug)]
+pub struct VehicleRefInput {
+    /// Van.
+    pub vehicle_id: ID,
     /// Makes retries safe.
     pub idempotency_key: Option<String>,
 }
@@ -437,6 +451,7 @@ pub struct JobMutation;
 #[Object]
 impl JobMutation {
     /// Books a job for a customer (staff).
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn book_job(
         &self,
         ctx: &Context<'_>,
@@ -465,6 +480,7 @@ impl JobMutation {
     }
 
     /// Books a service online as the signed-in portal customer.
+    #[graphql(guard = "Allow::Customer")]
     async fn book_service_online(
         &self,
         ctx: &Context<'_>,
@@ -513,6 +529,7 @@ impl JobMutation {
     }
 
     /// Puts an unscheduled job in the calendar (staff).
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn schedule_job(
         &self,
         ctx: &Context<'_>,
@@ -532,6 +549,7 @@ impl JobMutation {
     }
 
     /// Moves a scheduled job to a new window (staff); the old window stays in its history.
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn reschedule_job(
         &self,
         ctx: &Context<'_>,
@@ -557,6 +575,7 @@ impl JobMutation {
     }
 
     /// Assigns a van (staff).
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn assign_vehicle(
         &self,
         ctx: &Context<'_>,
@@ -576,6 +595,7 @@ impl JobMutation {
     }
 
     /// Assigns a technician (staff).
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn assign_technician(
         &self,
         ctx: &Context<'_>,
@@ -595,6 +615,7 @@ impl JobMutation {
     }
 
     /// Starts a scheduled job (staff).
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn start_job(
         &self,
         ctx: &Context<'_>,
@@ -613,6 +634,7 @@ impl JobMutation {
 
     /// Completes a job with its amount and services (staff). Loyalty points,
     /// the review request and referral rewards follow through policies.
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn complete_job(
         &self,
         ctx: &Context<'_>,
@@ -643,6 +665,7 @@ impl JobMutation {
     }
 
     /// Cancels a job that is not completed (staff).
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn cancel_job(
         &self,
         ctx: &Context<'_>,
@@ -663,6 +686,7 @@ impl JobMutation {
     }
 
     /// Adds a van to the fleet (manager).
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn register_vehicle(
         &self,
         ctx: &Context<'_>,
@@ -696,19 +720,18 @@ impl JobMutation {
     }
 
     /// Sends a van to the workshop (managers); it leaves the board until it returns.
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn send_vehicle_to_maintenance(
         &self,
         ctx: &Context<'_>,
-        input: VehicleMaintenanceInput,
+        input: SendVehicleToMaintenanceInput,
     ) -> async_graphql::Result<VehiclePayload> {
-        let reason = input
-            .reason
-            .clone()
-            .ok_or_else(|| errors::invalid("reason", "required"))?;
-        check_len("reason", &reason)?;
+        check_len("reason", &input.reason)?;
+        let reason = input.reason.clone();
         run_vehicle(
             ctx,
-            &input,
+            &input.vehicle_id,
+            input.idempotency_key.as_ref(),
             "send vehicles to maintenance",
             VehicleCommand::SendToMaintenance { reason },
         )
@@ -716,14 +739,16 @@ impl JobMutation {
     }
 
     /// A van is back from the workshop (managers).
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn return_vehicle_from_maintenance(
         &self,
         ctx: &Context<'_>,
-        input: VehicleMaintenanceInput,
+        input: VehicleRefInput,
     ) -> async_graphql::Result<VehiclePayload> {
         run_vehicle(
             ctx,
-            &input,
+            &input.vehicle_id,
+            input.idempotency_key.as_ref(),
             "return vehicles from maintenance",
             VehicleCommand::ReturnFromMaintenance,
         )
@@ -733,6 +758,7 @@ impl JobMutation {
     /// Creates a Stripe payment for a completed, unpaid job (staff) and answers with the
     /// client secret for the card form. `PaymentSucceeded` arrives later by webhook.
     /// Needs `STRIPE_SECRET_KEY`; without it the answer is `UNAVAILABLE`.
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn request_job_payment(
         &self,
         ctx: &Context<'_>,
@@ -817,23 +843,19 @@ impl JobMutation {
 
 async fn run_vehicle(
     ctx: &Context<'_>,
-    input: &VehicleMaintenanceInput,
+    vehicle: &ID,
+    key: Option<&String>,
     what: &str,
     cmd: VehicleCommand,
 ) -> async_graphql::Result<VehiclePayload> {
     let (state, rc) = parts(ctx)?;
     let (actor, meta) = context::staff(rc, Role::Manager, what)?;
-    let id = VehicleId::parse(&input.vehicle_id)
-        .map_err(|_| errors::invalid("vehicleId", "not a vehicle id"))?;
+    let id =
+        VehicleId::parse(vehicle).map_err(|_| errors::invalid("vehicleId", "not a vehicle id"))?;
     let out = state
         .crm
         .vehicles()
-        .execute(
-            id,
-            actor,
-            cmd,
-            &context::with_key(meta, input.idempotency_key.as_ref()),
-        )
+        .execute(id, actor, cmd, &context::with_key(meta, key))
         .await
         .map_err(|e| errors::app(&rc.request_id, e))?;
     Ok(VehiclePayload {

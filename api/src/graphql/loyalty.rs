@@ -7,6 +7,7 @@ use domain::ports::Role;
 use projections::{JsonRow, Param};
 
 use super::auth::{check_len, settle};
+use super::context::Allow;
 use super::context::{self, parts};
 use super::customers::{customer_id, may_read_customer};
 use super::errors;
@@ -131,6 +132,7 @@ pub struct LoyaltyMutation;
 #[Object]
 impl LoyaltyMutation {
     /// Awards points by hand, with a reason (staff).
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn award_loyalty_points(
         &self,
         ctx: &Context<'_>,
@@ -181,6 +183,7 @@ impl LoyaltyMutation {
     }
 
     /// Redeems points for a reward: staff for any customer, a portal customer for themselves.
+    #[graphql(guard = "Allow::StaffOrCustomer(Role::Staff)")]
     async fn redeem_loyalty_points(
         &self,
         ctx: &Context<'_>,

@@ -8,6 +8,7 @@ use domain::ports::Role;
 use projections::{JsonRow, Param};
 
 use super::auth::settle;
+use super::context::Allow;
 use super::context::{self, parts, Principal};
 use super::customers::customer_id;
 use super::errors;
@@ -192,6 +193,10 @@ pub struct MessagingQuery;
 #[Object]
 impl MessagingQuery {
     /// Conversations, newest first, optionally by status or customer (staff).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "Relay's four paging arguments plus filters"
+    )]
     async fn conversations(
         &self,
         ctx: &Context<'_>,
@@ -233,7 +238,11 @@ impl MessagingQuery {
             {
                 Err(errors::forbidden("read another customer's conversation"))
             }
-            (Some(Principal::Customer { .. }), _) => Ok(found),
+            (Some(Principal::Customer { .. }), Some(_)) => Ok(found),
+            // Like `job`: a portal customer learns nothing about ids that are not theirs.
+            (Some(Principal::Customer { .. }), None) => {
+                Err(errors::forbidden("read another customer's conversation"))
+            }
             _ => {
                 context::staff(rc, Role::Staff, "read conversations")?;
                 Ok(found)
@@ -443,6 +452,7 @@ pub struct MessagingMutation;
 impl MessagingMutation {
     /// Opens a conversation: a portal customer their own (from the chat widget), staff one
     /// with any customer. An optional first message is added with it.
+    #[graphql(guard = "Allow::StaffOrCustomer(Role::Staff)")]
     async fn start_conversation(
         &self,
         ctx: &Context<'_>,
@@ -482,6 +492,7 @@ impl MessagingMutation {
     }
 
     /// Adds a message: as the customer in the portal, as yourself (staff), or as the bot.
+    #[graphql(guard = "Allow::StaffOrCustomer(Role::Staff)")]
     async fn add_conversation_message(
         &self,
         ctx: &Context<'_>,
@@ -503,6 +514,7 @@ impl MessagingMutation {
     }
 
     /// Records what the bot thinks the customer wants (staff: the chatbot service).
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn detect_conversation_intent(
         &self,
         ctx: &Context<'_>,
@@ -529,6 +541,7 @@ impl MessagingMutation {
 
     /// Hands the conversation to staff: the customer asks for a person, or the bot or a
     /// staff user passes it on (optionally to someone).
+    #[graphql(guard = "Allow::StaffOrCustomer(Role::Staff)")]
     async fn hand_off_conversation(
         &self,
         ctx: &Context<'_>,
@@ -556,6 +569,7 @@ impl MessagingMutation {
     }
 
     /// Closes the conversation (the customer or staff).
+    #[graphql(guard = "Allow::StaffOrCustomer(Role::Staff)")]
     async fn close_conversation(
         &self,
         ctx: &Context<'_>,

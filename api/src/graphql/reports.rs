@@ -8,6 +8,7 @@ use domain::scheduled_report::{ReportMetric, ReportPeriod, ScheduledReportComman
 use projections::{JsonRow, Param};
 
 use super::auth::{check_len, settle};
+use super::context::Allow;
 use super::context::{self, parts};
 use super::errors;
 use super::paging::{self, Page, PageArgs};
@@ -282,6 +283,7 @@ pub struct ReportMutation;
 #[Object]
 impl ReportMutation {
     /// Defines a report the scheduler generates and emails on its schedule (managers).
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn define_scheduled_report(
         &self,
         ctx: &Context<'_>,
@@ -321,6 +323,7 @@ impl ReportMutation {
     }
 
     /// Deletes a scheduled report; its past runs stay listed (managers).
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn delete_scheduled_report(
         &self,
         ctx: &Context<'_>,

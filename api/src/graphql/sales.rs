@@ -14,6 +14,7 @@ use domain::values::{Discount, Money as DomainMoney};
 use projections::{JsonRow, Param};
 
 use super::auth::{check_len, settle};
+use super::context::Allow;
 use super::context::{self, parts};
 use super::customers::{customer_id, MarketingChannel, Money};
 use super::errors;
@@ -385,6 +386,21 @@ pub struct CreatePromotionInput {
     pub idempotency_key: Option<String>,
 }
 
+/// A customer using a campaign.
+#[derive(InputObject, Debug)]
+pub struct RedeemPromotionInput {
+    /// The campaign; or give `discountCode`.
+    pub promotion_id: Option<ID>,
+    /// The code the customer quoted (any case).
+    pub discount_code: Option<String>,
+    /// Who used it.
+    pub customer_id: ID,
+    /// The job it was used on, for attributed revenue.
+    pub job_id: Option<ID>,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
 /// A campaign's content.
 #[derive(InputObject, Debug)]
 pub struct PromotionContentInput {
@@ -558,6 +574,7 @@ pub struct SalesMutation;
 #[Object]
 impl SalesMutation {
     /// Opens an opportunity (managers).
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn create_opportunity(
         &self,
         ctx: &Context<'_>,
@@ -596,6 +613,7 @@ impl SalesMutation {
     }
 
     /// Moves an opportunity to another stage (managers).
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn move_opportunity_stage(
         &self,
         ctx: &Context<'_>,
@@ -614,6 +632,7 @@ impl SalesMutation {
     }
 
     /// Configures the automatic offer (managers).
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn configure_auto_offer(
         &self,
         ctx: &Context<'_>,
@@ -648,6 +667,7 @@ impl SalesMutation {
     }
 
     /// Sends the offer now, respecting the customer's consent (managers).
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn send_offer(
         &self,
         ctx: &Context<'_>,
@@ -688,6 +708,7 @@ impl SalesMutation {
     }
 
     /// Accepts the offer: the customer in the portal, or staff on their behalf.
+    #[graphql(guard = "Allow::StaffOrCustomer(Role::Staff)")]
     async fn accept_offer(
         &self,
         ctx: &Context<'_>,
@@ -704,6 +725,7 @@ impl SalesMutation {
 
     /// Records that the customer opened the offer: the portal's offer page calls it as the
     /// customer (or staff on their behalf), so the pipeline shows sent → viewed → accepted.
+    #[graphql(guard = "Allow::StaffOrCustomer(Role::Staff)")]
     async fn record_offer_viewed(
         &self,
         ctx: &Context<'_>,
@@ -719,6 +741,7 @@ impl SalesMutation {
     }
 
     /// Archives a won or lost opportunity (managers); it leaves the open pipeline views.
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn archive_opportunity(
         &self,
         ctx: &Context<'_>,
@@ -736,6 +759,7 @@ impl SalesMutation {
     }
 
     /// Wins the opportunity: books its job, then records the win (managers).
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn win_opportunity(
         &self,
         ctx: &Context<'_>,
@@ -813,6 +837,7 @@ impl SalesMutation {
     }
 
     /// Loses the opportunity with a reason (managers).
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn lose_opportunity(
         &self,
         ctx: &Context<'_>,
@@ -833,6 +858,7 @@ impl SalesMutation {
     }
 
     /// Creates a campaign (managers).
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn create_promotion(
         &self,
         ctx: &Context<'_>,
@@ -885,6 +911,7 @@ impl SalesMutation {
     }
 
     /// Replaces a campaign's content before delivery starts (managers).
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn update_promotion(
         &self,
         ctx: &Context<'_>,
@@ -933,7 +960,78 @@ impl SalesMutation {
         })
     }
 
+    /// Records that a customer used a campaign (staff, at booking or checkout), by the
+    /// campaign's id or its discount code. Only customers it was delivered to can redeem it
+    /// (`RULE_VIOLATION` `NOT_DELIVERED`); a second redemption by the same customer records
+    /// nothing. Promotion conversion and attributed revenue count these.
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
+    async fn redeem_promotion(
+        &self,
+        ctx: &Context<'_>,
+        input: RedeemPromotionInput,
+    ) -> async_graphql::Result<PromotionPayload> {
+        let (state, rc) = parts(ctx)?;
+        let (actor, meta) = context::staff(rc, Role::Staff, "redeem promotions")?;
+        let customer = customer_id("customerId", &input.customer_id)?;
+        let job = input
+            .job_id
+            .as_ref()
+            .map(|j| JobId::parse(j).map_err(|_| errors::invalid("jobId", "not a job id")))
+            .transpose()?;
+        let id = match (&input.promotion_id, &input.discount_code) {
+            (Some(p), None) => PromotionId::parse(p)
+                .map_err(|_| errors::invalid("promotionId", "not a promotion id"))?,
+            (None, Some(code)) => {
+                check_len("discountCode", code)?;
+                let rows = state
+                    .projections
+                    .query(
+                        "SELECT promotion_id FROM rm_promotions WHERE upper(discount_code) = $1 ORDER BY created_at DESC",
+                        &[Param::from(code.trim().to_uppercase())],
+                    )
+                    .await
+                    .map_err(|e| errors::internal(&rc.request_id, &e))?;
+                let found = rows
+                    .first()
+                    .and_then(|r| s(r, "promotion_id"))
+                    .and_then(|p| PromotionId::parse(&p).ok());
+                found.ok_or_else(|| {
+                    errors::coded(
+                        "NOT_FOUND",
+                        "no campaign has this discount code",
+                        Some("discountCode"),
+                    )
+                })?
+            }
+            _ => {
+                return Err(errors::invalid(
+                    "promotionId",
+                    "give the campaign's id or its discount code, not both",
+                ))
+            }
+        };
+        let out = state
+            .crm
+            .promotions()
+            .execute(
+                id,
+                actor,
+                PromotionCommand::RecordRedeemed {
+                    customer_id: customer,
+                    job_id: job,
+                },
+                &context::with_key(meta, input.idempotency_key.as_ref()),
+            )
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        Ok(PromotionPayload {
+            promotion_id: ID(id.to_string()),
+            position: settle(state, &out).await,
+        })
+    }
+
     /// Schedules a campaign's delivery (managers). Batches go out every 30 minutes.
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn schedule_promotion(
         &self,
         ctx: &Context<'_>,
@@ -963,6 +1061,7 @@ impl SalesMutation {
     }
 
     /// Responds to a review (staff).
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn respond_to_review(
         &self,
         ctx: &Context<'_>,
@@ -993,6 +1092,7 @@ impl SalesMutation {
     }
 
     /// Leaves a review as the signed-in portal customer.
+    #[graphql(guard = "Allow::Customer")]
     async fn submit_review(
         &self,
         ctx: &Context<'_>,

@@ -161,6 +161,10 @@ impl SystemQuery {
     }
 
     /// The full history of one aggregate (managers and admins).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "Relay's four paging arguments plus filters"
+    )]
     async fn audit_trail(
         &self,
         ctx: &Context<'_>,
@@ -243,6 +247,10 @@ pub struct JobRunQuery;
 #[Object]
 impl JobRunQuery {
     /// Runs started since `since` (default: the last 7 days), newest first (managers).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "Relay's four paging arguments plus filters"
+    )]
     async fn job_runs(
         &self,
         ctx: &Context<'_>,
