@@ -1453,8 +1453,12 @@ impl Ctx {
                 if let Some(van) = dispatched {
                     self.later(
                         window.end,
-                        crm.vehicles()
-                            .execute(van, sys, VehicleCommand::Release, &m),
+                        crm.vehicles().execute(
+                            van,
+                            sys,
+                            VehicleCommand::Release { job_id: *job },
+                            &m,
+                        ),
                     )
                     .await?;
                 }

@@ -34,6 +34,7 @@ use domain::payment::PaymentEvent;
 use domain::referral::{ReferralCommand, ReferralEvent};
 use domain::review::ReviewRequestCommand;
 use domain::scheduled_report::ScheduledReportCommand;
+use domain::vehicle::VehicleCommand;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -63,17 +64,20 @@ pub enum Policy {
     Consent,
     /// Offers, promotions, review requests and reports become outbound messages.
     Outbox,
+    /// A started job's van goes out on the board; it comes back when the job ends.
+    Fleet,
 }
 
 impl Policy {
     /// Every policy.
-    pub const ALL: [Policy; 6] = [
+    pub const ALL: [Policy; 7] = [
         Policy::LoyaltyPoints,
         Policy::ReviewRequests,
         Policy::ReferralRewards,
         Policy::JobPayments,
         Policy::Consent,
         Policy::Outbox,
+        Policy::Fleet,
     ];
 
     /// The checkpoint name (stable: renaming it re-handles the whole log).
@@ -85,6 +89,7 @@ impl Policy {
             Policy::JobPayments => "job-payments",
             Policy::Consent => "consent",
             Policy::Outbox => "outbox",
+            Policy::Fleet => "fleet",
         }
     }
 
@@ -99,6 +104,13 @@ impl Policy {
             Policy::JobPayments => matches!(t, ("Payment", "PaymentSucceeded" | "PaymentFailed")),
             Policy::Consent => t == ("Customer", "CustomerMergedInto"),
             Policy::Outbox => outbox::triggers(e) || outbox::reports_back(e),
+            Policy::Fleet => matches!(
+                t,
+                (
+                    "Job",
+                    "JobStarted" | "VehicleAssigned" | "JobCompleted" | "JobCancelled"
+                )
+            ),
         }
     }
 
@@ -254,6 +266,7 @@ impl Policy {
                 }
                 ignore_rules(result, &["JOB_ALREADY_PAID"])
             }
+            Policy::Fleet => cx.fleet().await,
             Policy::Outbox if outbox::reports_back(e) => {
                 if let Some((report, period_start)) = outbox::report_sent(crm, e).await? {
                     // Once per generated period, however many recipients were sent it.
@@ -413,6 +426,80 @@ impl Trigger<'_> {
                 Ok(false)
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Moves the van with the job: out when a job starts (or gets a van while under way),
+    /// back when it ends. The job is read as of the triggering event, so a later
+    /// reassignment does not confuse an earlier step. A van already out on another job or in
+    /// the workshop stays where it is (logged): the board shows the conflict to dispatch.
+    async fn fleet(&self) -> Result<(), AppError> {
+        let job_id = parse_id(&self.event.aggregate_id, JobId::parse)?;
+        let stream = self
+            .crm
+            .log()
+            .load_stream("Job", &self.event.aggregate_id, 0)
+            .await?;
+        let mut job = domain::job::Job::default();
+        let mut before = None;
+        for e in stream
+            .into_iter()
+            .filter(|e| e.sequence <= self.event.sequence)
+        {
+            before = job.vehicle_id();
+            job.apply_event(self.crm.jobs().store().decode(e)?);
+        }
+        let dispatch = |van| async move {
+            let result = self
+                .crm
+                .vehicles()
+                .execute(
+                    van,
+                    self.actor(),
+                    VehicleCommand::Dispatch { job_id },
+                    &self.meta(&format!("dispatch:{van}")),
+                )
+                .await;
+            if let Err(AppError::Rule {
+                code: "VEHICLE_WRONG_STATUS",
+                message,
+            }) = &result
+            {
+                tracing::warn!(%job_id, %van, %message, "the job's van is not available");
+            }
+            ignore_rules(result, &["VEHICLE_WRONG_STATUS"])
+        };
+        let release = |van| async move {
+            self.crm
+                .vehicles()
+                .execute(
+                    van,
+                    self.actor(),
+                    VehicleCommand::Release { job_id },
+                    &self.meta(&format!("release:{van}")),
+                )
+                .await
+                .map(|_| ())
+        };
+        match self.event.event_type.as_str() {
+            "JobStarted" => match job.vehicle_id() {
+                Some(van) => dispatch(van).await,
+                None => Ok(()),
+            },
+            "VehicleAssigned" if job.status() == domain::job::JobStatus::InProgress => {
+                if let Some(old) = before.filter(|old| Some(*old) != job.vehicle_id()) {
+                    release(old).await?;
+                }
+                match job.vehicle_id() {
+                    Some(van) => dispatch(van).await,
+                    None => Ok(()),
+                }
+            }
+            "JobCompleted" | "JobCancelled" => match job.vehicle_id() {
+                Some(van) => release(van).await,
+                None => Ok(()),
+            },
+            _ => Ok(()),
         }
     }
 

@@ -337,6 +337,12 @@ impl Job {
     pub fn previous_windows(&self) -> &[ScheduleWindow] {
         &self.previous_windows
     }
+
+    /// The van assigned to it.
+    pub fn vehicle_id(&self) -> Option<VehicleId> {
+        self.vehicle_id
+    }
+
     /// The customer.
     pub fn customer_id(&self) -> Option<CustomerId> {
         self.customer_id

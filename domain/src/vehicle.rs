@@ -42,8 +42,12 @@ pub enum VehicleCommand {
         /// The job.
         job_id: JobId,
     },
-    /// The van is back from its job.
-    Release,
+    /// The van is back from `job_id`. Nothing happens when it is not on that job (it was
+    /// never dispatched for it, or is already out on another).
+    Release {
+        /// The job it went out for.
+        job_id: JobId,
+    },
     /// The van goes to the workshop.
     SendToMaintenance {
         /// Why.
@@ -121,6 +125,11 @@ impl Vehicle {
         self.status
     }
 
+    /// The job it is out on.
+    pub fn current_job(&self) -> Option<JobId> {
+        self.job_id
+    }
+
     /// Decides what happens when `cmd` is issued. Pure.
     ///
     /// # Errors
@@ -174,9 +183,12 @@ impl Vehicle {
             (VehicleCommand::Dispatch { job_id }, VehicleStatus::Available) => {
                 change(VehicleStatus::OnJob, Some(job_id), None)
             }
-            (VehicleCommand::Release, VehicleStatus::OnJob) => {
+            (VehicleCommand::Release { job_id }, VehicleStatus::OnJob)
+                if self.job_id == Some(job_id) =>
+            {
                 change(VehicleStatus::Available, None, None)
             }
+            (VehicleCommand::Release { .. }, _) => Ok(vec![]),
             (VehicleCommand::SendToMaintenance { reason }, VehicleStatus::Available) => change(
                 VehicleStatus::Maintenance,
                 None,
@@ -298,5 +310,36 @@ mod tests {
                 ..
             }]
         ));
+    }
+
+    #[test]
+    fn it_should_release_a_van_only_from_the_job_it_is_on() {
+        let job = JobId(Uuid::from_u128(40));
+        let other = JobId(Uuid::from_u128(41));
+        let on_job = vec![
+            registered(),
+            when(vec![registered()], VehicleCommand::Dispatch { job_id: job })
+                .expect("dispatch")
+                .remove(0),
+        ];
+        assert_eq!(
+            when(on_job.clone(), VehicleCommand::Release { job_id: other }),
+            Ok(vec![]),
+            "out on another job: stays out"
+        );
+        assert!(matches!(
+            when(on_job, VehicleCommand::Release { job_id: job })
+                .expect("release")
+                .as_slice(),
+            [VehicleEvent::VehicleStatusChanged {
+                to: VehicleStatus::Available,
+                ..
+            }]
+        ));
+        assert_eq!(
+            when(vec![registered()], VehicleCommand::Release { job_id: job }),
+            Ok(vec![]),
+            "never dispatched: nothing to release"
+        );
     }
 }

@@ -26,6 +26,43 @@ fn spawn(url: &str, port: u16, dir: &TempDir) -> std::process::Child {
         .expect("start server")
 }
 
+/// The rows only one side has, per table (at most 10 each), for a failure message.
+fn differences(live: &projections::Dump, shadow: &projections::Dump) -> String {
+    let mut out = String::new();
+    for table in live
+        .keys()
+        .chain(shadow.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let empty = Vec::new();
+        let (l, s) = (
+            live.get(table).unwrap_or(&empty),
+            shadow.get(table).unwrap_or(&empty),
+        );
+        let only = |a: &Vec<String>, b: &Vec<String>| -> Vec<String> {
+            a.iter()
+                .filter(|r| !b.contains(r))
+                .take(10)
+                .cloned()
+                .collect()
+        };
+        for r in only(l, s) {
+            out.push_str(&format!("  {table} live only:    {r}\n"));
+        }
+        for r in only(s, l) {
+            out.push_str(&format!("  {table} rebuild only: {r}\n"));
+        }
+        if l.len() != s.len() {
+            out.push_str(&format!(
+                "  {table}: {} rows live, {} rebuilt\n",
+                l.len(),
+                s.len()
+            ));
+        }
+    }
+    out
+}
+
 async fn killed_during_catch_up_then_restarted(engine: Engine) {
     let db = TestDb::new(engine).await;
     {
@@ -85,17 +122,22 @@ async fn killed_during_catch_up_then_restarted(engine: Engine) {
 
     // Each projection equals a clean rebuild of itself.
     for name in runner.names() {
-        let same = std::sync::atomic::AtomicBool::new(false);
+        let diff = std::sync::Mutex::new(None::<String>);
         runner
             .rebuild(name, &|_| {}, &|live, shadow| {
-                same.store(live == shadow, std::sync::atomic::Ordering::Relaxed);
+                if live != shadow {
+                    *diff.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(differences(live, shadow));
+                }
                 false
             })
             .await
             .expect("rebuild");
+        let diff = diff.into_inner().unwrap_or_else(|e| e.into_inner());
         assert!(
-            same.load(std::sync::atomic::Ordering::Relaxed),
-            "{name} differs from a clean rebuild after the crash"
+            diff.is_none(),
+            "{name} differs from a clean rebuild after the crash:\n{}",
+            diff.unwrap_or_default()
         );
     }
     // Policies may have appended while the server ran: count at the end.

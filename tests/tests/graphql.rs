@@ -1456,6 +1456,45 @@ async fn the_rest_of_the_api(engine: Engine) {
     .await;
     assert_eq!(data(&board, "/data/vehicles/nodes/0/status"), "available");
 
+    // --- The fleet follows the jobs: a started job's van is out, back when the job ends.
+    let booked = edit("mutation($i: BookJobInput!) { bookJob(input: $i) { job { id } } }",
+        json!({"customerId": ann, "services": ["tile cleaning"], "start": "2026-12-03T15:00:00Z", "end": "2026-12-03T16:00:00Z"})).await;
+    let job2 = text(&booked, "/data/bookJob/job/id");
+    edit(
+        "mutation($i: AssignVehicleInput!) { assignVehicle(input: $i) { position } }",
+        json!({"jobId": job2, "vehicleId": van}),
+    )
+    .await;
+    edit(
+        "mutation($i: StartJobInput!) { startJob(input: $i) { position } }",
+        json!({"jobId": job2}),
+    )
+    .await;
+    let board_is = |want: Value| {
+        let s = &s;
+        let kim = kim.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let b = gql(
+                    s,
+                    Some(&kim),
+                    "{ vehicles { nodes { status currentJobId } } }",
+                    json!({}),
+                )
+                .await;
+                if data(&b, "/data/vehicles/nodes/0") == &want || Instant::now() > deadline {
+                    assert_eq!(data(&b, "/data/vehicles/nodes/0"), &want);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    board_is(json!({"status": "on_job", "currentJobId": job2})).await;
+    edit("mutation($i: CompleteJobInput!) { completeJob(input: $i) { position } }", json!({"jobId": job2, "amountCents": 5000, "services": ["tile cleaning"], "technicianId": kim_id})).await;
+    board_is(json!({"status": "available", "currentJobId": null})).await;
+
     // --- The offer page: viewed, then accepted, by its customer only; archive after the win.
     gql(&s, Some(&kim), "mutation($id: ID!) { setMarketingConsent(input: {id: $id, channel: EMAIL, granted: true}) { position } }", json!({"id": bob})).await;
     let opp = gql(&s, Some(&admin), "mutation($i: CreateOpportunityInput!) { createOpportunity(input: $i) { opportunity { id } } }",
