@@ -1574,6 +1574,31 @@ async fn the_rest_of_the_api(engine: Engine) {
         &json!([{"id": promo, "name": "Spring clean", "discountCode": "SPRING10"}])
     );
 
+    // --- A scheduled report is deleted (managers), once even when retried; it stays listed
+    // only on request.
+    let report = gql(&s, Some(&admin), "mutation($i: DefineScheduledReportInput!) { defineScheduledReport(input: $i) { reportId } }",
+        json!({"i": {"name": "Daily", "metrics": ["REVENUE"], "period": "DAILY", "recipients": ["owner@dirtfree.example"], "cron": "0 7 * * *"}})).await;
+    let report = text(&report, "/data/defineScheduledReport/reportId");
+    let delete = "mutation($i: DeleteScheduledReportInput!) { deleteScheduledReport(input: $i) { reportId position } }";
+    let i = json!({"i": {"id": report, "idempotencyKey": "delete-daily"}});
+    assert_eq!(
+        code(&gql(&s, Some(&kim), delete, i.clone()).await),
+        "FORBIDDEN"
+    );
+    let first = gql(&s, Some(&admin), delete, i.clone()).await;
+    let again = gql(&s, Some(&admin), delete, i).await;
+    assert_eq!(
+        data(&again, "/data/deleteScheduledReport/position"),
+        data(&first, "/data/deleteScheduledReport/position"),
+        "a retried delete is the first outcome"
+    );
+    let listed = gql(&s, Some(&admin), "{ a: scheduledReports { totalCount } b: scheduledReports(includeDeleted: true) { nodes { id deleted } } }", json!({})).await;
+    assert_eq!(data(&listed, "/data/a/totalCount"), 0);
+    assert_eq!(
+        data(&listed, "/data/b/nodes"),
+        &json!([{"id": report, "deleted": true}])
+    );
+
     // --- The outbound message log shows the offer email (no provider configured here).
     let deadline = Instant::now() + Duration::from_secs(20);
     let log = loop {

@@ -267,6 +267,15 @@ pub struct DefineScheduledReportInput {
     pub idempotency_key: Option<String>,
 }
 
+/// Input of `deleteScheduledReport`.
+#[derive(Debug, InputObject)]
+pub struct DeleteScheduledReportInput {
+    /// The report.
+    pub id: ID,
+    /// Makes a retried request safe.
+    pub idempotency_key: Option<String>,
+}
+
 /// What a report mutation did.
 #[derive(Debug, SimpleObject)]
 pub struct ScheduledReportPayload {
@@ -327,12 +336,14 @@ impl ReportMutation {
     async fn delete_scheduled_report(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        input: DeleteScheduledReportInput,
     ) -> async_graphql::Result<ScheduledReportPayload> {
+        let id = input.id;
         let report = ScheduledReportId::parse(&id)
             .map_err(|_| errors::invalid("id", "not a scheduled report id"))?;
         let (state, rc) = parts(ctx)?;
         let (actor, meta) = context::staff(rc, Role::Manager, "delete scheduled reports")?;
+        let meta = context::with_key(meta, input.idempotency_key.as_ref());
         let out = state
             .crm
             .scheduled_reports()
