@@ -453,6 +453,7 @@ impl ProjectionRunner {
             slot: Slot::Live,
         };
         let mut failed = Vec::new();
+        let mut done: Vec<(&'static str, i64)> = Vec::with_capacity(ps.len());
         for p in ps {
             let Some(after) = at.get(p.name()).copied() else {
                 continue;
@@ -475,10 +476,30 @@ impl ProjectionRunner {
                 continue;
             }
             tx.execute("RELEASE SAVEPOINT projection_step", &[]).await?;
+            done.push((p.name(), applied));
+        }
+        if !done.is_empty() {
+            // One statement for every checkpoint that moves: a round trip per projection
+            // per batch was most of a batch's cost when it held one command's events.
+            let mut params: Vec<Param> = vec![(last.tx as i64).into(), (last.seq as i64).into()];
+            let mut cases = String::new();
+            let mut names = Vec::with_capacity(done.len());
+            for (name, applied) in &done {
+                params.push((*name).into());
+                params.push((*applied).into());
+                let (n, a) = (params.len() - 1, params.len());
+                cases.push_str(&format!(" WHEN ${n} THEN ${a}"));
+                names.push(format!("${n}"));
+            }
             tx.execute(
-                "UPDATE projection_checkpoints SET tx = $2, seq = $3, events_applied = events_applied + $4,
-                 state = 'running', last_error = NULL, error_position = NULL WHERE name = $1",
-                &[p.name().into(), (last.tx as i64).into(), (last.seq as i64).into(), applied.into()],
+                &format!(
+                    "UPDATE projection_checkpoints SET tx = $1, seq = $2,
+                     events_applied = events_applied + CASE name{cases} ELSE 0 END,
+                     state = 'running', last_error = NULL, error_position = NULL
+                     WHERE name IN ({})",
+                    names.join(", ")
+                ),
+                &params,
             )
             .await?;
         }

@@ -1437,10 +1437,15 @@ async fn the_rest_of_the_api(engine: Engine) {
     let r = gql(
         &s,
         Some(&admin),
-        "mutation($i: VehicleRefInput!) { returnVehicleFromMaintenance(input: $i) { position } }",
+        "mutation($i: VehicleRefInput!) { returnVehicleFromMaintenance(input: $i) { position vehicle { status } } }",
         json!({"i": {"vehicleId": van}}),
     )
     .await;
+    assert_eq!(
+        data(&r, "/data/returnVehicleFromMaintenance/vehicle/status"),
+        "available",
+        "the payload shows the van as the board does"
+    );
     sync(
         &s,
         &admin,
@@ -1559,8 +1564,12 @@ async fn the_rest_of_the_api(engine: Engine) {
     let promo = gql(&s, Some(&admin), "mutation($i: CreatePromotionInput!) { createPromotion(input: $i) { promotionId } }",
         json!({"i": {"name": "Spring", "channel": "EMAIL", "template": "Hi", "startsAt": "2030-03-01T00:00:00Z", "endsAt": "2030-04-01T00:00:00Z"}})).await;
     let promo = text(&promo, "/data/createPromotion/promotionId");
-    let r = gql(&s, Some(&admin), "mutation($i: UpdatePromotionInput!) { updatePromotion(input: $i) { position } }",
+    let r = gql(&s, Some(&admin), "mutation($i: UpdatePromotionInput!) { updatePromotion(input: $i) { position promotion { name } } }",
         json!({"i": {"id": promo, "content": {"name": "Spring clean", "channel": "EMAIL", "template": "Hi {first_name}", "discountCode": "SPRING10", "startsAt": "2030-03-01T00:00:00Z", "endsAt": "2030-04-01T00:00:00Z"}}})).await;
+    assert_eq!(
+        data(&r, "/data/updatePromotion/promotion/name"),
+        "Spring clean"
+    );
     sync(&s, &admin, data(&r, "/data/updatePromotion/position")).await;
     let r = gql(
         &s,
@@ -1579,7 +1588,7 @@ async fn the_rest_of_the_api(engine: Engine) {
     let report = gql(&s, Some(&admin), "mutation($i: DefineScheduledReportInput!) { defineScheduledReport(input: $i) { reportId } }",
         json!({"i": {"name": "Daily", "metrics": ["REVENUE"], "period": "DAILY", "recipients": ["owner@dirtfree.example"], "cron": "0 7 * * *"}})).await;
     let report = text(&report, "/data/defineScheduledReport/reportId");
-    let delete = "mutation($i: DeleteScheduledReportInput!) { deleteScheduledReport(input: $i) { reportId position } }";
+    let delete = "mutation($i: DeleteScheduledReportInput!) { deleteScheduledReport(input: $i) { reportId position report { deleted } } }";
     let i = json!({"i": {"id": report, "idempotencyKey": "delete-daily"}});
     assert_eq!(
         code(&gql(&s, Some(&kim), delete, i.clone()).await),
@@ -1591,6 +1600,10 @@ async fn the_rest_of_the_api(engine: Engine) {
         data(&again, "/data/deleteScheduledReport/position"),
         data(&first, "/data/deleteScheduledReport/position"),
         "a retried delete is the first outcome"
+    );
+    assert_eq!(
+        data(&first, "/data/deleteScheduledReport/report/deleted"),
+        true
     );
     let listed = gql(&s, Some(&admin), "{ a: scheduledReports { totalCount } b: scheduledReports(includeDeleted: true) { nodes { id deleted } } }", json!({})).await;
     assert_eq!(data(&listed, "/data/a/totalCount"), 0);

@@ -107,6 +107,16 @@ pub struct Vehicle {
     pub current_job_id: Option<ID>,
 }
 
+fn vehicle(r: &JsonRow) -> Vehicle {
+    Vehicle {
+        id: ID(s(r, "vehicle_id").unwrap_or_default()),
+        name: s(r, "name").unwrap_or_default(),
+        plate: s(r, "plate"),
+        status: s(r, "status").unwrap_or_default(),
+        current_job_id: s(r, "current_job_id").map(ID),
+    }
+}
+
 /// Job queries.
 #[derive(Debug, Default)]
 pub struct JobQuery;
@@ -174,13 +184,7 @@ impl JobQuery {
             "name, vehicle_id",
             vec![],
             PageArgs::new(after, before, first, last),
-            |r| Vehicle {
-                id: ID(s(r, "vehicle_id").unwrap_or_default()),
-                name: s(r, "name").unwrap_or_default(),
-                plate: s(r, "plate"),
-                status: s(r, "status").unwrap_or_default(),
-                current_job_id: s(r, "current_job_id").map(ID),
-            },
+            vehicle,
         )
         .await
     }
@@ -386,13 +390,32 @@ pub struct JobPayload {
     pub position: String,
 }
 
-/// A registered van.
+/// A van after a change.
 #[derive(SimpleObject, Debug)]
+#[graphql(complex)]
 pub struct VehiclePayload {
     /// Its id.
     pub vehicle_id: ID,
     /// Log position.
     pub position: String,
+}
+
+#[async_graphql::ComplexObject]
+impl VehiclePayload {
+    /// The van as the board now shows it.
+    async fn vehicle(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Vehicle>> {
+        let (state, rc) = parts(ctx)?;
+        Ok(state
+            .projections
+            .query(
+                "SELECT * FROM rm_vehicles WHERE vehicle_id = $1",
+                &[Param::from(self.vehicle_id.to_string())],
+            )
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?
+            .first()
+            .map(vehicle))
+    }
 }
 
 fn job_id(field: &str, id: &ID) -> async_graphql::Result<JobId> {

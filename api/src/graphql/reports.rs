@@ -12,6 +12,7 @@ use super::context::Allow;
 use super::context::{self, parts};
 use super::errors;
 use super::paging::{self, Page, PageArgs};
+use crate::state::AppState;
 
 fn s(r: &JsonRow, k: &str) -> Option<String> {
     r.get(k).and_then(|v| v.as_str()).map(str::to_string)
@@ -138,6 +139,63 @@ pub struct Referral {
     pub referee_points: Option<i64>,
 }
 
+/// Scheduled reports with their runs, in definition order; only `id` when given.
+async fn load_reports(
+    state: &AppState,
+    include_deleted: bool,
+    id: Option<&str>,
+) -> Result<Vec<ScheduledReport>, projections::DbError> {
+    let defs = state
+        .projections
+        .query(
+            "SELECT * FROM rm_scheduled_reports WHERE (deleted = 0 OR $1 = 1) AND ($2 = '' OR report_id = $2)
+             ORDER BY defined_at, report_id",
+            &[Param::Int(i64::from(include_deleted)), Param::from(id.unwrap_or_default())],
+        )
+        .await?;
+    let runs = state
+        .projections
+        .query(
+            "SELECT * FROM rm_scheduled_report_periods WHERE ($1 = '' OR report_id = $1) ORDER BY period_start DESC",
+            &[Param::from(id.unwrap_or_default())],
+        )
+        .await?;
+    let list = |r: &JsonRow, k: &str| -> Vec<String> {
+        s(r, k)
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    };
+    Ok(defs
+        .iter()
+        .map(|d| {
+            let id = s(d, "report_id").unwrap_or_default();
+            ScheduledReport {
+                name: s(d, "name").unwrap_or_default(),
+                metrics: list(d, "metrics"),
+                period: s(d, "period").unwrap_or_default(),
+                recipients: list(d, "recipients"),
+                cron: s(d, "cron").unwrap_or_default(),
+                defined_at: s(d, "defined_at").unwrap_or_default(),
+                deleted: i(d, "deleted") == Some(1),
+                runs: runs
+                    .iter()
+                    .filter(|r| s(r, "report_id").as_deref() == Some(id.as_str()))
+                    .map(|r| ReportRun {
+                        period_start: s(r, "period_start").unwrap_or_default(),
+                        period_end: s(r, "period_end"),
+                        status: s(r, "status").unwrap_or_default(),
+                        row_count: i(r, "row_count"),
+                        recipient_count: i(r, "recipient_count"),
+                        failure_reason: s(r, "failure_reason"),
+                        at: s(r, "at").unwrap_or_default(),
+                    })
+                    .collect(),
+                id: ID(id),
+            }
+        })
+        .collect())
+}
+
 /// Report and referral queries.
 #[derive(Debug, Default)]
 pub struct ReportQuery;
@@ -156,57 +214,9 @@ impl ReportQuery {
     ) -> async_graphql::Result<Page<ScheduledReport>> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Manager, "read scheduled reports")?;
-        let internal = |e: projections::DbError| errors::internal(&rc.request_id, &e);
-        let defs = state
-            .projections
-            .query(
-                "SELECT * FROM rm_scheduled_reports WHERE deleted = 0 OR $1 = 1 ORDER BY defined_at, report_id",
-                &[Param::Int(i64::from(include_deleted))],
-            )
+        let reports = load_reports(state, include_deleted, None)
             .await
-            .map_err(internal)?;
-        let runs = state
-            .projections
-            .query(
-                "SELECT * FROM rm_scheduled_report_periods ORDER BY period_start DESC",
-                &[],
-            )
-            .await
-            .map_err(internal)?;
-        let list = |r: &JsonRow, k: &str| -> Vec<String> {
-            s(r, k)
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or_default()
-        };
-        let reports = defs
-            .iter()
-            .map(|d| {
-                let id = s(d, "report_id").unwrap_or_default();
-                ScheduledReport {
-                    name: s(d, "name").unwrap_or_default(),
-                    metrics: list(d, "metrics"),
-                    period: s(d, "period").unwrap_or_default(),
-                    recipients: list(d, "recipients"),
-                    cron: s(d, "cron").unwrap_or_default(),
-                    defined_at: s(d, "defined_at").unwrap_or_default(),
-                    deleted: i(d, "deleted") == Some(1),
-                    runs: runs
-                        .iter()
-                        .filter(|r| s(r, "report_id").as_deref() == Some(id.as_str()))
-                        .map(|r| ReportRun {
-                            period_start: s(r, "period_start").unwrap_or_default(),
-                            period_end: s(r, "period_end"),
-                            status: s(r, "status").unwrap_or_default(),
-                            row_count: i(r, "row_count"),
-                            recipient_count: i(r, "recipient_count"),
-                            failure_reason: s(r, "failure_reason"),
-                            at: s(r, "at").unwrap_or_default(),
-                        })
-                        .collect(),
-                    id: ID(id),
-                }
-            })
-            .collect();
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
         paging::of_vec(reports, PageArgs::new(after, before, first, last)).await
     }
 
@@ -278,11 +288,24 @@ pub struct DeleteScheduledReportInput {
 
 /// What a report mutation did.
 #[derive(Debug, SimpleObject)]
+#[graphql(complex)]
 pub struct ScheduledReportPayload {
     /// The report.
     pub report_id: ID,
     /// Position of the last event (for `sync`).
     pub position: String,
+}
+
+#[async_graphql::ComplexObject]
+impl ScheduledReportPayload {
+    /// The report as the read model now shows it.
+    async fn report(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<ScheduledReport>> {
+        let (state, rc) = parts(ctx)?;
+        Ok(load_reports(state, true, Some(&self.report_id))
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?
+            .pop())
+    }
 }
 
 /// Report mutations.

@@ -135,6 +135,24 @@ pub struct Promotion {
     pub conversion_bp: Option<i64>,
 }
 
+fn promotion(r: &JsonRow) -> Promotion {
+    Promotion {
+        id: ID(s(r, "promotion_id").unwrap_or_default()),
+        name: s(r, "name").unwrap_or_default(),
+        kind: s(r, "kind"),
+        channel: s(r, "channel"),
+        status: s(r, "status").unwrap_or_default(),
+        discount_code: s(r, "discount_code"),
+        delivered: i(r, "delivered"),
+        skipped: i(r, "skipped"),
+        failed: i(r, "failed"),
+        opened: i(r, "opened"),
+        redeemed: i(r, "redeemed"),
+        conversion_bp: (i(r, "delivered") > 0)
+            .then(|| i(r, "redeemed") * 10_000 / i(r, "delivered")),
+    }
+}
+
 /// A review.
 #[derive(Debug, Clone, SimpleObject)]
 pub struct Review {
@@ -225,21 +243,7 @@ impl SalesQuery {
             "created_at DESC, promotion_id",
             vec![],
             PageArgs::new(after, before, first, last),
-            |r| Promotion {
-                id: ID(s(r, "promotion_id").unwrap_or_default()),
-                name: s(r, "name").unwrap_or_default(),
-                kind: s(r, "kind"),
-                channel: s(r, "channel"),
-                status: s(r, "status").unwrap_or_default(),
-                discount_code: s(r, "discount_code"),
-                delivered: i(r, "delivered"),
-                skipped: i(r, "skipped"),
-                failed: i(r, "failed"),
-                opened: i(r, "opened"),
-                redeemed: i(r, "redeemed"),
-                conversion_bp: (i(r, "delivered") > 0)
-                    .then(|| i(r, "redeemed") * 10_000 / i(r, "delivered")),
-            },
+            promotion,
         )
         .await
     }
@@ -444,11 +448,30 @@ pub struct SchedulePromotionInput {
 
 /// A campaign after a change.
 #[derive(SimpleObject, Debug)]
+#[graphql(complex)]
 pub struct PromotionPayload {
     /// Its id.
     pub promotion_id: ID,
     /// Log position.
     pub position: String,
+}
+
+#[async_graphql::ComplexObject]
+impl PromotionPayload {
+    /// The campaign as the read model now shows it.
+    async fn promotion(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Promotion>> {
+        let (state, rc) = parts(ctx)?;
+        Ok(state
+            .projections
+            .query(
+                "SELECT * FROM rm_promotions WHERE promotion_id = $1",
+                &[Param::from(self.promotion_id.to_string())],
+            )
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?
+            .first()
+            .map(promotion))
+    }
 }
 
 /// A staff response to a review.
