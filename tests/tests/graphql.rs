@@ -1816,6 +1816,73 @@ async fn the_rest_of_the_api(engine: Engine) {
         "{bad}"
     );
 
+    // --- Sorting: the biggest spender first (Ann paid for two jobs).
+    let r = gql(
+        &s,
+        Some(&kim),
+        "{ customers(sort: TOTAL_SPENT, first: 1) { nodes { id } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(data(&r, "/data/customers/nodes/0/id"), &json!(ann));
+
+    // --- The admin's event log: filtered, then paged by position without gaps.
+    let feed = "query($a: String, $t: [String!], $f: Int!) { eventLog(after: $a, eventTypes: $t, first: $f) { scannedTo pageInfo { hasNextPage endCursor } edges { cursor node { position eventType aggregateId } } } }";
+    assert_eq!(
+        code(&gql(&s, Some(&kim), feed, json!({"f": 1})).await),
+        "FORBIDDEN"
+    );
+    let closed = gql(
+        &s,
+        Some(&admin),
+        feed,
+        json!({"t": ["ConversationClosed"], "f": 10}),
+    )
+    .await;
+    assert_eq!(
+        data(&closed, "/data/eventLog/edges/0/node/aggregateId"),
+        &json!(chat)
+    );
+    assert_eq!(
+        data(&closed, "/data/eventLog/edges")
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(data(&closed, "/data/eventLog/pageInfo/hasNextPage"), false);
+    let whole = gql(&s, Some(&admin), feed, json!({"f": 500})).await;
+    let all: Vec<Value> = data(&whole, "/data/eventLog/edges")
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["cursor"].clone())
+        .collect();
+    let mut paged = vec![];
+    let mut after = Value::Null;
+    for _ in 0..200 {
+        let r = gql(&s, Some(&admin), feed, json!({"a": after, "f": 7})).await;
+        paged.extend(
+            data(&r, "/data/eventLog/edges")
+                .as_array()
+                .expect("edges")
+                .iter()
+                .map(|e| e["cursor"].clone()),
+        );
+        if data(&r, "/data/eventLog/pageInfo/hasNextPage") == false || paged.len() >= all.len() {
+            break;
+        }
+        after = data(&r, "/data/eventLog/pageInfo/endCursor").clone();
+    }
+    assert!(all.len() > 50, "a busy log: {}", all.len());
+    assert!(paged.len() >= all.len(), "{} of {}", paged.len(), all.len());
+    assert_eq!(
+        paged[..all.len()],
+        all[..],
+        "pages of 7 walk the log in order without gaps"
+    );
+    let bad = gql(&s, Some(&admin), feed, json!({"a": "yesterday", "f": 1})).await;
+    assert_eq!(bad["errors"][0]["extensions"]["field"], "after", "{bad}");
+
     // --- Passwords: Kim changes hers; the old one stops working, her other session ends,
     // this one stays. Then the admin deactivates her: every session ends, sign-in refused.
     let other_session = login(&s, "kim@x.example", "kims-password-1").await;

@@ -217,7 +217,8 @@ impl CustomerQuery {
         Ok(load_customer(state, &id.to_string()).await)
     }
 
-    /// Customers, searchable by name, email, phone or tag; sorted by name.
+    /// Customers, searchable by name, email, phone or tag; by name unless `sort` says
+    /// otherwise.
     #[expect(
         clippy::too_many_arguments,
         reason = "Relay's four paging arguments plus filters"
@@ -227,6 +228,7 @@ impl CustomerQuery {
         ctx: &Context<'_>,
         search: Option<String>,
         tag: Option<String>,
+        #[graphql(default)] sort: CustomerSort,
         after: Option<String>,
         before: Option<String>,
         first: Option<i32>,
@@ -250,12 +252,38 @@ impl CustomerQuery {
             state,
             rc,
             &format!("rm_customers WHERE {filter}"),
-            "name, customer_id",
+            sort.order_by(),
             params.to_vec(),
             PageArgs::new(after, before, first, last),
             customer_from_row,
         )
         .await
+    }
+}
+
+/// How the customer list is ordered.
+#[derive(async_graphql::Enum, Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum CustomerSort {
+    /// By name, A to Z.
+    #[default]
+    Name,
+    /// Newest first.
+    Newest,
+    /// Biggest spenders first.
+    TotalSpent,
+    /// Most recently served first (never served last).
+    LastJob,
+}
+
+impl CustomerSort {
+    /// The ORDER BY, ending with the id so pages are stable.
+    fn order_by(self) -> &'static str {
+        match self {
+            CustomerSort::Name => "name, customer_id",
+            CustomerSort::Newest => "created_at DESC, customer_id",
+            CustomerSort::TotalSpent => "total_spent_cents DESC, customer_id",
+            CustomerSort::LastJob => "(last_job_at IS NULL), last_job_at DESC, customer_id",
+        }
     }
 }
 
