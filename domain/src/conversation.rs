@@ -95,8 +95,11 @@ domain_events! {
         MessageAdded {
             /// Who wrote it.
             sender: Sender,
-            /// The text (may contain PII).
+            /// The text (PII: encrypted with the customer's key when `customer_id` is set).
             text: NonEmptyText,
+            /// The conversation's customer, when known: whose key seals `text` (absent in
+            /// events written before it was added; those stay as written).
+            customer_id: Option<CustomerId>,
             /// When.
             at: DateTime<Utc>,
         },
@@ -231,6 +234,7 @@ impl Conversation {
                 vec![ConversationEvent::MessageAdded {
                     sender,
                     text: NonEmptyText::parse("text", &text, 4_000)?,
+                    customer_id: self.customer_id,
                     at,
                 }]
             }

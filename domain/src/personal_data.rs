@@ -87,6 +87,13 @@ pub const PERSONAL_FIELDS: &[PersonalField] = &[
     customer("CustomerBirthdaySet", "birthday", Erased::Null),
     customer("EmailSuppressed", "email", Erased::Text),
     customer("CustomerNoteAdded", "text", Erased::Text),
+    PersonalField {
+        aggregate_type: "Conversation",
+        event_type: "MessageAdded",
+        field: "text",
+        subject: Subject::Field("customer_id"),
+        erased: Erased::Text,
+    },
 ];
 
 /// The event whose append destroys its aggregate's key.

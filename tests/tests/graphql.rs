@@ -1764,6 +1764,40 @@ async fn the_rest_of_the_api(engine: Engine) {
         &json!([{"id": chat}])
     );
 
+    // --- Chat text is the customer's personal data: sealed with their key, unreadable
+    // once they are erased, while the conversation's facts stay.
+    let secret = "call me on +15125550999";
+    let r = gql(&s, Some(&bob_token), "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } } }", json!({"i": {"text": secret}})).await;
+    let bobs_chat = text(&r, "/data/startConversation/conversation/id");
+    let stored = |log: commands::EventLog| async move {
+        log.read_all_stored(commands::LogPosition::START, 100_000)
+            .await
+            .expect("read")
+            .iter()
+            .map(|e| e.payload.to_string())
+            .collect::<String>()
+    };
+    assert!(
+        !stored(db.log().await).await.contains("5550999"),
+        "stored sealed"
+    );
+    let thread = "query($id: ID!) { conversation(id: $id) { messageCount messages { text } } }";
+    let r = gql(&s, Some(&admin), thread, json!({"id": bobs_chat})).await;
+    assert_eq!(data(&r, "/data/conversation/messages/0/text"), secret);
+    let r = gql(
+        &s,
+        Some(&admin),
+        "mutation($i: EraseCustomerInput!) { eraseCustomer(input: $i) { position } }",
+        json!({"i": {"id": bob, "reason": "customer request"}}),
+    )
+    .await;
+    sync(&s, &admin, data(&r, "/data/eraseCustomer/position")).await;
+    let r = gql(&s, Some(&admin), thread, json!({"id": bobs_chat})).await;
+    assert_eq!(
+        data(&r, "/data/conversation"),
+        &json!({"messageCount": 1, "messages": [{"text": "[erased]"}]})
+    );
+
     // --- Paging: walk the customers forwards two at a time, then backwards; no gaps.
     for k in 0..5 {
         edit(
