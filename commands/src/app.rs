@@ -590,6 +590,11 @@ impl AppAggregate for Payment {
                 job_id,
                 customer_id,
                 ..
+            }
+            | PaymentCommand::RecordInPerson {
+                job_id,
+                customer_id,
+                ..
             } => vec![
                 Reference::Job(*job_id, "job_id"),
                 Reference::Customer(*customer_id, "customer_id"),

@@ -101,7 +101,13 @@ impl Policy {
                 ("Job", "JobCompleted") | ("Referral", "ReferralRewarded")
             ),
             Policy::ReviewRequests | Policy::ReferralRewards => t == ("Job", "JobCompleted"),
-            Policy::JobPayments => matches!(t, ("Payment", "PaymentSucceeded" | "PaymentFailed")),
+            Policy::JobPayments => matches!(
+                t,
+                (
+                    "Payment",
+                    "PaymentSucceeded" | "PaymentFailed" | "PaymentReceived"
+                )
+            ),
             Policy::Consent => t == ("Customer", "CustomerMergedInto"),
             Policy::Outbox => outbox::triggers(e) || outbox::reports_back(e),
             Policy::Fleet => matches!(
@@ -236,7 +242,8 @@ impl Policy {
             Policy::JobPayments => {
                 let payment_id = parse_id(&e.aggregate_id, PaymentId::parse)?;
                 let (job_id, amount, outcome) = match crm.payments().store().decode(e.clone())? {
-                    PaymentEvent::PaymentSucceeded { job_id, amount, .. } => {
+                    PaymentEvent::PaymentSucceeded { job_id, amount, .. }
+                    | PaymentEvent::PaymentReceived { job_id, amount, .. } => {
                         (job_id, amount, PaymentOutcome::Paid)
                     }
                     PaymentEvent::PaymentFailed {

@@ -31,6 +31,21 @@ pub enum PaymentCommand {
         /// The provider's intent id (`pi_...`).
         provider_intent_id: String,
     },
+    /// Money taken in person (cash, cheque, a card terminal): recorded by staff, paid at once.
+    RecordInPerson {
+        /// The id (the aggregate id).
+        payment_id: PaymentId,
+        /// The job paid for.
+        job_id: JobId,
+        /// The customer.
+        customer_id: CustomerId,
+        /// Amount, in cents.
+        amount_cents: i64,
+        /// How it was paid.
+        method: PaymentMethod,
+        /// Cheque number or terminal receipt, if any.
+        reference: Option<String>,
+    },
     /// Webhook: the payment succeeded.
     RecordSucceeded {
         /// The provider's event id (`evt_...`).
@@ -77,6 +92,23 @@ domain_events! {
             /// When.
             at: DateTime<Utc>,
         },
+        /// Money was taken in person and recorded by staff.
+        PaymentReceived {
+            /// The payment.
+            payment_id: PaymentId,
+            /// The job.
+            job_id: JobId,
+            /// The customer.
+            customer_id: CustomerId,
+            /// Amount.
+            amount: Money,
+            /// Cash, cheque or card terminal.
+            method: PaymentMethod,
+            /// Cheque number or terminal receipt, if any.
+            reference: Option<String>,
+            /// When.
+            at: DateTime<Utc>,
+        },
         /// The payment failed.
         PaymentFailed {
             /// The job.
@@ -93,6 +125,18 @@ domain_events! {
             at: DateTime<Utc>,
         },
     }
+}
+
+/// How money taken in person was paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMethod {
+    /// Cash.
+    Cash,
+    /// A cheque.
+    Check,
+    /// A card on the technician's terminal (not through Stripe).
+    CardTerminal,
 }
 
 /// Why a payment command was refused.
@@ -183,12 +227,46 @@ impl Payment {
                 at,
             }]);
         }
+        if let PaymentCommand::RecordInPerson {
+            payment_id,
+            job_id,
+            customer_id,
+            amount_cents,
+            method,
+            reference,
+        } = cmd
+        {
+            if self.job_id.is_some() {
+                return Err(PaymentError::AlreadyExists);
+            }
+            let amount = Money::from_cents(amount_cents)?;
+            if amount == Money::ZERO {
+                return Err(ValidationError::new("amount_cents", "must be positive").into());
+            }
+            let reference = reference
+                .map(|r| r.trim().to_owned())
+                .filter(|r| !r.is_empty());
+            if reference.as_ref().is_some_and(|r| r.chars().count() > 100) {
+                return Err(ValidationError::new("reference", "at most 100 characters").into());
+            }
+            return Ok(vec![PaymentEvent::PaymentReceived {
+                payment_id,
+                job_id,
+                customer_id,
+                amount,
+                method,
+                reference,
+                at,
+            }]);
+        }
         let (Some(job_id), Some(customer_id)) = (self.job_id, self.customer_id) else {
             return Err(PaymentError::UnknownPayment);
         };
         let amount = self.amount;
         match cmd {
             PaymentCommand::CreateIntent { .. } => Ok(vec![]),
+            // An in-person payment is complete when recorded: nothing to add.
+            PaymentCommand::RecordInPerson { .. } => Err(PaymentError::AlreadyExists),
             PaymentCommand::RecordSucceeded {
                 provider_event_id: raw,
             } => {
@@ -240,6 +318,17 @@ impl Payment {
                 self.job_id = Some(job_id);
                 self.customer_id = Some(customer_id);
                 self.amount = amount;
+            }
+            PaymentEvent::PaymentReceived {
+                job_id,
+                customer_id,
+                amount,
+                ..
+            } => {
+                self.job_id = Some(job_id);
+                self.customer_id = Some(customer_id);
+                self.amount = amount;
+                self.succeeded = true;
             }
             PaymentEvent::PaymentSucceeded {
                 provider_event_id, ..
@@ -356,5 +445,58 @@ mod tests {
             when(vec![created(), succeeded("evt_1")], cmd),
             Err(PaymentError::AlreadySucceeded)
         );
+    }
+
+    #[test]
+    fn it_should_record_money_taken_in_person_once_as_paid() {
+        let cmd = |amount_cents, reference: Option<&str>| PaymentCommand::RecordInPerson {
+            payment_id: PaymentId(Uuid::from_u128(61)),
+            job_id: JobId(Uuid::from_u128(10)),
+            customer_id: CustomerId(Uuid::from_u128(1)),
+            amount_cents,
+            method: PaymentMethod::Check,
+            reference: reference.map(str::to_string),
+        };
+        let events = testing::run::<Payment, _>(
+            testing::test_services(),
+            vec![],
+            crate::Actor::System,
+            cmd(12_000, Some(" 1042 ")),
+        )
+        .expect("recorded");
+        let [PaymentEvent::PaymentReceived {
+            amount, reference, ..
+        }] = events.as_slice()
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!(
+            (amount.cents(), reference.as_deref()),
+            (12_000, Some("1042"))
+        );
+        let mut p = Payment::default();
+        p.apply_event(events[0].clone());
+        assert!(p.is_succeeded());
+        assert_eq!(
+            testing::run::<Payment, _>(
+                testing::test_services(),
+                events.clone(),
+                crate::Actor::System,
+                cmd(12_000, None)
+            ),
+            Err(PaymentError::AlreadyExists)
+        );
+        assert!(matches!(
+            testing::run::<Payment, _>(
+                testing::test_services(),
+                vec![],
+                crate::Actor::System,
+                cmd(0, None)
+            ),
+            Err(PaymentError::Validation {
+                field: "amount_cents",
+                ..
+            })
+        ));
     }
 }

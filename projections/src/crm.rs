@@ -1184,7 +1184,8 @@ impl Projection for Payments {
         "payments"
     }
     fn version(&self) -> i64 {
-        1
+        // 2: in-person payments (`method`).
+        2
     }
     fn tables(&self) -> &'static [&'static str] {
         PAYMENTS
@@ -1194,7 +1195,8 @@ impl Projection for Payments {
             "CREATE TABLE {payments} (
                 payment_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, customer_id TEXT NOT NULL,
                 amount_cents BIGINT NOT NULL, provider_intent_id TEXT NOT NULL, status TEXT NOT NULL,
-                failure_reason TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+                failure_reason TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+                method TEXT NOT NULL DEFAULT 'stripe', reference TEXT)",
             "CREATE INDEX {payments}_intent_{gen} ON {payments} (provider_intent_id)",
             "CREATE INDEX {payments}_job_{gen} ON {payments} (job_id)",
         ]
@@ -1218,6 +1220,12 @@ impl Projection for Payments {
                         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6) ON CONFLICT (payment_id) DO NOTHING",
                         &[id.into(), f.str("job_id")?.into(), f.str("customer_id")?.into(), f.int("amount").into(),
                           f.str("provider_intent_id")?.into(), f.at().into()]).await?;
+                }
+                "PaymentReceived" => {
+                    exec(tx, ctx, t, "INSERT INTO {payments} (payment_id, job_id, customer_id, amount_cents, provider_intent_id, status, created_at, updated_at, method, reference)
+                        VALUES ($1, $2, $3, $4, '', 'succeeded', $5, $5, $6, $7) ON CONFLICT (payment_id) DO NOTHING",
+                        &[id.into(), f.str("job_id")?.into(), f.str("customer_id")?.into(), f.int("amount").into(),
+                          f.at().into(), f.str("method")?.into(), f.opt_str("reference").into()]).await?;
                 }
                 "PaymentSucceeded" => {
                     exec(tx, ctx, t, "UPDATE {payments} SET status = 'succeeded', failure_reason = NULL, updated_at = $2 WHERE payment_id = $1",

@@ -1500,6 +1500,49 @@ async fn the_rest_of_the_api(engine: Engine) {
     edit("mutation($i: CompleteJobInput!) { completeJob(input: $i) { position } }", json!({"jobId": job2, "amountCents": 5000, "services": ["tile cleaning"], "technicianId": kim_id})).await;
     board_is(json!({"status": "available", "currentJobId": null})).await;
 
+    // --- A cheque for that job: recorded once even when retried; the job shows paid.
+    let cheque = "mutation($i: RecordJobPaymentInput!) { recordJobPayment(input: $i) { paymentId amount { amountCents } position } }";
+    let i = json!({"i": {"jobId": job2, "method": "CHECK", "reference": "1042", "idempotencyKey": "cheque-1042"}});
+    let first = gql(&s, Some(&kim), cheque, i.clone()).await;
+    assert_eq!(
+        data(&first, "/data/recordJobPayment/amount/amountCents"),
+        5000
+    );
+    let again = gql(&s, Some(&kim), cheque, i).await;
+    assert_eq!(
+        data(&again, "/data/recordJobPayment/paymentId"),
+        data(&first, "/data/recordJobPayment/paymentId")
+    );
+    let payment = text(&first, "/data/recordJobPayment/paymentId");
+    let types = tests::app_support::stream_types(&db.log().await, "Payment", &payment).await;
+    assert_eq!(types, vec!["PaymentReceived".to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let j = gql(
+            &s,
+            Some(&kim),
+            "query($id: ID!) { job(id: $id) { paid } }",
+            json!({"id": job2}),
+        )
+        .await;
+        if data(&j, "/data/job/paid") == true {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job was never marked paid: {j}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let twice = gql(
+        &s,
+        Some(&kim),
+        cheque,
+        json!({"i": {"jobId": job2, "method": "CASH"}}),
+    )
+    .await;
+    assert_eq!(code(&twice), "RULE_VIOLATION", "{twice}");
+
     // --- The offer page: viewed, then accepted, by its customer only; archive after the win.
     gql(&s, Some(&kim), "mutation($id: ID!) { setMarketingConsent(input: {id: $id, channel: EMAIL, granted: true}) { position } }", json!({"id": bob})).await;
     let opp = gql(&s, Some(&admin), "mutation($i: CreateOpportunityInput!) { createOpportunity(input: $i) { opportunity { id } } }",

@@ -289,6 +289,44 @@ pub struct VehicleRefInput {
     pub idempotency_key: Option<String>,
 }
 
+/// How money taken in person was paid.
+#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "domain::payment::PaymentMethod")]
+pub enum PaymentMethod {
+    /// Cash.
+    Cash,
+    /// A cheque.
+    Check,
+    /// A card on the technician's terminal (not through Stripe).
+    CardTerminal,
+}
+
+/// Money taken in person for a job.
+#[derive(InputObject, Debug)]
+pub struct RecordJobPaymentInput {
+    /// Job (completed, not yet paid).
+    pub job_id: ID,
+    /// How it was paid.
+    pub method: PaymentMethod,
+    /// Amount in cents (default: the job's amount).
+    pub amount_cents: Option<i64>,
+    /// Cheque number or terminal receipt.
+    pub reference: Option<String>,
+    /// Makes retries safe: a retry with the same key records one payment.
+    pub idempotency_key: Option<String>,
+}
+
+/// A payment recorded.
+#[derive(SimpleObject, Debug)]
+pub struct PaymentRecordedPayload {
+    /// Our payment id.
+    pub payment_id: ID,
+    /// Amount recorded.
+    pub amount: Money,
+    /// Log position (for `sync`; the job shows paid once the policy has marked it).
+    pub position: String,
+}
+
 /// Asking the customer to pay a completed job by card.
 #[derive(InputObject, Debug)]
 pub struct RequestJobPaymentInput {
@@ -776,6 +814,77 @@ impl JobMutation {
             VehicleCommand::ReturnFromMaintenance,
         )
         .await
+    }
+
+    /// Records money taken in person for a completed, unpaid job (staff): cash, a cheque or
+    /// a card terminal. The amount defaults to the job's. The job is marked paid by the
+    /// `job-payments` policy, as for a card payment (`sync` to the position, then read it).
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
+    async fn record_job_payment(
+        &self,
+        ctx: &Context<'_>,
+        input: RecordJobPaymentInput,
+    ) -> async_graphql::Result<PaymentRecordedPayload> {
+        let (state, rc) = parts(ctx)?;
+        let (actor, meta) = context::staff(rc, Role::Staff, "record payments")?;
+        let id = job_id("jobId", &input.job_id)?;
+        if let Some(r) = &input.reference {
+            check_len("reference", r)?;
+        }
+        let job = load_job(state, &id.to_string())
+            .await
+            .ok_or_else(|| errors::not_found("job", &id.to_string()))?;
+        // A retry of a recorded payment answers with the first outcome, paid job or not.
+        let retry = match &input.idempotency_key {
+            Some(k) => state.log.find_idempotent(k).await.ok().flatten().is_some(),
+            None => false,
+        };
+        let due = match (&job.status[..], &job.amount) {
+            ("completed", Some(m)) if !job.paid || retry => m.amount_cents,
+            ("completed", _) if job.paid => {
+                return Err(errors::coded(
+                    "RULE_VIOLATION",
+                    "the job is already paid",
+                    Some("jobId"),
+                ))
+            }
+            _ => {
+                return Err(errors::coded(
+                    "RULE_VIOLATION",
+                    "only a completed job can be paid",
+                    Some("jobId"),
+                ))
+            }
+        };
+        let amount = input.amount_cents.unwrap_or(due);
+        let customer = customer_id("jobId", &job.customer_id)?;
+        let payment_id = domain::ids::PaymentId::from_uuid(match &input.idempotency_key {
+            Some(k) => uuid::Uuid::new_v5(&id.as_uuid(), format!("payment:{k}").as_bytes()),
+            None => uuid::Uuid::new_v4(),
+        });
+        let out = state
+            .crm
+            .payments()
+            .execute(
+                payment_id,
+                actor,
+                domain::payment::PaymentCommand::RecordInPerson {
+                    payment_id,
+                    job_id: id,
+                    customer_id: customer,
+                    amount_cents: amount,
+                    method: input.method.into(),
+                    reference: input.reference,
+                },
+                &context::with_key(meta, input.idempotency_key.as_ref()),
+            )
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        Ok(PaymentRecordedPayload {
+            payment_id: ID(payment_id.to_string()),
+            amount: Money::usd(amount),
+            position: settle(state, &out).await,
+        })
     }
 
     /// Creates a Stripe payment for a completed, unpaid job (staff) and answers with the
