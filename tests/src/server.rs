@@ -32,6 +32,29 @@ impl ServerProcess {
     /// # Panics
     /// When it cannot start or does not become healthy in time.
     pub async fn start(binary: &str, envs: &[(&str, &str)], ready_within: Duration) -> Self {
+        Self::spawn(binary, envs, ready_within, false).await
+    }
+
+    /// As [`ServerProcess::start`], but with nothing of the caller's environment except
+    /// `PATH`: for tests whose outcome depends on which settings are absent (no webhook
+    /// secret, no `CRON_SECRET`).
+    ///
+    /// # Panics
+    /// When it cannot start or does not become healthy in time.
+    pub async fn start_hermetic(
+        binary: &str,
+        envs: &[(&str, &str)],
+        ready_within: Duration,
+    ) -> Self {
+        Self::spawn(binary, envs, ready_within, true).await
+    }
+
+    async fn spawn(
+        binary: &str,
+        envs: &[(&str, &str)],
+        ready_within: Duration,
+        hermetic: bool,
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("bind")
             .local_addr()
@@ -39,6 +62,10 @@ impl ServerProcess {
             .port();
         let dir = TempDir::new();
         let mut c = Command::new(binary);
+        if hermetic {
+            c.env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default());
+        }
         c.current_dir(&dir.0)
             .env_remove("DATABASE_URL")
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))

@@ -4,9 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::net::TcpListener as StdListener;
 use std::pin::Pin;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
@@ -38,7 +36,7 @@ use projections::ProjectionRunner;
 use serde_json::Value;
 use sqlx::Row;
 use tests::app_support::{complete, meta, scheduled_job, staff, technician};
-use tests::{Engine, TempDir, TestDb};
+use tests::{Engine, TestDb};
 use uuid::Uuid;
 
 // ------------------------------------------------------------------ harness
@@ -1179,53 +1177,18 @@ async fn two_instances_over_three_days_run_every_slot_exactly_once_then_catch_up
 
 const SECRET: &str = "cron-secret-for-tests-0123456789abcdef";
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-struct Server {
-    child: std::process::Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_server(dir: &TempDir, cron_secret: Option<&str>) -> Server {
-    let port = free_port();
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dirtfree-api"));
-    c.current_dir(&dir.0)
-        .env_remove("DATABASE_URL")
-        .env_remove("CRON_SECRET")
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+/// The server on its embedded default, with `CRON_SECRET` only when given.
+async fn start_server(cron_secret: Option<&str>) -> tests::ServerProcess {
+    let mut envs = vec![("LOG_FORMAT", "json")];
     if let Some(s) = cron_secret {
-        c.env("CRON_SECRET", s);
+        envs.push(("CRON_SECRET", s));
     }
-    let server = Server {
-        child: c.spawn().expect("start server"),
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + StdDuration::from_secs(30);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{}/api/health", server.base)).await {
-            if r.status().is_success() {
-                return server;
-            }
-        }
-        assert!(Instant::now() < deadline, "server did not become healthy");
-        tokio::time::sleep(StdDuration::from_millis(50)).await;
-    }
+    tests::ServerProcess::start_hermetic(
+        env!("CARGO_BIN_EXE_dirtfree-api"),
+        &envs,
+        StdDuration::from_secs(30),
+    )
+    .await
 }
 
 async fn execute(base: &str, job: &str, auth: Option<&str>) -> reqwest::Response {
@@ -1238,8 +1201,7 @@ async fn execute(base: &str, job: &str, auth: Option<&str>) -> reqwest::Response
 
 #[tokio::test]
 async fn the_cron_endpoint_answers_401_404_409_and_200_over_http() {
-    let dir = TempDir::new();
-    let server = start_server(&dir, Some(SECRET)).await;
+    let server = start_server(Some(SECRET)).await;
     let bearer = format!("Bearer {SECRET}");
     let job = "check-system-health";
 
@@ -1308,8 +1270,7 @@ async fn the_cron_endpoint_answers_401_404_409_and_200_over_http() {
 
 #[tokio::test]
 async fn without_a_cron_secret_the_endpoint_is_off() {
-    let dir = TempDir::new();
-    let server = start_server(&dir, None).await;
+    let server = start_server(None).await;
     let r = execute(
         &server.base,
         "check-system-health",

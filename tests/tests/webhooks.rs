@@ -2,9 +2,7 @@
 //! server process, on PostgreSQL and SQLite. Redeliveries and concurrent
 //! copies have one effect; bad input is refused and records nothing.
 
-use std::net::TcpListener as StdListener;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use api::webhooks::delivery::{Provider, SmsStatus};
 use api::webhooks::ledger;
@@ -20,7 +18,7 @@ use commands::domain::{Actor as DomainActor, DomainServices};
 use commands::{Actor, Crm, EventLog, EventMetadata, LogPosition};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tests::{Engine, TempDir, TestDb};
+use tests::{Engine, TestDb};
 use uuid::Uuid;
 
 const STRIPE_SECRET: &str = "whsec_integration_test_secret";
@@ -31,63 +29,29 @@ const PHONE: &str = "+15125550100";
 const EMAIL: &str = "pat@example.com";
 const INTENT: &str = "pi_3Pintegration";
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-struct Server {
-    child: std::process::Child,
-    base: String,
-    _dir: TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Server = tests::ServerProcess;
 
 /// Starts the server on `database_url`, with every webhook secret unless `secrets` is false.
 async fn start(database_url: &str, secrets: bool) -> Server {
-    let dir = TempDir::new();
-    let port = free_port();
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dirtfree-api"));
-    c.current_dir(&dir.0)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", database_url)
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut envs = vec![
+        ("DATABASE_URL", database_url),
+        ("LOG_FORMAT", "json"),
+        ("RUST_LOG", "warn"),
+    ];
     if secrets {
-        c.env("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET)
-            .env("TWILIO_AUTH_TOKEN", TWILIO_TOKEN)
-            .env("RESEND_WEBHOOK_SECRET", RESEND_SECRET)
-            .env("PUBLIC_URL", PUBLIC_URL);
+        envs.extend([
+            ("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET),
+            ("TWILIO_AUTH_TOKEN", TWILIO_TOKEN),
+            ("RESEND_WEBHOOK_SECRET", RESEND_SECRET),
+            ("PUBLIC_URL", PUBLIC_URL),
+        ]);
     }
-    let child = c.spawn().expect("start server");
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{}/api/health", server.base)).await {
-            if r.status().is_success() {
-                return server;
-            }
-        }
-        assert!(Instant::now() < deadline, "server did not become healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tests::ServerProcess::start_hermetic(
+        env!("CARGO_BIN_EXE_dirtfree-api"),
+        &envs,
+        Duration::from_secs(30),
+    )
+    .await
 }
 
 /// The ids of the customer, job and payment every scenario starts from.
