@@ -877,7 +877,14 @@ async fn wait_finished(crm: &Crm, id: OutboundMessageId) -> OutboundMessage {
 async fn killed_between_sending_and_recording(
     engine: Engine,
     channel: Channel,
-) -> (TestDb, Crm, OutboundMessageId, Vendor, OutboundMessage) {
+) -> (
+    TestDb,
+    Crm,
+    OutboundMessageId,
+    Vendor,
+    OutboundMessage,
+    Server,
+) {
     let db = TestDb::new(engine).await;
     let crm = crm(db.log().await);
     let (sms, email) = (
@@ -912,12 +919,11 @@ async fn killed_between_sending_and_recording(
     vendor.hold(None);
     let server = start(&db.url, port, &dir, &sms, &email).await;
     let m = wait_finished(&crm, id).await;
-    drop(server);
-    (db, crm, id, vendor, m)
+    (db, crm, id, vendor, m, server)
 }
 
 async fn an_email_is_sent_once_when_the_worker_dies_between_sending_and_recording(engine: Engine) {
-    let (_db, crm, id, vendor, m) =
+    let (_db, crm, id, vendor, m, _server) =
         killed_between_sending_and_recording(engine, Channel::Email).await;
     assert_eq!(m.status(), MessageStatus::Sent, "{m:?}");
     assert_eq!(vendor.sent(), vec!["email-1".to_string()], "sent once");
@@ -935,13 +941,33 @@ async fn an_email_is_sent_once_when_the_worker_dies_between_sending_and_recordin
 }
 
 async fn an_sms_is_not_resent_when_the_worker_dies_between_sending_and_recording(engine: Engine) {
-    let (_db, _crm, _id, vendor, m) =
+    let (_db, _crm, _id, vendor, m, server) =
         killed_between_sending_and_recording(engine, Channel::Sms).await;
     assert_eq!(
         m.not_sent_reason(),
         Some(&NotSentReason::OutcomeUnknown { attempt: 1 }),
         "{m:?}"
     );
+    // Operators see it: a person has to check Twilio's log.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let health: serde_json::Value =
+            reqwest::get(format!("{}/api/health/detailed", server.base))
+                .await
+                .expect("health")
+                .json()
+                .await
+                .expect("json");
+        if health["outbox"]["outcomeUnknown"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not reported: {}",
+            health["outbox"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         vendor.requests().len(),
         1,

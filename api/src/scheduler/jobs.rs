@@ -923,8 +923,31 @@ async fn system_health(ctx: &JobContext<'_>) -> JobResult {
         "events".into(),
         i64::try_from(ctx.inner.crm.log().count().await?).unwrap_or(i64::MAX),
     );
+    // Not a failure of the system, but someone must look: see the message log
+    // (`outboundMessages(status: "not_sent")`) and the vendor's own log.
+    let unknown = ctx
+        .rows(
+            "SELECT count(*) AS n FROM rm_messages WHERE not_sent_reason = 'outcome_unknown'",
+            &[],
+        )
+        .await?
+        .first()
+        .and_then(|r| r.get("n"))
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0);
+    t.figures.insert("messages_outcome_unknown".into(), unknown);
+    if unknown > 0 {
+        tracing::warn!(
+            messages = unknown,
+            "outbound messages whose sending is uncertain: check the vendor's log"
+        );
+    }
     if problems.is_empty() {
-        t.note = Some("database, projections and policies healthy".into());
+        t.note = Some(if unknown > 0 {
+            format!("database, projections and policies healthy; {unknown} outbound message(s) may or may not have been sent: check the vendor's log")
+        } else {
+            "database, projections and policies healthy".into()
+        });
         Ok(t)
     } else {
         // A failed run is what `/api/health/detailed` and the operators look at.
