@@ -833,6 +833,68 @@ async fn subscriptions(engine: Engine) {
         bad["payload"]["errors"][0]["extensions"]["field"], "after",
         "{bad}"
     );
+
+    // Chat, live: the desk follows the inbox, the customer their own conversation; another
+    // customer may not follow it.
+    let (ann, _) = register(&s, "Ann Live", "ann.live@example.com").await;
+    let (bob, _) = register(&s, "Bob Live", "bob.live@example.com").await;
+    let started = gql(
+        &s,
+        Some(&ann),
+        "mutation { startConversation(input: {}) { conversation { id } position } }",
+        json!({}),
+    )
+    .await;
+    let chat = text(&started, "/data/startConversation/conversation/id");
+    let from = text(&started, "/data/startConversation/position");
+    let mut inbox = ws_connect(&s, Some(&desk)).await;
+    ws_subscribe(&mut inbox, "inbox", &format!(
+        "subscription {{ conversations(after: \"{from}\") {{ conversationId eventType message {{ sender text }} }} }}"
+    )).await;
+    let mut mine = ws_connect(&s, Some(&ann)).await;
+    ws_subscribe(&mut mine, "mine", &format!(
+        "subscription {{ conversation(id: \"{chat}\", after: \"{from}\") {{ eventType message {{ sender staffId text }} position }} }}"
+    )).await;
+    let mut theirs = ws_connect(&s, Some(&bob)).await;
+    ws_subscribe(
+        &mut theirs,
+        "theirs",
+        &format!("subscription {{ conversation(id: \"{chat}\") {{ eventType }} }}"),
+    )
+    .await;
+    let refused = ws_next(&mut theirs).await;
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
+    let say = "mutation($i: AddConversationMessageInput!) { addConversationMessage(input: $i) { position } }";
+    gql(
+        &s,
+        Some(&ann),
+        say,
+        json!({"i": {"conversationId": chat, "text": "Is Tuesday free?"}}),
+    )
+    .await;
+    gql(
+        &s,
+        Some(&desk),
+        say,
+        json!({"i": {"conversationId": chat, "text": "Yes, 9am."}}),
+    )
+    .await;
+    for (ws, field) in [(&mut inbox, "conversations"), (&mut mine, "conversation")] {
+        let first = ws_next(ws).await;
+        let second = ws_next(ws).await;
+        let texts: Vec<Value> = [first, second]
+            .iter()
+            .map(|m| m["payload"]["data"][field]["message"]["text"].clone())
+            .collect();
+        assert_eq!(
+            texts,
+            vec![json!("Is Tuesday free?"), json!("Yes, 9am.")],
+            "{field}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

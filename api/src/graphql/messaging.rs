@@ -90,31 +90,24 @@ impl Conversation {
             .iter()
             .filter(|e| e.event_type == "MessageAdded")
             .filter_map(|e| e.payload.get("MessageAdded"))
-            .map(|m| {
-                let sender = m.get("sender");
-                ChatMessage {
-                    sender: sender
-                        .and_then(|x| x.get("kind"))
-                        .and_then(|k| k.as_str())
-                        .unwrap_or_default()
-                        .to_string(),
-                    staff_id: sender
-                        .and_then(|x| x.get("id"))
-                        .and_then(|k| k.as_str())
-                        .map(|k| ID(k.to_string())),
-                    text: m
-                        .get("text")
-                        .and_then(|t| t.as_str())
-                        .unwrap_or_default()
-                        .to_string(),
-                    at: m
-                        .get("at")
-                        .and_then(|t| t.as_str())
-                        .unwrap_or_default()
-                        .to_string(),
-                }
-            })
+            .map(chat_message)
             .collect())
+    }
+}
+
+/// A `MessageAdded` body as a chat message.
+pub(super) fn chat_message(m: &serde_json::Value) -> ChatMessage {
+    let sender = m.get("sender");
+    let text =
+        |v: Option<&serde_json::Value>| v.and_then(|t| t.as_str()).unwrap_or_default().to_string();
+    ChatMessage {
+        sender: text(sender.and_then(|x| x.get("kind"))),
+        staff_id: sender
+            .and_then(|x| x.get("id"))
+            .and_then(|k| k.as_str())
+            .map(|k| ID(k.to_string())),
+        text: text(m.get("text")),
+        at: text(m.get("at")),
     }
 }
 

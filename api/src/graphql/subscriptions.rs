@@ -92,6 +92,38 @@ impl From<LogEvent> for BoardChange {
     }
 }
 
+/// Something happened in a chat conversation.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct ConversationUpdate {
+    /// The conversation.
+    pub conversation_id: ID,
+    /// `ConversationStarted`, `MessageAdded`, `IntentDetected`, `ConversationHandedOff` or
+    /// `ConversationClosed`.
+    pub event_type: String,
+    /// The message, for `MessageAdded`.
+    pub message: Option<super::messaging::ChatMessage>,
+    /// Its position (`sync`, or `after` to resume).
+    pub position: String,
+}
+
+impl From<LogEvent> for ConversationUpdate {
+    fn from(e: LogEvent) -> Self {
+        ConversationUpdate {
+            message: (e.event_type == "MessageAdded")
+                .then(|| {
+                    e.payload
+                        .0
+                        .get("MessageAdded")
+                        .map(super::messaging::chat_message)
+                })
+                .flatten(),
+            conversation_id: e.aggregate_id,
+            event_type: e.event_type,
+            position: e.position,
+        }
+    }
+}
+
 /// Root of all subscriptions.
 #[derive(Debug, Default)]
 pub struct SubscriptionRoot;
@@ -132,16 +164,25 @@ async fn start(
     let state = ctx.data::<AppState>()?.clone();
     let rc = ctx.data::<context::RequestCtx>()?;
     context::staff(rc, role, what)?;
-    let after = match after {
+    let after = from_position(&state, rc, after).await?;
+    Ok((state, after))
+}
+
+/// Where a subscription starts: after `after`, or at the head of the log.
+async fn from_position(
+    state: &AppState,
+    rc: &context::RequestCtx,
+    after: Option<String>,
+) -> async_graphql::Result<LogPosition> {
+    match after {
         Some(p) => LogPosition::from_str(&p)
-            .map_err(|_| errors::invalid("after", "not a log position (as `position` gives it)"))?,
+            .map_err(|_| errors::invalid("after", "not a log position (as `position` gives it)")),
         None => state
             .log
             .head()
             .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?,
-    };
-    Ok((state, after))
+            .map_err(|e| errors::internal(&rc.request_id, &e)),
+    }
 }
 
 #[Subscription]
@@ -179,6 +220,58 @@ impl SubscriptionRoot {
         use futures::StreamExt;
         let (state, after) = start(ctx, after, Role::Staff, "follow the job board").await?;
         Ok(tail(&state, after, |e| e.aggregate_type == "Job").map(BoardChange::from))
+    }
+
+    /// Every conversation's activity (staff): the chat inbox, live.
+    async fn conversations(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = ConversationUpdate>> {
+        use futures::StreamExt;
+        let (state, after) = start(ctx, after, Role::Staff, "follow the chat inbox").await?;
+        Ok(tail(&state, after, |e| e.aggregate_type == "Conversation")
+            .map(ConversationUpdate::from))
+    }
+
+    /// One conversation, live: staff, or the portal customer it is with.
+    async fn conversation(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        after: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = ConversationUpdate>> {
+        use futures::StreamExt;
+        let state = ctx.data::<AppState>()?.clone();
+        let rc = ctx.data::<context::RequestCtx>()?;
+        let conversation = domain::ids::ConversationId::parse(&id)
+            .map_err(|_| errors::invalid("id", "not a conversation id"))?;
+        let after = match &rc.principal {
+            Some(context::Principal::Customer { id: me }) => {
+                let owner = state
+                    .crm
+                    .conversations()
+                    .load(conversation)
+                    .await
+                    .map_err(|e| errors::app(&rc.request_id, e))?
+                    .aggregate
+                    .customer_id();
+                if owner != Some(*me) {
+                    return Err(errors::forbidden("follow another customer's conversation"));
+                }
+                from_position(&state, rc, after).await?
+            }
+            _ => {
+                start(ctx, after, Role::Staff, "follow conversations")
+                    .await?
+                    .1
+            }
+        };
+        let id = id.0;
+        Ok(tail(&state, after, move |e| {
+            e.aggregate_type == "Conversation" && e.aggregate_id == id
+        })
+        .map(ConversationUpdate::from))
     }
 
     /// Changes to the vehicle board (staff): vehicles registered or changing status, and
