@@ -1385,6 +1385,72 @@ async fn the_rest_of_the_api(engine: Engine) {
         "the duplicate left the list"
     );
 
+    // --- Ann keeps her own record in the portal: contact details and marketing choices.
+    let mine = "mutation($i: UpdateMyProfileInput!) { updateMyProfile(input: $i) { customer { id name email phone } } }";
+    let r = gql(
+        &s,
+        Some(&ann_token),
+        mine,
+        json!({"i": {"name": "Ann Able", "email": "BOB@example.com"}}),
+    )
+    .await;
+    assert_eq!(
+        (code(&r), r["errors"][0]["extensions"]["field"].clone()),
+        ("RULE_VIOLATION".to_string(), json!("email")),
+        "Bob's address is his sign-in: {r}"
+    );
+    let r = gql(
+        &s,
+        Some(&ann_token),
+        mine,
+        json!({"i": {"name": "Ann Able", "email": "ann@example.com", "phone": "+15125550142"}}),
+    )
+    .await;
+    assert_eq!(
+        data(&r, "/data/updateMyProfile/customer"),
+        &json!({"id": ann, "name": "Ann Able", "email": "ann@example.com", "phone": "+15125550142"})
+    );
+    let consent = "mutation($i: MyMarketingConsentInput!) { setMyMarketingConsent(input: $i) { customer { smsConsent } } }";
+    let r = gql(
+        &s,
+        Some(&ann_token),
+        consent,
+        json!({"i": {"channel": "SMS", "granted": true}}),
+    )
+    .await;
+    assert_eq!(
+        data(&r, "/data/setMyMarketingConsent/customer/smsConsent"),
+        true
+    );
+    let r = gql(
+        &s,
+        Some(&ann_token),
+        consent,
+        json!({"i": {"channel": "SMS", "granted": false}}),
+    )
+    .await;
+    assert_eq!(
+        data(&r, "/data/setMyMarketingConsent/customer/smsConsent"),
+        false
+    );
+    assert_eq!(
+        code(
+            &gql(
+                &s,
+                Some(&kim),
+                consent,
+                json!({"i": {"channel": "SMS", "granted": true}})
+            )
+            .await
+        ),
+        "FORBIDDEN"
+    );
+    let types = tests::app_support::stream_types(&db.log().await, "Customer", &ann).await;
+    assert!(
+        types.contains(&"SmsConsentRevoked".to_string()),
+        "{types:?}"
+    );
+
     // --- Jobs: reschedule, card payment, the van to the workshop.
     let booked = edit("mutation($i: BookJobInput!) { bookJob(input: $i) { job { id } } }",
         json!({"customerId": ann, "services": ["rug cleaning"], "start": "2026-12-01T15:00:00Z", "end": "2026-12-01T16:00:00Z"})).await;

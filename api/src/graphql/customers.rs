@@ -330,6 +330,30 @@ pub struct TagCustomerInput {
     pub idempotency_key: Option<String>,
 }
 
+/// New contact details for the signed-in portal customer.
+#[derive(InputObject, Debug)]
+pub struct UpdateMyProfileInput {
+    /// Full name.
+    pub name: String,
+    /// Email (also the portal sign-in).
+    pub email: Option<String>,
+    /// Phone.
+    pub phone: Option<String>,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// The signed-in portal customer's marketing choice on a channel.
+#[derive(InputObject, Debug)]
+pub struct MyMarketingConsentInput {
+    /// Channel.
+    pub channel: MarketingChannel,
+    /// Granted (true) or withdrawn (false).
+    pub granted: bool,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
 /// An address to add (or replace) under a label.
 #[derive(InputObject, Debug)]
 pub struct AddCustomerAddressInput {
@@ -476,6 +500,42 @@ async fn run(
     })
 }
 
+/// A command by the signed-in portal customer on their own record, and the portal
+/// activity it counts as (best effort: the change itself is what matters).
+async fn as_customer(
+    ctx: &Context<'_>,
+    me: CustomerId,
+    key: Option<&String>,
+    cmd: CustomerCommand,
+    activity: Option<domain::portal::PortalActivity>,
+) -> async_graphql::Result<CustomerPayload> {
+    let (state, rc) = parts(ctx)?;
+    let (_, actor, meta) = context::customer(rc)?;
+    let out = state
+        .crm
+        .customers()
+        .execute(me, actor, cmd, &context::with_key(meta.clone(), key))
+        .await
+        .map_err(|e| errors::app(&rc.request_id, e))?;
+    if let Some(activity) = activity {
+        let _ = state
+            .crm
+            .portal_accounts()
+            .execute(
+                domain::ids::PortalAccountId::for_customer(me),
+                actor,
+                domain::portal::PortalAccountCommand::RecordActivity { activity },
+                &meta,
+            )
+            .await;
+    }
+    let position = settle(state, &out).await;
+    Ok(CustomerPayload {
+        customer: load_customer(state, &me.to_string()).await,
+        position,
+    })
+}
+
 /// Customer mutations.
 #[derive(Debug, Default)]
 pub struct CustomerMutation;
@@ -534,6 +594,79 @@ impl CustomerMutation {
                 email: input.email,
                 phone: input.phone,
             },
+        )
+        .await
+    }
+
+    /// The signed-in portal customer changes their own name, email or phone. The email is
+    /// their sign-in: one another customer already uses is refused.
+    #[graphql(guard = "Allow::Customer")]
+    async fn update_my_profile(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateMyProfileInput,
+    ) -> async_graphql::Result<CustomerPayload> {
+        check_len("name", &input.name)?;
+        let (state, rc) = parts(ctx)?;
+        let (me, _, _) = context::customer(rc)?;
+        let email = input.email.map(|e| e.trim().to_lowercase());
+        if let Some(e) = &email {
+            check_len("email", e)?;
+            let taken = state
+                .projections
+                .query(
+                    "SELECT customer_id FROM rm_customers WHERE email = $1 AND customer_id <> $2",
+                    &[Param::from(e.clone()), Param::from(me.to_string())],
+                )
+                .await
+                .map_err(|e| errors::internal(&rc.request_id, &e))?;
+            if !taken.is_empty() {
+                return Err(errors::coded(
+                    "RULE_VIOLATION",
+                    "another account uses this email",
+                    Some("email"),
+                ));
+            }
+        }
+        as_customer(
+            ctx,
+            me,
+            input.idempotency_key.as_ref(),
+            CustomerCommand::UpdateContactDetails {
+                name: input.name,
+                email,
+                phone: input.phone,
+            },
+            None,
+        )
+        .await
+    }
+
+    /// The signed-in portal customer gives or withdraws marketing consent on a channel.
+    #[graphql(guard = "Allow::Customer")]
+    async fn set_my_marketing_consent(
+        &self,
+        ctx: &Context<'_>,
+        input: MyMarketingConsentInput,
+    ) -> async_graphql::Result<CustomerPayload> {
+        let (_, rc) = parts(ctx)?;
+        let (me, _, _) = context::customer(rc)?;
+        let channel = match input.channel {
+            MarketingChannel::Sms => domain::consent::Channel::Sms,
+            MarketingChannel::Email => domain::consent::Channel::Email,
+        };
+        let source = domain::consent::ConsentSource::Portal;
+        let cmd = if input.granted {
+            CustomerCommand::GrantMarketingConsent { channel, source }
+        } else {
+            CustomerCommand::RevokeMarketingConsent { channel, source }
+        };
+        as_customer(
+            ctx,
+            me,
+            input.idempotency_key.as_ref(),
+            cmd,
+            Some(domain::portal::PortalActivity::UpdatedPreferences),
         )
         .await
     }
