@@ -267,6 +267,7 @@ impl AppAggregate for Job {
         map_errors!(e, id, JobError {
             JobError::UnknownJob => AppError::not_found(Self::ENTITY, id),
             e @ JobError::NotYourJob => AppError::forbidden(e),
+            e @ JobError::StaffOnly => AppError::forbidden(e),
             e @ JobError::AlreadyExists => AppError::rule_of("ALREADY_EXISTS", e),
             e @ JobError::NotScheduled => AppError::rule_of("JOB_NOT_SCHEDULED", e),
             e @ JobError::AlreadyScheduled => AppError::rule_of("JOB_ALREADY_SCHEDULED", e),

@@ -279,9 +279,12 @@ pub enum JobError {
     /// A payment already succeeded for this job.
     #[error("the job is already paid")]
     AlreadyPaid,
-    /// A customer tried to book for someone else.
-    #[error("customers can only book jobs for themselves")]
+    /// A customer tried to book for, or act on, someone else's job.
+    #[error("customers can only book and change their own jobs")]
     NotYourJob,
+    /// A customer tried what only staff do (assign, start, complete, record a payment).
+    #[error("only staff can do this to a job")]
+    StaffOnly,
 }
 validation_error!(JobError);
 
@@ -401,6 +404,24 @@ impl Job {
                 });
             }
             return Ok(events);
+        }
+
+        // A customer (the portal) may schedule, move or cancel their own job before work
+        // starts; everything else is staff's.
+        if let Actor::Customer { id } = ctx.actor {
+            if self.customer_id.is_some() && self.customer_id != Some(id) {
+                return Err(JobError::NotYourJob);
+            }
+            match cmd {
+                JobCommand::Schedule { .. }
+                | JobCommand::Reschedule { .. }
+                | JobCommand::Cancel { .. } => {
+                    if self.status == JobStatus::InProgress {
+                        return Err(JobError::AlreadyStarted);
+                    }
+                }
+                _ => return Err(JobError::StaffOnly),
+            }
         }
 
         // Payments may arrive for a job in any state (money already moved), but not twice.
@@ -912,5 +933,64 @@ mod tests {
             events.as_slice(),
             [JobEvent::JobPaymentFailed { .. }]
         ));
+    }
+
+    #[test]
+    fn it_should_let_a_customer_move_or_cancel_only_their_own_job_before_work_starts() {
+        let owner = Actor::Customer {
+            id: CustomerId(Uuid::from_u128(1)),
+        };
+        let other = Actor::Customer {
+            id: CustomerId(Uuid::from_u128(2)),
+        };
+        let booked = when(
+            vec![],
+            JobCommand::Book {
+                job_id: JobId(Uuid::from_u128(10)),
+                customer_id: CustomerId(Uuid::from_u128(1)),
+                source: BookingSource::Online,
+                services: vec!["rug cleaning".into()],
+                window: None,
+            },
+        )
+        .expect("booked");
+        let cancel = || JobCommand::Cancel {
+            reason: "away".into(),
+        };
+        let as_actor = |given: Vec<JobEvent>, actor, cmd| {
+            crate::testing::run::<Job, _>(crate::testing::test_services(), given, actor, cmd)
+        };
+        assert_eq!(
+            as_actor(booked.clone(), other, cancel()),
+            Err(JobError::NotYourJob)
+        );
+        assert_eq!(
+            as_actor(booked.clone(), owner, JobCommand::Start),
+            Err(JobError::StaffOnly)
+        );
+        assert!(as_actor(booked.clone(), owner, cancel()).is_ok());
+        let started: Vec<JobEvent> = {
+            let mut g = booked.clone();
+            g.extend(
+                when(
+                    booked.clone(),
+                    JobCommand::Schedule {
+                        window: ScheduleWindow::new(
+                            test_now(),
+                            test_now() + chrono::Duration::hours(2),
+                        )
+                        .expect("window"),
+                    },
+                )
+                .expect("scheduled"),
+            );
+            let s = when(g.clone(), JobCommand::Start).expect("started");
+            g.extend(s);
+            g
+        };
+        assert_eq!(
+            as_actor(started, owner, cancel()),
+            Err(JobError::AlreadyStarted)
+        );
     }
 }

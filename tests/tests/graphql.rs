@@ -1451,6 +1451,45 @@ async fn the_rest_of_the_api(engine: Engine) {
         "{types:?}"
     );
 
+    // --- Ann moves, then cancels, her own online booking; Bob can do neither to it.
+    let online = gql(
+        &s,
+        Some(&ann_token),
+        "mutation { bookServiceOnline(input: {services: [\"stairs\"]}) { job { id } } }",
+        json!({}),
+    )
+    .await;
+    let online = text(&online, "/data/bookServiceOnline/job/id");
+    let mv = "mutation($i: RescheduleJobInput!) { rescheduleMyBooking(input: $i) { job { status scheduledStart } } }";
+    let window =
+        json!({"jobId": online, "start": "2026-12-04T15:00:00Z", "end": "2026-12-04T16:00:00Z"});
+    assert_eq!(
+        code(&gql(&s, Some(&bob_token), mv, json!({"i": window})).await),
+        "FORBIDDEN"
+    );
+    let r = gql(&s, Some(&ann_token), mv, json!({"i": window})).await;
+    assert_eq!(
+        data(&r, "/data/rescheduleMyBooking/job"),
+        &json!({"status": "scheduled", "scheduledStart": "2026-12-04T15:00:00Z"})
+    );
+    let cancel = "mutation($i: CancelJobInput!) { cancelMyBooking(input: $i) { job { status } } }";
+    let r = gql(
+        &s,
+        Some(&bob_token),
+        cancel,
+        json!({"i": {"jobId": online, "reason": "not mine"}}),
+    )
+    .await;
+    assert_eq!(code(&r), "FORBIDDEN", "{r}");
+    let r = gql(
+        &s,
+        Some(&ann_token),
+        cancel,
+        json!({"i": {"jobId": online, "reason": "away that week"}}),
+    )
+    .await;
+    assert_eq!(data(&r, "/data/cancelMyBooking/job/status"), "cancelled");
+
     // --- Jobs: reschedule, card payment, the van to the workshop.
     let booked = edit("mutation($i: BookJobInput!) { bookJob(input: $i) { job { id } } }",
         json!({"customerId": ann, "services": ["rug cleaning"], "start": "2026-12-01T15:00:00Z", "end": "2026-12-01T16:00:00Z"})).await;

@@ -505,6 +505,29 @@ async fn run_job(
     })
 }
 
+/// A job command by the signed-in portal customer: the domain refuses other customers'
+/// jobs and anything but scheduling and cancelling.
+async fn run_as_customer(
+    ctx: &Context<'_>,
+    id: JobId,
+    key: Option<&String>,
+    cmd: JobCommand,
+) -> async_graphql::Result<JobPayload> {
+    let (state, rc) = parts(ctx)?;
+    let (_, actor, meta) = context::customer(rc)?;
+    let out = state
+        .crm
+        .jobs()
+        .execute(id, actor, cmd, &context::with_key(meta, key))
+        .await
+        .map_err(|e| errors::app(&rc.request_id, e))?;
+    let position = settle(state, &out).await;
+    Ok(JobPayload {
+        job: load_job(state, &id.to_string()).await,
+        position,
+    })
+}
+
 /// Job mutations.
 #[derive(Debug, Default)]
 pub struct JobMutation;
@@ -587,6 +610,64 @@ impl JobMutation {
             job: load_job(state, &id.to_string()).await,
             position,
         })
+    }
+
+    /// The signed-in portal customer picks or moves the window of their own booking, before
+    /// work starts.
+    #[graphql(guard = "Allow::Customer")]
+    async fn reschedule_my_booking(
+        &self,
+        ctx: &Context<'_>,
+        input: RescheduleJobInput,
+    ) -> async_graphql::Result<JobPayload> {
+        let id = job_id("jobId", &input.job_id)?;
+        // Whose job it is comes first: others' ids answer the same whatever the input.
+        let (state, rc) = parts(ctx)?;
+        let (me, _, _) = context::customer(rc)?;
+        let job = state
+            .crm
+            .jobs()
+            .load_existing(id)
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?
+            .aggregate;
+        if job.customer_id() != Some(me) {
+            return Err(errors::forbidden("change another customer's booking"));
+        }
+        if let Some(r) = &input.reason {
+            check_len("reason", r)?;
+        }
+        let w = window(Some(input.start), Some(input.end))?
+            .ok_or_else(|| errors::invalid("end", "required"))?;
+        let cmd = if job.window().is_some() {
+            JobCommand::Reschedule {
+                window: w,
+                reason: input.reason,
+            }
+        } else {
+            JobCommand::Schedule { window: w }
+        };
+        run_as_customer(ctx, id, input.idempotency_key.as_ref(), cmd).await
+    }
+
+    /// The signed-in portal customer cancels their own booking, before work starts.
+    #[graphql(guard = "Allow::Customer")]
+    async fn cancel_my_booking(
+        &self,
+        ctx: &Context<'_>,
+        input: CancelJobInput,
+    ) -> async_graphql::Result<JobPayload> {
+        check_len("reason", &input.reason)?;
+        let id = job_id("jobId", &input.job_id)?;
+        run_as_customer(
+            ctx,
+            id,
+            input.idempotency_key.as_ref(),
+            JobCommand::Cancel {
+                reason: input.reason,
+            },
+        )
+        .await
     }
 
     /// Puts an unscheduled job in the calendar (staff).
