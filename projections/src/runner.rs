@@ -458,6 +458,11 @@ impl ProjectionRunner {
             let Some(after) = at.get(p.name()).copied() else {
                 continue;
             };
+            // The batch starts at the group's lowest checkpoint: a projection already at or
+            // past its end has nothing in it, and its checkpoint must not move back to it.
+            if after >= last {
+                continue;
+            }
             tx.execute("SAVEPOINT projection_step", &[]).await?;
             let mut applied = 0i64;
             let mut error = None;
