@@ -1410,6 +1410,18 @@ async fn the_rest_of_the_api(engine: Engine) {
         data(&r, "/data/updateMyProfile/customer"),
         &json!({"id": ann, "name": "Ann Able", "email": "ann@example.com", "phone": "+15125550142"})
     );
+    // A form that leaves the email out does not take Ann's sign-in away.
+    let r = gql(
+        &s,
+        Some(&ann_token),
+        mine,
+        json!({"i": {"name": "Ann Able"}}),
+    )
+    .await;
+    assert_eq!(
+        data(&r, "/data/updateMyProfile/customer"),
+        &json!({"id": ann, "name": "Ann Able", "email": "ann@example.com", "phone": "+15125550142"})
+    );
     let consent = "mutation($i: MyMarketingConsentInput!) { setMyMarketingConsent(input: $i) { customer { smsConsent } } }";
     let r = gql(
         &s,
@@ -1670,12 +1682,27 @@ async fn the_rest_of_the_api(engine: Engine) {
     // --- A cheque for that job: recorded once even when retried; the job shows paid.
     let cheque = "mutation($i: RecordJobPaymentInput!) { recordJobPayment(input: $i) { paymentId amount { amountCents } position } }";
     let i = json!({"i": {"jobId": job2, "method": "CHECK", "reference": "1042", "idempotencyKey": "cheque-1042"}});
-    let first = gql(&s, Some(&kim), cheque, i.clone()).await;
+    // Two screens at once (different people, different keys) record the money once.
+    let cash = json!({"i": {"jobId": job2, "method": "CASH", "idempotencyKey": "cash-at-door"}});
+    let (a, b) = tokio::join!(
+        gql(&s, Some(&kim), cheque, i.clone()),
+        gql(&s, Some(&admin), cheque, cash.clone())
+    );
+    let ((token, input, first), loser) = if a.get("errors").is_none() {
+        ((kim.clone(), i, a), b)
+    } else {
+        ((admin.clone(), cash, b), a)
+    };
+    assert!(
+        ["RULE_VIOLATION", "CONFLICT"].contains(&code(&loser).as_str()),
+        "{loser}"
+    );
     assert_eq!(
         data(&first, "/data/recordJobPayment/amount/amountCents"),
         5000
     );
-    let again = gql(&s, Some(&kim), cheque, i).await;
+    // The winner's retry with its key is the first outcome.
+    let again = gql(&s, Some(&token), cheque, input).await;
     assert_eq!(
         data(&again, "/data/recordJobPayment/paymentId"),
         data(&first, "/data/recordJobPayment/paymentId")
@@ -1974,6 +2001,26 @@ async fn the_rest_of_the_api(engine: Engine) {
         &json!([{"id": chat}])
     );
 
+    // --- Idempotency keys belong to whoever sent them: Bob reusing Ann's key gets a
+    // conversation of his own, never hers.
+    let open = "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id customerId } } }";
+    let key = json!({"i": {"idempotencyKey": "widget-1"}});
+    let a1 = gql(&s, Some(&ann_token), open, key.clone()).await;
+    let a2 = gql(&s, Some(&ann_token), open, key.clone()).await;
+    let b1 = gql(&s, Some(&bob_token), open, key).await;
+    assert_eq!(
+        data(&a1, "/data/startConversation/conversation"),
+        data(&a2, "/data/startConversation/conversation")
+    );
+    assert_eq!(
+        data(&b1, "/data/startConversation/conversation/customerId"),
+        &json!(bob)
+    );
+    assert_ne!(
+        data(&b1, "/data/startConversation/conversation/id"),
+        data(&a1, "/data/startConversation/conversation/id")
+    );
+
     // --- Chat text is the customer's personal data: sealed with their key, unreadable
     // once they are erased, while the conversation's facts stay.
     let secret = "call me on +15125550999";
@@ -2094,6 +2141,27 @@ async fn the_rest_of_the_api(engine: Engine) {
         Some(1)
     );
     assert_eq!(data(&closed, "/data/eventLog/pageInfo/hasNextPage"), false);
+    // Password hashes stay in the log, never in an answer, not even an admin's.
+    let set = gql(
+        &s,
+        Some(&admin),
+        "{ eventLog(eventTypes: [\"StaffPasswordSet\"], first: 5) { nodes { payload } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        data(
+            &set,
+            "/data/eventLog/nodes/0/payload/StaffPasswordSet/password_hash"
+        ),
+        "[redacted]"
+    );
+    let trail = gql(&s, Some(&admin), "query($id: ID!) { auditTrail(aggregateType: \"StaffUser\", id: $id) { nodes { payload } } }", json!({"id": kim_id})).await;
+    let trail = data(&trail, "/data/auditTrail/nodes").to_string();
+    assert!(
+        trail.contains("[redacted]") && !trail.contains("$argon2"),
+        "{trail}"
+    );
     let whole = gql(&s, Some(&admin), feed, json!({"f": 500})).await;
     let all: Vec<Value> = data(&whole, "/data/eventLog/edges")
         .as_array()

@@ -229,20 +229,53 @@ pub fn meta(rc: &RequestCtx, actor: commands::Actor) -> EventMetadata {
         .with_client_ip(rc.client_ip.clone())
 }
 
-/// Adds the client's idempotency key, if given.
+/// Adds the client's idempotency key, if given, scoped to who sent it: a key only ever
+/// replays its own sender's outcome, so guessing someone else's key reveals nothing.
 pub fn with_key(m: EventMetadata, key: Option<&String>) -> EventMetadata {
     match key {
-        Some(k) => m.with_idempotency_key(k.clone()),
+        Some(k) => {
+            let scoped = format!("{}:{k}", m.actor.encode());
+            m.with_idempotency_key(scoped)
+        }
         None => m,
+    }
+}
+
+/// The stored form of `key` for this request's principal (as [`with_key`] stores it).
+fn scoped_key(rc: &RequestCtx, key: &str) -> String {
+    let actor = match &rc.principal {
+        Some(Principal::Staff { id, .. }) => commands::Actor::Staff(id.to_string()),
+        Some(Principal::Customer { id }) => commands::Actor::Customer(id.to_string()),
+        None => commands::Actor::System("anonymous".into()),
+    };
+    format!("{}:{key}", actor.encode())
+}
+
+/// Whether this principal already used `key` (its first outcome is then replayed).
+pub async fn key_was_used(state: &AppState, rc: &RequestCtx, key: Option<&String>) -> bool {
+    match key {
+        Some(k) => state
+            .log
+            .find_idempotent(&scoped_key(rc, k))
+            .await
+            .ok()
+            .flatten()
+            .is_some(),
+        None => false,
     }
 }
 
 /// The id for a create command: the aggregate the first attempt with this
 /// idempotency key created, or a fresh one. A retried create must address
 /// the same aggregate, or the key would be "reused for another aggregate".
-pub async fn id_for_create(state: &AppState, key: Option<&String>) -> uuid::Uuid {
+pub async fn id_for_create(state: &AppState, rc: &RequestCtx, key: Option<&String>) -> uuid::Uuid {
     let prior = match key {
-        Some(k) => state.log.find_idempotent(k).await.ok().flatten(),
+        Some(k) => state
+            .log
+            .find_idempotent(&scoped_key(rc, k))
+            .await
+            .ok()
+            .flatten(),
         None => None,
     };
     prior

@@ -335,9 +335,9 @@ pub struct TagCustomerInput {
 pub struct UpdateMyProfileInput {
     /// Full name.
     pub name: String,
-    /// Email (also the portal sign-in).
+    /// Email (also the portal sign-in); unchanged when left out.
     pub email: Option<String>,
-    /// Phone.
+    /// Phone; unchanged when left out.
     pub phone: Option<String>,
     /// Makes retries safe.
     pub idempotency_key: Option<String>,
@@ -517,7 +517,8 @@ async fn as_customer(
         .execute(me, actor, cmd, &context::with_key(meta.clone(), key))
         .await
         .map_err(|e| errors::app(&rc.request_id, e))?;
-    if let Some(activity) = activity {
+    // A replayed retry already counted as activity the first time.
+    if let Some(activity) = activity.filter(|_| !out.replayed) {
         let _ = state
             .crm
             .portal_accounts()
@@ -550,10 +551,10 @@ impl CustomerMutation {
         input: CreateCustomerInput,
     ) -> async_graphql::Result<CustomerPayload> {
         check_len("name", &input.name)?;
-        let (state, _) = parts(ctx)?;
+        let (state, rc) = parts(ctx)?;
         // A retried create returns the customer the first attempt made.
         let id = CustomerId::from_uuid(
-            context::id_for_create(state, input.idempotency_key.as_ref()).await,
+            context::id_for_create(state, rc, input.idempotency_key.as_ref()).await,
         );
         let cmd = CustomerCommand::Create {
             customer_id: id,
@@ -598,8 +599,9 @@ impl CustomerMutation {
         .await
     }
 
-    /// The signed-in portal customer changes their own name, email or phone. The email is
-    /// their sign-in: one another customer already uses is refused.
+    /// The signed-in portal customer changes their own name, email or phone (a field left
+    /// out stays as it is). The email is their sign-in: one another customer already uses
+    /// is refused.
     #[graphql(guard = "Allow::Customer")]
     async fn update_my_profile(
         &self,
@@ -609,7 +611,16 @@ impl CustomerMutation {
         check_len("name", &input.name)?;
         let (state, rc) = parts(ctx)?;
         let (me, _, _) = context::customer(rc)?;
-        let email = input.email.map(|e| e.trim().to_lowercase());
+        // A field left out stays as it is: the email is the portal sign-in and must not
+        // vanish because a form did not send it.
+        let current = load_customer(state, &me.to_string())
+            .await
+            .ok_or_else(|| errors::not_found("customer", &me.to_string()))?;
+        let email = input
+            .email
+            .map(|e| e.trim().to_lowercase())
+            .or(current.email);
+        let phone = input.phone.or(current.phone);
         if let Some(e) = &email {
             check_len("email", e)?;
             let taken = state
@@ -635,7 +646,7 @@ impl CustomerMutation {
             CustomerCommand::UpdateContactDetails {
                 name: input.name,
                 email,
-                phone: input.phone,
+                phone,
             },
             None,
         )

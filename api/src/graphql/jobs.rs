@@ -544,9 +544,10 @@ impl JobMutation {
         check_services(&input.services)?;
         let customer = customer_id("customerId", &input.customer_id)?;
         let w = window(input.start, input.end)?;
-        let (state, _) = parts(ctx)?;
-        let id =
-            JobId::from_uuid(context::id_for_create(state, input.idempotency_key.as_ref()).await);
+        let (state, rc) = parts(ctx)?;
+        let id = JobId::from_uuid(
+            context::id_for_create(state, rc, input.idempotency_key.as_ref()).await,
+        );
         run_job(
             ctx,
             id,
@@ -574,8 +575,9 @@ impl JobMutation {
         let w = window(input.start, input.end)?;
         let (state, rc) = parts(ctx)?;
         let (customer, actor, meta) = context::customer(rc)?;
-        let id =
-            JobId::from_uuid(context::id_for_create(state, input.idempotency_key.as_ref()).await);
+        let id = JobId::from_uuid(
+            context::id_for_create(state, rc, input.idempotency_key.as_ref()).await,
+        );
         let out = state
             .crm
             .jobs()
@@ -593,18 +595,20 @@ impl JobMutation {
             )
             .await
             .map_err(|e| errors::app(&rc.request_id, e))?;
-        let _ = state
-            .crm
-            .portal_accounts()
-            .execute(
-                domain::ids::PortalAccountId::for_customer(customer),
-                actor,
-                domain::portal::PortalAccountCommand::RecordActivity {
-                    activity: domain::portal::PortalActivity::BookedService { job_id: id },
-                },
-                &meta,
-            )
-            .await;
+        if !out.replayed {
+            let _ = state
+                .crm
+                .portal_accounts()
+                .execute(
+                    domain::ids::PortalAccountId::for_customer(customer),
+                    actor,
+                    domain::portal::PortalAccountCommand::RecordActivity {
+                        activity: domain::portal::PortalActivity::BookedService { job_id: id },
+                    },
+                    &meta,
+                )
+                .await;
+        }
         let position = settle(state, &out).await;
         Ok(JobPayload {
             job: load_job(state, &id.to_string()).await,
@@ -838,7 +842,7 @@ impl JobMutation {
         let (state, rc) = parts(ctx)?;
         let (actor, meta) = context::staff(rc, Role::Manager, "register vehicles")?;
         let id = VehicleId::from_uuid(
-            context::id_for_create(state, input.idempotency_key.as_ref()).await,
+            context::id_for_create(state, rc, input.idempotency_key.as_ref()).await,
         );
         let out = state
             .crm
@@ -916,10 +920,7 @@ impl JobMutation {
             .await
             .ok_or_else(|| errors::not_found("job", &id.to_string()))?;
         // A retry of a recorded payment answers with the first outcome, paid job or not.
-        let retry = match &input.idempotency_key {
-            Some(k) => state.log.find_idempotent(k).await.ok().flatten().is_some(),
-            None => false,
-        };
+        let retry = context::key_was_used(state, rc, input.idempotency_key.as_ref()).await;
         let due = match (&job.status[..], &job.amount) {
             ("completed", Some(m)) if !job.paid || retry => m.amount_cents,
             ("completed", _) if job.paid => {
@@ -939,10 +940,10 @@ impl JobMutation {
         };
         let amount = input.amount_cents.unwrap_or(due);
         let customer = customer_id("jobId", &job.customer_id)?;
-        let payment_id = domain::ids::PaymentId::from_uuid(match &input.idempotency_key {
-            Some(k) => uuid::Uuid::new_v5(&id.as_uuid(), format!("payment:{k}").as_bytes()),
-            None => uuid::Uuid::new_v4(),
-        });
+        // One payment in person per job: two clerks (or a double click) cannot record the
+        // same money twice, whatever their keys.
+        let payment_id =
+            domain::ids::PaymentId::from_uuid(uuid::Uuid::new_v5(&id.as_uuid(), b"in-person"));
         let out = state
             .crm
             .payments()
@@ -960,7 +961,14 @@ impl JobMutation {
                 &context::with_key(meta, input.idempotency_key.as_ref()),
             )
             .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
+            .map_err(|e| match e.rule() {
+                Some("ALREADY_EXISTS") => errors::coded(
+                    "RULE_VIOLATION",
+                    "a payment in person is already recorded for this job",
+                    Some("jobId"),
+                ),
+                _ => errors::app(&rc.request_id, e),
+            })?;
         Ok(PaymentRecordedPayload {
             payment_id: ID(payment_id.to_string()),
             amount: Money::usd(amount),

@@ -406,7 +406,10 @@ async fn run(
         // Later steps of one request get their own keys, so a retry repeats none of them.
         let m = match (k, key) {
             (0, _) | (_, None) => meta.clone(),
-            (k, Some(key)) => meta.clone().with_idempotency_key(format!("{key}:{k}")),
+            (k, Some(_)) => {
+                let first = meta.idempotency_key.clone().unwrap_or_default();
+                meta.clone().with_idempotency_key(format!("{first}:{k}"))
+            }
         };
         last = Some(
             state
@@ -466,6 +469,13 @@ impl MessagingMutation {
                 .map(|g| customer_id("customerId", g))
                 .transpose()?,
         };
+        // Checked before anything is recorded: a bad first message must not leave an empty
+        // conversation behind.
+        if let Some(t) = &input.text {
+            if t.trim().is_empty() || t.chars().count() > 4_000 {
+                return Err(errors::invalid("text", "1 to 4,000 characters"));
+            }
+        }
         let first = match &input.text {
             Some(t) => Some(ConversationCommand::AddMessage {
                 sender: sender(rc, false)?,
@@ -474,7 +484,7 @@ impl MessagingMutation {
             None => None,
         };
         let id = ConversationId::from_uuid(
-            context::id_for_create(state, input.idempotency_key.as_ref()).await,
+            context::id_for_create(state, rc, input.idempotency_key.as_ref()).await,
         );
         let mut cmds = vec![ConversationCommand::Start {
             conversation_id: id,

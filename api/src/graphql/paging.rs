@@ -60,16 +60,16 @@ pub fn window(
     first: Option<usize>,
     last: Option<usize>,
 ) -> (usize, usize) {
-    let mut start = after.map_or(0, |a| a + 1);
+    let mut start = after.map_or(0, |a| a.saturating_add(1));
     let mut end = before.unwrap_or(total).min(total);
     if let Some(f) = first {
-        end = (start + f.min(100)).min(end);
+        end = start.saturating_add(f.min(100)).min(end);
     }
     if let Some(l) = last {
         start = end.saturating_sub(l.min(100)).max(start);
     }
     if first.is_none() && last.is_none() {
-        end = (start + 50).min(end);
+        end = start.saturating_add(50).min(end);
     }
     (start.min(end), end)
 }
@@ -195,5 +195,7 @@ mod tests {
         assert_eq!(window(10, Some(20), None, Some(5), None), (10, 10));
         assert_eq!(window(500, None, None, None, None), (0, 50));
         assert_eq!(window(500, None, None, Some(1000), None), (0, 100));
+        // A forged cursor at the end of the range is an empty page, not an overflow.
+        assert_eq!(window(10, Some(usize::MAX), None, Some(5), None), (10, 10));
     }
 }

@@ -328,7 +328,7 @@ impl ReportMutation {
         let (state, rc) = parts(ctx)?;
         let (actor, meta) = context::staff(rc, Role::Manager, "define scheduled reports")?;
         let id = ScheduledReportId::from_uuid(
-            context::id_for_create(state, input.idempotency_key.as_ref()).await,
+            context::id_for_create(state, rc, input.idempotency_key.as_ref()).await,
         );
         let out = state
             .crm

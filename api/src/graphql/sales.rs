@@ -616,7 +616,7 @@ impl SalesMutation {
             None => me.ok_or_else(errors::unauthenticated)?,
         };
         let id = OpportunityId::from_uuid(
-            context::id_for_create(state, input.idempotency_key.as_ref()).await,
+            context::id_for_create(state, rc, input.idempotency_key.as_ref()).await,
         );
         run_opp(
             ctx,
@@ -901,7 +901,7 @@ impl SalesMutation {
             None => AudienceSegment::AllCustomers,
         };
         let id = PromotionId::from_uuid(
-            context::id_for_create(state, input.idempotency_key.as_ref()).await,
+            context::id_for_create(state, rc, input.idempotency_key.as_ref()).await,
         );
         let draft = PromotionDraft {
             name: input.name,
@@ -1136,7 +1136,7 @@ impl SalesMutation {
             .map(|j| JobId::parse(j).map_err(|_| errors::invalid("jobId", "not a job id")))
             .transpose()?;
         let id = ReviewId::from_uuid(
-            context::id_for_create(state, input.idempotency_key.as_ref()).await,
+            context::id_for_create(state, rc, input.idempotency_key.as_ref()).await,
         );
         let out = state
             .crm

@@ -44,6 +44,31 @@ pub struct LogEvent {
     pub payload: async_graphql::Json<serde_json::Value>,
 }
 
+/// Fields of type `SecretHash` (password and reset-token hashes): kept in the log for the
+/// aggregates, never handed to a client, not even an admin.
+const SECRET_FIELDS: &[&str] = &["password_hash", "token_hash"];
+
+/// The payload with every secret hash replaced by `"[redacted]"`.
+pub fn without_secrets(mut payload: serde_json::Value) -> serde_json::Value {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    if SECRET_FIELDS.contains(&k.as_str()) && !x.is_null() {
+                        *x = serde_json::Value::from("[redacted]");
+                    } else {
+                        walk(x);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut payload);
+    payload
+}
+
 impl From<RecordedEvent> for LogEvent {
     fn from(e: RecordedEvent) -> Self {
         let m = |k: &str| {
@@ -60,7 +85,7 @@ impl From<RecordedEvent> for LogEvent {
             aggregate_id: ID(e.aggregate_id),
             sequence: e.sequence as i64,
             event_type: e.event_type,
-            payload: async_graphql::Json(e.payload),
+            payload: async_graphql::Json(without_secrets(e.payload)),
         }
     }
 }

@@ -272,7 +272,7 @@ impl SystemQuery {
                 };
                 // An erased customer's personal fields read as placeholders (the
                 // key is destroyed); the non-personal facts stay visible.
-                let payload = e.payload.clone();
+                let payload = super::subscriptions::without_secrets(e.payload.clone());
                 AuditEntry {
                     sequence: e.sequence as i64,
                     event_type: e.event_type.clone(),
