@@ -1473,16 +1473,25 @@ async fn the_rest_of_the_api(engine: Engine) {
     .await;
     let online = text(&online, "/data/bookServiceOnline/job/id");
     let mv = "mutation($i: RescheduleJobInput!) { rescheduleMyBooking(input: $i) { job { status scheduledStart } } }";
-    let window =
-        json!({"jobId": online, "start": "2026-12-04T15:00:00Z", "end": "2026-12-04T16:00:00Z"});
+    // A week from now, on the hour: always in the future, whenever the suite runs.
+    let hour = |h: i64| {
+        let t = chrono::Utc::now() + chrono::Duration::days(7) + chrono::Duration::hours(h);
+        t.format("%Y-%m-%dT%H:00:00Z").to_string()
+    };
+    let (start, end) = (hour(0), hour(1));
+    let window = json!({"jobId": online, "start": start, "end": end});
     assert_eq!(
         code(&gql(&s, Some(&bob_token), mv, json!({"i": window})).await),
         "FORBIDDEN"
     );
+    let past =
+        json!({"jobId": online, "start": "2020-01-01T15:00:00Z", "end": "2020-01-01T16:00:00Z"});
+    let r = gql(&s, Some(&ann_token), mv, json!({"i": past})).await;
+    assert_eq!(r["errors"][0]["extensions"]["field"], "start", "{r}");
     let r = gql(&s, Some(&ann_token), mv, json!({"i": window})).await;
     assert_eq!(
         data(&r, "/data/rescheduleMyBooking/job"),
-        &json!({"status": "scheduled", "scheduledStart": "2026-12-04T15:00:00Z"})
+        &json!({"status": "scheduled", "scheduledStart": start})
     );
     let cancel = "mutation($i: CancelJobInput!) { cancelMyBooking(input: $i) { job { status } } }";
     let r = gql(

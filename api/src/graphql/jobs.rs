@@ -641,6 +641,9 @@ impl JobMutation {
         if let Some(r) = &input.reason {
             check_len("reason", r)?;
         }
+        if input.start <= Utc::now() {
+            return Err(errors::invalid("start", "must be in the future"));
+        }
         let w = window(Some(input.start), Some(input.end))?
             .ok_or_else(|| errors::invalid("end", "required"))?;
         let cmd = if job.window().is_some() {
