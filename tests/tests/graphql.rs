@@ -1502,6 +1502,12 @@ async fn the_rest_of_the_api(engine: Engine) {
     )
     .await;
     assert_eq!(code(&r), "FORBIDDEN", "{r}");
+    // An id that belongs to nobody answers the same as someone else's.
+    let nobody = json!({"i": {"jobId": "00000000-0000-4000-8000-000000000042", "reason": "x"}});
+    assert_eq!(
+        code(&gql(&s, Some(&bob_token), cancel, nobody).await),
+        "FORBIDDEN"
+    );
     let r = gql(
         &s,
         Some(&ann_token),

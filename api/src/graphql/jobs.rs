@@ -505,6 +505,24 @@ async fn run_job(
     })
 }
 
+/// The signed-in portal customer's own job. Whose job it is comes before anything else, and
+/// an unknown id answers like someone else's: a customer learns nothing about other ids.
+async fn mine(ctx: &Context<'_>, id: JobId) -> async_graphql::Result<domain::job::Job> {
+    let (state, rc) = parts(ctx)?;
+    let (me, _, _) = context::customer(rc)?;
+    let job = state
+        .crm
+        .jobs()
+        .load(id)
+        .await
+        .map_err(|e| errors::app(&rc.request_id, e))?
+        .aggregate;
+    if job.customer_id() != Some(me) {
+        return Err(errors::forbidden("change another customer's booking"));
+    }
+    Ok(job)
+}
+
 /// A job command by the signed-in portal customer: the domain refuses other customers'
 /// jobs and anything but scheduling and cancelling.
 async fn run_as_customer(
@@ -625,19 +643,7 @@ impl JobMutation {
         input: RescheduleJobInput,
     ) -> async_graphql::Result<JobPayload> {
         let id = job_id("jobId", &input.job_id)?;
-        // Whose job it is comes first: others' ids answer the same whatever the input.
-        let (state, rc) = parts(ctx)?;
-        let (me, _, _) = context::customer(rc)?;
-        let job = state
-            .crm
-            .jobs()
-            .load_existing(id)
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?
-            .aggregate;
-        if job.customer_id() != Some(me) {
-            return Err(errors::forbidden("change another customer's booking"));
-        }
+        let job = mine(ctx, id).await?;
         if let Some(r) = &input.reason {
             check_len("reason", r)?;
         }
@@ -664,8 +670,9 @@ impl JobMutation {
         ctx: &Context<'_>,
         input: CancelJobInput,
     ) -> async_graphql::Result<JobPayload> {
-        check_len("reason", &input.reason)?;
         let id = job_id("jobId", &input.job_id)?;
+        mine(ctx, id).await?;
+        check_len("reason", &input.reason)?;
         run_as_customer(
             ctx,
             id,

@@ -562,10 +562,11 @@ async fn offer_step(
         )
         .await;
     };
+    // Unknown and someone else's answer alike: a customer learns nothing about other ids.
     let opp = state
         .crm
         .opportunities()
-        .load_existing(id)
+        .load(id)
         .await
         .map_err(|e| errors::app(&rc.request_id, e))?;
     if opp.aggregate.customer_id() != Some(*me) {
