@@ -44,18 +44,7 @@ async fn outbox_summary(state: &AppState) -> Result<Value, projections::DbError>
         .and_then(|r| r.get("due"))
         .and_then(Value::as_i64)
         .map(|due| (chrono::Utc::now().timestamp_millis() - due).max(0));
-    // A claimed SMS whose worker died mid-call may or may not have gone out (Twilio has no
-    // idempotency key): a person checks the Twilio log and resends if needed.
-    let unknown = db
-        .query(
-            "SELECT count(*) AS n FROM rm_messages WHERE not_sent_reason = 'outcome_unknown'",
-            &[],
-        )
-        .await?
-        .first()
-        .and_then(|r| r.get("n"))
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
+    let unknown = crate::outbox::uncertain_sends(&state.projections).await?;
     Ok(
         json!({ "messages": by_status, "oldestDueOverdueMs": overdue_ms, "outcomeUnknown": unknown }),
     )

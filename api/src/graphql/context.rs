@@ -251,34 +251,32 @@ fn scoped_key(rc: &RequestCtx, key: &str) -> String {
     format!("{}:{key}", actor.encode())
 }
 
+/// The stored outcome of this principal's earlier request with `key`, if any.
+async fn earlier(
+    state: &AppState,
+    rc: &RequestCtx,
+    key: Option<&String>,
+) -> Option<commands::store::StoredOutcome> {
+    let k = key?;
+    state
+        .log
+        .find_idempotent(&scoped_key(rc, k))
+        .await
+        .ok()
+        .flatten()
+}
+
 /// Whether this principal already used `key` (its first outcome is then replayed).
 pub async fn key_was_used(state: &AppState, rc: &RequestCtx, key: Option<&String>) -> bool {
-    match key {
-        Some(k) => state
-            .log
-            .find_idempotent(&scoped_key(rc, k))
-            .await
-            .ok()
-            .flatten()
-            .is_some(),
-        None => false,
-    }
+    earlier(state, rc, key).await.is_some()
 }
 
 /// The id for a create command: the aggregate the first attempt with this
 /// idempotency key created, or a fresh one. A retried create must address
 /// the same aggregate, or the key would be "reused for another aggregate".
 pub async fn id_for_create(state: &AppState, rc: &RequestCtx, key: Option<&String>) -> uuid::Uuid {
-    let prior = match key {
-        Some(k) => state
-            .log
-            .find_idempotent(&scoped_key(rc, k))
-            .await
-            .ok()
-            .flatten(),
-        None => None,
-    };
-    prior
+    earlier(state, rc, key)
+        .await
         .and_then(|p| uuid::Uuid::parse_str(&p.aggregate_id).ok())
         .unwrap_or_else(uuid::Uuid::new_v4)
 }

@@ -518,23 +518,38 @@ async fn as_customer(
         .await
         .map_err(|e| errors::app(&rc.request_id, e))?;
     // A replayed retry already counted as activity the first time.
-    if let Some(activity) = activity.filter(|_| !out.replayed) {
-        let _ = state
-            .crm
-            .portal_accounts()
-            .execute(
-                domain::ids::PortalAccountId::for_customer(me),
-                actor,
-                domain::portal::PortalAccountCommand::RecordActivity { activity },
-                &meta,
-            )
-            .await;
+    if let Some(activity) = activity {
+        record_portal_activity(state, &out, me, activity, &meta).await;
     }
     let position = settle(state, &out).await;
     Ok(CustomerPayload {
         customer: load_customer(state, &me.to_string()).await,
         position,
     })
+}
+
+/// Counts `activity` for the portal customer `me` after `out`, once: a replayed retry
+/// already counted. Best effort: the change itself is what matters.
+pub(super) async fn record_portal_activity(
+    state: &AppState,
+    out: &commands::CommandOutcome,
+    me: CustomerId,
+    activity: domain::portal::PortalActivity,
+    meta: &commands::EventMetadata,
+) {
+    if out.replayed {
+        return;
+    }
+    let _ = state
+        .crm
+        .portal_accounts()
+        .execute(
+            domain::ids::PortalAccountId::for_customer(me),
+            domain::Actor::Customer { id: me },
+            domain::portal::PortalAccountCommand::RecordActivity { activity },
+            meta,
+        )
+        .await;
 }
 
 /// Customer mutations.

@@ -523,6 +523,17 @@ async fn mine(ctx: &Context<'_>, id: JobId) -> async_graphql::Result<domain::job
     Ok(job)
 }
 
+/// What a completed job charged, when it can still be paid (`paid_ok`: a retry of a
+/// recorded payment may find it paid already); RULE_VIOLATION on `jobId` otherwise.
+fn amount_due(job: &Job, paid_ok: bool) -> async_graphql::Result<i64> {
+    let refuse = |message: &str| Err(errors::coded("RULE_VIOLATION", message, Some("jobId")));
+    match (&job.status[..], &job.amount) {
+        ("completed", _) if job.paid && !paid_ok => refuse("the job is already paid"),
+        ("completed", Some(m)) => Ok(m.amount_cents),
+        _ => refuse("only a completed job can be paid"),
+    }
+}
+
 /// A job command by the signed-in portal customer: the domain refuses other customers'
 /// jobs and anything but scheduling and cancelling.
 async fn run_as_customer(
@@ -613,20 +624,14 @@ impl JobMutation {
             )
             .await
             .map_err(|e| errors::app(&rc.request_id, e))?;
-        if !out.replayed {
-            let _ = state
-                .crm
-                .portal_accounts()
-                .execute(
-                    domain::ids::PortalAccountId::for_customer(customer),
-                    actor,
-                    domain::portal::PortalAccountCommand::RecordActivity {
-                        activity: domain::portal::PortalActivity::BookedService { job_id: id },
-                    },
-                    &meta,
-                )
-                .await;
-        }
+        super::customers::record_portal_activity(
+            state,
+            &out,
+            customer,
+            domain::portal::PortalActivity::BookedService { job_id: id },
+            &meta,
+        )
+        .await;
         let position = settle(state, &out).await;
         Ok(JobPayload {
             job: load_job(state, &id.to_string()).await,
@@ -931,23 +936,7 @@ impl JobMutation {
             .ok_or_else(|| errors::not_found("job", &id.to_string()))?;
         // A retry of a recorded payment answers with the first outcome, paid job or not.
         let retry = context::key_was_used(state, rc, input.idempotency_key.as_ref()).await;
-        let due = match (&job.status[..], &job.amount) {
-            ("completed", Some(m)) if !job.paid || retry => m.amount_cents,
-            ("completed", _) if job.paid => {
-                return Err(errors::coded(
-                    "RULE_VIOLATION",
-                    "the job is already paid",
-                    Some("jobId"),
-                ))
-            }
-            _ => {
-                return Err(errors::coded(
-                    "RULE_VIOLATION",
-                    "only a completed job can be paid",
-                    Some("jobId"),
-                ))
-            }
-        };
+        let due = amount_due(&job, retry)?;
         let amount = input.amount_cents.unwrap_or(due);
         let customer = customer_id("jobId", &job.customer_id)?;
         // One payment in person per job: two clerks (or a double click) cannot record the
@@ -1001,23 +990,14 @@ impl JobMutation {
         let job = load_job(state, &id.to_string())
             .await
             .ok_or_else(|| errors::not_found("job", &id.to_string()))?;
-        let amount = match (&job.status[..], &job.amount) {
-            ("completed", Some(m)) if !job.paid && m.amount_cents > 0 => m.amount_cents,
-            ("completed", _) if job.paid => {
-                return Err(errors::coded(
-                    "RULE_VIOLATION",
-                    "the job is already paid",
-                    Some("jobId"),
-                ))
-            }
-            _ => {
-                return Err(errors::coded(
-                    "RULE_VIOLATION",
-                    "only a completed job with an amount can be paid",
-                    Some("jobId"),
-                ))
-            }
-        };
+        let amount = amount_due(&job, false)?;
+        if amount <= 0 {
+            return Err(errors::coded(
+                "RULE_VIOLATION",
+                "only a completed job with an amount can be paid",
+                Some("jobId"),
+            ));
+        }
         let Some(key) = state.config.stripe_secret_key.clone() else {
             return Err(errors::coded(
                 "UNAVAILABLE",

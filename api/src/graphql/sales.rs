@@ -541,6 +541,78 @@ async fn run_opp(
     })
 }
 
+fn promotion_id(id: &ID) -> async_graphql::Result<PromotionId> {
+    PromotionId::parse(id).map_err(|_| errors::invalid("id", "not a promotion id"))
+}
+
+impl CreatePromotionInput {
+    /// The content, and the idempotency key.
+    fn split(self) -> (PromotionContentInput, Option<String>) {
+        (
+            PromotionContentInput {
+                name: self.name,
+                channel: self.channel,
+                template: self.template,
+                discount_code: self.discount_code,
+                tag: self.tag,
+                starts_at: self.starts_at,
+                ends_at: self.ends_at,
+            },
+            self.idempotency_key,
+        )
+    }
+}
+
+impl PromotionContentInput {
+    /// The campaign draft, with the input's limits checked.
+    fn draft(self) -> async_graphql::Result<PromotionDraft> {
+        check_len("name", &self.name)?;
+        if self.template.chars().count() > 1_600 {
+            return Err(errors::invalid("template", "at most 1,600 characters"));
+        }
+        let audience = match self.tag {
+            Some(t) => AudienceSegment::Tagged {
+                tag: domain::values::Tag::parse(&t)
+                    .map_err(|v| errors::invalid("tag", v.message))?,
+            },
+            None => AudienceSegment::AllCustomers,
+        };
+        Ok(PromotionDraft {
+            name: self.name,
+            kind: PromotionKind::Campaign,
+            audience,
+            channel: channel(self.channel),
+            template: self.template,
+            discount_code: self.discount_code,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+        })
+    }
+}
+
+/// Runs one campaign command as the signed-in staff user.
+async fn run_promotion(
+    ctx: &Context<'_>,
+    id: PromotionId,
+    min: Role,
+    what: &str,
+    key: Option<&String>,
+    cmd: PromotionCommand,
+) -> async_graphql::Result<PromotionPayload> {
+    let (state, rc) = parts(ctx)?;
+    let (actor, meta) = context::staff(rc, min, what)?;
+    let out = state
+        .crm
+        .promotions()
+        .execute(id, actor, cmd, &context::with_key(meta, key))
+        .await
+        .map_err(|e| errors::app(&rc.request_id, e))?;
+    Ok(PromotionPayload {
+        promotion_id: ID(id.to_string()),
+        position: settle(state, &out).await,
+    })
+}
+
 /// A customer's step on their offer: in the portal only on their own opportunity; staff on
 /// anyone's.
 async fn offer_step(
@@ -888,50 +960,22 @@ impl SalesMutation {
         ctx: &Context<'_>,
         input: CreatePromotionInput,
     ) -> async_graphql::Result<PromotionPayload> {
-        check_len("name", &input.name)?;
-        if input.template.chars().count() > 1_600 {
-            return Err(errors::invalid("template", "at most 1,600 characters"));
-        }
+        let (content, key) = input.split();
+        let draft = content.draft()?;
         let (state, rc) = parts(ctx)?;
-        let (actor, meta) = context::staff(rc, Role::Manager, "create campaigns")?;
-        let audience = match input.tag {
-            Some(t) => AudienceSegment::Tagged {
-                tag: domain::values::Tag::parse(&t)
-                    .map_err(|v| errors::invalid("tag", v.message))?,
+        let id = PromotionId::from_uuid(context::id_for_create(state, rc, key.as_ref()).await);
+        run_promotion(
+            ctx,
+            id,
+            Role::Manager,
+            "create campaigns",
+            key.as_ref(),
+            PromotionCommand::Create {
+                promotion_id: id,
+                draft,
             },
-            None => AudienceSegment::AllCustomers,
-        };
-        let id = PromotionId::from_uuid(
-            context::id_for_create(state, rc, input.idempotency_key.as_ref()).await,
-        );
-        let draft = PromotionDraft {
-            name: input.name,
-            kind: PromotionKind::Campaign,
-            audience,
-            channel: channel(input.channel),
-            template: input.template,
-            discount_code: input.discount_code,
-            starts_at: input.starts_at,
-            ends_at: input.ends_at,
-        };
-        let out = state
-            .crm
-            .promotions()
-            .execute(
-                id,
-                actor,
-                PromotionCommand::Create {
-                    promotion_id: id,
-                    draft,
-                },
-                &context::with_key(meta, input.idempotency_key.as_ref()),
-            )
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
-        Ok(PromotionPayload {
-            promotion_id: ID(id.to_string()),
-            position: settle(state, &out).await,
-        })
+        )
+        .await
     }
 
     /// Replaces a campaign's content before delivery starts (managers).
@@ -941,47 +985,17 @@ impl SalesMutation {
         ctx: &Context<'_>,
         input: UpdatePromotionInput,
     ) -> async_graphql::Result<PromotionPayload> {
-        let c = input.content;
-        check_len("name", &c.name)?;
-        if c.template.chars().count() > 1_600 {
-            return Err(errors::invalid("template", "at most 1,600 characters"));
-        }
-        let (state, rc) = parts(ctx)?;
-        let (actor, meta) = context::staff(rc, Role::Manager, "edit campaigns")?;
-        let id = PromotionId::parse(&input.id)
-            .map_err(|_| errors::invalid("id", "not a promotion id"))?;
-        let audience = match c.tag {
-            Some(t) => AudienceSegment::Tagged {
-                tag: domain::values::Tag::parse(&t)
-                    .map_err(|v| errors::invalid("tag", v.message))?,
-            },
-            None => AudienceSegment::AllCustomers,
-        };
-        let draft = PromotionDraft {
-            name: c.name,
-            kind: PromotionKind::Campaign,
-            audience,
-            channel: channel(c.channel),
-            template: c.template,
-            discount_code: c.discount_code,
-            starts_at: c.starts_at,
-            ends_at: c.ends_at,
-        };
-        let out = state
-            .crm
-            .promotions()
-            .execute(
-                id,
-                actor,
-                PromotionCommand::Update { draft },
-                &context::with_key(meta, input.idempotency_key.as_ref()),
-            )
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
-        Ok(PromotionPayload {
-            promotion_id: input.id,
-            position: settle(state, &out).await,
-        })
+        let id = promotion_id(&input.id)?;
+        let draft = input.content.draft()?;
+        run_promotion(
+            ctx,
+            id,
+            Role::Manager,
+            "edit campaigns",
+            input.idempotency_key.as_ref(),
+            PromotionCommand::Update { draft },
+        )
+        .await
     }
 
     /// Records that a customer used a campaign (staff, at booking or checkout), by the
@@ -995,7 +1009,6 @@ impl SalesMutation {
         input: RedeemPromotionInput,
     ) -> async_graphql::Result<PromotionPayload> {
         let (state, rc) = parts(ctx)?;
-        let (actor, meta) = context::staff(rc, Role::Staff, "redeem promotions")?;
         let customer = customer_id("customerId", &input.customer_id)?;
         let job = input
             .job_id
@@ -1034,24 +1047,18 @@ impl SalesMutation {
                 ))
             }
         };
-        let out = state
-            .crm
-            .promotions()
-            .execute(
-                id,
-                actor,
-                PromotionCommand::RecordRedeemed {
-                    customer_id: customer,
-                    job_id: job,
-                },
-                &context::with_key(meta, input.idempotency_key.as_ref()),
-            )
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
-        Ok(PromotionPayload {
-            promotion_id: ID(id.to_string()),
-            position: settle(state, &out).await,
-        })
+        run_promotion(
+            ctx,
+            id,
+            Role::Staff,
+            "redeem promotions",
+            input.idempotency_key.as_ref(),
+            PromotionCommand::RecordRedeemed {
+                customer_id: customer,
+                job_id: job,
+            },
+        )
+        .await
     }
 
     /// Schedules a campaign's delivery (managers). Batches go out every 30 minutes.
@@ -1061,27 +1068,17 @@ impl SalesMutation {
         ctx: &Context<'_>,
         input: SchedulePromotionInput,
     ) -> async_graphql::Result<PromotionPayload> {
-        let (state, rc) = parts(ctx)?;
-        let (actor, meta) = context::staff(rc, Role::Manager, "schedule campaigns")?;
-        let id = PromotionId::parse(&input.id)
-            .map_err(|_| errors::invalid("id", "not a promotion id"))?;
-        let out = state
-            .crm
-            .promotions()
-            .execute(
-                id,
-                actor,
-                PromotionCommand::Schedule {
-                    send_at: input.send_at,
-                },
-                &context::with_key(meta, input.idempotency_key.as_ref()),
-            )
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
-        Ok(PromotionPayload {
-            promotion_id: input.id,
-            position: settle(state, &out).await,
-        })
+        run_promotion(
+            ctx,
+            promotion_id(&input.id)?,
+            Role::Manager,
+            "schedule campaigns",
+            input.idempotency_key.as_ref(),
+            PromotionCommand::Schedule {
+                send_at: input.send_at,
+            },
+        )
+        .await
     }
 
     /// Responds to a review (staff).

@@ -144,6 +144,27 @@ pub(crate) fn clip(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
+/// How many messages may or may not have gone out (`OutcomeUnknown`: the worker died between
+/// calling a vendor that has no idempotency key and recording its answer). A person checks
+/// the vendor's log; health and the `check-system-health` job report the count.
+///
+/// # Errors
+/// When the read models cannot be read.
+pub async fn uncertain_sends(
+    projections: &projections::ProjectionRunner,
+) -> Result<i64, projections::DbError> {
+    Ok(projections
+        .query(
+            "SELECT count(*) AS n FROM rm_messages WHERE not_sent_reason = 'outcome_unknown'",
+            &[],
+        )
+        .await?
+        .first()
+        .and_then(|r| r.get("n"))
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

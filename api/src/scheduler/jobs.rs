@@ -925,16 +925,7 @@ async fn system_health(ctx: &JobContext<'_>) -> JobResult {
     );
     // Not a failure of the system, but someone must look: see the message log
     // (`outboundMessages(status: "not_sent")`) and the vendor's own log.
-    let unknown = ctx
-        .rows(
-            "SELECT count(*) AS n FROM rm_messages WHERE not_sent_reason = 'outcome_unknown'",
-            &[],
-        )
-        .await?
-        .first()
-        .and_then(|r| r.get("n"))
-        .and_then(serde_json::Value::as_i64)
-        .unwrap_or(0);
+    let unknown = crate::outbox::uncertain_sends(&ctx.inner.projections).await?;
     t.figures.insert("messages_outcome_unknown".into(), unknown);
     if unknown > 0 {
         tracing::warn!(
