@@ -50,6 +50,31 @@ fn code(v: &Value) -> String {
         .to_string()
 }
 
+/// The field an error names (`extensions.field`), Null when none.
+fn field(v: &Value) -> Value {
+    v["errors"][0]["extensions"]["field"].clone()
+}
+
+/// Asks `query` until `done` holds of the answer or `secs` pass, and returns the last
+/// answer: what policies and the outbox do follows the mutation that caused it.
+async fn eventually(
+    s: &Server,
+    token: &str,
+    query: &str,
+    variables: Value,
+    secs: u64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let r = gql(s, Some(token), query, variables.clone()).await;
+        if done(&r) || Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Read-your-writes as a client does it: wait until the read models include `position`.
 async fn sync(s: &Server, token: &str, position: &Value) {
     let r = gql(
@@ -171,23 +196,14 @@ async fn a_business_day(engine: Engine) {
     );
 
     // Loyalty points and the review request follow through policies.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = gql(&s, Some(&tech), "query($id: ID!) { customer(id: $id) { loyaltyPoints jobsCompleted totalSpent { amountCents } } }", json!({"id": customer})).await;
-        if data(&r, "/data/customer/loyaltyPoints")
+    let points = |r: &Value| {
+        data(r, "/data/customer/loyaltyPoints")
             .as_i64()
             .unwrap_or(0)
-            > 0
-        {
-            assert_eq!(data(&r, "/data/customer/jobsCompleted"), 1);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no loyalty points after completion: {r}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
+    let r = eventually(&s, &tech, "query($id: ID!) { customer(id: $id) { loyaltyPoints jobsCompleted totalSpent { amountCents } } }", json!({"id": customer}), 30, |r| points(r) > 0).await;
+    assert!(points(&r) > 0, "no loyalty points after completion: {r}");
+    assert_eq!(data(&r, "/data/customer/jobsCompleted"), 1);
     let audit = gql(
         &s,
         Some(&admin),
@@ -236,18 +252,10 @@ async fn a_business_day(engine: Engine) {
         .as_str()
         .expect("id")
         .to_string();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let referrals = loop {
-        let r = gql(&s, Some(&tech), "query($id: ID) { referrals(referrerId: $id) { nodes { referrerId refereeId code rewardedAt } } }", json!({"id": grace_id})).await;
-        if data(&r, "/data/referrals/nodes")
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-            || std::time::Instant::now() > deadline
-        {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let referrals = eventually(&s, &tech, "query($id: ID) { referrals(referrerId: $id) { nodes { referrerId refereeId code rewardedAt } } }", json!({"id": grace_id}), 10, |r| {
+        data(r, "/data/referrals/nodes").as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
     assert_eq!(
         data(&referrals, "/data/referrals/nodes"),
         &json!([{"referrerId": grace_id, "refereeId": linus_id, "code": grace_code, "rewardedAt": null}]),
@@ -541,10 +549,7 @@ async fn roles_and_bad_input(engine: Engine) {
     )
     .await;
     assert_eq!(
-        (
-            code(&bad_phone),
-            bad_phone["errors"][0]["extensions"]["field"].clone()
-        ),
+        (code(&bad_phone), field(&bad_phone)),
         ("VALIDATION".into(), json!("phone")),
         "{bad_phone}"
     );
@@ -558,10 +563,7 @@ async fn roles_and_bad_input(engine: Engine) {
         json!({"n": long}),
     )
     .await;
-    assert_eq!(
-        oversized["errors"][0]["extensions"]["field"], "name",
-        "{oversized}"
-    );
+    assert_eq!(field(&oversized), "name", "{oversized}");
     assert!(gql(
         &s,
         Some(&staff),
@@ -1057,7 +1059,7 @@ async fn password_reset(engine: Engine) {
     )
     .await;
     assert_eq!(code(&again), "VALIDATION", "{again}");
-    assert_eq!(again["errors"][0]["extensions"]["field"], "token");
+    assert_eq!(field(&again), "token");
     assert!(!again.to_string().contains(&token), "{again}");
 
     // An unknown address is answered exactly the same, and nothing is sent.
@@ -1156,7 +1158,7 @@ async fn role_changes(engine: Engine) {
     )
     .await;
     assert_eq!(code(&bad), "VALIDATION", "{bad}");
-    assert_eq!(bad["errors"][0]["extensions"]["field"], "staffUserId");
+    assert_eq!(field(&bad), "staffUserId");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1302,7 +1304,7 @@ async fn the_rest_of_the_api(engine: Engine) {
     let r = edit("mutation($i: AddCustomerAddressInput!) { addCustomerAddress(input: $i) { position } }",
         json!({"id": ann, "label": "rental", "line1": "", "city": "Austin", "region": "TX", "postalCode": "78701"})).await;
     assert_eq!(
-        (code(&r), r["errors"][0]["extensions"]["field"].clone()),
+        (code(&r), field(&r)),
         ("VALIDATION".to_string(), json!("address.line1")),
         "{r}"
     );
@@ -1395,7 +1397,7 @@ async fn the_rest_of_the_api(engine: Engine) {
     )
     .await;
     assert_eq!(
-        (code(&r), r["errors"][0]["extensions"]["field"].clone()),
+        (code(&r), field(&r)),
         ("RULE_VIOLATION".to_string(), json!("email")),
         "Bob's address is his sign-in: {r}"
     );
@@ -1487,7 +1489,7 @@ async fn the_rest_of_the_api(engine: Engine) {
     let past =
         json!({"jobId": online, "start": "2020-01-01T15:00:00Z", "end": "2020-01-01T16:00:00Z"});
     let r = gql(&s, Some(&ann_token), mv, json!({"i": past})).await;
-    assert_eq!(r["errors"][0]["extensions"]["field"], "start", "{r}");
+    assert_eq!(field(&r), "start", "{r}");
     let r = gql(&s, Some(&ann_token), mv, json!({"i": window})).await;
     assert_eq!(
         data(&r, "/data/rescheduleMyBooking/job"),
@@ -1603,7 +1605,7 @@ async fn the_rest_of_the_api(engine: Engine) {
         json!({"i": {"vehicleId": van, "reason": "x".repeat(201)}}),
     )
     .await;
-    assert_eq!(r["errors"][0]["extensions"]["field"], "reason", "{r}");
+    assert_eq!(field(&r), "reason", "{r}");
     let r = gql(
         &s,
         Some(&admin),
@@ -1673,21 +1675,17 @@ async fn the_rest_of_the_api(engine: Engine) {
         let s = &s;
         let kim = kim.clone();
         async move {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                let b = gql(
-                    s,
-                    Some(&kim),
-                    "{ vehicles { nodes { status currentJobId } } }",
-                    json!({}),
-                )
-                .await;
-                if data(&b, "/data/vehicles/nodes/0") == &want || Instant::now() > deadline {
-                    assert_eq!(data(&b, "/data/vehicles/nodes/0"), &want);
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            let first = |b: &Value| data(b, "/data/vehicles/nodes/0").clone();
+            let b = eventually(
+                s,
+                &kim,
+                "{ vehicles { nodes { status currentJobId } } }",
+                json!({}),
+                20,
+                |b| first(b) == want,
+            )
+            .await;
+            assert_eq!(first(&b), want);
         }
     };
     board_is(json!({"status": "on_job", "currentJobId": job2})).await;
@@ -1725,24 +1723,19 @@ async fn the_rest_of_the_api(engine: Engine) {
     let payment = text(&first, "/data/recordJobPayment/paymentId");
     let types = tests::app_support::stream_types(&db.log().await, "Payment", &payment).await;
     assert_eq!(types, vec!["PaymentReceived".to_string()]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let j = gql(
-            &s,
-            Some(&kim),
-            "query($id: ID!) { job(id: $id) { paid } }",
-            json!({"id": job2}),
-        )
-        .await;
-        if data(&j, "/data/job/paid") == true {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the job was never marked paid: {j}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let j = eventually(
+        &s,
+        &kim,
+        "query($id: ID!) { job(id: $id) { paid } }",
+        json!({"id": job2}),
+        20,
+        |j| data(j, "/data/job/paid") == true,
+    )
+    .await;
+    assert!(
+        data(&j, "/data/job/paid") == true,
+        "the job was never marked paid: {j}"
+    );
     let twice = gql(
         &s,
         Some(&kim),
@@ -1865,16 +1858,10 @@ async fn the_rest_of_the_api(engine: Engine) {
     );
 
     // --- The outbound message log shows the offer email (no provider configured here).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let log = loop {
-        let r = gql(&s, Some(&admin), "query($c: ID) { outboundMessages(customerId: $c, kind: \"offer\") { totalCount nodes { kind channel customerId status notSentReason } } }", json!({"c": bob})).await;
-        if data(&r, "/data/outboundMessages/nodes/0/status") == "not_sent"
-            || Instant::now() > deadline
-        {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let log = eventually(&s, &admin, "query($c: ID) { outboundMessages(customerId: $c, kind: \"offer\") { totalCount nodes { kind channel customerId status notSentReason } } }", json!({"c": bob}), 20, |r| {
+        data(r, "/data/outboundMessages/nodes/0/status") == "not_sent"
+    })
+    .await;
     assert_eq!(
         data(&log, "/data/outboundMessages/nodes"),
         &json!([{"kind": "offer", "channel": "email", "customerId": bob, "status": "not_sent", "notSentReason": "no_provider_configured"}])
@@ -1942,10 +1929,7 @@ async fn the_rest_of_the_api(engine: Engine) {
     assert_eq!(code(&r), "FORBIDDEN", "{r}");
     let r = gql(&s, Some(&kim), "mutation($i: DetectConversationIntentInput!) { detectConversationIntent(input: $i) { conversation { intent intentConfidence } } }",
         json!({"i": {"conversationId": chat, "intent": "BOOK", "confidencePercent": 101}})).await;
-    assert_eq!(
-        r["errors"][0]["extensions"]["field"], "confidencePercent",
-        "{r}"
-    );
+    assert_eq!(field(&r), "confidencePercent", "{r}");
     let r = gql(&s, Some(&kim), "mutation($i: DetectConversationIntentInput!) { detectConversationIntent(input: $i) { conversation { intent intentConfidence } } }",
         json!({"i": {"conversationId": chat, "intent": "BOOK", "confidencePercent": 80}})).await;
     assert_eq!(
@@ -2117,7 +2101,7 @@ async fn the_rest_of_the_api(engine: Engine) {
     );
     let bad = gql(&s, Some(&kim), page, json!({"a": "not-a-cursor"})).await;
     assert_eq!(
-        (code(&bad), bad["errors"][0]["extensions"]["field"].clone()),
+        (code(&bad), field(&bad)),
         ("VALIDATION".into(), json!("after")),
         "{bad}"
     );
@@ -2208,7 +2192,7 @@ async fn the_rest_of_the_api(engine: Engine) {
         "pages of 7 walk the log in order without gaps"
     );
     let bad = gql(&s, Some(&admin), feed, json!({"a": "yesterday", "f": 1})).await;
-    assert_eq!(bad["errors"][0]["extensions"]["field"], "after", "{bad}");
+    assert_eq!(field(&bad), "after", "{bad}");
 
     // --- Passwords: Kim changes hers; the old one stops working, her other session ends,
     // this one stays. Then the admin deactivates her: every session ends, sign-in refused.
@@ -2222,7 +2206,7 @@ async fn the_rest_of_the_api(engine: Engine) {
     )
     .await;
     assert_eq!(
-        (code(&r), r["errors"][0]["extensions"]["field"].clone()),
+        (code(&r), field(&r)),
         ("VALIDATION".into(), json!("currentPassword")),
         "{r}"
     );
