@@ -50,8 +50,11 @@ async fn outbox_summary(state: &AppState) -> Result<Value, projections::DbError>
     )
 }
 
-/// `GET /api/health/detailed`: each dependency's state. 503 when the
-/// database does not answer, so a load balancer takes the instance out.
+/// `GET /api/health/detailed`: each dependency's state. `"status"` is `ok`,
+/// or `degraded` with `reasons` when a projection failed or parked events, or
+/// a policy failed: the instance still serves (200), so one bad event never
+/// takes every instance out of a load balancer. 503 only when the database
+/// does not answer.
 pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let db = state.log.ping().await;
     let head = state.log.head().await;
@@ -59,12 +62,34 @@ pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>
     let policies = state.policies.status();
     let scheduler = crate::scheduler::status(&state).await;
     let outbox = outbox_summary(&state).await;
-    let healthy = db.is_ok()
-        && head.is_ok()
-        && projections
-            .as_ref()
-            .is_ok_and(|p| p.iter().all(|s| s.state != "failed"))
-        && policies.iter().all(|p| p.last_error.is_none());
+    let reachable = db.is_ok() && head.is_ok();
+    let mut reasons: Vec<String> = Vec::new();
+    match &projections {
+        Ok(list) => {
+            for s in list {
+                if s.state == "failed" {
+                    reasons.push(format!(
+                        "projection {} failed at {}",
+                        s.name,
+                        s.error_position.as_deref().unwrap_or("?")
+                    ));
+                }
+                if s.parked > 0 {
+                    reasons.push(format!(
+                        "projection {} parked {} events from {}",
+                        s.name,
+                        s.parked,
+                        s.parked_position.as_deref().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+        Err(_) => reasons.push("projection status unreadable".into()),
+    }
+    for p in policies.iter().filter(|p| p.last_error.is_some()) {
+        reasons.push(format!("policy {} failed", p.name));
+    }
+    let healthy = reachable && reasons.is_empty();
     let c = &state.config;
     let integration = |configured: bool, missing: &str| {
         if configured {
@@ -75,6 +100,7 @@ pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>
     };
     let body = json!({
         "status": if healthy { "ok" } else { "degraded" },
+        "reasons": reasons,
         "version": VERSION,
         "build": BUILD,
         "startedAt": state.started_at.to_rfc3339(),
@@ -107,7 +133,7 @@ pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>
             "cron": integration(c.cron_secret.is_some(), "CRON_SECRET"),
         },
     });
-    let code = if healthy {
+    let code = if reachable {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

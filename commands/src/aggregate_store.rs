@@ -273,11 +273,21 @@ impl<A: Aggregate> AggregateStore<A> {
         }
         let mut loaded = self.load(aggregate_id).await?;
         let sink = EventSink::<A>::default();
-        loaded
+        if let Err(refusal) = loaded
             .aggregate
             .handle(command, &self.services, &sink)
             .await
-            .map_err(CommandError::Rejected)?;
+        {
+            // A concurrent retry with the same key may have committed between
+            // the lookup above and the load ("already exists"): its outcome is
+            // this request's too.
+            if let Some(key) = &metadata.idempotency_key {
+                if let Some(prior) = self.prior_outcome(key, aggregate_id).await? {
+                    return Ok(prior);
+                }
+            }
+            return Err(CommandError::Rejected(refusal));
+        }
         let events = sink.collect().await;
         if events.is_empty() {
             return Ok(CommandOutcome {
@@ -295,8 +305,7 @@ impl<A: Aggregate> AggregateStore<A> {
             new_events.push(NewEvent {
                 event_type: e.event_type(),
                 event_version: e.event_version(),
-                payload: serde_json::to_value(e)
-                    .map_err(|e| StoreError::Database(e.to_string()))?,
+                payload: storable_value(e)?,
                 metadata: meta_json.clone(),
             });
         }
@@ -305,8 +314,7 @@ impl<A: Aggregate> AggregateStore<A> {
             // The sink already applied the events to `loaded.aggregate`: it is
             // the state at `new_sequence`, to be stored as it is.
             Some(k) if loaded.sequence / k != new_sequence / k => Some(SnapshotWrite {
-                payload: serde_json::to_value(&loaded.aggregate)
-                    .map_err(|e| StoreError::Database(e.to_string()))?,
+                payload: storable_value(&loaded.aggregate)?,
                 last_sequence: new_sequence,
                 snapshot_number: loaded.snapshot_number + 1,
             }),
@@ -431,4 +439,14 @@ impl<A: Aggregate> AggregateStore<A> {
             replayed: true,
         }))
     }
+}
+
+/// `v` as JSON that every engine can hold (see [`crate::store::storable`]).
+fn storable_value(v: &impl serde::Serialize) -> Result<serde_json::Value, StoreError> {
+    let json = serde_json::to_value(v).map_err(|e| StoreError::Database(e.to_string()))?;
+    Ok(if crate::store::holds_nul(&json) {
+        crate::store::storable_json(&json)
+    } else {
+        json
+    })
 }

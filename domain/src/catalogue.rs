@@ -118,6 +118,7 @@ pub fn all_event_schemas() -> Vec<&'static EventSchema> {
         scheduled_report::ScheduledReportEvent::SCHEMAS,
         job_run::JobRunEvent::SCHEMAS,
         message::MessageEvent::SCHEMAS,
+        read_model::ReadModelEvent::SCHEMAS,
     ]
     .into_iter()
     .flatten()

@@ -27,6 +27,7 @@ pub mod opportunity;
 pub mod payment;
 pub mod portal;
 pub mod promotion;
+pub mod read_model;
 pub mod referral;
 pub mod review;
 pub mod scheduled_report;

@@ -92,6 +92,7 @@ fn it_should_use_the_aggregate_type_constants_in_the_catalogue() {
         domain::scheduled_report::ScheduledReport::TYPE,
         domain::job_run::JobRun::TYPE,
         domain::message::OutboundMessage::TYPE,
+        domain::read_model::ReadModel::TYPE,
     ]
     .into_iter()
     .collect();

@@ -10,6 +10,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Column, Postgres, Row, Sqlite, Transaction, TypeInfo, ValueRef};
 
+use commands::store::{storable, storable_json};
 use commands::EventLog;
 
 /// A bound parameter.
@@ -152,9 +153,9 @@ macro_rules! bind_all {
                 Param::Null => q.bind(None::<String>),
                 Param::NullInt => q.bind(None::<i64>),
                 Param::Int(i) => q.bind(*i),
-                Param::Text(s) => q.bind(s.clone()),
+                Param::Text(s) => q.bind(storable(s).into_owned()),
                 Param::Time(t) => q.bind(*t),
-                Param::Json(v) => q.bind(v.clone()),
+                Param::Json(v) => q.bind(storable_json(v)),
             };
         }
         q
@@ -360,9 +361,9 @@ fn bind_memory(st: &mut rusqlite::CachedStatement<'_>, params: &[Param]) -> Resu
         let v = match p {
             Param::Null | Param::NullInt => V::Null,
             Param::Int(i) => V::Integer(*i),
-            Param::Text(s) => V::Text(s.clone()),
+            Param::Text(s) => V::Text(storable(s).into_owned()),
             Param::Time(t) => V::Text(t.to_rfc3339()),
-            Param::Json(j) => V::Text(j.to_string()),
+            Param::Json(j) => V::Text(storable_json(j).to_string()),
         };
         st.raw_bind_parameter(i, v)?;
     }
@@ -575,7 +576,7 @@ fn copy_text(out: &mut String, v: &Param) {
         Param::Null | Param::NullInt => out.push_str("\\N"),
         Param::Int(i) => out.push_str(&i.to_string()),
         Param::Text(t) => {
-            for ch in t.chars() {
+            for ch in storable(t).chars() {
                 match ch {
                     '\\' => out.push_str("\\\\"),
                     '\t' => out.push_str("\\t"),
@@ -586,6 +587,6 @@ fn copy_text(out: &mut String, v: &Param) {
             }
         }
         Param::Time(t) => out.push_str(&t.to_rfc3339()),
-        Param::Json(j) => copy_text(out, &Param::Text(j.to_string())),
+        Param::Json(j) => copy_text(out, &Param::Text(storable_json(j).to_string())),
     }
 }

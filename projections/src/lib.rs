@@ -6,6 +6,7 @@
 
 pub mod crm;
 pub mod db;
+pub mod parked;
 pub mod projection;
 pub mod runner;
 
@@ -13,5 +14,5 @@ pub use db::{DbError, JsonRow, Param, ReadDb};
 pub use projection::{Projection, ProjectionError, Slot};
 pub use runner::{
     BeforeSwap, CompareBeforeSwap, Dump, HandlerFailure, ProjectionRunner, ProjectionStatus,
-    RunError,
+    RetriedStream, RunError,
 };

@@ -2,7 +2,7 @@
 //! updates its tables *and* its checkpoint in one transaction, so an event's
 //! effect is applied exactly once, across crashes and across instances.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::db::{DbError, JsonRow, Param, ReadDb, ReadTx};
+use crate::parked::{self, ParkedEvent, Stream};
 use crate::projection::{ApplyContext, Projection, ProjectionError, Slot};
 
 /// Why a projection run stopped.
@@ -29,6 +30,9 @@ pub enum RunError {
     /// No projection by that name.
     #[error("unknown projection {0:?}")]
     Unknown(String),
+    /// An operator's request was refused (e.g. a discard with nothing parked or no reason).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Where and why a handler failed.
@@ -63,7 +67,8 @@ pub struct ProjectionStatus {
     pub position: String,
     /// Events applied since it was built.
     pub events_applied: i64,
-    /// `running` or `failed`.
+    /// `running`, `degraded` (running, with events parked) or `failed`
+    /// (stopped: the database was unreachable, or a rebuild failed).
     pub state: String,
     /// The last error, when failed.
     pub last_error: Option<String>,
@@ -71,6 +76,27 @@ pub struct ProjectionStatus {
     pub error_position: Option<String>,
     /// Whether it has applied everything readable in the log.
     pub caught_up: bool,
+    /// Events parked because the handler refused them (or an earlier event of
+    /// their aggregate): see [`crate::parked`].
+    pub parked: i64,
+    /// The earliest parked event's position.
+    pub parked_position: Option<String>,
+    /// The error of the earliest parked event that failed.
+    pub parked_error: Option<String>,
+}
+
+/// What [`ProjectionRunner::retry_parked`] did with one aggregate's parked events.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RetriedStream {
+    /// Projection.
+    pub projection: String,
+    /// Aggregate type.
+    pub aggregate_type: String,
+    /// Aggregate id.
+    pub aggregate_id: String,
+    /// Events applied (and no longer parked), or the error they failed with again.
+    pub outcome: Result<u64, String>,
 }
 
 /// Rows of a projection's tables, by table.
@@ -266,6 +292,7 @@ impl ProjectionRunner {
                 }
                 self.drop_tables(&mut tx, p.as_ref(), Slot::Live).await?;
                 self.create_tables(&mut tx, p.as_ref(), Slot::Live).await?;
+                parked::clear(&mut tx, p.name()).await?;
                 tx.execute(
                     "DELETE FROM projection_checkpoints WHERE name = $1",
                     &[p.name().into()],
@@ -310,22 +337,110 @@ impl ProjectionRunner {
             return Ok(0);
         };
         let ctx = ApplyContext { tz: self.tz, slot };
-        for e in &events {
-            if let Err(err) = p.apply(&mut tx, ctx, e).await {
+        let share = match slot {
+            // Live: a refused event is parked with its aggregate's later events.
+            Slot::Live => {
+                let mut streams = parked::streams(&mut tx)
+                    .await?
+                    .remove(p.name())
+                    .unwrap_or_default();
+                self.apply_share(&mut tx, p, ctx, &events, after, Some(&mut streams))
+                    .await
+            }
+            // A rebuild does not park: the failure fails it (nothing half-built swaps in).
+            Slot::Shadow => {
+                self.apply_share(&mut tx, p, ctx, &events, after, None)
+                    .await
+            }
+        };
+        let share = match share {
+            Ok(share) => share,
+            Err(run_error) => {
                 drop(tx);
-                let run_error = handler_error(p.name(), e, &err);
-                self.record_failure(&name, e.position, &run_error).await?;
+                if let RunError::Handler(h) = &run_error {
+                    self.record_failure(&name, h.position, &run_error).await?;
+                }
                 return Err(run_error);
             }
-        }
+        };
         tx.execute(
             "UPDATE projection_checkpoints SET tx = $2, seq = $3, events_applied = events_applied + $4,
              state = 'running', last_error = NULL, error_position = NULL WHERE name = $1",
-            &[name.into(), (last.tx as i64).into(), (last.seq as i64).into(), (events.len() as i64).into()],
+            &[name.into(), (last.tx as i64).into(), (last.seq as i64).into(), share.applied.into()],
         )
         .await?;
         tx.commit().await?;
+        report_parked(&share.newly_parked);
         Ok(events.len())
+    }
+
+    /// Applies the events after `after` to `p` inside `tx`, under a savepoint.
+    ///
+    /// With `parking` (the live tables): an event the handler refuses, for a
+    /// reason other than the database being unreachable, is parked together
+    /// with every later event of its aggregate (and of aggregates already in
+    /// `parking`), and the share is re-run without them. Each re-run parks one
+    /// more aggregate, so there are at most as many as poisoned aggregates.
+    /// Without `parking`, the first refusal is the error.
+    ///
+    /// # Errors
+    /// [`RunError::Handler`] (nothing of the share applied), [`RunError::Db`].
+    async fn apply_share(
+        &self,
+        tx: &mut ReadTx,
+        p: &dyn Projection,
+        ctx: ApplyContext,
+        events: &[RecordedEvent],
+        after: LogPosition,
+        mut parking: Option<&mut BTreeSet<Stream>>,
+    ) -> Result<Share, RunError> {
+        let mut errors: BTreeMap<LogPosition, String> = BTreeMap::new();
+        let mut newly_parked = Vec::new();
+        loop {
+            tx.execute("SAVEPOINT projection_step", &[]).await?;
+            let mut applied = 0i64;
+            let mut refused: Option<Result<(&RecordedEvent, ProjectionError), DbError>> = None;
+            for e in events.iter().filter(|e| e.position > after) {
+                if let Some(streams) = parking.as_deref() {
+                    if streams.contains(&(e.aggregate_type.clone(), e.aggregate_id.clone())) {
+                        let error = errors.get(&e.position).map(String::as_str);
+                        if let Err(db) = parked::park(tx, p.name(), e, error).await {
+                            refused = Some(Err(db));
+                            break;
+                        }
+                        continue;
+                    }
+                }
+                match p.apply(tx, ctx, e).await {
+                    Ok(()) => applied += 1,
+                    Err(err) => {
+                        refused = Some(Ok((e, err)));
+                        break;
+                    }
+                }
+            }
+            let Some(refused) = refused else {
+                tx.execute("RELEASE SAVEPOINT projection_step", &[]).await?;
+                return Ok(Share {
+                    applied,
+                    newly_parked,
+                });
+            };
+            tx.execute("ROLLBACK TO SAVEPOINT projection_step", &[])
+                .await?;
+            tx.execute("RELEASE SAVEPOINT projection_step", &[]).await?;
+            let (e, err) = refused?;
+            let unreachable = matches!(&err, ProjectionError::Db(db) if db.is_unavailable());
+            let failure = handler_error(p.name(), e, &err);
+            match parking.as_deref_mut() {
+                Some(streams) if !unreachable => {
+                    streams.insert((e.aggregate_type.clone(), e.aggregate_id.clone()));
+                    errors.insert(e.position, err.to_string());
+                    newly_parked.push(failure);
+                }
+                _ => return Err(failure),
+            }
+        }
     }
 
     async fn record_failure(
@@ -453,6 +568,8 @@ impl ProjectionRunner {
             slot: Slot::Live,
         };
         let mut failed = Vec::new();
+        let mut newly_parked = Vec::new();
+        let mut parked_streams = parked::streams(&mut tx).await?;
         let mut done: Vec<(&'static str, i64)> = Vec::with_capacity(ps.len());
         for p in ps {
             let Some(after) = at.get(p.name()).copied() else {
@@ -463,25 +580,21 @@ impl ProjectionRunner {
             if after >= last {
                 continue;
             }
-            tx.execute("SAVEPOINT projection_step", &[]).await?;
-            let mut applied = 0i64;
-            let mut error = None;
-            for e in events.iter().filter(|e| e.position > after) {
-                if let Err(err) = p.apply(&mut tx, ctx, e).await {
-                    error = Some((e.position, handler_error(p.name(), e, &err)));
-                    break;
+            let streams = parked_streams.entry(p.name().to_string()).or_default();
+            match self
+                .apply_share(&mut tx, p.as_ref(), ctx, &events, after, Some(streams))
+                .await
+            {
+                Ok(share) => {
+                    newly_parked.extend(share.newly_parked);
+                    done.push((p.name(), share.applied));
                 }
-                applied += 1;
+                Err(RunError::Handler(h)) => {
+                    let position = h.position;
+                    failed.push((Arc::clone(p), position, RunError::Handler(h)));
+                }
+                Err(other) => return Err(other),
             }
-            if let Some((position, run_error)) = error {
-                tx.execute("ROLLBACK TO SAVEPOINT projection_step", &[])
-                    .await?;
-                tx.execute("RELEASE SAVEPOINT projection_step", &[]).await?;
-                failed.push((Arc::clone(p), position, run_error));
-                continue;
-            }
-            tx.execute("RELEASE SAVEPOINT projection_step", &[]).await?;
-            done.push((p.name(), applied));
         }
         if !done.is_empty() {
             // One statement for every checkpoint that moves: a round trip per projection
@@ -509,6 +622,7 @@ impl ProjectionRunner {
             .await?;
         }
         tx.commit().await?;
+        report_parked(&newly_parked);
         let mut out = Vec::new();
         for (p, position, e) in failed {
             self.record_failure(p.name(), position, &e).await?;
@@ -652,6 +766,7 @@ impl ProjectionRunner {
             .db
             .query("SELECT name, version, tx, seq, events_applied, state, last_error, error_position FROM projection_checkpoints ORDER BY name", &[])
             .await?;
+        let mut parked = parked::summaries(&self.db).await?;
         Ok(rows
             .iter()
             .map(|r| {
@@ -660,15 +775,24 @@ impl ProjectionRunner {
                     seq: int(r, "seq") as u64,
                 };
                 let s = |k: &str| r.get(k).and_then(|v| v.as_str()).map(str::to_string);
+                let name = s("name").unwrap_or_default();
+                let parked = parked.remove(&name).unwrap_or_default();
+                let mut state = s("state").unwrap_or_default();
+                if state == "running" && parked.count > 0 {
+                    state = "degraded".into();
+                }
                 ProjectionStatus {
-                    name: s("name").unwrap_or_default(),
+                    name,
                     version: int(r, "version"),
                     position: pos.to_string(),
                     events_applied: int(r, "events_applied"),
-                    state: s("state").unwrap_or_default(),
+                    state,
                     last_error: s("last_error"),
                     error_position: s("error_position"),
                     caught_up: pos >= head,
+                    parked: parked.count,
+                    parked_position: parked.first_position,
+                    parked_error: parked.first_error,
                 }
             })
             .collect())
@@ -1054,8 +1178,162 @@ impl ProjectionRunner {
             &[shadow.into()],
         )
         .await?;
+        // The rebuilt tables hold every event (a rebuild fails rather than park).
+        parked::clear(&mut tx, name).await?;
         tx.commit().await?;
         Ok(applied)
+    }
+
+    /// Parked events, oldest first (of one projection, or of all).
+    ///
+    /// # Errors
+    /// [`RunError::Db`].
+    pub async fn parked(&self, projection: Option<&str>) -> Result<Vec<ParkedEvent>, RunError> {
+        if let Some(name) = projection {
+            self.find(name)?;
+        }
+        Ok(parked::list(&self.db, projection).await?)
+    }
+
+    /// Applies the parked events again, each aggregate's in log order, in one
+    /// transaction per aggregate that holds the projection's checkpoint (the
+    /// live runner waits). An aggregate whose events now apply leaves the
+    /// parking; one that fails again stays, with the new error. Returns, per
+    /// projection and aggregate, how many events were applied or the error.
+    ///
+    /// # Errors
+    /// [`RunError`] when the database or the log fails.
+    pub async fn retry_parked(
+        &self,
+        projection: Option<&str>,
+    ) -> Result<Vec<RetriedStream>, RunError> {
+        let mut out = Vec::new();
+        let ctx = ApplyContext {
+            tz: self.tz,
+            slot: Slot::Live,
+        };
+        let all = {
+            let mut tx = self.db.begin().await?;
+            let all = parked::streams(&mut tx).await?;
+            tx.commit().await?;
+            all
+        };
+        for (name, streams) in all {
+            if projection.is_some_and(|want| want != name) {
+                continue;
+            }
+            let Ok(p) = self.find(&name) else {
+                continue;
+            };
+            for stream in streams {
+                let mut tx = self.db.begin_derived().await?;
+                let lock = match tx {
+                    ReadTx::Postgres(_) => {
+                        "SELECT tx FROM projection_checkpoints WHERE name = $1 FOR UPDATE"
+                    }
+                    ReadTx::Sqlite(_) | ReadTx::Memory(_) => {
+                        "SELECT tx FROM projection_checkpoints WHERE name = $1"
+                    }
+                };
+                tx.query(lock, &[name.as_str().into()]).await?;
+                let positions = parked::positions_of(&mut tx, &name, &stream).await?;
+                let Some(first) = positions.first().copied() else {
+                    continue;
+                };
+                let wanted: BTreeSet<LogPosition> = positions.iter().copied().collect();
+                let events: Vec<RecordedEvent> = self
+                    .log
+                    .load_stream(&stream.0, &stream.1, 0)
+                    .await?
+                    .into_iter()
+                    .filter(|e| wanted.contains(&e.position))
+                    .collect();
+                let result = self
+                    .apply_share(&mut tx, p.as_ref(), ctx, &events, LogPosition::START, None)
+                    .await;
+                let outcome = match result {
+                    Ok(share) => {
+                        parked::remove(&mut tx, &name, &stream).await?;
+                        tx.execute(
+                            "UPDATE projection_checkpoints SET events_applied = events_applied + $2 WHERE name = $1",
+                            &[name.as_str().into(), share.applied.into()],
+                        )
+                        .await?;
+                        Ok(share.applied as u64)
+                    }
+                    Err(RunError::Handler(h)) => {
+                        parked::set_error(&mut tx, &name, first, &h.error).await?;
+                        Err(h.error)
+                    }
+                    Err(other) => return Err(other),
+                };
+                tx.commit().await?;
+                out.push(RetriedStream {
+                    projection: name.clone(),
+                    aggregate_type: stream.0,
+                    aggregate_id: stream.1,
+                    outcome,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops one aggregate's parked events for a projection without applying
+    /// them (the operator decided the read model is right without them) and
+    /// records the decision first, as `ParkedEventsDiscarded` in the
+    /// projection's `ReadModel` stream with `meta` (who, why). Returns the
+    /// positions dropped.
+    ///
+    /// # Errors
+    /// [`RunError::Unknown`]; [`RunError::Refused`] when nothing is parked for
+    /// the aggregate or the reason is missing; [`RunError::Db`]/[`RunError::Store`].
+    pub async fn discard_parked(
+        &self,
+        projection: &str,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        reason: &str,
+        meta: &commands::EventMetadata,
+    ) -> Result<Vec<LogPosition>, RunError> {
+        use commands::domain::ports::{CommandEnvelope, DomainServices};
+        use commands::domain::read_model::{ReadModel, ReadModelCommand};
+        self.find(projection)?;
+        let stream = (aggregate_type.to_string(), aggregate_id.to_string());
+        let positions = {
+            let mut tx = self.db.begin().await?;
+            let positions = parked::positions_of(&mut tx, projection, &stream).await?;
+            tx.commit().await?;
+            positions
+        };
+        // The decision is on record before anything is dropped.
+        let store = commands::AggregateStore::<ReadModel>::new(
+            self.log.clone(),
+            DomainServices::new(self.tz, Default::default()),
+        );
+        let command = ReadModelCommand::DiscardParked {
+            aggregate_type: aggregate_type.to_string(),
+            aggregate_id: aggregate_id.to_string(),
+            positions: positions.iter().map(ToString::to_string).collect(),
+            reason: reason.to_string(),
+        };
+        store
+            .execute_retrying(
+                projection,
+                CommandEnvelope::new(commands::domain::Actor::System, command),
+                meta,
+                5,
+            )
+            .await
+            .map_err(|e| RunError::Refused(e.to_string()))?;
+        let mut tx = self.db.begin_derived().await?;
+        let now_parked = parked::positions_of(&mut tx, projection, &stream).await?;
+        // Only what the decision named: events parked since stay parked.
+        for p in positions.iter().filter(|p| now_parked.contains(p)) {
+            parked::remove_one(&mut tx, projection, *p).await?;
+        }
+        tx.commit().await?;
+        Ok(positions)
     }
 
     /// Queries the read models (GraphQL, tools).
@@ -1077,6 +1355,22 @@ fn handler_error(projection: &str, e: &RecordedEvent, err: &ProjectionError) -> 
         event_type: e.event_type.clone(),
         error: err.to_string(),
     }))
+}
+
+/// What one projection made of a batch.
+struct Share {
+    /// Events applied.
+    applied: i64,
+    /// The events that failed and were parked (with their aggregate's later ones).
+    newly_parked: Vec<RunError>,
+}
+
+/// Tells the operator about newly parked events: an error line per poisoned
+/// aggregate (one incident each, not one per later event parked behind it).
+fn report_parked(newly_parked: &[RunError]) {
+    for e in newly_parked {
+        tracing::error!(error = %e, "event parked: the projection goes on without this aggregate until `replay-tools parked retry`");
+    }
 }
 
 /// Which part of a projection's DDL to run.

@@ -5,8 +5,9 @@ use domain::ports::DomainServices;
 use domain::{
     conversation::Conversation, customer::Customer, job::Job, job_run::JobRun,
     loyalty::LoyaltyAccount, message::OutboundMessage, opportunity::Opportunity, payment::Payment,
-    portal::PortalAccount, promotion::Promotion, referral::Referral, review::Review,
-    review::ReviewRequest, scheduled_report::ScheduledReport, staff::StaffUser, vehicle::Vehicle,
+    portal::PortalAccount, promotion::Promotion, read_model::ReadModel, referral::Referral,
+    review::Review, review::ReviewRequest, scheduled_report::ScheduledReport, staff::StaffUser,
+    vehicle::Vehicle,
 };
 
 macro_rules! by_type {
@@ -36,6 +37,7 @@ pub const TYPES: &[&str] = &[
     "ScheduledReport",
     "OutboundMessage",
     "JobRun",
+    "ReadModel",
 ];
 
 type StateFn = fn(
@@ -85,6 +87,7 @@ pub fn state_fn(t: &str) -> Option<StateFn> {
         "Opportunity" => Opportunity, "Promotion" => Promotion, "ReviewRequest" => ReviewRequest, "Review" => Review,
         "LoyaltyAccount" => LoyaltyAccount, "Referral" => Referral, "Conversation" => Conversation, "Payment" => Payment,
         "ScheduledReport" => ScheduledReport, "OutboundMessage" => OutboundMessage, "JobRun" => JobRun,
+        "ReadModel" => ReadModel,
     )
 }
 
@@ -95,6 +98,7 @@ pub fn decode_fn(t: &str) -> Option<DecodeFn> {
         "Opportunity" => Opportunity, "Promotion" => Promotion, "ReviewRequest" => ReviewRequest, "Review" => Review,
         "LoyaltyAccount" => LoyaltyAccount, "Referral" => Referral, "Conversation" => Conversation, "Payment" => Payment,
         "ScheduledReport" => ScheduledReport, "OutboundMessage" => OutboundMessage, "JobRun" => JobRun,
+        "ReadModel" => ReadModel,
     )
 }
 

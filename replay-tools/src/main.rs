@@ -6,6 +6,7 @@ mod aggregates;
 mod audit;
 mod export;
 mod import;
+mod parked;
 mod rebuild;
 mod seed;
 mod state;
@@ -52,6 +53,8 @@ enum Command {
     Verify(verify::Opts),
     /// Fill an empty store with the demo business.
     Seed(seed::Opts),
+    /// Events a projection refused, parked while the rest went on: list, retry, discard.
+    Parked(parked::Opts),
 }
 
 /// What every subcommand gets.
@@ -93,6 +96,7 @@ async fn main() {
             Command::Import(o) => import::run(&ctx, o).await,
             Command::Verify(o) => verify::run(&ctx, o).await,
             Command::Seed(o) => seed::run(&ctx, o).await,
+            Command::Parked(o) => parked::run(&ctx, o).await,
         }
     }
     .await;

@@ -27,22 +27,27 @@ pub async fn run(ctx: &Ctx, opts: Opts) -> anyhow::Result<i32> {
     }
     println!("engine {}  head {head}  events {count}", ctx.log.engine());
     println!(
-        "{:<16} {:>4} {:>22} {:>10} {:>9} {:<8} error",
-        "projection", "ver", "checkpoint", "applied", "caught-up", "state"
+        "{:<16} {:>4} {:>22} {:>10} {:>9} {:<8} {:>6} error",
+        "projection", "ver", "checkpoint", "applied", "caught-up", "state", "parked"
     );
     for s in &status {
+        let error = match (&s.last_error, &s.parked_error) {
+            (Some(e), _) => format!("{e} (at {})", s.error_position.clone().unwrap_or_default()),
+            (None, Some(e)) => format!(
+                "parked from {}: {e} (replay-tools parked list)",
+                s.parked_position.clone().unwrap_or_default()
+            ),
+            (None, None) => String::new(),
+        };
         println!(
-            "{:<16} {:>4} {:>22} {:>10} {:>9} {:<8} {}",
+            "{:<16} {:>4} {:>22} {:>10} {:>9} {:<8} {:>6} {error}",
             s.name,
             s.version,
             s.position,
             s.events_applied,
             if s.caught_up { "yes" } else { "no" },
             s.state,
-            s.last_error
-                .clone()
-                .map(|e| format!("{e} (at {})", s.error_position.clone().unwrap_or_default()))
-                .unwrap_or_default()
+            s.parked,
         );
     }
     Ok(i32::from(status.iter().any(|s| s.state == "failed")))

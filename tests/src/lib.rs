@@ -3,6 +3,8 @@
 
 pub mod app_support;
 pub mod counter;
+pub mod health;
+pub mod rebuild;
 pub mod server;
 
 pub use server::ServerProcess;

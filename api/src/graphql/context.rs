@@ -271,14 +271,25 @@ pub async fn key_was_used(state: &AppState, rc: &RequestCtx, key: Option<&String
     earlier(state, rc, key).await.is_some()
 }
 
-/// The id for a create command: the aggregate the first attempt with this
-/// idempotency key created, or a fresh one. A retried create must address
-/// the same aggregate, or the key would be "reused for another aggregate".
+/// The id for a create command. With an idempotency key it derives from the
+/// key and its sender (UUID v5), so concurrent retries meet on one aggregate:
+/// one creates it, the others find its outcome under the key. Keys first used
+/// before ids were derived keep the aggregate their first attempt created.
 pub async fn id_for_create(state: &AppState, rc: &RequestCtx, key: Option<&String>) -> uuid::Uuid {
+    let Some(k) = key else {
+        return uuid::Uuid::new_v4();
+    };
     earlier(state, rc, key)
         .await
         .and_then(|p| uuid::Uuid::parse_str(&p.aggregate_id).ok())
-        .unwrap_or_else(uuid::Uuid::new_v4)
+        .unwrap_or_else(|| derived_id(&scoped_key(rc, k)))
+}
+
+/// The aggregate id a create with this (scoped) key addresses.
+fn derived_id(scoped_key: &str) -> uuid::Uuid {
+    /// Namespace of ids derived from idempotency keys (a fixed random UUID).
+    const CREATES: uuid::Uuid = uuid::Uuid::from_u128(0x5d1e_7c8e_4a3b_4f1c_9e2d_8b7a_6c5d_4e3f);
+    uuid::Uuid::new_v5(&CREATES, scoped_key.as_bytes())
 }
 
 #[cfg(test)]

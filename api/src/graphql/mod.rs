@@ -13,6 +13,7 @@ mod context;
 mod customers;
 mod errors;
 mod jobs;
+mod limits;
 mod loyalty;
 mod messaging;
 mod paging;
@@ -24,10 +25,12 @@ mod system;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{MergedObject, Schema};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::GraphQLResponse;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
 use axum::extract::{ConnectInfo, State};
-use axum::http::HeaderMap;
-use axum::response::{Html, IntoResponse};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
 
 pub use auth::{bootstrap_admin, hash_password};
 pub use context::{Principal, RequestCtx};
@@ -67,9 +70,10 @@ pub struct MutationRoot(
 /// The schema served at `/graphql`.
 pub type CrmSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// Largest query nesting accepted.
-pub const MAX_DEPTH: usize = 12;
-/// Largest query complexity accepted (1 per field by default; a 1,000-alias query is refused).
+pub use limits::{MAX_COST, MAX_DEPTH, MAX_IDEMPOTENCY_KEY};
+
+/// Largest number of fields in one request, aliases and fragments expanded
+/// (a 1,000-alias query is refused; the standard introspection query has ~200).
 pub const MAX_COMPLEXITY: usize = 500;
 
 /// Builds the schema with its limits.
@@ -79,7 +83,9 @@ pub fn schema(state: AppState) -> CrmSchema {
         MutationRoot::default(),
         SubscriptionRoot,
     )
-    .limit_depth(MAX_DEPTH)
+    // Depth and cost are `limits`' own: async-graphql's depth counts the
+    // introspection schema too and refused GraphiQL's standard query.
+    .extension(limits::RequestLimits)
     .limit_complexity(MAX_COMPLEXITY)
     .limit_recursive_depth(32)
     .limit_directives(20);
@@ -111,12 +117,49 @@ pub async fn graphiql() -> impl IntoResponse {
 }
 
 /// `POST /graphql`: authenticates the bearer token (if any) and runs the operation.
+///
+/// The body is read whole first, so a body over `MAX_BODY_BYTES` is 413 however
+/// it is framed (with `Content-Length` or chunked), and one that is not a
+/// GraphQL request in JSON is 400 with a coded error.
 pub async fn execute(
     State((schema, state)): State<(CrmSchema, AppState)>,
     ConnectInfo(addr): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
-    req: GraphQLRequest,
-) -> GraphQLResponse {
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))) => {
+            return http_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                format!(
+                    "the request body is larger than {} bytes",
+                    state.config.max_body_bytes
+                ),
+            )
+        }
+        Err(e) => return http_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e.body_text()),
+    };
+    let req: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return http_error(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                format!("the body is not a GraphQL request in JSON: {e}"),
+            )
+        }
+    };
     let ctx = context::from_headers(&state, &headers, addr).await;
-    schema.execute(req.into_inner().data(ctx)).await.into()
+    GraphQLResponse::from(schema.execute(req.data(ctx)).await).into_response()
+}
+
+/// A GraphQL-shaped error for a request that never reached GraphQL.
+fn http_error(status: StatusCode, code: &str, message: String) -> Response {
+    let body = serde_json::json!({
+        "data": null,
+        "errors": [{ "message": message, "extensions": { "code": code } }],
+    });
+    (status, axum::Json(body)).into_response()
 }

@@ -12,6 +12,7 @@ pub mod personal;
 mod postgres;
 mod repository;
 mod sqlite;
+mod text;
 
 use std::fmt;
 use std::str::FromStr;
@@ -27,6 +28,7 @@ pub use esdb::EsdbLog;
 pub use postgres::PostgresLog;
 pub(crate) use repository::to_serialized as to_serialized_event;
 pub use sqlite::SqliteLog;
+pub use text::{holds_nul, storable, storable_json};
 
 /// Where an event sits in the global log. Ordered: the log is read in
 /// ascending `LogPosition` order.
