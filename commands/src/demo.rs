@@ -1192,12 +1192,9 @@ impl Ctx {
                     email: email.clone(),
                     name: name.clone(),
                     role: *role,
+                    password_hash: Some(DEMO_PASSWORD_HASH.into()),
                 };
                 crm.staff_users().execute(*id, sys, cmd, &m).await?;
-                let hash = StaffUserCommand::SetPasswordHash {
-                    password_hash: DEMO_PASSWORD_HASH.into(),
-                };
-                crm.staff_users().execute(*id, sys, hash, &m).await?;
                 if *login {
                     let actor = DomainActor::Staff {
                         id: *id,

@@ -29,6 +29,9 @@ pub enum StaffUserCommand {
         name: String,
         /// Role.
         role: Role,
+        /// The first password's hash (argon2id, computed by the caller), set in
+        /// the same decision: one command, so a retried creation has one outcome.
+        password_hash: Option<String>,
     },
     /// Set the password hash (argon2id, computed by the caller).
     SetPasswordHash {
@@ -209,6 +212,7 @@ impl StaffUser {
             email,
             name,
             role,
+            password_hash,
         } = cmd
         {
             if self.id.is_some() {
@@ -217,14 +221,21 @@ impl StaffUser {
             if !is_admin_or_system(&ctx.actor) {
                 return Err(E::AdminRequired);
             }
-            return Ok(vec![StaffUserEvent::StaffUserInvited {
+            let mut events = vec![StaffUserEvent::StaffUserInvited {
                 staff_user_id,
                 email: Email::parse(&email)?,
                 name: NonEmptyText::parse("name", &name, 200)?,
                 role,
                 invited_by: ctx.actor,
                 at,
-            }]);
+            }];
+            if let Some(hash) = password_hash {
+                events.push(StaffUserEvent::StaffPasswordSet {
+                    password_hash: SecretHash::parse(&hash)?,
+                    at,
+                });
+            }
+            return Ok(events);
         }
         let id = self.id.ok_or(E::UnknownStaffUser)?;
         if !self.active {
@@ -388,12 +399,38 @@ mod tests {
             email: "Tech@DirtFree.example".into(),
             name: "Sam Tech".into(),
             role: Role::Staff,
+            password_hash: None,
         }
     }
 
     #[test]
     fn it_should_let_an_admin_invite_a_staff_user() {
         assert_eq!(when(vec![], admin(), invite()), Ok(vec![invited()]));
+    }
+
+    #[test]
+    fn it_should_set_the_first_password_in_the_same_decision_when_the_invite_carries_it() {
+        let StaffUserCommand::Invite {
+            staff_user_id,
+            email,
+            name,
+            role,
+            ..
+        } = invite()
+        else {
+            unreachable!("invite() is an Invite")
+        };
+        let cmd = StaffUserCommand::Invite {
+            staff_user_id,
+            email,
+            name,
+            role,
+            password_hash: Some("$argon2id$x".into()),
+        };
+        assert_eq!(
+            when(vec![], admin(), cmd),
+            Ok(vec![invited(), password_set()])
+        );
     }
 
     #[test]
@@ -411,6 +448,7 @@ mod tests {
             email: "nope".into(),
             name: "Sam".into(),
             role: Role::Staff,
+            password_hash: None,
         };
         assert_eq!(
             when(vec![], admin(), cmd).expect_err("bad").field(),

@@ -65,6 +65,7 @@ pub async fn technician(crm: &Crm) -> StaffUserId {
         email: "tech@example.com".into(),
         name: "Tech One".into(),
         role: Role::Staff,
+        password_hash: None,
     };
     crm.staff_users()
         .execute(id, DomainActor::System, cmd, &meta())

@@ -141,6 +141,7 @@ async fn kpis_match_hand_computed_figures(engine: Engine) {
             email: ADMIN.0.into(),
             name: "Owner".into(),
             role: Role::Admin,
+            password_hash: None,
         },
         StaffUserCommand::SetPasswordHash {
             password_hash: api::graphql::hash_password(ADMIN.1).expect("hash"),

@@ -43,6 +43,19 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
         .to_string())
 }
 
+/// [`hash_password`] on a blocking thread: argon2 takes tens of milliseconds
+/// of CPU, which on the async runtime's few threads would stall webhooks,
+/// health checks and projections meanwhile.
+///
+/// # Errors
+/// As [`hash_password`], or when the blocking task could not run.
+pub async fn hash_password_off_the_runtime(password: String) -> Result<String, String> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
 fn verify_password(password: &str, hash: Option<&str>) -> bool {
     // Verify against a fixed hash when there is none, so that an unknown
     // email costs as much time as a wrong password.
@@ -308,26 +321,36 @@ fn staff_user_from_row(r: &projections::JsonRow) -> StaffUser {
     }
 }
 
+/// Creates a staff user with `id` and their password, in one command. `retry`:
+/// the idempotency key in `meta` was used before, so the first outcome is the
+/// answer (the email is then taken by that very user); a concurrent retry
+/// that loses the race to create `id` gets the winner's outcome too.
 async fn create_staff(
     state: &AppState,
     crm: &Crm,
     actor: domain::Actor,
     meta: &EventMetadata,
     input: &CreateStaffUserInput,
+    (id, retry): (StaffUserId, bool),
     request_id: &str,
 ) -> async_graphql::Result<(StaffUserId, commands::CommandOutcome)> {
     check_password(&input.password)?;
     check_len("name", &input.name)?;
     check_len("email", &input.email)?;
-    if staff_by_email(state, &input.email).await.is_some() {
-        return Err(errors::coded(
-            "RULE_VIOLATION",
+    if !retry && staff_by_email(state, &input.email).await.is_some() {
+        return Err(errors::rule(
+            "STAFF_EMAIL_TAKEN",
             "a staff user with this email exists",
-            Some("email"),
+            "email",
         ));
     }
-    let id = StaffUserId::from_uuid(uuid::Uuid::new_v4());
-    crm.staff_users()
+    // On a retry the hash is not needed (the first outcome is the answer), but
+    // computing it keeps one path; it runs off the runtime threads.
+    let hash = hash_password_off_the_runtime(input.password.clone())
+        .await
+        .map_err(|e| errors::internal(request_id, &e))?;
+    let out = crm
+        .staff_users()
         .execute(
             id,
             actor,
@@ -336,24 +359,9 @@ async fn create_staff(
                 email: input.email.clone(),
                 name: input.name.clone(),
                 role: input.role.into(),
+                password_hash: Some(hash),
             },
             meta,
-        )
-        .await
-        .map_err(|e| errors::app(request_id, e))?;
-    let hash = hash_password(&input.password).map_err(|e| errors::internal(request_id, &e))?;
-    let out = crm
-        .staff_users()
-        .execute(
-            id,
-            actor,
-            StaffCommand::SetPasswordHash {
-                password_hash: hash,
-            },
-            &EventMetadata {
-                idempotency_key: None,
-                ..meta.clone()
-            },
         )
         .await
         .map_err(|e| errors::app(request_id, e))?;
@@ -386,12 +394,17 @@ pub async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
     };
     let meta = EventMetadata::new(commands::Actor::System("bootstrap".into()), Utc::now())
         .with_idempotency_key("bootstrap-admin");
+    let id = StaffUserId::from_uuid(uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_URL,
+        format!("dirtfree:bootstrap-admin:{email}").as_bytes(),
+    ));
     create_staff(
         state,
         &state.crm,
         domain::Actor::System,
         &meta,
         &input,
+        (id, false),
         "bootstrap",
     )
     .await
@@ -589,10 +602,8 @@ impl AuthMutation {
                 Some("currentPassword"),
             ));
         }
-        let new = input.new_password.clone();
-        let new_hash = tokio::task::spawn_blocking(move || hash_password(&new))
+        let new_hash = hash_password_off_the_runtime(input.new_password.clone())
             .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
         let out = match principal {
             Principal::Staff { id: sid, role } => {
@@ -660,9 +671,20 @@ impl AuthMutation {
     ) -> async_graphql::Result<CreateStaffUserPayload> {
         let (state, rc) = parts(ctx)?;
         let (actor, meta) = context::staff(rc, Role::Admin, "create staff users")?;
-        let meta = context::with_key(meta, input.idempotency_key.as_ref());
-        let (id, out) =
-            create_staff(state, &state.crm, actor, &meta, &input, &rc.request_id).await?;
+        let key = input.idempotency_key.as_ref();
+        let meta = context::with_key(meta, key);
+        let id = StaffUserId::from_uuid(context::id_for_create(state, rc, key).await);
+        let retry = context::key_was_used(state, rc, key).await;
+        let (id, out) = create_staff(
+            state,
+            &state.crm,
+            actor,
+            &meta,
+            &input,
+            (id, retry),
+            &rc.request_id,
+        )
+        .await?;
         let position = settle(state, &out).await;
         let staff_user = staff_user(state, &id.to_string())
             .await
@@ -739,8 +761,9 @@ impl AuthMutation {
             idempotency_key: None,
             ..meta.clone()
         };
-        let hash =
-            hash_password(&input.password).map_err(|e| errors::internal(&rc.request_id, &e))?;
+        let hash = hash_password_off_the_runtime(input.password.clone())
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
         let out = state
             .crm
             .portal_accounts()

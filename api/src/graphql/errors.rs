@@ -31,6 +31,16 @@ pub fn invalid(field: &str, message: impl Into<String>) -> Error {
     coded("VALIDATION", message, Some(field))
 }
 
+/// RULE_VIOLATION with its `rule` (and the field it concerns).
+pub fn rule(rule: &str, message: impl Into<String>, field: &str) -> Error {
+    let (rule, field) = (rule.to_string(), field.to_string());
+    Error::new(message).extend_with(|_, e| {
+        e.set("code", "RULE_VIOLATION");
+        e.set("rule", rule.clone());
+        e.set("field", field.clone());
+    })
+}
+
 /// NOT_FOUND.
 pub fn not_found(entity: &str, id: &str) -> Error {
     coded("NOT_FOUND", format!("{entity} {id} not found"), None)

@@ -1,0 +1,225 @@
+//! Concurrent retries with one idempotency key get the first outcome, for
+//! every create that takes a key, over HTTP on both engines.
+//!
+//! A client that times out and retries, or a double-clicked button, sends the
+//! same create several times at once. Ids of creates derive from the key and
+//! its sender, so all the copies address one aggregate: one creates it, the
+//! others find its outcome. All 50 answers must be that outcome (the same
+//! position), none an error, and exactly one aggregate must exist.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tests::{Engine, TestDb};
+
+const ADMIN: (&str, &str) = ("owner@dirtfree.example", "correct horse battery");
+const COPIES: usize = 50;
+
+async fn gql(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    query: &str,
+    variables: Value,
+) -> Value {
+    let mut req = client
+        .post(url)
+        .json(&json!({ "query": query, "variables": variables }));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.expect("send").json().await.expect("json")
+}
+
+fn data<'a>(v: &'a Value, path: &str) -> &'a Value {
+    assert!(v.get("errors").is_none(), "unexpected errors: {v}");
+    v.pointer(path)
+        .unwrap_or_else(|| panic!("{path} missing in {v}"))
+}
+
+/// How many events of `event_type` the log holds (admins' event log).
+async fn count(client: &reqwest::Client, url: &str, admin: &str, event_type: &str) -> usize {
+    let r = gql(
+        client,
+        url,
+        Some(admin),
+        "query($t: [String!]) { eventLog(eventTypes: $t, first: 500) { nodes { aggregateId } } }",
+        json!({"t": [event_type]}),
+    )
+    .await;
+    data(&r, "/data/eventLog/nodes")
+        .as_array()
+        .expect("nodes")
+        .len()
+}
+
+async fn concurrent_retries_with_one_key_get_the_first_outcome(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let s = tests::ServerProcess::start(
+        env!("CARGO_BIN_EXE_dirtfree-api"),
+        &[
+            ("ADMIN_EMAIL", ADMIN.0),
+            ("ADMIN_PASSWORD", ADMIN.1),
+            ("DEMO_SEED", "off"),
+            ("DATABASE_URL", &db.url),
+        ],
+        Duration::from_secs(120),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let url = s.url.clone();
+    let login = gql(
+        &client,
+        &url,
+        None,
+        "mutation($i: LoginInput!) { login(input: $i) { token } }",
+        json!({"i": {"email": ADMIN.0, "password": ADMIN.1}}),
+    )
+    .await;
+    let admin = data(&login, "/data/login/token")
+        .as_str()
+        .expect("token")
+        .to_string();
+    let c = gql(
+        &client,
+        &url,
+        Some(&admin),
+        "mutation { createCustomer(input: {name: \"Ada Lovelace\"}) { customer { id } } }",
+        json!({}),
+    )
+    .await;
+    let customer = data(&c, "/data/createCustomer/customer/id")
+        .as_str()
+        .expect("id")
+        .to_string();
+    let reg = gql(
+        &client,
+        &url,
+        None,
+        "mutation($i: RegisterPortalAccountInput!) { registerPortalAccount(input: $i) { token } }",
+        json!({"i": {"name": "Grace Hopper", "email": "grace@example.com", "password": "cobol-forever-59"}}),
+    )
+    .await;
+    let portal = data(&reg, "/data/registerPortalAccount/token")
+        .as_str()
+        .expect("token")
+        .to_string();
+
+    // (mutation, its input without the key, who sends it, the event that creates).
+    let creates: Vec<(&str, Value, &str, &str)> = vec![
+        (
+            "createCustomer",
+            json!({"name": "Concurrent Carl"}),
+            &admin,
+            "CustomerCreated",
+        ),
+        (
+            "bookJob",
+            json!({"customerId": customer, "services": ["Carpet cleaning"]}),
+            &admin,
+            "JobBooked",
+        ),
+        (
+            "registerVehicle",
+            json!({"name": "Van 2", "plate": "ABC-123"}),
+            &admin,
+            "VehicleRegistered",
+        ),
+        (
+            "createOpportunity",
+            json!({"customerId": customer, "title": "Whole house", "valueCents": 45000}),
+            &admin,
+            "OpportunityCreated",
+        ),
+        (
+            "createPromotion",
+            json!({"name": "Spring", "channel": "EMAIL", "template": "Spring is here",
+            "startsAt": "2027-03-01T00:00:00Z", "endsAt": "2027-03-31T00:00:00Z"}),
+            &admin,
+            "PromotionCreated",
+        ),
+        (
+            "defineScheduledReport",
+            json!({"name": "Monday figures", "metrics": ["REVENUE"], "period": "WEEKLY",
+            "recipients": ["owner@dirtfree.example"], "cron": "0 8 * * 1"}),
+            &admin,
+            "ScheduledReportDefined",
+        ),
+        (
+            "startConversation",
+            json!({"customerId": customer, "text": "Hello from the office"}),
+            &admin,
+            "ConversationStarted",
+        ),
+        (
+            "createStaffUser",
+            json!({"email": "tech@dirtfree.example", "name": "Terry Tech", "role": "STAFF",
+            "password": "steam-cleaner-42"}),
+            &admin,
+            "StaffUserInvited",
+        ),
+        (
+            "bookServiceOnline",
+            json!({"services": ["Upholstery"]}),
+            &portal,
+            "JobBooked",
+        ),
+        (
+            "submitReview",
+            json!({"rating": 5, "comment": "Spotless"}),
+            &portal,
+            "ReviewReceived",
+        ),
+    ];
+    let mut problems = Vec::new();
+    for (mutation, input, token, event_type) in creates {
+        let before = count(&client, &url, &admin, event_type).await;
+        let mut input = input;
+        input["idempotencyKey"] = json!(format!("double-click-{mutation}"));
+        let query = format!(
+            "mutation($i: {}Input!) {{ {mutation}(input: $i) {{ position }} }}",
+            upper_first(mutation)
+        );
+        let answers = futures::future::join_all((0..COPIES).map(|_| {
+            let (client, url, query, input, token) = (
+                client.clone(),
+                url.clone(),
+                query.clone(),
+                input.clone(),
+                token.to_string(),
+            );
+            tokio::spawn(async move {
+                gql(&client, &url, Some(&token), &query, json!({"i": input})).await
+            })
+        }))
+        .await;
+        let answers: Vec<Value> = answers
+            .into_iter()
+            .map(|a| a.expect("request task"))
+            .collect();
+        let first = &answers[0];
+        let differing: Vec<&Value> = answers.iter().filter(|a| *a != first).collect();
+        if first.get("errors").is_some() || !differing.is_empty() {
+            problems.push(format!(
+                "{mutation}: {} of {COPIES} answers differ from the first ({first}), e.g. {:?}",
+                differing.len(),
+                differing.first()
+            ));
+        }
+        let created = count(&client, &url, &admin, event_type).await - before;
+        if created != 1 {
+            problems.push(format!("{mutation}: {created} {event_type} events, not 1"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    tests::health::assert_no_failures(&s.base).await;
+}
+
+fn upper_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+tests::on_both_engines!(concurrent_retries_with_one_key_get_the_first_outcome);
