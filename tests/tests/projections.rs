@@ -17,7 +17,7 @@ const TZ: chrono_tz::Tz = chrono_tz::America::Chicago;
 tests::on_both_engines!(
     read_models_follow_the_log_and_a_rebuild_gives_identical_tables,
     four_writers_and_two_runners_apply_every_event_exactly_once,
-    a_failing_projection_stops_alone_reports_the_event_and_resumes_once_fixed,
+    a_refused_event_is_parked_with_its_aggregates_later_events_while_the_rest_goes_on,
     revenue_is_dated_in_the_business_time_zone_across_dst_and_new_year,
     erasing_a_customer_removes_personal_data_from_the_read_model,
     staged_rows_copy_byte_for_byte_including_tabs_newlines_and_backslashes,
@@ -317,46 +317,125 @@ async fn a_projection_starting_over_beside_current_ones_moves_no_checkpoint_back
     }
 }
 
-async fn a_failing_projection_stops_alone_reports_the_event_and_resumes_once_fixed(engine: Engine) {
+async fn a_refused_event_is_parked_with_its_aggregates_later_events_while_the_rest_goes_on(
+    engine: Engine,
+) {
     let db = TestDb::new(engine).await;
     let log = db.log().await;
     customer(&log, "c1", "Ada", utc(2026, 3, 1, 15, 0)).await;
     // A JobBooked without customer_id: the jobs projection cannot apply it.
     append(&log, "Job", "bad-job", 0, vec![("JobBooked", json!({"job_id": "bad-job", "source": "staff", "services": [], "at": at(utc(2026, 3, 2, 0, 0))}))]).await;
     customer(&log, "c2", "Grace", utc(2026, 3, 3, 15, 0)).await;
+    // A later event of the same job, and another job after it.
+    append(&log, "Job", "bad-job", 1, vec![("JobScheduled", json!({"customer_id": "c1", "window": {"start": at(utc(2026, 3, 4, 15, 0)), "end": at(utc(2026, 3, 4, 17, 0))}, "at": at(utc(2026, 3, 3, 16, 0))}))]).await;
+    completed_job(
+        &log,
+        "good-job",
+        "c2",
+        "t1",
+        5_000,
+        &["carpet"],
+        utc(2026, 3, 5, 15, 0),
+    )
+    .await;
     let r = runner(&log).await;
-    let err = r.catch_up_all().await.expect_err("jobs fails");
-    assert!(err.to_string().contains("bad-job"), "{err}");
+    r.catch_up_all()
+        .await
+        .expect("nothing stops the read models");
     let status = r.status().await.expect("status");
     let jobs = status.iter().find(|s| s.name == "jobs").expect("jobs");
-    assert_eq!(jobs.state, "failed");
+    assert_eq!(jobs.state, "degraded", "{jobs:?}");
+    assert!(jobs.caught_up, "{jobs:?}");
+    assert_eq!(
+        jobs.parked, 2,
+        "the refused event and the later one of its job: {jobs:?}"
+    );
     assert!(
-        jobs.last_error
+        jobs.parked_error
             .as_deref()
             .unwrap_or_default()
             .contains("customer_id"),
         "{jobs:?}"
     );
-    assert!(jobs.error_position.is_some());
-    // The others carried on past it.
-    let customers = status
-        .iter()
-        .find(|s| s.name == "customers")
-        .expect("customers");
-    assert!(customers.caught_up && customers.state == "running");
-    // "Fixed": the jobs projection is given a handler that tolerates the event
-    // (here: the bad event is ignored by a projection set without `jobs`), and
-    // nothing is swallowed meanwhile: retrying still fails at the same place.
-    assert!(r.catch_up("jobs").await.is_err());
+    let parked = r.parked(Some("jobs")).await.expect("parked");
     assert_eq!(
-        r.status()
-            .await
-            .expect("status")
+        parked
             .iter()
-            .find(|s| s.name == "jobs")
-            .expect("jobs")
-            .error_position,
-        jobs.error_position
+            .map(|p| (p.aggregate_id.as_str(), p.sequence, p.error.is_some()))
+            .collect::<Vec<_>>(),
+        vec![("bad-job", 1, true), ("bad-job", 2, false)]
+    );
+    // The rest went on: the other job is in the same read model, the others caught up.
+    let good = r
+        .query(
+            "SELECT status FROM rm_jobs WHERE job_id = $1",
+            &["good-job".into()],
+        )
+        .await
+        .expect("query");
+    assert_eq!(good.len(), 1, "{good:?}");
+    assert!(
+        status
+            .iter()
+            .filter(|s| s.name != "jobs")
+            .all(|s| s.caught_up),
+        "{status:?}"
+    );
+    // A rebuild never parks: the same failure fails it and nothing is swapped in.
+    let before = r.dump("jobs", Slot::Live).await.expect("dump");
+    let rebuilt = r.rebuild("jobs", &|_| {}, &|_, _| true).await;
+    assert!(rebuilt.is_err(), "{rebuilt:?}");
+    assert_eq!(r.dump("jobs", Slot::Live).await.expect("dump"), before);
+    // Retrying without a fix keeps them parked, in order, with the error.
+    let retried = r.retry_parked(Some("jobs")).await.expect("retry");
+    assert!(
+        matches!(&retried[0].outcome, Err(e) if e.contains("customer_id")),
+        "{retried:?}"
+    );
+    assert_eq!(r.parked(Some("jobs")).await.expect("parked").len(), 2);
+    // Nothing was applied twice meanwhile, across the retries.
+    let total = log.count().await.expect("count") as i64;
+    let jobs = r
+        .status()
+        .await
+        .expect("status")
+        .into_iter()
+        .find(|s| s.name == "jobs")
+        .expect("jobs");
+    assert_eq!(jobs.events_applied, total - 2, "{jobs:?}");
+    // The operator discards them, on record; the read model is healthy again.
+    let meta = commands::EventMetadata::new(
+        commands::Actor::System("test".into()),
+        utc(2026, 3, 6, 0, 0),
+    );
+    let dropped = r
+        .discard_parked(
+            "jobs",
+            "Job",
+            "bad-job",
+            "written by a broken importer",
+            &meta,
+        )
+        .await
+        .expect("discard");
+    assert_eq!(dropped.len(), 2);
+    let record = log
+        .load_stream("ReadModel", "jobs", 0)
+        .await
+        .expect("stream");
+    assert_eq!(record.len(), 1);
+    assert_eq!(record[0].event_type, "ParkedEventsDiscarded");
+    let jobs = r
+        .status()
+        .await
+        .expect("status")
+        .into_iter()
+        .find(|s| s.name == "jobs")
+        .expect("jobs");
+    assert_eq!(
+        (jobs.state.as_str(), jobs.parked),
+        ("running", 0),
+        "{jobs:?}"
     );
 }
 

@@ -5,6 +5,10 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use super::text::{
+    self, MAX_EMAIL_CHARS, MAX_ID_CHARS, MAX_METADATA_CHARS, MAX_REASON_CHARS, MAX_SMS_BODY_CHARS,
+};
+
 /// The vendor a delivery came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
@@ -179,7 +183,9 @@ pub enum WebhookEvent {
 }
 
 /// A verified delivery: the vendor's id for it, its type, its body as JSON
-/// (stored in `webhook_deliveries`) and what it asks.
+/// (stored in `webhook_deliveries`) and what it asks. Every text in it has
+/// been through [`text::clean`]: no NUL or other control character but tab
+/// and line breaks, and no field longer than its maximum.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
     /// The vendor.
@@ -211,13 +217,19 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     cur.as_str().map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// The non-blank text at `path`, cleaned and cut to `max_chars`.
+fn text_at(v: &Value, path: &[&str], max_chars: usize) -> Option<String> {
+    str_at(v, path).map(|s| text::clean(s, max_chars))
+}
+
+/// The body as a JSON object, every string in it cleaned (see [`text`]).
 fn json_body(body: &[u8]) -> Result<Value, BadPayload> {
     let v: Value =
         serde_json::from_slice(body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
     if !v.is_object() {
         return Err(bad("body is not a JSON object"));
     }
-    Ok(v)
+    Ok(text::clean_json(v))
 }
 
 /// Parses a verified Stripe event body.
@@ -227,22 +239,16 @@ fn json_body(body: &[u8]) -> Result<Value, BadPayload> {
 /// type whose object lacks its id.
 pub fn parse_stripe(body: &[u8]) -> Result<Delivery, BadPayload> {
     let v = json_body(body)?;
-    let event_id = str_at(&v, &["id"])
-        .ok_or_else(|| bad("event has no id"))?
-        .to_string();
-    let event_type = str_at(&v, &["type"])
-        .ok_or_else(|| bad("event has no type"))?
-        .to_string();
+    let event_id = text_at(&v, &["id"], MAX_ID_CHARS).ok_or_else(|| bad("event has no id"))?;
+    let event_type =
+        text_at(&v, &["type"], MAX_ID_CHARS).ok_or_else(|| bad("event has no type"))?;
     let object = v
         .get("data")
         .and_then(|d| d.get("object"))
         .unwrap_or(&Value::Null);
-    let object_id = || {
-        str_at(object, &["id"])
-            .map(str::to_string)
-            .ok_or_else(|| bad("data.object has no id"))
-    };
-    let metadata = |key: &str| str_at(object, &["metadata", key]).map(str::to_string);
+    let object_id =
+        || text_at(object, &["id"], MAX_ID_CHARS).ok_or_else(|| bad("data.object has no id"));
+    let metadata = |key: &str| text_at(object, &["metadata", key], MAX_METADATA_CHARS);
     let event = match event_type.as_str() {
         "payment_intent.succeeded" => WebhookEvent::PaymentSucceeded {
             event_id: event_id.clone(),
@@ -252,8 +258,10 @@ pub fn parse_stripe(body: &[u8]) -> Result<Delivery, BadPayload> {
         "payment_intent.payment_failed" => {
             let reason = str_at(object, &["last_payment_error", "message"])
                 .or_else(|| str_at(object, &["last_payment_error", "code"]))
-                .unwrap_or("payment failed")
-                .to_string();
+                .map_or_else(
+                    || "payment failed".to_string(),
+                    |r| text::clean(r, MAX_REASON_CHARS),
+                );
             WebhookEvent::PaymentFailed {
                 event_id: event_id.clone(),
                 intent_id: object_id()?,
@@ -289,6 +297,15 @@ pub fn form_params(body: &[u8]) -> Result<Vec<(String, String)>, BadPayload> {
         .collect())
 }
 
+/// The parameters with names and values cleaned (see [`text`]), not cut:
+/// the signature was checked over the raw ones before.
+fn clean_params(params: &[(String, String)]) -> Vec<(String, String)> {
+    params
+        .iter()
+        .map(|(k, v)| (text::clean(k, usize::MAX), text::clean(v, usize::MAX)))
+        .collect()
+}
+
 fn params_json(params: &[(String, String)]) -> Value {
     let mut m = Map::new();
     for (k, v) in params {
@@ -297,12 +314,14 @@ fn params_json(params: &[(String, String)]) -> Value {
     Value::Object(m)
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+/// The first non-blank value of `name`, cut to `max_chars`.
+fn param(params: &[(String, String)], name: &str, max_chars: usize) -> Option<String> {
     params
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.trim())
         .filter(|v| !v.is_empty())
+        .map(|v| text::clean(v, max_chars))
 }
 
 /// Parses a verified Twilio inbound-SMS webhook.
@@ -310,23 +329,21 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// # Errors
 /// [`BadPayload`] without `MessageSid` (or `SmsSid`) or `From`.
 pub fn parse_twilio_inbound(params: &[(String, String)]) -> Result<Delivery, BadPayload> {
-    let sid = param(params, "MessageSid")
-        .or_else(|| param(params, "SmsSid"))
-        .ok_or_else(|| bad("MessageSid is missing"))?
-        .to_string();
-    let from = param(params, "From")
-        .ok_or_else(|| bad("From is missing"))?
-        .to_string();
+    let params = clean_params(params);
+    let sid = param(&params, "MessageSid", MAX_ID_CHARS)
+        .or_else(|| param(&params, "SmsSid", MAX_ID_CHARS))
+        .ok_or_else(|| bad("MessageSid is missing"))?;
+    let from = param(&params, "From", MAX_ID_CHARS).ok_or_else(|| bad("From is missing"))?;
     let body = params
         .iter()
         .find(|(k, _)| k == "Body")
-        .map(|(_, v)| v.clone())
+        .map(|(_, v)| text::clean(v, MAX_SMS_BODY_CHARS))
         .unwrap_or_default();
     Ok(Delivery {
         provider: Provider::Twilio,
         delivery_id: sid.clone(),
         event_type: "inbound_sms".into(),
-        payload: params_json(params),
+        payload: params_json(&params),
         event: WebhookEvent::InboundSms {
             message_sid: sid,
             from,
@@ -341,19 +358,19 @@ pub fn parse_twilio_inbound(params: &[(String, String)]) -> Result<Delivery, Bad
 /// # Errors
 /// [`BadPayload`] without `MessageSid` or `MessageStatus`.
 pub fn parse_twilio_status(params: &[(String, String)]) -> Result<Delivery, BadPayload> {
-    let sid = param(params, "MessageSid")
-        .or_else(|| param(params, "SmsSid"))
-        .ok_or_else(|| bad("MessageSid is missing"))?
-        .to_string();
-    let raw_status = param(params, "MessageStatus")
-        .or_else(|| param(params, "SmsStatus"))
+    let params = clean_params(params);
+    let sid = param(&params, "MessageSid", MAX_ID_CHARS)
+        .or_else(|| param(&params, "SmsSid", MAX_ID_CHARS))
+        .ok_or_else(|| bad("MessageSid is missing"))?;
+    let raw_status = param(&params, "MessageStatus", MAX_ID_CHARS)
+        .or_else(|| param(&params, "SmsStatus", MAX_ID_CHARS))
         .ok_or_else(|| bad("MessageStatus is missing"))?
         .to_ascii_lowercase();
     let event = match SmsStatus::parse(&raw_status) {
         Some(status) => WebhookEvent::SmsStatus {
             message_sid: sid.clone(),
             status,
-            error_code: param(params, "ErrorCode").map(str::to_string),
+            error_code: param(&params, "ErrorCode", MAX_ID_CHARS),
         },
         None => WebhookEvent::Ignored,
     };
@@ -361,7 +378,7 @@ pub fn parse_twilio_status(params: &[(String, String)]) -> Result<Delivery, BadP
         provider: Provider::Twilio,
         delivery_id: format!("{sid}:{raw_status}"),
         event_type: "message_status".into(),
-        payload: params_json(params),
+        payload: params_json(&params),
         event,
     })
 }
@@ -369,22 +386,23 @@ pub fn parse_twilio_status(params: &[(String, String)]) -> Result<Delivery, BadP
 /// Parses a verified Resend event; `svix_id` is the delivery id.
 ///
 /// # Errors
-/// [`BadPayload`] for non-JSON or an event without `type`.
+/// [`BadPayload`] for a blank `svix_id`, non-JSON or an event without `type`.
 pub fn parse_resend(svix_id: &str, body: &[u8]) -> Result<Delivery, BadPayload> {
+    let delivery_id = text::clean(svix_id.trim(), MAX_ID_CHARS);
+    if delivery_id.trim().is_empty() {
+        return Err(bad("svix-id is blank"));
+    }
     let v = json_body(body)?;
-    let event_type = str_at(&v, &["type"])
-        .ok_or_else(|| bad("event has no type"))?
-        .to_string();
+    let event_type =
+        text_at(&v, &["type"], MAX_ID_CHARS).ok_or_else(|| bad("event has no type"))?;
     let data = v.get("data").unwrap_or(&Value::Null);
+    let address = |s: &str| text::clean(s.trim(), MAX_EMAIL_CHARS);
     let to = match data.get("to") {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| x.as_str().map(str::to_string))
-            .collect(),
+        Some(Value::String(s)) => vec![address(s)],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(address).collect(),
         _ => vec![],
     };
-    let email_id = str_at(data, &["email_id"]).map(str::to_string);
+    let email_id = text_at(data, &["email_id"], MAX_ID_CHARS);
     let status = match event_type.as_str() {
         "email.delivered" => Some(EmailStatus::Delivered),
         // Resend sends email.bounced for permanent rejections; a bounce type
@@ -407,7 +425,7 @@ pub fn parse_resend(svix_id: &str, body: &[u8]) -> Result<Delivery, BadPayload> 
     };
     Ok(Delivery {
         provider: Provider::Resend,
-        delivery_id: svix_id.to_string(),
+        delivery_id,
         event_type,
         payload: v,
         event,
@@ -491,6 +509,61 @@ mod tests {
         assert_eq!(d.payload["Body"], " stop ");
         assert!(parse_twilio_inbound(&p(&[("From", "+1")])).is_err());
         assert!(parse_twilio_inbound(&p(&[("MessageSid", "SM1")])).is_err());
+    }
+
+    #[test]
+    fn an_inbound_sms_is_cleaned_of_control_characters_and_cut_not_refused() {
+        let body = format!("Hi\0 there\u{1b}[2J\r\n{}", "x".repeat(5_000));
+        let d = parse_twilio_inbound(&p(&[
+            ("MessageSid", "SM\u{0}1"),
+            ("From", "+15125550100\u{7}"),
+            ("Body", &body),
+        ]))
+        .expect("cleaned, not refused");
+        let WebhookEvent::InboundSms {
+            message_sid,
+            from,
+            body,
+        } = &d.event
+        else {
+            panic!("{:?}", d.event)
+        };
+        assert_eq!(
+            (message_sid.as_str(), from.as_str()),
+            ("SM1", "+15125550100")
+        );
+        assert!(body.starts_with("Hi there[2J\r\nxxx"), "{body:?}");
+        assert_eq!(body.chars().count(), MAX_SMS_BODY_CHARS);
+        assert_eq!(d.delivery_id, "SM1");
+        assert!(!d.payload["Body"].as_str().expect("body").contains('\0'));
+    }
+
+    #[test]
+    fn stripe_and_resend_text_is_cleaned_before_it_becomes_a_command() {
+        let d = parse_stripe(
+            br#"{"id":"evt_\u00001","type":"payment_intent.payment_failed","data":{"object":{"id":"pi_\u00011","metadata":{"job_id":"j\u0000"},"last_payment_error":{"message":"Declined\u0000\u0085"}}}}"#,
+        )
+        .expect("parsed");
+        assert_eq!(
+            d.event,
+            WebhookEvent::PaymentFailed {
+                event_id: "evt_1".into(),
+                intent_id: "pi_1".into(),
+                job_id: Some("j".into()),
+                reason: "Declined".into(),
+            }
+        );
+        assert_eq!(d.payload["id"], "evt_1");
+        let r = parse_resend(
+            "msg_1",
+            br#"{"type":"email.bounced","data":{"email_id":"e\u00001","to":["a@example.com\u0000"]}}"#,
+        )
+        .expect("parsed");
+        assert!(matches!(
+            r.event,
+            WebhookEvent::Email { ref email_id, ref to, .. }
+                if email_id.as_deref() == Some("e1") && to == &["a@example.com".to_string()]
+        ));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! 1. the vendor's secret is configured (else 503, clear JSON error);
 //! 2. the signature over the raw body verifies ([`signature`]; else 401 and a
 //!    log line without secret or signature);
-//! 3. the body parses into a [`Delivery`] ([`delivery`]; else 400);
+//! 3. the body parses into a [`Delivery`] ([`delivery`]; else 400), its text
+//!    cleaned of NUL and control characters and cut to each field's maximum
+//!    ([`text`]: cleaned, never refused, since the vendor would retry for days);
 //! 4. the delivery is recorded once per vendor id in `webhook_deliveries`
 //!    ([`ledger`]); a copy already recorded answers 200 and changes nothing;
 //! 5. the recorded delivery is mapped to domain commands ([`effects`]), each
@@ -19,6 +21,7 @@ pub mod effects;
 pub mod ledger;
 pub mod lookup;
 pub mod signature;
+pub mod text;
 
 use std::sync::Arc;
 use std::time::Duration;

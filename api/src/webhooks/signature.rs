@@ -58,7 +58,8 @@ fn hmac_sha1(key: &[u8], data: &[u8]) -> [u8; 20] {
 }
 
 fn within_tolerance(timestamp: i64, now: i64) -> bool {
-    (now - timestamp).abs() <= TOLERANCE_SECS
+    // `abs_diff`: a signed `t` near i64::MIN or MAX must not overflow.
+    now.abs_diff(timestamp) <= TOLERANCE_SECS.unsigned_abs()
 }
 
 /// Verifies a `Stripe-Signature` header over `body` at Unix time `now`.
