@@ -12,15 +12,22 @@ use crate::state::AppState;
 /// The demo staff users' password.
 pub const DEMO_PASSWORD: &str = "dirtfree-demo";
 
-/// Seeds the demo when configured to and the store is empty.
+/// Seeds the demo when configured to and the store is empty. Never next to a
+/// configured first admin (`ADMIN_EMAIL`): the demo's admin has a published
+/// password, so a store with a real admin must not have it too.
 ///
 /// # Errors
-/// When seeding fails.
+/// When seeding fails, or `DEMO_SEED=on` is asked together with `ADMIN_EMAIL`.
 pub async fn maybe_seed(state: &AppState) -> anyhow::Result<()> {
+    let admin_configured = state.config.admin_email.is_some();
     let wanted = match state.config.demo_seed.as_str() {
+        "on" if admin_configured => anyhow::bail!(
+            "DEMO_SEED=on and ADMIN_EMAIL are exclusive: the demo's admin has a published \
+             password (unset ADMIN_EMAIL for a demo store, or DEMO_SEED for a real one)"
+        ),
         "on" => true,
         "off" => false,
-        _ => state.config.database_url.is_none(),
+        _ => state.config.database_url.is_none() && !admin_configured,
     };
     if !wanted || state.log.count().await? > 0 {
         return Ok(());

@@ -640,7 +640,13 @@ async fn sqlite_roles_are_enforced_and_bad_input_is_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_embedded_default_serves_the_demo_business_with_working_logins() {
-    let s = start(None, &[("DEMO_SEED", "auto")]).await;
+    // As the README's first command runs it: no database, no admin configured.
+    let s = tests::ServerProcess::start(
+        env!("CARGO_BIN_EXE_dirtfree-api"),
+        &[("DEMO_SEED", "auto")],
+        Duration::from_secs(120),
+    )
+    .await;
     let token = login(&s, "manager@dirtfree.example", "dirtfree-demo").await;
     let r = gql(
         &s,
@@ -653,6 +659,39 @@ async fn the_embedded_default_serves_the_demo_business_with_working_logins() {
         data(&r, "/data/customers/totalCount").as_i64().unwrap_or(0) >= 30,
         "{r}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_configured_first_admin_on_the_embedded_default_comes_without_the_demo_admin() {
+    // ADMIN_EMAIL set, no DATABASE_URL, DEMO_SEED left at auto.
+    let s = tests::ServerProcess::start(
+        env!("CARGO_BIN_EXE_dirtfree-api"),
+        &[("ADMIN_EMAIL", ADMIN.0), ("ADMIN_PASSWORD", ADMIN.1)],
+        Duration::from_secs(120),
+    )
+    .await;
+    let admin = login(&s, ADMIN.0, ADMIN.1).await;
+    let me = gql(&s, Some(&admin), "{ viewer { role } }", json!({})).await;
+    assert_eq!(data(&me, "/data/viewer/role"), "ADMIN", "{me}");
+    let demo = gql(
+        &s,
+        None,
+        "mutation { login(input: {email: \"admin@dirtfree.example\", password: \"dirtfree-demo\"}) { token } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        code(&demo),
+        "UNAUTHENTICATED",
+        "the demo admin signs in: {demo}"
+    );
+    let customers = gql(&s, Some(&admin), "{ customers { totalCount } }", json!({})).await;
+    assert_eq!(
+        data(&customers, "/data/customers/totalCount"),
+        0,
+        "{customers}"
+    );
+    tests::health::assert_no_failures(&s.base).await;
 }
 
 #[test]

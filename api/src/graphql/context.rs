@@ -97,34 +97,58 @@ pub async fn from_headers(
     };
     let Some(token) = token else { return ctx };
     let hash = token_hash(token);
+    if let Some(p) = principal_of_session(state, &hash).await {
+        ctx.principal = Some(p);
+        ctx.token_hash = Some(hash);
+    }
+    ctx
+}
+
+/// Who the session with this token hash speaks for *now*: its staff user with
+/// their current role while they are active, or its customer while they are
+/// neither erased nor merged away. So a demotion takes effect on the next
+/// request and a deactivation, erasure or merge ends every session at once,
+/// on HTTP and on open WebSockets (which ask again every second). `None` for
+/// an unknown, revoked or expired session, or when the store cannot say
+/// (fails closed).
+pub async fn principal_of_session(state: &AppState, token_hash: &str) -> Option<Principal> {
     let now = crate::graphql::auth::rfc3339(Utc::now());
     let rows = state
         .projections
         .query(
-            "SELECT principal_kind, principal_id, role FROM sessions WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2",
-            &[Param::from(hash.clone()), now.into()],
+            "SELECT s.principal_kind, s.principal_id, u.role AS staff_role, u.active AS staff_active,
+                    c.customer_id AS customer, c.erased, c.merged_into
+             FROM sessions s
+             LEFT JOIN rm_staff_users u
+               ON s.principal_kind = 'staff' AND u.staff_user_id = s.principal_id
+             LEFT JOIN rm_customers c
+               ON s.principal_kind = 'customer' AND c.customer_id = s.principal_id
+             WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2",
+            &[Param::from(token_hash), now.into()],
         )
         .await
-        .unwrap_or_default();
-    if let Some(r) = rows.first() {
-        let s = |k: &str| {
-            r.get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
-        ctx.principal = match s("principal_kind").as_str() {
-            "staff" => StaffUserId::parse(&s("principal_id"))
+        .ok()?;
+    let r = rows.first()?;
+    let s = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+    let int = |k: &str| r.get(k).and_then(serde_json::Value::as_i64);
+    match s("principal_kind") {
+        "staff" if int("staff_active") == Some(1) => {
+            let id = StaffUserId::parse(s("principal_id")).ok()?;
+            let role = parse_role(s("staff_role"))?;
+            Some(Principal::Staff { id, role })
+        }
+        // A customer row exists, is not erased and was not merged into another.
+        "customer"
+            if !s("customer").is_empty()
+                && int("erased") == Some(0)
+                && r.get("merged_into").is_none_or(serde_json::Value::is_null) =>
+        {
+            CustomerId::parse(s("principal_id"))
                 .ok()
-                .and_then(|id| parse_role(&s("role")).map(|role| Principal::Staff { id, role })),
-            "customer" => CustomerId::parse(&s("principal_id"))
-                .ok()
-                .map(|id| Principal::Customer { id }),
-            _ => None,
-        };
-        ctx.token_hash = Some(hash);
+                .map(|id| Principal::Customer { id })
+        }
+        _ => None,
     }
-    ctx
 }
 
 /// Parses a stored role.
