@@ -73,6 +73,16 @@ impl From<Option<i64>> for Param {
     }
 }
 
+tokio::task_local! {
+    /// Read-model statements run by the current task, when someone counts them: the
+    /// API does so per GraphQL request (its `extensions.cost.statements`).
+    pub static STATEMENTS: std::sync::Arc<std::sync::atomic::AtomicU64>;
+}
+
+fn count_statement() {
+    let _ = STATEMENTS.try_with(|n| n.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+}
+
 /// A read-model row.
 pub type JsonRow = Map<String, Value>;
 
@@ -222,6 +232,7 @@ impl ReadDb {
     /// # Errors
     /// [`DbError`].
     pub async fn query(&self, sql: &str, params: &[Param]) -> Result<Vec<JsonRow>, DbError> {
+        count_statement();
         Ok(match self {
             ReadDb::Postgres(p) => bind_all!(sqlx::query(sql), params)
                 .fetch_all(p)
@@ -270,6 +281,7 @@ impl ReadTx {
     /// # Errors
     /// [`DbError`].
     pub async fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64, DbError> {
+        count_statement();
         Ok(match self {
             ReadTx::Postgres(t) => bind_all!(sqlx::query(sql), params)
                 .execute(&mut **t)
@@ -292,6 +304,7 @@ impl ReadTx {
     /// # Errors
     /// [`DbError`].
     pub async fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<JsonRow>, DbError> {
+        count_statement();
         Ok(match self {
             ReadTx::Postgres(t) => bind_all!(sqlx::query(sql), params)
                 .fetch_all(&mut **t)

@@ -25,6 +25,24 @@ impl Drop for ServerProcess {
 }
 
 impl ServerProcess {
+    /// The server's process id (to read its memory from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's resident memory in KiB (Linux `/proc/<pid>/status`), 0 when unknown.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|n| n.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
     /// Starts `binary` (pass `env!("CARGO_BIN_EXE_dirtfree-api")`) in a fresh working
     /// directory with only `envs` configured (no inherited `DATABASE_URL`: without one it
     /// serves the embedded default), and waits up to `ready_within` for `/api/health`.

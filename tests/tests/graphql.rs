@@ -2005,10 +2005,10 @@ async fn the_rest_of_the_api(engine: Engine) {
         "{r}"
     );
     let thread =
-        "query($id: ID!) { conversation(id: $id) { status messages { sender staffId text } } }";
+        "query($id: ID!) { conversation(id: $id) { status messages { nodes { sender staffId text } } } }";
     let r = gql(&s, Some(&ann_token), thread, json!({"id": chat})).await;
     assert_eq!(
-        data(&r, "/data/conversation/messages"),
+        data(&r, "/data/conversation/messages/nodes"),
         &json!([
             {"sender": "customer", "staffId": null, "text": "Can you clean a wool rug?"},
             {"sender": "bot", "staffId": null, "text": "Yes! Want to book?"},
@@ -2076,9 +2076,10 @@ async fn the_rest_of_the_api(engine: Engine) {
         !stored(db.log().await).await.contains("5550999"),
         "stored sealed"
     );
-    let thread = "query($id: ID!) { conversation(id: $id) { messageCount messages { text } } }";
+    let thread =
+        "query($id: ID!) { conversation(id: $id) { messageCount messages { nodes { text } } } }";
     let r = gql(&s, Some(&admin), thread, json!({"id": bobs_chat})).await;
-    assert_eq!(data(&r, "/data/conversation/messages/0/text"), secret);
+    assert_eq!(data(&r, "/data/conversation/messages/nodes/0/text"), secret);
     let r = gql(
         &s,
         Some(&admin),
@@ -2090,7 +2091,7 @@ async fn the_rest_of_the_api(engine: Engine) {
     let r = gql(&s, Some(&admin), thread, json!({"id": bobs_chat})).await;
     assert_eq!(
         data(&r, "/data/conversation"),
-        &json!({"messageCount": 1, "messages": [{"text": "[erased]"}]})
+        &json!({"messageCount": 1, "messages": {"nodes": [{"text": "[erased]"}]}})
     );
 
     // --- Paging: walk the customers forwards two at a time, then backwards; no gaps.

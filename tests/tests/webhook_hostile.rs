@@ -282,15 +282,15 @@ async fn a_signed_sms_with_nul_and_control_characters_is_accepted_and_shown_clea
     assert!(r.status().is_success(), "{}", r.status());
 
     let admin = login(&server).await;
-    let query = "query($c: ID) { conversations(customerId: $c, first: 5) { nodes { customerId messages { sender text } } } }";
+    let query = "query($c: ID) { conversations(customerId: $c, first: 5) { nodes { customerId messages { nodes { sender text } } } } }";
     let vars = json!({ "c": customer.to_string() });
     let found = eventually(&server, &admin, query, vars, |r| {
-        r.pointer("/data/conversations/nodes/0/messages/0")
+        r.pointer("/data/conversations/nodes/0/messages/nodes/0")
             .is_some()
     })
     .await;
     let messages = found
-        .pointer("/data/conversations/nodes/0/messages")
+        .pointer("/data/conversations/nodes/0/messages/nodes")
         .unwrap_or_else(|| panic!("no conversation: {found}"));
     assert_eq!(
         messages,

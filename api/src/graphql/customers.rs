@@ -1,5 +1,6 @@
 //! Customers: list and search, the customer-360 view, and their commands.
 
+use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use chrono::NaiveDate;
 use domain::customer::CustomerCommand;
@@ -174,13 +175,24 @@ impl Customer {
         last: Option<i32>,
     ) -> async_graphql::Result<Page<Job>> {
         let (state, rc) = parts(ctx)?;
+        let args = PageArgs::new(after, before, first, last);
+        // Over HTTP the request's loader reads the jobs of a whole page of
+        // customers in one statement; elsewhere (a subscription) one query each.
+        if let Some(loader) = ctx.data_opt::<DataLoader<super::loaders::JobsOfCustomers>>() {
+            let rows = loader
+                .load_one(self.id.to_string())
+                .await
+                .map_err(|e| errors::internal(&rc.request_id, &e))?
+                .unwrap_or_default();
+            return paging::of_vec(rows.iter().map(job_from_row).collect(), args).await;
+        }
         paging::of_sql(
             state,
             rc,
             "rm_jobs WHERE customer_id = $1",
             "booked_at DESC, job_id",
             vec![Param::from(self.id.to_string())],
-            PageArgs::new(after, before, first, last),
+            args,
             job_from_row,
         )
         .await

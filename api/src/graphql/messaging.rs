@@ -78,20 +78,29 @@ pub struct ChatMessage {
 
 #[async_graphql::ComplexObject]
 impl Conversation {
-    /// The messages, oldest first (read from the conversation's own history).
-    async fn messages(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ChatMessage>> {
+    /// The messages, oldest first (read from the conversation's own history), a
+    /// page at a time: `last: 20` for the newest twenty.
+    async fn messages(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> async_graphql::Result<Page<ChatMessage>> {
         let (state, rc) = parts(ctx)?;
         let events = state
             .log
             .load_stream(domain::conversation::AGGREGATE_TYPE, &self.id, 0)
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        Ok(events
+        let all = events
             .iter()
             .filter(|e| e.event_type == "MessageAdded")
             .filter_map(|e| e.payload.get("MessageAdded"))
             .map(chat_message)
-            .collect())
+            .collect();
+        paging::of_vec(all, PageArgs::new(after, before, first, last)).await
     }
 }
 

@@ -14,6 +14,7 @@ mod customers;
 mod errors;
 mod jobs;
 mod limits;
+mod loaders;
 mod loyalty;
 mod messaging;
 mod paging;
@@ -22,6 +23,9 @@ mod sales;
 mod staff;
 mod subscriptions;
 mod system;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{MergedObject, Schema};
@@ -152,7 +156,27 @@ pub async fn execute(
         }
     };
     let ctx = context::from_headers(&state, &headers, addr).await;
-    GraphQLResponse::from(schema.execute(req.data(ctx)).await).into_response()
+    // Read-model statements this request runs, its loaders' batches included:
+    // reported as `extensions.cost.statements` (as Shopify reports a query's cost).
+    let statements = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&statements);
+    let loader = loaders::for_request(&state, move |batch| {
+        tokio::spawn(projections::db::STATEMENTS.scope(Arc::clone(&counted), batch))
+    });
+    let mut response = projections::db::STATEMENTS
+        .scope(
+            Arc::clone(&statements),
+            schema.execute(req.data(ctx).data(loader)),
+        )
+        .await;
+    response.extensions.insert(
+        "cost".to_string(),
+        async_graphql::Value::from_json(serde_json::json!({
+            "statements": statements.load(Ordering::Relaxed),
+        }))
+        .unwrap_or_default(),
+    );
+    GraphQLResponse::from(response).into_response()
 }
 
 /// A GraphQL-shaped error for a request that never reached GraphQL.
