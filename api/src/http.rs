@@ -16,8 +16,10 @@ use crate::graphql;
 use crate::health;
 use crate::state::AppState;
 
-/// The request id header, set when the client did not send one.
+/// The request id header: always set by the server (and echoed in the answer).
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Where a client's own request id is kept (logged beside the server's).
+pub const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-client-request-id");
 
 /// Builds the application router with its middleware.
 pub fn router(state: AppState) -> Router {
@@ -62,19 +64,41 @@ pub fn router(state: AppState) -> Router {
         .layer(security_header("x-content-type-options", "nosniff"))
         .layer(security_header("referrer-policy", "strict-origin-when-cross-origin"))
         .layer(security_header("permissions-policy", "camera=(), microphone=(), geolocation=(), payment=()"))
+        // Browsers honour it only over https (behind the TLS proxy); harmless on http.
+        .layer(security_header("strict-transport-security", "max-age=31536000; includeSubDomains"))
+        // The API answers JSON: nothing in it may load or run anything. GraphiQL's
+        // page sets its own, wider policy (graphql::graphiql).
+        .layer(security_header("content-security-policy", API_CSP))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                let request_id = req
-                    .headers()
-                    .get(&REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %request_id)
+                let header = |h: &HeaderName| {
+                    req.headers()
+                        .get(h)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-")
+                        .to_string()
+                };
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %header(&REQUEST_ID), client_request_id = %header(&CLIENT_REQUEST_ID))
             }),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        // Outermost: the request id is always the server's own (audit entries and
+        // log lines correlate on it, so a client must not choose it); the
+        // client's, if any, is kept as `x-client-request-id` and logged.
+        .layer(axum::middleware::map_request(server_request_id))
 }
+
+/// Moves a client-sent `x-request-id` to `x-client-request-id` (the server sets its own).
+async fn server_request_id(mut req: Request<axum::body::Body>) -> Request<axum::body::Body> {
+    if let Some(client) = req.headers_mut().remove(&REQUEST_ID) {
+        req.headers_mut().insert(CLIENT_REQUEST_ID, client);
+    }
+    req
+}
+
+/// The Content-Security-Policy of every answer but GraphiQL's page.
+pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
 
 fn security_header(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
     SetResponseHeaderLayer::if_not_present(

@@ -112,11 +112,22 @@ pub fn sdl() -> String {
 
 /// `GET /graphql`: the GraphiQL IDE.
 pub async fn graphiql() -> impl IntoResponse {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .finish(),
+    (
+        // GraphiQL is loaded from unpkg and starts with inline script and style;
+        // everything else stays closed (the API's own policy is `http::API_CSP`).
+        [(
+            axum::http::header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'self' 'unsafe-inline' https://unpkg.com; \
+             style-src 'self' 'unsafe-inline' https://unpkg.com; font-src 'self' data: https://unpkg.com; \
+             img-src 'self' data: https://graphql.org; connect-src 'self' ws: wss:; \
+             frame-ancestors 'none'; base-uri 'none'",
+        )],
+        Html(
+            GraphiQLSource::build()
+                .endpoint("/graphql")
+                .subscription_endpoint("/graphql/ws")
+                .finish(),
+        ),
     )
 }
 
