@@ -1133,9 +1133,41 @@ impl SalesMutation {
             .as_ref()
             .map(|j| JobId::parse(j).map_err(|_| errors::invalid("jobId", "not a job id")))
             .transpose()?;
-        let id = ReviewId::from_uuid(
-            context::id_for_create(state, rc, input.idempotency_key.as_ref()).await,
-        );
+        let key = input.idempotency_key.as_ref();
+        // A review is of one's own completed job, once per job (or one general
+        // review per customer): its id derives from what it reviews, so a
+        // second one is ALREADY_EXISTS. A retry with the key replays the first.
+        let id = if context::key_was_used(state, rc, key).await {
+            ReviewId::from_uuid(context::id_for_create(state, rc, key).await)
+        } else {
+            if let Some(job) = job {
+                let loaded = state
+                    .crm
+                    .jobs()
+                    .load(job)
+                    .await
+                    .map_err(|e| errors::app(&rc.request_id, e))?;
+                // Someone else's job reads like an unknown one: nothing is learnt.
+                if loaded.aggregate.customer_id() != Some(customer) {
+                    return Err(errors::forbidden("review this job"));
+                }
+                if loaded.aggregate.status() != domain::job::JobStatus::Completed {
+                    return Err(errors::rule(
+                        "JOB_NOT_COMPLETED",
+                        "a job can be reviewed once it is completed",
+                        "jobId",
+                    ));
+                }
+            }
+            let subject = match job {
+                Some(j) => format!("portal-review:job:{j}"),
+                None => format!("portal-review:customer:{customer}"),
+            };
+            ReviewId::from_uuid(uuid::Uuid::new_v5(
+                &uuid::Uuid::NAMESPACE_OID,
+                subject.as_bytes(),
+            ))
+        };
         let out = state
             .crm
             .reviews()
