@@ -474,6 +474,7 @@ async fn a_business_day(engine: Engine) {
     )
     .await;
     assert_eq!(code(&refused), "FORBIDDEN");
+    tests::health::assert_no_failures(&s.base).await;
 }
 
 fn review_request_id(job: &str) -> String {
@@ -616,6 +617,7 @@ async fn roles_and_bad_input(engine: Engine) {
         ),
         env!("CARGO_PKG_VERSION")
     );
+    tests::health::assert_no_failures(&s.base).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -659,6 +661,7 @@ async fn the_embedded_default_serves_the_demo_business_with_working_logins() {
         data(&r, "/data/customers/totalCount").as_i64().unwrap_or(0) >= 30,
         "{r}"
     );
+    tests::health::assert_no_failures(&s.base).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -936,6 +939,7 @@ async fn subscriptions(engine: Engine) {
             "{field}"
         );
     }
+    tests::health::assert_no_failures(&s.base).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1131,6 +1135,7 @@ async fn password_reset(engine: Engine) {
         assert!(Instant::now() < deadline, "the sent token was not deleted");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    tests::health::assert_no_failures(&s.base).await;
 }
 
 async fn role_changes(engine: Engine) {
@@ -1198,6 +1203,7 @@ async fn role_changes(engine: Engine) {
     .await;
     assert_eq!(code(&bad), "VALIDATION", "{bad}");
     assert_eq!(field(&bad), "staffUserId");
+    tests::health::assert_no_failures(&s.base).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1252,6 +1258,7 @@ async fn the_sign_in_limit_follows_the_client_behind_a_trusted_proxy_only() {
         "UNAUTHENTICATED",
         "another client is not"
     );
+    tests::health::assert_no_failures(&s.base).await;
     drop(s);
     // Without it, X-Forwarded-For is the client's own claim: changing it does not escape the limit.
     let s = start(None, &[]).await;
@@ -1260,6 +1267,7 @@ async fn the_sign_in_limit_follows_the_client_behind_a_trusted_proxy_only() {
         codes.push(failed_login_from(&s, &format!("198.51.100.{i}")).await);
     }
     assert!(codes.iter().any(|c| c == "RATE_LIMITED"), "{codes:?}");
+    tests::health::assert_no_failures(&s.base).await;
 }
 
 // ------------------------------------------------------------ the rest of the operations
@@ -1733,6 +1741,19 @@ async fn the_rest_of_the_api(engine: Engine) {
 
     // --- A cheque for that job: recorded once even when retried; the job shows paid.
     let cheque = "mutation($i: RecordJobPaymentInput!) { recordJobPayment(input: $i) { paymentId amount { amountCents } position } }";
+    // Staff cannot mark it paid with a cent: less than the job costs is a manager's call.
+    let cent = gql(
+        &s,
+        Some(&kim),
+        cheque,
+        json!({"i": {"jobId": job2, "method": "CASH", "amountCents": 1}}),
+    )
+    .await;
+    assert_eq!(
+        (code(&cent), cent["errors"][0]["extensions"]["rule"].clone()),
+        ("RULE_VIOLATION".to_string(), json!("AMOUNT_BELOW_DUE")),
+        "{cent}"
+    );
     let i = json!({"i": {"jobId": job2, "method": "CHECK", "reference": "1042", "idempotencyKey": "cheque-1042"}});
     // Two screens at once (different people, different keys) record the money once.
     let cash = json!({"i": {"jobId": job2, "method": "CASH", "idempotencyKey": "cash-at-door"}});
@@ -2343,6 +2364,7 @@ async fn the_rest_of_the_api(engine: Engine) {
     );
     let r = gql(&s, None, "mutation { login(input: {email: \"kim@x.example\", password: \"kims-new-password\"}) { token } }", json!({})).await;
     assert_eq!(code(&r), "UNAUTHENTICATED");
+    tests::health::assert_no_failures(&s.base).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -10,7 +10,7 @@ use projections::{JsonRow, Param};
 
 use super::auth::{check_len, settle};
 use super::context::Allow;
-use super::context::{self, parts};
+use super::context::{self, parts, Principal};
 use super::customers::{customer_id, Money};
 use super::errors;
 use super::paging::{self, Page, PageArgs};
@@ -938,6 +938,16 @@ impl JobMutation {
         let retry = context::key_was_used(state, rc, input.idempotency_key.as_ref()).await;
         let due = amount_due(&job, retry)?;
         let amount = input.amount_cents.unwrap_or(due);
+        // Marking a job paid with less than it costs (say 1 cent) is a manager's
+        // decision (a discount, a goodwill gesture), not any staff member's.
+        let manager = matches!(&rc.principal, Some(Principal::Staff { role, .. }) if role.is_manager_or_above());
+        if !retry && amount < due && !manager {
+            return Err(errors::rule(
+                "AMOUNT_BELOW_DUE",
+                format!("the job costs {due} cents; only a manager may record less"),
+                "amountCents",
+            ));
+        }
         let customer = customer_id("jobId", &job.customer_id)?;
         // One payment in person per job: two clerks (or a double click) cannot record the
         // same money twice, whatever their keys.
@@ -961,10 +971,10 @@ impl JobMutation {
             )
             .await
             .map_err(|e| match e.rule() {
-                Some("ALREADY_EXISTS") => errors::coded(
-                    "RULE_VIOLATION",
+                Some("ALREADY_EXISTS") => errors::rule(
+                    "PAYMENT_ALREADY_RECORDED",
                     "a payment in person is already recorded for this job",
-                    Some("jobId"),
+                    "jobId",
                 ),
                 _ => errors::app(&rc.request_id, e),
             })?;
