@@ -190,6 +190,14 @@ pub enum ConfigError {
     /// ADMIN_EMAIL without ADMIN_PASSWORD or the reverse.
     #[error("ADMIN_EMAIL and ADMIN_PASSWORD must be set together")]
     AdminHalfSet,
+    /// A vendor's API reached over plain http: its secret key would cross the network in clear.
+    #[error("{name} must be an https:// URL (plain http only to a stand-in on this machine): {url}")]
+    InsecureVendorBase {
+        /// The setting.
+        name: &'static str,
+        /// Its value.
+        url: String,
+    },
     /// A claim could expire while its request is still running, and the message be sent twice.
     #[error(
         "OUTBOX_CLAIM_LEASE_MS ({lease}) must be longer than OUTBOX_HTTP_TIMEOUT_MS ({timeout})"
@@ -200,6 +208,25 @@ pub enum ConfigError {
         /// The timeout.
         timeout: u64,
     },
+}
+
+/// https, or plain http to this machine (the tests' stand-ins for the vendors).
+fn vendor_base_is_safe(url: &str) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Config {
@@ -216,6 +243,19 @@ impl Config {
         }
         if self.admin_email.is_some() != self.admin_password.is_some() {
             return Err(ConfigError::AdminHalfSet);
+        }
+        for (name, url) in [
+            ("STRIPE_API_BASE", &self.stripe_api_base),
+            ("TWILIO_API_BASE", &self.twilio_api_base),
+            ("RESEND_API_BASE", &self.resend_api_base),
+            ("GOOGLE_REVIEWS_API_BASE", &self.google_reviews_api_base),
+        ] {
+            if !vendor_base_is_safe(url) {
+                return Err(ConfigError::InsecureVendorBase {
+                    name,
+                    url: url.clone(),
+                });
+            }
         }
         if self.outbox_claim_lease_ms <= self.outbox_http_timeout_ms {
             return Err(ConfigError::OutboxLeaseTooShort {
@@ -240,6 +280,32 @@ mod tests {
     #[test]
     fn verify_cli() {
         Config::command().debug_assert();
+    }
+
+    #[test]
+    fn vendor_apis_are_reached_over_https_or_on_this_machine_only() {
+        for ok in [
+            "https://api.stripe.com",
+            "http://127.0.0.1:4242",
+            "http://localhost:9000/v1",
+            "http://[::1]:8081",
+        ] {
+            assert!(vendor_base_is_safe(ok), "{ok}");
+        }
+        for bad in [
+            "http://api.stripe.com",
+            "http://127.0.0.1.evil.example",
+            "http://localhost.evil.example:80",
+            "ftp://api.twilio.com",
+            "api.resend.com",
+        ] {
+            assert!(!vendor_base_is_safe(bad), "{bad}");
+        }
+        let c = Config::parse_from(["api", "--stripe-api-base", "http://api.stripe.com"]);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::InsecureVendorBase { name: "STRIPE_API_BASE", .. })
+        ));
     }
 
     #[test]
