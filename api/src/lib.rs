@@ -9,6 +9,7 @@ pub mod http;
 pub mod outbox;
 pub mod scheduler;
 pub mod secret;
+pub mod signin_limits;
 pub mod state;
 pub mod webhooks;
 
@@ -60,7 +61,7 @@ pub async fn build_state(config: Config, log: EventLog) -> anyhow::Result<AppSta
         crm,
         projections,
         policies,
-        login_limiter: Arc::new(state::login_limiter()),
+        sign_in_limits: Arc::new(signin_limits::SignInLimits::default()),
     })
 }
 

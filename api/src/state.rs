@@ -8,6 +8,7 @@ use commands::EventLog;
 use projections::ProjectionRunner;
 
 use crate::config::Config;
+use crate::signin_limits::SignInLimits;
 
 /// Shared server state. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -24,18 +25,8 @@ pub struct AppState {
     pub projections: ProjectionRunner,
     /// The policies (their status for health checks).
     pub policies: PolicyRunner,
-    /// Sign-in attempts per client address.
-    pub login_limiter: Arc<LoginLimiter>,
-}
-
-/// A keyed rate limiter (client address → attempts).
-pub type LoginLimiter = governor::DefaultKeyedRateLimiter<String>;
-
-/// Ten sign-in attempts a minute per client address, with a burst of ten.
-pub fn login_limiter() -> LoginLimiter {
-    governor::RateLimiter::keyed(governor::Quota::per_minute(
-        std::num::NonZeroU32::new(10).unwrap_or(std::num::NonZeroU32::MIN),
-    ))
+    /// Sign-in and sign-up limits per network, per account and in total.
+    pub sign_in_limits: Arc<SignInLimits>,
 }
 
 /// The running version and the build it came from.

@@ -170,7 +170,9 @@ validation_error!(StaffUserError);
 pub struct StaffUser {
     id: Option<StaffUserId>,
     role: Option<Role>,
-    has_password: bool,
+    /// The hash sign-in verifies against: the latest set or reset.
+    #[serde(default)]
+    password_hash: Option<SecretHash>,
     active: bool,
     reset: Option<(SecretHash, DateTime<Utc>)>,
 }
@@ -194,6 +196,10 @@ impl StaffUser {
     /// Whether the user may log in.
     pub fn is_active(&self) -> bool {
         self.active
+    }
+    /// The password hash sign-in verifies against (the latest one set or reset), if any.
+    pub fn password_hash(&self) -> Option<&SecretHash> {
+        self.password_hash.as_ref()
     }
 
     /// Decides what happens when `cmd` is issued. Pure.
@@ -299,7 +305,7 @@ impl StaffUser {
                 }]
             }
             StaffUserCommand::RecordLogin => {
-                if !self.has_password {
+                if self.password_hash.is_none() {
                     return Err(E::NoPassword);
                 }
                 vec![StaffUserEvent::StaffLoginRecorded { at }]
@@ -320,7 +326,9 @@ impl StaffUser {
                 self.role = Some(role);
                 self.active = true;
             }
-            StaffUserEvent::StaffPasswordSet { .. } => self.has_password = true,
+            StaffUserEvent::StaffPasswordSet { password_hash, .. } => {
+                self.password_hash = Some(password_hash);
+            }
             StaffUserEvent::StaffRoleChanged { to, .. } => self.role = Some(to),
             StaffUserEvent::StaffUserDeactivated { .. } => self.active = false,
             StaffUserEvent::PasswordResetRequested {
@@ -330,10 +338,10 @@ impl StaffUser {
             } => {
                 self.reset = Some((token_hash, expires_at));
             }
-            StaffUserEvent::PasswordResetCompleted { .. } => {
+            StaffUserEvent::PasswordResetCompleted { password_hash, .. } => {
                 // A token works once.
                 self.reset = None;
-                self.has_password = true;
+                self.password_hash = Some(password_hash);
             }
             StaffUserEvent::StaffLoginRecorded { .. } => {}
         }
@@ -543,6 +551,58 @@ mod tests {
                 right
             ),
             Err(StaffUserError::ResetTokenExpired)
+        );
+    }
+
+    /// The state after `given`, as the command side loads it for sign-in.
+    fn state_after(given: Vec<StaffUserEvent>) -> StaffUser {
+        let mut state = StaffUser::default();
+        for e in given {
+            state.apply_event(e);
+        }
+        state
+    }
+
+    #[test]
+    fn it_should_give_sign_in_the_latest_password_hash_role_and_active_flag() {
+        // Given an invited user whose password was set, reset and whose role changed,
+        let reset = StaffUserEvent::PasswordResetCompleted {
+            password_hash: SecretHash::parse("$argon2id$after-reset").expect("ok"),
+            at: test_now(),
+        };
+        let promoted = StaffUserEvent::StaffRoleChanged {
+            from: Role::Staff,
+            to: Role::Admin,
+            at: test_now(),
+        };
+        let user = state_after(vec![
+            invited(),
+            password_set(),
+            reset_requested(),
+            reset,
+            promoted,
+        ]);
+        // then sign-in sees the reset password, the new role and an active user.
+        assert_eq!(
+            user.password_hash().map(SecretHash::expose),
+            Some("$argon2id$after-reset")
+        );
+        assert_eq!(user.role(), Some(Role::Admin));
+        assert!(user.is_active());
+    }
+
+    #[test]
+    fn it_should_show_sign_in_a_deactivated_user_as_inactive_and_a_new_one_without_a_password() {
+        assert!(state_after(vec![invited()]).password_hash().is_none());
+        let gone = state_after(vec![
+            invited(),
+            password_set(),
+            StaffUserEvent::StaffUserDeactivated { at: test_now() },
+        ]);
+        assert!(!gone.is_active());
+        assert!(
+            !StaffUser::default().is_active(),
+            "an unknown user is not active"
         );
     }
 

@@ -7,19 +7,20 @@ use argon2::Argon2;
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use base64::Engine as _;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use commands::app::Crm;
+use commands::app::{AppError, Crm};
 use commands::EventMetadata;
 use domain::customer::CustomerCommand;
 use domain::ids::{CustomerId, PortalAccountId, StaffUserId};
 use domain::portal::PortalAccountCommand as PortalCommand;
 use domain::ports::Role;
-use domain::staff::StaffUserCommand as StaffCommand;
+use domain::staff::{StaffUser as StaffUserState, StaffUserCommand as StaffCommand};
 use projections::Param;
 
 use super::context::Allow;
 use super::context::{self, parts, token_hash, Principal};
 use super::errors;
 use super::paging::{self, Page, PageArgs};
+use crate::signin_limits::{AccountKind, Limited};
 use crate::state::AppState;
 
 /// How long a session lasts.
@@ -72,15 +73,67 @@ fn verify_password(password: &str, hash: Option<&str>) -> bool {
     }
 }
 
+/// `RATE_LIMITED`, the same whichever limit was reached: it does not tell whether an
+/// account exists.
+fn rate_limited(_: Limited) -> async_graphql::Error {
+    errors::coded(
+        "RATE_LIMITED",
+        "too many sign-in attempts; wait a minute and try again",
+        None,
+    )
+}
+
+/// An attempt that names no account (password reset, password change) from `ip`: counts
+/// against its network's sign-in attempts (see [`crate::signin_limits`]).
 pub(super) fn rate_limit(state: &AppState, ip: &str) -> async_graphql::Result<()> {
-    if state.login_limiter.check_key(&ip.to_string()).is_err() {
-        return Err(errors::coded(
-            "RATE_LIMITED",
-            "too many sign-in attempts; wait a minute",
-            None,
-        ));
+    state.sign_in_limits.attempt(ip).map_err(rate_limited)
+}
+
+/// A role as sessions store it (what [`context::parse_role`] reads).
+fn stored_role(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "admin",
+        Role::Manager => "manager",
+        Role::Staff => "staff",
     }
-    Ok(())
+}
+
+fn wrong_credentials() -> async_graphql::Error {
+    errors::coded("UNAUTHENTICATED", "wrong email or password", None)
+}
+
+/// The staff user `email` names, as the event log has it now: the read model (which can lag
+/// the log) only turns the email into an id, which never changes. An unknown email loads an
+/// aggregate that does not exist, so it costs what a known one does.
+///
+/// # Errors
+/// When the read model or the log cannot be read: sign-in then fails closed.
+async fn staff_for_sign_in(
+    state: &AppState,
+    email: &str,
+    request_id: &str,
+) -> async_graphql::Result<(StaffUserId, StaffUserState)> {
+    let rows = state
+        .projections
+        .query(
+            "SELECT staff_user_id FROM rm_staff_users WHERE email = $1",
+            &[Param::from(email.trim().to_lowercase())],
+        )
+        .await
+        .map_err(|e| errors::internal(request_id, &e))?;
+    let id = rows
+        .first()
+        .and_then(|r| r.get("staff_user_id"))
+        .and_then(|v| v.as_str())
+        .and_then(|id| StaffUserId::parse(id).ok())
+        .unwrap_or_else(|| StaffUserId::from_uuid(uuid::Uuid::nil()));
+    let loaded = state
+        .crm
+        .staff_users()
+        .load(id)
+        .await
+        .map_err(|e| errors::app(request_id, e))?;
+    Ok((id, loaded.aggregate))
 }
 
 pub(super) fn new_token() -> String {
@@ -467,71 +520,68 @@ pub struct AuthMutation;
 
 #[Object]
 impl AuthMutation {
-    /// Staff sign-in with email and password.
+    /// Staff sign-in with email and password. Decided on the event log's state of the user
+    /// (active, role, password), not the read model's; limited per network and per account
+    /// (`RATE_LIMITED`, the same for an unknown email).
     async fn login(
         &self,
         ctx: &Context<'_>,
         input: LoginInput,
     ) -> async_graphql::Result<LoginPayload> {
         let (state, rc) = parts(ctx)?;
-        rate_limit(state, &rc.client_ip)?;
-        let row = staff_by_email(state, &input.email).await;
-        let hash = row
-            .as_ref()
-            .and_then(|r| r.get("password_hash"))
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
-        let active = row
-            .as_ref()
-            .and_then(|r| r.get("active"))
-            .and_then(serde_json::Value::as_i64)
-            == Some(1);
+        let attempt = state
+            .sign_in_limits
+            .sign_in(AccountKind::Staff, &input.email, &rc.client_ip)
+            .map_err(rate_limited)?;
+        let (id, user) = staff_for_sign_in(state, &input.email, &rc.request_id).await?;
+        // A deactivated user, or one without a password, is checked against the dummy hash:
+        // the answer and its timing are those of a wrong password.
+        let hash = user
+            .password_hash()
+            .filter(|_| user.is_active())
+            .map(|h| h.expose().to_string());
         let password = input.password.clone();
         let ok = tokio::task::spawn_blocking(move || verify_password(&password, hash.as_deref()))
             .await
             .unwrap_or(false);
-        let Some(row) = row.filter(|_| ok && active) else {
+        let Some(role) = user.role().filter(|_| ok && user.is_active()) else {
             tracing::info!(request_id = %rc.request_id, "failed staff login");
-            return Err(errors::coded(
-                "UNAUTHENTICATED",
-                "wrong email or password",
-                None,
-            ));
+            return Err(wrong_credentials());
         };
-        let id = row
-            .get("staff_user_id")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string();
-        let role = row
-            .get("role")
-            .and_then(|v| v.as_str())
-            .unwrap_or("staff")
-            .to_string();
-        let (token, expires) =
-            open_session(state, "staff", &id, Some(&role), &rc.client_ip).await?;
-        if let Ok(sid) = StaffUserId::parse(&id) {
-            let meta = context::meta(rc, commands::Actor::Staff(id.clone()));
-            let role_v = context::parse_role(&role).unwrap_or(Role::Staff);
-            let _ = state
-                .crm
-                .staff_users()
-                .execute(
-                    sid,
-                    domain::Actor::Staff {
-                        id: sid,
-                        role: role_v,
-                    },
-                    StaffCommand::RecordLogin,
-                    &meta,
-                )
-                .await;
-        }
+        attempt.succeeded();
+        // The login is recorded before a session exists, and the aggregate refuses it for a
+        // deactivated user: a deactivation appended since the load above still wins.
+        let meta = context::meta(rc, commands::Actor::Staff(id.to_string()));
+        state
+            .crm
+            .staff_users()
+            .execute(
+                id,
+                domain::Actor::Staff { id, role },
+                StaffCommand::RecordLogin,
+                &meta,
+            )
+            .await
+            .map_err(|e| match e {
+                AppError::Store(_) => errors::app(&rc.request_id, e),
+                _ => {
+                    tracing::info!(request_id = %rc.request_id, error = %e, "staff login refused");
+                    wrong_credentials()
+                }
+            })?;
+        let (token, expires) = open_session(
+            state,
+            "staff",
+            &id.to_string(),
+            Some(stored_role(role)),
+            &rc.client_ip,
+        )
+        .await?;
         Ok(LoginPayload {
             token,
             expires_at: rfc3339(expires),
-            staff_user_id: Some(ID(id)),
-            role: context::parse_role(&role).map(Into::into),
+            staff_user_id: Some(ID(id.to_string())),
+            role: Some(role.into()),
             customer_id: None,
         })
     }
@@ -696,7 +746,7 @@ impl AuthMutation {
     }
 
     /// Portal sign-up: creates the customer, the portal account and (with a
-    /// code) the referral, then signs in.
+    /// code) the referral, then signs in. Limited per network and in total (`RATE_LIMITED`).
     async fn register_portal_account(
         &self,
         ctx: &Context<'_>,
@@ -706,6 +756,11 @@ impl AuthMutation {
         check_password(&input.password)?;
         check_len("name", &input.name)?;
         check_len("email", &input.email)?;
+        // Before the email is looked up: the answer tells whether it is registered.
+        state
+            .sign_in_limits
+            .sign_up(&rc.client_ip)
+            .map_err(rate_limited)?;
         let email = input.email.trim().to_lowercase();
         let taken = state
             .projections
@@ -805,14 +860,17 @@ impl AuthMutation {
         })
     }
 
-    /// Portal sign-in.
+    /// Portal sign-in; limited as `login` is (the same networks, its own accounts).
     async fn portal_login(
         &self,
         ctx: &Context<'_>,
         input: LoginInput,
     ) -> async_graphql::Result<LoginPayload> {
         let (state, rc) = parts(ctx)?;
-        rate_limit(state, &rc.client_ip)?;
+        let attempt = state
+            .sign_in_limits
+            .sign_in(AccountKind::Portal, &input.email, &rc.client_ip)
+            .map_err(rate_limited)?;
         let rows = state
             .projections
             .query(
@@ -832,12 +890,9 @@ impl AuthMutation {
             .await
             .unwrap_or(false);
         let Some(row) = row.filter(|_| ok) else {
-            return Err(errors::coded(
-                "UNAUTHENTICATED",
-                "wrong email or password",
-                None,
-            ));
+            return Err(wrong_credentials());
         };
+        attempt.succeeded();
         let id = row
             .get("customer_id")
             .and_then(|v| v.as_str())

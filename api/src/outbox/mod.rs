@@ -78,6 +78,63 @@ pub enum SendError {
     },
 }
 
+impl SendError {
+    /// The same error with phone numbers and email addresses in its text
+    /// replaced by `[phone]` and `[email]`, as it may be kept in an event.
+    pub fn without_personal_data(self) -> Self {
+        match self {
+            SendError::Retryable { error, retry_after } => SendError::Retryable {
+                error: scrub_personal_data(&error),
+                retry_after,
+            },
+            SendError::Ambiguous { error } => SendError::Ambiguous {
+                error: scrub_personal_data(&error),
+            },
+            SendError::Permanent { status, error } => SendError::Permanent {
+                status,
+                error: scrub_personal_data(&error),
+            },
+        }
+    }
+}
+
+/// `text` with every word that looks like a phone number (seven or more digits
+/// among `+ - . ( )`) or an email address (`@` with a dot after it) replaced;
+/// punctuation around a word is kept.
+pub fn scrub_personal_data(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let core = word.trim_matches(|c: char| {
+            matches!(c, ',' | ';' | ':' | '"' | '\'' | '!' | '?' | '<' | '>')
+                || (c == '.' && !word.contains('@'))
+        });
+        let start = word.find(core).unwrap_or(0);
+        let (before, rest) = word.split_at(start);
+        let after = &rest[core.len()..];
+        let digits = core.chars().filter(char::is_ascii_digit).count();
+        let phone = digits >= 7
+            && core
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '.' | '(' | ')'));
+        let email = core
+            .split_once('@')
+            .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'));
+        out.push_str(before);
+        out.push_str(if phone {
+            "[phone]"
+        } else if email {
+            "[email]"
+        } else {
+            core
+        });
+        out.push_str(after);
+    }
+    out
+}
+
 /// A vendor API that sends messages of one channel.
 #[async_trait]
 pub trait MessageSender: Send + Sync + fmt::Debug {
@@ -195,5 +252,26 @@ mod tests {
         };
         let dbg = format!("{m:?}");
         assert!(!dbg.contains("+1512") && !dbg.contains("secret"), "{dbg}");
+    }
+}
+
+#[cfg(test)]
+mod scrub_tests {
+    use super::scrub_personal_data;
+
+    #[test]
+    fn phone_numbers_and_email_addresses_leave_a_vendors_error_text() {
+        assert_eq!(
+            scrub_personal_data("The 'To' number +15125550100 is not a valid phone number."),
+            "The 'To' number [phone] is not a valid phone number."
+        );
+        assert_eq!(
+            scrub_personal_data("Invalid `to` field: ada@example.com, (512) 555-0100"),
+            "Invalid `to` field: [email], (512) [phone]"
+        );
+        assert_eq!(
+            scrub_personal_data("429 Too Many Requests: retry in 30 s (code 20429)"),
+            "429 Too Many Requests: retry in 30 s (code 20429)"
+        );
     }
 }

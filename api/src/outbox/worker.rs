@@ -404,6 +404,9 @@ impl OutboxWorker {
         claim: domain::message::Claim,
         result: Result<String, SendError>,
     ) -> MessageCommand {
+        // A vendor's error text often quotes the recipient ("+1512… is not a valid
+        // number"): events outlive erasure, so no address may go into one.
+        let result = result.map_err(SendError::without_personal_data);
         let retry = |error: String, wait: Option<StdDuration>| {
             let delay = backoff(
                 claim.attempt,
