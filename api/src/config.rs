@@ -191,7 +191,9 @@ pub enum ConfigError {
     #[error("ADMIN_EMAIL and ADMIN_PASSWORD must be set together")]
     AdminHalfSet,
     /// A vendor's API reached over plain http: its secret key would cross the network in clear.
-    #[error("{name} must be an https:// URL (plain http only to a stand-in on this machine): {url}")]
+    #[error(
+        "{name} must be an https:// URL (plain http only to a stand-in on this machine): {url}"
+    )]
     InsecureVendorBase {
         /// The setting.
         name: &'static str,
@@ -219,6 +221,10 @@ fn vendor_base_is_safe(url: &str) -> bool {
         return false;
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // `http://localhost:1@api.stripe.com` goes to api.stripe.com.
+    if authority.contains('@') {
+        return false;
+    }
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
@@ -296,6 +302,8 @@ mod tests {
             "http://api.stripe.com",
             "http://127.0.0.1.evil.example",
             "http://localhost.evil.example:80",
+            "http://localhost:1@api.stripe.com",
+            "http://127.0.0.1@api.stripe.com/v1",
             "ftp://api.twilio.com",
             "api.resend.com",
         ] {
@@ -304,7 +312,10 @@ mod tests {
         let c = Config::parse_from(["api", "--stripe-api-base", "http://api.stripe.com"]);
         assert!(matches!(
             c.validate(),
-            Err(ConfigError::InsecureVendorBase { name: "STRIPE_API_BASE", .. })
+            Err(ConfigError::InsecureVendorBase {
+                name: "STRIPE_API_BASE",
+                ..
+            })
         ));
     }
 

@@ -81,12 +81,33 @@ pub fn router(state: AppState) -> Router {
                 tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %header(&REQUEST_ID), client_request_id = %header(&CLIENT_REQUEST_ID))
             }),
         )
+        // tower-http answers an announced oversized body (Content-Length) with
+        // plain text; clients get the same JSON error as for a chunked one.
+        .layer(axum::middleware::map_response(json_payload_too_large))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         // Outermost: the request id is always the server's own (audit entries and
         // log lines correlate on it, so a client must not choose it); the
         // client's, if any, is kept as `x-client-request-id` and logged.
         .layer(axum::middleware::map_request(server_request_id))
+}
+
+/// A 413 without a JSON body gets `{"errors": [{"extensions": {"code": "PAYLOAD_TOO_LARGE"}}]}`.
+async fn json_payload_too_large(res: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if res.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE || is_json {
+        return res;
+    }
+    let body = serde_json::json!({
+        "data": null,
+        "errors": [{ "message": "the request body is too large", "extensions": { "code": "PAYLOAD_TOO_LARGE" } }],
+    });
+    (axum::http::StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
 }
 
 /// Moves a client-sent `x-request-id` to `x-client-request-id` (the server sets its own).

@@ -92,6 +92,7 @@ pub type JsonRow = Map<String, Value>;
 pub struct DbError {
     message: String,
     unavailable: bool,
+    refused_the_data: bool,
 }
 
 impl DbError {
@@ -100,6 +101,7 @@ impl DbError {
         DbError {
             message: message.into(),
             unavailable: false,
+            refused_the_data: false,
         }
     }
 
@@ -107,6 +109,15 @@ impl DbError {
     /// rather than refusing the statement: worth a retry.
     pub fn is_unavailable(&self) -> bool {
         self.unavailable
+    }
+
+    /// Whether the database refused the *values* of the statement (PostgreSQL
+    /// SQLSTATE classes 22 "data exception" and 23 "integrity constraint
+    /// violation"; SQLite's constraint, mismatch and too-big results), so the
+    /// same event will fail again: a poison event, not a passing trouble such
+    /// as a deadlock, a timeout or a full disk.
+    pub fn refused_the_data(&self) -> bool {
+        self.refused_the_data
     }
 }
 
@@ -122,9 +133,25 @@ impl From<sqlx::Error> for DbError {
             e,
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
         );
+        let refused_the_data = match &e {
+            sqlx::Error::Database(db) => {
+                let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    // The primary result code is the low byte of an extended one:
+                    // 18 SQLITE_TOOBIG, 19 SQLITE_CONSTRAINT, 20 SQLITE_MISMATCH.
+                    code.parse::<i64>()
+                        .is_ok_and(|c| matches!(c & 0xff, 18..=20))
+                } else {
+                    code.starts_with("22") || code.starts_with("23")
+                }
+            }
+            sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => true,
+            _ => false,
+        };
         DbError {
             message: e.to_string(),
             unavailable,
+            refused_the_data,
         }
     }
 }

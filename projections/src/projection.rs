@@ -27,6 +27,17 @@ pub enum ProjectionError {
     },
 }
 
+impl ProjectionError {
+    /// Whether this event will fail the same way every time (the event's data,
+    /// not the database's state, is at fault): only such an event is parked.
+    pub fn is_poison(&self) -> bool {
+        match self {
+            ProjectionError::MissingField { .. } => true,
+            ProjectionError::Db(db) => db.refused_the_data(),
+        }
+    }
+}
+
 /// Physical table names for one run: live (`rm_x`) or shadow (`rm_x__shadow`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {

@@ -340,10 +340,12 @@ impl ProjectionRunner {
         let share = match slot {
             // Live: a refused event is parked with its aggregate's later events.
             Slot::Live => {
-                let mut streams = parked::streams(&mut tx)
-                    .await?
-                    .remove(p.name())
-                    .unwrap_or_default();
+                let mut streams = parked_from_start(
+                    parked::streams(&mut tx)
+                        .await?
+                        .remove(p.name())
+                        .unwrap_or_default(),
+                );
                 self.apply_share(&mut tx, p, ctx, &events, after, Some(&mut streams))
                     .await
             }
@@ -392,7 +394,7 @@ impl ProjectionRunner {
         ctx: ApplyContext,
         events: &[RecordedEvent],
         after: LogPosition,
-        mut parking: Option<&mut BTreeSet<Stream>>,
+        mut parking: Option<&mut BTreeMap<Stream, LogPosition>>,
     ) -> Result<Share, RunError> {
         let mut errors: BTreeMap<LogPosition, String> = BTreeMap::new();
         let mut newly_parked = Vec::new();
@@ -402,7 +404,9 @@ impl ProjectionRunner {
             let mut refused: Option<Result<(&RecordedEvent, ProjectionError), DbError>> = None;
             for e in events.iter().filter(|e| e.position > after) {
                 if let Some(streams) = parking.as_deref() {
-                    if streams.contains(&(e.aggregate_type.clone(), e.aggregate_id.clone())) {
+                    // Parked from its first refused event on (earlier ones applied).
+                    let from = streams.get(&(e.aggregate_type.clone(), e.aggregate_id.clone()));
+                    if from.is_some_and(|from| e.position >= *from) {
                         let error = errors.get(&e.position).map(String::as_str);
                         if let Err(db) = parked::park(tx, p.name(), e, error).await {
                             refused = Some(Err(db));
@@ -430,11 +434,17 @@ impl ProjectionRunner {
                 .await?;
             tx.execute("RELEASE SAVEPOINT projection_step", &[]).await?;
             let (e, err) = refused?;
-            let unreachable = matches!(&err, ProjectionError::Db(db) if db.is_unavailable());
             let failure = handler_error(p.name(), e, &err);
             match parking.as_deref_mut() {
-                Some(streams) if !unreachable => {
-                    streams.insert((e.aggregate_type.clone(), e.aggregate_id.clone()));
+                // Only an event that will fail the same way again is parked; a
+                // deadlock, a timeout or a full disk stops the projection, which
+                // retries with back-off. So do too many poisoned aggregates at once:
+                // that is a broken handler, not bad data.
+                Some(streams) if err.is_poison() && newly_parked.len() < MAX_NEWLY_PARKED => {
+                    streams.insert(
+                        (e.aggregate_type.clone(), e.aggregate_id.clone()),
+                        e.position,
+                    );
                     errors.insert(e.position, err.to_string());
                     newly_parked.push(failure);
                 }
@@ -580,9 +590,10 @@ impl ProjectionRunner {
             if after >= last {
                 continue;
             }
-            let streams = parked_streams.entry(p.name().to_string()).or_default();
+            let mut streams =
+                parked_from_start(parked_streams.remove(p.name()).unwrap_or_default());
             match self
-                .apply_share(&mut tx, p.as_ref(), ctx, &events, after, Some(streams))
+                .apply_share(&mut tx, p.as_ref(), ctx, &events, after, Some(&mut streams))
                 .await
             {
                 Ok(share) => {
@@ -1355,6 +1366,18 @@ fn handler_error(projection: &str, e: &RecordedEvent, err: &ProjectionError) -> 
         event_type: e.event_type.clone(),
         error: err.to_string(),
     }))
+}
+
+/// Aggregates newly parked by one projection in one batch beyond which the batch
+/// fails instead: so many poisoned aggregates at once is a broken handler.
+const MAX_NEWLY_PARKED: usize = 20;
+
+/// Streams parked in earlier batches: every event of theirs is parked.
+fn parked_from_start(streams: BTreeSet<Stream>) -> BTreeMap<Stream, LogPosition> {
+    streams
+        .into_iter()
+        .map(|s| (s, LogPosition::START))
+        .collect()
 }
 
 /// What one projection made of a batch.

@@ -230,6 +230,7 @@ async fn kpis_match_hand_computed_figures(engine: Engine) {
         kpis("2025-06-14", "2025-06-14").await["reviewDistribution"],
         json!([0, 0, 0, 0, 0])
     );
+    tests::health::assert_no_failures(&s.base).await;
 }
 
 tests::on_both_engines!(kpis_match_hand_computed_figures);

@@ -113,9 +113,16 @@ async fn killed_during_catch_up_then_restarted(engine: Engine) {
         .wait_for(head, Duration::from_secs(120))
         .await
         .expect("wait");
+    // Asked of the restarted server before it is stopped (a panic here would leave it running).
+    let failures = if caught_up {
+        tests::health::failures(&format!("http://127.0.0.1:{port}")).await
+    } else {
+        Vec::new()
+    };
     let _ = child.kill();
     let _ = child.wait();
     assert!(caught_up, "projections caught up after the restart");
+    assert!(failures.is_empty(), "after the restart: {failures:#?}");
     // The server's scheduler may have recorded runs after `head`: apply them
     // too, now that nothing else writes.
     runner.catch_up_all().await.expect("final catch-up");

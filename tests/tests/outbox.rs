@@ -923,7 +923,7 @@ async fn killed_between_sending_and_recording(
 }
 
 async fn an_email_is_sent_once_when_the_worker_dies_between_sending_and_recording(engine: Engine) {
-    let (_db, crm, id, vendor, m, _server) =
+    let (_db, crm, id, vendor, m, server) =
         killed_between_sending_and_recording(engine, Channel::Email).await;
     assert_eq!(m.status(), MessageStatus::Sent, "{m:?}");
     assert_eq!(vendor.sent(), vec!["email-1".to_string()], "sent once");
@@ -938,6 +938,7 @@ async fn an_email_is_sent_once_when_the_worker_dies_between_sending_and_recordin
         .filter(|e| matches!(e, MessageEvent::MessageSendStarted { resumed: true, .. }))
         .count();
     assert_eq!(resumed, 1);
+    tests::health::assert_no_failures(&server.base).await;
 }
 
 async fn an_sms_is_not_resent_when_the_worker_dies_between_sending_and_recording(engine: Engine) {
@@ -973,6 +974,7 @@ async fn an_sms_is_not_resent_when_the_worker_dies_between_sending_and_recording
         1,
         "Twilio cannot deduplicate: never re-sent"
     );
+    tests::health::assert_no_failures(&server.base).await;
 }
 
 /// Posts a Twilio status callback for `sid`, signed as Twilio signs it.
@@ -1053,6 +1055,7 @@ async fn status_callbacks_move_the_delivery_status_forward_only(engine: Engine) 
         message(&crm, id).await.delivery_status(),
         Some(DeliveryStatus::Read)
     );
+    tests::health::assert_no_failures(&server.base).await;
 }
 
 mod process {

@@ -117,7 +117,7 @@ fn split_row(line: &str) -> Vec<&str> {
 
 /// The server, and a client that plays many clients behind a trusted proxy.
 struct Api {
-    _server: tests::ServerProcess,
+    server: tests::ServerProcess,
     url: String,
     http: reqwest::Client,
     next_client: AtomicU32,
@@ -139,7 +139,7 @@ async fn start(database_url: &str) -> Api {
     .await;
     Api {
         url: server.url.clone(),
-        _server: server,
+        server,
         http: reqwest::Client::new(),
         next_client: AtomicU32::new(0),
     }
@@ -556,6 +556,13 @@ async fn role_matrix(engine: Engine) {
             }
         }
     }
+    // Nothing any role sent stopped a projection or a policy.
+    problems.extend(
+        tests::health::failures(&api.server.base)
+            .await
+            .into_iter()
+            .map(|f| format!("/api/health/detailed after the matrix: {f}")),
+    );
     eprintln!(
         "{engine:?}: {} operations in the table, {} served, {calls} calls ({} × {} roles), {:.1} s",
         seen.len(),

@@ -1266,6 +1266,7 @@ async fn the_cron_endpoint_answers_401_404_409_and_200_over_http() {
         assert!(statuses.contains(&409), "{statuses:?}");
     }
     assert!(statuses.contains(&200) || statuses.iter().all(|s| *s == 409));
+    tests::health::assert_no_failures(&server.base).await;
 }
 
 #[tokio::test]
@@ -1278,4 +1279,5 @@ async fn without_a_cron_secret_the_endpoint_is_off() {
     )
     .await;
     assert_eq!(r.status(), 404);
+    tests::health::assert_no_failures(&server.base).await;
 }

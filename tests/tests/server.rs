@@ -209,7 +209,10 @@ async fn a_deeply_nested_graphql_query_is_refused_with_an_error() {
         .json()
         .await
         .expect("json");
-    assert_eq!(body["errors"][0]["extensions"]["code"], "QUERY_TOO_DEEP", "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "QUERY_TOO_DEEP",
+        "{body}"
+    );
     tests::health::assert_no_failures(&server.base).await;
 }
 
@@ -225,6 +228,43 @@ async fn an_oversized_body_is_refused_early() {
         .await
         .expect("send");
     assert_eq!(r.status(), 413);
+    // Announced (Content-Length) or chunked, the same typed JSON error.
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "PAYLOAD_TOO_LARGE",
+        "{body}"
+    );
+    // 2 MiB in 64 KiB chunks, without a Content-Length, over a raw socket.
+    let answer = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = server.base.trim_start_matches("http://");
+        let mut sock = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        sock.write_all(
+            b"POST /graphql HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+              Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .expect("head");
+        let chunk = [b' '; 64 * 1024];
+        for _ in 0..32 {
+            // The server may answer and close before the last chunk: that is the point.
+            if sock
+                .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await
+                .is_err()
+                || sock.write_all(&chunk).await.is_err()
+                || sock.write_all(b"\r\n").await.is_err()
+            {
+                break;
+            }
+        }
+        let _ = sock.write_all(b"0\r\n\r\n").await;
+        let mut out = Vec::new();
+        let _ = sock.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).to_string()
+    };
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("PAYLOAD_TOO_LARGE"), "{answer}");
     // Still serving.
     assert!(reqwest::get(format!("{}/api/health", server.base))
         .await

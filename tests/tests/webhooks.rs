@@ -422,6 +422,7 @@ async fn each_webhook_delivered_three_times_has_one_effect(engine: Engine) {
         1
     );
     log.close().await;
+    tests::health::assert_no_failures(&server.base).await;
 }
 
 async fn fifty_concurrent_deliveries_of_one_stripe_event_make_one_payment_event(engine: Engine) {
@@ -473,6 +474,7 @@ async fn fifty_concurrent_deliveries_of_one_stripe_event_make_one_payment_event(
         1
     );
     log.close().await;
+    tests::health::assert_no_failures(&server.base).await;
 }
 
 async fn bad_input_is_refused_and_nothing_is_recorded(engine: Engine) {
@@ -661,6 +663,7 @@ async fn bad_input_is_refused_and_nothing_is_recorded(engine: Engine) {
     }
     assert_eq!(tests::business_event_count(&log).await, before);
     log.close().await;
+    tests::health::assert_no_failures(&server.base).await;
 }
 
 #[tokio::test]
@@ -727,4 +730,5 @@ async fn a_webhook_without_its_secret_is_disabled_with_a_clear_error() {
         assert_eq!(body["error"]["code"], "WEBHOOK_DISABLED", "{path}");
         assert_eq!(body["error"]["message"], message, "{path}");
     }
+    tests::health::assert_no_failures(&server.base).await;
 }

@@ -108,7 +108,7 @@ pub async fn from_headers(
 /// their current role while they are active, or its customer while they are
 /// neither erased nor merged away. So a demotion takes effect on the next
 /// request and a deactivation, erasure or merge ends every session at once,
-/// on HTTP and on open WebSockets (which ask again every second). `None` for
+/// on HTTP and on open WebSockets (which ask again twice a second). `None` for
 /// an unknown, revoked or expired session, or when the store cannot say
 /// (fails closed).
 pub async fn principal_of_session(state: &AppState, token_hash: &str) -> Option<Principal> {

@@ -74,6 +74,12 @@ pub fn app(request_id: &str, e: AppError) -> Error {
                 x.set("rule", rule);
             })
         }
+        // The stored key is scoped with the sender's id: say so without it.
+        AppError::IdempotencyKeyReused { .. } => coded(
+            "IDEMPOTENCY_KEY_REUSED",
+            "this idempotency key was already used for another request",
+            None,
+        ),
         _ => coded(e.code(), e.to_string(), e.field()),
     }
 }

@@ -6,22 +6,31 @@
 //! "Bearer …"}`, as GraphiQL and most clients send it). Each subscription
 //! tails the global log from now (or after a given position, to resume after
 //! a reconnect) and carries each event's position, so a client can `sync`
-//! to it and query the read models it changed.
+//! to it and query the read models it changed. Each also watches the socket's
+//! session ([`socket::Caller`]) and ends when it no longer admits it. The
+//! transport and its limits are in [`socket`].
+
+mod socket;
 
 use std::collections::VecDeque;
 use std::str::FromStr;
 
-use async_graphql::{Context, Data, SimpleObject, Subscription, ID};
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use async_graphql::{Context, SimpleObject, Subscription, ID};
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use commands::{LogPosition, LogTail, RecordedEvent};
+use domain::ids::CustomerId;
 use domain::ports::Role;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 
 use super::{context, errors, CrmSchema};
 use crate::state::AppState;
+
+/// Non-admins may resume (`after`) at most this many events behind the head, and never
+/// from the start of the log: a board client that was away longer reloads the read models
+/// and subscribes from now. Admins may replay the whole log.
+pub const MAX_RESUME_BEHIND: u32 = 1_000;
 
 /// One event of the global log.
 #[derive(Debug, Clone, SimpleObject)]
@@ -180,15 +189,81 @@ fn tail(
     )
 }
 
+/// Who may follow a subscription: checked when it starts, and again whenever the socket
+/// learns that its session speaks for someone else now (a new role) or no one.
+#[derive(Debug, Clone)]
+enum Audience {
+    /// Staff with at least this role; `what` completes "your role may not …".
+    Staff { min: Role, what: &'static str },
+    /// The portal customer a conversation is with.
+    Customer(CustomerId),
+}
+
+impl Audience {
+    fn admits(&self, rc: &context::RequestCtx) -> async_graphql::Result<()> {
+        match (self, &rc.principal) {
+            (Audience::Staff { min, what }, _) => context::staff(rc, *min, what).map(|_| ()),
+            (Audience::Customer(me), Some(context::Principal::Customer { id })) if id == me => {
+                Ok(())
+            }
+            (Audience::Customer(_), Some(_)) => {
+                Err(errors::forbidden("follow another customer's conversation"))
+            }
+            (Audience::Customer(_), None) => Err(errors::unauthenticated()),
+        }
+    }
+}
+
+/// `items` while the socket's session admits `audience`; when it stops doing so, one
+/// error (`UNAUTHENTICATED` once the session is over, else `FORBIDDEN`) and the end.
+fn watched<T: Send + 'static>(
+    ctx: &Context<'_>,
+    audience: Audience,
+    items: impl Stream<Item = T> + Send + 'static,
+) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<T>>> {
+    let rc = ctx.data::<context::RequestCtx>()?.clone();
+    let Some(socket::Caller(caller)) = ctx.data_opt::<socket::Caller>().cloned() else {
+        // Not over a socket (nothing else serves subscriptions): no session to watch.
+        return Ok(items.map(Ok).left_stream());
+    };
+    // The receiver was made when the `subscribe` arrived, from the principal `start`
+    // checked: any later change shows as `changed()`.
+    let state = Some((items.boxed(), caller, rc, audience));
+    Ok(futures::stream::unfold(state, |state| async move {
+        let (mut items, mut caller, mut rc, audience) = state?;
+        loop {
+            tokio::select! {
+                biased;
+                changed = caller.changed() => {
+                    // The socket is gone: so is the subscription.
+                    changed.ok()?;
+                    rc.principal = caller.borrow_and_update().clone();
+                    let verdict = match &rc.principal {
+                        None => Err(errors::coded("UNAUTHENTICATED", socket::SESSION_ENDED, None)),
+                        Some(_) => audience.admits(&rc),
+                    };
+                    if let Err(e) = verdict {
+                        return Some((Err(e), None));
+                    }
+                }
+                item = items.next() => {
+                    return Some((Ok(item?), Some((items, caller, rc, audience))));
+                }
+            }
+        }
+    })
+    .right_stream())
+}
+
+/// Checks the caller against `audience` and finds where the subscription starts.
 async fn start(
     ctx: &Context<'_>,
     after: Option<String>,
-    role: Role,
-    what: &str,
+    audience: &Audience,
 ) -> async_graphql::Result<(AppState, LogPosition)> {
     let state = ctx.data::<AppState>()?.clone();
     let rc = ctx.data::<context::RequestCtx>()?;
-    context::staff(rc, role, what)?;
+    audience.admits(rc)?;
     let after = from_position(&state, rc, after).await?;
     Ok((state, after))
 }
@@ -200,14 +275,60 @@ async fn from_position(
     after: Option<String>,
 ) -> async_graphql::Result<LogPosition> {
     match after {
-        Some(p) => LogPosition::from_str(&p)
-            .map_err(|_| errors::invalid("after", "not a log position (as `position` gives it)")),
+        Some(p) => {
+            let at = LogPosition::from_str(&p).map_err(|_| {
+                errors::invalid("after", "not a log position (as `position` gives it)")
+            })?;
+            let admin = matches!(
+                rc.principal,
+                Some(context::Principal::Staff {
+                    role: Role::Admin,
+                    ..
+                })
+            );
+            if !admin {
+                within_reach(state, rc, at).await?;
+            }
+            Ok(at)
+        }
         None => state
             .log
             .head()
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e)),
     }
+}
+
+/// Refuses a resume from the start of the log or more than [`MAX_RESUME_BEHIND`] events
+/// back (counted by reading at most one more than that, as stored).
+async fn within_reach(
+    state: &AppState,
+    rc: &context::RequestCtx,
+    at: LogPosition,
+) -> async_graphql::Result<()> {
+    let too_far = || {
+        errors::rule(
+            "RESUME_TOO_FAR_BACK",
+            format!(
+                "only admins may resume from the start or more than {MAX_RESUME_BEHIND} events back: \
+                 query the read models, then subscribe without `after`"
+            ),
+            "after",
+        )
+    };
+    if at == LogPosition::START {
+        return Err(too_far());
+    }
+    let behind = state
+        .log
+        .read_all_stored(at, MAX_RESUME_BEHIND + 1)
+        .await
+        .map_err(|e| errors::internal(&rc.request_id, &e))?
+        .len();
+    if behind > MAX_RESUME_BEHIND as usize {
+        return Err(too_far());
+    }
+    Ok(())
 }
 
 #[Subscription]
@@ -221,10 +342,14 @@ impl SubscriptionRoot {
         aggregate_type: Option<String>,
         aggregate_id: Option<ID>,
         after: Option<String>,
-    ) -> async_graphql::Result<impl Stream<Item = LogEvent>> {
-        let (state, after) = start(ctx, after, Role::Admin, "follow the event feed").await?;
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LogEvent>>> {
+        let audience = Audience::Staff {
+            min: Role::Admin,
+            what: "follow the event feed",
+        };
+        let (state, after) = start(ctx, after, &audience).await?;
         let aggregate_id = aggregate_id.map(|i| i.0);
-        Ok(tail(&state, after, move |e| {
+        let events = tail(&state, after, move |e| {
             event_types
                 .as_ref()
                 .is_none_or(|t| t.contains(&e.event_type))
@@ -232,7 +357,8 @@ impl SubscriptionRoot {
                     .as_ref()
                     .is_none_or(|t| *t == e.aggregate_type)
                 && aggregate_id.as_ref().is_none_or(|i| *i == e.aggregate_id)
-        }))
+        });
+        watched(ctx, audience, events)
     }
 
     /// Changes to the jobs calendar (staff): booked, scheduled, rescheduled, assigned,
@@ -241,10 +367,14 @@ impl SubscriptionRoot {
         &self,
         ctx: &Context<'_>,
         after: Option<String>,
-    ) -> async_graphql::Result<impl Stream<Item = BoardChange>> {
-        use futures::StreamExt;
-        let (state, after) = start(ctx, after, Role::Staff, "follow the job board").await?;
-        Ok(tail(&state, after, |e| e.aggregate_type == "Job").map(BoardChange::from))
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<BoardChange>>> {
+        let audience = Audience::Staff {
+            min: Role::Staff,
+            what: "follow the job board",
+        };
+        let (state, after) = start(ctx, after, &audience).await?;
+        let changes = tail(&state, after, |e| e.aggregate_type == "Job").map(BoardChange::from);
+        watched(ctx, audience, changes)
     }
 
     /// Every conversation's activity (staff): the chat inbox, live.
@@ -252,11 +382,15 @@ impl SubscriptionRoot {
         &self,
         ctx: &Context<'_>,
         after: Option<String>,
-    ) -> async_graphql::Result<impl Stream<Item = ConversationUpdate>> {
-        use futures::StreamExt;
-        let (state, after) = start(ctx, after, Role::Staff, "follow the chat inbox").await?;
-        Ok(tail(&state, after, |e| e.aggregate_type == "Conversation")
-            .map(ConversationUpdate::from))
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ConversationUpdate>>> {
+        let audience = Audience::Staff {
+            min: Role::Staff,
+            what: "follow the chat inbox",
+        };
+        let (state, after) = start(ctx, after, &audience).await?;
+        let updates = tail(&state, after, |e| e.aggregate_type == "Conversation")
+            .map(ConversationUpdate::from);
+        watched(ctx, audience, updates)
     }
 
     /// One conversation, live: staff, or the portal customer it is with.
@@ -265,13 +399,12 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         id: ID,
         after: Option<String>,
-    ) -> async_graphql::Result<impl Stream<Item = ConversationUpdate>> {
-        use futures::StreamExt;
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ConversationUpdate>>> {
         let state = ctx.data::<AppState>()?.clone();
         let rc = ctx.data::<context::RequestCtx>()?;
         let conversation = domain::ids::ConversationId::parse(&id)
             .map_err(|_| errors::invalid("id", "not a conversation id"))?;
-        let after = match &rc.principal {
+        let audience = match &rc.principal {
             Some(context::Principal::Customer { id: me }) => {
                 let owner = state
                     .crm
@@ -284,19 +417,20 @@ impl SubscriptionRoot {
                 if owner != Some(*me) {
                     return Err(errors::forbidden("follow another customer's conversation"));
                 }
-                from_position(&state, rc, after).await?
+                Audience::Customer(*me)
             }
-            _ => {
-                start(ctx, after, Role::Staff, "follow conversations")
-                    .await?
-                    .1
-            }
+            _ => Audience::Staff {
+                min: Role::Staff,
+                what: "follow conversations",
+            },
         };
+        let (state, after) = start(ctx, after, &audience).await?;
         let id = id.0;
-        Ok(tail(&state, after, move |e| {
+        let updates = tail(&state, after, move |e| {
             e.aggregate_type == "Conversation" && e.aggregate_id == id
         })
-        .map(ConversationUpdate::from))
+        .map(ConversationUpdate::from);
+        watched(ctx, audience, updates)
     }
 
     /// Changes to the vehicle board (staff): vehicles registered or changing status, and
@@ -305,48 +439,27 @@ impl SubscriptionRoot {
         &self,
         ctx: &Context<'_>,
         after: Option<String>,
-    ) -> async_graphql::Result<impl Stream<Item = BoardChange>> {
-        use futures::StreamExt;
-        let (state, after) = start(ctx, after, Role::Staff, "follow the vehicle board").await?;
-        Ok(tail(&state, after, |e| {
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<BoardChange>>> {
+        let audience = Audience::Staff {
+            min: Role::Staff,
+            what: "follow the vehicle board",
+        };
+        let (state, after) = start(ctx, after, &audience).await?;
+        let changes = tail(&state, after, |e| {
             e.aggregate_type == "Vehicle" || e.event_type == "VehicleAssigned"
         })
-        .map(BoardChange::from))
+        .map(BoardChange::from);
+        watched(ctx, audience, changes)
     }
 }
 
-/// `GET /graphql/ws`: upgrades to a GraphQL WebSocket; the principal comes
-/// from `connection_init`'s `Authorization` (or `authorization`/`token`).
+/// `GET /graphql/ws`: upgrades to a GraphQL WebSocket (limits: docs/api.md, Subscriptions); the
+/// principal comes from `connection_init`'s `Authorization` (or `authorization`/`token`).
 pub async fn websocket(
     State((schema, state)): State<(CrmSchema, AppState)>,
     ConnectInfo(addr): ConnectInfo<std::net::SocketAddr>,
-    protocol: GraphQLProtocol,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade
-        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let token = ["Authorization", "authorization", "token"]
-                        .iter()
-                        .find_map(|k| payload.get(*k).and_then(|v| v.as_str()))
-                        .map(|t| {
-                            if t.starts_with("Bearer ") {
-                                t.to_string()
-                            } else {
-                                format!("Bearer {t}")
-                            }
-                        });
-                    let mut headers = HeaderMap::new();
-                    if let Some(v) = token.and_then(|t| HeaderValue::from_str(&t).ok()) {
-                        headers.insert(axum::http::header::AUTHORIZATION, v);
-                    }
-                    let rc = context::from_headers(&state, &headers, addr).await;
-                    let mut data = Data::default();
-                    data.insert(rc);
-                    Ok(data)
-                })
-                .serve()
-        })
+    socket::accept(schema, state, addr, &headers, upgrade)
 }
