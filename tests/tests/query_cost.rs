@@ -112,8 +112,11 @@ async fn hostile_shapes_are_refused_before_any_work_and_pages_cost_a_handful_of_
         .as_u64()
         .expect("cost.statements");
     println!("a page of 50 customers with their jobs: {statements} read-model statements");
+    // The session, the count, the page and the loader's batch (a busy machine may split
+    // the batch in a few): a bound that does not grow with the page, where one query per
+    // customer was 102.
     assert!(
-        statements <= 5,
+        statements <= 10,
         "{statements} statements for one page: {page}"
     );
 

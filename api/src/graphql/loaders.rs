@@ -56,4 +56,6 @@ where
         },
         spawn,
     )
+    // Long enough for a page's items to ask together on a busy machine.
+    .delay(std::time::Duration::from_millis(5))
 }
