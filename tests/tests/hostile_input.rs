@@ -575,7 +575,8 @@ struct Run<'a> {
     notes: Vec<String>,
     /// A read model stopped or parked events (see `settle`).
     read_side_stopped: bool,
-    /// The last three hostile calls accepted, to name suspects when the read side stops.
+    /// The hostile calls accepted since the read side last caught up (at most the last 20):
+    /// the suspects when it stops.
     recent_accepted: Vec<String>,
     slowest: Vec<(Duration, String)>,
     calls: u32,
@@ -731,6 +732,7 @@ impl Run<'_> {
             .gql(Some(&self.admin), q, json!({"p": position}))
             .await;
         if r["data"]["sync"] == true {
+            self.recent_accepted.clear();
             return;
         }
         let url = format!("{}/api/health/detailed", self.api.server.base);
@@ -749,7 +751,7 @@ impl Run<'_> {
                 .collect();
             self.notes.push(format!(
                 "the read side stopped following the log after {} calls (no more waiting for it); \
-                 the last accepted: {:?}; {}",
+                 accepted since it last caught up: {:?}; {}",
                 self.calls,
                 self.recent_accepted,
                 clip(&stopped.join("; "))
@@ -1250,7 +1252,7 @@ impl Run<'_> {
                         self.after_accepted(&name, who, &vars);
                         self.recent_accepted.push(format!("{name} {what}"));
                         let n = self.recent_accepted.len();
-                        self.recent_accepted.drain(..n.saturating_sub(3));
+                        self.recent_accepted.drain(..n.saturating_sub(20));
                     }
                     Some(false) => {}
                     None if self.api.alive().await => {}
