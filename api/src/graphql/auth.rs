@@ -89,15 +89,6 @@ pub(super) fn rate_limit(state: &AppState, ip: &str) -> async_graphql::Result<()
     state.sign_in_limits.attempt(ip).map_err(rate_limited)
 }
 
-/// A role as sessions store it (what [`context::parse_role`] reads).
-fn stored_role(role: Role) -> &'static str {
-    match role {
-        Role::Admin => "admin",
-        Role::Manager => "manager",
-        Role::Staff => "staff",
-    }
-}
-
 fn wrong_credentials() -> async_graphql::Error {
     errors::coded("UNAUTHENTICATED", "wrong email or password", None)
 }
@@ -573,7 +564,7 @@ impl AuthMutation {
             state,
             "staff",
             &id.to_string(),
-            Some(stored_role(role)),
+            Some(context::stored_role(role)),
             &rc.client_ip,
         )
         .await?;

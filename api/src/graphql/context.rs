@@ -151,6 +151,15 @@ pub async fn principal_of_session(state: &AppState, token_hash: &str) -> Option<
     }
 }
 
+/// A role as sessions and read models store it (the reverse of [`parse_role`]).
+pub fn stored_role(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "admin",
+        Role::Manager => "manager",
+        Role::Staff => "staff",
+    }
+}
+
 /// Parses a stored role.
 pub fn parse_role(s: &str) -> Option<Role> {
     match s {

@@ -319,7 +319,7 @@ impl StaffMutation {
             .db()
             .execute(
                 "UPDATE sessions SET role = $2 WHERE principal_kind = 'staff' AND principal_id = $1",
-                &[Param::from(id.to_string()), role_name(role).into()],
+                &[Param::from(id.to_string()), context::stored_role(role).into()],
             )
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
@@ -377,13 +377,4 @@ pub struct DeactivateStaffUserInput {
     pub staff_user_id: ID,
     /// Makes retries safe.
     pub idempotency_key: Option<String>,
-}
-
-/// The role as sessions and the read model store it.
-fn role_name(r: Role) -> &'static str {
-    match r {
-        Role::Admin => "admin",
-        Role::Manager => "manager",
-        Role::Staff => "staff",
-    }
 }
