@@ -1,6 +1,7 @@
 //! Support for the integration tests: a throwaway database per test on each
 //! engine, and a small `Counter` aggregate for exercising the event store.
 
+pub mod app;
 pub mod app_support;
 pub mod counter;
 pub mod health;

@@ -7,12 +7,10 @@
 //! others find its outcome. All 50 answers must be that outcome (the same
 //! position), none an error, and exactly one aggregate must exist.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
+use tests::app::{data, TestApp};
 use tests::{Engine, TestDb};
 
-const ADMIN: (&str, &str) = ("owner@dirtfree.example", "correct horse battery");
 const COPIES: usize = 50;
 
 async fn gql(
@@ -29,12 +27,6 @@ async fn gql(
         req = req.bearer_auth(t);
     }
     req.send().await.expect("send").json().await.expect("json")
-}
-
-fn data<'a>(v: &'a Value, path: &str) -> &'a Value {
-    assert!(v.get("errors").is_none(), "unexpected errors: {v}");
-    v.pointer(path)
-        .unwrap_or_else(|| panic!("{path} missing in {v}"))
 }
 
 /// How many events of `event_type` the log holds (admins' event log).
@@ -55,31 +47,11 @@ async fn count(client: &reqwest::Client, url: &str, admin: &str, event_type: &st
 
 async fn concurrent_retries_with_one_key_get_the_first_outcome(engine: Engine) {
     let db = TestDb::new(engine).await;
-    let s = tests::ServerProcess::start(
-        env!("CARGO_BIN_EXE_dirtfree-api"),
-        &[
-            ("ADMIN_EMAIL", ADMIN.0),
-            ("ADMIN_PASSWORD", ADMIN.1),
-            ("DEMO_SEED", "off"),
-            ("DATABASE_URL", &db.url),
-        ],
-        Duration::from_secs(120),
-    )
-    .await;
+    let app = TestApp::start(env!("CARGO_BIN_EXE_dirtfree-api"), &db.url).await;
+    let admin = app.login_admin().await;
+    // The concurrent copies below each need their own handle on the client.
     let client = reqwest::Client::new();
-    let url = s.url.clone();
-    let login = gql(
-        &client,
-        &url,
-        None,
-        "mutation($i: LoginInput!) { login(input: $i) { token } }",
-        json!({"i": {"email": ADMIN.0, "password": ADMIN.1}}),
-    )
-    .await;
-    let admin = data(&login, "/data/login/token")
-        .as_str()
-        .expect("token")
-        .to_string();
+    let url = app.server.url.clone();
     let c = gql(
         &client,
         &url,
@@ -216,7 +188,7 @@ async fn concurrent_retries_with_one_key_get_the_first_outcome(engine: Engine) {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    tests::health::assert_no_failures(&s.base).await;
+    tests::health::assert_no_failures(&app.server.base).await;
 }
 
 fn upper_first(s: &str) -> String {

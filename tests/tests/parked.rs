@@ -12,65 +12,14 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use tests::app::{data, TestApp};
 use tests::{Engine, TestDb};
 
-const ADMIN: (&str, &str) = ("owner@dirtfree.example", "correct horse battery");
 const TZ: chrono_tz::Tz = chrono_tz::America::Chicago;
 
-async fn start(db: &TestDb) -> tests::ServerProcess {
-    tests::ServerProcess::start(
-        env!("CARGO_BIN_EXE_dirtfree-api"),
-        &[
-            ("ADMIN_EMAIL", ADMIN.0),
-            ("ADMIN_PASSWORD", ADMIN.1),
-            ("DEMO_SEED", "off"),
-            ("DATABASE_URL", &db.url),
-        ],
-        Duration::from_secs(120),
-    )
-    .await
-}
-
-async fn gql(
-    s: &tests::ServerProcess,
-    token: Option<&str>,
-    query: &str,
-    variables: Value,
-) -> Value {
-    let mut req = reqwest::Client::new()
-        .post(&s.url)
-        .json(&json!({ "query": query, "variables": variables }));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    req.send().await.expect("send").json().await.expect("json")
-}
-
-fn data<'a>(v: &'a Value, path: &str) -> &'a Value {
-    assert!(v.get("errors").is_none(), "unexpected errors: {v}");
-    v.pointer(path)
-        .unwrap_or_else(|| panic!("{path} missing in {v}"))
-}
-
-async fn login(s: &tests::ServerProcess) -> String {
-    let r = gql(
-        s,
-        None,
-        "mutation($i: LoginInput!) { login(input: $i) { token } }",
-        json!({"i": {"email": ADMIN.0, "password": ADMIN.1}}),
-    )
-    .await;
-    data(&r, "/data/login/token")
-        .as_str()
-        .expect("token")
-        .to_string()
-}
-
 /// Creates a customer; returns its id and the position of its event.
-async fn create_customer(s: &tests::ServerProcess, token: &str, name: &str) -> (String, String) {
-    let r = gql(
-        s,
-        Some(token),
+async fn create_customer(app: &TestApp, token: &str, name: &str) -> (String, String) {
+    let r = app.gql(Some(token),
         "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { position customer { id } } }",
         json!({"i": {"name": name, "idempotencyKey": uuid::Uuid::new_v4().to_string()}}),
     )
@@ -87,9 +36,7 @@ async fn create_customer(s: &tests::ServerProcess, token: &str, name: &str) -> (
         Some(id) => id,
         None => {
             // Not in the read model: the admins' event log has the newest creation.
-            let log = gql(
-                s,
-                Some(token),
+            let log = app.gql(Some(token),
                 "{ eventLog(eventTypes: [\"CustomerCreated\"], first: 100) { nodes { aggregateId } } }",
                 json!({}),
             )
@@ -107,34 +54,19 @@ async fn create_customer(s: &tests::ServerProcess, token: &str, name: &str) -> (
     (id, position)
 }
 
-async fn customer(s: &tests::ServerProcess, token: &str, id: &str) -> Value {
-    let r = gql(
-        s,
-        Some(token),
-        "query($id: ID!) { customer(id: $id) { name tags } }",
-        json!({"id": id}),
-    )
-    .await;
+async fn customer(app: &TestApp, token: &str, id: &str) -> Value {
+    let r = app
+        .gql(
+            Some(token),
+            "query($id: ID!) { customer(id: $id) { name tags } }",
+            json!({"id": id}),
+        )
+        .await;
     r["data"]["customer"].clone()
 }
 
-async fn sync(s: &tests::ServerProcess, token: &str, position: &str) {
-    let r = gql(
-        s,
-        Some(token),
-        "query($p: String!) { sync(position: $p, timeoutMs: 10000) }",
-        json!({"p": position}),
-    )
-    .await;
-    assert_eq!(
-        data(&r, "/data/sync"),
-        true,
-        "read models did not catch up: {r}"
-    );
-}
-
-async fn health(s: &tests::ServerProcess) -> (u16, Value) {
-    let r = reqwest::get(format!("{}/api/health/detailed", s.base))
+async fn health(app: &TestApp) -> (u16, Value) {
+    let r = reqwest::get(format!("{}/api/health/detailed", app.server.base))
         .await
         .expect("health");
     let status = r.status().as_u16();
@@ -183,14 +115,14 @@ async fn poison(db: &TestDb, engine: Engine, on: bool) {
     }
 }
 
-async fn tag(s: &tests::ServerProcess, token: &str, id: &str, tag: &str) -> String {
-    let r = gql(
-        s,
-        Some(token),
-        "mutation($i: TagCustomerInput!) { tagCustomer(input: $i) { position } }",
-        json!({"i": {"id": id, "tag": tag}}),
-    )
-    .await;
+async fn tag(app: &TestApp, token: &str, id: &str, tag: &str) -> String {
+    let r = app
+        .gql(
+            Some(token),
+            "mutation($i: TagCustomerInput!) { tagCustomer(input: $i) { position } }",
+            json!({"i": {"id": id, "tag": tag}}),
+        )
+        .await;
     data(&r, "/data/tagCustomer/position")
         .as_str()
         .expect("position")
@@ -199,23 +131,23 @@ async fn tag(s: &tests::ServerProcess, token: &str, id: &str, tag: &str) -> Stri
 
 async fn a_poison_event_is_parked_while_the_read_model_goes_on(engine: Engine) {
     let db = TestDb::new(engine).await;
-    let s = start(&db).await;
-    let admin = login(&s).await;
+    let app = TestApp::start(env!("CARGO_BIN_EXE_dirtfree-api"), &db.url).await;
+    let admin = app.login_admin().await;
     poison(&db, engine, true).await;
 
     // The poisoned customer's creation and a later event of theirs are parked, in order.
-    let (pill, _) = create_customer(&s, &admin, "Poison Pill").await;
-    let tagged = tag(&s, &admin, &pill, "vip").await;
-    sync(&s, &admin, &tagged).await;
-    assert_eq!(customer(&s, &admin, &pill).await, Value::Null);
+    let (pill, _) = create_customer(&app, &admin, "Poison Pill").await;
+    let tagged = tag(&app, &admin, &pill, "vip").await;
+    app.sync(&admin, &tagged).await;
+    assert_eq!(customer(&app, &admin, &pill).await, Value::Null);
 
     // Others keep appearing in the same read model.
-    let (grace, at) = create_customer(&s, &admin, "Grace Hopper").await;
-    sync(&s, &admin, &at).await;
-    assert_eq!(customer(&s, &admin, &grace).await["name"], "Grace Hopper");
+    let (grace, at) = create_customer(&app, &admin, "Grace Hopper").await;
+    app.sync(&admin, &at).await;
+    assert_eq!(customer(&app, &admin, &grace).await["name"], "Grace Hopper");
 
     // Health: 200, degraded, with the count, the position and the error.
-    let (code, body) = health(&s).await;
+    let (code, body) = health(&app).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["status"], "degraded", "{body}");
     let c = customers_status(&body);
@@ -240,18 +172,18 @@ async fn a_poison_event_is_parked_while_the_read_model_goes_on(engine: Engine) {
     let retried = runner.retry_parked(Some("customers")).await.expect("retry");
     assert_eq!(retried.len(), 1, "{retried:?}");
     assert_eq!(retried[0].outcome, Ok(2), "{retried:?}");
-    let back = customer(&s, &admin, &pill).await;
+    let back = customer(&app, &admin, &pill).await;
     assert_eq!(back["name"], "Poison Pill", "{back}");
     assert_eq!(back["tags"], json!(["vip"]), "{back}");
-    let (code, body) = health(&s).await;
+    let (code, body) = health(&app).await;
     assert_eq!((code, body["status"].clone()), (200, json!("ok")), "{body}");
     assert_eq!(customers_status(&body)["parked"], 0);
 
     // A discard instead: dropped without applying, and on record.
     poison(&db, engine, true).await;
-    let (second, at) = create_customer(&s, &admin, "Poison Pill").await;
+    let (second, at) = create_customer(&app, &admin, "Poison Pill").await;
     assert_ne!(second, pill);
-    sync(&s, &admin, &at).await;
+    app.sync(&admin, &at).await;
     let meta = commands::EventMetadata::new(
         commands::Actor::System("replay-tools".into()),
         chrono::Utc::now(),
@@ -267,9 +199,7 @@ async fn a_poison_event_is_parked_while_the_read_model_goes_on(engine: Engine) {
         .await
         .expect("discard");
     assert_eq!(dropped.len(), 1);
-    let trail = gql(
-        &s,
-        Some(&admin),
+    let trail = app.gql(Some(&admin),
         "{ auditTrail(aggregateType: \"ReadModel\", id: \"customers\") { nodes { eventType actor payload } } }",
         json!({}),
     )
@@ -286,14 +216,14 @@ async fn a_poison_event_is_parked_while_the_read_model_goes_on(engine: Engine) {
     poison(&db, engine, false).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, body) = health(&s).await;
+        let (_, body) = health(&app).await;
         if body["status"] == "ok" || Instant::now() > deadline {
             assert_eq!(body["status"], "ok", "{body}");
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tests::health::assert_no_failures(&s.base).await;
+    tests::health::assert_no_failures(&app.server.base).await;
 }
 
 async fn an_old_event_with_a_nul_is_applied_by_every_projection(engine: Engine) {
@@ -325,13 +255,13 @@ async fn an_old_event_with_a_nul_is_applied_by_every_projection(engine: Engine) 
     })
     .await
     .expect("append an old event");
-    let s = start(&db).await;
-    let admin = login(&s).await;
+    let app = TestApp::start(env!("CARGO_BIN_EXE_dirtfree-api"), &db.url).await;
+    let admin = app.login_admin().await;
     let head = log.head().await.expect("head").to_string();
-    sync(&s, &admin, &head).await;
-    let c = customer(&s, &admin, &id).await;
+    app.sync(&admin, &head).await;
+    let c = customer(&app, &admin, &id).await;
     assert_eq!(c["name"], "Nul\u{FFFD}Name", "{c}");
-    tests::health::assert_no_failures(&s.base).await;
+    tests::health::assert_no_failures(&app.server.base).await;
 }
 
 tests::on_both_engines!(

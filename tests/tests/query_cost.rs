@@ -3,67 +3,21 @@
 //! memory stays flat, and a page of customers with their jobs is a handful of
 //! read-model statements (`extensions.cost.statements`), not one per customer.
 
-use std::time::Duration;
-
-use serde_json::{json, Value};
+use serde_json::json;
+use tests::app::{data, TestApp};
 use tests::{Engine, TestDb};
-
-const ADMIN: (&str, &str) = ("owner@dirtfree.example", "correct horse battery");
-
-async fn gql(
-    s: &tests::ServerProcess,
-    token: Option<&str>,
-    query: &str,
-    variables: Value,
-) -> Value {
-    let mut req = reqwest::Client::new()
-        .post(&s.url)
-        .json(&json!({ "query": query, "variables": variables }));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    req.send().await.expect("send").json().await.expect("json")
-}
-
-fn data<'a>(v: &'a Value, path: &str) -> &'a Value {
-    assert!(v.get("errors").is_none(), "unexpected errors: {v}");
-    v.pointer(path)
-        .unwrap_or_else(|| panic!("{path} missing in {v}"))
-}
 
 async fn hostile_shapes_are_refused_before_any_work_and_pages_cost_a_handful_of_statements(
     engine: Engine,
 ) {
     let db = TestDb::new(engine).await;
-    let s = tests::ServerProcess::start(
-        env!("CARGO_BIN_EXE_dirtfree-api"),
-        &[
-            ("ADMIN_EMAIL", ADMIN.0),
-            ("ADMIN_PASSWORD", ADMIN.1),
-            ("DEMO_SEED", "off"),
-            ("DATABASE_URL", &db.url),
-        ],
-        Duration::from_secs(120),
-    )
-    .await;
-    let r = gql(
-        &s,
-        None,
-        "mutation($i: LoginInput!) { login(input: $i) { token } }",
-        json!({"i": {"email": ADMIN.0, "password": ADMIN.1}}),
-    )
-    .await;
-    let admin = data(&r, "/data/login/token")
-        .as_str()
-        .expect("token")
-        .to_string();
+    let app = TestApp::start(env!("CARGO_BIN_EXE_dirtfree-api"), &db.url).await;
+    let admin = app.login_admin().await;
 
     // 50 customers with two jobs each.
     let mut last = String::new();
     for i in 0..50 {
-        let c = gql(
-            &s,
-            Some(&admin),
+        let c = app.gql(Some(&admin),
             "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { customer { id } } }",
             json!({"i": {"name": format!("Customer {i:02}")}}),
         )
@@ -73,32 +27,30 @@ async fn hostile_shapes_are_refused_before_any_work_and_pages_cost_a_handful_of_
             .expect("id")
             .to_string();
         for service in ["Carpet", "Upholstery"] {
-            let j = gql(
-                &s,
-                Some(&admin),
-                "mutation($i: BookJobInput!) { bookJob(input: $i) { position } }",
-                json!({"i": {"customerId": id, "services": [service]}}),
-            )
-            .await;
+            let j = app
+                .gql(
+                    Some(&admin),
+                    "mutation($i: BookJobInput!) { bookJob(input: $i) { position } }",
+                    json!({"i": {"customerId": id, "services": [service]}}),
+                )
+                .await;
             last = data(&j, "/data/bookJob/position")
                 .as_str()
                 .expect("position")
                 .to_string();
         }
     }
-    let synced = gql(
-        &s,
-        Some(&admin),
-        "query($p: String!) { sync(position: $p, timeoutMs: 10000) }",
-        json!({"p": last}),
-    )
-    .await;
+    let synced = app
+        .gql(
+            Some(&admin),
+            "query($p: String!) { sync(position: $p, timeoutMs: 10000) }",
+            json!({"p": last}),
+        )
+        .await;
     assert_eq!(data(&synced, "/data/sync"), true);
 
     // A page of 50 customers with their jobs: a handful of statements, whatever the page size.
-    let page = gql(
-        &s,
-        Some(&admin),
+    let page = app.gql(Some(&admin),
         "{ customers(first: 50) { nodes { id jobs(first: 10) { totalCount nodes { id services } } } } }",
         json!({}),
     )
@@ -125,7 +77,7 @@ async fn hostile_shapes_are_refused_before_any_work_and_pages_cost_a_handful_of_
         .map(|i| format!("a{i}: customers(first: 100) {{ nodes {{ jobs(first: 100) {{ nodes {{ id }} }} }} }} "))
         .collect();
     let costly_query = format!("{{ {aliases} }}");
-    let costly = gql(&s, Some(&admin), &costly_query, json!({})).await;
+    let costly = app.gql(Some(&admin), &costly_query, json!({})).await;
     assert_eq!(
         costly["errors"][0]["extensions"]["code"], "QUERY_TOO_COSTLY",
         "{costly}"
@@ -140,16 +92,14 @@ async fn hostile_shapes_are_refused_before_any_work_and_pages_cost_a_handful_of_
     );
 
     // A portal customer: 125 aliases of every conversation with every message.
-    let reg = gql(&s, None, "mutation($i: RegisterPortalAccountInput!) { registerPortalAccount(input: $i) { token } }",
+    let reg = app.gql(None, "mutation($i: RegisterPortalAccountInput!) { registerPortalAccount(input: $i) { token } }",
         json!({"i": {"name": "Mallory", "email": "mallory@example.com", "password": "not-a-real-pass-1"}})).await;
     let portal = data(&reg, "/data/registerPortalAccount/token")
         .as_str()
         .expect("token")
         .to_string();
     for _ in 0..3 {
-        let c = gql(
-            &s,
-            Some(&portal),
+        let c = app.gql(Some(&portal),
             "mutation($i: StartConversationInput!) { startConversation(input: $i) { position } }",
             json!({"i": {"text": "hello"}}),
         )
@@ -162,19 +112,19 @@ async fn hostile_shapes_are_refused_before_any_work_and_pages_cost_a_handful_of_
     // Memory, measured around 20 more of each once both were seen (sign-up's argon2 and
     // the first parse allocate what the allocator keeps).
     let conversations = format!("{{ {aliases} }}");
-    let r = gql(&s, Some(&portal), &conversations, json!({})).await;
+    let r = app.gql(Some(&portal), &conversations, json!({})).await;
     assert_eq!(
         r["errors"][0]["extensions"]["code"], "QUERY_TOO_COSTLY",
         "{r}"
     );
-    let before = s.rss_kib();
+    let before = app.server.rss_kib();
     for _ in 0..20 {
-        let again = gql(&s, Some(&admin), &costly_query, json!({})).await;
+        let again = app.gql(Some(&admin), &costly_query, json!({})).await;
         assert_eq!(
             again["errors"][0]["extensions"]["code"], "QUERY_TOO_COSTLY",
             "{again}"
         );
-        let r = gql(&s, Some(&portal), &conversations, json!({})).await;
+        let r = app.gql(Some(&portal), &conversations, json!({})).await;
         assert_eq!(
             r["errors"][0]["extensions"]["code"], "QUERY_TOO_COSTLY",
             "{r}"
@@ -184,14 +134,14 @@ async fn hostile_shapes_are_refused_before_any_work_and_pages_cost_a_handful_of_
             "work was done: {r}"
         );
     }
-    let after = s.rss_kib();
+    let after = app.server.rss_kib();
     println!("server memory before the hostile queries {before} KiB, after {after} KiB");
     assert!(before > 0, "cannot read the server's memory");
     assert!(
         after < before + 10 * 1024,
         "memory grew from {before} KiB to {after} KiB"
     );
-    tests::health::assert_no_failures(&s.base).await;
+    tests::health::assert_no_failures(&app.server.base).await;
 }
 
 tests::on_both_engines!(

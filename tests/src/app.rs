@@ -1,0 +1,112 @@
+//! A client for scenario tests against the server process (as zero2prod's `TestApp`):
+//! the server on a store with the first admin configured, GraphQL calls, sign-in and
+//! read-your-writes, each written once.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::ServerProcess;
+
+/// The first admin every [`TestApp`] is started with.
+pub const ADMIN: (&str, &str) = ("owner@dirtfree.example", "correct horse battery");
+
+/// The server process and an HTTP client for it.
+#[derive(Debug)]
+pub struct TestApp {
+    /// The running server.
+    pub server: ServerProcess,
+    client: reqwest::Client,
+}
+
+impl TestApp {
+    /// Starts `binary` (pass `env!("CARGO_BIN_EXE_dirtfree-api")`) on `database_url`
+    /// with [`ADMIN`] as the first admin and no demo.
+    ///
+    /// # Panics
+    /// When the server does not become healthy.
+    pub async fn start(binary: &str, database_url: &str) -> Self {
+        let server = ServerProcess::start(
+            binary,
+            &[
+                ("ADMIN_EMAIL", ADMIN.0),
+                ("ADMIN_PASSWORD", ADMIN.1),
+                ("DEMO_SEED", "off"),
+                ("DATABASE_URL", database_url),
+            ],
+            Duration::from_secs(120),
+        )
+        .await;
+        TestApp {
+            server,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Posts a GraphQL operation (as `token`, when given) and returns the JSON answer.
+    ///
+    /// # Panics
+    /// When the server does not answer with JSON.
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut req = self
+            .client
+            .post(&self.server.url)
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("send").json().await.expect("json")
+    }
+
+    /// Signs in as [`ADMIN`]; returns the token.
+    ///
+    /// # Panics
+    /// When the sign-in fails.
+    pub async fn login_admin(&self) -> String {
+        let r = self
+            .gql(
+                None,
+                "mutation($i: LoginInput!) { login(input: $i) { token } }",
+                json!({"i": {"email": ADMIN.0, "password": ADMIN.1}}),
+            )
+            .await;
+        text(&r, "/data/login/token")
+    }
+
+    /// Waits (up to 10 s) until every read model includes `position`.
+    ///
+    /// # Panics
+    /// When they do not.
+    pub async fn sync(&self, token: &str, position: &str) {
+        let r = self
+            .gql(
+                Some(token),
+                "query($p: String!) { sync(position: $p, timeoutMs: 10000) }",
+                json!({"p": position}),
+            )
+            .await;
+        assert_eq!(
+            data(&r, "/data/sync"),
+            true,
+            "read models did not catch up: {r}"
+        );
+    }
+}
+
+/// The value at `path` of an answer without errors.
+///
+/// # Panics
+/// When the answer has errors or nothing at `path`.
+pub fn data<'a>(v: &'a Value, path: &str) -> &'a Value {
+    assert!(v.get("errors").is_none(), "unexpected errors: {v}");
+    v.pointer(path)
+        .unwrap_or_else(|| panic!("{path} missing in {v}"))
+}
+
+/// The string at `path` (see [`data`]).
+///
+/// # Panics
+/// As [`data`], or when the value is not a string.
+pub fn text(v: &Value, path: &str) -> String {
+    data(v, path).as_str().expect("a string").to_string()
+}
