@@ -129,11 +129,20 @@ pub async fn complete(crm: &Crm, job: JobId, amount_cents: i64) {
 /// # Panics
 /// When the log cannot be read.
 pub async fn all_events(log: &EventLog) -> Vec<RecordedEvent> {
+    // Everything committed before the call: an empty batch before that head means a
+    // transaction elsewhere in the cluster (another test's) holds events back, not the end.
+    let target = log.committed_head().await.expect("committed head");
     let mut out = Vec::new();
     let mut after = LogPosition::START;
     loop {
         let batch = log.read_all(after, 1_000).await.expect("read log");
-        let Some(last) = batch.last() else { return out };
+        let Some(last) = batch.last() else {
+            if after >= target {
+                return out;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            continue;
+        };
         after = last.position;
         out.extend(batch);
     }

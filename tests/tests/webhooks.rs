@@ -15,9 +15,10 @@ use commands::domain::job::{BookingSource, JobCommand};
 use commands::domain::loyalty::LoyaltyRules;
 use commands::domain::payment::PaymentCommand;
 use commands::domain::{Actor as DomainActor, DomainServices};
-use commands::{Actor, Crm, EventLog, EventMetadata, LogPosition};
+use commands::{Actor, Crm, EventLog, EventMetadata};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use tests::app_support::all_events;
 use tests::{Engine, TestDb};
 use uuid::Uuid;
 
@@ -145,18 +146,6 @@ async fn seeded(engine: Engine) -> (TestDb, Seed) {
     let seed = seed(&log).await;
     log.close().await;
     (db, seed)
-}
-
-async fn all_events(log: &EventLog) -> Vec<commands::RecordedEvent> {
-    let mut out = Vec::new();
-    let mut after = LogPosition::START;
-    loop {
-        let batch = log.read_all(after, 500).await.expect("read_all");
-        let Some(last) = batch.last() else { break };
-        after = last.position;
-        out.extend(batch);
-    }
-    out
 }
 
 fn count_type(events: &[commands::RecordedEvent], event_type: &str) -> usize {
