@@ -8,7 +8,8 @@
 //! checkpoint), so a crash neither loses nor repeats one. After a fix,
 //! [`crate::ProjectionRunner::retry_parked`] applies each aggregate's parked
 //! events in order; [`crate::ProjectionRunner::discard_parked`] drops them
-//! (the caller records that as an event). A rebuild does not park: the same
+//! (the caller records that as an event; rebuilds skip what was discarded).
+//! A rebuild does not park: the same
 //! failure fails it, so nothing half-built swaps in.
 //!
 //! The only SQL on `projection_parked` lives here.

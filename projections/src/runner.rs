@@ -122,7 +122,13 @@ pub struct ProjectionRunner {
     tz: Tz,
     projections: Vec<Arc<dyn Projection>>,
     batch: u32,
+    /// Positions operators discarded, per projection (see [`Self::discarded`]).
+    discarded: Arc<std::sync::Mutex<Option<Arc<Discarded>>>>,
 }
+
+/// Log positions each projection must never apply: an operator discarded them
+/// (`ParkedEventsDiscarded` in the projection's `ReadModel` stream).
+type Discarded = BTreeMap<String, BTreeSet<LogPosition>>;
 
 impl std::fmt::Debug for ProjectionRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -165,6 +171,7 @@ impl ProjectionRunner {
             tz,
             projections,
             batch: 500,
+            discarded: Arc::default(),
         }
     }
 
@@ -195,6 +202,46 @@ impl ProjectionRunner {
             .find(|p| p.name() == name)
             .cloned()
             .ok_or_else(|| RunError::Unknown(name.to_string()))
+    }
+
+    /// The positions operators discarded, read from the `ReadModel` streams once
+    /// and kept (a discard through this runner refreshes them). A rebuild, or a
+    /// projection starting over after a version change, skips them as the live
+    /// read model did, instead of failing or parking on them again.
+    async fn discarded(&self) -> Result<Arc<Discarded>, RunError> {
+        use commands::domain::read_model::ReadModelEvent;
+        let cached = self
+            .discarded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(d) = cached {
+            return Ok(d);
+        }
+        let mut all = Discarded::new();
+        for p in &self.projections {
+            let stream = self
+                .log
+                .load_stream(commands::domain::read_model::AGGREGATE_TYPE, p.name(), 0)
+                .await?;
+            let positions: BTreeSet<LogPosition> = stream
+                .into_iter()
+                .filter_map(|e| serde_json::from_value(e.payload).ok())
+                .flat_map(|e| match e {
+                    ReadModelEvent::ParkedEventsDiscarded { positions, .. } => positions,
+                })
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            if !positions.is_empty() {
+                all.insert(p.name().to_string(), positions);
+            }
+        }
+        let all = Arc::new(all);
+        *self
+            .discarded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(&all));
+        Ok(all)
     }
 
     async fn table_exists(&self, tx: &mut ReadTx, table: &str) -> Result<bool, DbError> {
@@ -398,11 +445,18 @@ impl ProjectionRunner {
     ) -> Result<Share, RunError> {
         let mut errors: BTreeMap<LogPosition, String> = BTreeMap::new();
         let mut newly_parked = Vec::new();
+        let discarded = self.discarded().await?;
+        let skip = discarded.get(p.name());
         loop {
             tx.execute("SAVEPOINT projection_step", &[]).await?;
             let mut applied = 0i64;
             let mut refused: Option<Result<(&RecordedEvent, ProjectionError), DbError>> = None;
-            for e in events.iter().filter(|e| e.position > after) {
+            let unskipped = |e: &&RecordedEvent| !skip.is_some_and(|s| s.contains(&e.position));
+            for e in events
+                .iter()
+                .filter(|e| e.position > after)
+                .filter(unskipped)
+            {
                 if let Some(streams) = parking.as_deref() {
                     // Parked from its first refused event on (earlier ones applied).
                     let from = streams.get(&(e.aggregate_type.clone(), e.aggregate_id.clone()));
@@ -1032,7 +1086,9 @@ impl ProjectionRunner {
         };
         let mut senders = Vec::with_capacity(lanes);
         let mut workers = Vec::with_capacity(lanes);
+        let discarded = self.discarded().await?;
         for group in groups {
+            let discarded = Arc::clone(&discarded);
             let mut mem = crate::db::memory_tx()?;
             for p in &group {
                 self.create_tables(&mut mem, p.as_ref(), Slot::Shadow)
@@ -1044,6 +1100,12 @@ impl ProjectionRunner {
                 while let Some(batch) = batches.recv().await {
                     for e in batch.iter() {
                         for p in &group {
+                            if discarded
+                                .get(p.name())
+                                .is_some_and(|s| s.contains(&e.position))
+                            {
+                                continue;
+                            }
                             p.apply(&mut mem, ctx, e)
                                 .await
                                 .map_err(|err| handler_error(p.name(), e, &err))?;
@@ -1344,6 +1406,11 @@ impl ProjectionRunner {
             parked::remove_one(&mut tx, projection, *p).await?;
         }
         tx.commit().await?;
+        // Read again at the next use: a rebuild through this runner skips them too.
+        *self
+            .discarded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         Ok(positions)
     }
 
