@@ -165,6 +165,8 @@ struct Buckets {
     failures: HashMap<AccountKey, Duration>,
     sign_ups: HashMap<Network, Duration>,
     sign_ups_total: Duration,
+    /// Keyed sign-ups admitted, until when a retry of one is not counted again.
+    sign_ups_admitted: HashMap<AccountKey, Duration>,
     last_prune: Duration,
     /// Prune early once the buckets hold this many keys (twice what the last prune kept).
     prune_at: usize,
@@ -177,7 +179,10 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 impl Buckets {
     fn len(&self) -> usize {
-        self.attempts.len() + self.failures.len() + self.sign_ups.len()
+        self.attempts.len()
+            + self.failures.len()
+            + self.sign_ups.len()
+            + self.sign_ups_admitted.len()
     }
 
     /// Drops every key whose bucket is full again (as good as never seen).
@@ -188,6 +193,7 @@ impl Buckets {
         self.attempts.retain(|_, tat| *tat > now);
         self.failures.retain(|_, tat| *tat > now);
         self.sign_ups.retain(|_, tat| *tat > now);
+        self.sign_ups_admitted.retain(|_, until| *until > now);
         self.last_prune = now;
         self.prune_at = (2 * self.len()).max(PRUNE_AT_LEAST);
     }
@@ -307,15 +313,26 @@ impl SignInLimits {
         Ok(())
     }
 
-    /// A sign-up from `client_ip`: counts against its network and the total.
+    /// A sign-up from `client_ip`: counts against its network and the total. `once` names a
+    /// keyed sign-up (its idempotency key and email): its retries, concurrent ones too, within
+    /// the network's period are the same sign-up and are not counted again.
     ///
     /// # Errors
     /// [`Limited`] when either has no sign-ups left; nothing is counted then.
-    pub fn sign_up(&self, client_ip: &str) -> Result<(), Limited> {
+    pub fn sign_up(&self, client_ip: &str, once: Option<&str>) -> Result<(), Limited> {
         let network = Network::of_client(client_ip);
         let now = self.clock.now();
+        let once = once.map(|o| <[u8; 32]>::from(Sha256::digest(o.as_bytes())));
         let mut b = self.lock();
         b.prune_if_due(now);
+        if let Some(key) = once {
+            if b.sign_ups_admitted
+                .get(&key)
+                .is_some_and(|until| *until > now)
+            {
+                return Ok(());
+            }
+        }
         let by_network = admit(
             b.sign_ups.get(&network),
             now,
@@ -327,6 +344,10 @@ impl SignInLimits {
         };
         b.sign_ups.insert(network, n);
         b.sign_ups_total = t;
+        if let Some(key) = once {
+            b.sign_ups_admitted
+                .insert(key, now + self.limits.sign_ups_per_network.period);
+        }
         Ok(())
     }
 
@@ -446,16 +467,39 @@ mod tests {
     fn it_should_limit_sign_ups_per_network_and_in_total() {
         let (l, _) = limits();
         let from_one = (0..20)
-            .filter(|i| l.sign_up(&format!("2001:db8::{i}")).is_ok())
+            .filter(|i| l.sign_up(&format!("2001:db8::{i}"), None).is_ok())
             .count();
         assert_eq!(from_one, 10);
         let from_many = (0..200)
             .filter(|i| {
-                l.sign_up(&format!("198.51.{}.{}", i / 256, i % 256))
+                l.sign_up(&format!("198.51.{}.{}", i / 256, i % 256), None)
                     .is_ok()
             })
             .count();
         assert_eq!(from_many, 50, "60 in total, 10 already taken");
+    }
+
+    #[test]
+    fn it_should_count_the_retries_of_one_keyed_sign_up_once() {
+        let (l, clock) = limits();
+        for _ in 0..50 {
+            l.sign_up("203.0.113.5", Some("key-1:ada@x.example"))
+                .expect("the same sign-up");
+        }
+        let others = (0..20)
+            .filter(|i| {
+                l.sign_up("203.0.113.5", Some(&format!("key-{i}:x")))
+                    .is_ok()
+            })
+            .count();
+        assert_eq!(
+            others, 9,
+            "the network's burst of 10, one taken by the keyed sign-up"
+        );
+        // Once its period is over, the same key is a new sign-up (and the network is full).
+        clock.advance(61 * 60 * SECOND);
+        l.sign_up("203.0.113.5", Some("key-1:ada@x.example"))
+            .expect("a fresh window");
     }
 
     #[test]
@@ -469,7 +513,7 @@ mod tests {
                 &format!("guess-{i}@x.example"),
                 &format!("2001:db8:{:x}:{:x}::1", i >> 16, i & 0xffff),
             );
-            let _ = l.sign_up(&format!("10.{}.{}.1", i >> 8, i & 255));
+            let _ = l.sign_up(&format!("10.{}.{}.1", i >> 8, i & 255), None);
             clock.advance(SECOND / 10);
         }
         // Over 20,000 keys were made; only those of the last windows are held (a network's

@@ -132,9 +132,18 @@ validation_error!(PortalAccountError);
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortalAccount {
     customer_id: Option<CustomerId>,
+    /// The password sign-in and a sign-up's retry verify against (absent in snapshots
+    /// taken before it was kept).
+    #[serde(default)]
+    password_hash: Option<SecretHash>,
 }
 
 impl PortalAccount {
+    /// The password hash set at registration or by the latest change, if known.
+    pub fn password_hash(&self) -> Option<&SecretHash> {
+        self.password_hash.as_ref()
+    }
+
     /// Decides what happens when `cmd` is issued. Pure.
     ///
     /// # Errors
@@ -185,8 +194,19 @@ impl PortalAccount {
 
     /// Folds one event into the state.
     pub fn apply_event(&mut self, event: PortalAccountEvent) {
-        if let PortalAccountEvent::PortalAccountRegistered { customer_id, .. } = event {
-            self.customer_id = Some(customer_id);
+        match event {
+            PortalAccountEvent::PortalAccountRegistered {
+                customer_id,
+                password_hash,
+                ..
+            } => {
+                self.customer_id = Some(customer_id);
+                self.password_hash = Some(password_hash);
+            }
+            PortalAccountEvent::PortalPasswordChanged { password_hash, .. } => {
+                self.password_hash = Some(password_hash);
+            }
+            _ => {}
         }
     }
 }

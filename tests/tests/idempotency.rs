@@ -187,6 +187,49 @@ async fn concurrent_retries_with_one_key_get_the_first_outcome(engine: Engine) {
             problems.push(format!("{mutation}: {created} {event_type} events, not 1"));
         }
     }
+
+    // A sign-up answers a session: each copy its own token, all for one customer.
+    let before = (
+        count(&client, &url, &admin, "CustomerCreated").await,
+        count(&client, &url, &admin, "PortalAccountRegistered").await,
+    );
+    let register = "mutation($i: RegisterPortalAccountInput!) { registerPortalAccount(input: $i) { customerId token } }";
+    let input = json!({"name": "Kay Keyed", "email": "Kay@Example.com", "password": "keyed-password-1",
+        "idempotencyKey": "double-click-registerPortalAccount"});
+    let answers = futures::future::join_all((0..COPIES).map(|_| {
+        let (client, url, input) = (client.clone(), url.clone(), input.clone());
+        tokio::spawn(async move { gql(&client, &url, None, register, json!({"i": input})).await })
+    }))
+    .await;
+    let ids: std::collections::BTreeSet<String> = answers
+        .iter()
+        .map(|a| {
+            let a = a.as_ref().expect("request task");
+            match a["data"]["registerPortalAccount"]["customerId"].as_str() {
+                Some(id) if a["errors"].is_null() => id.to_string(),
+                _ => format!("error: {a}"),
+            }
+        })
+        .collect();
+    if ids.len() != 1 {
+        problems.push(format!("registerPortalAccount: answers {ids:?}"));
+    }
+    let after = (
+        count(&client, &url, &admin, "CustomerCreated").await,
+        count(&client, &url, &admin, "PortalAccountRegistered").await,
+    );
+    if (after.0 - before.0, after.1 - before.1) != (1, 1) {
+        problems.push(format!(
+            "registerPortalAccount: {before:?} customers and accounts before, {after:?} after"
+        ));
+    }
+    // The key with another password is another request: no session.
+    let mut other = input.clone();
+    other["password"] = json!("someone-elses-password");
+    let r = gql(&client, &url, None, register, json!({"i": other})).await;
+    if r["errors"][0]["extensions"]["code"] != "IDEMPOTENCY_KEY_REUSED" {
+        problems.push(format!("registerPortalAccount, other password: {r}"));
+    }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     tests::health::assert_no_failures(&app.server.base).await;
 }

@@ -738,6 +738,9 @@ impl AuthMutation {
 
     /// Portal sign-up: creates the customer, the portal account and (with a
     /// code) the referral, then signs in. Limited per network and in total (`RATE_LIMITED`).
+    /// With an `idempotencyKey`, a retry (also concurrent) with the same email and password
+    /// gets the first outcome and a session; one with another password is
+    /// `IDEMPOTENCY_KEY_REUSED`.
     async fn register_portal_account(
         &self,
         ctx: &Context<'_>,
@@ -747,12 +750,25 @@ impl AuthMutation {
         check_password(&input.password)?;
         check_len("name", &input.name)?;
         check_len("email", &input.email)?;
-        // Before the email is looked up: the answer tells whether it is registered.
+        let email = input.email.trim().to_lowercase();
+        // With a key, the customer's id derives from it and the email: concurrent retries
+        // address one customer, and the losers find the winner's outcome.
+        let customer_id = match &input.idempotency_key {
+            Some(k) => CustomerId::from_uuid(context::derived_id(&format!(
+                "registerPortalAccount:{email}:{k}"
+            ))),
+            None => CustomerId::from_uuid(uuid::Uuid::new_v4()),
+        };
+        // Before the email is looked up: the answer tells whether it is registered. A retry
+        // of one keyed sign-up is that sign-up, not another.
+        let once = input
+            .idempotency_key
+            .as_ref()
+            .map(|_| customer_id.to_string());
         state
             .sign_in_limits
-            .sign_up(&rc.client_ip)
+            .sign_up(&rc.client_ip, once.as_deref())
             .map_err(rate_limited)?;
-        let email = input.email.trim().to_lowercase();
         let taken = state
             .projections
             .query(
@@ -761,7 +777,11 @@ impl AuthMutation {
             )
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        if !taken.is_empty() {
+        let own = customer_id.to_string();
+        if taken
+            .iter()
+            .any(|r| r.get("customer_id").and_then(|v| v.as_str()) != Some(own.as_str()))
+        {
             return Err(errors::coded(
                 "RULE_VIOLATION",
                 "this email is already registered; sign in instead",
@@ -779,11 +799,15 @@ impl AuthMutation {
             ),
             None => None,
         };
-        let customer_id = CustomerId::from_uuid(uuid::Uuid::new_v4());
-        let meta = context::with_key(
-            context::meta(rc, commands::Actor::Customer(customer_id.to_string())),
-            input.idempotency_key.as_ref(),
-        );
+        let base = context::meta(rc, commands::Actor::Customer(customer_id.to_string()));
+        // Each write has its own key (one key names one aggregate's outcome).
+        let part_key = |part: &str| {
+            input
+                .idempotency_key
+                .as_ref()
+                .map(|k| format!("{k}#{part}"))
+        };
+        let meta = context::with_key(base.clone(), input.idempotency_key.as_ref());
         let actor = domain::Actor::Customer { id: customer_id };
         state
             .crm
@@ -803,10 +827,6 @@ impl AuthMutation {
             )
             .await
             .map_err(|e| errors::app(&rc.request_id, e))?;
-        let plain = EventMetadata {
-            idempotency_key: None,
-            ..meta.clone()
-        };
         let hash = hash_password_off_the_runtime(input.password.clone())
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
@@ -820,7 +840,7 @@ impl AuthMutation {
                     customer_id,
                     password_hash: hash,
                 },
-                &plain,
+                &context::with_key(base.clone(), part_key("portal-account").as_ref()),
             )
             .await
             .map_err(|e| errors::app(&rc.request_id, e))?;
@@ -828,26 +848,50 @@ impl AuthMutation {
             if let Some(code) = &input.referral_code {
                 state
                     .crm
-                    .record_referral(customer_id, code, actor, &plain)
+                    .record_referral(
+                        customer_id,
+                        code,
+                        actor,
+                        &context::with_key(base.clone(), part_key("referral").as_ref()),
+                    )
                     .await
                     .map_err(|e| errors::app(&rc.request_id, e))?;
             }
         }
+        if out.replayed {
+            // Someone else's sign-up (or this client's earlier try) chose the password: a
+            // session only for that password, as the account holds it now.
+            let account = state
+                .crm
+                .portal_accounts()
+                .load(PortalAccountId::for_customer(customer_id))
+                .await
+                .map_err(|e| errors::app(&rc.request_id, e))?;
+            let hash = account
+                .aggregate
+                .password_hash()
+                .map(|h| h.expose().to_string());
+            let password = input.password.clone();
+            let same =
+                tokio::task::spawn_blocking(move || verify_password(&password, hash.as_deref()))
+                    .await
+                    .unwrap_or(false);
+            if !same {
+                return Err(errors::coded(
+                    "IDEMPOTENCY_KEY_REUSED",
+                    "this idempotency key was used for a different sign-up",
+                    Some("idempotencyKey"),
+                ));
+            }
+        }
         settle(state, &out).await;
-        let (token, expires) = open_session(
-            state,
-            "customer",
-            &customer_id.to_string(),
-            None,
-            &rc.client_ip,
-        )
-        .await?;
+        let (token, expires) = open_session(state, "customer", &own, None, &rc.client_ip).await?;
         Ok(LoginPayload {
             token,
             expires_at: rfc3339(expires),
             staff_user_id: None,
             role: None,
-            customer_id: Some(ID(customer_id.to_string())),
+            customer_id: Some(ID(own)),
         })
     }
 

@@ -319,7 +319,7 @@ pub async fn id_for_create(state: &AppState, rc: &RequestCtx, key: Option<&Strin
 }
 
 /// The aggregate id a create with this (scoped) key addresses.
-fn derived_id(scoped_key: &str) -> uuid::Uuid {
+pub fn derived_id(scoped_key: &str) -> uuid::Uuid {
     /// Namespace of ids derived from idempotency keys (a fixed random UUID).
     const CREATES: uuid::Uuid = uuid::Uuid::from_u128(0x5d1e_7c8e_4a3b_4f1c_9e2d_8b7a_6c5d_4e3f);
     uuid::Uuid::new_v5(&CREATES, scoped_key.as_bytes())
