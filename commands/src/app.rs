@@ -247,6 +247,9 @@ impl AppAggregate for Customer {
             e @ CustomerError::AlreadyExists => AppError::rule_of("ALREADY_EXISTS", e),
             e @ CustomerError::Merged { .. } => AppError::rule_of("CUSTOMER_MERGED", e),
             e @ CustomerError::Erased => AppError::rule_of("CUSTOMER_ERASED", e),
+            e @ CustomerError::ContactNotConfirmed { .. } => {
+                AppError::rule_of("CONTACT_NOT_CONFIRMED", e)
+            }
         })
     }
     fn references(cmd: &CustomerCommand) -> Vec<Reference> {

@@ -43,7 +43,7 @@ pub fn parse_sms_keyword(body: &str) -> Option<ConsentKeyword> {
 }
 
 /// A channel marketing and notifications are sent through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     /// Text message (Twilio).
@@ -97,6 +97,9 @@ pub enum MarketingEligibility {
     Suppressed,
     /// No phone number / email address on file (or erased).
     NoAddress,
+    /// The customer entered the number or address themselves and has not yet confirmed it
+    /// with the code sent to it: it may be someone else's.
+    Unconfirmed,
 }
 
 impl MarketingEligibility {

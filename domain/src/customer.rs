@@ -18,7 +18,7 @@ use crate::error::{validation_error, ValidationError};
 use crate::ids::CustomerId;
 use crate::ports::{cqrs_aggregate, Actor, CommandContext};
 use crate::values::{
-    Address, AddressInput, Email, NonEmptyText, PhoneNumber, Reason, ReferralCode, Tag,
+    Address, AddressInput, Email, NonEmptyText, PhoneNumber, Reason, ReferralCode, SecretHash, Tag,
 };
 
 /// `Aggregate::TYPE` of [`Customer`].
@@ -91,6 +91,22 @@ pub enum CustomerCommand {
         source: ConsentSource,
     },
     /// An inbound SMS from this customer's number: STOP-type keywords revoke SMS consent,
+    /// Send a code to a contact the customer entered themselves (the caller delivers it).
+    IssueContactCode {
+        /// Phone (`Sms`) or email.
+        channel: Channel,
+        /// SHA-256 of the code (the code itself never enters the log).
+        code_hash: String,
+        /// When the code stops working.
+        expires_at: DateTime<Utc>,
+    },
+    /// The customer proves a contact is theirs with the code sent to it.
+    ConfirmContact {
+        /// Phone (`Sms`) or email.
+        channel: Channel,
+        /// SHA-256 of the code they typed.
+        code_hash: String,
+    },
     /// START restores it, anything else changes nothing.
     ApplyInboundSms {
         /// The message body.
@@ -304,6 +320,33 @@ domain_events! {
             /// When.
             at: DateTime<Utc>,
         },
+        /// The customer entered this phone or email themselves: it counts as theirs (inbound
+        /// SMS, marketing consent) only once confirmed with a code sent to it.
+        ContactConfirmationRequired {
+            /// Phone (`sms`) or email.
+            channel: Channel,
+            /// When.
+            at: DateTime<Utc>,
+        },
+        /// A confirmation code was sent to the contact (only its hash is kept).
+        ContactCodeIssued {
+            /// Phone (`sms`) or email.
+            channel: Channel,
+            /// SHA-256 of the code.
+            code_hash: SecretHash,
+            /// When the code stops working.
+            expires_at: DateTime<Utc>,
+            /// When.
+            at: DateTime<Utc>,
+        },
+        /// The contact counts as the customer's: they confirmed the code, or staff entered a
+        /// new value in place of an unconfirmed one.
+        ContactConfirmed {
+            /// Phone (`sms`) or email.
+            channel: Channel,
+            /// When.
+            at: DateTime<Utc>,
+        },
         /// The customer received a referral code.
         ReferralCodeIssued {
             /// The code.
@@ -340,6 +383,20 @@ pub enum CustomerError {
     /// The customer's personal data was erased.
     #[error("the customer's personal data was erased")]
     Erased,
+    /// The customer entered this contact and has not confirmed it yet.
+    #[error("confirm this {} first with the code sent to it", contact_name(*channel))]
+    ContactNotConfirmed {
+        /// Phone (`Sms`) or email.
+        channel: Channel,
+    },
+}
+
+/// What a channel's contact is called in messages.
+fn contact_name(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Sms => "phone number",
+        Channel::Email => "email address",
+    }
 }
 validation_error!(CustomerError);
 
@@ -374,6 +431,12 @@ pub struct Customer {
     erased: bool,
     stripe_customer_id: Option<String>,
     referral_code: Option<ReferralCode>,
+    /// Contacts the customer entered and has not confirmed yet.
+    #[serde(default)]
+    unconfirmed: BTreeSet<Channel>,
+    /// The latest code sent per unconfirmed contact, and until when it works.
+    #[serde(default)]
+    codes: BTreeMap<Channel, (SecretHash, DateTime<Utc>)>,
 }
 
 fn optional<T>(
@@ -419,6 +482,12 @@ impl Customer {
         }
     }
 
+    /// Whether the customer's contact on `channel` counts as theirs: entered by staff, or
+    /// entered by the customer and confirmed with a code.
+    pub fn is_confirmed(&self, channel: Channel) -> bool {
+        !self.unconfirmed.contains(&channel)
+    }
+
     /// Whether marketing may be sent on `channel` — the verdict promotions and review requests
     /// must be given.
     pub fn marketing_eligibility(&self, channel: Channel) -> MarketingEligibility {
@@ -431,6 +500,9 @@ impl Customer {
         };
         if !has_address {
             return MarketingEligibility::NoAddress;
+        }
+        if !self.is_confirmed(channel) {
+            return MarketingEligibility::Unconfirmed;
         }
         if channel == Channel::Email && self.suppressed_email.is_some() {
             return MarketingEligibility::Suppressed;
@@ -528,7 +600,12 @@ impl Customer {
             }
             let customer_since = customer_since.unwrap_or_else(|| ctx.today());
             check_not_future("customer_since", customer_since, ctx)?;
-            return Ok(vec![CustomerEvent::CustomerCreated {
+            let by_customer = matches!(ctx.actor, Actor::Customer { .. });
+            let entered = [
+                (Channel::Email, email.is_some()),
+                (Channel::Sms, phone.is_some()),
+            ];
+            let mut events = vec![CustomerEvent::CustomerCreated {
                 customer_id,
                 name,
                 email,
@@ -536,7 +613,19 @@ impl Customer {
                 birthday,
                 customer_since,
                 at,
-            }]);
+            }];
+            if by_customer {
+                events.extend(
+                    entered
+                        .into_iter()
+                        .filter(|(_, some)| *some)
+                        .map(|(channel, _)| CustomerEvent::ContactConfirmationRequired {
+                            channel,
+                            at,
+                        }),
+                );
+            }
+            return Ok(events);
         }
 
         // Erasure must stay possible for a merged duplicate; repeating it is harmless.
@@ -562,6 +651,10 @@ impl Customer {
                 let email = optional(email.as_deref(), Email::parse)?;
                 let phone = optional(phone.as_deref(), PhoneNumber::parse)?;
                 let lifts = self.suppressed_email.is_some() && self.suppressed_email != email;
+                let changed = [
+                    (Channel::Email, email.is_some(), self.email != email),
+                    (Channel::Sms, phone.is_some(), self.phone != phone),
+                ];
                 let mut events = vec![CustomerEvent::CustomerContactUpdated {
                     name,
                     email,
@@ -570,6 +663,20 @@ impl Customer {
                 }];
                 if lifts {
                     events.push(CustomerEvent::EmailSuppressionLifted { at });
+                }
+                let by_customer = matches!(ctx.actor, Actor::Customer { .. });
+                for (channel, some, changed) in changed {
+                    let unconfirmed = !self.is_confirmed(channel);
+                    if by_customer && some && changed {
+                        // A new value of theirs: proven again, and an earlier code is void.
+                        events.push(CustomerEvent::ContactConfirmationRequired { channel, at });
+                    } else if !by_customer && changed && unconfirmed {
+                        // Staff replaced (or removed) what the customer entered.
+                        events.push(CustomerEvent::ContactConfirmed { channel, at });
+                    } else if by_customer && !some && unconfirmed {
+                        // Removed: nothing is left to confirm.
+                        events.push(CustomerEvent::ContactConfirmed { channel, at });
+                    }
                 }
                 events
             }
@@ -599,7 +706,47 @@ impl Customer {
                 vec![CustomerEvent::CustomerSinceSet { customer_since, at }]
             }
             CustomerCommand::GrantMarketingConsent { channel, source } => {
+                // The customer may opt in only a contact proven theirs (staff vouch for theirs).
+                if matches!(ctx.actor, Actor::Customer { .. }) && !self.is_confirmed(channel) {
+                    return Err(CustomerError::ContactNotConfirmed { channel });
+                }
                 self.consent_change(channel, true, source, at)?
+            }
+            CustomerCommand::IssueContactCode {
+                channel,
+                code_hash,
+                expires_at,
+            } => {
+                if self.is_confirmed(channel) {
+                    return Err(ValidationError::new(
+                        "channel",
+                        "this contact is already confirmed (or there is none)",
+                    )
+                    .into());
+                }
+                vec![CustomerEvent::ContactCodeIssued {
+                    channel,
+                    code_hash: SecretHash::parse(&code_hash)?,
+                    expires_at,
+                    at,
+                }]
+            }
+            CustomerCommand::ConfirmContact { channel, code_hash } => {
+                if self.is_confirmed(channel) {
+                    return Ok(vec![]);
+                }
+                match self.codes.get(&channel) {
+                    Some((hash, until)) if hash.expose() == code_hash && at < *until => {
+                        vec![CustomerEvent::ContactConfirmed { channel, at }]
+                    }
+                    _ => {
+                        return Err(ValidationError::new(
+                            "code",
+                            "the code is wrong or has expired; ask for a new one",
+                        )
+                        .into())
+                    }
+                }
             }
             CustomerCommand::RevokeMarketingConsent { channel, source } => {
                 self.consent_change(channel, false, source, at)?
@@ -615,6 +762,9 @@ impl Customer {
                             self.consent_change(Channel::Sms, false, source, at)?
                         }
                         // START from a number we hold: the phone is on file by construction.
+                        // Not one the customer has not proven theirs: its owner may be someone
+                        // else. (STOP is always honoured.)
+                        ConsentKeyword::Start if !self.is_confirmed(Channel::Sms) => vec![],
                         ConsentKeyword::Start => {
                             self.consent_change(Channel::Sms, true, source, at)?
                         }
@@ -778,11 +928,29 @@ impl Customer {
                 self.addresses.clear();
                 self.birthday = None;
                 self.suppressed_email = None;
+                self.unconfirmed.clear();
+                self.codes.clear();
             }
             CustomerEvent::StripeCustomerLinked {
                 stripe_customer_id, ..
             } => self.stripe_customer_id = Some(stripe_customer_id),
             CustomerEvent::ReferralCodeIssued { code, .. } => self.referral_code = Some(code),
+            CustomerEvent::ContactConfirmationRequired { channel, .. } => {
+                self.unconfirmed.insert(channel);
+                self.codes.remove(&channel);
+            }
+            CustomerEvent::ContactCodeIssued {
+                channel,
+                code_hash,
+                expires_at,
+                ..
+            } => {
+                self.codes.insert(channel, (code_hash, expires_at));
+            }
+            CustomerEvent::ContactConfirmed { channel, .. } => {
+                self.unconfirmed.remove(&channel);
+                self.codes.remove(&channel);
+            }
         }
     }
 }
@@ -1212,6 +1380,133 @@ mod tests {
         assert_eq!(
             when(vec![created()], bad).expect_err("bad").field(),
             Some("stripe_customer_id")
+        );
+    }
+
+    /// As the customer themselves (the portal).
+    fn by_customer(
+        given: Vec<CustomerEvent>,
+        cmd: CustomerCommand,
+    ) -> Result<Vec<CustomerEvent>, CustomerError> {
+        testing::run::<Customer, _>(
+            testing::test_services(),
+            given,
+            testing::customer_actor(id().0.as_u128()),
+            cmd,
+        )
+    }
+
+    fn required(channel: Channel) -> CustomerEvent {
+        CustomerEvent::ContactConfirmationRequired {
+            channel,
+            at: test_now(),
+        }
+    }
+
+    fn code_issued(hash: &str, minutes: i64) -> CustomerEvent {
+        CustomerEvent::ContactCodeIssued {
+            channel: Channel::Sms,
+            code_hash: SecretHash::parse(hash).expect("hash"),
+            expires_at: test_now() + chrono::Duration::minutes(minutes),
+            at: test_now(),
+        }
+    }
+
+    fn confirm(hash: &str) -> CustomerCommand {
+        CustomerCommand::ConfirmContact {
+            channel: Channel::Sms,
+            code_hash: hash.into(),
+        }
+    }
+
+    fn state(events: Vec<CustomerEvent>) -> Customer {
+        let mut c = Customer::default();
+        for e in events {
+            c.apply_event(e);
+        }
+        c
+    }
+
+    #[test]
+    fn it_should_require_confirmation_of_contacts_a_customer_enters_at_sign_up() {
+        let events = by_customer(vec![], create_cmd("+15125550100")).expect("created");
+        assert!(events.contains(&required(Channel::Sms)), "{events:?}");
+        // Staff-entered contacts are trusted as before.
+        let events = when(vec![], create_cmd("+15125550100")).expect("created");
+        assert_eq!(events.len(), 1, "{events:?}");
+    }
+
+    #[test]
+    fn it_should_require_confirmation_again_when_the_customer_changes_their_phone() {
+        let update = |phone: &str| CustomerCommand::UpdateContactDetails {
+            name: "Jane Doe".into(),
+            email: Some("jane@example.com".into()),
+            phone: Some(phone.into()),
+        };
+        let events = by_customer(vec![created()], update("+15125550199")).expect("updated");
+        assert_eq!(events.last(), Some(&required(Channel::Sms)), "{events:?}");
+        // The same phone again changes nothing about its confirmation.
+        let events = by_customer(vec![created()], update("+15125550100")).expect("updated");
+        assert_eq!(events.len(), 1, "{events:?}");
+        // Staff replacing an unconfirmed phone vouch for the new one.
+        let events = when(
+            vec![created(), required(Channel::Sms)],
+            update("+15125550177"),
+        )
+        .expect("updated");
+        assert_eq!(
+            events.last(),
+            Some(&CustomerEvent::ContactConfirmed {
+                channel: Channel::Sms,
+                at: test_now()
+            })
+        );
+    }
+
+    #[test]
+    fn it_should_confirm_a_contact_only_with_the_latest_unexpired_code() {
+        let given = vec![created(), required(Channel::Sms), code_issued("h1", 15)];
+        let err = by_customer(given.clone(), confirm("h0")).expect_err("wrong code");
+        assert_eq!(err.field(), Some("code"));
+        let events = by_customer(given, confirm("h1")).expect("confirmed");
+        assert_eq!(
+            events,
+            vec![CustomerEvent::ContactConfirmed {
+                channel: Channel::Sms,
+                at: test_now()
+            }]
+        );
+        let expired = vec![created(), required(Channel::Sms), code_issued("h1", -1)];
+        let err = by_customer(expired, confirm("h1")).expect_err("expired");
+        assert_eq!(err.field(), Some("code"));
+    }
+
+    #[test]
+    fn it_should_not_let_a_customer_opt_in_an_unconfirmed_phone() {
+        let given = vec![created(), required(Channel::Sms)];
+        let grant = CustomerCommand::GrantMarketingConsent {
+            channel: Channel::Sms,
+            source: ConsentSource::Portal,
+        };
+        let err = by_customer(given.clone(), grant).expect_err("unconfirmed");
+        assert_eq!(
+            err,
+            CustomerError::ContactNotConfirmed {
+                channel: Channel::Sms
+            }
+        );
+        let start = CustomerCommand::ApplyInboundSms {
+            body: "START".into(),
+        };
+        assert_eq!(when(given.clone(), start), Ok(vec![]));
+        let mut consented = given;
+        consented.push(CustomerEvent::SmsConsentGranted {
+            source: ConsentSource::Portal,
+            at: test_now(),
+        });
+        assert_eq!(
+            state(consented).marketing_eligibility(Channel::Sms),
+            MarketingEligibility::Unconfirmed
         );
     }
 }

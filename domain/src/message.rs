@@ -47,6 +47,8 @@ pub enum MessageKind {
     ScheduledReport,
     /// An admin's test send.
     Test,
+    /// A one-time code proving a phone or email is the customer's.
+    ContactConfirmation,
 }
 
 impl MessageKind {

@@ -50,7 +50,7 @@ impl Projection for Customers {
         "customers"
     }
     fn version(&self) -> i64 {
-        1
+        2
     }
     fn tables(&self) -> &'static [&'static str] {
         CUSTOMERS
@@ -65,7 +65,8 @@ impl Projection for Customers {
                 email_suppressed BIGINT NOT NULL DEFAULT 0, erased BIGINT NOT NULL DEFAULT 0,
                 merged_into TEXT, stripe_customer_id TEXT, referral_code TEXT,
                 jobs_completed BIGINT NOT NULL DEFAULT 0, total_spent_cents BIGINT NOT NULL DEFAULT 0,
-                last_job_at TEXT, loyalty_points BIGINT NOT NULL DEFAULT 0, tier TEXT NOT NULL DEFAULT 'bronze')",
+                last_job_at TEXT, loyalty_points BIGINT NOT NULL DEFAULT 0, tier TEXT NOT NULL DEFAULT 'bronze',
+                phone_confirmed BIGINT NOT NULL DEFAULT 1, email_confirmed BIGINT NOT NULL DEFAULT 1)",
             "CREATE INDEX {customers}_name_{gen} ON {customers} (name)",
             "CREATE INDEX {customers}_email_{gen} ON {customers} (email)",
             "CREATE INDEX {customers}_phone_{gen} ON {customers} (phone)",
@@ -141,6 +142,20 @@ impl Projection for Customers {
                         t,
                         "UPDATE {customers} SET addresses = $2 WHERE customer_id = $1",
                         &[id.into(), serde_json::Value::Object(map).to_string().into()],
+                    )
+                    .await?;
+                }
+                ("Customer", "ContactConfirmationRequired" | "ContactConfirmed") => {
+                    let column = match f.str("channel")?.as_str() {
+                        "sms" => "phone_confirmed",
+                        _ => "email_confirmed",
+                    };
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        &format!("UPDATE {{customers}} SET {column} = $2 WHERE customer_id = $1"),
+                        &[id.into(), (e.event_type == "ContactConfirmed").into()],
                     )
                     .await?;
                 }

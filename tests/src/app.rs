@@ -26,17 +26,22 @@ impl TestApp {
     /// # Panics
     /// When the server does not become healthy.
     pub async fn start(binary: &str, database_url: &str) -> Self {
-        let server = ServerProcess::start(
-            binary,
-            &[
-                ("ADMIN_EMAIL", ADMIN.0),
-                ("ADMIN_PASSWORD", ADMIN.1),
-                ("DEMO_SEED", "off"),
-                ("DATABASE_URL", database_url),
-            ],
-            Duration::from_secs(120),
-        )
-        .await;
+        Self::start_with(binary, database_url, &[]).await
+    }
+
+    /// As [`TestApp::start`], with more settings (vendor stand-ins, secrets).
+    ///
+    /// # Panics
+    /// When the server does not become healthy.
+    pub async fn start_with(binary: &str, database_url: &str, envs: &[(&str, &str)]) -> Self {
+        let mut all = vec![
+            ("ADMIN_EMAIL", ADMIN.0),
+            ("ADMIN_PASSWORD", ADMIN.1),
+            ("DEMO_SEED", "off"),
+            ("DATABASE_URL", database_url),
+        ];
+        all.extend_from_slice(envs);
+        let server = ServerProcess::start(binary, &all, Duration::from_secs(120)).await;
         TestApp {
             server,
             client: reqwest::Client::new(),

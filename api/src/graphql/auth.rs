@@ -75,7 +75,7 @@ fn verify_password(password: &str, hash: Option<&str>) -> bool {
 
 /// `RATE_LIMITED`, the same whichever limit was reached: it does not tell whether an
 /// account exists.
-fn rate_limited(_: Limited) -> async_graphql::Error {
+pub(super) fn rate_limited(_: Limited) -> async_graphql::Error {
     errors::coded(
         "RATE_LIMITED",
         "too many sign-in attempts; wait a minute and try again",

@@ -9,6 +9,7 @@
 
 mod analytics;
 mod auth;
+mod contacts;
 mod context;
 mod customers;
 mod errors;
@@ -37,7 +38,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 pub use auth::{bootstrap_admin, hash_password};
-pub use context::{Principal, RequestCtx};
+pub use context::{client_ip, Principal, RequestCtx};
 pub use subscriptions::{websocket, SubscriptionRoot};
 
 use crate::state::AppState;
@@ -64,6 +65,7 @@ pub struct MutationRoot(
     auth::AuthMutation,
     staff::StaffMutation,
     customers::CustomerMutation,
+    contacts::ContactMutation,
     jobs::JobMutation,
     loyalty::LoyaltyMutation,
     sales::SalesMutation,

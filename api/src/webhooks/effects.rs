@@ -190,10 +190,14 @@ impl CrmEffects {
         let Ok(phone) = PhoneNumber::parse(from) else {
             return Ok(Outcome::Unmapped("sender is not a phone number".into()));
         };
-        let customers = lookup::customers_by_phone(&self.projections, &phone)
+        // STOP is honoured for everyone holding the number; START and the conversation go only
+        // to customers whose number it provably is.
+        let keyword = parse_sms_keyword(body);
+        let stop = keyword == Some(domain::consent::ConsentKeyword::Stop);
+        let customers = lookup::customers_by_phone(&self.projections, &phone, !stop)
             .await
             .map_err(transient)?;
-        if parse_sms_keyword(body).is_some() {
+        if keyword.is_some() {
             if customers.is_empty() {
                 return Ok(Outcome::Unmapped(
                     "consent keyword from a number no customer has".into(),

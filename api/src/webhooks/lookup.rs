@@ -55,20 +55,23 @@ fn ids<T>(rows: &[JsonRow], column: &str, parse: impl Fn(&str) -> Option<T>) -> 
         .collect()
 }
 
-/// The open (not merged, not erased) customers whose phone is `phone`.
+/// The open (not merged, not erased) customers whose phone is `phone`; with `confirmed_only`,
+/// only those for whom it counts as theirs (entered by staff, or confirmed with a code): a
+/// number a customer typed in may be someone else's.
 ///
 /// # Errors
 /// [`StoreError`] when the read model cannot be brought up to date or read.
 pub async fn customers_by_phone(
     projections: &ProjectionRunner,
     phone: &PhoneNumber,
+    confirmed_only: bool,
 ) -> Result<Vec<CustomerId>, StoreError> {
     let rows = fresh_rows(
         projections,
         "customers",
         "SELECT customer_id FROM rm_customers WHERE phone = $1 AND erased = 0 AND merged_into IS NULL \
-         ORDER BY customer_id",
-        &[phone.as_str().into()],
+         AND phone_confirmed >= $2 ORDER BY customer_id",
+        &[phone.as_str().into(), i64::from(confirmed_only).into()],
     )
     .await?;
     Ok(ids(&rows, "customer_id", |s| CustomerId::parse(s).ok()))

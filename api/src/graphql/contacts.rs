@@ -1,0 +1,203 @@
+//! Proving a contact is the customer's (issue #14): a portal customer's phone or email counts
+//! as theirs only after they type the one-time code sent to it. Until then an inbound SMS from
+//! that number is not attached to them, START from it opts nobody in, and they cannot opt it
+//! into marketing. Contacts staff enter are trusted as before.
+//!
+//! The code follows the password-reset link's path: only its SHA-256 enters the log
+//! (`ContactCodeIssued`); the message body holds a placeholder and the code waits in
+//! `password_reset_tokens` until the outbox sends it.
+
+use async_graphql::{Context, InputObject, Object, SimpleObject};
+use chrono::{Duration, Utc};
+use domain::consent::Channel;
+use domain::customer::CustomerCommand;
+use domain::ids::OutboundMessageId;
+use domain::message::{MessageCommand, MessageKind, Recipient};
+use rand::RngCore;
+
+use super::auth::{self, settle};
+use super::context::{self, parts, token_hash, Allow};
+use super::customers::MarketingChannel;
+use super::errors;
+use crate::outbox::reset_tokens;
+use crate::signin_limits::AccountKind;
+
+/// How long a code works.
+const CODE_MINUTES: i64 = 15;
+
+fn channel(c: MarketingChannel) -> Channel {
+    match c {
+        MarketingChannel::Sms => Channel::Sms,
+        MarketingChannel::Email => Channel::Email,
+    }
+}
+
+/// Asking for a code.
+#[derive(InputObject, Debug)]
+pub struct RequestContactCodeInput {
+    /// `SMS`: the phone on file; `EMAIL`: the email on file.
+    pub channel: MarketingChannel,
+    /// Makes retries safe: a retry sends no second code.
+    pub idempotency_key: Option<String>,
+}
+
+/// A code on its way.
+#[derive(SimpleObject, Debug)]
+pub struct ContactCodePayload {
+    /// Where it was sent.
+    pub channel: MarketingChannel,
+    /// When it stops working (RFC 3339).
+    pub expires_at: String,
+    /// Log position (for `sync`).
+    pub position: String,
+}
+
+/// Confirming with the code.
+#[derive(InputObject, Debug)]
+pub struct ConfirmContactInput {
+    /// Which contact.
+    pub channel: MarketingChannel,
+    /// The six digits received.
+    #[graphql(secret)]
+    pub code: String,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// A contact confirmed.
+#[derive(SimpleObject, Debug)]
+pub struct ConfirmContactPayload {
+    /// Which contact.
+    pub channel: MarketingChannel,
+    /// Log position (for `sync`; empty when it was confirmed already).
+    pub position: String,
+}
+
+/// Contact confirmation mutations.
+#[derive(Debug, Default)]
+pub struct ContactMutation;
+
+#[Object]
+impl ContactMutation {
+    /// Sends a six-digit code (valid 15 minutes; a new one voids the last) to the signed-in
+    /// customer's phone or email, when they entered it themselves and have not confirmed it.
+    /// Counts against the network's sign-in attempts (`RATE_LIMITED`).
+    #[graphql(guard = "Allow::Customer")]
+    async fn request_contact_code(
+        &self,
+        ctx: &Context<'_>,
+        input: RequestContactCodeInput,
+    ) -> async_graphql::Result<ContactCodePayload> {
+        let (state, rc) = parts(ctx)?;
+        let (me, actor, meta) = context::customer(rc)?;
+        auth::rate_limit(state, &rc.client_ip)?;
+        let code = format!("{:06}", rand::rngs::OsRng.next_u32() % 1_000_000);
+        let expires_at = Utc::now() + Duration::minutes(CODE_MINUTES);
+        let wanted = channel(input.channel);
+        let out = state
+            .crm
+            .customers()
+            .execute(
+                me,
+                actor,
+                CustomerCommand::IssueContactCode {
+                    channel: wanted,
+                    code_hash: token_hash(&code),
+                    expires_at,
+                },
+                &context::with_key(meta.clone(), input.idempotency_key.as_ref()),
+            )
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        let Some(event) = out.events.first() else {
+            return Err(errors::internal(
+                &rc.request_id,
+                &"the code request recorded nothing",
+            ));
+        };
+        // A replayed retry's code went out the first time.
+        if !out.replayed {
+            let cause = format!(
+                "{}:{}:{}",
+                domain::customer::AGGREGATE_TYPE,
+                me,
+                event.sequence
+            );
+            let message_id = OutboundMessageId::for_cause(&cause);
+            // Stored before the message is queued: the worker may pick it up at once.
+            reset_tokens::store(state.projections.db(), message_id, &code, expires_at)
+                .await
+                .map_err(|e| errors::internal(&rc.request_id, &e))?;
+            let body = format!(
+                "Your Dirt Free confirmation code is {}. It works for {CODE_MINUTES} minutes. \
+                 If you did not ask for it, ignore this message.",
+                reset_tokens::PLACEHOLDER
+            );
+            state
+                .crm
+                .messages()
+                .execute(
+                    message_id,
+                    domain::Actor::System,
+                    MessageCommand::Queue {
+                        kind: MessageKind::ContactConfirmation,
+                        channel: wanted,
+                        recipient: Recipient::Customer { customer_id: me },
+                        cause,
+                        subject: (wanted == Channel::Email)
+                            .then(|| "Confirm your email for Dirt Free".to_string()),
+                        body,
+                    },
+                    &meta,
+                )
+                .await
+                .map_err(|e| errors::app(&rc.request_id, e))?;
+        }
+        let position = settle(state, &out).await;
+        Ok(ContactCodePayload {
+            channel: input.channel,
+            expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            position,
+        })
+    }
+
+    /// Confirms the signed-in customer's phone or email with the code sent to it. A wrong or
+    /// expired code is `VALIDATION` on `code`; wrong codes count as failed sign-ins of the
+    /// account (`RATE_LIMITED` after 20 in 15 minutes).
+    #[graphql(guard = "Allow::Customer")]
+    async fn confirm_contact(
+        &self,
+        ctx: &Context<'_>,
+        input: ConfirmContactInput,
+    ) -> async_graphql::Result<ConfirmContactPayload> {
+        let (state, rc) = parts(ctx)?;
+        let (me, actor, meta) = context::customer(rc)?;
+        let attempt = state
+            .sign_in_limits
+            .sign_in(
+                AccountKind::Portal,
+                &format!("contact-code:{me}"),
+                &rc.client_ip,
+            )
+            .map_err(auth::rate_limited)?;
+        let out = state
+            .crm
+            .customers()
+            .execute(
+                me,
+                actor,
+                CustomerCommand::ConfirmContact {
+                    channel: channel(input.channel),
+                    code_hash: token_hash(input.code.trim()),
+                },
+                &context::with_key(meta, input.idempotency_key.as_ref()),
+            )
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        attempt.succeeded();
+        Ok(ConfirmContactPayload {
+            channel: input.channel,
+            position: settle(state, &out).await,
+        })
+    }
+}
