@@ -707,10 +707,22 @@ impl Customer {
             }
             CustomerCommand::GrantMarketingConsent { channel, source } => {
                 // The customer may opt in only a contact proven theirs (staff vouch for theirs).
-                if matches!(ctx.actor, Actor::Customer { .. }) && !self.is_confirmed(channel) {
-                    return Err(CustomerError::ContactNotConfirmed { channel });
+                let mut events = Vec::new();
+                if !self.is_confirmed(channel) {
+                    match ctx.actor {
+                        Actor::Customer { .. } => {
+                            return Err(CustomerError::ContactNotConfirmed { channel })
+                        }
+                        // Staff recording consent (on the phone, at the door) vouch for the
+                        // contact it is given for.
+                        Actor::Staff { .. } => {
+                            events.push(CustomerEvent::ContactConfirmed { channel, at });
+                        }
+                        _ => {}
+                    }
                 }
-                self.consent_change(channel, true, source, at)?
+                events.extend(self.consent_change(channel, true, source, at)?);
+                events
             }
             CustomerCommand::IssueContactCode {
                 channel,
@@ -1479,6 +1491,24 @@ mod tests {
         let expired = vec![created(), required(Channel::Sms), code_issued("h1", -1)];
         let err = by_customer(expired, confirm("h1")).expect_err("expired");
         assert_eq!(err.field(), Some("code"));
+    }
+
+    #[test]
+    fn it_should_take_staff_recording_consent_as_vouching_for_the_contact() {
+        let given = vec![created(), required(Channel::Sms)];
+        let grant = CustomerCommand::GrantMarketingConsent {
+            channel: Channel::Sms,
+            source: ConsentSource::Portal,
+        };
+        let events = when(given, grant).expect("granted");
+        assert_eq!(
+            events[0],
+            CustomerEvent::ContactConfirmed {
+                channel: Channel::Sms,
+                at: test_now()
+            }
+        );
+        assert_eq!(events.len(), 2, "{events:?}");
     }
 
     #[test]

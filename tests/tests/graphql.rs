@@ -1472,6 +1472,30 @@ async fn the_rest_of_the_api(engine: Engine) {
         &json!({"id": ann, "name": "Ann Able", "email": "ann@example.com", "phone": "+15125550142"})
     );
     let consent = "mutation($i: MyMarketingConsentInput!) { setMyMarketingConsent(input: $i) { customer { smsConsent } } }";
+    // A number Ann typed in is not provably hers (contact_confirmation.rs confirms one by code).
+    let r = gql(
+        &s,
+        Some(&ann_token),
+        consent,
+        json!({"i": {"channel": "SMS", "granted": true}}),
+    )
+    .await;
+    assert_eq!(
+        r["errors"][0]["extensions"]["rule"], "CONTACT_NOT_CONFIRMED",
+        "{r}"
+    );
+    // Staff entering her number vouch for it.
+    let r = gql(
+        &s,
+        Some(&admin),
+        "mutation($i: UpdateCustomerContactInput!) { updateCustomerContact(input: $i) { customer { phone } } }",
+        json!({"i": {"id": ann, "name": "Ann Able", "email": "ann@example.com", "phone": "+15125550143"}}),
+    )
+    .await;
+    assert_eq!(
+        data(&r, "/data/updateCustomerContact/customer/phone"),
+        "+15125550143"
+    );
     let r = gql(
         &s,
         Some(&ann_token),
