@@ -40,6 +40,11 @@ pub struct Config {
     #[arg(long, env = "CRON_SECRET", hide_env_values = true)]
     pub cron_secret: Option<Secret>,
 
+    /// Bearer token that opens `GET /api/health/detailed` to clients beyond this machine
+    /// (at least 32 characters); unset → the detail answers loopback clients only.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<Secret>,
+
     /// The first admin, created on an empty store.
     #[arg(long, env = "ADMIN_EMAIL")]
     pub admin_email: Option<String>,
@@ -187,6 +192,9 @@ pub enum ConfigError {
     /// CRON_SECRET too short to resist guessing.
     #[error("CRON_SECRET must be at least 32 characters (it has {0}); unset it to turn the endpoint off")]
     CronSecretTooShort(usize),
+    /// METRICS_TOKEN too short to resist guessing.
+    #[error("METRICS_TOKEN must be at least 32 characters (it has {0}); unset it to answer the health detail to this machine only")]
+    MetricsTokenTooShort(usize),
     /// ADMIN_EMAIL without ADMIN_PASSWORD or the reverse.
     #[error("ADMIN_EMAIL and ADMIN_PASSWORD must be set together")]
     AdminHalfSet,
@@ -245,6 +253,12 @@ impl Config {
             let n = s.expose().chars().count();
             if n < 32 {
                 return Err(ConfigError::CronSecretTooShort(n));
+            }
+        }
+        if let Some(t) = &self.metrics_token {
+            let n = t.expose().chars().count();
+            if n < 32 {
+                return Err(ConfigError::MetricsTokenTooShort(n));
             }
         }
         if self.admin_email.is_some() != self.admin_password.is_some() {
@@ -324,6 +338,14 @@ mod tests {
         let c = Config::parse_from(["api", "--cron-secret", "short"]);
         assert_eq!(c.validate(), Err(ConfigError::CronSecretTooShort(5)));
         let ok = Config::parse_from(["api", "--cron-secret", &"x".repeat(32)]);
+        assert_eq!(ok.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_short_metrics_token_is_refused() {
+        let c = Config::parse_from(["api", "--metrics-token", "short"]);
+        assert_eq!(c.validate(), Err(ConfigError::MetricsTokenTooShort(5)));
+        let ok = Config::parse_from(["api", "--metrics-token", &"m".repeat(32)]);
         assert_eq!(ok.validate(), Ok(()));
     }
 

@@ -14,10 +14,12 @@ pub const DEMO_PASSWORD: &str = "dirtfree-demo";
 
 /// Seeds the demo when configured to and the store is empty. Never next to a
 /// configured first admin (`ADMIN_EMAIL`): the demo's admin has a published
-/// password, so a store with a real admin must not have it too.
+/// password, so a store with a real admin must not have it too — neither seeded
+/// now nor left from an earlier run ([`refuse_a_demo_store`]).
 ///
 /// # Errors
-/// When seeding fails, or `DEMO_SEED=on` is asked together with `ADMIN_EMAIL`.
+/// When seeding fails, `DEMO_SEED=on` is asked together with `ADMIN_EMAIL`, or
+/// `ADMIN_EMAIL` is set on a store that holds the demo.
 pub async fn maybe_seed(state: &AppState) -> anyhow::Result<()> {
     let admin_configured = state.config.admin_email.is_some();
     let wanted = match state.config.demo_seed.as_str() {
@@ -29,6 +31,9 @@ pub async fn maybe_seed(state: &AppState) -> anyhow::Result<()> {
         "off" => false,
         _ => state.config.database_url.is_none() && !admin_configured,
     };
+    if admin_configured {
+        refuse_a_demo_store(state).await?;
+    }
     if !wanted || state.log.count().await? > 0 {
         return Ok(());
     }
@@ -92,4 +97,45 @@ pub async fn maybe_seed(state: &AppState) -> anyhow::Result<()> {
         eprintln!("demo login: {email} / {DEMO_PASSWORD} ({role:?})");
     }
     Ok(())
+}
+
+/// The demo's admin: the one login whose published password gives the whole store away.
+fn demo_admin() -> &'static str {
+    DEMO_LOGINS
+        .iter()
+        .find(|(_, _, role)| matches!(role, domain::ports::Role::Admin))
+        .map_or("admin@dirtfree.example", |(email, _, _)| email)
+}
+
+/// Refuses to serve, with `ADMIN_EMAIL` set, a store the demo was seeded into (by an earlier
+/// run without it): the first admin is created only on a store without staff, so the demo's
+/// admin, with its published password, would stay the admin and `ADMIN_EMAIL` would never
+/// exist. Refusing rather than deactivating it: the demo's other logins share the password,
+/// and its invented customers and jobs do not belong in a real business's store either.
+///
+/// # Errors
+/// One line naming the two ways out, when the store holds the demo's admin.
+pub async fn refuse_a_demo_store(state: &AppState) -> anyhow::Result<()> {
+    state.projections.catch_up("accounts").await?;
+    let found = state
+        .projections
+        .query(
+            "SELECT staff_user_id FROM rm_staff_users WHERE email = $1",
+            &[Param::from(demo_admin())],
+        )
+        .await?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    let store = if state.config.database_url.is_none() {
+        "move ./data/ away for a new embedded store, or set DATABASE_URL to an empty database"
+    } else {
+        "point DATABASE_URL at an empty database"
+    };
+    anyhow::bail!(
+        "ADMIN_EMAIL is set, but this store holds the demo business, whose admin {} has a \
+         published password: to create your admin, start on an empty store ({store}); to keep \
+         the demo, unset ADMIN_EMAIL",
+        demo_admin()
+    )
 }

@@ -1,11 +1,75 @@
 //! Health and version endpoints for load balancers, monitoring and rollback checks.
+//!
+//! `/api/health` (liveness) and `/api/version` answer anyone. `/api/health/detailed` names
+//! the build, the configured integrations and internal error strings, so it answers in full
+//! only to a client holding `METRICS_TOKEN` or one on this machine ([`may_read_detail`]);
+//! anyone else gets 401.
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use std::net::IpAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
 
+use crate::config::Config;
 use crate::state::{AppState, BUILD, VERSION};
+
+/// Headers with which a reverse proxy tells whom it forwards for.
+const FORWARDING: [&str; 3] = ["x-forwarded-for", "forwarded", "x-real-ip"];
+
+/// Whether a request may read the health detail: it carries `Authorization: Bearer
+/// <METRICS_TOKEN>` (when one is configured), or its client is this machine.
+///
+/// The client is the request's address after the `TRUSTED_PROXIES` rule (as for sign-in
+/// limits and the audit trail), and it is this machine when that address is loopback. A
+/// loopback peer that is *not* a trusted proxy but forwards for someone is a proxy nobody
+/// listed, on this machine: every client behind it would look local, so it does not count.
+pub fn may_read_detail(config: &Config, peer: IpAddr, headers: &HeaderMap) -> bool {
+    if let Some(token) = &config.metrics_token {
+        if bearer_matches(headers, token.expose()) {
+            return true;
+        }
+    }
+    let trusted = &config.trusted_proxies;
+    if !trusted.contains(&peer) && FORWARDING.iter().any(|h| headers.contains_key(*h)) {
+        return false;
+    }
+    let forwarded_for = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    crate::graphql::client_ip(peer, forwarded_for, trusted)
+        .to_canonical()
+        .is_loopback()
+}
+
+/// The bearer token equals `secret`. Both are hashed first, so the comparison takes the same
+/// time whatever the secret's length and content.
+fn bearer_matches(headers: &HeaderMap, secret: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    let a = Sha256::digest(presented.as_bytes());
+    let b = Sha256::digest(secret.as_bytes());
+    !presented.is_empty() && bool::from(a.ct_eq(&b))
+}
+
+/// 401 for a client that may not read the health detail (the liveness check stays open).
+fn detail_refused() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(json!({ "error": {
+            "code": "UNAUTHENTICATED",
+            "message": "the health detail needs Authorization: Bearer <METRICS_TOKEN>, or a client on the server's own machine; GET /api/health is open",
+        } })),
+    )
+        .into_response()
+}
 
 /// `GET /api/health`: the process is up and serving.
 pub async fn health() -> Json<Value> {
@@ -54,8 +118,15 @@ async fn outbox_summary(state: &AppState) -> Result<Value, projections::DbError>
 /// or `degraded` with `reasons` when a projection failed or parked events, or
 /// a policy failed: the instance still serves (200), so one bad event never
 /// takes every instance out of a load balancer. 503 only when the database
-/// does not answer.
-pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+/// does not answer. 401 for a client [`may_read_detail`] refuses.
+pub async fn detailed(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if !may_read_detail(&state.config, peer.ip(), &headers) {
+        return detail_refused();
+    }
     let db = state.log.ping().await;
     let head = state.log.head().await;
     let projections = state.projections.status().await;
@@ -138,5 +209,91 @@ pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, Json(body))
+    (code, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().expect("header value"));
+        }
+        h
+    }
+
+    const TOKEN: &str = "metrics-token-of-at-least-32-characters";
+
+    #[test]
+    fn a_client_on_this_machine_reads_the_detail_and_a_remote_one_does_not() {
+        let c = Config::parse_from(["api"]);
+        assert!(may_read_detail(&c, ip("127.0.0.1"), &headers(&[])));
+        assert!(may_read_detail(&c, ip("::1"), &headers(&[])));
+        assert!(may_read_detail(&c, ip("::ffff:127.0.0.1"), &headers(&[])));
+        assert!(!may_read_detail(&c, ip("203.0.113.7"), &headers(&[])));
+        // Without a token configured, no bearer opens it.
+        let bearer = format!("Bearer {TOKEN}");
+        assert!(!may_read_detail(
+            &c,
+            ip("203.0.113.7"),
+            &headers(&[("authorization", &bearer)])
+        ));
+    }
+
+    #[test]
+    fn the_metrics_token_opens_the_detail_from_anywhere_and_only_the_right_one() {
+        let c = Config::parse_from(["api", "--metrics-token", TOKEN]);
+        let remote = ip("203.0.113.7");
+        let right = format!("Bearer {TOKEN}");
+        assert!(may_read_detail(
+            &c,
+            remote,
+            &headers(&[("authorization", &right)])
+        ));
+        for wrong in [
+            "Bearer metrics-token-of-at-least-32-characterz",
+            "Bearer ",
+            TOKEN,
+            "Basic bWV0cmljczp4",
+        ] {
+            assert!(
+                !may_read_detail(&c, remote, &headers(&[("authorization", wrong)])),
+                "{wrong}"
+            );
+        }
+    }
+
+    #[test]
+    fn behind_a_proxy_the_forwarded_client_counts() {
+        // A trusted proxy on this machine: the client is the one it forwards for.
+        let c = Config::parse_from(["api", "--trusted-proxies", "127.0.0.1"]);
+        let local = ip("127.0.0.1");
+        assert!(!may_read_detail(
+            &c,
+            local,
+            &headers(&[("x-forwarded-for", "203.0.113.7")])
+        ));
+        assert!(may_read_detail(&c, local, &headers(&[])));
+        // A client cannot claim to be local through the proxy: the proxy appends the real one.
+        assert!(!may_read_detail(
+            &c,
+            local,
+            &headers(&[("x-forwarded-for", "127.0.0.1, 203.0.113.7")])
+        ));
+        // A proxy on this machine that nobody listed: whoever it forwards for is not local.
+        let unlisted = Config::parse_from(["api"]);
+        for h in FORWARDING {
+            assert!(
+                !may_read_detail(&unlisted, local, &headers(&[(h, "203.0.113.7")])),
+                "{h}"
+            );
+        }
+    }
 }

@@ -78,6 +78,12 @@ async fn detailed(url: &str) -> Value {
     // 503 is the answer while something failed: the body says what.
     let status = r.status();
     let text = r.text().await.unwrap_or_default();
+    // The detail answers the server's own machine (or a METRICS_TOKEN holder) only.
+    assert!(
+        status != reqwest::StatusCode::UNAUTHORIZED,
+        "GET {url} answered 401: ask from the server's machine without X-Forwarded-For \
+         (the detail answers loopback clients, or METRICS_TOKEN): {text}"
+    );
     serde_json::from_str(&text)
         .unwrap_or_else(|_| panic!("GET {url} answered {status} without JSON: {text}"))
 }

@@ -19,9 +19,12 @@ const TWILIO_TOKEN: &str = "twilio_auth_token_for_tests";
 const PUBLIC_URL: &str = "https://crm.example.com";
 const PHONE: &str = "+15125550142";
 
+/// One SMS's form fields, as Twilio received them.
+type Form = Vec<(String, String)>;
+
 /// A stand-in for Twilio's Messages API on loopback: records each SMS's form fields.
 #[derive(Clone, Default)]
-struct Texts(Arc<Mutex<Vec<Vec<(String, String)>>>>);
+struct Texts(Arc<Mutex<Vec<Form>>>);
 
 impl Texts {
     async fn start() -> (Self, String) {
@@ -31,7 +34,7 @@ impl Texts {
                 "/2010-04-01/Accounts/{sid}/Messages.json",
                 axum::routing::post(
                     |axum::extract::State(t): axum::extract::State<Texts>,
-                     axum::Form(form): axum::Form<Vec<(String, String)>>| async move {
+                     axum::Form(form): axum::Form<Form>| async move {
                         let n = {
                             let mut sent = t.0.lock().unwrap_or_else(|e| e.into_inner());
                             sent.push(form);

@@ -39,6 +39,7 @@ tests::on_both_engines!(
     staff_may_not_resume_more_than_1000_events_back_but_admins_may,
     staff_may_not_resume_from_the_start_even_of_a_short_log,
     the_older_graphql_ws_protocol_is_still_spoken,
+    a_store_that_cannot_check_the_session_closes_the_socket_with_1011_not_4401,
 );
 
 // ------------------------------------------------------------------ client
@@ -984,5 +985,64 @@ async fn the_older_graphql_ws_protocol_is_still_spoken(engine: Engine) {
         matches!(&got, Got::Silent) || matches!(&got, Got::Message(m) if m["type"] == "ka"),
         "{got:?}"
     );
+    tests::health::assert_no_failures(&s.base).await;
+}
+
+// ------------------------------------------------------------ server errors
+
+/// Runs `sql` on the test database, beside the server.
+async fn execute(db: &TestDb, engine: Engine, sql: &str) {
+    use sqlx::{Connection, Executor};
+    match engine {
+        Engine::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+            c.execute(sql).await.expect(sql);
+        }
+        Engine::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&db.url)
+                .await
+                .expect("connect");
+            c.execute(sql).await.expect(sql);
+        }
+    }
+}
+
+async fn a_store_that_cannot_check_the_session_closes_the_socket_with_1011_not_4401(
+    engine: Engine,
+) {
+    let db = TestDb::new(engine).await;
+    let s = start(&db, &[]).await;
+    let admin = login(&s, ADMIN.0, ADMIN.1).await;
+    let from = customer(&s, &admin, "Before The Outage").await;
+    let mut socket = Socket::signed_in(&s, Some(&admin)).await;
+    socket.subscribe("feed", &customer_feed_after(&from)).await;
+    customer(&s, &admin, "While Checked").await;
+    assert!(is_data(&socket.message().await));
+
+    // The sessions table cannot be read: the next check fails with a database error.
+    execute(&db, engine, "ALTER TABLE sessions RENAME TO sessions_away").await;
+    let mut seen = Vec::new();
+    let closed = loop {
+        match socket.next(Duration::from_secs(5)).await {
+            Got::Message(m) => seen.push(m),
+            Got::Closed(code) => break code,
+            Got::Silent => {
+                panic!("the socket stayed open while its session could not be checked: {seen:?}")
+            }
+        }
+    };
+    execute(&db, engine, "ALTER TABLE sessions_away RENAME TO sessions").await;
+    // A server error, not "your session ended": the subscription was not told UNAUTHENTICATED.
+    assert_eq!(closed, Some(1011), "{seen:?}");
+    assert!(
+        seen.iter().all(|m| error_code(m).is_none()),
+        "the client was told its session ended: {seen:?}"
+    );
+    // And it had not: the same token signs a new socket in, and the admin's feed runs.
+    // (The feed replays the customer created after `from`: only a signed-in admin gets it.)
+    let mut again = Socket::signed_in(&s, Some(&admin)).await;
+    again.subscribe("again", &customer_feed_after(&from)).await;
+    let m = again.message().await;
+    assert!(is_data(&m), "{m}");
     tests::health::assert_no_failures(&s.base).await;
 }

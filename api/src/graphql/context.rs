@@ -97,7 +97,8 @@ pub async fn from_headers(
     };
     let Some(token) = token else { return ctx };
     let hash = token_hash(token);
-    if let Some(p) = principal_of_session(state, &hash).await {
+    // A store that cannot say fails closed: the request is anonymous.
+    if let Ok(Some(p)) = principal_of_session(state, &hash).await {
         ctx.principal = Some(p);
         ctx.token_hash = Some(hash);
     }
@@ -109,9 +110,16 @@ pub async fn from_headers(
 /// neither erased nor merged away. So a demotion takes effect on the next
 /// request and a deactivation, erasure or merge ends every session at once,
 /// on HTTP and on open WebSockets (which ask again twice a second). `None` for
-/// an unknown, revoked or expired session, or when the store cannot say
-/// (fails closed).
-pub async fn principal_of_session(state: &AppState, token_hash: &str) -> Option<Principal> {
+/// an unknown, revoked or expired session, or a user who lost their rights;
+/// an error when the store cannot say (HTTP fails closed on it; a socket closes
+/// with 1011 instead of telling its client the session ended).
+///
+/// # Errors
+/// [`projections::DbError`] when the sessions cannot be read.
+pub async fn principal_of_session(
+    state: &AppState,
+    token_hash: &str,
+) -> Result<Option<Principal>, projections::DbError> {
     let now = crate::graphql::auth::rfc3339(Utc::now());
     let rows = state
         .projections
@@ -126,9 +134,12 @@ pub async fn principal_of_session(state: &AppState, token_hash: &str) -> Option<
              WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2",
             &[Param::from(token_hash), now.into()],
         )
-        .await
-        .ok()?;
-    let r = rows.first()?;
+        .await?;
+    Ok(rows.first().and_then(principal_of_row))
+}
+
+/// The principal a session row (with its user's current state) speaks for.
+fn principal_of_row(r: &projections::JsonRow) -> Option<Principal> {
     let s = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or_default();
     let int = |k: &str| r.get(k).and_then(serde_json::Value::as_i64);
     match s("principal_kind") {

@@ -35,7 +35,30 @@ impl Money {
     }
 }
 
-/// A customer, with the 360 view's summary.
+/// A field only staff may read: what staff keep *about* a customer for their own use
+/// (tags, notes, merge bookkeeping, the sales pipeline, the bot's triage). A portal customer
+/// reaches the same types through their own queries and gets `FORBIDDEN` for such a field
+/// (docs/api.md, "Portal views"); on a non-null field GraphQL then nulls the object holding
+/// it, so a portal client never asks for one.
+#[derive(Debug, Clone, Copy)]
+pub struct StaffOnly;
+
+impl async_graphql::Guard for StaffOnly {
+    async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
+        match &ctx.data::<super::RequestCtx>()?.principal {
+            Some(Principal::Staff { .. }) => Ok(()),
+            Some(Principal::Customer { .. }) => Err(errors::coded(
+                "FORBIDDEN",
+                "staff-only field: the customer portal may not read it",
+                None,
+            )),
+            None => Err(errors::unauthenticated()),
+        }
+    }
+}
+
+/// A customer, with the 360 view's summary. Staff see every field; a portal customer (their
+/// own record, through `myProfile`, `customer` or a payload) is refused the staff-only ones.
 #[derive(Debug, Clone, SimpleObject)]
 #[graphql(complex)]
 pub struct Customer {
@@ -51,7 +74,8 @@ pub struct Customer {
     pub birthday: Option<String>,
     /// Customer since (YYYY-MM-DD).
     pub customer_since: Option<String>,
-    /// Tags.
+    /// Tags (staff only).
+    #[graphql(guard = "StaffOnly")]
     pub tags: Vec<String>,
     /// SMS marketing consent.
     pub sms_consent: bool,
@@ -73,9 +97,11 @@ pub struct Customer {
     pub referral_code: Option<String>,
     /// Service addresses, by label.
     pub addresses: Vec<CustomerAddress>,
-    /// How many staff notes there are (the text is in the audit trail).
+    /// How many staff notes there are (the text is in the audit trail; staff only).
+    #[graphql(guard = "StaffOnly")]
     pub note_count: i64,
-    /// Set when this record was merged into another customer.
+    /// Set when this record was merged into another customer (staff only).
+    #[graphql(guard = "StaffOnly")]
     pub merged_into_id: Option<ID>,
     /// When created (RFC 3339).
     pub created_at: String,
@@ -176,15 +202,20 @@ impl Customer {
     ) -> async_graphql::Result<Page<Job>> {
         let (state, rc) = parts(ctx)?;
         let args = PageArgs::new(after, before, first, last);
-        // Over HTTP the request's loader reads the jobs of a whole page of
+        // Over HTTP the request's loader reads the asked page of jobs of a whole page of
         // customers in one statement; elsewhere (a subscription) one query each.
         if let Some(loader) = ctx.data_opt::<DataLoader<super::loaders::JobsOfCustomers>>() {
-            let rows = loader
-                .load_one(self.id.to_string())
+            let key = super::loaders::JobsPage {
+                customer: self.id.to_string(),
+                bounds: paging::Bounds::of(&args)?,
+            };
+            let w = loader
+                .load_one(key)
                 .await
                 .map_err(|e| errors::internal(&rc.request_id, &e))?
                 .unwrap_or_default();
-            return paging::of_vec(rows.iter().map(job_from_row).collect(), args).await;
+            let jobs = w.rows.iter().map(job_from_row).collect();
+            return Ok(paging::page(w.start, w.end, w.total, jobs));
         }
         paging::of_sql(
             state,
@@ -215,14 +246,14 @@ pub fn may_read_customer(rc: &super::RequestCtx, id: &str) -> async_graphql::Res
 
 #[Object]
 impl CustomerQuery {
-    /// One customer (staff: any; portal: only yourself).
+    /// One customer (staff: any; portal: only yourself, without the staff-only fields).
     async fn customer(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Customer>> {
         let (state, rc) = parts(ctx)?;
         may_read_customer(rc, &id)?;
         Ok(load_customer(state, &id).await)
     }
 
-    /// The signed-in portal customer.
+    /// The signed-in portal customer (the staff-only fields answer `FORBIDDEN`).
     async fn my_profile(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Customer>> {
         let (state, rc) = parts(ctx)?;
         let (id, _, _) = context::customer(rc)?;

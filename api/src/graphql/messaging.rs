@@ -10,7 +10,7 @@ use projections::{JsonRow, Param};
 use super::auth::settle;
 use super::context::Allow;
 use super::context::{self, parts, Principal};
-use super::customers::customer_id;
+use super::customers::{customer_id, StaffOnly};
 use super::errors;
 use super::paging::{self, Page, PageArgs};
 use crate::state::AppState;
@@ -32,11 +32,14 @@ pub struct Conversation {
     pub customer_id: Option<ID>,
     /// `open`, `handed_off` or `closed`.
     pub status: String,
-    /// What the bot thinks the customer wants (`book`, `reschedule`, `question`).
+    /// What the bot thinks the customer wants (`book`, `reschedule`, `question`; staff only).
+    #[graphql(guard = "StaffOnly")]
     pub intent: Option<String>,
-    /// The bot's confidence in it, percent.
+    /// The bot's confidence in it, percent (staff only).
+    #[graphql(guard = "StaffOnly")]
     pub intent_confidence: Option<i64>,
-    /// The staff user it was handed to.
+    /// The staff user it was handed to (staff only).
+    #[graphql(guard = "StaffOnly")]
     pub assigned_staff_id: Option<ID>,
     /// Messages so far.
     pub message_count: i64,

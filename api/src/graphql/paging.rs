@@ -52,6 +52,73 @@ impl PageArgs {
     }
 }
 
+/// The paging arguments checked, with the cursors decoded to offsets.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Bounds {
+    /// Items after this offset.
+    pub after: Option<usize>,
+    /// Items before this offset.
+    pub before: Option<usize>,
+    /// The first n.
+    pub first: Option<usize>,
+    /// The last n.
+    pub last: Option<usize>,
+}
+
+impl Bounds {
+    /// Checks and decodes `args`.
+    ///
+    /// # Errors
+    /// VALIDATION for a malformed cursor or a negative count.
+    pub fn of(args: &PageArgs) -> async_graphql::Result<Self> {
+        let count = |field: &str, v: Option<i32>| -> async_graphql::Result<Option<usize>> {
+            v.map(|n| {
+                usize::try_from(n).map_err(|_| errors::invalid(field, "must not be negative"))
+            })
+            .transpose()
+        };
+        let cursor = |field: &str, c: &Option<String>| -> async_graphql::Result<Option<usize>> {
+            c.as_deref()
+                .map(|s| {
+                    usize::decode_cursor(s)
+                        .map_err(|_| errors::invalid(field, "not a cursor from this list"))
+                })
+                .transpose()
+        };
+        let first = count("first", args.first)?;
+        let last = count("last", args.last)?;
+        Ok(Bounds {
+            after: cursor("after", &args.after)?,
+            before: cursor("before", &args.before)?,
+            first,
+            last,
+        })
+    }
+
+    /// The offset window `[start, end)` these bounds take from a list of `total` items.
+    pub fn window(self, total: usize) -> (usize, usize) {
+        window(total, self.after, self.before, self.first, self.last)
+    }
+}
+
+/// The page `[start, end)` of a list of `total` items, holding `items` (in order).
+pub fn page<T: OutputType>(start: usize, end: usize, total: usize, items: Vec<T>) -> Page<T> {
+    let mut c = Connection::with_additional_fields(
+        start > 0,
+        end < total,
+        TotalCount {
+            total_count: total as i64,
+        },
+    );
+    c.edges.extend(
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(k, node)| Edge::new(start + k, node)),
+    );
+    c
+}
+
 /// Offset window of a Relay page, capped at 100 items (50 when neither `first` nor `last`).
 pub fn window(
     total: usize,
@@ -142,43 +209,9 @@ where
     F: FnOnce(usize, usize) -> Fut,
     Fut: std::future::Future<Output = async_graphql::Result<Vec<T>>>,
 {
-    for (field, v) in [("first", args.first), ("last", args.last)] {
-        if v.is_some_and(|n| n < 0) {
-            return Err(errors::invalid(field, "must not be negative"));
-        }
-    }
-    let cursor = |field: &str, c: &Option<String>| -> async_graphql::Result<Option<usize>> {
-        c.as_deref()
-            .map(|s| {
-                usize::decode_cursor(s)
-                    .map_err(|_| errors::invalid(field, "not a cursor from this list"))
-            })
-            .transpose()
-    };
-    let after = cursor("after", &args.after)?;
-    let before = cursor("before", &args.before)?;
-    let (start, end) = window(
-        total,
-        after,
-        before,
-        args.first.map(|n| n as usize),
-        args.last.map(|n| n as usize),
-    );
+    let (start, end) = Bounds::of(&args)?.window(total);
     let items = fetch(start, end).await?;
-    let mut c = Connection::with_additional_fields(
-        start > 0,
-        end < total,
-        TotalCount {
-            total_count: total as i64,
-        },
-    );
-    c.edges.extend(
-        items
-            .into_iter()
-            .enumerate()
-            .map(|(k, node)| Edge::new(start + k, node)),
-    );
-    Ok(c)
+    Ok(page(start, end, total, items))
 }
 
 #[cfg(test)]

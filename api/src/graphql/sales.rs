@@ -16,7 +16,7 @@ use projections::{JsonRow, Param};
 use super::auth::{check_len, settle};
 use super::context::Allow;
 use super::context::{self, parts};
-use super::customers::{customer_id, MarketingChannel, Money};
+use super::customers::{customer_id, MarketingChannel, Money, StaffOnly};
 use super::errors;
 use super::paging::{self, Page, PageArgs};
 use crate::state::AppState;
@@ -42,24 +42,30 @@ pub enum Stage {
     Negotiating,
 }
 
-/// A sales opportunity.
+/// A sales opportunity. Its customer, on the portal's offer page (`recordOfferViewed`,
+/// `acceptOffer`), sees the offer: the pipeline's fields are staff only.
 #[derive(Debug, Clone, SimpleObject)]
 pub struct Opportunity {
     /// Id.
     pub id: ID,
     /// The customer.
     pub customer_id: ID,
-    /// What it is ("upsell pet-odour treatment").
+    /// What it is, as the customer reads it on their offer page ("Pet-odour treatment").
     pub title: String,
-    /// Expected value.
+    /// Expected value (staff only).
+    #[graphql(guard = "StaffOnly")]
     pub value: Money,
-    /// Responsible staff user.
+    /// Responsible staff user (staff only).
+    #[graphql(guard = "StaffOnly")]
     pub owner_id: Option<ID>,
-    /// `new`, `contacted`, `quoted`, `negotiating`.
+    /// `new`, `contacted`, `quoted`, `negotiating` (staff only).
+    #[graphql(guard = "StaffOnly")]
     pub stage: String,
-    /// `open`, `won` or `lost`.
+    /// `open`, `won` or `lost` (staff only).
+    #[graphql(guard = "StaffOnly")]
     pub status: String,
-    /// Why it was lost.
+    /// Why it was lost (staff only).
+    #[graphql(guard = "StaffOnly")]
     pub lost_reason: Option<String>,
     /// The job it became.
     pub won_job_id: Option<ID>,
@@ -67,9 +73,11 @@ pub struct Opportunity {
     pub offer_status: Option<String>,
     /// Offer expiry.
     pub offer_expires_at: Option<String>,
-    /// Flagged for no activity.
+    /// Flagged for no activity (staff only).
+    #[graphql(guard = "StaffOnly")]
     pub stale: bool,
-    /// Archived.
+    /// Archived (staff only).
+    #[graphql(guard = "StaffOnly")]
     pub archived: bool,
     /// Created.
     pub created_at: String,

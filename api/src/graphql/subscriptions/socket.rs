@@ -73,7 +73,13 @@ mod close {
     pub const PROTOCOL: u16 = 1002;
     /// RFC 6455: going away (here: the peer stopped answering pings).
     pub const GOING_AWAY: u16 = 1001;
+    /// RFC 6455: the server met a condition that kept it from going on (here: the store
+    /// could not say whom the session speaks for). The session did not end: reconnect.
+    pub const SERVER_ERROR: u16 = 1011;
 }
+
+/// The reason of a [`close::SERVER_ERROR`] close.
+const CHECK_FAILED: &str = "the session could not be checked (server error): reconnect";
 
 /// The socket's session as last asked, for its subscriptions: each watches it and ends
 /// when it no longer admits it (see `subscriptions::Audience`).
@@ -415,10 +421,7 @@ impl Connection {
                     "Connection initialisation timeout",
                 )),
                 Wake::Ping => self.on_ping().await,
-                Wake::Recheck => {
-                    self.on_recheck().await;
-                    Ok(())
-                }
+                Wake::Recheck => self.on_recheck().await,
             };
             if let Err(end) = step.and_then(|()| self.session_over()) {
                 break end;
@@ -510,6 +513,22 @@ impl Connection {
             headers.insert(header::AUTHORIZATION, v);
         }
         let rc = context::from_headers(&self.state, &headers, self.peer).await;
+        // A token that finds nobody: an unknown or ended session stays anonymous, but a store
+        // that could not answer must not pass for one (the client would think it signed out).
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        if let (None, Some(token)) = (&rc.principal, presented) {
+            if matches!(
+                ask(&self.state, &context::token_hash(token)).await,
+                Asked::Failed
+            ) {
+                return Err(closing(close::SERVER_ERROR, CHECK_FAILED));
+            }
+        }
         if let Some(p) = &rc.principal {
             let Some(slot) = Slot::take(Holder::of(p), Kind::Socket, MAX_SOCKETS_PER_USER) else {
                 tracing::info!(request_id = %rc.request_id, "websocket refused: too many sockets for one user");
@@ -552,8 +571,10 @@ impl Connection {
         }
         // Asked again here, so that an operation never runs on a role the user has lost.
         if let (Some(hash), None) = (session.rc.token_hash.clone(), session.ended_at) {
-            if let Some(now) = ask(&self.state, &hash).await {
-                session.learn(now);
+            match ask(&self.state, &hash).await {
+                Asked::Now(now) => session.learn(now),
+                Asked::Slow => {}
+                Asked::Failed => return Err(closing(close::SERVER_ERROR, CHECK_FAILED)),
             }
         }
         if session.ended_at.is_some() {
@@ -621,18 +642,23 @@ impl Connection {
         Ok(())
     }
 
-    async fn on_recheck(&mut self) {
+    /// Asks whom the session speaks for now; closes the socket (1011) when the store cannot
+    /// say: it fails closed, but does not tell the client that its session ended.
+    async fn on_recheck(&mut self) -> Result<(), End> {
         let Some(session) = self.session.as_mut() else {
-            return;
+            return Ok(());
         };
         let Some(hash) = session.rc.token_hash.clone() else {
-            return;
+            return Ok(());
         };
         if session.ended_at.is_none() {
-            if let Some(now) = ask(&self.state, &hash).await {
-                session.learn(now);
+            match ask(&self.state, &hash).await {
+                Asked::Now(now) => session.learn(now),
+                Asked::Slow => {}
+                Asked::Failed => return Err(closing(close::SERVER_ERROR, CHECK_FAILED)),
             }
         }
+        Ok(())
     }
 
     /// Refuses an operation with an `error` message (it never ran).
@@ -658,15 +684,35 @@ impl Connection {
     }
 }
 
-/// Whom the session speaks for now (`None`: it is over), or `None` when the answer took
-/// longer than [`CHECK_TIMEOUT`]: the socket keeps what it knew and asks at the next tick.
-async fn ask(state: &AppState, token_hash: &str) -> Option<Option<Principal>> {
-    let asked = context::principal_of_session(state, token_hash);
-    match tokio::time::timeout(CHECK_TIMEOUT, asked).await {
-        Ok(now) => Some(now),
+/// What asking whom a session speaks for found.
+#[derive(Debug)]
+enum Asked {
+    /// Whom it speaks for now (`None`: the session is over).
+    Now(Option<Principal>),
+    /// The answer took longer than [`CHECK_TIMEOUT`]: the socket keeps what it knew and asks
+    /// at the next tick.
+    Slow,
+    /// The store failed: nobody can say whether the session goes on.
+    Failed,
+}
+
+/// Whom the session with `token_hash` speaks for now; [`Asked::Failed`] when the store
+/// cannot say (the client must not be told its session ended).
+async fn ask(state: &AppState, token_hash: &str) -> Asked {
+    match tokio::time::timeout(
+        CHECK_TIMEOUT,
+        context::principal_of_session(state, token_hash),
+    )
+    .await
+    {
+        Ok(Ok(principal)) => Asked::Now(principal),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "a session check failed; closing the socket (1011)");
+            Asked::Failed
+        }
         Err(_) => {
             tracing::warn!("a session check took over {CHECK_TIMEOUT:?}; asking again");
-            None
+            Asked::Slow
         }
     }
 }
