@@ -5,6 +5,9 @@
 //! - **Its network**: an IPv4 address, or the IPv6 /64 around the address (one subscriber's
 //!   allocation: a client there can rotate through 2^64 addresses for free, so counting
 //!   addresses would count nothing) may make [`Limits::attempts_per_network`] attempts.
+//! - **Its account, from this network**: [`Limits::failures_per_account_network`] failed
+//!   attempts at one account from one network. One network cannot use up the account's
+//!   allowance below, so it cannot lock the account's owner out elsewhere.
 //! - **Its account**: [`Limits::failures_per_account`] failed attempts per account, from
 //!   any number of networks, so spreading guesses over a botnet does not help. The account is
 //!   the email as typed (trimmed, lower-cased), hashed, whether or not anyone has it: a
@@ -45,8 +48,10 @@ impl Rate {
 pub struct Limits {
     /// Sign-in attempts per network (IPv4 address, IPv6 /64), failed or not.
     pub attempts_per_network: Rate,
-    /// Failed sign-ins per account, from all networks together. Larger than the network's
-    /// burst: one network is stopped by its own limit before it locks the account's owner out.
+    /// Failed sign-ins at one account from one network.
+    pub failures_per_account_network: Rate,
+    /// Failed sign-ins per account, from all networks together: ten times the above, so it
+    /// takes ten networks, not one, to lock the account's owner out.
     pub failures_per_account: Rate,
     /// Sign-ups per network.
     pub sign_ups_per_network: Rate,
@@ -62,8 +67,12 @@ impl Default for Limits {
                 burst: 10,
                 period: MINUTE,
             },
+            failures_per_account_network: Rate {
+                burst: 10,
+                period: 15 * MINUTE,
+            },
             failures_per_account: Rate {
-                burst: 20,
+                burst: 100,
                 period: 15 * MINUTE,
             },
             sign_ups_per_network: Rate {
@@ -163,6 +172,8 @@ type AccountKey = [u8; 32];
 struct Buckets {
     attempts: HashMap<Network, Duration>,
     failures: HashMap<AccountKey, Duration>,
+    /// Keyed by account and network together.
+    failures_from: HashMap<AccountKey, Duration>,
     sign_ups: HashMap<Network, Duration>,
     sign_ups_total: Duration,
     /// Keyed sign-ups admitted, until when a retry of one is not counted again.
@@ -181,6 +192,7 @@ impl Buckets {
     fn len(&self) -> usize {
         self.attempts.len()
             + self.failures.len()
+            + self.failures_from.len()
             + self.sign_ups.len()
             + self.sign_ups_admitted.len()
     }
@@ -192,6 +204,7 @@ impl Buckets {
         }
         self.attempts.retain(|_, tat| *tat > now);
         self.failures.retain(|_, tat| *tat > now);
+        self.failures_from.retain(|_, tat| *tat > now);
         self.sign_ups.retain(|_, tat| *tat > now);
         self.sign_ups_admitted.retain(|_, until| *until > now);
         self.last_prune = now;
@@ -227,15 +240,19 @@ impl Default for SignInLimits {
 pub struct SignInAttempt<'a> {
     limits: &'a SignInLimits,
     account: AccountKey,
+    account_from: AccountKey,
 }
 
 impl SignInAttempt<'_> {
     /// The password was right: the failure this attempt held goes back to its account.
     pub fn succeeded(self) {
-        let interval = self.limits.limits.failures_per_account.interval();
+        let limits = self.limits.limits;
         let mut b = self.limits.lock();
         if let Some(tat) = b.failures.get_mut(&self.account) {
-            *tat = tat.saturating_sub(interval);
+            *tat = tat.saturating_sub(limits.failures_per_account.interval());
+        }
+        if let Some(tat) = b.failures_from.get_mut(&self.account_from) {
+            *tat = tat.saturating_sub(limits.failures_per_account_network.interval());
         }
     }
 }
@@ -282,14 +299,22 @@ impl SignInLimits {
             self.limits.attempts_per_network,
         );
         let by_account = admit(b.failures.get(&key), now, self.limits.failures_per_account);
-        let (Some(n), Some(a)) = (by_network, by_account) else {
+        let from = account_from(&key, network);
+        let by_account_from = admit(
+            b.failures_from.get(&from),
+            now,
+            self.limits.failures_per_account_network,
+        );
+        let (Some(n), Some(a), Some(f)) = (by_network, by_account, by_account_from) else {
             return Err(Limited);
         };
         b.attempts.insert(network, n);
         b.failures.insert(key, a);
+        b.failures_from.insert(from, f);
         Ok(SignInAttempt {
             limits: self,
             account: key,
+            account_from: from,
         })
     }
 
@@ -358,6 +383,15 @@ impl SignInLimits {
 }
 
 /// The account an email names, as stored: a hash, so neither memory nor a 1 MB "email" grows it.
+/// An account seen from one network.
+fn account_from(account: &AccountKey, network: Network) -> AccountKey {
+    Sha256::new()
+        .chain_update(account)
+        .chain_update(format!("{network:?}").as_bytes())
+        .finalize()
+        .into()
+}
+
 fn account_key(kind: AccountKind, email: &str) -> AccountKey {
     let tag: &[u8] = match kind {
         AccountKind::Staff => b"staff:",
@@ -419,6 +453,33 @@ mod tests {
     }
 
     #[test]
+    fn it_should_not_let_one_network_lock_an_account_out_of_every_other() {
+        let (l, clock) = limits();
+        // Ten guesses a minute for fifteen minutes (the network's own limit refills each
+        // minute): the account's limit from that network stops them after ten.
+        let mut through = 0;
+        for _ in 0..15 {
+            for _ in 0..10 {
+                if l.sign_in(AccountKind::Staff, "owner@x.example", "198.51.100.7")
+                    .is_ok()
+                {
+                    through += 1;
+                }
+            }
+            clock.advance(60 * SECOND);
+        }
+        // Ten at once, then one per 90 s: at most twenty, a fifth of the account's hundred.
+        assert!(
+            (10..=20).contains(&through),
+            "{through} guesses got through"
+        );
+        // The owner, from home, signs in.
+        assert!(l
+            .sign_in(AccountKind::Staff, "owner@x.example", "203.0.113.9")
+            .is_ok());
+    }
+
+    #[test]
     fn it_should_limit_failures_on_one_account_from_any_number_of_networks() {
         let (l, _) = limits();
         let through = admitted(
@@ -427,7 +488,7 @@ mod tests {
             |i| format!("198.51.{}.{}", i / 256, i % 256),
             |_| " Owner@X.example".to_string(),
         );
-        assert_eq!(through, 20);
+        assert_eq!(through, 100);
         // Another account from another network is not affected; a portal account of the
         // same email is another account.
         assert!(l
@@ -517,14 +578,15 @@ mod tests {
             clock.advance(SECOND / 10);
         }
         // Over 20,000 keys were made; only those of the last windows are held (a network's
-        // attempt is over in 6 s, a failure in 45 s, a sign-up in 6 min; pruned every minute).
+        // attempt is over in 6 s, a failure in 9 s (90 s for its network's share), a sign-up
+        // in 6 min; pruned every minute).
         assert!(l.tracked() < 3_000, "{} keys held", l.tracked());
         // Once the longest window (a sign-up's hour) has passed, nothing is left.
         clock.advance(61 * 60 * SECOND);
         l.attempt("192.0.2.1").expect("a fresh network");
         assert_eq!(l.tracked(), 1, "only the network just seen");
         // An account with a full window of failures is kept until they are forgiven.
-        for i in 0..20 {
+        for i in 0..100 {
             let _ = l.sign_in(
                 AccountKind::Staff,
                 "kept@x.example",
@@ -533,17 +595,19 @@ mod tests {
         }
         clock.advance(61 * SECOND);
         l.attempt("192.0.2.3").expect("a fresh network");
-        assert_eq!(l.tracked(), 2, "the account and the network just seen");
-        // 61 s forgave one failure (one per 45 s), not all of them.
-        let again = |ip| {
-            l.sign_in(AccountKind::Staff, "kept@x.example", ip)
+        assert_eq!(
+            l.tracked(),
+            102,
+            "the account, its share from each of the 100 networks, and the network just seen"
+        );
+        // 61 s forgave six failures (one per 9 s), not all of them.
+        let again = |ip: String| {
+            l.sign_in(AccountKind::Staff, "kept@x.example", &ip)
                 .map(|_| ())
         };
-        assert_eq!(again("192.0.2.4"), Ok(()));
-        assert_eq!(
-            again("192.0.2.5"),
-            Err(Limited),
-            "pruning forgot a limited account"
-        );
+        let through = (0..10)
+            .filter(|i| again(format!("198.51.100.{i}")).is_ok())
+            .count();
+        assert_eq!(through, 6, "pruning forgot a limited account");
     }
 }

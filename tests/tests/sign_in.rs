@@ -297,12 +297,20 @@ async fn guessing_one_account_from_two_hundred_networks_is_limited_the_same_whet
             );
         }
         runs.push(answers);
+        // The owner waits too, right after the guessing (a failure comes back every 9 s): a
+        // right password that got past the limit would tell the guesser which guess was right.
+        if email == ADMIN.0 {
+            let owner = api
+                .sign_in("198.51.100.250", "login", ADMIN.0, ADMIN.1)
+                .await;
+            assert!(owner.limited(), "{owner:?}");
+        }
     }
-    let most = allowance(20, Duration::from_secs(15 * 60), started.elapsed());
+    let most = allowance(100, Duration::from_secs(15 * 60), started.elapsed());
     for ((mutation, email, _), answers) in targets.iter().zip(&runs) {
         let through = admitted(answers);
         assert!(
-            (20..=most).contains(&through),
+            (100..=most).contains(&through),
             "{mutation} {email}: {through} of 200 guesses from 200 networks were answered (at most {most})"
         );
     }
@@ -312,12 +320,6 @@ async fn guessing_one_account_from_two_hundred_networks_is_limited_the_same_whet
         runs[0], runs[1],
         "an existing and an unknown account were limited differently"
     );
-    // The owner waits too: a right password that got past the limit would tell the guesser
-    // which of their guesses was right.
-    let owner = api
-        .sign_in("198.51.100.250", "login", ADMIN.0, ADMIN.1)
-        .await;
-    assert!(owner.limited(), "{owner:?}");
     tests::health::assert_no_failures(&api.server.base).await;
 }
 
@@ -334,16 +336,11 @@ async fn a_user_from_another_network_signs_in_to_another_account_while_one_is_un
         "STAFF",
     )
     .await;
-    // The admin's account is guessed at from 40 networks, and everything is guessed at from
+    // The admin's account is guessed at from one network, and everything is guessed at from
     // a /64, until both are limited.
-    for i in 0..40 {
+    for _ in 0..40 {
         let _ = api
-            .sign_in(
-                &format!("198.51.100.{i}"),
-                "login",
-                ADMIN.0,
-                "wrong-password-1",
-            )
+            .sign_in("198.51.100.7", "login", ADMIN.0, "wrong-password-1")
             .await;
     }
     for i in 0..40 {
@@ -357,9 +354,12 @@ async fn a_user_from_another_network_signs_in_to_another_account_while_one_is_un
             .await;
     }
     assert!(api
-        .sign_in("198.51.100.99", "login", ADMIN.0, ADMIN.1)
+        .sign_in("198.51.100.7", "login", ADMIN.0, ADMIN.1)
         .await
         .limited());
+    // The admin, from their own network: one attacking network cannot lock them out.
+    let own = api.sign_in("192.0.2.77", "login", ADMIN.0, ADMIN.1).await;
+    own.token();
     // Kim, from her own network, with her password: signed in, and the token works.
     let kim = api
         .sign_in("203.0.113.5", "login", "kim@sign-in.example", password)
