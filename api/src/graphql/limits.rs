@@ -44,6 +44,10 @@ const DEFAULT_PAGE: u64 = 50;
 /// The largest page (as `paging`).
 const MAX_PAGE: u64 = 100;
 
+/// Most items in one list argument or input field (services, metrics, recipients, event
+/// types): a form never needs more, and every item is stored in an event.
+pub const MAX_LIST: usize = 100;
+
 /// Longest idempotency key, in characters, on every engine.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// Longest name-like value (names, titles, labels, tags, address lines).
@@ -260,6 +264,10 @@ fn limit_error(code: &str, message: String, value: u64, limit: u64) -> ServerErr
 fn check_value(field: &str, value: &Value) -> ServerResult<()> {
     match value {
         Value::String(s) => check_text(field, s).map_err(|m| validation(field, m)),
+        Value::List(items) if items.len() > MAX_LIST => Err(validation(
+            field,
+            format!("at most {MAX_LIST} items ({} given)", items.len()),
+        )),
         Value::List(items) => items.iter().try_for_each(|v| check_value(field, v)),
         Value::Object(fields) => fields
             .iter()
@@ -429,7 +437,8 @@ impl Walk<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_text;
+    use super::{check, check_text, MAX_LIST};
+    use async_graphql::Variables;
 
     #[test]
     fn text_with_a_nul_or_a_control_character_is_refused_by_name() {
@@ -529,6 +538,21 @@ mod tests {
     fn a_variables_default_is_checked_like_a_value() {
         let q = "mutation($n: String = \"Eve\\u0000\") { registerPortalAccount(input: {name: $n}) { token } }";
         assert_eq!(code_of(q).as_deref(), Some("VALIDATION"));
+    }
+
+    #[test]
+    fn a_list_of_more_than_a_hundred_items_is_refused_by_name() {
+        let services: Vec<String> = (0..=MAX_LIST).map(|i| format!("\"s{i}\"")).collect();
+        let q = format!(
+            "mutation {{ bookJob(input: {{customerId: \"c\", services: [{}]}}) {{ position }} }}",
+            services.join(", ")
+        );
+        let doc = async_graphql::parser::parse_query(&q).expect("parses");
+        let err = check(&doc, &Variables::default()).expect_err("too many");
+        assert_eq!(err.message, "at most 100 items (101 given)");
+        let fine = q.replace(", \"s100\"", "");
+        let doc = async_graphql::parser::parse_query(&fine).expect("parses");
+        assert!(check(&doc, &Variables::default()).is_ok());
     }
 
     #[test]
