@@ -127,11 +127,13 @@ pub async fn complete(crm: &Crm, job: JobId, amount_cents: i64) {
 /// Every event in the log, in log order.
 ///
 /// # Panics
-/// When the log cannot be read.
+/// When the log cannot be read, or the committed head stays unreadable for a minute (a
+/// transaction held open that long, or a store whose order is broken).
 pub async fn all_events(log: &EventLog) -> Vec<RecordedEvent> {
     // Everything committed before the call: an empty batch before that head means a
     // transaction elsewhere in the cluster (another test's) holds events back, not the end.
     let target = log.committed_head().await.expect("committed head");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut out = Vec::new();
     let mut after = LogPosition::START;
     loop {
@@ -140,6 +142,10 @@ pub async fn all_events(log: &EventLog) -> Vec<RecordedEvent> {
             if after >= target {
                 return out;
             }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the log stopped at {after}, before its committed head {target}"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             continue;
         };

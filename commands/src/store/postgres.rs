@@ -62,7 +62,7 @@ impl PostgresLog {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
-        check_transaction_ids(&pool).await?;
+        keep_the_order_after_a_restore(&pool).await?;
 
         let (tx, _) = watch::channel(0u64);
         let log = Self {
@@ -297,8 +297,8 @@ impl PostgresLog {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM events \
-              WHERE (transaction_id, position) > ($1::text::xid8, $2) \
-                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+              WHERE (transaction_id, position) > ($1::text::bigint, $2) \
+                AND transaction_id < event_order_readable_below() \
               ORDER BY transaction_id, position LIMIT $3"
         ))
         .bind(after.tx.to_string())
@@ -316,8 +316,8 @@ impl PostgresLog {
     ) -> Result<bool, StoreError> {
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM events \
-              WHERE (transaction_id, position) > ($1::text::xid8, $2) \
-                AND transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))",
+              WHERE (transaction_id, position) > ($1::text::bigint, $2) \
+                AND transaction_id >= event_order_readable_below())",
         )
         .bind(after.tx.to_string())
         .bind(after.seq as i64)
@@ -329,7 +329,7 @@ impl PostgresLog {
     pub(super) async fn head(&self) -> Result<LogPosition, StoreError> {
         let row = sqlx::query(
             "SELECT transaction_id::text AS tx, position FROM events \
-              WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+              WHERE transaction_id < event_order_readable_below() \
               ORDER BY transaction_id DESC, position DESC LIMIT 1",
         )
         .fetch_optional(&self.pool)
@@ -411,31 +411,52 @@ pub(super) fn stored_outcome(
     })
 }
 
-/// PostgreSQL has no transaction ids "from the future" unless the data was
-/// copied into another cluster (pg_dump/restore): the reader would then
-/// silently skip new events, so refuse to start.
-async fn check_transaction_ids(pool: &PgPool) -> Result<(), StoreError> {
+/// Keeps the global order across a restore into another cluster. Keys are this cluster's
+/// transaction ids plus the store's offset; when the stored keys are ahead of what this
+/// cluster would write (the events came from a cluster with a higher counter: pg_dump and
+/// restore, a move to a managed database), the offset is raised so that every new key is
+/// above every stored one. Raised against the oldest running transaction, so even a
+/// transaction already open now writes above them, and every stored event (all of them
+/// ended) stays readable. Several instances starting at once take turns on the row lock.
+async fn keep_the_order_after_a_restore(pool: &PgPool) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(StoreError::from_sqlx)?;
     let row = sqlx::query(
-        "SELECT (SELECT transaction_id::text FROM events ORDER BY transaction_id DESC LIMIT 1) AS newest, \
-                pg_snapshot_xmax(pg_current_snapshot())::text AS next",
+        "SELECT o.order_offset, \
+                (SELECT max(transaction_id) FROM events) AS newest, \
+                pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS oldest_running, \
+                pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next \
+           FROM event_order_offset o FOR UPDATE",
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await
     .map_err(StoreError::from_sqlx)?;
-    let newest: Option<String> = row.try_get("newest").map_err(StoreError::from_sqlx)?;
-    let next: String = row.try_get("next").map_err(StoreError::from_sqlx)?;
+    let offset: i64 = row.try_get("order_offset").map_err(StoreError::from_sqlx)?;
+    let newest: Option<i64> = row.try_get("newest").map_err(StoreError::from_sqlx)?;
+    let oldest_running: i64 = row
+        .try_get("oldest_running")
+        .map_err(StoreError::from_sqlx)?;
+    let next: i64 = row.try_get("next").map_err(StoreError::from_sqlx)?;
     if let Some(newest) = newest {
-        let newest: u64 = newest.parse().unwrap_or(0);
-        let next: u64 = next.parse().unwrap_or(u64::MAX);
-        if newest >= next {
-            return Err(StoreError::Misconfigured(format!(
-                "the events table holds transaction id {newest} but this server's next is {next}: \
-                 the data was probably copied from another cluster (pg_dump/restore). Move stores \
-                 with `replay-tools export`/`import` instead (docs/operations.md)"
-            )));
+        // Only a key this cluster cannot have written (at or past its next transaction id)
+        // says the events came from elsewhere; one from a transaction still running here
+        // is no sign of that.
+        if newest >= next + offset {
+            let raised = newest + 1 - oldest_running;
+            sqlx::query("UPDATE event_order_offset SET order_offset = $1")
+                .bind(raised)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+            tracing::warn!(
+                newest_key = newest,
+                from = offset,
+                to = raised,
+                "the stored events are ahead of this cluster's transaction ids (restored from \
+                 another cluster): new events are ordered after them"
+            );
         }
     }
-    Ok(())
+    tx.commit().await.map_err(StoreError::from_sqlx)
 }
 
 fn position_of(r: &PgRow) -> Result<LogPosition, sqlx::Error> {
