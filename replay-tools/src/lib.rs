@@ -5,6 +5,7 @@
 
 mod aggregates;
 mod audit;
+mod backup;
 mod export;
 mod import;
 mod parked;
@@ -48,6 +49,8 @@ enum Command {
     State(state::Opts),
     /// Write the whole log as JSON Lines.
     Export(export::Opts),
+    /// A consistent copy of the embedded SQLite store, while the server serves.
+    Backup(backup::Opts),
     /// Load a JSON Lines export into an empty store.
     Import(import::Opts),
     /// Check the log: sequence gaps, unknown types, unreadable payloads, edits.
@@ -94,6 +97,7 @@ pub async fn main_entry() -> i32 {
             Command::Audit(o) => audit::run(&ctx, o).await,
             Command::State(o) => state::run(&ctx, o).await,
             Command::Export(o) => export::run(&ctx, o).await,
+            Command::Backup(o) => backup::run(&ctx, o).await,
             Command::Import(o) => import::run(&ctx, o).await,
             Command::Verify(o) => verify::run(&ctx, o).await,
             Command::Seed(o) => seed::run(&ctx, o).await,

@@ -7,7 +7,8 @@
 //! `initdb` a new cluster → `pg_restore` → start the server there → `replay-tools verify`
 //! passes → a new booking lands after every restored event and reaches the read models →
 //! the log up to the dump is the same, event for event, position for position → every read
-//! model equals a rebuild.
+//! model equals a rebuild. The same on SQLite, with `replay-tools backup` taken while the
+//! server writes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -317,4 +318,130 @@ async fn a_pg_dump_restored_into_a_fresh_cluster_keeps_its_order_and_goes_on() {
     // The cluster is stopped before its directory goes.
     log.close().await;
     drop(target);
+}
+
+/// Creates customers one after another until told to stop; returns how many it created.
+async fn write_load(
+    app_url: String,
+    token: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> u32 {
+    let client = reqwest::Client::new();
+    let mut n = 0;
+    while !*stop.borrow() {
+        let r: serde_json::Value = client
+            .post(&app_url)
+            .bearer_auth(&token)
+            .json(&json!({
+                "query": "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { position } }",
+                "variables": {"i": {"name": format!("Load {n}")}},
+            }))
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        assert!(r["errors"].is_null(), "{r}");
+        n += 1;
+    }
+    n
+}
+
+#[tokio::test]
+async fn a_sqlite_backup_taken_while_the_server_writes_restores_and_goes_on() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let app = TestApp::start(env!("CARGO_BIN_EXE_dirtfree-api"), &db.url).await;
+    let admin = app.login_admin().await;
+    business_day(&app, &admin).await;
+
+    // The backup is taken in the middle of a stream of writes.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn(write_load(app.server.url.clone(), admin.clone(), stopped));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let work = TempDir::new();
+    let copy = work.0.join("backup.db");
+    let backup = Command::new(env!("CARGO_BIN_EXE_dirtfree-replay-tools"))
+        .args(["backup", "--out", &copy.display().to_string()])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .expect("replay-tools backup");
+    assert!(
+        backup.status.success(),
+        "backup: {}",
+        String::from_utf8_lossy(&backup.stderr)
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.send(true).expect("stop the load");
+    let written = load.await.expect("load task");
+    assert!(written > 0, "no writes during the backup");
+    drop(app);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&copy)
+            .expect("backup")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the backup is readable by others");
+    }
+    let original = all_events(&db.log().await).await;
+
+    // Restore: the copy is the store the server starts on.
+    let restored = format!("sqlite://{}", copy.display());
+    let log = commands::EventLog::connect(
+        &commands::DatabaseUrl::parse(Some(&restored)).expect("url"),
+        &commands::LogOptions::default(),
+    )
+    .await
+    .expect("open the backup");
+    let backed_up = all_events(&log).await;
+    log.close().await;
+    // A prefix of the log as it was: every event up to a point, none after, none half.
+    assert!(
+        backed_up.len() < original.len(),
+        "the writes after the backup are in it"
+    );
+    assert_eq!(&original[..backed_up.len()], &backed_up[..]);
+    let app = TestApp::start(env!("CARGO_BIN_EXE_dirtfree-api"), &restored).await;
+    let verify = Command::new(env!("CARGO_BIN_EXE_dirtfree-replay-tools"))
+        .arg("verify")
+        .env("DATABASE_URL", &restored)
+        .output()
+        .expect("replay-tools verify");
+    assert!(
+        verify.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let admin = app.login_admin().await;
+    let r = app
+        .gql(
+            Some(&admin),
+            "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { position } }",
+            json!({"i": {"name": "After The Restore"}}),
+        )
+        .await;
+    let position = text(&r, "/data/createCustomer/position");
+    app.sync(&admin, &position).await;
+    let found = app
+        .gql(
+            Some(&admin),
+            "{ customers(search: \"After The Restore\") { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data(&found, "/data/customers/totalCount"), 1, "{found}");
+    tests::health::assert_no_failures(&app.server.base).await;
+    drop(app);
+    let log = commands::EventLog::connect(
+        &commands::DatabaseUrl::parse(Some(&restored)).expect("url"),
+        &commands::LogOptions::default(),
+    )
+    .await
+    .expect("open the restored store");
+    let differences = tests::rebuild::differences_from_a_clean_rebuild(&log, TZ)
+        .await
+        .expect("rebuild");
+    assert!(differences.is_empty(), "{differences:#?}");
 }
