@@ -76,6 +76,35 @@ pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// `GET /api/health/ready` once started: 200 while the store answers (migrations ran,
+/// the first admin and the demo are in place, the workers run), 503 when it does not. A
+/// load balancer sends traffic only to a ready instance.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    match state.log.ping().await {
+        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: the store does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable", "reason": "the database does not answer" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Every route but liveness while the server starts (migrations, first admin, demo): 503
+/// `starting`, so a load balancer or client waits rather than meeting a half-made server.
+pub async fn starting() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1")],
+        Json(json!({ "status": "starting",
+            "error": { "code": "STARTING", "message": "the server is starting; try again in a moment" } })),
+    )
+        .into_response()
+}
+
 /// `GET /api/version`.
 pub async fn version() -> Json<Value> {
     Json(json!({ "version": VERSION, "build": BUILD }))

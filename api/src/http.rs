@@ -30,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .with_state((schema, state.clone()));
     let api = Router::new()
         .route("/api/health", get(health::health))
+        .route("/api/health/ready", get(health::ready))
         .route("/api/health/detailed", get(health::detailed))
         .route("/api/version", get(health::version))
         .with_state(state.clone());

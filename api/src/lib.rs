@@ -16,6 +16,7 @@ pub mod webhooks;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use axum::Router;
 use commands::{DatabaseUrl, EventLog, LogOptions};
 use tokio::net::TcpListener;
 
@@ -76,10 +77,30 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let state = build_state(config, log.clone()).await?;
-    // The demo first: it needs an empty store, and the first admin would not leave one.
-    demo::maybe_seed(&state).await?;
-    graphql::bootstrap_admin(&state).await?;
+    // The port answers at once: liveness 200, everything else 503 `starting` until the
+    // steps below are done; then the application takes over the same listener.
+    let (app, started) = while_starting();
+    let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(std::future::IntoFuture::into_future(
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                () = shutdown => {},
+                _ = stopped => {},
+            }
+        }),
+    ));
+    let state = match start_up(config, log.clone()).await {
+        Ok(state) => state,
+        Err(e) => {
+            let _ = stop_http.send(());
+            let _ = http.await;
+            return Err(e);
+        }
+    };
     let (stop_projections, stop_rx) = tokio::sync::watch::channel(false);
     let projection_tasks = state.projections.clone().spawn(stop_rx);
     let stop_policies = tokio_util::sync::CancellationToken::new();
@@ -92,14 +113,11 @@ pub async fn serve(
     let outbox_task = outbox::OutboxWorker::from_config(state.crm.clone(), &state.config)
         .context("outbox HTTP client")?
         .spawn(stop_policies.clone());
-    let app = http::router(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("HTTP server")?;
+    let _ = started.set(http::router(state));
+    tracing::info!("ready");
+    let served = http.await.context("HTTP server task")?;
+    drop(stop_http);
+    served.context("HTTP server")?;
     let _ = stop_projections.send(true);
     stop_policies.cancel();
     for t in projection_tasks {
@@ -110,6 +128,32 @@ pub async fn serve(
     let _ = outbox_task.await;
     log.close().await;
     Ok(())
+}
+
+/// Builds the state and brings the store to what serving needs: the demo (on an empty
+/// store only, and first: the first admin would not leave one empty), then the first admin.
+async fn start_up(config: Config, log: EventLog) -> anyhow::Result<AppState> {
+    let state = build_state(config, log).await?;
+    demo::maybe_seed(&state).await?;
+    graphql::bootstrap_admin(&state).await?;
+    Ok(state)
+}
+
+/// The service the listener serves from the first moment: the application once it is set
+/// in the returned cell, until then liveness and a 503 `starting` for everything else.
+fn while_starting() -> (Router, Arc<std::sync::OnceLock<Router>>) {
+    let started: Arc<std::sync::OnceLock<Router>> = Arc::default();
+    let starting = Router::new()
+        .route("/api/health", axum::routing::get(health::health))
+        .fallback(health::starting);
+    let cell = Arc::clone(&started);
+    let app = Router::new().fallback_service(tower::service_fn(
+        move |request: axum::extract::Request| {
+            let router = cell.get().cloned().unwrap_or_else(|| starting.clone());
+            async move { tower::ServiceExt::oneshot(router, request).await }
+        },
+    ));
+    (app, started)
 }
 
 /// The scheduler reading Google Business Profile reviews when the Google settings are complete

@@ -45,7 +45,7 @@ impl ServerProcess {
 
     /// Starts `binary` (pass `env!("CARGO_BIN_EXE_dirtfree-api")`) in a fresh working
     /// directory with only `envs` configured (no inherited `DATABASE_URL`: without one it
-    /// serves the embedded default), and waits up to `ready_within` for `/api/health`.
+    /// serves the embedded default), and waits up to `ready_within` for `/api/health/ready`.
     ///
     /// # Panics
     /// When it cannot start or does not become healthy in time.
@@ -100,7 +100,7 @@ impl ServerProcess {
             _dir: dir,
         };
         let deadline = Instant::now() + ready_within;
-        while !reqwest::get(format!("{}/api/health", server.base))
+        while !reqwest::get(format!("{}/api/health/ready", server.base))
             .await
             .map(|r| r.status().is_success())
             .unwrap_or(false)

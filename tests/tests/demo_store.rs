@@ -72,7 +72,7 @@ async fn a_store_holding_the_demo_refuses_to_start_with_admin_email(engine: Engi
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
         }
-        let serving = reqwest::get(format!("{base}/api/health"))
+        let serving = reqwest::get(format!("{base}/api/health/ready"))
             .await
             .is_ok_and(|r| r.status().is_success());
         if serving || Instant::now() > deadline {

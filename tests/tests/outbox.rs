@@ -847,7 +847,7 @@ async fn start(url: &str, port: u16, dir: &TempDir, sms: &Vendor, email: &Vendor
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(r) = reqwest::get(format!("{}/api/health", server.base)).await {
+        if let Ok(r) = reqwest::get(format!("{}/api/health/ready", server.base)).await {
             if r.status().is_success() {
                 return server;
             }

@@ -52,7 +52,7 @@ async fn start(cwd: &std::path::Path, database_url: Option<&str>) -> Server {
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(r) = reqwest::get(format!("{}/api/health", server.base)).await {
+        if let Ok(r) = reqwest::get(format!("{}/api/health/ready", server.base)).await {
             if r.status().is_success() {
                 return server;
             }
