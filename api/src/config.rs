@@ -8,6 +8,28 @@ use clap::Parser;
 
 use crate::secret::Secret;
 
+/// Where the server runs (`APP_ENV`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AppEnv {
+    /// The default: the embedded store, the demo business, introspection on.
+    #[default]
+    Development,
+    /// The production checks on ([`Config::validate`]); introspection and GraphiQL off
+    /// unless `GRAPHQL_INTROSPECTION` asks for them.
+    Production,
+}
+
+/// Strict on purpose: a typo such as `prod` must not quietly mean development.
+fn parse_app_env(s: &str) -> Result<AppEnv, String> {
+    match s {
+        "development" => Ok(AppEnv::Development),
+        "production" => Ok(AppEnv::Production),
+        _ => Err(format!(
+            "APP_ENV must be `production` or `development` (unset means development), not {s:?}"
+        )),
+    }
+}
+
 /// Dirt Free CRM server.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -16,6 +38,12 @@ use crate::secret::Secret;
     about = "Dirt Free CRM backend: GraphQL, webhooks and scheduled jobs"
 )]
 pub struct Config {
+    /// `production` refuses unsafe settings at start (the demo, a known or short admin
+    /// password, an implicit or in-memory store, no https `PUBLIC_URL`) and turns
+    /// introspection and GraphiQL off; `development` (the default) changes nothing.
+    #[arg(long, env = "APP_ENV", default_value = "development", value_parser = parse_app_env)]
+    pub app_env: AppEnv,
+
     /// `postgres://…` or `sqlite://…`; unset → embedded SQLite under ./data/.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
@@ -163,9 +191,14 @@ pub struct Config {
     /// Origin of the admin UI allowed by CORS (e.g. `https://admin.example.com`).
     #[arg(long, env = "ADMIN_UI_ORIGIN")]
     pub admin_ui_origin: Option<String>,
-    /// Serve GraphQL introspection (turn off in production).
-    #[arg(long, env = "GRAPHQL_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
-    pub graphql_introspection: bool,
+    /// Serve GraphQL introspection and the GraphiQL page (`on`/`off`); unset → on in
+    /// development, off with `APP_ENV=production` ([`Config::introspection`]).
+    #[arg(
+        long,
+        env = "GRAPHQL_INTROSPECTION",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub graphql_introspection: Option<bool>,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1_048_576)]
     pub max_body_bytes: usize,
@@ -208,6 +241,51 @@ pub enum ConfigError {
         /// Its value.
         url: String,
     },
+    /// `APP_ENV=production` with `DEMO_SEED=on`.
+    #[error(
+        "APP_ENV=production refuses DEMO_SEED=on: the demo's logins have a published password; \
+         unset DEMO_SEED (or set it to off)"
+    )]
+    ProductionDemoSeed,
+    /// `APP_ENV=production` without `DATABASE_URL`: the embedded default, which seeds the demo.
+    #[error(
+        "APP_ENV=production needs DATABASE_URL: unset, the store is the embedded SQLite under \
+         ./data/ and the demo business with its published password is seeded into it; set \
+         DATABASE_URL to postgres://… (or to sqlite://… naming the file, to keep an embedded \
+         store on purpose)"
+    )]
+    ProductionImplicitStore,
+    /// `APP_ENV=production` with an in-memory SQLite store.
+    #[error(
+        "APP_ENV=production refuses an in-memory DATABASE_URL: every event would be lost when \
+         the server stops; name a PostgreSQL database or an SQLite file"
+    )]
+    ProductionMemoryStore,
+    /// `APP_ENV=production` with the demo logins' published password as the admin's.
+    #[error(
+        "APP_ENV=production refuses ADMIN_PASSWORD: it is the demo logins' published password; \
+         choose another of at least {MIN_PRODUCTION_PASSWORD} characters"
+    )]
+    ProductionDemoPassword,
+    /// `APP_ENV=production` with a short admin password.
+    #[error(
+        "APP_ENV=production needs an ADMIN_PASSWORD of at least {MIN_PRODUCTION_PASSWORD} \
+         characters (it has {0}); choose a longer one"
+    )]
+    ProductionShortPassword(usize),
+    /// `APP_ENV=production` without `PUBLIC_URL`: links in messages would name the listen address.
+    #[error(
+        "APP_ENV=production needs PUBLIC_URL, the https:// address clients reach the server at: \
+         without it the links in messages point at BIND_ADDR and Twilio's webhooks are refused"
+    )]
+    ProductionPublicUrlUnset,
+    /// `APP_ENV=production` with a `PUBLIC_URL` that is not https.
+    #[error(
+        "APP_ENV=production needs PUBLIC_URL to be an https:// URL: the review and report \
+         links in messages lead to it, and must not send customers and staff over plain http \
+         (it is {0})"
+    )]
+    ProductionPublicUrlNotHttps(String),
     /// A claim could expire while its request is still running, and the message be sent twice.
     #[error(
         "OUTBOX_CLAIM_LEASE_MS ({lease}) must be longer than OUTBOX_HTTP_TIMEOUT_MS ({timeout})"
@@ -243,8 +321,24 @@ fn vendor_base_is_safe(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Shortest `ADMIN_PASSWORD` production accepts (the API's own rule for staff is 10).
+pub const MIN_PRODUCTION_PASSWORD: usize = 12;
+
 impl Config {
-    /// Checks rules clap cannot express.
+    /// Whether `APP_ENV=production`.
+    pub fn is_production(&self) -> bool {
+        self.app_env == AppEnv::Production
+    }
+
+    /// Whether introspection and the GraphiQL page are served: as `GRAPHQL_INTROSPECTION`
+    /// says, else on in development and off in production.
+    pub fn introspection(&self) -> bool {
+        self.graphql_introspection
+            .unwrap_or(self.app_env == AppEnv::Development)
+    }
+
+    /// Checks rules clap cannot express, and with `APP_ENV=production` the production
+    /// checks ([`Config::validate_production`]).
     ///
     /// # Errors
     /// The first [`ConfigError`] found.
@@ -282,6 +376,45 @@ impl Config {
                 lease: self.outbox_claim_lease_ms,
                 timeout: self.outbox_http_timeout_ms,
             });
+        }
+        if self.is_production() {
+            self.validate_production()?;
+        }
+        Ok(())
+    }
+
+    /// The settings production refuses whatever the store holds (a store that already
+    /// holds the demo is refused later, once open: `demo::maybe_seed`). `CRON_SECRET` and
+    /// `METRICS_TOKEN` need no rule of their own here: [`Config::validate`] refuses them
+    /// short everywhere.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] found.
+    pub fn validate_production(&self) -> Result<(), ConfigError> {
+        let Some(url) = self.database_url.as_deref() else {
+            return Err(ConfigError::ProductionImplicitStore);
+        };
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(ConfigError::ProductionMemoryStore);
+        }
+        if self.demo_seed == "on" {
+            return Err(ConfigError::ProductionDemoSeed);
+        }
+        if let Some(p) = &self.admin_password {
+            if p.expose() == crate::demo::DEMO_PASSWORD {
+                return Err(ConfigError::ProductionDemoPassword);
+            }
+            let n = p.expose().chars().count();
+            if n < MIN_PRODUCTION_PASSWORD {
+                return Err(ConfigError::ProductionShortPassword(n));
+            }
+        }
+        match self.public_url.as_deref().map(str::trim) {
+            None | Some("") => return Err(ConfigError::ProductionPublicUrlUnset),
+            Some(u) if !u.starts_with("https://") => {
+                return Err(ConfigError::ProductionPublicUrlNotHttps(u.to_string()))
+            }
+            Some(_) => {}
         }
         Ok(())
     }
@@ -369,6 +502,160 @@ mod tests {
         let e = Config::try_parse_from(["api", "--business-timezone", "Mars/Olympus"])
             .expect_err("refused");
         assert!(e.to_string().contains("IANA"), "{e}");
+    }
+
+    /// A production configuration with nothing unsafe in it.
+    const SAFE_PRODUCTION: [&str; 13] = [
+        "api",
+        "--app-env",
+        "production",
+        "--database-url",
+        "postgres://crm@db.internal/crm",
+        "--admin-email",
+        "owner@dirtfree.example",
+        "--admin-password",
+        "a-long-unguessed-passphrase",
+        "--cron-secret",
+        "cccccccccccccccccccccccccccccccccccccccc",
+        "--public-url",
+        "https://crm.dirtfree.example",
+    ];
+
+    /// [`SAFE_PRODUCTION`] with `flag` set to `value` (`None`: left out).
+    fn production_with(flag: &str, value: Option<&str>) -> Config {
+        let mut args: Vec<&str> = Vec::new();
+        let mut it = SAFE_PRODUCTION.iter();
+        args.push(it.next().copied().unwrap_or("api"));
+        while let (Some(f), Some(v)) = (it.next(), it.next()) {
+            if *f != flag {
+                args.extend([*f, *v]);
+            }
+        }
+        if let Some(v) = value {
+            args.extend([flag, v]);
+        }
+        Config::parse_from(args)
+    }
+
+    #[test]
+    fn a_safe_production_configuration_is_accepted_with_introspection_off() {
+        let c = Config::parse_from(SAFE_PRODUCTION);
+        assert_eq!(c.validate(), Ok(()));
+        assert!(c.is_production());
+        assert!(!c.introspection());
+    }
+
+    #[test]
+    fn production_refuses_each_unsafe_setting_with_a_line_naming_it() {
+        let short_cron = "c".repeat(31);
+        let cases: [(&str, Option<&str>, ConfigError, &str); 8] = [
+            (
+                "--database-url",
+                None,
+                ConfigError::ProductionImplicitStore,
+                "DATABASE_URL",
+            ),
+            (
+                "--database-url",
+                Some("sqlite::memory:"),
+                ConfigError::ProductionMemoryStore,
+                "DATABASE_URL",
+            ),
+            (
+                "--demo-seed",
+                Some("on"),
+                ConfigError::ProductionDemoSeed,
+                "DEMO_SEED",
+            ),
+            (
+                "--admin-password",
+                Some(crate::demo::DEMO_PASSWORD),
+                ConfigError::ProductionDemoPassword,
+                "ADMIN_PASSWORD",
+            ),
+            (
+                "--admin-password",
+                Some("eleven-char"),
+                ConfigError::ProductionShortPassword(11),
+                "ADMIN_PASSWORD",
+            ),
+            (
+                "--cron-secret",
+                Some(&short_cron),
+                ConfigError::CronSecretTooShort(31),
+                "CRON_SECRET",
+            ),
+            (
+                "--public-url",
+                None,
+                ConfigError::ProductionPublicUrlUnset,
+                "PUBLIC_URL",
+            ),
+            (
+                "--public-url",
+                Some("http://crm.dirtfree.example"),
+                ConfigError::ProductionPublicUrlNotHttps("http://crm.dirtfree.example".into()),
+                "PUBLIC_URL",
+            ),
+        ];
+        for (flag, value, expected, names) in cases {
+            let got = production_with(flag, value).validate();
+            assert_eq!(got, Err(expected), "{flag} {value:?}");
+            let line = got.expect_err("refused").to_string();
+            assert!(!line.contains('\n') && line.contains(names), "{line}");
+            assert!(
+                !line.contains(crate::demo::DEMO_PASSWORD) && !line.contains(&short_cron),
+                "the reason prints a secret: {line}"
+            );
+        }
+    }
+
+    #[test]
+    fn development_accepts_what_production_refuses() {
+        for (flag, value) in [
+            ("--database-url", None),
+            ("--admin-password", Some(crate::demo::DEMO_PASSWORD)),
+            ("--demo-seed", Some("on")),
+            ("--public-url", Some("http://127.0.0.1:8080")),
+        ] {
+            let mut c = production_with(flag, value);
+            c.app_env = AppEnv::Development;
+            assert_eq!(c.validate(), Ok(()), "{flag} {value:?}");
+        }
+        let c = Config::defaults();
+        assert_eq!(c.app_env, AppEnv::Development);
+        assert!(c.introspection());
+    }
+
+    #[test]
+    fn an_unknown_app_env_is_refused_naming_the_setting() {
+        for bad in ["prod", "Production", "staging", ""] {
+            let e = Config::try_parse_from(["api", "--app-env", bad]).expect_err(bad);
+            let first = e.to_string();
+            let first = first.lines().next().unwrap_or_default();
+            assert!(
+                first.contains("APP_ENV must be `production` or `development`"),
+                "{first}"
+            );
+        }
+    }
+
+    #[test]
+    fn introspection_follows_its_setting_before_app_env() {
+        for (app_env, setting, on) in [
+            ("development", None, true),
+            ("development", Some("off"), false),
+            ("development", Some("false"), false),
+            ("production", None, false),
+            ("production", Some("on"), true),
+            ("production", Some("true"), true),
+        ] {
+            let mut args = vec!["api", "--app-env", app_env];
+            if let Some(v) = setting {
+                args.extend(["--graphql-introspection", v]);
+            }
+            assert_eq!(Config::parse_from(&args).introspection(), on, "{args:?}");
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub const DEMO_PASSWORD: &str = "dirtfree-demo";
 ///
 /// # Errors
 /// When seeding fails, `DEMO_SEED=on` is asked together with `ADMIN_EMAIL`, or
-/// `ADMIN_EMAIL` is set on a store that holds the demo.
+/// `ADMIN_EMAIL` (or `APP_ENV=production`) is set on a store that holds the demo.
 pub async fn maybe_seed(state: &AppState) -> anyhow::Result<()> {
     let admin_configured = state.config.admin_email.is_some();
     let wanted = match state.config.demo_seed.as_str() {
@@ -31,7 +31,7 @@ pub async fn maybe_seed(state: &AppState) -> anyhow::Result<()> {
         "off" => false,
         _ => state.config.database_url.is_none() && !admin_configured,
     };
-    if admin_configured {
+    if admin_configured || state.config.is_production() {
         refuse_a_demo_store(state).await?;
     }
     if !wanted || state.log.count().await? > 0 {
@@ -112,9 +112,10 @@ fn demo_admin() -> &'static str {
 /// admin, with its published password, would stay the admin and `ADMIN_EMAIL` would never
 /// exist. Refusing rather than deactivating it: the demo's other logins share the password,
 /// and its invented customers and jobs do not belong in a real business's store either.
+/// With `APP_ENV=production` such a store is refused whether `ADMIN_EMAIL` is set or not.
 ///
 /// # Errors
-/// One line naming the two ways out, when the store holds the demo's admin.
+/// One line naming the ways out, when the store holds the demo's admin.
 pub async fn refuse_a_demo_store(state: &AppState) -> anyhow::Result<()> {
     state.projections.catch_up("accounts").await?;
     let found = state
@@ -126,6 +127,14 @@ pub async fn refuse_a_demo_store(state: &AppState) -> anyhow::Result<()> {
         .await?;
     if found.is_empty() {
         return Ok(());
+    }
+    if state.config.is_production() {
+        anyhow::bail!(
+            "APP_ENV=production, but the store DATABASE_URL names holds the demo business, whose \
+             admin {} has a published password: point DATABASE_URL at an empty database (or \
+             your real store); to keep the demo, unset APP_ENV",
+            demo_admin()
+        )
     }
     let store = if state.config.database_url.is_none() {
         "move ./data/ away for a new embedded store, or set DATABASE_URL to an empty database"

@@ -207,6 +207,8 @@ pub async fn detailed(
         "database": {
             "engine": state.log.engine(),
             "status": match &db { Ok(()) => "ok".to_string(), Err(e) => format!("error: {e}") },
+            // One forgotten transaction holds every reader back (docs/operations.md).
+            "oldestWritingTransactionSecs": state.log.oldest_writing_transaction_secs().await.ok().flatten(),
         },
         "eventStore": match &head {
             Ok(p) => json!({ "status": "ok", "headPosition": p.to_string() }),

@@ -1,7 +1,8 @@
 //! Health a load balancer can trust (issue #15), against the server process: while the
 //! server starts (migrations, the demo seed, the first admin) liveness answers 200 and
-//! readiness and every other route 503 `starting`; once started, readiness is 200; with the
-//! database gone, readiness and the health detail are 503.
+//! readiness and every other route 503 `starting`; once started, readiness is 200; the
+//! detail shows how long the oldest writing transaction has been open; with the database
+//! gone, readiness and the health detail are 503.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -106,6 +107,26 @@ async fn without_its_database_the_server_is_not_ready() {
             .map(|s| s.0),
         Some(200)
     );
+    // A transaction left open holds every reader back: the detail shows how long.
+    let mut holder = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .expect("connect");
+    sqlx::Executor::execute(&mut holder, "BEGIN; SELECT pg_current_xact_id();")
+        .await
+        .expect("a writing transaction");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let r = reqwest::get(format!("{base}/api/health/detailed"))
+        .await
+        .expect("detail");
+    let code = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    let detail: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    assert_eq!(code, 200, "{text}");
+    let age = detail["database"]["oldestWritingTransactionSecs"]
+        .as_f64()
+        .unwrap_or_default();
+    assert!(age >= 1.0, "{detail}");
+    drop(holder);
     // The database goes away (as a failover or an outage would take it).
     let admin = tests::postgres_admin_url();
     let name = db.url.rsplit('/').next().expect("name").to_string();

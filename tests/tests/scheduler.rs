@@ -786,7 +786,9 @@ async fn sync_google_reviews_imports_each_review_once_and_retries_a_failing_prov
     // One retried failure in the first run, then two retried and one final in the third.
     assert_eq!(retry, vec![false, true, true, true]);
     let status = api::scheduler::status_of(
-        list_runs(&e.projections, None).await.expect("runs"),
+        list_runs(&e.projections, None, StdDuration::from_secs(10))
+            .await
+            .expect("runs"),
         Chicago,
         chicago(2026, 7, 4, 3, 0),
     );
@@ -1179,7 +1181,8 @@ const SECRET: &str = "cron-secret-for-tests-0123456789abcdef";
 
 /// The server on its embedded default, with `CRON_SECRET` only when given.
 async fn start_server(cron_secret: Option<&str>) -> tests::ServerProcess {
-    let mut envs = vec![("LOG_FORMAT", "json")];
+    // The embedded default without the demo: these tests need no business data.
+    let mut envs = vec![("LOG_FORMAT", "json"), ("DEMO_SEED", "off")];
     if let Some(s) = cron_secret {
         envs.push(("CRON_SECRET", s));
     }

@@ -13,6 +13,7 @@ mod contacts;
 mod context;
 mod customers;
 mod errors;
+mod introspection;
 mod jobs;
 mod limits;
 mod loaders;
@@ -95,8 +96,10 @@ pub fn schema(state: AppState) -> CrmSchema {
     .limit_complexity(MAX_COMPLEXITY)
     .limit_recursive_depth(32)
     .limit_directives(20);
-    if !state.config.graphql_introspection {
-        builder = builder.disable_introspection();
+    if !state.config.introspection() {
+        builder = builder
+            .disable_introspection()
+            .extension(introspection::RefuseIntrospection);
     }
     builder.data(state).finish()
 }
@@ -112,8 +115,11 @@ pub fn sdl() -> String {
     .sdl()
 }
 
-/// `GET /graphql`: the GraphiQL IDE.
-pub async fn graphiql() -> impl IntoResponse {
+/// `GET /graphql`: the GraphiQL IDE; 404 when introspection is off (it needs it).
+pub async fn graphiql(State((_, state)): State<(CrmSchema, AppState)>) -> Response {
+    if !state.config.introspection() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     (
         // GraphiQL is loaded from unpkg and starts with inline script and style;
         // everything else stays closed (the API's own policy is `http::API_CSP`).
@@ -131,6 +137,7 @@ pub async fn graphiql() -> impl IntoResponse {
                 .finish(),
         ),
     )
+        .into_response()
 }
 
 /// `POST /graphql`: authenticates the bearer token (if any) and runs the operation.

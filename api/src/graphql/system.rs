@@ -350,9 +350,13 @@ impl JobRunQuery {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Manager, "read the job-run log")?;
         let since = since.unwrap_or_else(|| chrono::Utc::now() - chrono::Duration::days(7));
-        let mut runs = crate::scheduler::list_runs(&state.projections, Some(since))
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        let mut runs = crate::scheduler::list_runs(
+            &state.projections,
+            Some(since),
+            std::time::Duration::from_secs(2),
+        )
+        .await
+        .map_err(|e| errors::internal(&rc.request_id, &e))?;
         runs.sort_by_key(|r| std::cmp::Reverse(r.started_at));
         let text = |v: serde_json::Value| {
             v.as_str()

@@ -948,7 +948,12 @@ async fn system_health(ctx: &JobContext<'_>) -> JobResult {
 
 async fn old_logs(ctx: &JobContext<'_>) -> JobResult {
     let cutoff = ctx.now - Duration::days(i64::from(ctx.inner.options.run_log_retention_days));
-    let runs = list_runs(&ctx.inner.projections, None).await?;
+    let runs = list_runs(
+        &ctx.inner.projections,
+        None,
+        std::time::Duration::from_secs(10),
+    )
+    .await?;
     let old = runs.iter().filter(|r| r.started_at < cutoff).count() as u64;
     // Processed vendor webhook deliveries are an operational log holding PII
     // (phone numbers, SMS text); past retention — far beyond any vendor's

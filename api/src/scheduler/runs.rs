@@ -87,16 +87,25 @@ fn record(r: &JsonRow) -> Option<RunRecord> {
 }
 
 /// Every recorded run (of runs started at or after `started_since`), oldest slot first. The
-/// read model is caught up first, so a run that just ended is in the list.
+/// read model is caught up first for up to `catch_up_within`, so a run that just ended is
+/// in the list — but not longer: a transaction held open elsewhere holds catching up back
+/// indefinitely, and the list as it stands is better than no answer.
 ///
 /// # Errors
 /// [`StoreError`].
 pub async fn list_runs(
     projections: &ProjectionRunner,
     started_since: Option<DateTime<Utc>>,
+    catch_up_within: std::time::Duration,
 ) -> Result<Vec<RunRecord>, StoreError> {
     let db = |e: &dyn std::fmt::Display| StoreError::Database(e.to_string());
-    projections.catch_up("job_runs").await.map_err(|e| db(&e))?;
+    if !catch_up_within.is_zero() {
+        if let Ok(caught_up) =
+            tokio::time::timeout(catch_up_within, projections.catch_up("job_runs")).await
+        {
+            caught_up.map_err(|e| db(&e))?;
+        }
+    }
     let since = started_since
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default();

@@ -513,6 +513,19 @@ impl EventLog {
     pub async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self, l => l.ping().await)
     }
+
+    /// Seconds the oldest transaction that holds a transaction id (one that wrote) has been
+    /// open, anywhere in the PostgreSQL cluster: while it stays open, readers cannot pass
+    /// it (docs/architecture.md). `None` on other engines, or when none is open.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database does not answer.
+    pub async fn oldest_writing_transaction_secs(&self) -> Result<Option<f64>, StoreError> {
+        match self.read_model() {
+            EventLog::Postgres(pg) => pg.oldest_writing_transaction_secs().await,
+            _ => Ok(None),
+        }
+    }
 }
 
 pub(crate) fn parse_recorded_at(s: &str) -> DateTime<Utc> {

@@ -41,6 +41,18 @@ impl PostgresLog {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.connect_timeout)
+            // A transaction of ours forgotten open would hold every reader back (they read
+            // only below the oldest running transaction): PostgreSQL ends it after a minute.
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(
+                        &mut *conn,
+                        "SET idle_in_transaction_session_timeout = '60s'",
+                    )
+                    .await
+                    .map(|_| ())
+                })
+            })
             .connect(url)
             .await
             .map_err(|e| match e {
@@ -155,6 +167,16 @@ impl PostgresLog {
             .await
             .map(|_| ())
             .map_err(StoreError::from_sqlx)
+    }
+
+    pub(super) async fn oldest_writing_transaction_secs(&self) -> Result<Option<f64>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT extract(epoch FROM now() - min(xact_start))::float8 FROM pg_stat_activity \
+              WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)
     }
 
     pub(super) async fn append(&self, req: AppendRequest) -> Result<Appended, StoreError> {
