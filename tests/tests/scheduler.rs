@@ -958,6 +958,36 @@ async fn cleanup_jobs_never_delete_events() {
     }
 }
 
+#[tokio::test]
+async fn cleanup_old_notifications_drops_one_time_secrets_that_expired_unsent() {
+    let e = env_on(Engine::Sqlite, chicago(2026, 2, 27, 10, 0)).await;
+    let db = projections::ReadDb::of(&e.log);
+    let sunday = chicago(2026, 3, 1, 2, 0);
+    for (message, expires) in [
+        (uuid::Uuid::from_u128(1), sunday - Duration::minutes(5)),
+        (uuid::Uuid::from_u128(2), sunday + Duration::minutes(30)),
+    ] {
+        db.execute(
+            "INSERT INTO password_reset_tokens (message_id, token, expires_at_ms) VALUES ($1, $2, $3)",
+            &[
+                message.to_string().into(),
+                "one-time-secret".into(),
+                expires.timestamp_millis().into(),
+            ],
+        )
+        .await
+        .expect("a waiting secret");
+    }
+    let runs = e.run_at(JobName::CleanupOldNotifications, sunday).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].figures.get("expired_secrets_dropped"), Some(&1));
+    let left = db
+        .query("SELECT message_id FROM password_reset_tokens", &[])
+        .await
+        .expect("rows");
+    assert_eq!(left.len(), 1, "the unexpired secret stays: {left:?}");
+}
+
 // ------------------------------------------------------------------ time zones
 
 /// Ticks `jobs` every 15 minutes over `(from, to]`; returns the slots run per job.

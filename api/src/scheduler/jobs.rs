@@ -226,9 +226,7 @@ pub(crate) async fn run(ctx: &JobContext<'_>) -> JobResult {
         JobName::CalculateDailyMetrics => daily_metrics(ctx).await,
         JobName::GenerateWeeklyReport => weekly_report(ctx).await,
         JobName::CheckSystemHealth => system_health(ctx).await,
-        JobName::CleanupOldNotifications => Ok(Tally::default().noted(
-            "no notification outbox exists yet: nothing to drop (events are never deleted)",
-        )),
+        JobName::CleanupOldNotifications => expired_message_secrets(ctx).await,
         JobName::CleanupOldLogs => old_logs(ctx).await,
         JobName::CleanupExpiredSessions => expired_sessions(ctx).await,
         JobName::ArchiveOldOpportunities => archive_opportunities(ctx).await,
@@ -977,6 +975,22 @@ async fn old_logs(ctx: &JobContext<'_>) -> JobResult {
     Ok(t.noted(
         "job runs are events and stay in the log (their read model is rebuilt from it); processed webhook deliveries past retention were dropped",
     ))
+}
+
+/// One-time secrets waiting for their message (reset links, contact codes: kept out of the
+/// log, see `outbox::reset_tokens`) that expired unsent are dropped. The messages themselves
+/// are events and stay, for the audit trail.
+async fn expired_message_secrets(ctx: &JobContext<'_>) -> JobResult {
+    let dropped =
+        crate::outbox::reset_tokens::purge_expired(ctx.inner.projections.db(), ctx.now).await?;
+    let mut t = Tally::default();
+    t.counts.processed = dropped;
+    t.counts.changed = dropped;
+    t.figures.insert(
+        "expired_secrets_dropped".into(),
+        i64::try_from(dropped).unwrap_or(i64::MAX),
+    );
+    Ok(t.noted("outbound messages are events and are kept; expired one-time secrets dropped"))
 }
 
 async fn expired_sessions(ctx: &JobContext<'_>) -> JobResult {
