@@ -51,10 +51,37 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
 /// # Errors
 /// As [`hash_password`], or when the blocking task could not run.
 pub async fn hash_password_off_the_runtime(password: String) -> Result<String, String> {
+    let _permit = argon2_permit().await;
     tokio::task::spawn_blocking(move || hash_password(&password))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
+}
+
+/// Argon2 runs at most this many at once (each takes ~19 MiB and a core for tens of
+/// milliseconds): a burst of sign-ins or sign-ups queues instead of exhausting memory and
+/// the blocking pool.
+const ARGON2_AT_ONCE: usize = 4;
+
+async fn argon2_permit() -> tokio::sync::SemaphorePermit<'static> {
+    static PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(ARGON2_AT_ONCE);
+    // Never closed, so acquiring cannot fail.
+    PERMITS
+        .acquire()
+        .await
+        .unwrap_or_else(|_| unreachable!("the Argon2 semaphore is never closed"))
+}
+
+/// [`verify_password`] on a blocking thread, within [`ARGON2_AT_ONCE`]; `false` when it
+/// could not run.
+pub(super) async fn verify_password_off_the_runtime(
+    password: String,
+    hash: Option<String>,
+) -> bool {
+    let _permit = argon2_permit().await;
+    tokio::task::spawn_blocking(move || verify_password(&password, hash.as_deref()))
+        .await
+        .unwrap_or(false)
 }
 
 fn verify_password(password: &str, hash: Option<&str>) -> bool {
@@ -532,9 +559,7 @@ impl AuthMutation {
             .filter(|_| user.is_active())
             .map(|h| h.expose().to_string());
         let password = input.password.clone();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&password, hash.as_deref()))
-            .await
-            .unwrap_or(false);
+        let ok = verify_password_off_the_runtime(password, hash).await;
         let Some(role) = user.role().filter(|_| ok && user.is_active()) else {
             tracing::info!(request_id = %rc.request_id, "failed staff login");
             return Err(wrong_credentials());
@@ -633,9 +658,7 @@ impl AuthMutation {
                     .map(str::to_string)
             });
         let current = input.current_password.clone();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&current, hash.as_deref()))
-            .await
-            .unwrap_or(false);
+        let ok = verify_password_off_the_runtime(current, hash).await;
         if !ok {
             return Err(errors::coded(
                 "VALIDATION",
@@ -809,7 +832,7 @@ impl AuthMutation {
         };
         let meta = context::with_key(base.clone(), input.idempotency_key.as_ref());
         let actor = domain::Actor::Customer { id: customer_id };
-        state
+        let created = state
             .crm
             .customers()
             .execute(
@@ -818,7 +841,7 @@ impl AuthMutation {
                 CustomerCommand::Create {
                     customer_id,
                     name: input.name.clone(),
-                    email: Some(email),
+                    email: Some(email.clone()),
                     phone: input.phone.clone(),
                     birthday: None,
                     customer_since: None,
@@ -827,24 +850,45 @@ impl AuthMutation {
             )
             .await
             .map_err(|e| errors::app(&rc.request_id, e))?;
-        let hash = hash_password_off_the_runtime(input.password.clone())
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        let out = state
-            .crm
-            .portal_accounts()
-            .execute(
-                PortalAccountId::for_customer(customer_id),
-                actor,
-                PortalCommand::Register {
-                    customer_id,
-                    password_hash: hash,
-                },
-                &context::with_key(base.clone(), part_key("portal-account").as_ref()),
-            )
+        let account_id = PortalAccountId::for_customer(customer_id);
+        let registered = |state: &AppState| {
+            let state = state.clone();
+            async move {
+                state
+                    .crm
+                    .portal_accounts()
+                    .load(account_id)
+                    .await
+                    .map(|a| a.aggregate.password_hash().map(|h| h.expose().to_string()))
+            }
+        };
+        // A retry of a sign-up that already made the account hashes nothing new.
+        let earlier = registered(state)
             .await
             .map_err(|e| errors::app(&rc.request_id, e))?;
-        if referrer.is_some() {
+        let out = match &earlier {
+            Some(_) => created,
+            None => {
+                let hash = hash_password_off_the_runtime(input.password.clone())
+                    .await
+                    .map_err(|e| errors::internal(&rc.request_id, &e))?;
+                state
+                    .crm
+                    .portal_accounts()
+                    .execute(
+                        account_id,
+                        actor,
+                        PortalCommand::Register {
+                            customer_id,
+                            password_hash: hash,
+                        },
+                        &context::with_key(base.clone(), part_key("portal-account").as_ref()),
+                    )
+                    .await
+                    .map_err(|e| errors::app(&rc.request_id, e))?
+            }
+        };
+        if earlier.is_none() && referrer.is_some() {
             if let Some(code) = &input.referral_code {
                 state
                     .crm
@@ -858,31 +902,27 @@ impl AuthMutation {
                     .map_err(|e| errors::app(&rc.request_id, e))?;
             }
         }
-        if out.replayed {
-            // Someone else's sign-up (or this client's earlier try) chose the password: a
-            // session only for that password, as the account holds it now.
-            let account = state
-                .crm
-                .portal_accounts()
-                .load(PortalAccountId::for_customer(customer_id))
-                .await
-                .map_err(|e| errors::app(&rc.request_id, e))?;
-            let hash = account
-                .aggregate
-                .password_hash()
-                .map(|h| h.expose().to_string());
-            let password = input.password.clone();
-            let same =
-                tokio::task::spawn_blocking(move || verify_password(&password, hash.as_deref()))
+        if earlier.is_some() || out.replayed {
+            // Another copy of this sign-up chose the password: a session only for that
+            // password, and like a sign-in — limited, a wrong one counted against the account.
+            let attempt = state
+                .sign_in_limits
+                .sign_in(AccountKind::Portal, &email, &rc.client_ip)
+                .map_err(rate_limited)?;
+            let hash = match earlier {
+                Some(h) => Some(h),
+                None => registered(state)
                     .await
-                    .unwrap_or(false);
-            if !same {
+                    .map_err(|e| errors::app(&rc.request_id, e))?,
+            };
+            if !verify_password_off_the_runtime(input.password.clone(), hash).await {
                 return Err(errors::coded(
                     "IDEMPOTENCY_KEY_REUSED",
                     "this idempotency key was used for a different sign-up",
                     Some("idempotencyKey"),
                 ));
             }
+            attempt.succeeded();
         }
         settle(state, &out).await;
         let (token, expires) = open_session(state, "customer", &own, None, &rc.client_ip).await?;
@@ -921,9 +961,7 @@ impl AuthMutation {
             .and_then(|v| v.as_str())
             .map(str::to_string);
         let password = input.password.clone();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&password, hash.as_deref()))
-            .await
-            .unwrap_or(false);
+        let ok = verify_password_off_the_runtime(password, hash).await;
         let Some(row) = row.filter(|_| ok) else {
             return Err(wrong_credentials());
         };
