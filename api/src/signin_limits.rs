@@ -55,6 +55,11 @@ pub struct Limits {
     pub failures_per_account: Rate,
     /// Sign-ups per network.
     pub sign_ups_per_network: Rate,
+    /// Wrong one-time codes (contact confirmation) per account, from all networks: a
+    /// six-digit code must not be guessable in its lifetime.
+    pub code_failures_per_account: Rate,
+    /// One-time codes sent per account (each is an SMS or an email someone pays for).
+    pub code_requests_per_account: Rate,
     /// Sign-ups from everyone together.
     pub sign_ups_total: Rate,
 }
@@ -77,6 +82,14 @@ impl Default for Limits {
             },
             sign_ups_per_network: Rate {
                 burst: 10,
+                period: 60 * MINUTE,
+            },
+            code_failures_per_account: Rate {
+                burst: 5,
+                period: 15 * MINUTE,
+            },
+            code_requests_per_account: Rate {
+                burst: 5,
                 period: 60 * MINUTE,
             },
             sign_ups_total: Rate {
@@ -178,6 +191,8 @@ struct Buckets {
     sign_ups_total: Duration,
     /// Keyed sign-ups admitted, until when a retry of one is not counted again.
     sign_ups_admitted: HashMap<AccountKey, Duration>,
+    code_failures: HashMap<AccountKey, Duration>,
+    code_requests: HashMap<AccountKey, Duration>,
     last_prune: Duration,
     /// Prune early once the buckets hold this many keys (twice what the last prune kept).
     prune_at: usize,
@@ -195,6 +210,8 @@ impl Buckets {
             + self.failures_from.len()
             + self.sign_ups.len()
             + self.sign_ups_admitted.len()
+            + self.code_failures.len()
+            + self.code_requests.len()
     }
 
     /// Drops every key whose bucket is full again (as good as never seen).
@@ -207,6 +224,8 @@ impl Buckets {
         self.failures_from.retain(|_, tat| *tat > now);
         self.sign_ups.retain(|_, tat| *tat > now);
         self.sign_ups_admitted.retain(|_, until| *until > now);
+        self.code_failures.retain(|_, tat| *tat > now);
+        self.code_requests.retain(|_, tat| *tat > now);
         self.last_prune = now;
         self.prune_at = (2 * self.len()).max(PRUNE_AT_LEAST);
     }
@@ -253,6 +272,26 @@ impl SignInAttempt<'_> {
         }
         if let Some(tat) = b.failures_from.get_mut(&self.account_from) {
             *tat = tat.saturating_sub(limits.failures_per_account_network.interval());
+        }
+    }
+}
+
+/// A one-time code being checked: it holds one wrong code of its account until it
+/// [`succeeded`](CodeAttempt::succeeded).
+#[derive(Debug)]
+#[must_use = "a right code must give its account's allowance back"]
+pub struct CodeAttempt<'a> {
+    limits: &'a SignInLimits,
+    key: AccountKey,
+}
+
+impl CodeAttempt<'_> {
+    /// The code was right.
+    pub fn succeeded(self) {
+        let interval = self.limits.limits.code_failures_per_account.interval();
+        let mut b = self.limits.lock();
+        if let Some(tat) = b.code_failures.get_mut(&self.key) {
+            *tat = tat.saturating_sub(interval);
         }
     }
 }
@@ -374,6 +413,45 @@ impl SignInLimits {
                 .insert(key, now + self.limits.sign_ups_per_network.period);
         }
         Ok(())
+    }
+
+    /// A one-time code sent for `account` (e.g. `contact:<customer id>`).
+    ///
+    /// # Errors
+    /// [`Limited`] when the account had its codes for the hour.
+    pub fn code_request(&self, account: &str) -> Result<(), Limited> {
+        let key = account_key(AccountKind::Portal, account);
+        let now = self.clock.now();
+        let mut b = self.lock();
+        b.prune_if_due(now);
+        let next = admit(
+            b.code_requests.get(&key),
+            now,
+            self.limits.code_requests_per_account,
+        )
+        .ok_or(Limited)?;
+        b.code_requests.insert(key, next);
+        Ok(())
+    }
+
+    /// A one-time code typed for `account`: holds one of the account's wrong-code allowance
+    /// until [`CodeAttempt::succeeded`] (so concurrent guesses cannot overrun it).
+    ///
+    /// # Errors
+    /// [`Limited`] when the account has no wrong codes left.
+    pub fn code_attempt(&self, account: &str) -> Result<CodeAttempt<'_>, Limited> {
+        let key = account_key(AccountKind::Portal, account);
+        let now = self.clock.now();
+        let mut b = self.lock();
+        b.prune_if_due(now);
+        let next = admit(
+            b.code_failures.get(&key),
+            now,
+            self.limits.code_failures_per_account,
+        )
+        .ok_or(Limited)?;
+        b.code_failures.insert(key, next);
+        Ok(CodeAttempt { limits: self, key })
     }
 
     /// How many networks and accounts the limits hold now (their memory).
@@ -538,6 +616,30 @@ mod tests {
             })
             .count();
         assert_eq!(from_many, 50, "60 in total, 10 already taken");
+    }
+
+    #[test]
+    fn it_should_allow_five_wrong_codes_and_five_codes_an_hour_per_account() {
+        let (l, clock) = limits();
+        let wrong = (0..20)
+            .filter(|_| l.code_attempt("contact:c1").is_ok())
+            .count();
+        assert_eq!(wrong, 5);
+        // A right code gives its allowance back; another account is not affected.
+        assert!(l
+            .code_attempt("contact:c2")
+            .map(CodeAttempt::succeeded)
+            .is_ok());
+        let sent = (0..20)
+            .filter(|_| l.code_request("contact:c1").is_ok())
+            .count();
+        assert_eq!(sent, 5);
+        clock.advance(12 * 60 * SECOND);
+        assert_eq!(
+            l.code_request("contact:c1"),
+            Ok(()),
+            "one back after 12 minutes"
+        );
     }
 
     #[test]

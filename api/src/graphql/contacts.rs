@@ -20,7 +20,6 @@ use super::context::{self, parts, token_hash, Allow};
 use super::customers::MarketingChannel;
 use super::errors;
 use crate::outbox::reset_tokens;
-use crate::signin_limits::AccountKind;
 
 /// How long a code works.
 const CODE_MINUTES: i64 = 15;
@@ -81,7 +80,8 @@ pub struct ContactMutation;
 impl ContactMutation {
     /// Sends a six-digit code (valid 15 minutes; a new one voids the last) to the signed-in
     /// customer's phone or email, when they entered it themselves and have not confirmed it.
-    /// Counts against the network's sign-in attempts (`RATE_LIMITED`).
+    /// Five codes an hour per customer, and counted against the network's sign-in attempts
+    /// (`RATE_LIMITED`).
     #[graphql(guard = "Allow::Customer")]
     async fn request_contact_code(
         &self,
@@ -91,6 +91,10 @@ impl ContactMutation {
         let (state, rc) = parts(ctx)?;
         let (me, actor, meta) = context::customer(rc)?;
         auth::rate_limit(state, &rc.client_ip)?;
+        state
+            .sign_in_limits
+            .code_request(&format!("contact:{me}"))
+            .map_err(auth::rate_limited)?;
         let code = format!("{:06}", rand::rngs::OsRng.next_u32() % 1_000_000);
         let expires_at = Utc::now() + Duration::minutes(CODE_MINUTES);
         let wanted = channel(input.channel);
@@ -162,8 +166,8 @@ impl ContactMutation {
     }
 
     /// Confirms the signed-in customer's phone or email with the code sent to it. A wrong or
-    /// expired code is `VALIDATION` on `code`; wrong codes count as failed sign-ins of the
-    /// account (`RATE_LIMITED` after 20 in 15 minutes).
+    /// expired code is `VALIDATION` on `code`; five wrong codes per customer in 15 minutes,
+    /// then `RATE_LIMITED` (a six-digit code cannot be guessed in its lifetime).
     #[graphql(guard = "Allow::Customer")]
     async fn confirm_contact(
         &self,
@@ -172,13 +176,10 @@ impl ContactMutation {
     ) -> async_graphql::Result<ConfirmContactPayload> {
         let (state, rc) = parts(ctx)?;
         let (me, actor, meta) = context::customer(rc)?;
+        auth::rate_limit(state, &rc.client_ip)?;
         let attempt = state
             .sign_in_limits
-            .sign_in(
-                AccountKind::Portal,
-                &format!("contact-code:{me}"),
-                &rc.client_ip,
-            )
+            .code_attempt(&format!("contact:{me}"))
             .map_err(auth::rate_limited)?;
         let out = state
             .crm

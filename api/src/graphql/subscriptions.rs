@@ -55,7 +55,7 @@ pub struct LogEvent {
 
 /// Fields of type `SecretHash` (password and reset-token hashes): kept in the log for the
 /// aggregates, never handed to a client, not even an admin.
-const SECRET_FIELDS: &[&str] = &["password_hash", "token_hash"];
+const SECRET_FIELDS: &[&str] = &["password_hash", "token_hash", "code_hash"];
 
 /// The payload with every secret hash replaced by `"[redacted]"`.
 pub fn without_secrets(mut payload: serde_json::Value) -> serde_json::Value {
