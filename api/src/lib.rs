@@ -73,7 +73,6 @@ pub async fn build_state(config: Config, log: EventLog) -> anyhow::Result<AppSta
 /// When the listener fails.
 pub async fn serve(
     config: Config,
-    log: EventLog,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -93,7 +92,7 @@ pub async fn serve(
             }
         }),
     ));
-    let state = match start_up(config, log.clone()).await {
+    let state = match start_up(config).await {
         Ok(state) => state,
         Err(e) => {
             let _ = stop_http.send(());
@@ -113,8 +112,8 @@ pub async fn serve(
     let outbox_task = outbox::OutboxWorker::from_config(state.crm.clone(), &state.config)
         .context("outbox HTTP client")?
         .spawn(stop_policies.clone());
+    let log = state.log.clone();
     let _ = started.set(http::router(state));
-    tracing::info!("ready");
     let served = http.await.context("HTTP server task")?;
     drop(stop_http);
     served.context("HTTP server")?;
@@ -130,14 +129,28 @@ pub async fn serve(
     Ok(())
 }
 
-/// Builds the state and brings the store to what serving needs: the demo (on an empty
-/// store only, and first: the first admin would not leave one empty), then the first admin.
-async fn start_up(config: Config, log: EventLog) -> anyhow::Result<AppState> {
+/// Opens the store (migrations), builds the state and brings the store to what serving
+/// needs: the demo (on an empty store only, and first: the first admin would not leave one
+/// empty), the first admin, then every read model caught up — a projection whose version
+/// changed starts over, and a ready instance must not answer from its half-built table.
+async fn start_up(config: Config) -> anyhow::Result<AppState> {
+    let log = open_log(&config).await?;
     let state = build_state(config, log).await?;
     demo::maybe_seed(&state).await?;
     graphql::bootstrap_admin(&state).await?;
+    match tokio::time::timeout(CATCH_UP_BEFORE_READY, state.projections.catch_up_all()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "read models not caught up at start"),
+        Err(_) => tracing::warn!(
+            "read models still catching up after {CATCH_UP_BEFORE_READY:?}: ready anyway"
+        ),
+    }
+    tracing::info!(engine = state.log.engine(), "ready");
     Ok(state)
 }
+
+/// The longest start-up waits for the read models before the instance says it is ready.
+const CATCH_UP_BEFORE_READY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The service the listener serves from the first moment: the application once it is set
 /// in the returned cell, until then liveness and a 503 `starting` for everything else.
@@ -234,11 +247,11 @@ pub async fn main_entry() -> i32 {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     config.validate()?;
-    let log = open_log(&config).await?;
     let shutdown = shutdown_signal();
+    // The port first: liveness answers while migrations run (a long one must not look dead).
     let listener = TcpListener::bind(config.bind_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind_addr))?;
-    tracing::info!(addr = %config.bind_addr, engine = log.engine(), "Dirt Free CRM listening");
-    serve(config, log, listener, shutdown).await
+    tracing::info!(addr = %config.bind_addr, "Dirt Free CRM listening (starting)");
+    serve(config, listener, shutdown).await
 }

@@ -217,11 +217,12 @@ pub async fn message_for_provider_id(
         // Committed events behind an older open transaction (PostgreSQL: any database of
         // the cluster) are not readable yet: they may hold the `MessageSent`. That
         // transaction may also have ended since the catch-up above, making them readable
-        // but not yet read: only when nothing at all is left after the checkpoint is the
-        // answer "no such message".
+        // but not yet read. Only when no committed event at all is after the checkpoint
+        // (one statement, one snapshot) is the answer "no such message".
         let at = checkpoint(log).await?;
-        if !log.has_held_back_events(at).await? && log.read_all(at, 1).await?.is_empty() {
-            return Ok(None);
+        if log.committed_head().await? <= at {
+            // Everything committed is indexed by now: the index's answer is final.
+            return lookup(log, provider, provider_message_id).await;
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(StoreError::Unavailable(
