@@ -39,6 +39,20 @@ pub async fn failures(base: &str) -> Vec<String> {
     let url = format!("{base}/api/health/detailed");
     let mut head: Option<(u64, u64)> = None;
     let deadline = Instant::now() + CATCH_UP;
+    // A server still starting answers 503 `starting` without the detail: wait until it is
+    // ready (a restarted server catches its read models up first).
+    while !reqwest::get(format!("{base}/api/health/ready"))
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        if Instant::now() > deadline {
+            return vec![format!(
+                "{base} did not become ready in {} s",
+                CATCH_UP.as_secs()
+            )];
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     loop {
         let body = detailed(&url).await;
         // Everything written before this call: the head the first answer reports.
