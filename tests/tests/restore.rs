@@ -165,6 +165,30 @@ async fn use_up_transaction_ids(url: &str, n: u32) {
     }
 }
 
+/// `replay-tools verify` on the store at `url`, as an operator runs it: must exit 0.
+fn replay_tools_verify(url: &str) {
+    let verify = Command::new(env!("CARGO_BIN_EXE_dirtfree-replay-tools"))
+        .arg("verify")
+        .env("DATABASE_URL", url)
+        .output()
+        .expect("replay-tools verify");
+    assert!(
+        verify.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+/// The event log of the store at `url`.
+async fn open_log(url: &str) -> Result<commands::EventLog, commands::StoreError> {
+    commands::EventLog::connect(
+        &commands::DatabaseUrl::parse(Some(url))?,
+        &commands::LogOptions::default(),
+    )
+    .await
+}
+
 /// A small business day through the API: customers, a booking, a note.
 async fn business_day(app: &TestApp, admin: &str) {
     let mut customers = Vec::new();
@@ -254,17 +278,7 @@ async fn a_pg_dump_restored_into_a_fresh_cluster_keeps_its_order_and_goes_on() {
 
     // The server starts on it; the operator's check passes.
     let app = TestApp::start(env!("CARGO_BIN_EXE_dirtfree-api"), &restored).await;
-    let verify = Command::new(env!("CARGO_BIN_EXE_dirtfree-replay-tools"))
-        .arg("verify")
-        .env("DATABASE_URL", &restored)
-        .output()
-        .expect("replay-tools verify");
-    assert!(
-        verify.status.success(),
-        "verify: {}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    replay_tools_verify(&restored);
 
     // A new booking is appended after every restored event and reaches the read models.
     let admin = app.login_admin().await;
@@ -294,12 +308,7 @@ async fn a_pg_dump_restored_into_a_fresh_cluster_keeps_its_order_and_goes_on() {
     drop(app);
 
     // The restored log is the dumped one, then the new events after it.
-    let log = commands::EventLog::connect(
-        &commands::DatabaseUrl::parse(Some(&restored)).expect("url"),
-        &commands::LogOptions::default(),
-    )
-    .await
-    .expect("open the restored log");
+    let log = open_log(&restored).await.expect("open the restored log");
     let after = all_events(&log).await;
     assert_eq!(
         &after[..before.len()],
@@ -388,12 +397,7 @@ async fn a_sqlite_backup_taken_while_the_server_writes_restores_and_goes_on() {
 
     // Restore: the copy is the store the server starts on.
     let restored = format!("sqlite://{}", copy.display());
-    let log = commands::EventLog::connect(
-        &commands::DatabaseUrl::parse(Some(&restored)).expect("url"),
-        &commands::LogOptions::default(),
-    )
-    .await
-    .expect("open the backup");
+    let log = open_log(&restored).await.expect("open the backup");
     let backed_up = all_events(&log).await;
     log.close().await;
     // A prefix of the log as it was: every event up to a point, none after, none half.
@@ -403,17 +407,7 @@ async fn a_sqlite_backup_taken_while_the_server_writes_restores_and_goes_on() {
     );
     assert_eq!(&original[..backed_up.len()], &backed_up[..]);
     let app = TestApp::start(env!("CARGO_BIN_EXE_dirtfree-api"), &restored).await;
-    let verify = Command::new(env!("CARGO_BIN_EXE_dirtfree-replay-tools"))
-        .arg("verify")
-        .env("DATABASE_URL", &restored)
-        .output()
-        .expect("replay-tools verify");
-    assert!(
-        verify.status.success(),
-        "verify: {}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    replay_tools_verify(&restored);
     let admin = app.login_admin().await;
     let r = app
         .gql(
@@ -434,12 +428,7 @@ async fn a_sqlite_backup_taken_while_the_server_writes_restores_and_goes_on() {
     assert_eq!(data(&found, "/data/customers/totalCount"), 1, "{found}");
     tests::health::assert_no_failures(&app.server.base).await;
     drop(app);
-    let log = commands::EventLog::connect(
-        &commands::DatabaseUrl::parse(Some(&restored)).expect("url"),
-        &commands::LogOptions::default(),
-    )
-    .await
-    .expect("open the restored store");
+    let log = open_log(&restored).await.expect("open the restored store");
     let differences = tests::rebuild::differences_from_a_clean_rebuild(&log, TZ)
         .await
         .expect("rebuild");

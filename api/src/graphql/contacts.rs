@@ -11,8 +11,7 @@ use async_graphql::{Context, InputObject, Object, SimpleObject};
 use chrono::{Duration, Utc};
 use domain::consent::Channel;
 use domain::customer::CustomerCommand;
-use domain::ids::OutboundMessageId;
-use domain::message::{MessageCommand, MessageKind, Recipient};
+use domain::message::{MessageKind, Recipient};
 use rand::RngCore;
 
 use super::auth::{self, settle};
@@ -127,35 +126,30 @@ impl ContactMutation {
                 me,
                 event.sequence
             );
-            let message_id = OutboundMessageId::for_cause(&cause);
-            // Stored before the message is queued: the worker may pick it up at once.
-            reset_tokens::store(state.projections.db(), message_id, &code, expires_at)
-                .await
-                .map_err(|e| errors::internal(&rc.request_id, &e))?;
             let body = format!(
                 "Your Dirt Free confirmation code is {}. It works for {CODE_MINUTES} minutes. \
                  If you did not ask for it, ignore this message.",
                 reset_tokens::PLACEHOLDER
             );
-            state
-                .crm
-                .messages()
-                .execute(
-                    message_id,
-                    domain::Actor::System,
-                    MessageCommand::Queue {
-                        kind: MessageKind::ContactConfirmation,
-                        channel: wanted,
-                        recipient: Recipient::Customer { customer_id: me },
-                        cause,
-                        subject: (wanted == Channel::Email)
-                            .then(|| "Confirm your email for Dirt Free".to_string()),
-                        body,
-                    },
-                    &meta,
-                )
-                .await
-                .map_err(|e| errors::app(&rc.request_id, e))?;
+            let message = reset_tokens::SecretMessage {
+                cause,
+                kind: MessageKind::ContactConfirmation,
+                channel: wanted,
+                recipient: Recipient::Customer { customer_id: me },
+                subject: (wanted == Channel::Email)
+                    .then(|| "Confirm your email for Dirt Free".to_string()),
+                body,
+            };
+            reset_tokens::queue_with_secret(
+                &state.crm,
+                state.projections.db(),
+                &code,
+                expires_at,
+                message,
+                &meta,
+            )
+            .await
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
         }
         let position = settle(state, &out).await;
         Ok(ContactCodePayload {

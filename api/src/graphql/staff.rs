@@ -9,8 +9,8 @@ use chrono::{Duration, Utc};
 use commands::policies::outbox::PUBLIC_URL;
 use commands::AppError;
 use domain::consent::Channel;
-use domain::ids::{OutboundMessageId, StaffUserId};
-use domain::message::{MessageCommand, MessageKind, Recipient};
+use domain::ids::StaffUserId;
+use domain::message::{MessageKind, Recipient};
 use domain::ports::Role;
 use domain::staff::StaffUserCommand as StaffCommand;
 use domain::values::Email;
@@ -129,11 +129,6 @@ async fn issue_reset(state: &AppState, rc: &RequestCtx, email: &str) -> Result<(
         id,
         event.sequence
     );
-    let message_id = OutboundMessageId::for_cause(&cause);
-    // The token is stored before the message is queued: the worker may pick it up at once.
-    reset_tokens::store(state.projections.db(), message_id, &token, expires_at)
-        .await
-        .map_err(|e| e.to_string())?;
     let body = format!(
         "Someone (we hope you) asked to reset your Dirt Free CRM password.\n\n\
          Choose a new one within {RESET_MINUTES} minutes here:\n\
@@ -141,25 +136,23 @@ async fn issue_reset(state: &AppState, rc: &RequestCtx, email: &str) -> Result<(
          If you did not ask, ignore this email: your password stays as it is.",
         reset_tokens::PLACEHOLDER
     );
-    state
-        .crm
-        .messages()
-        .execute(
-            message_id,
-            domain::Actor::System,
-            MessageCommand::Queue {
-                kind: MessageKind::PasswordReset,
-                channel: Channel::Email,
-                recipient: Recipient::Email { address },
-                cause,
-                subject: Some("Reset your Dirt Free CRM password".into()),
-                body,
-            },
-            &meta,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(())
+    let message = reset_tokens::SecretMessage {
+        cause,
+        kind: MessageKind::PasswordReset,
+        channel: Channel::Email,
+        recipient: Recipient::Email { address },
+        subject: Some("Reset your Dirt Free CRM password".into()),
+        body,
+    };
+    reset_tokens::queue_with_secret(
+        &state.crm,
+        state.projections.db(),
+        &token,
+        expires_at,
+        message,
+        &meta,
+    )
+    .await
 }
 
 /// The staff user a reset token belongs to, from the `accounts` read model (caught up once

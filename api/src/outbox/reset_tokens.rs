@@ -5,11 +5,69 @@
 //! shown in the audit trail), so the body holds [`PLACEHOLDER`] and the plain token waits in
 //! `password_reset_tokens`, keyed by the message id, until the worker sends the message and
 //! fills it in. The row is deleted once the message is sent or given up, and when it expires;
-//! the `PasswordResetRequested` event keeps only the token's SHA-256.
+//! the `PasswordResetRequested` event keeps only the token's SHA-256. Contact-confirmation
+//! codes travel the same way ([`queue_with_secret`]).
 
 use chrono::{DateTime, Utc};
+use commands::app::Crm;
+use commands::EventMetadata;
 use domain::ids::OutboundMessageId;
+use domain::message::{MessageCommand, MessageKind, Recipient};
 use projections::{DbError, Param, ReadDb};
+
+/// A message that carries a one-time secret, caused by the event named `cause`
+/// (`Type:id:sequence`); its `body` holds [`PLACEHOLDER`].
+#[derive(Debug)]
+pub struct SecretMessage {
+    /// The event that caused it (its id derives from this).
+    pub cause: String,
+    /// What it is.
+    pub kind: MessageKind,
+    /// SMS or email.
+    pub channel: domain::consent::Channel,
+    /// To whom.
+    pub recipient: Recipient,
+    /// Email subject.
+    pub subject: Option<String>,
+    /// The text, with [`PLACEHOLDER`] where the secret goes at send time.
+    pub body: String,
+}
+
+/// Keeps `secret` for the message, then queues it: stored first, because the worker may
+/// pick the message up at once.
+///
+/// # Errors
+/// The store's or the message aggregate's refusal, as text.
+pub async fn queue_with_secret(
+    crm: &Crm,
+    db: &ReadDb,
+    secret: &str,
+    expires_at: DateTime<Utc>,
+    message: SecretMessage,
+    meta: &EventMetadata,
+) -> Result<(), String> {
+    let message_id = OutboundMessageId::for_cause(&message.cause);
+    store(db, message_id, secret, expires_at)
+        .await
+        .map_err(|e| e.to_string())?;
+    crm.messages()
+        .execute(
+            message_id,
+            domain::Actor::System,
+            MessageCommand::Queue {
+                kind: message.kind,
+                channel: message.channel,
+                recipient: message.recipient,
+                cause: message.cause,
+                subject: message.subject,
+                body: message.body,
+            },
+            meta,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
 
 /// Stands for the token in a reset message's body; replaced at send time only.
 pub const PLACEHOLDER: &str = "{reset_token}";
