@@ -46,10 +46,27 @@ pub async fn open_log(config: &Config) -> anyhow::Result<EventLog> {
 /// # Errors
 /// When the read-model tables cannot be prepared.
 pub async fn build_state(config: Config, log: EventLog) -> anyhow::Result<AppState> {
+    build_state_with(config, log, projections::crm::all).await
+}
+
+/// The read models a server runs: [`projections::crm::all`] (a test binary may run another
+/// version of one, as the next release would during a rolling deploy).
+pub type ReadModels = fn() -> Vec<Arc<dyn projections::Projection>>;
+
+/// [`build_state`] with a chosen set of read models.
+///
+/// # Errors
+/// When the read-model tables cannot be prepared.
+pub async fn build_state_with(
+    config: Config,
+    log: EventLog,
+    read_models: ReadModels,
+) -> anyhow::Result<AppState> {
     let tz = config.business_timezone;
     let services = domain::ports::DomainServices::new(tz, domain::loyalty::LoyaltyRules::default());
     let crm = commands::app::Crm::new(log.clone(), services);
-    let projections = projections::ProjectionRunner::new(log.clone(), tz);
+    let projections =
+        projections::ProjectionRunner::with_projections(log.clone(), tz, read_models());
     projections
         .prepare()
         .await
@@ -76,6 +93,19 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with(config, projections::crm::all, listener, shutdown).await
+}
+
+/// [`serve`] with a chosen set of read models.
+///
+/// # Errors
+/// When the listener fails.
+pub async fn serve_with(
+    config: Config,
+    read_models: ReadModels,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     // The port answers at once: liveness 200, everything else 503 `starting` until the
     // steps below are done; then the application takes over the same listener.
     let (app, started) = while_starting();
@@ -92,7 +122,7 @@ pub async fn serve(
             }
         }),
     ));
-    let state = match start_up(config).await {
+    let state = match start_up(config, read_models).await {
         Ok(state) => state,
         Err(e) => {
             let _ = stop_http.send(());
@@ -131,11 +161,12 @@ pub async fn serve(
 
 /// Opens the store (migrations), builds the state and brings the store to what serving
 /// needs: the demo (on an empty store only, and first: the first admin would not leave one
-/// empty), the first admin, then every read model caught up — a projection whose version
-/// changed starts over, and a ready instance must not answer from its half-built table.
-async fn start_up(config: Config) -> anyhow::Result<AppState> {
+/// empty), the first admin, then every read model caught up, and those whose version
+/// changed rebuilt in shadow tables and swapped in (the old tables serve the instances
+/// still running the old version meanwhile; this one is not ready until it is done).
+async fn start_up(config: Config, read_models: ReadModels) -> anyhow::Result<AppState> {
     let log = open_log(&config).await?;
-    let state = build_state(config, log).await?;
+    let state = build_state_with(config, log, read_models).await?;
     demo::maybe_seed(&state).await?;
     graphql::bootstrap_admin(&state).await?;
     match tokio::time::timeout(CATCH_UP_BEFORE_READY, state.projections.catch_up_all()).await {
@@ -144,6 +175,14 @@ async fn start_up(config: Config) -> anyhow::Result<AppState> {
         Err(_) => tracing::warn!(
             "read models still catching up after {CATCH_UP_BEFORE_READY:?}: ready anyway"
         ),
+    }
+    let upgraded = state
+        .projections
+        .upgrade(&|_| {})
+        .await
+        .context("rebuilding the read models whose version changed")?;
+    if !upgraded.is_empty() {
+        tracing::info!(projections = ?upgraded, "read models rebuilt and swapped in");
     }
     tracing::info!(engine = state.log.engine(), "ready");
     Ok(state)
@@ -233,9 +272,14 @@ fn init_tracing(format: &str) {
 /// The server binary's whole life: parse config, open the store, serve.
 /// Returns the process exit code; every failure is one clear line.
 pub async fn main_entry() -> i32 {
+    main_entry_with(projections::crm::all).await
+}
+
+/// [`main_entry`] with a chosen set of read models.
+pub async fn main_entry_with(read_models: ReadModels) -> i32 {
     let config = <Config as clap::Parser>::parse();
     init_tracing(&config.log_format);
-    match run(config).await {
+    match run(config, read_models).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -245,7 +289,7 @@ pub async fn main_entry() -> i32 {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, read_models: ReadModels) -> anyhow::Result<()> {
     config.validate()?;
     let shutdown = shutdown_signal();
     // The port first: liveness answers while migrations run (a long one must not look dead).
@@ -253,5 +297,5 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.bind_addr))?;
     tracing::info!(addr = %config.bind_addr, "Dirt Free CRM listening (starting)");
-    serve(config, listener, shutdown).await
+    serve_with(config, read_models, listener, shutdown).await
 }

@@ -182,6 +182,14 @@ pub enum ReadTx {
     Memory(Box<rusqlite::Connection>),
 }
 
+/// PostgreSQL refusing a prepared statement whose result columns changed under it
+/// ("cached plan must not change result type").
+fn stale_plan(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| {
+        d.code().as_deref() == Some("0A000") && d.message().contains("cached plan")
+    })
+}
+
 macro_rules! bind_all {
     ($q:expr, $params:expr) => {{
         let mut q = $q;
@@ -261,12 +269,25 @@ impl ReadDb {
     pub async fn query(&self, sql: &str, params: &[Param]) -> Result<Vec<JsonRow>, DbError> {
         count_statement();
         Ok(match self {
-            ReadDb::Postgres(p) => bind_all!(sqlx::query(sql), params)
-                .fetch_all(p)
-                .await?
-                .iter()
-                .map(pg_row)
-                .collect(),
+            ReadDb::Postgres(p) => {
+                let mut conn = p.acquire().await?;
+                let rows = match bind_all!(sqlx::query(sql), params)
+                    .fetch_all(&mut *conn)
+                    .await
+                {
+                    // A read model swapped in with more columns (a rolling deploy, a rebuild)
+                    // makes this connection's prepared `SELECT *` stale for good: forget the
+                    // connection's statements and ask again.
+                    Err(e) if stale_plan(&e) => {
+                        sqlx::Connection::clear_cached_statements(&mut *conn).await?;
+                        bind_all!(sqlx::query(sql), params)
+                            .fetch_all(&mut *conn)
+                            .await?
+                    }
+                    other => other?,
+                };
+                rows.iter().map(pg_row).collect()
+            }
             ReadDb::Sqlite { reader, .. } => bind_all!(sqlx::query(sql), params)
                 .fetch_all(reader)
                 .await?

@@ -206,7 +206,7 @@ impl ProjectionRunner {
 
     /// The positions operators discarded, read from the `ReadModel` streams once
     /// and kept (a discard through this runner refreshes them). A rebuild, or a
-    /// projection starting over after a version change, skips them as the live
+    /// shadow rebuild after a version change, skips them as the live
     /// read model did, instead of failing or parking on them again.
     async fn discarded(&self) -> Result<Arc<Discarded>, RunError> {
         use commands::domain::read_model::ReadModelEvent;
@@ -309,8 +309,10 @@ impl ProjectionRunner {
         Ok(())
     }
 
-    /// Creates missing tables and checkpoints; a projection whose code
-    /// version changed is dropped and rebuilt from the start.
+    /// Creates missing tables and checkpoints. A projection whose stored version is older
+    /// than this code's keeps its tables serving: [`Self::upgrade`] rebuilds it in a shadow
+    /// and swaps. One whose stored version is newer belongs to a newer instance (a rolling
+    /// deploy): this instance leaves it alone ([`Self::owns`]).
     ///
     /// # Errors
     /// [`RunError::Db`].
@@ -333,27 +335,101 @@ impl ProjectionRunner {
                 }
                 any
             };
-            if stored != Some(p.version()) || missing {
-                if stored.is_some() {
-                    tracing::info!(projection = p.name(), from = ?stored, to = p.version(), "projection changed or incomplete: rebuilding from the start");
+            match stored {
+                Some(v) if v < p.version() && !missing => {
+                    tracing::info!(
+                        projection = p.name(),
+                        from = v,
+                        to = p.version(),
+                        "projection changed: rebuilding it in a shadow while the old tables serve"
+                    );
                 }
-                self.drop_tables(&mut tx, p.as_ref(), Slot::Live).await?;
-                self.create_tables(&mut tx, p.as_ref(), Slot::Live).await?;
-                parked::clear(&mut tx, p.name()).await?;
-                tx.execute(
-                    "DELETE FROM projection_checkpoints WHERE name = $1",
-                    &[p.name().into()],
-                )
-                .await?;
-                tx.execute(
-                    "INSERT INTO projection_checkpoints (name, version) VALUES ($1, $2)",
-                    &[p.name().into(), p.version().into()],
-                )
-                .await?;
+                Some(v) if v > p.version() => {
+                    tracing::warn!(projection = p.name(), stored = v, mine = p.version(), "projection belongs to a newer version: this instance leaves it to that one");
+                }
+                Some(v) if v == p.version() && !missing => {}
+                _ => {
+                    if stored.is_some() {
+                        tracing::info!(
+                            projection = p.name(),
+                            "projection tables missing: rebuilding from the start"
+                        );
+                    }
+                    self.drop_tables(&mut tx, p.as_ref(), Slot::Live).await?;
+                    self.create_tables(&mut tx, p.as_ref(), Slot::Live).await?;
+                    parked::clear(&mut tx, p.name()).await?;
+                    tx.execute(
+                        "DELETE FROM projection_checkpoints WHERE name = $1",
+                        &[p.name().into()],
+                    )
+                    .await?;
+                    tx.execute(
+                        "INSERT INTO projection_checkpoints (name, version) VALUES ($1, $2)",
+                        &[p.name().into(), p.version().into()],
+                    )
+                    .await?;
+                }
             }
             tx.commit().await?;
         }
         Ok(())
+    }
+
+    /// The stored version of each projection's live checkpoint.
+    async fn stored_versions(&self) -> Result<BTreeMap<String, i64>, RunError> {
+        let rows = self
+            .db
+            .query("SELECT name, version FROM projection_checkpoints", &[])
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let name = r.get("name").and_then(|v| v.as_str())?;
+                Some((name.to_string(), int(r, "version")))
+            })
+            .collect())
+    }
+
+    /// Whether this instance runs `p`: its checkpoint is at this code's version. During a
+    /// rolling deploy the other version's instance runs it, and this one must not write
+    /// tables of another shape nor move their checkpoint.
+    fn owns(p: &dyn Projection, stored: Option<i64>) -> bool {
+        stored == Some(p.version())
+    }
+
+    /// The projections whose stored version is older than this code's.
+    ///
+    /// # Errors
+    /// [`RunError::Db`].
+    pub async fn outdated(&self) -> Result<Vec<&'static str>, RunError> {
+        let stored = self.stored_versions().await?;
+        Ok(self
+            .projections
+            .iter()
+            .filter(|p| stored.get(p.name()).is_some_and(|v| *v < p.version()))
+            .map(|p| p.name())
+            .collect())
+    }
+
+    /// Rebuilds every outdated projection ([`Self::outdated`]) in shadow tables and swaps
+    /// each in once caught up, as `replay-tools rebuild` does: the old tables serve (and the
+    /// old version's instances keep them current) until the swap. From the swap on, the
+    /// checkpoint carries this version, so older instances stop writing it. Returns the
+    /// projections upgraded.
+    ///
+    /// # Errors
+    /// [`RunError`]; a projection not yet swapped keeps its old tables.
+    pub async fn upgrade(
+        &self,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<Vec<String>, RunError> {
+        let names = self.outdated().await?;
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        tracing::info!(projections = ?names, "rebuilding changed projections in shadow tables");
+        let done = self.rebuild_many(&names, progress, None).await?;
+        Ok(done.into_iter().map(|(n, _)| n).collect())
     }
 
     /// Applies at most one batch to one projection; returns how many events it applied.
@@ -364,16 +440,19 @@ impl ProjectionRunner {
             // The row lock makes concurrent runners (other instances) take turns:
             // the second one reads the checkpoint the first one committed.
             ReadTx::Postgres(_) => {
-                "SELECT tx, seq FROM projection_checkpoints WHERE name = $1 FOR UPDATE"
+                "SELECT tx, seq, version FROM projection_checkpoints WHERE name = $1 FOR UPDATE"
             }
             ReadTx::Sqlite(_) | ReadTx::Memory(_) => {
-                "SELECT tx, seq FROM projection_checkpoints WHERE name = $1"
+                "SELECT tx, seq, version FROM projection_checkpoints WHERE name = $1"
             }
         };
         let rows = tx.query(lock, &[name.clone().into()]).await?;
         let Some(row) = rows.first() else {
             return Ok(0);
         };
+        if !Self::owns(p, Some(int(row, "version"))) {
+            return Ok(0);
+        }
         let after = LogPosition {
             tx: int(row, "tx") as u64,
             seq: int(row, "seq") as u64,
@@ -529,6 +608,10 @@ impl ProjectionRunner {
     /// The first [`RunError`]; the projection's checkpoint stays before the failing event.
     pub async fn catch_up(&self, name: &str) -> Result<u64, RunError> {
         let p = self.find(name)?;
+        if !Self::owns(p.as_ref(), self.stored_versions().await?.get(name).copied()) {
+            // Another version's instance runs it (or an upgrade is pending).
+            return Ok(0);
+        }
         // Everything committed before the call, including events an older
         // open transaction still holds back from readers.
         let target = self.log.committed_head().await?;
@@ -537,7 +620,9 @@ impl ProjectionRunner {
             let n = self.step(p.as_ref(), Slot::Live).await?;
             total += n as u64;
             if n == 0 {
-                if self.checkpoint(p.as_ref()).await? >= target {
+                if self.checkpoint(p.as_ref()).await? >= target
+                    || !Self::owns(p.as_ref(), self.stored_versions().await?.get(name).copied())
+                {
                     return Ok(total);
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -599,13 +684,19 @@ impl ProjectionRunner {
         // Rows locked in name order by every instance: they take turns, never deadlock.
         let lock =
             format!(
-            "SELECT name, tx, seq FROM projection_checkpoints WHERE name IN ({}) ORDER BY name{}",
+            "SELECT name, tx, seq, version FROM projection_checkpoints WHERE name IN ({}) ORDER BY name{}",
             marks.join(", "),
             if matches!(tx, ReadTx::Postgres(_)) { " FOR UPDATE" } else { "" }
         );
         let rows = tx.query(&lock, &names).await?;
         let at: BTreeMap<String, LogPosition> = rows
             .iter()
+            .filter(|r| {
+                let name = r.get("name").and_then(|v| v.as_str());
+                ps.iter()
+                    .find(|p| Some(p.name()) == name)
+                    .is_some_and(|p| Self::owns(p.as_ref(), Some(int(r, "version"))))
+            })
             .map(|r| {
                 (
                     r.get("name")
