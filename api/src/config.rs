@@ -326,6 +326,14 @@ pub const MIN_PRODUCTION_PASSWORD: usize = 12;
 
 impl Config {
     /// Whether `APP_ENV=production`.
+    /// `production` or `development`, as `APP_ENV` spells it (error reports carry it).
+    pub fn app_env_name(&self) -> &'static str {
+        match self.app_env {
+            AppEnv::Production => "production",
+            AppEnv::Development => "development",
+        }
+    }
+
     pub fn is_production(&self) -> bool {
         self.app_env == AppEnv::Production
     }

@@ -231,12 +231,8 @@ pub async fn detailed(
             "stripe": integration(c.stripe_secret_key.is_some() && c.stripe_webhook_secret.is_some(), "STRIPE_SECRET_KEY/STRIPE_WEBHOOK_SECRET"),
             "twilio": integration(c.twilio_account_sid.is_some() && c.twilio_auth_token.is_some() && c.twilio_phone_number.is_some(), "TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN/TWILIO_PHONE_NUMBER"),
             "resend": integration(c.resend_api_key.is_some() && c.resend_from_email.is_some(), "RESEND_API_KEY/RESEND_FROM_EMAIL"),
-            // SENTRY_DSN is read, but no client sends anything yet: never "configured".
-            "sentry": json!({
-                "status": "not_built",
-                "dsnSet": c.sentry_dsn.is_some(),
-                "reason": "error reporting to Sentry is not built yet; nothing is sent",
-            }),
+            // "configured" only when a client is installed and sending.
+            "sentry": integration(crate::error_reporting::active(), "SENTRY_DSN"),
             "cron": integration(c.cron_secret.is_some(), "CRON_SECRET"),
         },
     });

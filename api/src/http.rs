@@ -5,6 +5,7 @@ use std::time::Duration;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request};
 use axum::routing::get;
 use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::CorsLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -59,7 +60,10 @@ pub fn router(state: AppState) -> Router {
         );
     }
 
-    app.layer(RequestBodyLimitLayer::new(state.config.max_body_bytes))
+    // Innermost: a panic in a handler answers 500 INTERNAL (and is reported) instead of
+    // dropping the connection.
+    app.layer(CatchPanicLayer::custom(panicked))
+        .layer(RequestBodyLimitLayer::new(state.config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .layer(security_header("x-frame-options", "DENY"))
         .layer(security_header("x-content-type-options", "nosniff"))
@@ -82,6 +86,8 @@ pub fn router(state: AppState) -> Router {
                 tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %header(&REQUEST_ID), client_request_id = %header(&CLIENT_REQUEST_ID))
             }),
         )
+        // Inside the request id layers: a report made during the request carries its id.
+        .layer(axum::middleware::from_fn(crate::error_reporting::per_request))
         // tower-http answers an announced oversized body (Content-Length) with
         // plain text; clients get the same JSON error as for a chunked one.
         .layer(axum::middleware::map_response(json_payload_too_large))
@@ -91,6 +97,19 @@ pub fn router(state: AppState) -> Router {
         // log lines correlate on it, so a client must not choose it); the
         // client's, if any, is kept as `x-client-request-id` and logged.
         .layer(axum::middleware::map_request(server_request_id))
+}
+
+/// The answer to a request whose handler panicked (the panic hook has reported it).
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = serde_json::json!({
+        "errors": [{"message": "internal error", "extensions": {"code": "INTERNAL"}}]
+    });
+    (
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 /// A 413 without a JSON body gets `{"errors": [{"extensions": {"code": "PAYLOAD_TOO_LARGE"}}]}`.

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod error_reporting;
 pub mod graphql;
 pub mod health;
 pub mod http;
@@ -254,19 +255,26 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
 }
 
 fn init_tracing(format: &str) {
-    use tracing_subscriber::{fmt, EnvFilter};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{fmt, EnvFilter, Layer as _};
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if format == "pretty" {
-        builder.try_init()
+    let lines = if format == "pretty" {
+        fmt::layer().with_writer(std::io::stderr).boxed()
     } else {
-        builder
+        fmt::layer()
+            .with_writer(std::io::stderr)
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init()
+            .boxed()
     };
+    // RUST_LOG filters the log lines only: error reporting keeps its own levels.
+    let _ = tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
+        .with(error_reporting::tracing_layer())
+        .try_init();
 }
 
 /// The server binary's whole life: parse config, open the store, serve.
@@ -278,7 +286,16 @@ pub async fn main_entry() -> i32 {
 /// [`main_entry`] with a chosen set of read models.
 pub async fn main_entry_with(read_models: ReadModels) -> i32 {
     let config = <Config as clap::Parser>::parse();
+    // Before tracing: the tracing layer reports to the client installed here.
+    let reporting = error_reporting::init(&config);
     init_tracing(&config.log_format);
+    let _reporting = match reporting {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return 1;
+        }
+    };
     match run(config, read_models).await {
         Ok(()) => 0,
         Err(e) => {

@@ -72,6 +72,7 @@ pub struct MutationRoot(
     sales::SalesMutation,
     reports::ReportMutation,
     messaging::MessagingMutation,
+    system::ErrorReportingMutation,
 );
 
 /// The schema served at `/graphql`.

@@ -385,3 +385,52 @@ impl JobRunQuery {
         paging::of_vec(runs, PageArgs::new(after, before, first, last)).await
     }
 }
+
+/// What `reportTestError` raises.
+#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum TestErrorKind {
+    /// An error-level log event; the request succeeds.
+    Error,
+    /// A panic inside the request: the client gets `INTERNAL` (HTTP 500).
+    Panic,
+}
+
+/// Result of `reportTestError`.
+#[derive(Debug, SimpleObject)]
+pub struct TestErrorReport {
+    /// Whether an error reporter (Sentry) is installed to receive it.
+    pub reported: bool,
+    /// The request id the report carries (also the `x-request-id` header).
+    pub request_id: String,
+}
+
+/// Checking error reporting after a deploy.
+#[derive(Debug, Default)]
+pub struct ErrorReportingMutation;
+
+#[Object]
+impl ErrorReportingMutation {
+    /// Raises a test error so an admin can see it arrive in Sentry (`SENTRY_DSN`), with the
+    /// release and this request's id. `note` is included as written, after the scrubbing
+    /// every report gets (emails and phone numbers removed).
+    #[graphql(guard = "Allow::Staff(Role::Admin)")]
+    async fn report_test_error(
+        &self,
+        ctx: &Context<'_>,
+        kind: TestErrorKind,
+        #[graphql(validator(max_length = 200))] note: Option<String>,
+    ) -> async_graphql::Result<TestErrorReport> {
+        let (_, rc) = parts(ctx)?;
+        let note = note.unwrap_or_default();
+        match kind {
+            TestErrorKind::Panic => panic!("test panic requested by an admin: {note}"),
+            TestErrorKind::Error => {
+                tracing::error!(request_id = %rc.request_id, note = %note, "test error requested by an admin");
+            }
+        }
+        Ok(TestErrorReport {
+            reported: crate::error_reporting::active(),
+            request_id: rc.request_id.clone(),
+        })
+    }
+}
