@@ -33,7 +33,7 @@ pub fn init(config: &Config) -> anyhow::Result<Option<sentry::ClientInitGuard>> 
         release: Some(release().into()),
         environment: Some(config.app_env_name().into()),
         send_default_pii: false,
-        before_send: Some(Arc::new(|event| scrub(event))),
+        before_send: Some(Arc::new(scrub)),
         ..Default::default()
     });
     Ok(Some(guard))
