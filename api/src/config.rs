@@ -68,10 +68,16 @@ pub struct Config {
     #[arg(long, env = "CRON_SECRET", hide_env_values = true)]
     pub cron_secret: Option<Secret>,
 
-    /// Bearer token that opens `GET /api/health/detailed` to clients beyond this machine
-    /// (at least 32 characters); unset → the detail answers loopback clients only.
+    /// Bearer token (at least 32 characters) that opens `GET /metrics` on the main port and
+    /// `GET /api/health/detailed` to clients beyond this machine; unset → no `/metrics` on
+    /// the main port, and the detail answers loopback clients only.
     #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<Secret>,
+
+    /// A second listener that serves only `GET /metrics`, without a token: bind it where only
+    /// the scraper reaches (`127.0.0.1:9090`, a private network). Unset → none.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 
     /// The first admin, created on an empty store.
     #[arg(long, env = "ADMIN_EMAIL")]
@@ -226,7 +232,7 @@ pub enum ConfigError {
     #[error("CRON_SECRET must be at least 32 characters (it has {0}); unset it to turn the endpoint off")]
     CronSecretTooShort(usize),
     /// METRICS_TOKEN too short to resist guessing.
-    #[error("METRICS_TOKEN must be at least 32 characters (it has {0}); unset it to answer the health detail to this machine only")]
+    #[error("METRICS_TOKEN must be at least 32 characters (it has {0}); unset it to close /metrics on the main port and answer the health detail to this machine only")]
     MetricsTokenTooShort(usize),
     /// ADMIN_EMAIL without ADMIN_PASSWORD or the reverse.
     #[error("ADMIN_EMAIL and ADMIN_PASSWORD must be set together")]
@@ -325,7 +331,6 @@ fn vendor_base_is_safe(url: &str) -> bool {
 pub const MIN_PRODUCTION_PASSWORD: usize = 12;
 
 impl Config {
-    /// Whether `APP_ENV=production`.
     /// `production` or `development`, as `APP_ENV` spells it (error reports carry it).
     pub fn app_env_name(&self) -> &'static str {
         match self.app_env {
@@ -334,8 +339,15 @@ impl Config {
         }
     }
 
+    /// Whether `APP_ENV=production`.
     pub fn is_production(&self) -> bool {
         self.app_env == AppEnv::Production
+    }
+
+    /// Whether `GET /metrics` is served anywhere (`METRICS_TOKEN` on the main port,
+    /// `METRICS_ADDR` on its own): without either the recorder is not even installed.
+    pub fn metrics_on(&self) -> bool {
+        self.metrics_token.is_some() || self.metrics_addr.is_some()
     }
 
     /// Whether introspection and the GraphiQL page are served: as `GRAPHQL_INTROSPECTION`
@@ -491,6 +503,15 @@ mod tests {
     }
 
     #[test]
+    fn metrics_are_on_with_a_token_or_an_address_and_off_without() {
+        assert!(!Config::defaults().metrics_on());
+        let token = Config::parse_from(["api", "--metrics-token", &"m".repeat(32)]);
+        assert!(token.metrics_on());
+        let addr = Config::parse_from(["api", "--metrics-addr", "127.0.0.1:9090"]);
+        assert!(addr.metrics_on() && addr.metrics_token.is_none());
+    }
+
+    #[test]
     fn an_outbox_claim_lease_shorter_than_a_request_is_refused() {
         let c = Config::parse_from([
             "api",
@@ -556,7 +577,8 @@ mod tests {
     #[test]
     fn production_refuses_each_unsafe_setting_with_a_line_naming_it() {
         let short_cron = "c".repeat(31);
-        let cases: [(&str, Option<&str>, ConfigError, &str); 8] = [
+        let short_metrics = "m".repeat(20);
+        let cases: [(&str, Option<&str>, ConfigError, &str); 9] = [
             (
                 "--database-url",
                 None,
@@ -594,6 +616,12 @@ mod tests {
                 "CRON_SECRET",
             ),
             (
+                "--metrics-token",
+                Some(&short_metrics),
+                ConfigError::MetricsTokenTooShort(20),
+                "METRICS_TOKEN",
+            ),
+            (
                 "--public-url",
                 None,
                 ConfigError::ProductionPublicUrlUnset,
@@ -612,7 +640,9 @@ mod tests {
             let line = got.expect_err("refused").to_string();
             assert!(!line.contains('\n') && line.contains(names), "{line}");
             assert!(
-                !line.contains(crate::demo::DEMO_PASSWORD) && !line.contains(&short_cron),
+                !line.contains(crate::demo::DEMO_PASSWORD)
+                    && !line.contains(&short_cron)
+                    && !line.contains(&short_metrics),
                 "the reason prints a secret: {line}"
             );
         }

@@ -45,7 +45,7 @@ pub fn may_read_detail(config: &Config, peer: IpAddr, headers: &HeaderMap) -> bo
 
 /// The bearer token equals `secret`. Both are hashed first, so the comparison takes the same
 /// time whatever the secret's length and content.
-fn bearer_matches(headers: &HeaderMap, secret: &str) -> bool {
+pub(crate) fn bearer_matches(headers: &HeaderMap, secret: &str) -> bool {
     use sha2::{Digest, Sha256};
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -110,8 +110,11 @@ pub async fn version() -> Json<Value> {
     Json(json!({ "version": VERSION, "build": BUILD }))
 }
 
-/// Outbound messages by status, and how late the oldest due one is.
-async fn outbox_summary(state: &AppState) -> Result<Value, projections::DbError> {
+/// Outbound messages by status, and how late (ms) the oldest due one is: the figures of the
+/// health detail and of the metrics scrape.
+pub(crate) async fn outbox_counts(
+    state: &AppState,
+) -> Result<(Vec<(String, i64)>, Option<i64>), projections::DbError> {
     let db = state.projections.db();
     let rows = db
         .query(
@@ -119,11 +122,11 @@ async fn outbox_summary(state: &AppState) -> Result<Value, projections::DbError>
             &[],
         )
         .await?;
-    let by_status: serde_json::Map<String, Value> = rows
+    let by_status = rows
         .iter()
         .filter_map(|r| {
             let status = r.get("status")?.as_str()?.to_string();
-            Some((status, r.get("n").cloned().unwrap_or(Value::Null)))
+            Some((status, r.get("n").and_then(Value::as_i64).unwrap_or(0)))
         })
         .collect();
     let oldest = db
@@ -137,6 +140,14 @@ async fn outbox_summary(state: &AppState) -> Result<Value, projections::DbError>
         .and_then(|r| r.get("due"))
         .and_then(Value::as_i64)
         .map(|due| (chrono::Utc::now().timestamp_millis() - due).max(0));
+    Ok((by_status, overdue_ms))
+}
+
+/// Outbound messages by status, and how late the oldest due one is.
+async fn outbox_summary(state: &AppState) -> Result<Value, projections::DbError> {
+    let (counts, overdue_ms) = outbox_counts(state).await?;
+    let by_status: serde_json::Map<String, Value> =
+        counts.into_iter().map(|(s, n)| (s, json!(n))).collect();
     let unknown = crate::outbox::uncertain_sends(&state.projections).await?;
     Ok(
         json!({ "messages": by_status, "oldestDueOverdueMs": overdue_ms, "outcomeUnknown": unknown }),
@@ -223,6 +234,7 @@ pub async fn detailed(
             Ok(s) => json!(s),
             Err(e) => json!({ "status": "error", "error": e.to_string() }),
         },
+        "metrics": crate::metrics::summary(c),
         "outbox": match &outbox {
             Ok(o) => o.clone(),
             Err(e) => json!({ "status": "error", "error": e.to_string() }),

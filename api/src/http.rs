@@ -29,12 +29,16 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql", get(graphql::graphiql).post(graphql::execute))
         .route("/graphql/ws", get(graphql::websocket))
         .with_state((schema, state.clone()));
-    let api = Router::new()
+    let mut api = Router::new()
         .route("/api/health", get(health::health))
         .route("/api/health/ready", get(health::ready))
         .route("/api/health/detailed", get(health::detailed))
-        .route("/api/version", get(health::version))
-        .with_state(state.clone());
+        .route("/api/version", get(health::version));
+    // Without METRICS_TOKEN there is no /metrics on this port (404), only on METRICS_ADDR's.
+    if state.config.metrics_token.is_some() {
+        api = api.route("/metrics", get(crate::metrics::scrape_with_token));
+    }
+    let api = api.with_state(state.clone());
 
     let mut app = api
         .merge(graphql_routes)
@@ -74,8 +78,15 @@ pub fn router(state: AppState) -> Router {
         // The API answers JSON: nothing in it may load or run anything. GraphiQL's
         // page sets its own, wider policy (graphql::graphiql).
         .layer(security_header("content-security-policy", API_CSP))
+        // Counts, times and logs each request under its route template; inside the
+        // request-id layers (it logs the server's id), outside the timeout (it sees the 408).
+        .layer(axum::middleware::from_fn(crate::metrics::observe))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            TraceLayer::new_for_http()
+            // A 5xx is a warning here: a panic or an internal error is reported where it
+            // happens (once), and a 503 from health is no error of the server's.
+            .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN))
+            .make_span_with(|req: &Request<_>| {
                 let header = |h: &HeaderName| {
                     req.headers()
                         .get(h)

@@ -1,5 +1,5 @@
 //! The Dirt Free CRM server: configuration, the HTTP surface (GraphQL,
-//! health, later webhooks and the cron trigger) and its lifecycle.
+//! health, webhooks, the cron trigger, metrics) and its lifecycle.
 
 pub mod config;
 pub mod demo;
@@ -7,6 +7,7 @@ pub mod error_reporting;
 pub mod graphql;
 pub mod health;
 pub mod http;
+pub mod metrics;
 pub mod outbox;
 pub mod scheduler;
 pub mod secret;
@@ -63,6 +64,10 @@ pub async fn build_state_with(
     log: EventLog,
     read_models: ReadModels,
 ) -> anyhow::Result<AppState> {
+    if config.metrics_on() {
+        // Before any command runs, so that the start-up's commands are counted too.
+        metrics::install();
+    }
     let tz = config.business_timezone;
     let services = domain::ports::DomainServices::new(tz, domain::loyalty::LoyaltyRules::default());
     let crm = commands::app::Crm::new(log.clone(), services);
@@ -107,6 +112,15 @@ pub async fn serve_with(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // METRICS_ADDR is bound before anything else happens: a taken port is one error line.
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on METRICS_ADDR {addr}"))?,
+        ),
+        None => None,
+    };
     // The port answers at once: liveness 200, everything else 503 `starting` until the
     // steps below are done; then the application takes over the same listener.
     let (app, started) = while_starting();
@@ -143,13 +157,32 @@ pub async fn serve_with(
     let outbox_task = outbox::OutboxWorker::from_config(state.crm.clone(), &state.config)
         .context("outbox HTTP client")?
         .spawn(stop_policies.clone());
+    let upkeep_task = metrics::spawn_upkeep(stop_policies.clone());
+    // Served from here on: its gauges read the state. A scrape that came earlier waits in
+    // the listener's backlog.
+    let stop_metrics = tokio_util::sync::CancellationToken::new();
+    let metrics_task = metrics_listener.map(|listener| {
+        let app = metrics::separate_router(state.clone());
+        let stop = stop_metrics.clone();
+        tracing::info!(addr = ?listener.local_addr().ok(), "metrics listening");
+        tokio::spawn(std::future::IntoFuture::into_future(
+            axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()),
+        ))
+    });
     let log = state.log.clone();
     let _ = started.set(http::router(state));
     let served = http.await.context("HTTP server task")?;
     drop(stop_http);
+    stop_metrics.cancel();
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
     served.context("HTTP server")?;
     let _ = stop_projections.send(true);
     stop_policies.cancel();
+    if let Some(t) = upkeep_task {
+        let _ = t.await;
+    }
     for t in projection_tasks {
         let _ = t.await;
     }
@@ -273,7 +306,12 @@ fn init_tracing(format: &str) {
     // RUST_LOG filters the log lines only: error reporting keeps its own levels.
     let _ = tracing_subscriber::registry()
         .with(lines.with_filter(filter))
-        .with(error_reporting::tracing_layer())
+        // Warnings and errors only: a layer without a level would switch on every debug
+        // and trace event of every crate.
+        .with(
+            error_reporting::tracing_layer()
+                .with_filter(tracing_subscriber::filter::LevelFilter::WARN),
+        )
         .try_init();
 }
 

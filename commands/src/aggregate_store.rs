@@ -266,6 +266,33 @@ impl<A: Aggregate> AggregateStore<A> {
         command: A::Command,
         metadata: &EventMetadata,
     ) -> Result<CommandOutcome, CommandError<A::Error>> {
+        let started = std::time::Instant::now();
+        let result = self
+            .decide_and_append(aggregate_id, command, metadata)
+            .await;
+        // Labels are the aggregate type and the outcome's kind only: never an id.
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(CommandError::Rejected(_) | CommandError::IdempotencyKeyReused { .. }) => {
+                "rejected"
+            }
+            Err(CommandError::Conflict { .. }) => "conflict",
+            Err(CommandError::Store(_)) => "error",
+        };
+        metrics::counter!("dirtfree_commands_total", "aggregate" => A::TYPE, "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("dirtfree_command_duration_seconds", "aggregate" => A::TYPE, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// [`Self::execute`] without its measurement.
+    async fn decide_and_append(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<CommandOutcome, CommandError<A::Error>> {
         if let Some(key) = &metadata.idempotency_key {
             if let Some(prior) = self.prior_outcome(key, aggregate_id).await? {
                 return Ok(prior);

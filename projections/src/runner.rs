@@ -336,7 +336,8 @@ impl ProjectionRunner {
                 any
             };
             match stored {
-                Some(v) if v < p.version() && !missing => {
+                // Also when the new version adds a table: the old ones keep serving.
+                Some(v) if v < p.version() => {
                     tracing::info!(
                         projection = p.name(),
                         from = v,
@@ -608,13 +609,16 @@ impl ProjectionRunner {
     /// The first [`RunError`]; the projection's checkpoint stays before the failing event.
     pub async fn catch_up(&self, name: &str) -> Result<u64, RunError> {
         let p = self.find(name)?;
-        if !Self::owns(p.as_ref(), self.stored_versions().await?.get(name).copied()) {
-            // Another version's instance runs it (or an upgrade is pending).
-            return Ok(0);
-        }
         // Everything committed before the call, including events an older
         // open transaction still holds back from readers.
         let target = self.log.committed_head().await?;
+        if !Self::owns(p.as_ref(), self.stored_versions().await?.get(name).copied()) {
+            // Another version's instance runs it (or an upgrade is pending): wait a while for
+            // that one to get there, as a caller reading its own writes expects.
+            self.wait_for_projection(name, target, Duration::from_secs(5))
+                .await?;
+            return Ok(0);
+        }
         let mut total = 0u64;
         loop {
             let n = self.step(p.as_ref(), Slot::Live).await?;

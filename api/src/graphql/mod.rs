@@ -19,6 +19,7 @@ mod limits;
 mod loaders;
 mod loyalty;
 mod messaging;
+mod observe;
 mod paging;
 mod reports;
 mod sales;
@@ -40,6 +41,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 pub use auth::{bootstrap_admin, hash_password};
 pub use context::{client_ip, Principal, RequestCtx};
+pub use observe::RootFields;
 pub use subscriptions::{websocket, SubscriptionRoot};
 
 use crate::state::AppState;
@@ -91,6 +93,8 @@ pub fn schema(state: AppState) -> CrmSchema {
         MutationRoot::default(),
         SubscriptionRoot,
     )
+    // First, so that it also counts a request the limits refuse.
+    .extension(observe::ObserveOperations)
     // Depth and cost are `limits`' own: async-graphql's depth counts the
     // introspection schema too and refused GraphiQL's standard query.
     .extension(limits::RequestLimits)
@@ -184,10 +188,11 @@ pub async fn execute(
     let loader = loaders::for_request(&state, move |batch| {
         tokio::spawn(projections::db::STATEMENTS.scope(Arc::clone(&counted), batch))
     });
+    let fields = RootFields::default();
     let mut response = projections::db::STATEMENTS
         .scope(
             Arc::clone(&statements),
-            schema.execute(req.data(ctx).data(loader)),
+            schema.execute(req.data(ctx).data(loader).data(fields.clone())),
         )
         .await;
     response.extensions.insert(
@@ -197,7 +202,10 @@ pub async fn execute(
         }))
         .unwrap_or_default(),
     );
-    GraphQLResponse::from(response).into_response()
+    let mut answer = GraphQLResponse::from(response).into_response();
+    // For the access-log line (`metrics::observe`).
+    answer.extensions_mut().insert(fields);
+    answer
 }
 
 /// A GraphQL-shaped error for a request that never reached GraphQL.

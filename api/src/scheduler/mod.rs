@@ -378,6 +378,7 @@ impl Scheduler {
             Err(e) => return Err(StoreError::Database(e.to_string()).into()),
         }
         tracing::info!(job = %job, slot = %slot_text, trigger = trigger.as_str(), "job run started");
+        let started = std::time::Instant::now();
 
         let attempts = inner.options.attempts.max(1);
         let mut backoff = inner.options.retry_backoff;
@@ -435,6 +436,12 @@ impl Scheduler {
             backoff = backoff.saturating_mul(2);
         }
         tracing::info!(job = %job, status = summary.status, counts = ?summary.counts, "job run ended");
+        crate::metrics::cron_run(
+            job.as_str(),
+            trigger.as_str(),
+            summary.status,
+            started.elapsed(),
+        );
         Ok(summary)
     }
 

@@ -73,15 +73,44 @@ pub fn routes(state: AppState) -> Router {
 
 /// The webhook routes with another effects port (tests, tools).
 pub fn routes_with(state: AppState, effects: Arc<dyn WebhookEffects>) -> Router {
+    use axum::middleware::map_response;
     Router::new()
-        .route(STRIPE_PATH, post(stripe))
-        .route(TWILIO_PATH, post(twilio_inbound))
-        .route(TWILIO_STATUS_PATH, post(twilio_status))
-        .route(RESEND_PATH, post(resend))
+        .route(
+            STRIPE_PATH,
+            post(stripe).layer(map_response(|r: Response| counted(Provider::Stripe, r))),
+        )
+        .route(
+            TWILIO_PATH,
+            post(twilio_inbound).layer(map_response(|r: Response| counted(Provider::Twilio, r))),
+        )
+        .route(
+            TWILIO_STATUS_PATH,
+            post(twilio_status).layer(map_response(|r: Response| counted(Provider::Twilio, r))),
+        )
+        .route(
+            RESEND_PATH,
+            post(resend).layer(map_response(|r: Response| counted(Provider::Resend, r))),
+        )
         .with_state(WebhookState {
             app: state,
             effects,
         })
+}
+
+/// What became of a webhook request (`processed`, `duplicate`, `invalid_signature`, …): set
+/// on the response by [`accepted`] and [`WebhookError`], counted by [`counted`].
+#[derive(Debug, Clone, Copy)]
+struct DeliveryResult(&'static str);
+
+/// Counts the request in `dirtfree_webhook_deliveries_total{vendor, result}`; a request
+/// refused before its handler ran (a body over the limit) counts as `other`.
+async fn counted(vendor: Provider, res: Response) -> Response {
+    let result = res
+        .extensions()
+        .get::<DeliveryResult>()
+        .map_or("other", |r| r.0);
+    crate::metrics::webhook_delivery(vendor.as_str(), result);
+    res
 }
 
 /// Why a webhook request was not processed; each maps to one status code.
@@ -113,6 +142,18 @@ pub enum WebhookError {
 }
 
 impl WebhookError {
+    /// The `result` label of the deliveries metric.
+    fn result(&self) -> &'static str {
+        match self {
+            WebhookError::Disabled(_) => "disabled",
+            WebhookError::Unauthorized { .. } => "invalid_signature",
+            WebhookError::UnsupportedMediaType => "unsupported_media_type",
+            WebhookError::BadRequest(_) => "bad_payload",
+            WebhookError::InProgress => "in_progress",
+            WebhookError::Unavailable(_) => "unavailable",
+        }
+    }
+
     fn code(&self) -> (StatusCode, &'static str) {
         match self {
             WebhookError::Disabled(_) => (StatusCode::SERVICE_UNAVAILABLE, "WEBHOOK_DISABLED"),
@@ -152,6 +193,7 @@ impl IntoResponse for WebhookError {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("30"));
         }
+        res.extensions_mut().insert(DeliveryResult(self.result()));
         res
     }
 }
@@ -287,21 +329,24 @@ async fn resend(
     ingest(&s, d, &request_id(&headers), false).await
 }
 
-fn accepted(status: &str, outcome: &str, twiml: bool) -> Response {
-    if twiml {
+fn accepted(status: &'static str, outcome: &str, twiml: bool) -> Response {
+    let mut res = if twiml {
         // Twilio reads the answer to an inbound SMS as TwiML: an empty one sends no reply.
-        return (
+        (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/xml")],
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>",
         )
-            .into_response();
-    }
-    (
-        StatusCode::OK,
-        Json(json!({ "status": status, "outcome": outcome })),
-    )
-        .into_response()
+            .into_response()
+    } else {
+        (
+            StatusCode::OK,
+            Json(json!({ "status": status, "outcome": outcome })),
+        )
+            .into_response()
+    };
+    res.extensions_mut().insert(DeliveryResult(status));
+    res
 }
 
 /// Records a verified delivery once, then acts on it if this request recorded it.

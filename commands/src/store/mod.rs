@@ -388,8 +388,13 @@ impl EventLog {
     /// [`StoreError::Conflict`] when the stream is past `expected_sequence`;
     /// [`StoreError::DuplicateIdempotencyKey`] when the key was stored meanwhile.
     pub async fn append(&self, req: AppendRequest) -> Result<Appended, StoreError> {
+        let aggregate_type = req.aggregate_type.clone();
+        let n = req.events.len() as u64;
         let req = personal::seal(self, req).await?;
-        dispatch!(self, l => l.append(req).await)
+        let appended = dispatch!(self, l => l.append(req).await)?;
+        metrics::counter!("dirtfree_events_appended_total", "aggregate" => aggregate_type)
+            .increment(n);
+        Ok(appended)
     }
 
     /// Events of one stream with sequence > `after_sequence`, in order.
@@ -503,6 +508,26 @@ impl EventLog {
             }
             #[cfg(feature = "esdb")]
             EventLog::Esdb(l) => l.close().await,
+        }
+    }
+
+    /// Each connection pool's connections, for the metrics scrape: (pool, in use, open).
+    /// PostgreSQL has one pool (`main`); SQLite a `writer` and a `reader`; EventStoreDB
+    /// reports its read-model database's.
+    pub fn pool_usage(&self) -> Vec<(&'static str, u32, u32)> {
+        fn usage<DB: sqlx::Database>(
+            name: &'static str,
+            pool: &sqlx::Pool<DB>,
+        ) -> (&'static str, u32, u32) {
+            let open = pool.size();
+            let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+            (name, open.saturating_sub(idle), open)
+        }
+        match self {
+            EventLog::Postgres(l) => vec![usage("main", l.pool())],
+            EventLog::Sqlite(l) => vec![usage("writer", l.writer()), usage("reader", l.reader())],
+            #[cfg(feature = "esdb")]
+            EventLog::Esdb(l) => l.read_model().pool_usage(),
         }
     }
 
