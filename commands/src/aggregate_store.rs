@@ -267,9 +267,9 @@ impl<A: Aggregate> AggregateStore<A> {
         metadata: &EventMetadata,
     ) -> Result<CommandOutcome, CommandError<A::Error>> {
         let started = std::time::Instant::now();
-        let result = self
-            .decide_and_append(aggregate_id, command, metadata)
-            .await;
+        // Boxed: inline, the measured future doubled every caller's future and overflowed
+        // a test thread's stack in debug builds (the demo seed).
+        let result = Box::pin(self.decide_and_append(aggregate_id, command, metadata)).await;
         // Labels are the aggregate type and the outcome's kind only: never an id.
         let outcome = match &result {
             Ok(_) => "ok",
