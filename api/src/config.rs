@@ -107,6 +107,11 @@ pub struct Config {
     /// Resend sender address.
     #[arg(long, env = "RESEND_FROM_EMAIL")]
     pub resend_from_email: Option<String>,
+    /// Where alerts go by email (through the outbox, so `RESEND_*` must be set): a job that
+    /// failed after its retries, messages that gave up, a projection or policy that failed;
+    /// once per incident, and once when it is over.
+    #[arg(long, env = "ALERT_EMAIL")]
+    pub alert_email: Option<String>,
     /// Resend (Svix) webhook secret (`whsec_…`).
     #[arg(long, env = "RESEND_WEBHOOK_SECRET", hide_env_values = true)]
     pub resend_webhook_secret: Option<Secret>,
@@ -234,6 +239,9 @@ pub enum ConfigError {
     /// METRICS_TOKEN too short to resist guessing.
     #[error("METRICS_TOKEN must be at least 32 characters (it has {0}); unset it to close /metrics on the main port and answer the health detail to this machine only")]
     MetricsTokenTooShort(usize),
+    /// ALERT_EMAIL that is not an email address.
+    #[error("ALERT_EMAIL is not an email address: {0}")]
+    AlertEmailInvalid(String),
     /// ADMIN_EMAIL without ADMIN_PASSWORD or the reverse.
     #[error("ADMIN_EMAIL and ADMIN_PASSWORD must be set together")]
     AdminHalfSet,
@@ -367,6 +375,11 @@ impl Config {
             let n = s.expose().chars().count();
             if n < 32 {
                 return Err(ConfigError::CronSecretTooShort(n));
+            }
+        }
+        if let Some(a) = &self.alert_email {
+            if domain::values::Email::parse(a).is_err() {
+                return Err(ConfigError::AlertEmailInvalid(a.clone()));
             }
         }
         if let Some(t) = &self.metrics_token {
@@ -663,6 +676,21 @@ mod tests {
         let c = Config::defaults();
         assert_eq!(c.app_env, AppEnv::Development);
         assert!(c.introspection());
+    }
+
+    #[test]
+    fn an_alert_email_that_is_not_an_address_is_refused_naming_it() {
+        let bad =
+            Config::try_parse_from(["api", "--alert-email", "owner at example"]).expect("parses");
+        let e = bad.validate().expect_err("refused");
+        assert!(
+            e.to_string()
+                .starts_with("ALERT_EMAIL is not an email address"),
+            "{e}"
+        );
+        let good =
+            Config::try_parse_from(["api", "--alert-email", "owner@example.com"]).expect("parses");
+        assert!(good.validate().is_ok());
     }
 
     #[test]

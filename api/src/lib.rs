@@ -1,6 +1,7 @@
 //! The Dirt Free CRM server: configuration, the HTTP surface (GraphQL,
 //! health, webhooks, the cron trigger, metrics) and its lifecycle.
 
+pub mod alerts;
 pub mod config;
 pub mod demo;
 pub mod error_reporting;
@@ -150,9 +151,7 @@ pub async fn serve_with(
     let stop_policies = tokio_util::sync::CancellationToken::new();
     let policy_task = state.policies.clone().spawn(stop_policies.clone());
     // The scheduler stops with the policies (same token); it catches up missed slots first.
-    let scheduler_task =
-        with_google_reviews(scheduler::Scheduler::from_state(&state), &state.config)?
-            .spawn(stop_policies.clone());
+    let scheduler_task = server_scheduler(&state)?.spawn(stop_policies.clone());
     // The outbox sends what the policies queue; without vendor keys it records "not sent".
     let outbox_task = outbox::OutboxWorker::from_config(state.crm.clone(), &state.config)
         .context("outbox HTTP client")?
@@ -169,6 +168,7 @@ pub async fn serve_with(
             axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()),
         ))
     });
+    let alerts_task = alerts::spawn(state.clone(), stop_policies.clone());
     let log = state.log.clone();
     let _ = started.set(http::router(state));
     let served = http.await.context("HTTP server task")?;
@@ -189,6 +189,7 @@ pub async fn serve_with(
     let _ = policy_task.await;
     let _ = scheduler_task.await;
     let _ = outbox_task.await;
+    let _ = alerts_task.await;
     log.close().await;
     Ok(())
 }
@@ -242,12 +243,15 @@ fn while_starting() -> (Router, Arc<std::sync::OnceLock<Router>>) {
     (app, started)
 }
 
-/// The scheduler reading Google Business Profile reviews when the Google settings are complete
-/// (else sync-google-reviews records that no account is configured).
-fn with_google_reviews(
-    scheduler: scheduler::Scheduler,
-    config: &Config,
-) -> anyhow::Result<scheduler::Scheduler> {
+/// The server's scheduler, for its timer and for `POST /api/cron/execute/{job}` alike:
+/// reading Google Business Profile reviews when the Google settings are complete (else
+/// sync-google-reviews records that no account is configured).
+///
+/// # Errors
+/// When the Google HTTP client cannot be built.
+pub fn server_scheduler(state: &AppState) -> anyhow::Result<scheduler::Scheduler> {
+    let scheduler = scheduler::Scheduler::from_state(state);
+    let config = &state.config;
     let Some(google) = outbox::google_reviews::GoogleReviewsConfig::from_config(config) else {
         return Ok(scheduler);
     };

@@ -49,6 +49,8 @@ pub enum MessageKind {
     Test,
     /// A one-time code proving a phone or email is the customer's.
     ContactConfirmation,
+    /// An operational alert (or its recovery) to `ALERT_EMAIL`.
+    Alert,
 }
 
 impl MessageKind {

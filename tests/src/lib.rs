@@ -7,6 +7,7 @@ pub mod counter;
 pub mod health;
 pub mod rebuild;
 pub mod server;
+pub mod standins;
 
 pub use server::ServerProcess;
 

@@ -4,66 +4,15 @@
 //! that the error's text carried; the panicking request answers 500 `INTERNAL`; health
 //! calls Sentry configured only because a client really sends.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tests::app::{text, TestApp};
+use tests::standins::SentryIngest as Ingest;
 use tests::{Engine, TestDb};
 
 const EMAIL: &str = "jane.doe@example.com";
 const PHONE: &str = "+15125550123";
-
-/// Sentry's envelope endpoint, keeping every body it is sent.
-#[derive(Clone, Default)]
-struct Ingest(Arc<Mutex<Vec<String>>>);
-
-impl Ingest {
-    async fn start() -> (Self, String) {
-        let ingest = Ingest::default();
-        let app = axum::Router::new()
-            .route(
-                "/api/{project}/envelope/",
-                axum::routing::post(
-                    |axum::extract::State(i): axum::extract::State<Ingest>, body: String| async move {
-                        i.0.lock().unwrap_or_else(|e| e.into_inner()).push(body);
-                        axum::Json(json!({}))
-                    },
-                ),
-            )
-            .with_state(ingest.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let dsn = format!(
-            "http://0123456789abcdef0123456789abcdef@{}/42",
-            listener.local_addr().expect("addr")
-        );
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        (ingest, dsn)
-    }
-
-    fn bodies(&self) -> Vec<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// The events in the envelopes received so far.
-    fn events(&self) -> Vec<Value> {
-        let mut out = Vec::new();
-        for body in self.bodies() {
-            let lines: Vec<&str> = body.lines().collect();
-            for pair in lines.windows(2) {
-                let header: Value = serde_json::from_str(pair[0]).unwrap_or_default();
-                if header["type"] == "event" {
-                    out.push(serde_json::from_str(pair[1]).expect("an event is JSON"));
-                }
-            }
-        }
-        out
-    }
-}
 
 async fn report(app: &TestApp, token: &str, kind: &str) -> (u16, String, Value) {
     let r = reqwest::Client::new()

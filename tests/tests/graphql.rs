@@ -954,44 +954,6 @@ async fn sqlite_subscriptions_push_new_events_to_who_may_see_them() {
 
 // ------------------------------------------------- password reset and role changes
 
-/// A stand-in for Resend's `POST /emails` on loopback: records every JSON body.
-#[derive(Clone, Default)]
-struct Inbox(std::sync::Arc<std::sync::Mutex<Vec<Value>>>);
-
-impl Inbox {
-    async fn start() -> (Self, String) {
-        let inbox = Inbox::default();
-        let app = axum::Router::new()
-            .route(
-                "/emails",
-                axum::routing::post(
-                    |axum::extract::State(i): axum::extract::State<Inbox>,
-                     axum::Json(body): axum::Json<Value>| async move {
-                        let n = {
-                            let mut sent = i.0.lock().unwrap_or_else(|e| e.into_inner());
-                            sent.push(body);
-                            sent.len()
-                        };
-                        axum::Json(json!({ "id": format!("email-{n}") }))
-                    },
-                ),
-            )
-            .with_state(inbox.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind stand-in");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        (inbox, base)
-    }
-
-    fn sent(&self) -> Vec<Value> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
 /// Every event's payload and metadata as text, and the rows left in `password_reset_tokens`.
 async fn log_text_and_waiting_tokens(db: &TestDb) -> (String, i64) {
     let log = db.log().await;
@@ -1026,7 +988,7 @@ async fn log_text_and_waiting_tokens(db: &TestDb) -> (String, i64) {
 
 async fn password_reset(engine: Engine) {
     let db = TestDb::new(engine).await;
-    let (inbox, resend) = Inbox::start().await;
+    let (inbox, resend) = tests::standins::Mailbox::start().await;
     let s = start(
         Some(&db.url),
         &[

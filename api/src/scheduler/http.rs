@@ -23,7 +23,11 @@ struct CronState {
 
 /// The cron trigger's routes, to merge into the server's router.
 pub fn routes(state: AppState) -> Router {
-    let scheduler = Scheduler::from_state(&state);
+    // The same as the timer's (the manual run of sync-google-reviews used to miss Google).
+    let scheduler = crate::server_scheduler(&state).unwrap_or_else(|error| {
+        tracing::error!(%error, "manual job runs go without Google reviews");
+        Scheduler::from_state(&state)
+    });
     Router::new()
         .route("/api/cron/execute/{job}", post(execute))
         .with_state(CronState {

@@ -1,0 +1,257 @@
+//! Alerts (issue #15): someone is told when the business stops working by itself. A watcher
+//! looks every [`CHECK_EVERY`] at what health reads — each job's latest run, each
+//! projection and policy, the messages that gave up — and keeps one *incident* per thing
+//! that is wrong (`job:<name>`, `projection:<name>`, `projection:<name>:parked`,
+//! `policy:<name>`, `messages`). An incident is announced once when it opens (not per retry
+//! or per tick) and once when it is over: to Sentry (when `SENTRY_DSN` is set) and by email
+//! to `ALERT_EMAIL` through the outbox. Incidents live in `alert_incidents`; opening and
+//! closing are conditional writes, so of several instances exactly one announces each.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use domain::consent::Channel;
+use domain::message::{MessageCommand, MessageKind, Recipient};
+use domain::values::Email;
+use projections::Param;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+
+/// How often the watcher looks.
+pub const CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Why a message counts as given up (the vendor refused it, retries ran out, or nobody
+/// knows whether it went): not a missing consent or a vendor left unconfigured on purpose.
+const GAVE_UP: &str = "'rejected', 'retries_exhausted', 'outcome_unknown'";
+
+/// What is wrong now: incident key → one line saying what (no personal data: names of
+/// jobs, projections and policies, positions and counts only).
+async fn wrong_now(state: &AppState) -> Result<BTreeMap<String, String>, String> {
+    let mut wrong = BTreeMap::new();
+    for p in state
+        .projections
+        .status()
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        if p.state == "failed" {
+            wrong.insert(
+                format!("projection:{}", p.name),
+                format!(
+                    "projection {} stopped at position {}",
+                    p.name,
+                    p.error_position.as_deref().unwrap_or("?")
+                ),
+            );
+        }
+        if p.parked > 0 {
+            wrong.insert(
+                format!("projection:{}:parked", p.name),
+                format!("projection {} parked {} event(s)", p.name, p.parked),
+            );
+        }
+    }
+    for p in state.policies.status() {
+        if p.last_error.is_some() {
+            wrong.insert(
+                format!("policy:{}", p.name),
+                format!("policy {} failed", p.name),
+            );
+        }
+    }
+    let scheduler = crate::scheduler::status(state)
+        .await
+        .map_err(|e| e.to_string())?;
+    for j in scheduler.jobs {
+        // The latest run that ended (one in progress neither opens nor closes anything).
+        let failed = match (j.recent_failures.first(), j.last_success.as_ref()) {
+            (Some(f), Some(s)) => (f.started_at > s.started_at).then_some(f),
+            (f, _) => f,
+        };
+        if let Some(run) = failed {
+            wrong.insert(
+                format!("job:{}", j.job),
+                format!(
+                    "job {} failed after {} attempt(s)",
+                    j.job, run.failed_attempts
+                ),
+            );
+        }
+    }
+    // Messages are failing while the latest one that gave up is newer than the latest sent.
+    let rows = state
+        .projections
+        .query(
+            &format!(
+                "SELECT MAX(CASE WHEN status = 'not_sent' AND not_sent_reason IN ({GAVE_UP}) THEN updated_at END) AS failed_at,
+                        MAX(CASE WHEN status = 'sent' THEN updated_at END) AS sent_at,
+                        SUM(CASE WHEN status = 'not_sent' AND not_sent_reason IN ({GAVE_UP}) THEN 1 ELSE 0 END) AS gave_up
+                 FROM rm_messages WHERE kind <> 'alert'"
+            ),
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(r) = rows.first() {
+        let at = |k: &str| r.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        if let Some(failed) = at("failed_at") {
+            if at("sent_at").is_none_or(|sent| failed > sent) {
+                wrong.insert(
+                    "messages".into(),
+                    "messages are not going out: the latest gave up (see the outbox in /api/health/detailed)".into(),
+                );
+            }
+        }
+    }
+    Ok(wrong)
+}
+
+/// One look: opens what is newly wrong, closes what is right again, and announces both.
+///
+/// # Errors
+/// What could not be read or written, as text.
+pub async fn check(state: &AppState) -> Result<(), String> {
+    let wrong = wrong_now(state).await?;
+    let db = state.projections.db();
+    let now = Utc::now().timestamp_millis();
+    for (incident, summary) in &wrong {
+        let opened = db
+            .execute(
+                "INSERT INTO alert_incidents (incident, summary, opened_at_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (incident) DO UPDATE SET summary = excluded.summary,
+                   opened_at_ms = excluded.opened_at_ms, closed_at_ms = NULL
+                 WHERE alert_incidents.closed_at_ms IS NOT NULL",
+                &[
+                    incident.as_str().into(),
+                    summary.as_str().into(),
+                    now.into(),
+                ],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if opened == 1 {
+            announce(state, incident, summary, now, false).await;
+        }
+    }
+    let open = db
+        .query(
+            "SELECT incident, summary, opened_at_ms FROM alert_incidents WHERE closed_at_ms IS NULL",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    for r in open {
+        let Some(incident) = r.get("incident").and_then(|v| v.as_str()) else {
+            continue;
+        };
+        if wrong.contains_key(incident) {
+            continue;
+        }
+        let closed = db
+            .execute(
+                "UPDATE alert_incidents SET closed_at_ms = $2 WHERE incident = $1 AND closed_at_ms IS NULL",
+                &[Param::from(incident), now.into()],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if closed == 1 {
+            let summary = r
+                .get("summary")
+                .and_then(|v| v.as_str())
+                .unwrap_or(incident);
+            let opened_at = r
+                .get("opened_at_ms")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or(now);
+            announce(state, incident, summary, opened_at, true).await;
+        }
+    }
+    Ok(())
+}
+
+/// Tells Sentry and `ALERT_EMAIL`. A failure to tell is logged, not retried: the incident
+/// stays recorded (health shows it too).
+async fn announce(state: &AppState, incident: &str, summary: &str, opened_at_ms: i64, over: bool) {
+    let (subject, level) = if over {
+        (format!("Resolved: {summary}"), sentry::Level::Info)
+    } else {
+        (format!("Alert: {summary}"), sentry::Level::Error)
+    };
+    if over {
+        tracing::info!(incident, "alert resolved");
+    } else {
+        tracing::warn!(incident, "alert raised");
+    }
+    if crate::error_reporting::active() {
+        sentry::with_scope(
+            |scope| scope.set_tag("alert", incident),
+            || sentry::capture_message(&subject, level),
+        );
+    }
+    let Some(address) = state
+        .config
+        .alert_email
+        .as_deref()
+        .and_then(|a| Email::parse(a).ok())
+    else {
+        return;
+    };
+    let public = state
+        .config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", state.config.bind_addr));
+    let body = if over {
+        format!("{summary}: this is over now.\n\nDetail: {public}/api/health/detailed")
+    } else {
+        format!(
+            "{summary}.\n\nThe business may not be working by itself until this is fixed. \
+             Detail: {public}/api/health/detailed (and docs/operations.md). You will get one \
+             more email when it is over."
+        )
+    };
+    // One message per incident and phase: a second instance addresses the same stream.
+    let cause = format!(
+        "Alert:{incident}:{opened_at_ms}:{}",
+        if over { "over" } else { "open" }
+    );
+    let id = domain::ids::OutboundMessageId::for_cause(&cause);
+    let meta = commands::EventMetadata::new(commands::Actor::System("alerts".into()), Utc::now());
+    let queued = state
+        .crm
+        .messages()
+        .execute(
+            id,
+            domain::Actor::System,
+            MessageCommand::Queue {
+                kind: MessageKind::Alert,
+                channel: Channel::Email,
+                recipient: Recipient::Email { address },
+                cause,
+                subject: Some(subject),
+                body,
+            },
+            &meta,
+        )
+        .await;
+    if let Err(error) = queued {
+        tracing::error!(incident, %error, "alert email not queued");
+    }
+}
+
+/// Runs [`check`] every [`CHECK_EVERY`] until `stop`.
+pub fn spawn(state: AppState, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Err(error) = check(&state).await {
+                tracing::warn!(%error, "alert check failed; trying again");
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(CHECK_EVERY) => {}
+            }
+        }
+    })
+}

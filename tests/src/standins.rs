@@ -1,0 +1,103 @@
+//! Local stand-ins for vendors on the internet, for tests that start the server process:
+//! Sentry's envelope endpoint and Resend's send API. Each keeps what it was sent.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+async fn serve(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind stand-in");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+/// Sentry's ingest (`POST /api/<project>/envelope/`), keeping every envelope.
+#[derive(Clone, Default, Debug)]
+pub struct SentryIngest(Arc<Mutex<Vec<String>>>);
+
+impl SentryIngest {
+    /// Starts it; returns it and the `SENTRY_DSN` that points at it.
+    pub async fn start() -> (Self, String) {
+        let ingest = SentryIngest::default();
+        let app =
+            axum::Router::new()
+                .route(
+                    "/api/{project}/envelope/",
+                    axum::routing::post(
+                        |axum::extract::State(i): axum::extract::State<SentryIngest>,
+                         body: String| async move {
+                            i.0.lock().unwrap_or_else(|e| e.into_inner()).push(body);
+                            axum::Json(json!({}))
+                        },
+                    ),
+                )
+                .with_state(ingest.clone());
+        let addr = serve(app).await;
+        (
+            ingest,
+            format!("http://0123456789abcdef0123456789abcdef@{addr}/42"),
+        )
+    }
+
+    /// The envelopes received, as sent.
+    pub fn bodies(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The events in the envelopes received so far.
+    ///
+    /// # Panics
+    /// When an event item is not JSON.
+    pub fn events(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        for body in self.bodies() {
+            let lines: Vec<&str> = body.lines().collect();
+            for pair in lines.windows(2) {
+                let header: Value = serde_json::from_str(pair[0]).unwrap_or_default();
+                if header["type"] == "event" {
+                    out.push(serde_json::from_str(pair[1]).expect("an event is JSON"));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Resend's send API (`POST /emails`), keeping every email's JSON.
+#[derive(Clone, Default, Debug)]
+pub struct Mailbox(Arc<Mutex<Vec<Value>>>);
+
+impl Mailbox {
+    /// Starts it; returns it and the `RESEND_API_BASE` that points at it.
+    pub async fn start() -> (Self, String) {
+        let mailbox = Mailbox::default();
+        let app = axum::Router::new()
+            .route(
+                "/emails",
+                axum::routing::post(
+                    |axum::extract::State(m): axum::extract::State<Mailbox>,
+                     axum::Json(body): axum::Json<Value>| async move {
+                        let n = {
+                            let mut sent = m.0.lock().unwrap_or_else(|e| e.into_inner());
+                            sent.push(body);
+                            sent.len()
+                        };
+                        axum::Json(json!({ "id": format!("email-{n}") }))
+                    },
+                ),
+            )
+            .with_state(mailbox.clone());
+        let addr = serve(app).await;
+        (mailbox, format!("http://{addr}"))
+    }
+
+    /// The emails sent so far.
+    pub fn sent(&self) -> Vec<Value> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
