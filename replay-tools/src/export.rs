@@ -13,16 +13,25 @@ pub struct Opts {
     /// Output file (default: standard output).
     #[arg(long, short)]
     out: Option<std::path::PathBuf>,
+    /// Write customers' personal fields decrypted (to move a store to another engine with
+    /// `import`). Without it they stay sealed as stored: the file is then of no use without
+    /// this store's keys, and `import` refuses it.
+    #[arg(long)]
+    clear: bool,
 }
 
-/// The first line of every export.
+/// The first line of an export with personal fields in clear (`--clear`): `import` reads it.
 pub const HEADER: &str = r#"{"format":"dirtfree-events","version":1}"#;
+
+/// The first line of an export with personal fields sealed as stored (the default).
+pub const HEADER_SEALED: &str =
+    r#"{"format":"dirtfree-events","version":1,"personal_data":"sealed"}"#;
 
 pub async fn run(ctx: &Ctx, opts: Opts) -> anyhow::Result<i32> {
     let mut out: Box<dyn Write> = match &opts.out {
         Some(p) => {
-            // The export holds customers' personal data in clear and password
-            // hashes: readable by its owner only, from the first byte.
+            // The export holds password hashes (and with --clear personal data in clear):
+            // readable by its owner only, from the first byte.
             use std::os::unix::fs::OpenOptionsExt;
             let file = std::fs::OpenOptions::new()
                 .write(true)
@@ -33,11 +42,14 @@ pub async fn run(ctx: &Ctx, opts: Opts) -> anyhow::Result<i32> {
             // An existing file keeps its mode on open: narrow it too.
             use std::os::unix::fs::PermissionsExt;
             file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            eprintln!(
-                "warning: {} holds customers' personal data in clear and staff password hashes; \
-                 it is readable by you only (0600): keep it so, and delete it when done",
-                p.display()
-            );
+            if opts.clear {
+                eprintln!(
+                    "warning: {} holds customers' personal data in clear (--clear) and staff \
+                     password hashes; it is readable by you only (0600): keep it so, and \
+                     delete it when done",
+                    p.display()
+                );
+            }
             Box::new(std::io::BufWriter::new(file))
         }
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
@@ -48,12 +60,15 @@ pub async fn run(ctx: &Ctx, opts: Opts) -> anyhow::Result<i32> {
     } else {
         ProgressBar::hidden()
     };
-    writeln!(out, "{HEADER}")?;
+    writeln!(out, "{}", if opts.clear { HEADER } else { HEADER_SEALED })?;
     // Everything committed before the export started, also events an older open
     // transaction (anywhere in the cluster) still holds back from readers: an empty
     // batch before the target means "wait", not "done".
     let target = ctx.log.committed_head().await?;
     let mut tail = LogTail::new(ctx.log.clone(), LogPosition::START, 5_000);
+    if !opts.clear {
+        tail = tail.stored();
+    }
     let mut at = LogPosition::START;
     let mut n = 0u64;
     loop {
@@ -85,6 +100,13 @@ pub async fn run(ctx: &Ctx, opts: Opts) -> anyhow::Result<i32> {
     }
     out.flush()?;
     bar.finish_and_clear();
-    eprintln!("exported {n} events");
+    eprintln!(
+        "exported {n} events ({})",
+        if opts.clear {
+            "personal data in clear"
+        } else {
+            "personal data sealed; `import` needs an export made with --clear"
+        }
+    );
     Ok(0)
 }

@@ -46,6 +46,13 @@ pub async fn run(ctx: &Ctx, opts: Opts) -> anyhow::Result<i32> {
     let file = std::fs::File::open(&opts.file)?;
     let mut lines = std::io::BufReader::new(file).lines();
     let header = lines.next().transpose()?.unwrap_or_default();
+    if header.trim() == crate::export::HEADER_SEALED {
+        anyhow::bail!(
+            "{}: its personal fields are sealed with the source store's keys, which this store \
+             does not have; export with --clear to move a store (or restore a backup)",
+            opts.file.display()
+        );
+    }
     if header.trim() != crate::export::HEADER {
         anyhow::bail!(
             "{} is not a dirtfree-events v1 export (first line {header:?})",

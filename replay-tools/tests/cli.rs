@@ -83,9 +83,22 @@ async fn rebuild_export_import_and_verify(engine: Engine) {
     let file = dir.0.join("log.jsonl");
     // An existing, world-readable file is narrowed too.
     std::fs::write(&file, b"old").expect("pre-existing file");
+    // Sealed by default: no personal field in clear, and import refuses it.
+    let sealed = dir.0.join("sealed.jsonl");
     ok(&cli(
         &db.url,
-        &["export", "--out", file.to_str().expect("path")],
+        &["export", "--out", sealed.to_str().expect("path")],
+    ));
+    let sealed_text = std::fs::read_to_string(&sealed).expect("sealed export");
+    assert!(sealed_text
+        .starts_with(r#"{"format":"dirtfree-events","version":1,"personal_data":"sealed"}"#));
+    assert!(
+        sealed_text.contains("$pii"),
+        "no sealed field in the default export"
+    );
+    ok(&cli(
+        &db.url,
+        &["export", "--clear", "--out", file.to_str().expect("path")],
     ));
     {
         use std::os::unix::fs::PermissionsExt;
@@ -103,6 +116,16 @@ async fn rebuild_export_import_and_verify(engine: Engine) {
     drop(copy.log().await);
     let refused = cli(&copy.url, &["import", file.to_str().expect("path")]);
     assert!(!refused.status.success(), "import without --yes is refused");
+    let sealed_refused = cli(
+        &copy.url,
+        &["import", sealed.to_str().expect("path"), "--yes"],
+    );
+    assert!(
+        !sealed_refused.status.success()
+            && String::from_utf8_lossy(&sealed_refused.stderr).contains("export with --clear"),
+        "a sealed export is refused, saying why"
+    );
+    assert_eq!(copy.log().await.count().await.expect("count"), 0);
     ok(&cli(
         &copy.url,
         &["import", file.to_str().expect("path"), "--yes"],
@@ -258,7 +281,7 @@ async fn an_erased_customer_is_unreadable_everywhere_but_the_facts_remain(engine
     let before = dir.0.join("before.jsonl");
     ok(&cli(
         &db.url,
-        &["export", "--out", before.to_str().expect("path")],
+        &["export", "--clear", "--out", before.to_str().expect("path")],
     ));
     let exported = std::fs::read_to_string(&before).expect("export");
     for s in [name, email, phone, "Mockingbird", "dog bites"] {
@@ -280,7 +303,7 @@ async fn an_erased_customer_is_unreadable_everywhere_but_the_facts_remain(engine
     let after = dir.0.join("after.jsonl");
     ok(&cli(
         &db.url,
-        &["export", "--out", after.to_str().expect("path")],
+        &["export", "--clear", "--out", after.to_str().expect("path")],
     ));
     let cid = id.to_string();
     let views = [
