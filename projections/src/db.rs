@@ -182,6 +182,64 @@ pub enum ReadTx {
     Memory(Box<rusqlite::Connection>),
 }
 
+/// A lock held across transactions until [`Exclusive::release`] (or the process's end):
+/// PostgreSQL's session advisory lock on a connection kept for it; nothing on SQLite, which
+/// serves one instance.
+pub struct Exclusive {
+    held: Option<(sqlx::pool::PoolConnection<Postgres>, i64)>,
+}
+
+impl std::fmt::Debug for Exclusive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exclusive")
+            .field("key", &self.held.as_ref().map(|(_, k)| k))
+            .finish()
+    }
+}
+
+impl Exclusive {
+    /// Releases the lock.
+    ///
+    /// # Errors
+    /// [`DbError`]; the connection is closed instead, which releases it too.
+    pub async fn release(self) -> Result<(), DbError> {
+        if let Some((mut conn, key)) = self.held {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(key)
+                .execute(&mut *conn)
+                .await;
+            if unlocked.is_err() {
+                // A connection that may still hold the lock must not go back to the pool.
+                drop(conn.detach());
+            }
+            unlocked?;
+        }
+        Ok(())
+    }
+}
+
+impl ReadDb {
+    /// Waits for the lock named `key` across every instance on this database.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn exclusive(&self, key: i64) -> Result<Exclusive, DbError> {
+        match self {
+            ReadDb::Postgres(p) => {
+                let mut conn = p.acquire().await?;
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(Exclusive {
+                    held: Some((conn, key)),
+                })
+            }
+            ReadDb::Sqlite { .. } => Ok(Exclusive { held: None }),
+        }
+    }
+}
+
 /// PostgreSQL refusing a prepared statement whose result columns changed under it
 /// ("cached plan must not change result type").
 fn stale_plan(e: &sqlx::Error) -> bool {

@@ -152,6 +152,9 @@ fn checkpoint_name(p: &dyn Projection, slot: Slot) -> String {
     }
 }
 
+/// The advisory lock key of [`ProjectionRunner::upgrade`].
+const UPGRADE_LOCK: i64 = 0x6469_7274_6672_6565; // "dirtfree"
+
 fn int(r: &JsonRow, k: &str) -> i64 {
     r.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0)
 }
@@ -398,6 +401,21 @@ impl ProjectionRunner {
         stored == Some(p.version())
     }
 
+    /// An operator's retry or discard runs only on the version whose handlers built the
+    /// tables (during a rolling deploy, run it with the binary of the version that owns it).
+    async fn refuse_unless_owned(&self, p: &dyn Projection) -> Result<(), RunError> {
+        let stored = self.stored_versions().await?.get(p.name()).copied();
+        if Self::owns(p, stored) {
+            return Ok(());
+        }
+        Err(RunError::Refused(format!(
+            "projection {} is at version {} and this binary's is {}: use the binary of that version",
+            p.name(),
+            stored.map_or_else(|| "none".to_string(), |v| v.to_string()),
+            p.version()
+        )))
+    }
+
     /// The projections whose stored version is older than this code's.
     ///
     /// # Errors
@@ -424,13 +442,24 @@ impl ProjectionRunner {
         &self,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<Vec<String>, RunError> {
-        let names = self.outdated().await?;
-        if names.is_empty() {
+        if self.outdated().await?.is_empty() {
             return Ok(Vec::new());
         }
-        tracing::info!(projections = ?names, "rebuilding changed projections in shadow tables");
-        let done = self.rebuild_many(&names, progress, None).await?;
-        Ok(done.into_iter().map(|(n, _)| n).collect())
+        // Several new instances starting at once take turns (each would rebuild the same
+        // shadow tables); the later ones find the work done.
+        let lock = self.db.exclusive(UPGRADE_LOCK).await?;
+        let result = async {
+            let names = self.outdated().await?;
+            if names.is_empty() {
+                return Ok(Vec::new());
+            }
+            tracing::info!(projections = ?names, "rebuilding changed projections in shadow tables");
+            let done = self.rebuild_many(&names, progress, None).await?;
+            Ok(done.into_iter().map(|(n, _)| n).collect())
+        }
+        .await;
+        lock.release().await?;
+        result
     }
 
     /// Applies at most one batch to one projection; returns how many events it applied.
@@ -1393,6 +1422,7 @@ impl ProjectionRunner {
             let Ok(p) = self.find(&name) else {
                 continue;
             };
+            self.refuse_unless_owned(p.as_ref()).await?;
             for stream in streams {
                 let mut tx = self.db.begin_derived().await?;
                 let lock = match tx {
@@ -1466,7 +1496,8 @@ impl ProjectionRunner {
     ) -> Result<Vec<LogPosition>, RunError> {
         use commands::domain::ports::{CommandEnvelope, DomainServices};
         use commands::domain::read_model::{ReadModel, ReadModelCommand};
-        self.find(projection)?;
+        self.refuse_unless_owned(self.find(projection)?.as_ref())
+            .await?;
         let stream = (aggregate_type.to_string(), aggregate_id.to_string());
         let positions = {
             let mut tx = self.db.begin().await?;

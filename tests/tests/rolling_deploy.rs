@@ -1,6 +1,6 @@
-//! A rolling deploy (issue #15): an instance of the next release, whose `customers` read
-//! model is one version on (`src/bin/dirtfree-api-next.rs`), starts beside a running one
-//! on the same PostgreSQL. It rebuilds that read model in shadow tables while the old
+//! A rolling deploy (issue #15): two instances of the next release, whose `customers` read
+//! model is one version on (`src/bin/dirtfree-api-next.rs`), start at once beside a running
+//! one on the same PostgreSQL. They take turns (the second finds the work done); one rebuilds that read model in shadow tables while the old
 //! instance keeps serving and writing the old ones, swaps them in, and only then is ready.
 //! From the swap on the old instance leaves the read model alone (every row carries the new
 //! version's mark), no read comes back empty, and the checkpoint never moves back.
@@ -84,18 +84,22 @@ async fn the_next_version_rebuilds_beside_the_old_one_and_takes_over_without_an_
             seen
         })
     };
-    // The next release starts while the old instance takes bookings.
-    let url = db.url.clone();
-    let next =
+    // Two instances of the next release start at once while the old one takes bookings:
+    // they take turns at the rebuild, and the second finds it done.
+    let start_next = || {
+        let url = db.url.clone();
         tokio::spawn(
             async move { TestApp::start(env!("CARGO_BIN_EXE_dirtfree-api-next"), &url).await },
-        );
+        )
+    };
+    let (next, twin) = (start_next(), start_next());
     let mut created = CUSTOMERS_BEFORE;
-    while !next.is_finished() {
+    while !(next.is_finished() && twin.is_finished()) {
         create_customer(&old, &token, created).await;
         created += 1;
     }
     let next = next.await.expect("the next release started");
+    let twin = twin.await.expect("its twin started");
     let during_start = created - CUSTOMERS_BEFORE;
     let (_, _, taken_over) = checkpoint(&pool).await;
     assert_eq!(
@@ -160,6 +164,7 @@ async fn the_next_version_rebuilds_beside_the_old_one_and_takes_over_without_an_
         "no booking was taken while the next release started: the deploy was not rolling"
     );
     tests::health::assert_no_failures(&next.server.base).await;
+    tests::health::assert_no_failures(&twin.server.base).await;
     let shadow: Option<String> =
         sqlx::query_scalar("SELECT name FROM projection_checkpoints WHERE name LIKE '%#shadow'")
             .fetch_optional(&pool)
