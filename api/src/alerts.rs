@@ -53,11 +53,13 @@ async fn wrong_now(state: &AppState) -> Result<BTreeMap<String, String>, String>
             );
         }
     }
+    // A policy's failure is known to the instance it happened on only: its incident is
+    // that instance's, and only that instance closes it.
     for p in state.policies.status() {
         if p.last_error.is_some() {
             wrong.insert(
-                format!("policy:{}", p.name),
-                format!("policy {} failed", p.name),
+                format!("policy:{}@{}", p.name, instance()),
+                format!("policy {} failed on {}", p.name, instance()),
             );
         }
     }
@@ -80,29 +82,41 @@ async fn wrong_now(state: &AppState) -> Result<BTreeMap<String, String>, String>
             );
         }
     }
-    // Messages are failing while the latest one that gave up is newer than the latest sent.
+    // A channel is failing while two or more messages queued after the newest one it sent
+    // (this week) gave up: one refused number is not an outage. Queue times, not update
+    // times: a late delivery report on an old message says nothing about sending now.
+    let week_ago =
+        (Utc::now() - chrono::Duration::days(7)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let rows = state
         .projections
         .query(
             &format!(
-                "SELECT MAX(CASE WHEN status = 'not_sent' AND not_sent_reason IN ({GAVE_UP}) THEN updated_at END) AS failed_at,
-                        MAX(CASE WHEN status = 'sent' THEN updated_at END) AS sent_at,
-                        SUM(CASE WHEN status = 'not_sent' AND not_sent_reason IN ({GAVE_UP}) THEN 1 ELSE 0 END) AS gave_up
-                 FROM rm_messages WHERE kind <> 'alert'"
+                "SELECT m.channel, COUNT(*) AS n FROM rm_messages m
+                 WHERE m.kind <> 'alert' AND m.status = 'not_sent' AND m.not_sent_reason IN ({GAVE_UP})
+                   AND m.queued_at > $1
+                   AND m.queued_at > COALESCE((SELECT MAX(s.queued_at) FROM rm_messages s
+                        WHERE s.channel = m.channel AND s.status = 'sent' AND s.kind <> 'alert'
+                          AND s.queued_at > $1), '')
+                 GROUP BY m.channel"
             ),
-            &[],
+            &[Param::from(week_ago)],
         )
         .await
         .map_err(|e| e.to_string())?;
-    if let Some(r) = rows.first() {
-        let at = |k: &str| r.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        if let Some(failed) = at("failed_at") {
-            if at("sent_at").is_none_or(|sent| failed > sent) {
-                wrong.insert(
-                    "messages".into(),
-                    "messages are not going out: the latest gave up (see the outbox in /api/health/detailed)".into(),
-                );
-            }
+    for r in rows {
+        let channel = r
+            .get("channel")
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_string();
+        let n = r.get("n").and_then(serde_json::Value::as_i64).unwrap_or(0);
+        if n >= 2 {
+            wrong.insert(
+                format!("messages:{channel}"),
+                format!(
+                    "{channel} messages are not going out: {n} gave up since the last one sent"
+                ),
+            );
         }
     }
     Ok(wrong)
@@ -113,10 +127,27 @@ async fn wrong_now(state: &AppState) -> Result<BTreeMap<String, String>, String>
 /// # Errors
 /// What could not be read or written, as text.
 pub async fn check(state: &AppState) -> Result<(), String> {
-    let wrong = wrong_now(state).await?;
     let db = state.projections.db();
+    // Read before looking: an incident another instance opens meanwhile is not closed here.
     let now = Utc::now().timestamp_millis();
-    for (incident, summary) in &wrong {
+    let open = db
+        .query(
+            "SELECT incident, summary, opened_at_ms FROM alert_incidents WHERE closed_at_ms IS NULL",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let already: std::collections::BTreeSet<String> = open
+        .iter()
+        .filter_map(|r| {
+            r.get("incident")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        })
+        .collect();
+    let wrong = wrong_now(state).await?;
+    // Only what is not open already is written (the single writer of SQLite stays free).
+    for (incident, summary) in wrong.iter().filter(|(k, _)| !already.contains(*k)) {
         let opened = db
             .execute(
                 "INSERT INTO alert_incidents (incident, summary, opened_at_ms) VALUES ($1, $2, $3)
@@ -135,24 +166,23 @@ pub async fn check(state: &AppState) -> Result<(), String> {
             announce(state, incident, summary, now, false).await;
         }
     }
-    let open = db
-        .query(
-            "SELECT incident, summary, opened_at_ms FROM alert_incidents WHERE closed_at_ms IS NULL",
-            &[],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
     for r in open {
         let Some(incident) = r.get("incident").and_then(|v| v.as_str()) else {
             continue;
         };
-        if wrong.contains_key(incident) {
+        if wrong.contains_key(incident) || !mine_to_judge(incident) {
             continue;
         }
+        let opened_at = r
+            .get("opened_at_ms")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(now);
+        // The same opening that was read: one reopened since is left to the next look.
         let closed = db
             .execute(
-                "UPDATE alert_incidents SET closed_at_ms = $2 WHERE incident = $1 AND closed_at_ms IS NULL",
-                &[Param::from(incident), now.into()],
+                "UPDATE alert_incidents SET closed_at_ms = $2
+                 WHERE incident = $1 AND closed_at_ms IS NULL AND opened_at_ms = $3",
+                &[Param::from(incident), now.into(), opened_at.into()],
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -161,14 +191,31 @@ pub async fn check(state: &AppState) -> Result<(), String> {
                 .get("summary")
                 .and_then(|v| v.as_str())
                 .unwrap_or(incident);
-            let opened_at = r
-                .get("opened_at_ms")
-                .and_then(serde_json::Value::as_i64)
-                .unwrap_or(now);
             announce(state, incident, summary, opened_at, true).await;
         }
     }
     Ok(())
+}
+
+/// This process, as policy incidents name it: the host and the process id.
+fn instance() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "host".into());
+        format!("{host}:{}", std::process::id())
+    })
+}
+
+/// Whether this instance may close `incident`: any shared one, and only its own policy ones.
+fn mine_to_judge(incident: &str) -> bool {
+    match incident.strip_prefix("policy:") {
+        Some(rest) => rest
+            .rsplit_once('@')
+            .is_some_and(|(_, who)| who == instance()),
+        None => true,
+    }
 }
 
 /// Tells Sentry and `ALERT_EMAIL`. A failure to tell is logged, not retried: the incident

@@ -189,6 +189,16 @@ pub struct Exclusive {
     held: Option<(sqlx::pool::PoolConnection<Postgres>, i64)>,
 }
 
+impl Drop for Exclusive {
+    /// Not released (an error or a cancelled future on the way): the connection, which may
+    /// hold the lock, is closed rather than returned to the pool.
+    fn drop(&mut self) {
+        if let Some((conn, _)) = self.held.take() {
+            drop(conn.detach());
+        }
+    }
+}
+
 impl std::fmt::Debug for Exclusive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Exclusive")
@@ -202,8 +212,8 @@ impl Exclusive {
     ///
     /// # Errors
     /// [`DbError`]; the connection is closed instead, which releases it too.
-    pub async fn release(self) -> Result<(), DbError> {
-        if let Some((mut conn, key)) = self.held {
+    pub async fn release(mut self) -> Result<(), DbError> {
+        if let Some((mut conn, key)) = self.held.take() {
             let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
                 .bind(key)
                 .execute(&mut *conn)
@@ -227,13 +237,20 @@ impl ReadDb {
         match self {
             ReadDb::Postgres(p) => {
                 let mut conn = p.acquire().await?;
-                sqlx::query("SELECT pg_advisory_lock($1)")
-                    .bind(key)
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(Exclusive {
-                    held: Some((conn, key)),
-                })
+                // Polled, not waited for in one statement: a statement or lock timeout set
+                // on the role must not fail a start that only has to wait its turn.
+                loop {
+                    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                        .bind(key)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    if got {
+                        return Ok(Exclusive {
+                            held: Some((conn, key)),
+                        });
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
             }
             ReadDb::Sqlite { .. } => Ok(Exclusive { held: None }),
         }

@@ -101,12 +101,21 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 #[tokio::test]
-async fn a_job_failing_again_and_again_is_announced_once_and_its_recovery_once() {
+async fn postgres_a_job_failing_again_and_again_is_announced_once_and_its_recovery_once() {
+    a_job_failing_again_and_again_is_announced_once_and_its_recovery_once(Engine::Postgres).await;
+}
+
+#[tokio::test]
+async fn sqlite_a_job_failing_again_and_again_is_announced_once_and_its_recovery_once() {
+    a_job_failing_again_and_again_is_announced_once_and_its_recovery_once(Engine::Sqlite).await;
+}
+
+async fn a_job_failing_again_and_again_is_announced_once_and_its_recovery_once(engine: Engine) {
     let (ingest, dsn) = SentryIngest::start().await;
     let (mailbox, resend) = Mailbox::start().await;
     let (failing, google) = google().await;
     let token_url = format!("{google}/token");
-    let db = TestDb::new(Engine::Sqlite).await;
+    let db = TestDb::new(engine).await;
     let app = TestApp::start_with(
         env!("CARGO_BIN_EXE_dirtfree-api"),
         &db.url,

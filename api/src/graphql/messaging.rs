@@ -143,7 +143,7 @@ pub struct OutboundMessage {
     /// Id.
     pub id: ID,
     /// Why: `offer`, `promotion`, `review_request`, `review_reminder`, `password_reset`,
-    /// `scheduled_report`, `test`.
+    /// `scheduled_report`, `test`, `contact_confirmation`, `alert`.
     pub kind: String,
     /// `sms` or `email`.
     pub channel: String,
