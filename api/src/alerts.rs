@@ -5,7 +5,8 @@
 //! `policy:<name>`, `messages`). An incident is announced once when it opens (not per retry
 //! or per tick) and once when it is over: to Sentry (when `SENTRY_DSN` is set) and by email
 //! to `ALERT_EMAIL` through the outbox. Incidents live in `alert_incidents`; opening and
-//! closing are conditional writes, so of several instances exactly one announces each.
+//! closing are conditional writes, so of several instances exactly one announces each; an
+//! email that could not be queued is tried again by later looks (for a day).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -145,6 +146,7 @@ pub async fn check(state: &AppState) -> Result<(), String> {
                 .map(str::to_string)
         })
         .collect();
+    retry_announcements(state, now).await?;
     let wrong = wrong_now(state).await?;
     // Only what is not open already is written (the single writer of SQLite stays free).
     for (incident, summary) in wrong.iter().filter(|(k, _)| !already.contains(*k)) {
@@ -152,7 +154,8 @@ pub async fn check(state: &AppState) -> Result<(), String> {
             .execute(
                 "INSERT INTO alert_incidents (incident, summary, opened_at_ms) VALUES ($1, $2, $3)
                  ON CONFLICT (incident) DO UPDATE SET summary = excluded.summary,
-                   opened_at_ms = excluded.opened_at_ms, closed_at_ms = NULL
+                   opened_at_ms = excluded.opened_at_ms, closed_at_ms = NULL,
+                   announced_open_at_ms = NULL, announced_over_at_ms = NULL
                  WHERE alert_incidents.closed_at_ms IS NOT NULL",
                 &[
                     incident.as_str().into(),
@@ -162,8 +165,8 @@ pub async fn check(state: &AppState) -> Result<(), String> {
             )
             .await
             .map_err(|e| e.to_string())?;
-        if opened == 1 {
-            announce(state, incident, summary, now, false).await;
+        if opened == 1 && announce(state, incident, summary, now, false, false).await {
+            announced(state, incident, now, false).await?;
         }
     }
     for r in open {
@@ -191,7 +194,9 @@ pub async fn check(state: &AppState) -> Result<(), String> {
                 .get("summary")
                 .and_then(|v| v.as_str())
                 .unwrap_or(incident);
-            announce(state, incident, summary, opened_at, true).await;
+            if announce(state, incident, summary, opened_at, true, false).await {
+                announced(state, incident, opened_at, true).await?;
+            }
         }
     }
     Ok(())
@@ -218,9 +223,16 @@ fn mine_to_judge(incident: &str) -> bool {
     }
 }
 
-/// Tells Sentry and `ALERT_EMAIL`. A failure to tell is logged, not retried: the incident
-/// stays recorded (health shows it too).
-async fn announce(state: &AppState, incident: &str, summary: &str, opened_at_ms: i64, over: bool) {
+/// Tells Sentry (unless `retry`) and `ALERT_EMAIL`; returns whether the email is queued (or
+/// none is wanted). One not queued is tried again by a later look ([`retry_announcements`]).
+async fn announce(
+    state: &AppState,
+    incident: &str,
+    summary: &str,
+    opened_at_ms: i64,
+    over: bool,
+    retry: bool,
+) -> bool {
     let (subject, level) = if over {
         (format!("Resolved: {summary}"), sentry::Level::Info)
     } else {
@@ -231,7 +243,7 @@ async fn announce(state: &AppState, incident: &str, summary: &str, opened_at_ms:
     } else {
         tracing::warn!(incident, "alert raised");
     }
-    if crate::error_reporting::active() {
+    if crate::error_reporting::active() && !retry {
         sentry::with_scope(
             |scope| scope.set_tag("alert", incident),
             || sentry::capture_message(&subject, level),
@@ -243,7 +255,7 @@ async fn announce(state: &AppState, incident: &str, summary: &str, opened_at_ms:
         .as_deref()
         .and_then(|a| Email::parse(a).ok())
     else {
-        return;
+        return true;
     };
     let public = state
         .config
@@ -283,9 +295,80 @@ async fn announce(state: &AppState, incident: &str, summary: &str, opened_at_ms:
             &meta,
         )
         .await;
-    if let Err(error) = queued {
-        tracing::error!(incident, %error, "alert email not queued");
+    match queued {
+        Ok(_) => true,
+        // Queued by an earlier try whose answer was lost: the message exists.
+        Err(error) => {
+            let exists = state
+                .crm
+                .messages()
+                .load(id)
+                .await
+                .is_ok_and(|m| m.aggregate.recipient().is_some());
+            if !exists {
+                tracing::error!(incident, %error, "alert email not queued; trying again later");
+            }
+            exists
+        }
     }
+}
+
+/// Marks an announcement done.
+async fn announced(
+    state: &AppState,
+    incident: &str,
+    opened_at_ms: i64,
+    over: bool,
+) -> Result<(), String> {
+    let column = if over {
+        "announced_over_at_ms"
+    } else {
+        "announced_open_at_ms"
+    };
+    state
+        .projections
+        .db()
+        .execute(
+            &format!("UPDATE alert_incidents SET {column} = $3 WHERE incident = $1 AND opened_at_ms = $2"),
+            &[Param::from(incident), opened_at_ms.into(), Utc::now().timestamp_millis().into()],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Announcements whose email could not be queued (or whose instance died right after
+/// opening or closing), a minute on: tried again until they are, for a day.
+async fn retry_announcements(state: &AppState, now: i64) -> Result<(), String> {
+    let rows = state
+        .projections
+        .query(
+            "SELECT incident, summary, opened_at_ms, closed_at_ms FROM alert_incidents
+             WHERE (announced_open_at_ms IS NULL AND opened_at_ms < $1 AND opened_at_ms > $2)
+                OR (closed_at_ms IS NOT NULL AND announced_over_at_ms IS NULL
+                    AND closed_at_ms < $1 AND closed_at_ms > $2)",
+            &[(now - 60_000).into(), (now - 86_400_000).into()],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    for r in rows {
+        let text = |k: &str| {
+            r.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (incident, summary) = (text("incident"), text("summary"));
+        let opened_at = r
+            .get("opened_at_ms")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(now);
+        let over = r.get("closed_at_ms").is_some_and(|v| !v.is_null());
+        if announce(state, &incident, &summary, opened_at, over, true).await {
+            announced(state, &incident, opened_at, over).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs [`check`] every [`CHECK_EVERY`] until `stop`.
