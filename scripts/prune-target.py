@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Keeps the shared build cache from filling the disk: of each build of this workspace's own
-crates and test targets in target/debug/deps (one set accumulates per clone path and feature
-set), only the newest of each name and kind stays. Registry crates are left alone."""
+"""Keeps the shared build cache from filling the disk: builds of this workspace's own crates
+and test targets in target/debug/deps pile up (one set per clone path and feature set).
+Those not written for two days are deleted; anything a run wrote recently stays, and so do
+registry crates (also one whose name a test target shares, e.g. `metrics`)."""
 import json
 import os
 import re
 import subprocess
 import sys
-from collections import defaultdict
+import time
 
 target = sys.argv[1]
 deps = os.path.join(target, "debug", "deps")
@@ -16,16 +17,17 @@ if not os.path.isdir(deps):
 meta = json.loads(subprocess.run(
     ["cargo", "metadata", "--format-version", "1", "--no-deps"],
     check=True, capture_output=True, text=True).stdout)
-names = {t["name"].replace("-", "_") for p in meta["packages"] for t in p["targets"]}
-groups = defaultdict(list)
+ours = {t["name"].replace("-", "_") for p in meta["packages"] for t in p["targets"]}
+with open("Cargo.lock", encoding="utf-8") as lock:
+    registry = {n.replace("-", "_") for n in re.findall(r'^name = "([^"]+)"', lock.read(), re.M)}
+registry -= {p["name"].replace("-", "_") for p in meta["packages"]}
+names = ours - registry
+cutoff = time.time() - 2 * 24 * 3600
+freed = 0
 for f in os.listdir(deps):
     m = re.match(r"^(lib)?(.+?)-([0-9a-f]{16})(\..*)?$", f)
-    if m and m.group(2) in names:
-        groups[(m.group(2), m.group(4) or "")].append(os.path.join(deps, f))
-freed = 0
-for files in groups.values():
-    files.sort(key=os.path.getmtime, reverse=True)
-    for f in files[1:]:
-        freed += os.path.getsize(f)
-        os.remove(f)
+    path = os.path.join(deps, f)
+    if m and m.group(2) in names and os.path.getmtime(path) < cutoff:
+        freed += os.path.getsize(path)
+        os.remove(path)
 print(f"pruned {freed / 1e9:.1f} GB of stale builds from {deps}")

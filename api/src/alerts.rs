@@ -2,7 +2,7 @@
 //! looks every [`CHECK_EVERY`] at what health reads — each job's latest run, each
 //! projection and policy, the messages that gave up — and keeps one *incident* per thing
 //! that is wrong (`job:<name>`, `projection:<name>`, `projection:<name>:parked`,
-//! `policy:<name>`, `messages`). An incident is announced once when it opens (not per retry
+//! `policy:<name>@<host:port>`, `messages:<channel>`). An incident is announced once when it opens (not per retry
 //! or per tick) and once when it is over: to Sentry (when `SENTRY_DSN` is set) and by email
 //! to `ALERT_EMAIL` through the outbox. Incidents live in `alert_incidents`; opening and
 //! closing are conditional writes, so of several instances exactly one announces each; an
@@ -202,16 +202,13 @@ pub async fn check(state: &AppState) -> Result<(), String> {
     Ok(())
 }
 
-/// This process, as policy incidents name it: the host and the process id.
+/// This instance, as policy incidents name it: the host and the listen port, the same
+/// after a restart (which then closes what its predecessor opened).
 fn instance() -> &'static str {
-    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "host".into());
-        format!("{host}:{}", std::process::id())
-    })
+    INSTANCE.get().map_or("unknown", String::as_str)
 }
+
+static INSTANCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Whether this instance may close `incident`: any shared one, and only its own policy ones.
 fn mine_to_judge(incident: &str) -> bool {
@@ -306,7 +303,7 @@ async fn announce(
                 .await
                 .is_ok_and(|m| m.aggregate.recipient().is_some());
             if !exists {
-                tracing::error!(incident, %error, "alert email not queued; trying again later");
+                tracing::warn!(incident, %error, "alert email not queued; trying again in a minute");
             }
             exists
         }
@@ -338,12 +335,16 @@ async fn announced(
 }
 
 /// Announcements whose email could not be queued (or whose instance died right after
-/// opening or closing), a minute on: tried again until they are, for a day.
+/// opening or closing), a minute on: tried again, at most once a minute per incident and
+/// phase, for a day.
 async fn retry_announcements(state: &AppState, now: i64) -> Result<(), String> {
+    static LAST_TRY: std::sync::Mutex<BTreeMap<(String, bool), i64>> =
+        std::sync::Mutex::new(BTreeMap::new());
     let rows = state
         .projections
         .query(
-            "SELECT incident, summary, opened_at_ms, closed_at_ms FROM alert_incidents
+            "SELECT incident, summary, opened_at_ms, closed_at_ms, announced_open_at_ms,
+                    announced_over_at_ms FROM alert_incidents
              WHERE (announced_open_at_ms IS NULL AND opened_at_ms < $1 AND opened_at_ms > $2)
                 OR (closed_at_ms IS NOT NULL AND announced_over_at_ms IS NULL
                     AND closed_at_ms < $1 AND closed_at_ms > $2)",
@@ -358,14 +359,32 @@ async fn retry_announcements(state: &AppState, now: i64) -> Result<(), String> {
                 .unwrap_or_default()
                 .to_string()
         };
+        let missing = |k: &str| r.get(k).is_none_or(serde_json::Value::is_null);
         let (incident, summary) = (text("incident"), text("summary"));
         let opened_at = r
             .get("opened_at_ms")
             .and_then(serde_json::Value::as_i64)
             .unwrap_or(now);
-        let over = r.get("closed_at_ms").is_some_and(|v| !v.is_null());
-        if announce(state, &incident, &summary, opened_at, over, true).await {
-            announced(state, &incident, opened_at, over).await?;
+        // Each phase on its own: the opening first, then the end once it is over.
+        let mut phases = Vec::new();
+        if missing("announced_open_at_ms") {
+            phases.push(false);
+        }
+        if !missing("closed_at_ms") && missing("announced_over_at_ms") {
+            phases.push(true);
+        }
+        for over in phases {
+            let key = (incident.clone(), over);
+            {
+                let mut tried = LAST_TRY.lock().unwrap_or_else(|e| e.into_inner());
+                if tried.get(&key).is_some_and(|at| now - at < 60_000) {
+                    continue;
+                }
+                tried.insert(key, now);
+            }
+            if announce(state, &incident, &summary, opened_at, over, true).await {
+                announced(state, &incident, opened_at, over).await?;
+            }
         }
     }
     Ok(())
@@ -373,6 +392,10 @@ async fn retry_announcements(state: &AppState, now: i64) -> Result<(), String> {
 
 /// Runs [`check`] every [`CHECK_EVERY`] until `stop`.
 pub fn spawn(state: AppState, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    let _ = INSTANCE.set(format!("{host}:{}", state.config.bind_addr.port()));
     tokio::spawn(async move {
         loop {
             if let Err(error) = check(&state).await {
