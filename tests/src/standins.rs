@@ -5,7 +5,11 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
-async fn serve(app: axum::Router) -> std::net::SocketAddr {
+/// Serves `app` on a free loopback port for the rest of the test; returns the address.
+///
+/// # Panics
+/// When no port can be bound.
+pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind stand-in");

@@ -44,13 +44,7 @@ async fn google() -> (Arc<AtomicBool>, String) {
             "/v4/accounts/{account}/locations/{location}/reviews",
             axum::routing::get(|| async { axum::Json(json!({"reviews": []})) }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let base = format!("http://{}", tests::standins::serve(app).await);
     (failing, base)
 }
 
