@@ -1,6 +1,7 @@
 //! The Dirt Free CRM server: configuration, the HTTP surface (GraphQL,
 //! health, webhooks, the cron trigger, metrics) and its lifecycle.
 
+pub mod address_codes;
 pub mod alerts;
 pub mod config;
 pub mod demo;

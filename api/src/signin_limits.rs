@@ -14,6 +14,8 @@
 //!   limited answer is the same for an unknown email and says nothing about who exists.
 //! - Sign-ups (`registerPortalAccount`) per network and in total, the latter because a sign-up
 //!   writes events and costs a password hash.
+//! - One-time codes: sent per account (and, for sign-up and email-change codes, which go to
+//!   addresses nobody has proven, per network), and wrong ones typed per account.
 //!
 //! Each bucket is a GCRA cell (one "theoretical arrival time" per key): a burst of `burst`
 //! events, then one per `period / burst`. A key whose time has passed is indistinguishable from
@@ -60,6 +62,9 @@ pub struct Limits {
     pub code_failures_per_account: Rate,
     /// One-time codes sent per account (each is an SMS or an email someone pays for).
     pub code_requests_per_account: Rate,
+    /// Sign-up and email-change codes asked for per network (each mails an address nobody
+    /// has proven yet, so a network must not be able to bomb many mailboxes).
+    pub address_codes_per_network: Rate,
     /// Sign-ups from everyone together.
     pub sign_ups_total: Rate,
 }
@@ -90,6 +95,10 @@ impl Default for Limits {
             },
             code_requests_per_account: Rate {
                 burst: 5,
+                period: 60 * MINUTE,
+            },
+            address_codes_per_network: Rate {
+                burst: 10,
                 period: 60 * MINUTE,
             },
             sign_ups_total: Rate {
@@ -193,6 +202,7 @@ struct Buckets {
     sign_ups_admitted: HashMap<AccountKey, Duration>,
     code_failures: HashMap<AccountKey, Duration>,
     code_requests: HashMap<AccountKey, Duration>,
+    address_codes: HashMap<Network, Duration>,
     last_prune: Duration,
     /// Prune early once the buckets hold this many keys (twice what the last prune kept).
     prune_at: usize,
@@ -212,6 +222,7 @@ impl Buckets {
             + self.sign_ups_admitted.len()
             + self.code_failures.len()
             + self.code_requests.len()
+            + self.address_codes.len()
     }
 
     /// Drops every key whose bucket is full again (as good as never seen).
@@ -226,6 +237,7 @@ impl Buckets {
         self.sign_ups_admitted.retain(|_, until| *until > now);
         self.code_failures.retain(|_, tat| *tat > now);
         self.code_requests.retain(|_, tat| *tat > now);
+        self.address_codes.retain(|_, tat| *tat > now);
         self.last_prune = now;
         self.prune_at = (2 * self.len()).max(PRUNE_AT_LEAST);
     }
@@ -431,6 +443,36 @@ impl SignInLimits {
         )
         .ok_or(Limited)?;
         b.code_requests.insert(key, next);
+        Ok(())
+    }
+
+    /// A sign-up or email-change code for `account` (the address, or the customer), asked
+    /// for from `client_ip`: counts against the network and the account; nothing is counted
+    /// when either refuses.
+    ///
+    /// # Errors
+    /// [`Limited`] when the network or the account had its codes for the hour.
+    pub fn address_code(&self, client_ip: &str, account: &str) -> Result<(), Limited> {
+        let network = Network::of_client(client_ip);
+        let key = account_key(AccountKind::Portal, account);
+        let now = self.clock.now();
+        let mut b = self.lock();
+        b.prune_if_due(now);
+        let by_network = admit(
+            b.address_codes.get(&network),
+            now,
+            self.limits.address_codes_per_network,
+        );
+        let by_account = admit(
+            b.code_requests.get(&key),
+            now,
+            self.limits.code_requests_per_account,
+        );
+        let (Some(n), Some(a)) = (by_network, by_account) else {
+            return Err(Limited);
+        };
+        b.address_codes.insert(network, n);
+        b.code_requests.insert(key, a);
         Ok(())
     }
 
@@ -640,6 +682,24 @@ mod tests {
             Ok(()),
             "one back after 12 minutes"
         );
+    }
+
+    #[test]
+    fn it_should_limit_sign_up_codes_per_network_and_per_address() {
+        let (l, _) = limits();
+        // One network asking for many addresses: ten, however many /64 addresses it uses.
+        let from_one = (0..30)
+            .filter(|i| {
+                l.address_code(&format!("2001:db8:1:2::{i:x}"), &format!("a{i}@x"))
+                    .is_ok()
+            })
+            .count();
+        assert_eq!(from_one, 10);
+        // Many networks asking for one address: five.
+        let for_one = (0..30)
+            .filter(|i| l.address_code(&format!("192.0.2.{i}"), "victim@x").is_ok())
+            .count();
+        assert_eq!(for_one, 5);
     }
 
     #[test]

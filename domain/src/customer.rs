@@ -107,6 +107,12 @@ pub enum CustomerCommand {
         /// SHA-256 of the code they typed.
         code_hash: String,
     },
+    /// The customer proved the email with a code the transport checked (a portal sign-up or
+    /// an email change, whose codes live outside the log until the address is the customer's).
+    ConfirmProvenEmail {
+        /// The address the code went to; must be the one on file.
+        email: String,
+    },
     /// START restores it, anything else changes nothing.
     ApplyInboundSms {
         /// The message body.
@@ -454,6 +460,18 @@ impl Customer {
     pub fn id(&self) -> Option<CustomerId> {
         self.id
     }
+    /// The name (a placeholder once erased).
+    pub fn name(&self) -> Option<&NonEmptyText> {
+        self.name.as_ref()
+    }
+    /// The email on file.
+    pub fn email(&self) -> Option<&Email> {
+        self.email.as_ref()
+    }
+    /// The phone on file.
+    pub fn phone(&self) -> Option<&PhoneNumber> {
+        self.phone.as_ref()
+    }
     /// The birthday, if known (for birthday promotions and bonuses).
     pub fn birthday(&self) -> Option<NaiveDate> {
         self.birthday
@@ -742,6 +760,24 @@ impl Customer {
                     expires_at,
                     at,
                 }]
+            }
+            CustomerCommand::ConfirmProvenEmail { email } => {
+                let email = Email::parse(&email)?;
+                if self.email.as_ref() != Some(&email) {
+                    return Err(ValidationError::new(
+                        "email",
+                        "the proven address is not the one on file",
+                    )
+                    .into());
+                }
+                if self.is_confirmed(Channel::Email) {
+                    vec![]
+                } else {
+                    vec![CustomerEvent::ContactConfirmed {
+                        channel: Channel::Email,
+                        at,
+                    }]
+                }
             }
             CustomerCommand::ConfirmContact { channel, code_hash } => {
                 if self.is_confirmed(channel) {
@@ -1472,6 +1508,29 @@ mod tests {
                 channel: Channel::Sms,
                 at: test_now()
             })
+        );
+    }
+
+    #[test]
+    fn it_should_confirm_an_email_proven_at_sign_up_only_when_it_is_the_one_on_file() {
+        let prove = |email: &str| CustomerCommand::ConfirmProvenEmail {
+            email: email.into(),
+        };
+        let given = vec![created(), required(Channel::Email)];
+        let events = by_customer(given.clone(), prove("JANE@example.com")).expect("proven");
+        assert_eq!(
+            events,
+            vec![CustomerEvent::ContactConfirmed {
+                channel: Channel::Email,
+                at: test_now()
+            }]
+        );
+        let err = by_customer(given, prove("other@example.com")).expect_err("not on file");
+        assert_eq!(err.field(), Some("email"));
+        // Proven already (staff entered it): nothing to record.
+        assert_eq!(
+            by_customer(vec![created()], prove("jane@example.com")),
+            Ok(vec![])
         );
     }
 

@@ -86,6 +86,9 @@ pub enum Recipient {
         /// E.164.
         number: PhoneNumber,
     },
+    /// An email address nobody has proven theirs yet (a sign-up or email-change code): the
+    /// address is kept out of the log, beside the message's code, until it is sent.
+    Withheld,
 }
 
 /// The vendor that sent (or was asked to send) a message.
@@ -538,7 +541,10 @@ impl OutboundMessage {
                 let fits = matches!(
                     (&recipient, channel),
                     (Recipient::Customer { .. }, _)
-                        | (Recipient::Email { .. }, Channel::Email)
+                        | (
+                            Recipient::Email { .. } | Recipient::Withheld,
+                            Channel::Email
+                        )
                         | (Recipient::Phone { .. }, Channel::Sms)
                 );
                 if !fits {

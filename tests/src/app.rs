@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::standins::{Mailbox, START_SIGN_UP};
 use crate::ServerProcess;
 
 /// The first admin every [`TestApp`] is started with.
@@ -16,6 +17,8 @@ pub const ADMIN: (&str, &str) = ("owner@dirtfree.example", "correct horse batter
 pub struct TestApp {
     /// The running server.
     pub server: ServerProcess,
+    /// Where the server's email goes (a Resend stand-in), unless the test set its own.
+    pub mailbox: Mailbox,
     client: reqwest::Client,
 }
 
@@ -34,18 +37,45 @@ impl TestApp {
     /// # Panics
     /// When the server does not become healthy.
     pub async fn start_with(binary: &str, database_url: &str, envs: &[(&str, &str)]) -> Self {
+        let (mailbox, resend) = Mailbox::start().await;
         let mut all = vec![
             ("ADMIN_EMAIL", ADMIN.0),
             ("ADMIN_PASSWORD", ADMIN.1),
             ("DEMO_SEED", "off"),
             ("DATABASE_URL", database_url),
         ];
+        // The test's own settings come later and win.
+        all.extend_from_slice(&Mailbox::env(&resend));
         all.extend_from_slice(envs);
         let server = ServerProcess::start(binary, &all, Duration::from_secs(120)).await;
         TestApp {
             server,
+            mailbox,
             client: reqwest::Client::new(),
         }
+    }
+
+    /// Signs a customer up on the portal as a person does: asks for a code for `input.email`,
+    /// reads it from [`TestApp::mailbox`], and registers with `input` and the code. Returns
+    /// the `registerPortalAccount` answer (`token customerId`).
+    ///
+    /// # Panics
+    /// When the code does not arrive.
+    pub async fn sign_up(&self, input: Value) -> Value {
+        let email = input["email"].as_str().expect("input.email").to_string();
+        let r = self
+            .gql(None, START_SIGN_UP, json!({"i": {"email": email}}))
+            .await;
+        assert_eq!(data(&r, "/data/startPortalSignUp/accepted"), true, "{r}");
+        let code = self.mailbox.code_for(&email).await;
+        let mut input = input;
+        input["code"] = json!(code);
+        self.gql(
+            None,
+            "mutation($i: RegisterPortalAccountInput!) { registerPortalAccount(input: $i) { token customerId } }",
+            json!({ "i": input }),
+        )
+        .await
     }
 
     /// Posts a GraphQL operation (as `token`, when given) and returns the JSON answer.

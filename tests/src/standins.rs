@@ -104,4 +104,85 @@ impl Mailbox {
     pub fn sent(&self) -> Vec<Value> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// The settings that make the server send email here (`base` from [`Mailbox::start`]).
+    pub fn env(base: &str) -> [(&'static str, &str); 3] {
+        [
+            ("RESEND_API_KEY", "re_test_key"),
+            ("RESEND_FROM_EMAIL", "Dirt Free <hello@dirtfree.example>"),
+            ("RESEND_API_BASE", base),
+        ]
+    }
+
+    /// The texts of the emails sent to `to` so far, oldest first.
+    pub fn texts_to(&self, to: &str) -> Vec<String> {
+        self.sent()
+            .iter()
+            .filter(|m| {
+                m["to"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|t| t == to))
+            })
+            .filter_map(|m| m["text"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// The six-digit code in the latest email to `to` that has one, as its owner reads it;
+    /// waits up to 30 s for it to arrive (the server mails it after answering).
+    ///
+    /// # Panics
+    /// When none arrives.
+    pub async fn code_for(&self, to: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let code = self.texts_to(to).iter().rev().find_map(|t| six_digits(t));
+            if let Some(c) = code {
+                return c;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no code reached {to}; mail sent: {:?}",
+                self.sent()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until `n` emails in all have been sent (up to 30 s).
+    ///
+    /// # Panics
+    /// When they are not.
+    pub async fn wait_for(&self, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.sent().len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} of {n} emails sent: {:?}",
+                self.sent().len(),
+                self.sent()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
+
+/// The first run of exactly six digits in `text`.
+fn six_digits(text: &str) -> Option<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let start = i;
+        while i < chars.len() && chars[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i - start == 6 {
+            return Some(chars[start..i].iter().collect());
+        }
+        i = i.max(start + 1);
+    }
+    None
+}
+
+/// Starting a portal sign-up (`startPortalSignUp`); the code arrives by email.
+pub const START_SIGN_UP: &str =
+    "mutation($i: EmailCodeInput!) { startPortalSignUp(input: $i) { accepted expiresAt } }";

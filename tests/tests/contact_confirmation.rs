@@ -166,11 +166,9 @@ async fn a_number_counts_as_the_customers_only_once_they_confirm_the_code(engine
     .await;
     let admin = app.login_admin().await;
     let r = app
-        .gql(
-            None,
-            "mutation($i: RegisterPortalAccountInput!) { registerPortalAccount(input: $i) { token customerId } }",
-            json!({"i": {"name": "Mallory Mask", "email": "mallory@example.com", "phone": PHONE,
-                "password": "not-my-number-1"}}),
+        .sign_up(
+            json!({"name": "Mallory Mask", "email": "mallory@example.com", "phone": PHONE,
+            "password": "not-my-number-1"}),
         )
         .await;
     let mallory = text(&r, "/data/registerPortalAccount/token");

@@ -128,6 +128,8 @@ impl Hostile {
 /// The server, and a client that plays many clients behind a trusted proxy.
 struct Api {
     server: tests::ServerProcess,
+    /// Where sign-up codes go.
+    mailbox: tests::standins::Mailbox,
     http: reqwest::Client,
     next_client: AtomicU32,
 }
@@ -163,9 +165,14 @@ async fn stripe_stand_in() -> String {
 
 async fn start(database_url: &str) -> Api {
     let stripe = stripe_stand_in().await;
+    let (mailbox, resend) = tests::standins::Mailbox::start().await;
+    let [key, from, base] = tests::standins::Mailbox::env(&resend);
     let server = tests::ServerProcess::start(
         env!("CARGO_BIN_EXE_dirtfree-api"),
         &[
+            key,
+            from,
+            base,
             ("ADMIN_EMAIL", ADMIN.0),
             ("ADMIN_PASSWORD", ADMIN.1),
             ("DEMO_SEED", "off"),
@@ -183,6 +190,7 @@ async fn start(database_url: &str) -> Api {
     .await;
     Api {
         server,
+        mailbox,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .build()
@@ -1399,11 +1407,23 @@ async fn hostile_input_never_stops_the_business(engine: Engine) {
         .await,
         "login",
     );
+    let asked = api
+        .gql(
+            None,
+            tests::standins::START_SIGN_UP,
+            json!({"i": {"email": PORTAL.0}}),
+        )
+        .await;
+    assert_eq!(
+        asked["data"]["startPortalSignUp"]["accepted"], true,
+        "{asked}"
+    );
+    let code = api.mailbox.code_for(PORTAL.0).await;
     let registered = api
         .gql(
             None,
             "mutation($i: RegisterPortalAccountInput!) { registerPortalAccount(input: $i) { token customerId } }",
-            json!({"i": {"name": "Pat Portal", "email": PORTAL.0, "password": PORTAL.1}}),
+            json!({"i": {"name": "Pat Portal", "email": PORTAL.0, "password": PORTAL.1, "code": code}}),
         )
         .await;
     let mut run = Run {

@@ -92,8 +92,9 @@ async fn hostile_shapes_are_refused_before_any_work_and_pages_cost_a_handful_of_
     );
 
     // A portal customer: 125 aliases of every conversation with every message.
-    let reg = app.gql(None, "mutation($i: RegisterPortalAccountInput!) { registerPortalAccount(input: $i) { token } }",
-        json!({"i": {"name": "Mallory", "email": "mallory@example.com", "password": "not-a-real-pass-1"}})).await;
+    let reg = app
+        .sign_up(json!({"name": "Mallory", "email": "mallory@example.com", "password": "not-a-real-pass-1"}))
+        .await;
     let portal = data(&reg, "/data/registerPortalAccount/token")
         .as_str()
         .expect("token")

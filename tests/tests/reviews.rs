@@ -13,11 +13,9 @@ fn code(v: &Value) -> (Value, Value) {
 
 /// Registers a portal customer; returns their token and customer id.
 async fn portal(app: &TestApp, name: &str, email: &str) -> (String, String) {
-    let r = app.gql(None,
-        "mutation($i: RegisterPortalAccountInput!) { registerPortalAccount(input: $i) { token } }",
-        json!({"i": {"name": name, "email": email, "password": "a-long-portal-pass"}}),
-    )
-    .await;
+    let r = app
+        .sign_up(json!({"name": name, "email": email, "password": "a-long-portal-pass"}))
+        .await;
     let token = text(&r, "/data/registerPortalAccount/token");
     let me = app.gql(Some(&token), "{ viewer { id } }", json!({})).await;
     (token, text(&me, "/data/viewer/id"))

@@ -118,15 +118,22 @@ fn split_row(line: &str) -> Vec<&str> {
 /// The server, and a client that plays many clients behind a trusted proxy.
 struct Api {
     server: tests::ServerProcess,
+    /// Where sign-up codes go.
+    mailbox: tests::standins::Mailbox,
     url: String,
     http: reqwest::Client,
     next_client: AtomicU32,
 }
 
 async fn start(database_url: &str) -> Api {
+    let (mailbox, resend) = tests::standins::Mailbox::start().await;
+    let [key, from, base] = tests::standins::Mailbox::env(&resend);
     let server = tests::ServerProcess::start(
         env!("CARGO_BIN_EXE_dirtfree-api"),
         &[
+            key,
+            from,
+            base,
             ("ADMIN_EMAIL", ADMIN.0),
             ("ADMIN_PASSWORD", ADMIN.1),
             ("DEMO_SEED", "off"),
@@ -140,6 +147,7 @@ async fn start(database_url: &str) -> Api {
     Api {
         url: server.url.clone(),
         server,
+        mailbox,
         http: reqwest::Client::new(),
         next_client: AtomicU32::new(0),
     }
@@ -195,11 +203,20 @@ impl Api {
 
     /// Registers a portal customer: (token, customer id).
     async fn register(&self, name: &str, email: &str, password: &str) -> (String, String) {
+        let started = self
+            .gql(
+                None,
+                tests::standins::START_SIGN_UP,
+                json!({"i": {"email": email}}),
+            )
+            .await;
+        assert_eq!(data(&started, "/data/startPortalSignUp/accepted"), true);
+        let code = self.mailbox.code_for(email).await;
         let r = self
             .gql(
                 None,
                 "mutation($i: RegisterPortalAccountInput!) { registerPortalAccount(input: $i) { token customerId } }",
-                json!({"i": {"name": name, "email": email, "password": password}}),
+                json!({"i": {"name": name, "email": email, "password": password, "code": code}}),
             )
             .await;
         (

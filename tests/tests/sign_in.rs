@@ -36,12 +36,21 @@ const ADMIN_ONLY: &str = "{ staffUsers(first: 1) { totalCount } }";
 struct Api {
     server: tests::ServerProcess,
     http: reqwest::Client,
+    /// Where sign-up codes go.
+    mailbox: tests::standins::Mailbox,
+    /// Sign-up codes asked for so far (each from its own network, see `sign_up`).
+    codes_asked: std::sync::atomic::AtomicU32,
 }
 
 async fn start(db: &TestDb) -> Api {
+    let (mailbox, resend) = tests::standins::Mailbox::start().await;
+    let [key, from, base] = tests::standins::Mailbox::env(&resend);
     let server = tests::ServerProcess::start(
         env!("CARGO_BIN_EXE_dirtfree-api"),
         &[
+            key,
+            from,
+            base,
             ("ADMIN_EMAIL", ADMIN.0),
             ("ADMIN_PASSWORD", ADMIN.1),
             ("DEMO_SEED", "off"),
@@ -54,6 +63,8 @@ async fn start(db: &TestDb) -> Api {
     Api {
         server,
         http: reqwest::Client::new(),
+        mailbox,
+        codes_asked: std::sync::atomic::AtomicU32::new(0),
     }
 }
 
@@ -108,14 +119,33 @@ impl Api {
         answer(&r, mutation)
     }
 
-    /// A portal sign-up from `from`.
+    /// A portal sign-up from `from`, with the code for `email` (asked for from a network of
+    /// its own, so that what is limited here is the sign-up itself).
     async fn sign_up(&self, from: &str, email: &str) -> Answer {
+        let n = self
+            .codes_asked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let asker = format!("198.18.{}.{}", n / 250, n % 250 + 1);
+        let started = self
+            .gql(
+                &asker,
+                None,
+                tests::standins::START_SIGN_UP,
+                json!({"i": {"email": email}}),
+            )
+            .await;
+        assert_eq!(
+            started["data"]["startPortalSignUp"]["accepted"], true,
+            "{started}"
+        );
+        let code = self.mailbox.code_for(email).await;
         let r = self
             .gql(
                 from,
                 None,
                 REGISTER,
-                json!({"i": {"name": "Pat Portal", "email": email, "password": "portal-password-1"}}),
+                json!({"i": {"name": "Pat Portal", "email": email, "password": "portal-password-1",
+                    "code": code}}),
             )
             .await;
         answer(&r, "registerPortalAccount")

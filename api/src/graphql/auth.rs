@@ -9,7 +9,6 @@ use base64::Engine as _;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use commands::app::{AppError, Crm};
 use commands::EventMetadata;
-use domain::customer::CustomerCommand;
 use domain::ids::{CustomerId, PortalAccountId, StaffUserId};
 use domain::portal::PortalAccountCommand as PortalCommand;
 use domain::ports::Role;
@@ -160,7 +159,7 @@ pub(super) fn new_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-async fn open_session(
+pub(super) async fn open_session(
     state: &AppState,
     kind: &str,
     id: &str,
@@ -270,24 +269,6 @@ pub struct CreateStaffUserPayload {
     pub position: String,
 }
 
-/// Portal sign-up.
-#[derive(InputObject, Debug)]
-pub struct RegisterPortalAccountInput {
-    /// Full name.
-    pub name: String,
-    /// Email (their login).
-    pub email: String,
-    /// Phone, E.164 or a US number.
-    pub phone: Option<String>,
-    /// Password (at least 10 characters).
-    #[graphql(secret)]
-    pub password: String,
-    /// A friend's referral code.
-    pub referral_code: Option<String>,
-    /// Makes retries safe.
-    pub idempotency_key: Option<String>,
-}
-
 /// A new password for the signed-in user.
 #[derive(InputObject, Debug)]
 pub struct ChangePasswordInput {
@@ -308,7 +289,7 @@ pub struct ChangePasswordPayload {
     pub position: String,
 }
 
-fn check_password(p: &str) -> async_graphql::Result<()> {
+pub(super) fn check_password(p: &str) -> async_graphql::Result<()> {
     check_password_in("password", p)
 }
 
@@ -756,182 +737,6 @@ impl AuthMutation {
         Ok(CreateStaffUserPayload {
             staff_user,
             position,
-        })
-    }
-
-    /// Portal sign-up: creates the customer, the portal account and (with a
-    /// code) the referral, then signs in. Limited per network and in total (`RATE_LIMITED`).
-    /// With an `idempotencyKey`, a retry (also concurrent) with the same email and password
-    /// gets the first outcome and a session; one with another password is
-    /// `IDEMPOTENCY_KEY_REUSED`.
-    async fn register_portal_account(
-        &self,
-        ctx: &Context<'_>,
-        input: RegisterPortalAccountInput,
-    ) -> async_graphql::Result<LoginPayload> {
-        let (state, rc) = parts(ctx)?;
-        check_password(&input.password)?;
-        check_len("name", &input.name)?;
-        check_len("email", &input.email)?;
-        let email = input.email.trim().to_lowercase();
-        // With a key, the customer's id derives from it and the email: concurrent retries
-        // address one customer, and the losers find the winner's outcome.
-        let customer_id = match &input.idempotency_key {
-            Some(k) => CustomerId::from_uuid(context::derived_id(&format!(
-                "registerPortalAccount:{email}:{k}"
-            ))),
-            None => CustomerId::from_uuid(uuid::Uuid::new_v4()),
-        };
-        // Before the email is looked up: the answer tells whether it is registered. A retry
-        // of one keyed sign-up is that sign-up, not another.
-        let once = input
-            .idempotency_key
-            .as_ref()
-            .map(|_| customer_id.to_string());
-        state
-            .sign_in_limits
-            .sign_up(&rc.client_ip, once.as_deref())
-            .map_err(rate_limited)?;
-        let taken = state
-            .projections
-            .query(
-                "SELECT customer_id FROM rm_customers WHERE email = $1",
-                &[Param::from(email.clone())],
-            )
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        let own = customer_id.to_string();
-        if taken
-            .iter()
-            .any(|r| r.get("customer_id").and_then(|v| v.as_str()) != Some(own.as_str()))
-        {
-            return Err(errors::coded(
-                "RULE_VIOLATION",
-                "this email is already registered; sign in instead",
-                Some("email"),
-            ));
-        }
-        let referrer = match &input.referral_code {
-            Some(code) => Some(
-                state
-                    .crm
-                    .referral_code_owner(code)
-                    .await
-                    .map_err(|e| errors::app(&rc.request_id, e))?
-                    .ok_or_else(|| errors::invalid("referralCode", "unknown referral code"))?,
-            ),
-            None => None,
-        };
-        let base = context::meta(rc, commands::Actor::Customer(customer_id.to_string()));
-        // Each write has its own key (one key names one aggregate's outcome).
-        let part_key = |part: &str| {
-            input
-                .idempotency_key
-                .as_ref()
-                .map(|k| format!("{k}#{part}"))
-        };
-        let meta = context::with_key(base.clone(), input.idempotency_key.as_ref());
-        let actor = domain::Actor::Customer { id: customer_id };
-        let created = state
-            .crm
-            .customers()
-            .execute(
-                customer_id,
-                actor,
-                CustomerCommand::Create {
-                    customer_id,
-                    name: input.name.clone(),
-                    email: Some(email.clone()),
-                    phone: input.phone.clone(),
-                    birthday: None,
-                    customer_since: None,
-                },
-                &meta,
-            )
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
-        let account_id = PortalAccountId::for_customer(customer_id);
-        let registered = |state: &AppState| {
-            let state = state.clone();
-            async move {
-                state
-                    .crm
-                    .portal_accounts()
-                    .load(account_id)
-                    .await
-                    .map(|a| a.aggregate.password_hash().map(|h| h.expose().to_string()))
-            }
-        };
-        // A retry of a sign-up that already made the account hashes nothing new.
-        let earlier = registered(state)
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
-        let out = match &earlier {
-            Some(_) => created,
-            None => {
-                let hash = hash_password_off_the_runtime(input.password.clone())
-                    .await
-                    .map_err(|e| errors::internal(&rc.request_id, &e))?;
-                state
-                    .crm
-                    .portal_accounts()
-                    .execute(
-                        account_id,
-                        actor,
-                        PortalCommand::Register {
-                            customer_id,
-                            password_hash: hash,
-                        },
-                        &context::with_key(base.clone(), part_key("portal-account").as_ref()),
-                    )
-                    .await
-                    .map_err(|e| errors::app(&rc.request_id, e))?
-            }
-        };
-        if earlier.is_none() && referrer.is_some() {
-            if let Some(code) = &input.referral_code {
-                state
-                    .crm
-                    .record_referral(
-                        customer_id,
-                        code,
-                        actor,
-                        &context::with_key(base.clone(), part_key("referral").as_ref()),
-                    )
-                    .await
-                    .map_err(|e| errors::app(&rc.request_id, e))?;
-            }
-        }
-        if earlier.is_some() || out.replayed {
-            // Another copy of this sign-up chose the password: a session only for that
-            // password, and like a sign-in — limited, a wrong one counted against the account.
-            let attempt = state
-                .sign_in_limits
-                .sign_in(AccountKind::Portal, &email, &rc.client_ip)
-                .map_err(rate_limited)?;
-            let hash = match earlier {
-                Some(h) => Some(h),
-                None => registered(state)
-                    .await
-                    .map_err(|e| errors::app(&rc.request_id, e))?,
-            };
-            if !verify_password_off_the_runtime(input.password.clone(), hash).await {
-                return Err(errors::coded(
-                    "IDEMPOTENCY_KEY_REUSED",
-                    "this idempotency key was used for a different sign-up",
-                    Some("idempotencyKey"),
-                ));
-            }
-            attempt.succeeded();
-        }
-        settle(state, &out).await;
-        let (token, expires) = open_session(state, "customer", &own, None, &rc.client_ip).await?;
-        Ok(LoginPayload {
-            token,
-            expires_at: rfc3339(expires),
-            staff_user_id: None,
-            role: None,
-            customer_id: Some(ID(own)),
         })
     }
 

@@ -139,6 +139,7 @@ impl ContactMutation {
                 subject: (wanted == Channel::Email)
                     .then(|| "Confirm your email for Dirt Free".to_string()),
                 body,
+                withheld_address: None,
             };
             reset_tokens::queue_with_secret(
                 &state.crm,

@@ -378,7 +378,7 @@ pub struct TagCustomerInput {
 pub struct UpdateMyProfileInput {
     /// Full name.
     pub name: String,
-    /// Email (also the portal sign-in); unchanged when left out.
+    /// Email (the portal sign-in): left out or the one on file; `requestEmailChange` moves it.
     pub email: Option<String>,
     /// Phone; unchanged when left out.
     pub phone: Option<String>,
@@ -657,9 +657,10 @@ impl CustomerMutation {
         .await
     }
 
-    /// The signed-in portal customer changes their own name, email or phone (a field left
-    /// out stays as it is). The email is their sign-in: one another customer already uses
-    /// is refused.
+    /// The signed-in portal customer changes their own name or phone (a field left out stays
+    /// as it is). The email is their sign-in and moves only with a code sent to the new
+    /// address (`requestEmailChange`, `confirmEmailChange`): another address here is
+    /// `VALIDATION` on `email`, whether or not another account uses it.
     #[graphql(guard = "Allow::Customer")]
     async fn update_my_profile(
         &self,
@@ -674,29 +675,17 @@ impl CustomerMutation {
         let current = load_customer(state, &me.to_string())
             .await
             .ok_or_else(|| errors::not_found("customer", &me.to_string()))?;
-        let email = input
-            .email
-            .map(|e| e.trim().to_lowercase())
-            .or(current.email);
-        let phone = input.phone.or(current.phone);
-        if let Some(e) = &email {
+        if let Some(e) = &input.email {
             check_len("email", e)?;
-            let taken = state
-                .projections
-                .query(
-                    "SELECT customer_id FROM rm_customers WHERE email = $1 AND customer_id <> $2",
-                    &[Param::from(e.clone()), Param::from(me.to_string())],
-                )
-                .await
-                .map_err(|e| errors::internal(&rc.request_id, &e))?;
-            if !taken.is_empty() {
-                return Err(errors::coded(
-                    "RULE_VIOLATION",
-                    "another account uses this email",
-                    Some("email"),
+            if current.email.as_deref() != Some(e.trim().to_lowercase().as_str()) {
+                return Err(errors::invalid(
+                    "email",
+                    "the sign-in email changes with a code sent to the new address: use requestEmailChange",
                 ));
             }
         }
+        let email = current.email;
+        let phone = input.phone.or(current.phone);
         as_customer(
             ctx,
             me,

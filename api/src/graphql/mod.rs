@@ -23,6 +23,7 @@ mod observe;
 mod paging;
 mod reports;
 mod sales;
+mod sign_up;
 mod staff;
 mod subscriptions;
 mod system;
@@ -69,6 +70,7 @@ pub struct MutationRoot(
     staff::StaffMutation,
     customers::CustomerMutation,
     contacts::ContactMutation,
+    sign_up::SignUpMutation,
     jobs::JobMutation,
     loyalty::LoyaltyMutation,
     sales::SalesMutation,

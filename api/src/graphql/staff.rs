@@ -143,6 +143,7 @@ async fn issue_reset(state: &AppState, rc: &RequestCtx, email: &str) -> Result<(
         recipient: Recipient::Email { address },
         subject: Some("Reset your Dirt Free CRM password".into()),
         body,
+        withheld_address: None,
     };
     reset_tokens::queue_with_secret(
         &state.crm,

@@ -6,7 +6,9 @@
 //! `password_reset_tokens`, keyed by the message id, until the worker sends the message and
 //! fills it in. The row is deleted once the message is sent or given up, and when it expires;
 //! the `PasswordResetRequested` event keeps only the token's SHA-256. Contact-confirmation
-//! codes travel the same way ([`queue_with_secret`]).
+//! codes travel the same way ([`queue_with_secret`]), and so do sign-up and email-change
+//! codes, whose address is not yet anyone's: their recipient is [`Recipient::Withheld`] and
+//! the address waits in the same row.
 
 use chrono::{DateTime, Utc};
 use commands::app::Crm;
@@ -31,6 +33,8 @@ pub struct SecretMessage {
     pub subject: Option<String>,
     /// The text, with [`PLACEHOLDER`] where the secret goes at send time.
     pub body: String,
+    /// For a [`Recipient::Withheld`] message: the address, kept beside the secret.
+    pub withheld_address: Option<String>,
 }
 
 /// Keeps `secret` for the message, then queues it: stored first, because the worker may
@@ -47,9 +51,15 @@ pub async fn queue_with_secret(
     meta: &EventMetadata,
 ) -> Result<(), String> {
     let message_id = OutboundMessageId::for_cause(&message.cause);
-    store(db, message_id, secret, expires_at)
-        .await
-        .map_err(|e| e.to_string())?;
+    store(
+        db,
+        message_id,
+        secret,
+        message.withheld_address.as_deref(),
+        expires_at,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     crm.messages()
         .execute(
             message_id,
@@ -72,7 +82,8 @@ pub async fn queue_with_secret(
 /// Stands for the token in a reset message's body; replaced at send time only.
 pub const PLACEHOLDER: &str = "{reset_token}";
 
-/// Keeps `token` for the message `id` until `expires_at`, and forgets expired ones.
+/// Keeps `token` (and a withheld recipient's `address`) for the message `id` until
+/// `expires_at`, and forgets expired ones.
 ///
 /// # Errors
 /// [`DbError`].
@@ -80,14 +91,16 @@ pub async fn store(
     db: &ReadDb,
     id: OutboundMessageId,
     token: &str,
+    address: Option<&str>,
     expires_at: DateTime<Utc>,
 ) -> Result<(), DbError> {
     purge_expired(db, Utc::now()).await?;
     db.execute(
-        "INSERT INTO password_reset_tokens (message_id, token, expires_at_ms) VALUES ($1, $2, $3)",
+        "INSERT INTO password_reset_tokens (message_id, token, address, expires_at_ms) VALUES ($1, $2, $3, $4)",
         &[
             Param::from(id.to_string()),
             token.into(),
+            address.map(str::to_string).into(),
             expires_at.timestamp_millis().into(),
         ],
     )
@@ -113,6 +126,28 @@ pub async fn token(
     Ok(rows
         .first()
         .and_then(|r| r.get("token"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string))
+}
+
+/// The withheld recipient's address of message `id`, if its row has not expired.
+///
+/// # Errors
+/// [`DbError`].
+pub async fn address(
+    db: &ReadDb,
+    id: OutboundMessageId,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, DbError> {
+    let rows = db
+        .query(
+            "SELECT address FROM password_reset_tokens WHERE message_id = $1 AND expires_at_ms > $2",
+            &[Param::from(id.to_string()), now.timestamp_millis().into()],
+        )
+        .await?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.get("address"))
         .and_then(|v| v.as_str())
         .map(str::to_string))
 }

@@ -256,6 +256,7 @@ impl OutboxWorker {
     /// transactional messages an address.
     async fn resolve(
         &self,
+        id: OutboundMessageId,
         m: &OutboundMessage,
         channel: Channel,
     ) -> Result<(Option<String>, MarketingEligibility), AppError> {
@@ -281,6 +282,15 @@ impl OutboxWorker {
             Some(Recipient::Phone { number }) => {
                 Ok((Some(number.to_string()), MarketingEligibility::Eligible))
             }
+            // Kept beside the message's code; gone (expired) means there is nowhere to send.
+            Some(Recipient::Withheld) => {
+                let db = projections::ReadDb::of(self.crm.log());
+                match reset_tokens::address(&db, id, self.now()).await {
+                    Ok(Some(a)) => Ok((Some(a), MarketingEligibility::Eligible)),
+                    Ok(None) => Ok((None, MarketingEligibility::NoAddress)),
+                    Err(e) => Err(AppError::Store(StoreError::Database(e.to_string()))),
+                }
+            }
             None => Ok((None, MarketingEligibility::NoAddress)),
         }
     }
@@ -302,7 +312,7 @@ impl OutboxWorker {
             Channel::Sms => self.sms.clone(),
             Channel::Email => self.email.clone(),
         };
-        let (address, eligibility) = self.resolve(&m, channel).await?;
+        let (address, eligibility) = self.resolve(id, &m, channel).await?;
         let start = MessageCommand::StartAttempt {
             provider: sender.as_ref().map(|s| s.provider()),
             eligibility,
@@ -441,13 +451,8 @@ impl OutboxWorker {
 /// The customer's phone or email. Read through the state's serialised form until `Customer`
 /// has accessors for them (customer.rs is being changed elsewhere).
 fn customer_address(c: &Customer, channel: Channel) -> Option<String> {
-    let field = match channel {
-        Channel::Sms => "phone",
-        Channel::Email => "email",
-    };
-    serde_json::to_value(c)
-        .ok()?
-        .get(field)?
-        .as_str()
-        .map(str::to_string)
+    match channel {
+        Channel::Sms => c.phone().map(|p| p.to_string()),
+        Channel::Email => c.email().map(|e| e.to_string()),
+    }
 }

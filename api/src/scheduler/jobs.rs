@@ -978,11 +978,13 @@ async fn old_logs(ctx: &JobContext<'_>) -> JobResult {
 }
 
 /// One-time secrets waiting for their message (reset links, contact codes: kept out of the
-/// log, see `outbox::reset_tokens`) that expired unsent are dropped. The messages themselves
-/// are events and stay, for the audit trail.
+/// log, see `outbox::reset_tokens`) that expired unsent are dropped, and so are expired
+/// sign-up and email-change codes (`address_codes`). The messages themselves are events and
+/// stay, for the audit trail.
 async fn expired_message_secrets(ctx: &JobContext<'_>) -> JobResult {
-    let dropped =
-        crate::outbox::reset_tokens::purge_expired(ctx.inner.projections.db(), ctx.now).await?;
+    let db = ctx.inner.projections.db();
+    let dropped = crate::outbox::reset_tokens::purge_expired(db, ctx.now).await?
+        + crate::address_codes::purge_expired(db, ctx.now).await?;
     let mut t = Tally::default();
     t.counts.processed = dropped;
     t.counts.changed = dropped;
