@@ -46,6 +46,11 @@ impl CodeKey {
         }
     }
 
+    /// What the code is for.
+    pub fn purpose(&self) -> Purpose {
+        self.purpose
+    }
+
     fn params(&self) -> [Param; 3] {
         [
             Param::from(self.purpose.as_str()),
@@ -70,29 +75,41 @@ pub struct Issued {
     pub claimed_by: Option<String>,
 }
 
-/// Keeps `code_hash` for `key` until `expires_at`, in place of any earlier code.
+/// Keeps `code_hash` for `key` until `expires_at`, in place of any earlier code, for the
+/// request named `request` (its idempotency key, hashed; none: every request is new).
+/// False, and nothing changed, when a live code of that same request is there (a retry).
 ///
 /// # Errors
 /// [`DbError`].
 pub async fn issue(
     db: &ReadDb,
     key: &CodeKey,
+    request: Option<&str>,
     code_hash: &str,
     expires_at: DateTime<Utc>,
-) -> Result<(), DbError> {
-    purge_expired(db, Utc::now()).await?;
+) -> Result<bool, DbError> {
+    let now = Utc::now();
+    purge_expired(db, now).await?;
+    let request = request.map(|r| hex::encode(Sha256::digest(r.as_bytes())));
     let mut params = key.params().to_vec();
     params.push(code_hash.into());
     params.push(expires_at.timestamp_millis().into());
-    db.execute(
-        "INSERT INTO address_codes (purpose, address_hash, requested_by, code_hash, expires_at_ms) \
-         VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (purpose, address_hash, requested_by) DO UPDATE \
-         SET code_hash = excluded.code_hash, expires_at_ms = excluded.expires_at_ms, claimed_by = NULL",
-        &params,
-    )
-    .await
-    .map(|_| ())
+    params.push(request.into());
+    params.push(now.timestamp_millis().into());
+    // The update is skipped when the live code came from this very request.
+    let n = db
+        .execute(
+            "INSERT INTO address_codes (purpose, address_hash, requested_by, code_hash, expires_at_ms, request_key) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (purpose, address_hash, requested_by) DO UPDATE \
+             SET code_hash = excluded.code_hash, expires_at_ms = excluded.expires_at_ms, \
+                 claimed_by = NULL, request_key = excluded.request_key \
+             WHERE excluded.request_key IS NULL OR address_codes.request_key IS NULL \
+                OR address_codes.request_key <> excluded.request_key OR address_codes.expires_at_ms <= $7",
+            &params,
+        )
+        .await?;
+    Ok(n == 1)
 }
 
 /// The unexpired code of `key`, if any.

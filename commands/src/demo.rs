@@ -1023,7 +1023,7 @@ impl Plan {
                 name: ["Spring refresh", "Holiday ready", "Pet season", "Back to school", "Summer sale"][k % 5].to_string()
                     + &format!(" {}", t.with_timezone(&tz).format("%Y")),
                 channel: if sms { Channel::Sms } else { Channel::Email },
-                template: "Hi {first_name}, get {discount} off your next cleaning with code {code}. Reply STOP to opt out.",
+                template: "Hi {{ first_name }}, get {{ discount }} off your next cleaning with code {{ code }}.",
                 code: format!("DEMO{}", rng.gen_range(10..99)),
                 audience,
                 seed: rng.gen(),
@@ -1788,6 +1788,7 @@ impl Ctx {
             channel: c.channel,
             template: c.template.into(),
             discount_code: Some(c.code.clone()),
+            discount: Some("15%".into()),
             starts_at: t,
             ends_at: t + Duration::days(21),
         };

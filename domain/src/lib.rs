@@ -32,6 +32,7 @@ pub mod referral;
 pub mod review;
 pub mod scheduled_report;
 pub mod staff;
+pub mod template;
 pub mod vehicle;
 
 pub use catalogue::{all_event_types, known_event_types};

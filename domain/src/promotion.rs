@@ -71,10 +71,12 @@ pub struct PromotionDraft {
     pub audience: AudienceSegment,
     /// SMS or email.
     pub channel: Channel,
-    /// Message template (placeholders are filled at send time).
+    /// Message template ([`crate::template`]: variables are filled at send time).
     pub template: String,
     /// Discount code to quote, if any.
     pub discount_code: Option<String>,
+    /// The discount as customers read it (`20%`, `$25`), for the template's `discount`.
+    pub discount: Option<String>,
     /// Valid from.
     pub starts_at: DateTime<Utc>,
     /// Valid until.
@@ -96,6 +98,9 @@ pub struct PromotionContent {
     pub template: NonEmptyText,
     /// Discount code, if any.
     pub discount_code: Option<NonEmptyText>,
+    /// The discount as customers read it, if any (absent in promotions created before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount: Option<NonEmptyText>,
     /// Valid from.
     pub starts_at: DateTime<Utc>,
     /// Valid until.
@@ -109,15 +114,25 @@ impl PromotionDraft {
     /// The first invalid field (`name`, `template`, `discount_code`, `ends_at`, `audience`).
     pub fn validate(self) -> Result<PromotionContent, ValidationError> {
         let name = NonEmptyText::parse("name", &self.name, 200)?;
-        let max_template = match self.channel {
-            Channel::Sms => 1_600,
-            Channel::Email => 50_000,
-        };
-        let template = NonEmptyText::parse("template", &self.template, max_template)?;
+        let max_template = crate::template::max_len(self.channel);
+        NonEmptyText::parse("template", &self.template, max_template)?;
         let discount_code = match self.discount_code.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(code) => Some(NonEmptyText::parse("discount_code", code, 40)?),
         };
+        let discount = match self.discount.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(d) => Some(NonEmptyText::parse("discount", d, 40)?),
+        };
+        let template = crate::template::check(
+            &self.template,
+            crate::template::Offers {
+                channel: self.channel,
+                code: discount_code.is_some(),
+                discount: discount.is_some(),
+            },
+        )?;
+        let template = NonEmptyText::parse("template", &template, max_template + 200)?;
         if self.ends_at <= self.starts_at {
             return Err(ValidationError::new("ends_at", "must be after starts_at"));
         }
@@ -142,6 +157,7 @@ impl PromotionDraft {
             channel: self.channel,
             template,
             discount_code,
+            discount,
             starts_at: self.starts_at,
             ends_at: self.ends_at,
         })
@@ -519,6 +535,7 @@ mod tests {
             channel: Channel::Sms,
             template: "Hi {first_name}, 20% off with SPRING20".into(),
             discount_code: Some("SPRING20".into()),
+            discount: Some("20%".into()),
             starts_at: test_now() - chrono::Duration::days(1),
             ends_at: test_now() + chrono::Duration::days(30),
         }

@@ -8,7 +8,9 @@
 -- last), and the message that carries it names its recipient `withheld`; the plain code and
 -- the address wait in `password_reset_tokens` until the outbox sends it (then both rows of
 -- that table are deleted, as for reset links). Rows here are deleted when they expire.
--- `claimed_by` is the customer a sign-up made or claimed, so a retry of it is recognised.
+-- `claimed_by` is the customer a sign-up made or claimed, so a retry of it is recognised;
+-- `request_key` the SHA-256 of the request's idempotency key, so a retried request sends no
+-- second code.
 CREATE TABLE IF NOT EXISTS address_codes (
     purpose       text   NOT NULL,
     address_hash  text   NOT NULL,
@@ -16,6 +18,7 @@ CREATE TABLE IF NOT EXISTS address_codes (
     code_hash     text   NOT NULL,
     expires_at_ms bigint NOT NULL,
     claimed_by    text,
+    request_key   text,
     PRIMARY KEY (purpose, address_hash, requested_by)
 );
 CREATE INDEX IF NOT EXISTS address_codes_expiry ON address_codes (expires_at_ms);

@@ -127,7 +127,8 @@ impl Mailbox {
             .collect()
     }
 
-    /// The six-digit code in the latest email to `to` that has one, as its owner reads it;
+    /// The code (six or eight digits) in the latest email to `to` that has one, as its owner
+    /// reads it;
     /// waits up to 30 s for it to arrive (the server mails it after answering).
     ///
     /// # Panics
@@ -135,7 +136,7 @@ impl Mailbox {
     pub async fn code_for(&self, to: &str) -> String {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            let code = self.texts_to(to).iter().rev().find_map(|t| six_digits(t));
+            let code = self.texts_to(to).iter().rev().find_map(|t| code_in(t));
             if let Some(c) = code {
                 return c;
             }
@@ -166,8 +167,8 @@ impl Mailbox {
     }
 }
 
-/// The first run of exactly six digits in `text`.
-fn six_digits(text: &str) -> Option<String> {
+/// The first run of exactly six or eight digits in `text`.
+fn code_in(text: &str) -> Option<String> {
     let chars: Vec<char> = text.chars().collect();
     let mut i = 0;
     while i < chars.len() {
@@ -175,7 +176,7 @@ fn six_digits(text: &str) -> Option<String> {
         while i < chars.len() && chars[i].is_ascii_digit() {
             i += 1;
         }
-        if i - start == 6 {
+        if i - start == 6 || i - start == 8 {
             return Some(chars[start..i].iter().collect());
         }
         i = i.max(start + 1);

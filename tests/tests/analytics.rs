@@ -91,6 +91,7 @@ async fn kpis_match_hand_computed_figures(engine: Engine) {
         channel: Channel::Email,
         template: "20% off rugs".into(),
         discount_code: Some("RUGS20".into()),
+        discount: None,
         starts_at: test_now(),
         ends_at: test_now() + chrono::Duration::days(30),
     };

@@ -662,6 +662,7 @@ async fn a_promotion_message_that_could_not_be_sent_is_a_failed_delivery(engine:
         channel: Channel::Sms,
         template: "Spring special: 20% off carpets.".into(),
         discount_code: Some("SPRING20".into()),
+        discount: None,
         starts_at: now - chrono::Duration::days(1),
         ends_at: now + chrono::Duration::days(7),
     };

@@ -304,6 +304,7 @@ impl Env {
             channel: Channel::Sms,
             template: "Hello from Dirt Free".into(),
             discount_code: Some("CLEAN10".into()),
+            discount: None,
             starts_at: now,
             ends_at: now + Duration::days(400),
         };

@@ -83,7 +83,7 @@ async fn a_sign_up_tells_nobody_whether_an_email_is_a_customer(engine: Engine) {
     let new_code = app.mailbox.code_for("new@example.com").await;
 
     // Guessing a code for the account's address reads as a wrong code for a stranger's.
-    let guess = |email: &str| json!({"i": {"name": "Eve", "email": email, "password": "eve-guesses-1", "code": "000000"}});
+    let guess = |email: &str| json!({"i": {"name": "Eve", "email": email, "password": "eve-guesses-1", "code": "00000000"}});
     let at_account = app.gql(None, REGISTER, guess("ada@example.com")).await;
     let at_stranger = app.gql(None, REGISTER, guess("new@example.com")).await;
     assert_eq!(refusal(&at_account), refusal(&at_stranger));
@@ -157,6 +157,11 @@ async fn a_sign_up_tells_nobody_whether_an_email_is_a_customer(engine: Engine) {
     let queued = data(&log, "/data/eventLog/nodes").to_string();
     assert!(queued.contains("withheld"), "{queued}");
     assert!(!queued.contains("new@example.com"), "{queued}");
+    let hashed = api::address_codes::address_hash("new@example.com");
+    assert!(
+        !queued.contains(&hashed[..12]),
+        "a hash of the address: {queued}"
+    );
 
     // The profile page cannot tell a taken address from a free one either.
     let profile = |email: &str| json!({"i": {"name": "Ada Lovelace", "email": email}});
@@ -258,7 +263,12 @@ async fn wrong_codes_are_limited_per_address(engine: Engine) {
     .await;
     assert_eq!(data(&r, "/data/startPortalSignUp/accepted"), true);
     let code = app.mailbox.code_for("guess@example.com").await;
-    let wrong = if code == "999999" { "999998" } else { "999999" };
+    assert_eq!(code.len(), 8, "sign-up codes have eight digits");
+    let wrong = if code == "99999999" {
+        "99999998"
+    } else {
+        "99999999"
+    };
     let attempt = |n: u32, code: &str| {
         post(
             n,
@@ -288,7 +298,41 @@ async fn wrong_codes_are_limited_per_address(engine: Engine) {
     tests::health::assert_no_failures(&app.server.base).await;
 }
 
+async fn a_retried_request_mails_one_code_and_a_refused_sign_up_can_be_finished(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let app = TestApp::start(env!("CARGO_BIN_EXE_dirtfree-api"), &db.url).await;
+    // A double-click: two copies of one keyed request at once.
+    let start = json!({"i": {"email": "kim@example.com", "idempotencyKey": "double-click-1"}});
+    let (a, b) = tokio::join!(
+        app.gql(None, START_SIGN_UP, start.clone()),
+        app.gql(None, START_SIGN_UP, start.clone())
+    );
+    assert_eq!(without_expiry(a), without_expiry(b));
+    let code = app.mailbox.code_for("kim@example.com").await;
+    let quiet_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < quiet_until {
+        assert_eq!(
+            app.mailbox.texts_to("kim@example.com").len(),
+            1,
+            "a retried request mailed a second code"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Refused for its referral code: the code still works for the corrected sign-up.
+    let sign_up = |referral: Option<&str>| {
+        json!({"i": {"name": "Kim Kay", "email": "kim@example.com", "password": "kims-password-1",
+            "code": code, "referralCode": referral}})
+    };
+    let refused = app.gql(None, REGISTER, sign_up(Some("NOSUCHCODE"))).await;
+    assert_eq!(refusal(&refused)[0], "VALIDATION", "{refused}");
+    assert_eq!(refusal(&refused)[1], "referralCode", "{refused}");
+    let r = app.gql(None, REGISTER, sign_up(None)).await;
+    assert!(r["errors"].is_null(), "{r}");
+    tests::health::assert_no_failures(&app.server.base).await;
+}
+
 tests::on_both_engines!(
     a_sign_up_tells_nobody_whether_an_email_is_a_customer,
-    wrong_codes_are_limited_per_address
+    wrong_codes_are_limited_per_address,
+    a_retried_request_mails_one_code_and_a_refused_sign_up_can_be_finished
 );

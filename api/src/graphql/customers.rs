@@ -675,16 +675,25 @@ impl CustomerMutation {
         let current = load_customer(state, &me.to_string())
             .await
             .ok_or_else(|| errors::not_found("customer", &me.to_string()))?;
+        // The sign-in email as the log has it: the read model may not show a change just made.
+        let email = state
+            .crm
+            .customers()
+            .load(me)
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?
+            .aggregate
+            .email()
+            .map(|e| e.to_string());
         if let Some(e) = &input.email {
             check_len("email", e)?;
-            if current.email.as_deref() != Some(e.trim().to_lowercase().as_str()) {
+            if email.as_deref() != Some(e.trim().to_lowercase().as_str()) {
                 return Err(errors::invalid(
                     "email",
                     "the sign-in email changes with a code sent to the new address: use requestEmailChange",
                 ));
             }
         }
-        let email = current.email;
         let phone = input.phone.or(current.phone);
         as_customer(
             ctx,

@@ -384,10 +384,15 @@ pub struct CreatePromotionInput {
     pub name: String,
     /// Channel.
     pub channel: MarketingChannel,
-    /// Message template.
+    /// Message template, MiniJinja syntax (`Hi {{ first_name }}`): variables `first_name`,
+    /// `name`, `code`, `discount`, `ends_on`, `booking_link`, `points_balance`, `tier`,
+    /// `unsubscribe_link` (email). An unknown variable, or `code`/`discount` without one, is
+    /// `VALIDATION` on `template`.
     pub template: String,
     /// Discount code.
     pub discount_code: Option<String>,
+    /// The discount as customers read it (`20%`, `$25 off`), for `{{ discount }}`.
+    pub discount: Option<String>,
     /// Only customers with this tag (default: all who consented).
     pub tag: Option<String>,
     /// Starts.
@@ -420,10 +425,15 @@ pub struct PromotionContentInput {
     pub name: String,
     /// Channel.
     pub channel: MarketingChannel,
-    /// Message template.
+    /// Message template, MiniJinja syntax (`Hi {{ first_name }}`): variables `first_name`,
+    /// `name`, `code`, `discount`, `ends_on`, `booking_link`, `points_balance`, `tier`,
+    /// `unsubscribe_link` (email). An unknown variable, or `code`/`discount` without one, is
+    /// `VALIDATION` on `template`.
     pub template: String,
     /// Discount code.
     pub discount_code: Option<String>,
+    /// The discount as customers read it (`20%`, `$25 off`), for `{{ discount }}`.
+    pub discount: Option<String>,
     /// Only customers with this tag (default: all who consented).
     pub tag: Option<String>,
     /// Starts.
@@ -562,6 +572,7 @@ impl CreatePromotionInput {
                 channel: self.channel,
                 template: self.template,
                 discount_code: self.discount_code,
+                discount: self.discount,
                 tag: self.tag,
                 starts_at: self.starts_at,
                 ends_at: self.ends_at,
@@ -592,6 +603,7 @@ impl PromotionContentInput {
             channel: channel(self.channel),
             template: self.template,
             discount_code: self.discount_code,
+            discount: self.discount,
             starts_at: self.starts_at,
             ends_at: self.ends_at,
         })

@@ -1,7 +1,7 @@
 //! Portal sign-up and email changes that tell nobody who is a customer (issue #14).
 //!
 //! Asking for a sign-up (`startPortalSignUp`) or an email change (`requestEmailChange`) always
-//! gets the same answer, and the work happens after it: the address is sent a six-digit code,
+//! gets the same answer, and the work happens after it: the address is sent a eight-digit code,
 //! or, when it already signs in to an account, a note saying so. Only the mailbox's owner can
 //! go on (`registerPortalAccount`, `confirmEmailChange`), so the code also proves the address:
 //! the account's email counts as confirmed. A sign-up for an address staff entered claims that
@@ -59,7 +59,7 @@ pub struct RegisterPortalAccountInput {
     pub name: String,
     /// Email (their login): the address the code went to.
     pub email: String,
-    /// The six digits mailed to it.
+    /// The eight digits mailed to it.
     #[graphql(secret)]
     pub code: String,
     /// Phone, E.164 or a US number.
@@ -78,7 +78,7 @@ pub struct RegisterPortalAccountInput {
 pub struct ConfirmEmailChangeInput {
     /// The new address.
     pub email: String,
-    /// The six digits mailed to it.
+    /// The eight digits mailed to it.
     #[graphql(secret)]
     pub code: String,
     /// Makes retries safe.
@@ -100,7 +100,7 @@ pub struct SignUpMutation;
 
 #[Object]
 impl SignUpMutation {
-    /// Starts a portal sign-up: mails the address a six-digit code (valid 15 minutes; a new
+    /// Starts a portal sign-up: mails the address a eight-digit code (valid 15 minutes; a new
     /// one voids the last), or, when it already signs in to an account, a note saying so. The
     /// answer is the same either way. Limited per network, and to five codes an hour per
     /// address (`RATE_LIMITED`).
@@ -116,12 +116,15 @@ impl SignUpMutation {
             .address_code(&rc.client_ip, &limit_key(Purpose::SignUp, &email))
             .map_err(auth::rate_limited)?;
         let expires_at = Utc::now() + Duration::minutes(CODE_MINUTES);
-        let cause = cause("PortalSignUp", &email, input.idempotency_key.as_deref());
+        let request = input
+            .idempotency_key
+            .as_ref()
+            .map(|k| format!("{email}:{k}"));
         let meta = context::meta(rc, commands::Actor::System("sign-up".into()));
         // After answering, so the time taken does not tell either.
         let state = state.clone();
         tokio::spawn(async move {
-            if let Err(e) = mail_sign_up(&state, &email, cause, expires_at, &meta).await {
+            if let Err(e) = mail_sign_up(&state, &email, request, expires_at, &meta).await {
                 tracing::warn!(error = %e, "sign-up: the code was not queued");
             }
         });
@@ -155,6 +158,22 @@ impl SignUpMutation {
             .sign_in_limits
             .sign_up(&rc.client_ip, once.as_deref())
             .map_err(auth::rate_limited)?;
+        // What can be refused is refused before the code is used up.
+        if let Some(p) = input.phone.as_deref().filter(|p| !p.trim().is_empty()) {
+            domain::values::PhoneNumber::parse(p)
+                .map_err(|e| errors::invalid("phone", e.message))?;
+        }
+        let referrer = match &input.referral_code {
+            Some(code) => Some(
+                state
+                    .crm
+                    .referral_code_owner(code)
+                    .await
+                    .map_err(|e| errors::app(&rc.request_id, e))?
+                    .ok_or_else(|| errors::invalid("referralCode", "unknown referral code"))?,
+            ),
+            None => None,
+        };
         let key = CodeKey::new(Purpose::SignUp, email.as_str(), None);
         let limit = format!("typed:{}", limit_key(Purpose::SignUp, &email));
         let issued = check_code(state, &key, &limit, &input.code)
@@ -168,16 +187,32 @@ impl SignUpMutation {
             ))),
             None => CustomerId::from_uuid(uuid::Uuid::new_v4()),
         };
-        let existing = customer_with_email(state, &email)
+        let existing = customers_with_email(state, &email)
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        let customer_id = match (&issued.claimed_by, &existing) {
-            (Some(c), _) if input.idempotency_key.is_some() => {
-                CustomerId::parse(c).map_err(|e| errors::internal(&rc.request_id, &e))?
+        let customer_id = match &issued.claimed_by {
+            // The code made (or claimed) this customer: a retry goes on with it — keyed, or
+            // when the first try stopped before the account was made.
+            Some(c) => {
+                let c = CustomerId::parse(c).map_err(|e| errors::internal(&rc.request_id, &e))?;
+                let unfinished = state
+                    .crm
+                    .portal_accounts()
+                    .load(PortalAccountId::for_customer(c))
+                    .await
+                    .map_err(|e| errors::app(&rc.request_id, e))?
+                    .aggregate
+                    .password_hash()
+                    .is_none();
+                if input.idempotency_key.is_none() && !unfinished {
+                    return Err(already_registered());
+                }
+                c
             }
-            (Some(_), _) | (None, Some((_, true))) => return Err(already_registered()),
-            (None, Some((c, false))) => *c,
-            (None, None) => fresh,
+            None if existing.iter().any(|(_, account)| *account) => {
+                return Err(already_registered())
+            }
+            None => existing.first().map_or(fresh, |(c, _)| *c),
         };
         let own = customer_id.to_string();
         if !codes::claim(state.projections.db(), &key, &own)
@@ -186,17 +221,6 @@ impl SignUpMutation {
         {
             return Err(already_registered());
         }
-        let referrer = match &input.referral_code {
-            Some(code) => Some(
-                state
-                    .crm
-                    .referral_code_owner(code)
-                    .await
-                    .map_err(|e| errors::app(&rc.request_id, e))?
-                    .ok_or_else(|| errors::invalid("referralCode", "unknown referral code"))?,
-            ),
-            None => None,
-        };
         let base = context::meta(rc, commands::Actor::Customer(own.clone()));
         // Each write has its own key (one key names one aggregate's outcome).
         let part_key = |part: &str| {
@@ -359,11 +383,15 @@ impl SignUpMutation {
             .address_code(&rc.client_ip, &format!("email-change:{me}"))
             .map_err(auth::rate_limited)?;
         let expires_at = Utc::now() + Duration::minutes(CODE_MINUTES);
-        let cause = cause("EmailChange", &email, input.idempotency_key.as_deref());
+        let request = input
+            .idempotency_key
+            .as_ref()
+            .map(|k| format!("{email}:{k}"));
         let meta = context::meta(rc, commands::Actor::Customer(me.to_string()));
         let state = state.clone();
         tokio::spawn(async move {
-            if let Err(e) = mail_email_change(&state, me, &email, cause, expires_at, &meta).await {
+            if let Err(e) = mail_email_change(&state, me, &email, request, expires_at, &meta).await
+            {
                 tracing::warn!(error = %e, "email change: the code was not queued");
             }
         });
@@ -395,17 +423,16 @@ impl SignUpMutation {
         )
         .await
         .map_err(|e| e.into_error(&rc.request_id))?;
-        if let Some((other, _)) = customer_with_email(state, &email)
+        // The code is the customer's own: used again, it repeats the same change (no events).
+        let holders = customers_with_email(state, &email)
             .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?
-        {
-            if other != me {
-                return Err(errors::coded(
-                    "RULE_VIOLATION",
-                    "another account uses this email",
-                    Some("email"),
-                ));
-            }
+            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        if holders.iter().any(|(other, _)| *other != me) {
+            return Err(errors::coded(
+                "RULE_VIOLATION",
+                "another customer uses this email",
+                Some("email"),
+            ));
         }
         let customers = state.crm.customers();
         let current = customers
@@ -470,15 +497,10 @@ fn limit_key(purpose: Purpose, email: &Email) -> String {
     format!("{purpose:?}:{}", codes::address_hash(email.as_str()))
 }
 
-/// The cause (hence the id) of a code's message: the address's hash, and the idempotency
-/// key's when there is one, so that a retry names the message already queued.
-fn cause(kind: &str, email: &Email, key: Option<&str>) -> String {
-    let address = codes::address_hash(email.as_str());
-    let nonce = match key {
-        Some(k) => context::derived_id(&format!("{kind}:{address}:{k}")),
-        None => uuid::Uuid::new_v4(),
-    };
-    format!("{kind}:{}:{nonce}", &address[..16])
+/// The cause (hence the id) of a code's message: random, as anything derived from the
+/// address (even a hash of it) would let a reader of the log test guesses.
+fn cause(kind: &str) -> String {
+    format!("{kind}:{}", uuid::Uuid::new_v4())
 }
 
 fn already_registered() -> async_graphql::Error {
@@ -540,68 +562,62 @@ async fn check_code(
     }
 }
 
-/// The customer (not erased or merged away) whose email is `email`, and whether they have a
-/// portal account.
-async fn customer_with_email(
+/// The customers (not erased or merged away) whose email is `email`, oldest id first, and
+/// whether each has a portal account. Staff may have entered the address twice.
+async fn customers_with_email(
     state: &AppState,
     email: &Email,
-) -> Result<Option<(CustomerId, bool)>, projections::DbError> {
+) -> Result<Vec<(CustomerId, bool)>, projections::DbError> {
     let rows = state
         .projections
         .query(
             "SELECT c.customer_id, p.customer_id AS account FROM rm_customers c \
              LEFT JOIN rm_portal_accounts p ON p.customer_id = c.customer_id \
-             WHERE c.email = $1 AND c.erased = 0 AND c.merged_into IS NULL",
+             WHERE c.email = $1 AND c.erased = 0 AND c.merged_into IS NULL \
+             ORDER BY c.created_at, c.customer_id",
             &[Param::from(email.to_string())],
         )
         .await?;
-    Ok(rows.iter().find_map(|r| {
-        let id = CustomerId::parse(r.get("customer_id")?.as_str()?).ok()?;
-        Some((id, r.get("account").is_some_and(|a| !a.is_null())))
-    }))
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let id = CustomerId::parse(r.get("customer_id")?.as_str()?).ok()?;
+            Some((id, r.get("account").is_some_and(|a| !a.is_null())))
+        })
+        .collect())
 }
 
-fn six_digits() -> String {
-    format!("{:06}", rand::rngs::OsRng.next_u32() % 1_000_000)
+/// Eight digits: a code that hands over an account (or a record staff keep) must stay out
+/// of reach of the few guesses the limits allow while it lives.
+fn eight_digits() -> String {
+    format!("{:08}", rand::rngs::OsRng.next_u32() % 100_000_000)
 }
 
-/// Whether the message for `cause` was queued already (a keyed retry's).
-async fn queued(state: &AppState, cause: &str) -> Result<bool, String> {
-    let id = OutboundMessageId::for_cause(cause);
-    let m = state
-        .crm
-        .messages()
-        .load(id)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(m.aggregate.id().is_some())
-}
-
-/// Mails the address a sign-up code, or its account's customer a note that they have one.
+/// Mails the address a sign-up code, or, when it signs in to an account, a note saying so.
 async fn mail_sign_up(
     state: &AppState,
     email: &Email,
-    cause: String,
+    request: Option<String>,
     expires_at: DateTime<Utc>,
     meta: &commands::EventMetadata,
 ) -> Result<(), String> {
-    if queued(state, &cause).await? {
-        return Ok(());
-    }
-    match customer_with_email(state, email)
+    let holders = customers_with_email(state, email)
         .await
-        .map_err(|e| e.to_string())?
-    {
-        Some((customer_id, true)) => {
+        .map_err(|e| e.to_string())?;
+    match holders.iter().find(|(_, account)| *account) {
+        Some((customer_id, _)) => {
             let body = format!(
                 "Someone asked to create a Dirt Free account with this email address. You \
                  already have one: sign in at {}. If it was not you, ignore this message.",
                 commands::policies::outbox::PUBLIC_URL
             );
+            let cause = cause("PortalSignUp");
             let note = MessageCommand::Queue {
                 kind: MessageKind::ContactConfirmation,
                 channel: Channel::Email,
-                recipient: Recipient::Customer { customer_id },
+                recipient: Recipient::Customer {
+                    customer_id: *customer_id,
+                },
                 cause: cause.clone(),
                 subject: Some("You already have a Dirt Free account".into()),
                 body,
@@ -619,55 +635,74 @@ async fn mail_sign_up(
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         }
-        _ => {
+        None => {
             let key = CodeKey::new(Purpose::SignUp, email.as_str(), None);
-            mail_code(state, &key, email, cause, expires_at, "sign-up", meta).await
+            mail_code(state, &key, email, request, expires_at, "sign-up", meta).await
         }
     }
 }
 
-/// Mails the new address a code, unless another account signs in with it.
+/// Mails the new address a code, unless another customer has it.
 async fn mail_email_change(
     state: &AppState,
     me: CustomerId,
     email: &Email,
-    cause: String,
+    request: Option<String>,
     expires_at: DateTime<Utc>,
     meta: &commands::EventMetadata,
 ) -> Result<(), String> {
-    if queued(state, &cause).await? {
-        return Ok(());
-    }
-    let taken = customer_with_email(state, email)
+    let holders = customers_with_email(state, email)
         .await
         .map_err(|e| e.to_string())?;
-    if taken.is_some_and(|(other, _)| other != me) {
+    if holders.iter().any(|(other, _)| *other != me) {
         return Ok(());
     }
     let key = CodeKey::new(Purpose::EmailChange, email.as_str(), Some(&me.to_string()));
-    mail_code(state, &key, email, cause, expires_at, "email change", meta).await
+    mail_code(
+        state,
+        &key,
+        email,
+        request,
+        expires_at,
+        "email change",
+        meta,
+    )
+    .await
 }
 
 async fn mail_code(
     state: &AppState,
     key: &CodeKey,
     email: &Email,
-    cause: String,
+    request: Option<String>,
     expires_at: DateTime<Utc>,
     what: &str,
     meta: &commands::EventMetadata,
 ) -> Result<(), String> {
-    let code = six_digits();
-    codes::issue(state.projections.db(), key, &token_hash(&code), expires_at)
-        .await
-        .map_err(|e| e.to_string())?;
+    let code = eight_digits();
+    let fresh = codes::issue(
+        state.projections.db(),
+        key,
+        request.as_deref(),
+        &token_hash(&code),
+        expires_at,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if !fresh {
+        // A retry of a request whose code is on its way.
+        return Ok(());
+    }
     let body = format!(
         "Your Dirt Free {what} code is {}. It works for {CODE_MINUTES} minutes. If you did \
          not ask for it, ignore this message.",
         reset_tokens::PLACEHOLDER
     );
     let message = reset_tokens::SecretMessage {
-        cause,
+        cause: cause(match key.purpose() {
+            Purpose::SignUp => "PortalSignUp",
+            Purpose::EmailChange => "EmailChange",
+        }),
         kind: MessageKind::ContactConfirmation,
         channel: Channel::Email,
         recipient: Recipient::Withheld,
