@@ -43,7 +43,9 @@ pub fn router(state: AppState) -> Router {
     let mut app = api
         .merge(graphql_routes)
         .merge(crate::webhooks::routes(state.clone()))
-        .merge(crate::scheduler::routes(state.clone()));
+        .merge(crate::scheduler::routes(state.clone()))
+        .merge(crate::unsubscribe::routes(state.clone()))
+        .merge(graphql::proofs::test_send_routes(state.clone()));
 
     if let Some(origin) = state
         .config

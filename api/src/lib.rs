@@ -15,6 +15,7 @@ pub mod scheduler;
 pub mod secret;
 pub mod signin_limits;
 pub mod state;
+pub mod unsubscribe;
 pub mod webhooks;
 
 use std::sync::Arc;

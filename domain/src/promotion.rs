@@ -340,6 +340,11 @@ pub struct Promotion {
 }
 
 impl Promotion {
+    /// The current content (none before creation).
+    pub fn content(&self) -> Option<&PromotionContent> {
+        self.content.as_ref()
+    }
+
     /// Whether any delivery happened (content is frozen from then on).
     pub fn delivery_started(&self) -> bool {
         !self.attempted.is_empty()

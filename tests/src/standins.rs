@@ -187,3 +187,55 @@ fn code_in(text: &str) -> Option<String> {
 /// Starting a portal sign-up (`startPortalSignUp`); the code arrives by email.
 pub const START_SIGN_UP: &str =
     "mutation($i: EmailCodeInput!) { startPortalSignUp(input: $i) { accepted expiresAt } }";
+
+/// One SMS's form fields, as Twilio received them.
+pub type SmsForm = Vec<(String, String)>;
+
+/// Twilio's Messages API (`POST /2010-04-01/Accounts/{sid}/Messages.json`), keeping every
+/// SMS's form fields.
+#[derive(Clone, Default, Debug)]
+pub struct Texts(Arc<Mutex<Vec<SmsForm>>>);
+
+impl Texts {
+    /// Starts it; returns it and the `TWILIO_API_BASE` that points at it.
+    pub async fn start() -> (Self, String) {
+        let texts = Texts::default();
+        let app = axum::Router::new()
+            .route(
+                "/2010-04-01/Accounts/{sid}/Messages.json",
+                axum::routing::post(
+                    |axum::extract::State(t): axum::extract::State<Texts>,
+                     axum::Form(form): axum::Form<SmsForm>| async move {
+                        let n = {
+                            let mut sent = t.0.lock().unwrap_or_else(|e| e.into_inner());
+                            sent.push(form);
+                            sent.len()
+                        };
+                        axum::Json(json!({ "sid": format!("SMstandin{n}"), "status": "queued" }))
+                    },
+                ),
+            )
+            .with_state(texts.clone());
+        let addr = serve(app).await;
+        (texts, format!("http://{addr}"))
+    }
+
+    /// The settings that make the server text here (`base` from [`Texts::start`]).
+    pub fn env(base: &str) -> [(&'static str, &str); 4] {
+        [
+            ("TWILIO_ACCOUNT_SID", "ACtest"),
+            ("TWILIO_AUTH_TOKEN", "twilio_auth_token_for_tests"),
+            ("TWILIO_PHONE_NUMBER", "+15125550199"),
+            ("TWILIO_API_BASE", base),
+        ]
+    }
+
+    /// The bodies of the texts sent to `to` so far, oldest first.
+    pub fn to(&self, to: &str) -> Vec<String> {
+        let sent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        sent.iter()
+            .filter(|f| f.iter().any(|(k, v)| k == "To" && v == to))
+            .filter_map(|f| f.iter().find(|(k, _)| k == "Body").map(|(_, v)| v.clone()))
+            .collect()
+    }
+}

@@ -21,6 +21,7 @@ mod loyalty;
 mod messaging;
 mod observe;
 mod paging;
+pub mod proofs;
 mod reports;
 mod sales;
 mod sign_up;
@@ -61,6 +62,7 @@ pub struct QueryRoot(
     system::JobRunQuery,
     reports::ReportQuery,
     messaging::MessagingQuery,
+    proofs::ProofQuery,
 );
 
 /// Root of all mutations.
@@ -71,6 +73,7 @@ pub struct MutationRoot(
     customers::CustomerMutation,
     contacts::ContactMutation,
     sign_up::SignUpMutation,
+    proofs::ProofMutation,
     jobs::JobMutation,
     loyalty::LoyaltyMutation,
     sales::SalesMutation,

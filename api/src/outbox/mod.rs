@@ -13,6 +13,7 @@
 //! Without vendor keys the worker still runs and records each message as not sent
 //! (`NoProviderConfigured`), so the embedded default works offline.
 
+pub mod compose;
 pub mod google_reviews;
 pub mod index;
 pub mod resend;
@@ -40,6 +41,8 @@ pub struct Outgoing {
     pub body: String,
     /// The same for every attempt of the message.
     pub idempotency_key: String,
+    /// Extra email headers (`List-Unsubscribe` on marketing email).
+    pub headers: Vec<(String, String)>,
 }
 
 impl fmt::Debug for Outgoing {
@@ -249,6 +252,7 @@ mod tests {
             subject: None,
             body: "secret offer".into(),
             idempotency_key: "k".into(),
+            headers: vec![],
         };
         let dbg = format!("{m:?}");
         assert!(!dbg.contains("+1512") && !dbg.contains("secret"), "{dbg}");

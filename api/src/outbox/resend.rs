@@ -47,12 +47,20 @@ impl MessageSender for ResendSender {
     }
 
     async fn send(&self, m: &Outgoing) -> Result<String, SendError> {
-        let payload = serde_json::json!({
+        let mut payload = serde_json::json!({
             "from": self.from,
             "to": [m.to],
             "subject": m.subject.as_deref().unwrap_or("Dirt Free Carpet Cleaning"),
             "text": m.body,
         });
+        if !m.headers.is_empty() {
+            payload["headers"] = m
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
         let response = self
             .client
             .post(format!("{}/emails", self.base))

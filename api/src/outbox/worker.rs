@@ -11,7 +11,8 @@ use domain::consent::{Channel, MarketingEligibility};
 use domain::customer::Customer;
 use domain::ids::OutboundMessageId;
 use domain::message::{
-    backoff, idempotency_key, MessageCommand, MessageStatus, OutboundMessage, Recipient,
+    backoff, idempotency_key, MessageCommand, MessageKind, MessageStatus, OutboundMessage,
+    Recipient,
 };
 use domain::Actor as DomainActor;
 use tokio::task::JoinHandle;
@@ -20,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::resend::ResendSender;
 use super::reset_tokens;
 use super::twilio::TwilioSender;
-use super::{index, MessageSender, Outgoing, SendError};
+use super::{compose, index, MessageSender, Outgoing, SendError};
 use crate::config::Config;
 
 /// How the worker retries and how long claims last.
@@ -370,15 +371,22 @@ impl OutboxWorker {
                 if let Some(Some(token)) = &secret {
                     body = body.replace(reset_tokens::PLACEHOLDER, token);
                 }
-                let outgoing = Outgoing {
-                    to,
-                    subject: claimed.subject().map(str::to_string),
-                    body,
-                    idempotency_key: idempotency_key(id),
-                };
-                let result = sender.send(&outgoing).await;
-                tracing::info!(message_id = %id, provider = claim.provider.as_str(), attempt = claim.attempt, resumed, ok = result.is_ok(), "outbox: vendor answered");
-                self.outcome_command(claim, result)
+                match self.compose(id, &claimed, channel, body).await? {
+                    Ok((body, headers)) => {
+                        let outgoing = Outgoing {
+                            to,
+                            subject: claimed.subject().map(str::to_string),
+                            body,
+                            idempotency_key: idempotency_key(id),
+                            headers,
+                        };
+                        let result = sender.send(&outgoing).await;
+                        tracing::info!(message_id = %id, provider = claim.provider.as_str(), attempt = claim.attempt, resumed, ok = result.is_ok(), "outbox: vendor answered");
+                        self.outcome_command(claim, result)
+                    }
+                    // Nothing went out: the text could not be made.
+                    Err(error) => MessageCommand::RecordRejected { status: 0, error },
+                }
             }
             // The vendor of a resumed claim is no longer configured, or the address is gone:
             // whether the first attempt went out cannot be known.
@@ -398,6 +406,66 @@ impl OutboxWorker {
             self.forget_secret(id).await;
         }
         Ok(())
+    }
+
+    /// The text a customer reads and the email headers: a promotion's template rendered for
+    /// them, and every marketing message's opt-out (SMS) or unsubscribe link (email).
+    /// `Ok(Err(reason))` when the text cannot be made (nothing is sent then).
+    async fn compose(
+        &self,
+        id: OutboundMessageId,
+        m: &OutboundMessage,
+        channel: Channel,
+        body: String,
+    ) -> Result<Result<(String, Vec<(String, String)>), String>, AppError> {
+        let marketing = m.kind().is_some_and(|k| k.is_marketing());
+        let Some(Recipient::Customer { customer_id }) = m.recipient() else {
+            return Ok(Ok((body, vec![])));
+        };
+        if !marketing {
+            return Ok(Ok((body, vec![])));
+        }
+        let db = projections::ReadDb::of(self.crm.log());
+        let public_url = &self.settings.public_url;
+        let link = match channel {
+            Channel::Email => {
+                Some(compose::unsubscribe_link(&db, public_url, *customer_id, id).await?)
+            }
+            Channel::Sms => None,
+        };
+        let mut text = body;
+        if m.kind() == Some(MessageKind::Promotion) {
+            let promotion = compose::promotion_of(m.cause());
+            let content = match promotion {
+                Some(p) => compose::promotion_content(&self.crm, p).await?,
+                None => None,
+            };
+            if let Some(content) = content {
+                let customer = self.crm.customers().load(*customer_id).await?.aggregate;
+                let values = compose::values(
+                    &db,
+                    self.crm.services().tz,
+                    public_url,
+                    &content,
+                    *customer_id,
+                    &customer,
+                    link.as_deref(),
+                )
+                .await?;
+                text = match compose::promotion_text(&text, &content, &values) {
+                    Ok(t) => t,
+                    Err(reason) => return Ok(Err(reason)),
+                };
+            }
+        }
+        let headers = link
+            .as_deref()
+            .map(compose::unsubscribe_headers)
+            .unwrap_or_default();
+        Ok(Ok((
+            compose::finish_marketing(text, channel, link.as_deref()),
+            headers,
+        )))
     }
 
     /// Deletes a finished message's password-reset token, if it had one (a failure only

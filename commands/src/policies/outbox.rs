@@ -6,7 +6,7 @@
 //! | trigger | message |
 //! |---|---|
 //! | `OfferSent` | the auto-offer (discount, expiry) to the opportunity's customer |
-//! | `PromotionDelivered` | the promotion's template (and code) to the customer |
+//! | `PromotionDelivered` | the promotion's template (rendered for the customer when sent) |
 //! | `ReviewRequested`, `ReviewReminderSent` | a review link to the customer |
 //! | `ScheduledReportGenerated` | a notice to each recipient of the report |
 //!
@@ -220,13 +220,6 @@ fn occurred_at(e: &RecordedEvent) -> DateTime<Utc> {
         .map_or(e.recorded_at, |t| t.with_timezone(&Utc))
 }
 
-fn sms_footer(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Sms => " Reply STOP to opt out.",
-        Channel::Email => "",
-    }
-}
-
 fn discount_text(d: &Discount) -> String {
     match d {
         Discount::Percent(p) => format!("{p}% off"),
@@ -256,7 +249,9 @@ pub async fn messages_for(crm: &Crm, e: &RecordedEvent) -> Result<Vec<QueuedMess
             channel,
             recipient: Recipient::Customer { customer_id },
             subject,
-            body: format!("{body}{}", sms_footer(channel)),
+            // The opt-out sentence and unsubscribe link are the sender's (api outbox compose),
+            // as is rendering a promotion's template: the customer's details stay out of here.
+            body,
         };
     match e.aggregate_type.as_str() {
         "Opportunity" => {
@@ -315,17 +310,13 @@ pub async fn messages_for(crm: &Crm, e: &RecordedEvent) -> Result<Vec<QueuedMess
                 }
             }
             let Some(c) = content else { return Ok(vec![]) };
-            let code = c
-                .discount_code
-                .as_ref()
-                .map(|code| format!(" Code: {code}."))
-                .unwrap_or_default();
+            // The template as written: it is rendered for the customer when sent.
             Ok(vec![message(
                 MessageKind::Promotion,
                 channel,
                 customer_id,
                 Some(c.name.to_string()),
-                format!("{}{code}", c.template),
+                c.template.to_string(),
             )])
         }
         "ReviewRequest" => {

@@ -1,0 +1,228 @@
+//! What a customer reads: a promotion's template rendered with their details (issue #16), and
+//! the compliance parts of every marketing message — an SMS's opt-out sentence, exactly once;
+//! an email's unsubscribe link and `List-Unsubscribe` headers.
+//!
+//! Rendering happens when the message is sent, not when it is queued: the customer's name is
+//! personal data and must not enter the message's events (which erasure cannot shred).
+
+use std::collections::BTreeMap;
+
+use chrono_tz::Tz;
+use commands::{AppError, Crm, StoreError};
+use domain::consent::Channel;
+use domain::customer::Customer;
+use domain::ids::{CustomerId, OutboundMessageId, PromotionId};
+use domain::promotion::PromotionContent;
+use domain::template;
+use projections::{Param, ReadDb};
+
+/// The sentence every marketing SMS ends with (carriers require it).
+pub const SMS_OPT_OUT: &str = "Reply STOP to opt out.";
+
+fn store_error(e: impl std::fmt::Display) -> AppError {
+    AppError::Store(StoreError::Database(e.to_string()))
+}
+
+/// The promotion a promotion message's cause (`Promotion:{id}:{sequence}`) names.
+pub fn promotion_of(cause: &str) -> Option<PromotionId> {
+    let mut parts = cause.split(':');
+    (parts.next() == Some(domain::promotion::AGGREGATE_TYPE))
+        .then(|| parts.next())
+        .flatten()
+        .and_then(|id| PromotionId::parse(id).ok())
+}
+
+/// The first word of a name ("Ada" of "Ada Lovelace").
+fn first_name(name: &str) -> String {
+    name.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn tier_name(tier: &str) -> String {
+    let mut c = tier.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+/// The values a promotion's template is rendered with for `customer`.
+///
+/// # Errors
+/// [`AppError`] when the read model cannot be read.
+pub async fn values(
+    db: &ReadDb,
+    tz: Tz,
+    public_url: &str,
+    content: &PromotionContent,
+    customer_id: CustomerId,
+    customer: &Customer,
+    unsubscribe_link: Option<&str>,
+) -> Result<BTreeMap<&'static str, String>, AppError> {
+    let rows = db
+        .query(
+            "SELECT loyalty_points, tier FROM rm_customers WHERE customer_id = $1",
+            &[Param::from(customer_id.to_string())],
+        )
+        .await
+        .map_err(store_error)?;
+    let row = rows.first();
+    let points = row
+        .and_then(|r| r.get("loyalty_points"))
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0);
+    let tier = row
+        .and_then(|r| r.get("tier"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("bronze");
+    let name = customer.name().map(|n| n.to_string()).unwrap_or_default();
+    let mut v = BTreeMap::new();
+    v.insert("first_name", first_name(&name));
+    v.insert("name", name);
+    v.insert(
+        "code",
+        content
+            .discount_code
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+    );
+    v.insert(
+        "discount",
+        content
+            .discount
+            .as_ref()
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+    );
+    v.insert(
+        "ends_on",
+        content
+            .ends_at
+            .with_timezone(&tz)
+            .format("%B %-d, %Y")
+            .to_string(),
+    );
+    v.insert("booking_link", format!("{public_url}/book"));
+    v.insert("points_balance", points.to_string());
+    v.insert("tier", tier_name(tier));
+    v.insert(
+        "unsubscribe_link",
+        unsubscribe_link.unwrap_or_default().to_string(),
+    );
+    Ok(v)
+}
+
+/// A promotion's text for one customer: the template rendered, its code quoted when the
+/// template does not (as promotions always did).
+///
+/// # Errors
+/// Why the template could not be rendered (names no value).
+pub fn promotion_text(
+    template_text: &str,
+    content: &PromotionContent,
+    values: &BTreeMap<&'static str, String>,
+) -> Result<String, String> {
+    let mut text = template::render(template_text, values)?;
+    if let Some(code) = &content.discount_code {
+        if !text.contains(code.as_str()) {
+            text = format!("{text} Code: {code}.");
+        }
+    }
+    Ok(text)
+}
+
+/// A marketing text finished for its channel: an SMS ends with [`SMS_OPT_OUT`] once (not
+/// again when the template says STOP already); an email gets the unsubscribe link unless the
+/// template placed it.
+pub fn finish_marketing(text: String, channel: Channel, unsubscribe_link: Option<&str>) -> String {
+    match channel {
+        Channel::Sms => {
+            if text.to_ascii_uppercase().contains("STOP") {
+                text
+            } else {
+                format!("{} {SMS_OPT_OUT}", text.trim_end())
+            }
+        }
+        Channel::Email => match unsubscribe_link {
+            Some(link) if !text.contains(link) => {
+                format!("{}\n\nUnsubscribe: {link}", text.trim_end())
+            }
+            _ => text,
+        },
+    }
+}
+
+/// A new unsubscribe link for a marketing email to `customer`.
+///
+/// # Errors
+/// [`AppError`] when the token cannot be stored.
+pub async fn unsubscribe_link(
+    db: &ReadDb,
+    public_url: &str,
+    customer: CustomerId,
+    message: OutboundMessageId,
+) -> Result<String, AppError> {
+    let token = crate::unsubscribe::issue(db, customer, message)
+        .await
+        .map_err(store_error)?;
+    Ok(format!("{public_url}{}/{token}", crate::unsubscribe::PATH))
+}
+
+/// The RFC 8058 headers for a marketing email with this link.
+pub fn unsubscribe_headers(link: &str) -> Vec<(String, String)> {
+    vec![
+        ("List-Unsubscribe".into(), format!("<{link}>")),
+        (
+            "List-Unsubscribe-Post".into(),
+            "List-Unsubscribe=One-Click".into(),
+        ),
+    ]
+}
+
+/// The content of promotion `id` (for rendering its messages).
+///
+/// # Errors
+/// [`AppError`] when the promotion cannot be loaded.
+pub async fn promotion_content(
+    crm: &Crm,
+    id: PromotionId,
+) -> Result<Option<PromotionContent>, AppError> {
+    Ok(crm
+        .promotions()
+        .load(id)
+        .await?
+        .aggregate
+        .content()
+        .cloned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn it_should_end_an_sms_with_the_opt_out_sentence_once() {
+        let once = finish_marketing("Hi Ada.".into(), Channel::Sms, None);
+        assert_eq!(once, "Hi Ada. Reply STOP to opt out.");
+        let written = finish_marketing("Hi Ada. Text STOP to end.".into(), Channel::Sms, None);
+        assert_eq!(written, "Hi Ada. Text STOP to end.");
+    }
+
+    #[test]
+    fn it_should_add_the_unsubscribe_link_to_an_email_unless_placed() {
+        let link = "https://x.example/api/unsubscribe/t";
+        let added = finish_marketing("Hi.".into(), Channel::Email, Some(link));
+        assert_eq!(added, format!("Hi.\n\nUnsubscribe: {link}"));
+        let placed = finish_marketing(format!("Hi. Leave: {link}"), Channel::Email, Some(link));
+        assert_eq!(placed, format!("Hi. Leave: {link}"));
+    }
+
+    #[test]
+    fn it_should_name_the_promotion_of_a_promotion_message() {
+        let id = PromotionId(uuid::Uuid::from_u128(7));
+        assert_eq!(promotion_of(&format!("Promotion:{id}:3")), Some(id));
+        assert_eq!(promotion_of(&format!("Opportunity:{id}:3")), None);
+    }
+}
