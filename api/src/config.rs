@@ -64,6 +64,11 @@ pub struct Config {
     #[arg(long, env = "BUSINESS_TIMEZONE", default_value = "America/Chicago", value_parser = parse_tz)]
     pub business_timezone: Tz,
 
+    /// Local hours (`BUSINESS_TIMEZONE`) in which marketing SMS and email wait, `HH:MM-HH:MM`;
+    /// `off` sends at any hour. Transactional messages are never held.
+    #[arg(long, env = "QUIET_HOURS", default_value = "21:00-08:00", value_parser = parse_quiet_hours)]
+    pub quiet_hours: QuietHoursSetting,
+
     /// Bearer secret for `POST /api/cron/execute/{job}` (at least 32 characters); unset → endpoint off.
     #[arg(long, env = "CRON_SECRET", hide_env_values = true)]
     pub cron_secret: Option<Secret>,
@@ -223,6 +228,19 @@ pub struct Config {
     /// Log format: `json` (default) or `pretty`.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: String,
+}
+
+/// `QUIET_HOURS`: a window, or none (`off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietHoursSetting(pub Option<domain::quiet_hours::QuietHours>);
+
+fn parse_quiet_hours(s: &str) -> Result<QuietHoursSetting, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(QuietHoursSetting(None));
+    }
+    domain::quiet_hours::QuietHours::parse(s)
+        .map(|q| QuietHoursSetting(Some(q)))
+        .map_err(|e| format!("{s:?}: {} (or `off`)", e.message))
 }
 
 fn parse_tz(s: &str) -> Result<Tz, String> {
@@ -462,6 +480,18 @@ impl Config {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn quiet_hours_default_to_nine_to_eight_and_can_be_turned_off_or_refused() {
+        let default = Config::parse_from(["api"]);
+        assert_eq!(
+            default.quiet_hours.0,
+            Some(domain::quiet_hours::QuietHours::parse("21:00-08:00").expect("valid"))
+        );
+        let off = Config::parse_from(["api", "--quiet-hours", "off"]);
+        assert_eq!(off.quiet_hours.0, None);
+        assert!(Config::try_parse_from(["api", "--quiet-hours", "9pm-8am"]).is_err());
+    }
 
     #[test]
     fn verify_cli() {

@@ -27,6 +27,7 @@ pub mod opportunity;
 pub mod payment;
 pub mod portal;
 pub mod promotion;
+pub mod quiet_hours;
 pub mod read_model;
 pub mod referral;
 pub mod review;

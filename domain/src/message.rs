@@ -239,6 +239,9 @@ pub enum MessageCommand {
         claim_lease: Duration,
         /// How long the vendor remembers idempotency keys.
         idempotency_window: Duration,
+        /// When now is inside the business's quiet hours, their end
+        /// ([`crate::quiet_hours::QuietHours::until`]): a marketing message waits until then.
+        quiet_until: Option<DateTime<Utc>>,
     },
     /// The claimed attempt failed in a way a retry may fix (timeout before sending, 5xx, 429).
     RecordAttemptFailed {
@@ -293,6 +296,13 @@ domain_events! {
             subject: Option<String>,
             /// The text.
             body: String,
+            /// When.
+            at: DateTime<Utc>,
+        },
+        /// A marketing message due in the business's quiet hours waits until they end.
+        MessageHeld {
+            /// When it may be sent.
+            until: DateTime<Utc>,
             /// When.
             at: DateTime<Utc>,
         },
@@ -570,6 +580,7 @@ impl OutboundMessage {
                 eligibility,
                 claim_lease,
                 idempotency_window,
+                quiet_until,
             } => {
                 if finished {
                     return Err(E::AlreadyFinished);
@@ -608,6 +619,10 @@ impl OutboundMessage {
                         at,
                     }]);
                 };
+                let marketing = self.kind.is_some_and(|k| k.is_marketing());
+                if let Some(until) = quiet_until.filter(|u| marketing && *u > at) {
+                    return Ok(vec![MessageEvent::MessageHeld { until, at }]);
+                }
                 Ok(vec![self.started(self.attempts + 1, provider, false, at)])
             }
             MessageCommand::RecordAttemptFailed {
@@ -762,6 +777,9 @@ impl OutboundMessage {
                 self.retry_at = retry_at;
                 self.status = MessageStatus::Pending;
             }
+            MessageEvent::MessageHeld { until, .. } => {
+                self.retry_at = Some(until);
+            }
             MessageEvent::MessageSent {
                 provider_message_id,
                 ..
@@ -835,8 +853,65 @@ mod tests {
             eligibility,
             claim_lease: Duration::minutes(2),
             idempotency_window: Duration::hours(23),
+            quiet_until: None,
         }
     }
+
+    #[test]
+    fn it_should_hold_a_marketing_message_in_quiet_hours_and_send_it_after() {
+        let morning = test_now() + Duration::hours(9);
+        let quiet = MessageCommand::StartAttempt {
+            provider: Some(Provider::Twilio),
+            eligibility: MarketingEligibility::Eligible,
+            claim_lease: Duration::minutes(2),
+            idempotency_window: Duration::hours(23),
+            quiet_until: Some(morning),
+        };
+        let events = when(vec![queued()], quiet).expect("held");
+        assert_eq!(
+            events,
+            vec![MessageEvent::MessageHeld {
+                until: morning,
+                at: test_now()
+            }]
+        );
+        // Not before the morning, whoever asks.
+        let held = vec![queued(), events[0].clone()];
+        let early = when(
+            held.clone(),
+            start(Some(Provider::Twilio), MarketingEligibility::Eligible),
+        );
+        assert!(early.is_err(), "{early:?}");
+    }
+
+    #[test]
+    fn it_should_not_hold_a_transactional_message_in_quiet_hours() {
+        let reset = MessageEvent::MessageQueued {
+            message_id: id(),
+            kind: MessageKind::PasswordReset,
+            channel: Channel::Email,
+            recipient: Recipient::Email {
+                address: crate::values::Email::parse("kim@dirtfree.example").expect("email"),
+            },
+            cause: CAUSE.into(),
+            subject: None,
+            body: "reset".into(),
+            at: test_now(),
+        };
+        let quiet = MessageCommand::StartAttempt {
+            provider: Some(Provider::Resend),
+            eligibility: MarketingEligibility::Eligible,
+            claim_lease: Duration::minutes(2),
+            idempotency_window: Duration::hours(23),
+            quiet_until: Some(test_now() + Duration::hours(9)),
+        };
+        let events = when(vec![reset], quiet).expect("started");
+        assert!(
+            matches!(events[..], [MessageEvent::MessageSendStarted { .. }]),
+            "{events:?}"
+        );
+    }
+
     fn started(attempt: u32, provider: Provider, at: DateTime<Utc>) -> MessageEvent {
         MessageEvent::MessageSendStarted {
             attempt,

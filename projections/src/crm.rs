@@ -1497,6 +1497,10 @@ impl Projection for Messages {
                     exec(tx, ctx, t, "UPDATE {messages} SET status = $2, last_error = $3, updated_at = $4 WHERE message_id = $1",
                         &[id.into(), status.into(), f.opt_str("error").into(), f.at().into()]).await?;
                 }
+                "MessageHeld" => {
+                    exec(tx, ctx, t, "UPDATE {messages} SET status = 'held', updated_at = $2 WHERE message_id = $1",
+                        &[id.into(), f.at().into()]).await?;
+                }
                 "MessageSent" => {
                     exec(tx, ctx, t, "UPDATE {messages} SET status = 'sent', provider = $2, provider_message_id = $3, updated_at = $4 WHERE message_id = $1",
                         &[id.into(), f.opt_str("provider").into(), f.opt_str("provider_message_id").into(), f.at().into()]).await?;

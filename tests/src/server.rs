@@ -87,6 +87,8 @@ impl ServerProcess {
         c.current_dir(&dir.0)
             .env_remove("DATABASE_URL")
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            // Tests send marketing at whatever hour they run; those about quiet hours set them.
+            .env("QUIET_HOURS", "off")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for (k, v) in envs {

@@ -17,8 +17,6 @@ async fn start(db: &TestDb) -> (TestApp, Texts) {
     let mut envs = Texts::env(&twilio).to_vec();
     envs.push(("CRON_SECRET", CRON_SECRET));
     envs.push(("BUSINESS_TIMEZONE", "America/Chicago"));
-    // No quiet hours here: campaigns go out whenever the test runs (quiet_hours.rs holds them).
-    envs.push(("QUIET_HOURS", "off"));
     let app = TestApp::start_with(env!("CARGO_BIN_EXE_dirtfree-api"), &db.url, &envs).await;
     (app, texts)
 }
@@ -523,7 +521,71 @@ async fn the_demo_campaigns_render_for_a_demo_customer() {
     tests::health::assert_no_failures(&server.base).await;
 }
 
+/// With the business's quiet hours around now, a campaign's SMS is held (recorded, not sent)
+/// while an admin's test SMS goes at once.
+async fn in_quiet_hours_marketing_waits_and_a_test_send_does_not(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let (texts, twilio) = Texts::start().await;
+    let local = chrono::Utc::now().with_timezone(&chrono_tz::America::Chicago);
+    let window = format!(
+        "{}-{}",
+        (local - chrono::Duration::hours(1)).format("%H:%M"),
+        (local + chrono::Duration::hours(1)).format("%H:%M")
+    );
+    let mut envs = Texts::env(&twilio).to_vec();
+    envs.push(("CRON_SECRET", CRON_SECRET));
+    envs.push(("BUSINESS_TIMEZONE", "America/Chicago"));
+    envs.push(("QUIET_HOURS", window.as_str()));
+    let app = TestApp::start_with(env!("CARGO_BIN_EXE_dirtfree-api"), &db.url, &envs).await;
+    let admin = app.login_admin().await;
+    let ada = customer(
+        &app,
+        &admin,
+        "Ada Lovelace",
+        "ada@example.com",
+        "+15125550101",
+    )
+    .await;
+    let r = create_campaign(
+        &app,
+        &admin,
+        campaign_input("Night", "SMS", "Hi {{ first_name }}"),
+    )
+    .await;
+    let night = text(&r, "/data/createPromotion/promotionId");
+    app.sync(&admin, &text(&r, "/data/createPromotion/position"))
+        .await;
+    deliver(&app, &admin, &night).await;
+    let test_send = app
+        .gql(
+            Some(&admin),
+            "mutation($i: SendTestMessageInput!) { sendTestMessage(input: $i) { messageId } }",
+            json!({"i": {"channel": "SMS", "to": "+15125550177"}}),
+        )
+        .await;
+    assert!(test_send["errors"].is_null(), "{test_send}");
+    until("the test SMS", || !texts.to("+15125550177").is_empty()).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = app
+            .gql(
+                Some(&admin),
+                "query($c: ID) { outboundMessages(customerId: $c, kind: \"promotion\") { nodes { status } } }",
+                json!({"c": ada}),
+            )
+            .await;
+        if data(&r, "/data/outboundMessages/nodes/0/status") == "held" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never held: {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(texts.to("+15125550101").is_empty(), "sent in quiet hours");
+    tests::health::assert_no_failures(&app.server.base).await;
+}
+
 tests::on_both_engines!(
+    in_quiet_hours_marketing_waits_and_a_test_send_does_not,
     campaigns_reach_customers_rendered_and_unsubscribe_works,
     an_admin_test_send_needs_the_admin_token_and_reaches_the_vendor
 );

@@ -469,6 +469,7 @@ async fn an_email_is_retried_with_back_off_after_500_and_429_then_sent_once(engi
         .iter()
         .map(|e| match e {
             MessageEvent::MessageQueued { .. } => "queued",
+            MessageEvent::MessageHeld { .. } => "held",
             MessageEvent::MessageSendStarted { .. } => "started",
             MessageEvent::MessageSendAttemptFailed { .. } => "failed",
             MessageEvent::MessageSent { .. } => "sent",
@@ -791,7 +792,91 @@ async fn a_generated_report_is_emailed_to_each_recipient_and_recorded_sent_once(
     );
 }
 
+/// At 23:00 in the business's zone a marketing SMS waits for 08:00 (and goes then, not a
+/// minute before), while a transactional email goes at once.
+async fn a_marketing_sms_due_at_eleven_at_night_is_sent_at_eight_and_a_transactional_email_at_once(
+    engine: Engine,
+) {
+    let db = TestDb::new(engine).await;
+    // 23:00 CST on December 7th.
+    let night = chrono::DateTime::parse_from_rfc3339("2026-12-08T05:00:00Z")
+        .expect("time")
+        .with_timezone(&Utc);
+    let clock = Arc::new(commands::domain::ports::FixedClock::new(night));
+    let mut services = DomainServices::new(TZ, LoyaltyRules::default());
+    services.clock = clock.clone();
+    let crm = Crm::new(db.log().await, services);
+    let (sms, email) = (
+        Vendor::start(Kind::Twilio).await,
+        Vendor::start(Kind::Resend).await,
+    );
+    let c = customer(&crm, 7).await;
+    let offer = queue(&crm, c, Channel::Sms, "test:quiet-offer").await;
+    let notice_id = OutboundMessageId::for_cause("test:quiet-notice");
+    crm.messages()
+        .execute(
+            notice_id,
+            DomainActor::System,
+            MessageCommand::Queue {
+                kind: MessageKind::Test,
+                channel: Channel::Email,
+                recipient: Recipient::Email {
+                    address: commands::domain::values::Email::parse("ops@example.com")
+                        .expect("email"),
+                },
+                cause: "test:quiet-notice".into(),
+                subject: Some("Test".into()),
+                body: "A transactional message".into(),
+            },
+            &meta(),
+        )
+        .await
+        .expect("queue");
+    let worker = OutboxWorker::new(
+        crm.clone(),
+        OutboxSettings {
+            quiet_hours: Some(
+                commands::domain::quiet_hours::QuietHours::parse("21:00-08:00").expect("hours"),
+            ),
+            ..settings()
+        },
+    )
+    .with_sms(twilio(&sms))
+    .with_email(resend(&email));
+
+    worker.run_once().await.expect("round");
+    worker.run_once().await.expect("round");
+    assert_eq!(message(&crm, notice_id).await.status(), MessageStatus::Sent);
+    let morning = chrono::DateTime::parse_from_rfc3339("2026-12-08T14:00:00Z")
+        .expect("time")
+        .with_timezone(&Utc);
+    assert!(
+        events(&crm, offer)
+            .await
+            .contains(&MessageEvent::MessageHeld {
+                until: morning,
+                at: night
+            }),
+        "{:?}",
+        events(&crm, offer).await
+    );
+    clock.set(morning - chrono::Duration::minutes(1));
+    worker.run_once().await.expect("round");
+    assert_eq!(message(&crm, offer).await.status(), MessageStatus::Pending);
+    assert!(sms.requests().is_empty(), "sent in quiet hours");
+    clock.set(morning);
+    let m = drive(&worker, &crm, offer).await;
+    assert_eq!(
+        m.status(),
+        MessageStatus::Sent,
+        "{:?}",
+        events(&crm, offer).await
+    );
+    assert_eq!(sms.requests().len(), 1);
+}
+
 tests::on_both_engines!(
+    a_marketing_sms_due_at_eleven_at_night_is_sent_at_eight_and_a_transactional_email_at_once,
     a_generated_report_is_emailed_to_each_recipient_and_recorded_sent_once,
     a_promotion_message_that_could_not_be_sent_is_a_failed_delivery,
     a_payment_requested_twice_makes_one_stripe_intent,
@@ -833,6 +918,8 @@ async fn start(url: &str, port: u16, dir: &TempDir, sms: &Vendor, email: &Vendor
         .env("DATABASE_URL", url)
         .env("BIND_ADDR", format!("127.0.0.1:{port}"))
         .env("DEMO_SEED", "off")
+        // The offers here are marketing: sent at whatever hour the test runs.
+        .env("QUIET_HOURS", "off")
         .env("PUBLIC_URL", PUBLIC_URL)
         .env("TWILIO_ACCOUNT_SID", TWILIO_SID)
         .env("TWILIO_AUTH_TOKEN", TWILIO_TOKEN)

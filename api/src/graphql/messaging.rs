@@ -151,7 +151,8 @@ pub struct OutboundMessage {
     pub customer_id: Option<ID>,
     /// The event that caused it.
     pub cause: String,
-    /// `queued`, `sending`, `retrying`, `sent` or `not_sent`.
+    /// `queued`, `held` (marketing waiting for the end of quiet hours), `sending`, `retrying`,
+    /// `sent` or `not_sent`.
     pub status: String,
     /// Attempts made.
     pub attempts: i64,

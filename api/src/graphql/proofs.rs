@@ -118,16 +118,28 @@ fn public_url(state: &AppState) -> String {
     crate::outbox::OutboxSettings::from_config(&state.config).public_url
 }
 
-async fn queue(
-    state: &AppState,
-    rc: &RequestCtx,
-    meta: &commands::EventMetadata,
+/// A `test` message to queue.
+struct TestMessage {
     cause: String,
     channel: Channel,
     recipient: Recipient,
     subject: Option<String>,
     body: String,
+}
+
+async fn queue(
+    state: &AppState,
+    rc: &RequestCtx,
+    meta: &commands::EventMetadata,
+    m: TestMessage,
 ) -> async_graphql::Result<MessageQueuedPayload> {
+    let TestMessage {
+        cause,
+        channel,
+        recipient,
+        subject,
+        body,
+    } = m;
     let id = OutboundMessageId::for_cause(&cause);
     let out = state
         .crm
@@ -189,17 +201,14 @@ pub async fn send_test(
     let when = Utc::now()
         .with_timezone(&state.crm.services().tz)
         .format("%B %-d, %Y %H:%M %Z");
-    queue(
-        state,
-        rc,
-        &meta,
-        cause("TestSend", rc, key),
+    let message = TestMessage {
+        cause: cause("TestSend", rc, key),
         channel,
         recipient,
-        (channel == Channel::Email).then(|| "Dirt Free CRM test email".to_string()),
-        format!("This is a test message from Dirt Free CRM, sent {when}. Nothing to do."),
-    )
-    .await
+        subject: (channel == Channel::Email).then(|| "Dirt Free CRM test email".to_string()),
+        body: format!("This is a test message from Dirt Free CRM, sent {when}. Nothing to do."),
+    };
+    queue(state, rc, &meta, message).await
 }
 
 /// Previews.
@@ -285,19 +294,16 @@ impl ProofMutation {
         let text = compose::finish_marketing(text, content.channel, link.as_deref());
         let address =
             Email::parse(&staff.email).map_err(|e| errors::invalid("email", e.message))?;
-        queue(
-            state,
-            rc,
-            &meta,
-            cause(
+        let message = TestMessage {
+            cause: cause(
                 &format!("PromotionProof:{pid}"),
                 rc,
                 input.idempotency_key.as_ref(),
             ),
-            Channel::Email,
-            Recipient::Email { address },
-            Some(format!("[Proof] {}", content.name)),
-            format!(
+            channel: Channel::Email,
+            recipient: Recipient::Email { address },
+            subject: Some(format!("[Proof] {}", content.name)),
+            body: format!(
                 "Proof of \"{}\" ({} message):\n\n{text}",
                 content.name,
                 match content.channel {
@@ -305,8 +311,8 @@ impl ProofMutation {
                     Channel::Email => "email",
                 }
             ),
-        )
-        .await
+        };
+        queue(state, rc, &meta, message).await
     }
 
     /// Sends one test SMS or email to `to` through the outbox and the configured vendor,

@@ -67,6 +67,12 @@ fn change(event: &MessageEvent) -> Option<Change> {
             provider: Some(provider.as_str()),
             provider_message_id: None,
         },
+        MessageEvent::MessageHeld { until, .. } => Change {
+            status: "pending",
+            due_at_ms: Some(ms(*until)),
+            provider: None,
+            provider_message_id: None,
+        },
         MessageEvent::MessageSendAttemptFailed { retry_at, .. } => Change {
             status: "pending",
             due_at_ms: retry_at.map(ms),

@@ -45,6 +45,8 @@ pub struct OutboxSettings {
     pub batch: i64,
     /// Replaces `{public_url}` in message bodies.
     pub public_url: String,
+    /// When marketing waits (in the CRM's business time zone); none: any hour.
+    pub quiet_hours: Option<domain::quiet_hours::QuietHours>,
 }
 
 impl Default for OutboxSettings {
@@ -59,6 +61,7 @@ impl Default for OutboxSettings {
             poll: StdDuration::from_secs(1),
             batch: 50,
             public_url: "http://127.0.0.1:8080".into(),
+            quiet_hours: None,
         }
     }
 }
@@ -80,6 +83,7 @@ impl OutboxSettings {
                 .unwrap_or_else(|| format!("http://{}", c.bind_addr))
                 .trim_end_matches('/')
                 .to_string(),
+            quiet_hours: c.quiet_hours.0,
             ..Self::default()
         }
     }
@@ -314,11 +318,16 @@ impl OutboxWorker {
             Channel::Email => self.email.clone(),
         };
         let (address, eligibility) = self.resolve(id, &m, channel).await?;
+        let now = self.now();
         let start = MessageCommand::StartAttempt {
             provider: sender.as_ref().map(|s| s.provider()),
             eligibility,
             claim_lease: self.settings.claim_lease,
             idempotency_window: self.settings.idempotency_window,
+            quiet_until: self
+                .settings
+                .quiet_hours
+                .and_then(|q| q.until(now, self.crm.services().tz)),
         };
         let outcome = match messages
             .execute(id, DomainActor::System, start, &self.meta())
@@ -338,7 +347,16 @@ impl OutboxWorker {
             .iter()
             .any(|e| e.event_type == "MessageSendStarted")
         {
-            tracing::info!(message_id = %id, events = ?outcome.events.iter().map(|e| &e.event_type).collect::<Vec<_>>(), "outbox: message not sent");
+            let types: Vec<&str> = outcome
+                .events
+                .iter()
+                .map(|e| e.event_type.as_str())
+                .collect();
+            if types == ["MessageHeld"] {
+                tracing::info!(message_id = %id, "outbox: marketing held for quiet hours");
+                return Ok(());
+            }
+            tracing::info!(message_id = %id, events = ?types, "outbox: message not sent");
             self.forget_secret(id).await;
             return Ok(());
         }
