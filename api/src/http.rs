@@ -96,7 +96,7 @@ pub fn router(state: AppState) -> Router {
                         .unwrap_or("-")
                         .to_string()
                 };
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %header(&REQUEST_ID), client_request_id = %header(&CLIENT_REQUEST_ID))
+                tracing::info_span!("request", method = %req.method(), path = %loggable_path(req.uri().path()), request_id = %header(&REQUEST_ID), client_request_id = %header(&CLIENT_REQUEST_ID))
             }),
         )
         // Inside the request id layers: a report made during the request carries its id.
@@ -110,6 +110,15 @@ pub fn router(state: AppState) -> Router {
         // log lines correlate on it, so a client must not choose it); the
         // client's, if any, is kept as `x-client-request-id` and logged.
         .layer(axum::middleware::map_request(server_request_id))
+}
+
+/// The path as logs may show it: an unsubscribe link's token is a credential.
+fn loggable_path(path: &str) -> &str {
+    if path.starts_with(crate::unsubscribe::PATH) {
+        crate::unsubscribe::PATH
+    } else {
+        path
+    }
 }
 
 /// The answer to a request whose handler panicked (the panic hook has reported it).

@@ -2,13 +2,16 @@
 //! require of bulk senders).
 //!
 //! Every marketing email carries a link `{PUBLIC_URL}/api/unsubscribe/{token}` and the headers
-//! `List-Unsubscribe: <link>` and `List-Unsubscribe-Post: List-Unsubscribe=One-Click`. The
-//! token is 32 random bytes; only its SHA-256 is kept (`unsubscribe_tokens`, whose SQL is all
-//! here), with the customer it unsubscribes.
+//! `List-Unsubscribe: <link>` and (over https) `List-Unsubscribe-Post:
+//! List-Unsubscribe=One-Click`. The token is 32 random bytes, one per message (a retried send
+//! must be the same email: Resend refuses a changed body under the same idempotency key),
+//! kept in `unsubscribe_tokens` (all its SQL is here) with the customer it unsubscribes.
+//! Knowing a token only unsubscribes one customer from marketing email, so it is kept as
+//! is, like a link in the customer's own mailbox.
 //!
 //! - `GET` shows a page with one button (link scanners fetch links: a GET changes nothing);
 //! - `POST` (the mail client's one-click request, or the button) records the withdrawal of
-//!   email consent as an event (`MarketingConsentRevoked`, source `unsubscribe_link`), once:
+//!   email consent as an event (`EmailConsentRevoked`, source `unsubscribe_link`), once:
 //!   the token is then used, and a second POST answers the same page without a new event. An
 //!   unknown token changes nothing (404). No sign-in: the link is the proof.
 
@@ -24,19 +27,14 @@ use domain::customer::CustomerCommand;
 use domain::ids::{CustomerId, OutboundMessageId};
 use projections::{DbError, Param, ReadDb};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 use crate::state::AppState;
 
 /// The link's path below `PUBLIC_URL`.
 pub const PATH: &str = "/api/unsubscribe";
 
-fn hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// A new token that unsubscribes `customer`, for the message `message`; returns it (the
-/// link's last segment).
+/// The token that unsubscribes `customer` from the message `message` (made on the first
+/// attempt, the same on every later one); returns it (the link's last segment).
 ///
 /// # Errors
 /// [`DbError`].
@@ -47,19 +45,47 @@ pub async fn issue(
 ) -> Result<String, DbError> {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let fresh = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     db.execute(
-        "INSERT INTO unsubscribe_tokens (token_hash, customer_id, message_id, created_at_ms) \
-         VALUES ($1, $2, $3, $4)",
+        "INSERT INTO unsubscribe_tokens (message_id, token, customer_id, created_at_ms) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (message_id) DO NOTHING",
         &[
-            Param::from(hash(&token)),
-            Param::from(customer.to_string()),
             Param::from(message.to_string()),
+            Param::from(fresh),
+            Param::from(customer.to_string()),
             Param::from(Utc::now().timestamp_millis()),
         ],
     )
     .await?;
-    Ok(token)
+    let rows = db
+        .query(
+            "SELECT token FROM unsubscribe_tokens WHERE message_id = $1",
+            &[Param::from(message.to_string())],
+        )
+        .await?;
+    rows.first()
+        .and_then(|r| r.get("token"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| DbError::new("the unsubscribe token was not kept"))
+}
+
+/// Forgets tokens older than `days` days.
+///
+/// # Errors
+/// [`DbError`].
+pub async fn purge_older_than(
+    db: &ReadDb,
+    now: chrono::DateTime<Utc>,
+    days: i64,
+) -> Result<u64, DbError> {
+    db.execute(
+        "DELETE FROM unsubscribe_tokens WHERE created_at_ms < $1",
+        &[Param::from(
+            (now - chrono::Duration::days(days)).timestamp_millis(),
+        )],
+    )
+    .await
 }
 
 /// What a token is.
@@ -73,8 +99,8 @@ enum Token {
 async fn look_up(db: &ReadDb, token: &str) -> Result<Token, DbError> {
     let rows = db
         .query(
-            "SELECT customer_id, used_at_ms FROM unsubscribe_tokens WHERE token_hash = $1",
-            &[Param::from(hash(token))],
+            "SELECT customer_id, used_at_ms FROM unsubscribe_tokens WHERE token = $1",
+            &[Param::from(token.to_string())],
         )
         .await?;
     let Some(row) = rows.first() else {
@@ -94,8 +120,11 @@ async fn look_up(db: &ReadDb, token: &str) -> Result<Token, DbError> {
 async fn use_up(db: &ReadDb, token: &str) -> Result<bool, DbError> {
     let n = db
         .execute(
-            "UPDATE unsubscribe_tokens SET used_at_ms = $2 WHERE token_hash = $1 AND used_at_ms IS NULL",
-            &[Param::from(hash(token)), Param::from(Utc::now().timestamp_millis())],
+            "UPDATE unsubscribe_tokens SET used_at_ms = $2 WHERE token = $1 AND used_at_ms IS NULL",
+            &[
+                Param::from(token.to_string()),
+                Param::from(Utc::now().timestamp_millis()),
+            ],
         )
         .await?;
     Ok(n == 1)
@@ -164,7 +193,7 @@ async fn page(State(state): State<AppState>, Path(token): Path<String>) -> Respo
 
 async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let db = state.projections.db();
-    let customer = match look_up(db, &token).await {
+    let mut customer = match look_up(db, &token).await {
         Ok(Token::Unknown) => return not_valid(),
         Ok(Token::Used) => return done(),
         Ok(Token::Fresh(c)) => c,
@@ -173,6 +202,19 @@ async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String>) -
             return unavailable();
         }
     };
+    // Merged since the email went out: the survivor holds the address and the consent.
+    for _ in 0..8 {
+        match state.crm.customers().load(customer).await {
+            Ok(c) => match c.aggregate.merged_into() {
+                Some(target) => customer = target,
+                None => break,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "unsubscribe: the customer could not be read");
+                return unavailable();
+            }
+        }
+    }
     // The withdrawal first, then the token: a failure in between leaves a token that
     // withdraws again, which changes nothing (consent is already withdrawn).
     let meta =

@@ -422,6 +422,9 @@ impl AppAggregate for Promotion {
             e @ E::Ended => AppError::rule_of("PROMOTION_ENDED", e),
             e @ E::AlreadyDelivered => AppError::rule_of("ALREADY_DELIVERED", e),
             e @ E::NotDelivered => AppError::rule_of("NOT_DELIVERED", e),
+            e @ E::Paused => AppError::rule_of("PROMOTION_PAUSED", e),
+            e @ E::Cancelled => AppError::rule_of("PROMOTION_CANCELLED", e),
+            e @ E::NotPaused => AppError::rule_of("PROMOTION_NOT_PAUSED", e),
         })
     }
     fn retry_safe(cmd: &PromotionCommand) -> bool {

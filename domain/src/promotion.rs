@@ -210,6 +210,12 @@ pub enum PromotionCommand {
         /// The job booked with it, if known.
         job_id: Option<JobId>,
     },
+    /// Stop delivering until resumed (messages already queued still go).
+    Pause,
+    /// Deliver again after a pause.
+    Resume,
+    /// Stop for good: nothing more is delivered or sent; what was sent stays counted.
+    Cancel,
 }
 
 domain_events! {
@@ -287,6 +293,21 @@ domain_events! {
             /// When.
             at: DateTime<Utc>,
         },
+        /// Delivery was paused.
+        PromotionPaused {
+            /// When.
+            at: DateTime<Utc>,
+        },
+        /// Delivery resumed after a pause.
+        PromotionResumed {
+            /// When.
+            at: DateTime<Utc>,
+        },
+        /// The promotion was cancelled: nothing more is delivered or sent.
+        PromotionCancelled {
+            /// When.
+            at: DateTime<Utc>,
+        },
     }
 }
 
@@ -325,6 +346,15 @@ pub enum PromotionError {
     /// Tracking for a customer the promotion was never sent to.
     #[error("the promotion was not delivered to this customer")]
     NotDelivered,
+    /// Delivery while paused.
+    #[error("the promotion is paused")]
+    Paused,
+    /// Anything but tracking after a cancellation.
+    #[error("the promotion was cancelled")]
+    Cancelled,
+    /// Resume without a pause.
+    #[error("the promotion is not paused")]
+    NotPaused,
 }
 validation_error!(PromotionError);
 
@@ -337,12 +367,21 @@ pub struct Promotion {
     delivered: BTreeSet<CustomerId>,
     opened: BTreeSet<CustomerId>,
     redeemed: BTreeSet<CustomerId>,
+    #[serde(default)]
+    paused: bool,
+    #[serde(default)]
+    cancelled: bool,
 }
 
 impl Promotion {
     /// The current content (none before creation).
     pub fn content(&self) -> Option<&PromotionContent> {
         self.content.as_ref()
+    }
+
+    /// Whether it was cancelled (nothing more is sent).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled
     }
 
     /// Whether any delivery happened (content is frozen from then on).
@@ -376,7 +415,24 @@ impl Promotion {
             }]);
         }
         let content = self.content.as_ref().ok_or(E::UnknownPromotion)?;
+        // After a cancellation only the tracking of what was sent goes on.
+        let tracking = matches!(
+            cmd,
+            PromotionCommand::RecordDeliveryFailed { .. }
+                | PromotionCommand::RecordOpened { .. }
+                | PromotionCommand::RecordRedeemed { .. }
+                | PromotionCommand::Cancel
+        );
+        if self.cancelled && !tracking {
+            return Err(E::Cancelled);
+        }
         let events = match cmd {
+            PromotionCommand::Pause if self.paused => vec![],
+            PromotionCommand::Pause => vec![PromotionEvent::PromotionPaused { at }],
+            PromotionCommand::Resume if !self.paused => return Err(E::NotPaused),
+            PromotionCommand::Resume => vec![PromotionEvent::PromotionResumed { at }],
+            PromotionCommand::Cancel if self.cancelled => vec![],
+            PromotionCommand::Cancel => vec![PromotionEvent::PromotionCancelled { at }],
             PromotionCommand::Create { .. } => vec![],
             PromotionCommand::Update { draft } => {
                 if self.delivery_started() {
@@ -407,6 +463,9 @@ impl Promotion {
                 customer_id,
                 eligibility,
             } => {
+                if self.paused {
+                    return Err(E::Paused);
+                }
                 let send_at = self.send_at.ok_or(E::NotScheduled)?;
                 if at < send_at || at < content.starts_at {
                     return Err(E::NotYetDue);
@@ -489,6 +548,9 @@ impl Promotion {
             PromotionEvent::PromotionCreated { content, .. }
             | PromotionEvent::PromotionUpdated { content, .. } => self.content = Some(content),
             PromotionEvent::PromotionScheduled { send_at, .. } => self.send_at = Some(send_at),
+            PromotionEvent::PromotionPaused { .. } => self.paused = true,
+            PromotionEvent::PromotionResumed { .. } => self.paused = false,
+            PromotionEvent::PromotionCancelled { .. } => self.cancelled = true,
             PromotionEvent::PromotionDelivered {
                 customer_id,
                 occasion_year,
@@ -655,6 +717,52 @@ mod tests {
                 deliver(1, MarketingEligibility::Eligible)
             ),
             Ok(vec![delivered(1)])
+        );
+    }
+
+    #[test]
+    fn it_should_not_deliver_while_paused_and_deliver_again_when_resumed() {
+        let paused = PromotionEvent::PromotionPaused { at: test_now() };
+        let given = vec![campaign(), scheduled(), delivered(1), paused.clone()];
+        assert_eq!(
+            when(given.clone(), deliver(2, MarketingEligibility::Eligible)),
+            Err(PromotionError::Paused)
+        );
+        assert_eq!(when(given.clone(), PromotionCommand::Pause), Ok(vec![]));
+        let resumed = PromotionEvent::PromotionResumed { at: test_now() };
+        assert_eq!(
+            when(given.clone(), PromotionCommand::Resume),
+            Ok(vec![resumed.clone()])
+        );
+        let mut again = given;
+        again.push(resumed);
+        assert_eq!(
+            when(again, deliver(2, MarketingEligibility::Eligible)),
+            Ok(vec![delivered(2)])
+        );
+    }
+
+    #[test]
+    fn it_should_deliver_nothing_more_after_a_cancellation_but_keep_tracking() {
+        let cancelled = PromotionEvent::PromotionCancelled { at: test_now() };
+        let given = vec![campaign(), scheduled(), delivered(1), cancelled];
+        assert_eq!(
+            when(given.clone(), deliver(2, MarketingEligibility::Eligible)),
+            Err(PromotionError::Cancelled)
+        );
+        assert_eq!(
+            when(given.clone(), PromotionCommand::Resume),
+            Err(PromotionError::Cancelled)
+        );
+        assert_eq!(when(given.clone(), PromotionCommand::Cancel), Ok(vec![]));
+        // What was sent is still counted.
+        let opened = PromotionCommand::RecordOpened { customer_id: c(1) };
+        assert_eq!(
+            when(given, opened),
+            Ok(vec![PromotionEvent::PromotionOpened {
+                customer_id: c(1),
+                at: test_now()
+            }])
         );
     }
 

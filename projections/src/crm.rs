@@ -719,6 +719,30 @@ impl Projection for Campaigns {
                     exec(tx, ctx, t, "UPDATE {promotions} SET status = 'scheduled', send_at = $2 WHERE promotion_id = $1",
                         &[id.into(), f.opt_str("send_at").into()]).await?;
                 }
+                "PromotionPaused" => {
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {promotions} SET status = 'paused' WHERE promotion_id = $1",
+                        &[id.into()],
+                    )
+                    .await?;
+                }
+                "PromotionResumed" => {
+                    exec(tx, ctx, t, "UPDATE {promotions} SET status = CASE WHEN delivered + skipped > 0 THEN 'delivering'
+                        WHEN send_at IS NULL THEN 'draft' ELSE 'scheduled' END WHERE promotion_id = $1", &[id.into()]).await?;
+                }
+                "PromotionCancelled" => {
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {promotions} SET status = 'cancelled' WHERE promotion_id = $1",
+                        &[id.into()],
+                    )
+                    .await?;
+                }
                 "PromotionDelivered"
                 | "PromotionDeliverySkipped"
                 | "PromotionDeliveryFailed"

@@ -125,7 +125,7 @@ pub struct Promotion {
     pub kind: Option<String>,
     /// `sms` or `email`.
     pub channel: Option<String>,
-    /// `draft`, `scheduled` or `delivering`.
+    /// `draft`, `scheduled`, `delivering`, `paused` or `cancelled`.
     pub status: String,
     /// Discount code.
     pub discount_code: Option<String>,
@@ -393,8 +393,16 @@ pub struct CreatePromotionInput {
     pub discount_code: Option<String>,
     /// The discount as customers read it (`20%`, `$25 off`), for `{{ discount }}`.
     pub discount: Option<String>,
-    /// Only customers with this tag (default: all who consented).
+    /// Campaign (default), or a standing birthday or anniversary promotion that the daily
+    /// jobs send to each customer on their day.
+    pub kind: Option<PromotionKindInput>,
+    /// Only customers with this tag (default: all who consented). At most one of `tag`,
+    /// `tier`, `lapsedDays`; none for birthday and anniversary promotions.
     pub tag: Option<String>,
+    /// Only loyalty members at this tier.
+    pub tier: Option<PromotionTier>,
+    /// Only customers without a completed job for this many days (1 to 3650).
+    pub lapsed_days: Option<i32>,
     /// Starts.
     pub starts_at: DateTime<Utc>,
     /// Ends.
@@ -434,8 +442,16 @@ pub struct PromotionContentInput {
     pub discount_code: Option<String>,
     /// The discount as customers read it (`20%`, `$25 off`), for `{{ discount }}`.
     pub discount: Option<String>,
-    /// Only customers with this tag (default: all who consented).
+    /// Campaign (default), or a standing birthday or anniversary promotion that the daily
+    /// jobs send to each customer on their day.
+    pub kind: Option<PromotionKindInput>,
+    /// Only customers with this tag (default: all who consented). At most one of `tag`,
+    /// `tier`, `lapsedDays`; none for birthday and anniversary promotions.
     pub tag: Option<String>,
+    /// Only loyalty members at this tier.
+    pub tier: Option<PromotionTier>,
+    /// Only customers without a completed job for this many days (1 to 3650).
+    pub lapsed_days: Option<i32>,
     /// Starts.
     pub starts_at: DateTime<Utc>,
     /// Ends.
@@ -449,6 +465,50 @@ pub struct UpdatePromotionInput {
     pub id: ID,
     /// The content that replaces the current one.
     pub content: PromotionContentInput,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// What a promotion is.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum PromotionKindInput {
+    /// A one-off campaign: each customer gets it at most once.
+    Campaign,
+    /// Sent on each customer's birthday (business time zone), once a year.
+    Birthday,
+    /// Sent on each customer's customer-since anniversary, once a year.
+    Anniversary,
+}
+
+/// A loyalty tier, as an audience.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum PromotionTier {
+    /// Bronze.
+    Bronze,
+    /// Silver.
+    Silver,
+    /// Gold.
+    Gold,
+    /// Platinum.
+    Platinum,
+}
+
+impl From<PromotionTier> for domain::loyalty::Tier {
+    fn from(t: PromotionTier) -> Self {
+        match t {
+            PromotionTier::Bronze => Self::Bronze,
+            PromotionTier::Silver => Self::Silver,
+            PromotionTier::Gold => Self::Gold,
+            PromotionTier::Platinum => Self::Platinum,
+        }
+    }
+}
+
+/// One promotion, for pausing, resuming or cancelling it.
+#[derive(InputObject, Debug)]
+pub struct PromotionRefInput {
+    /// The promotion.
+    pub id: ID,
     /// Makes retries safe.
     pub idempotency_key: Option<String>,
 }
@@ -573,7 +633,10 @@ impl CreatePromotionInput {
                 template: self.template,
                 discount_code: self.discount_code,
                 discount: self.discount,
+                kind: self.kind,
                 tag: self.tag,
+                tier: self.tier,
+                lapsed_days: self.lapsed_days,
                 starts_at: self.starts_at,
                 ends_at: self.ends_at,
             },
@@ -589,16 +652,52 @@ impl PromotionContentInput {
         if self.template.chars().count() > 1_600 {
             return Err(errors::invalid("template", "at most 1,600 characters"));
         }
-        let audience = match self.tag {
-            Some(t) => AudienceSegment::Tagged {
-                tag: domain::values::Tag::parse(&t)
-                    .map_err(|v| errors::invalid("tag", v.message))?,
+        let chosen = [
+            self.tag.is_some(),
+            self.tier.is_some(),
+            self.lapsed_days.is_some(),
+        ]
+        .into_iter()
+        .filter(|c| *c)
+        .count();
+        let kind = self.kind.unwrap_or(PromotionKindInput::Campaign);
+        if chosen > 1 {
+            return Err(errors::invalid(
+                "audience",
+                "choose at most one of tag, tier and lapsedDays",
+            ));
+        }
+        let audience = match kind {
+            PromotionKindInput::Birthday | PromotionKindInput::Anniversary if chosen > 0 => {
+                return Err(errors::invalid(
+                    "audience",
+                    "birthday and anniversary promotions go to every customer on their day",
+                ))
+            }
+            PromotionKindInput::Birthday => AudienceSegment::BirthdayToday,
+            PromotionKindInput::Anniversary => AudienceSegment::AnniversaryToday,
+            PromotionKindInput::Campaign => match (self.tag, self.tier, self.lapsed_days) {
+                (Some(t), _, _) => AudienceSegment::Tagged {
+                    tag: domain::values::Tag::parse(&t)
+                        .map_err(|v| errors::invalid("tag", v.message))?,
+                },
+                (_, Some(tier), _) => AudienceSegment::LoyaltyTier { tier: tier.into() },
+                (_, _, Some(days)) => AudienceSegment::Inactive {
+                    days: u32::try_from(days)
+                        .ok()
+                        .filter(|d| (1..=3650).contains(d))
+                        .ok_or_else(|| errors::invalid("lapsedDays", "1 to 3650 days"))?,
+                },
+                (None, None, None) => AudienceSegment::AllCustomers,
             },
-            None => AudienceSegment::AllCustomers,
         };
         Ok(PromotionDraft {
             name: self.name,
-            kind: PromotionKind::Campaign,
+            kind: match kind {
+                PromotionKindInput::Campaign => PromotionKind::Campaign,
+                PromotionKindInput::Birthday => PromotionKind::Birthday,
+                PromotionKindInput::Anniversary => PromotionKind::Anniversary,
+            },
             audience,
             channel: channel(self.channel),
             template: self.template,
@@ -1097,6 +1196,64 @@ impl SalesMutation {
             PromotionCommand::Schedule {
                 send_at: input.send_at,
             },
+        )
+        .await
+    }
+
+    /// Stops a promotion's deliveries until resumed (managers); messages already queued
+    /// still go. Pausing a paused one changes nothing.
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
+    async fn pause_promotion(
+        &self,
+        ctx: &Context<'_>,
+        input: PromotionRefInput,
+    ) -> async_graphql::Result<PromotionPayload> {
+        run_promotion(
+            ctx,
+            promotion_id(&input.id)?,
+            Role::Manager,
+            "pause campaigns",
+            input.idempotency_key.as_ref(),
+            PromotionCommand::Pause,
+        )
+        .await
+    }
+
+    /// Delivers a paused promotion again (managers); `RULE_VIOLATION`
+    /// (`PROMOTION_NOT_PAUSED`) when it is not paused.
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
+    async fn resume_promotion(
+        &self,
+        ctx: &Context<'_>,
+        input: PromotionRefInput,
+    ) -> async_graphql::Result<PromotionPayload> {
+        run_promotion(
+            ctx,
+            promotion_id(&input.id)?,
+            Role::Manager,
+            "resume campaigns",
+            input.idempotency_key.as_ref(),
+            PromotionCommand::Resume,
+        )
+        .await
+    }
+
+    /// Cancels a promotion for good (managers): nothing more is delivered, and its messages
+    /// not yet sent are not sent; what was sent stays counted. Then only tracking (opens,
+    /// redemptions) changes it; anything else is `RULE_VIOLATION` (`PROMOTION_CANCELLED`).
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
+    async fn cancel_promotion(
+        &self,
+        ctx: &Context<'_>,
+        input: PromotionRefInput,
+    ) -> async_graphql::Result<PromotionPayload> {
+        run_promotion(
+            ctx,
+            promotion_id(&input.id)?,
+            Role::Manager,
+            "cancel campaigns",
+            input.idempotency_key.as_ref(),
+            PromotionCommand::Cancel,
         )
         .await
     }

@@ -133,13 +133,27 @@ pub fn promotion_text(
     Ok(text)
 }
 
+/// Whether a template (before rendering: a customer named Stopford must not count) tells
+/// the reader how to opt out already ("Reply STOP", "Text STOP").
+pub fn says_stop(template_text: &str) -> bool {
+    let upper = template_text.to_ascii_uppercase();
+    ["REPLY STOP", "TEXT STOP", "SEND STOP"]
+        .iter()
+        .any(|s| upper.contains(s))
+}
+
 /// A marketing text finished for its channel: an SMS ends with [`SMS_OPT_OUT`] once (not
-/// again when the template says STOP already); an email gets the unsubscribe link unless the
+/// when its template `says_stop` already); an email gets the unsubscribe link unless the
 /// template placed it.
-pub fn finish_marketing(text: String, channel: Channel, unsubscribe_link: Option<&str>) -> String {
+pub fn finish_marketing(
+    text: String,
+    channel: Channel,
+    says_stop: bool,
+    unsubscribe_link: Option<&str>,
+) -> String {
     match channel {
         Channel::Sms => {
-            if text.to_ascii_uppercase().contains("STOP") {
+            if says_stop {
                 text
             } else {
                 format!("{} {SMS_OPT_OUT}", text.trim_end())
@@ -170,15 +184,17 @@ pub async fn unsubscribe_link(
     Ok(format!("{public_url}{}/{token}", crate::unsubscribe::PATH))
 }
 
-/// The RFC 8058 headers for a marketing email with this link.
+/// The headers for a marketing email with this link: `List-Unsubscribe`, and, when the link
+/// is https (RFC 8058 requires it), `List-Unsubscribe-Post` for one-click.
 pub fn unsubscribe_headers(link: &str) -> Vec<(String, String)> {
-    vec![
-        ("List-Unsubscribe".into(), format!("<{link}>")),
-        (
+    let mut h = vec![("List-Unsubscribe".into(), format!("<{link}>"))];
+    if link.starts_with("https://") {
+        h.push((
             "List-Unsubscribe-Post".into(),
             "List-Unsubscribe=One-Click".into(),
-        ),
-    ]
+        ));
+    }
+    h
 }
 
 /// The content of promotion `id` (for rendering its messages).
@@ -204,19 +220,40 @@ mod tests {
 
     #[test]
     fn it_should_end_an_sms_with_the_opt_out_sentence_once() {
-        let once = finish_marketing("Hi Ada.".into(), Channel::Sms, None);
-        assert_eq!(once, "Hi Ada. Reply STOP to opt out.");
-        let written = finish_marketing("Hi Ada. Text STOP to end.".into(), Channel::Sms, None);
-        assert_eq!(written, "Hi Ada. Text STOP to end.");
+        let template = "Hi {{ first_name }}, our one-stop shop is open.";
+        let once = finish_marketing(
+            "Hi Stopford, our one-stop shop is open.".into(),
+            Channel::Sms,
+            says_stop(template),
+            None,
+        );
+        assert_eq!(
+            once,
+            "Hi Stopford, our one-stop shop is open. Reply STOP to opt out."
+        );
+        let written = "Hi Ada. Text STOP to end.";
+        assert_eq!(
+            finish_marketing(written.into(), Channel::Sms, says_stop(written), None),
+            written
+        );
     }
 
     #[test]
     fn it_should_add_the_unsubscribe_link_to_an_email_unless_placed() {
         let link = "https://x.example/api/unsubscribe/t";
-        let added = finish_marketing("Hi.".into(), Channel::Email, Some(link));
+        let added = finish_marketing("Hi.".into(), Channel::Email, false, Some(link));
         assert_eq!(added, format!("Hi.\n\nUnsubscribe: {link}"));
-        let placed = finish_marketing(format!("Hi. Leave: {link}"), Channel::Email, Some(link));
-        assert_eq!(placed, format!("Hi. Leave: {link}"));
+        let placed = format!("Hi. Leave: {link}");
+        assert_eq!(
+            finish_marketing(placed.clone(), Channel::Email, false, Some(link)),
+            placed
+        );
+    }
+
+    #[test]
+    fn it_should_offer_one_click_only_over_https() {
+        assert_eq!(unsubscribe_headers("https://x.example/u/t").len(), 2);
+        assert_eq!(unsubscribe_headers("http://127.0.0.1:8080/u/t").len(), 1);
     }
 
     #[test]

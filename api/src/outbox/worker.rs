@@ -318,6 +318,19 @@ impl OutboxWorker {
             Channel::Email => self.email.clone(),
         };
         let (address, eligibility) = self.resolve(id, &m, channel).await?;
+        // The text is made before the claim: a store failure here leaves the message due,
+        // not a claim that would end as "outcome unknown" though nothing went out.
+        let with_url = |body: &str| {
+            body.replace(
+                commands::policies::outbox::PUBLIC_URL,
+                &self.settings.public_url,
+            )
+        };
+        let composed = if eligibility.is_eligible() && sender.is_some() {
+            Some(self.compose(id, &m, channel, with_url(m.body())).await?)
+        } else {
+            None
+        };
         let now = self.now();
         let start = MessageCommand::StartAttempt {
             provider: sender.as_ref().map(|s| s.provider()),
@@ -382,15 +395,19 @@ impl OutboxWorker {
                 error: "the password-reset token expired before it was sent".into(),
             },
             (Some(sender), Some(to)) if sender.provider() == claim.provider => {
-                let mut body = claimed.body().replace(
-                    commands::policies::outbox::PUBLIC_URL,
-                    &self.settings.public_url,
-                );
-                if let Some(Some(token)) = &secret {
-                    body = body.replace(reset_tokens::PLACEHOLDER, token);
-                }
-                match self.compose(id, &claimed, channel, body).await? {
-                    Ok((body, headers)) => {
+                let composed = match composed {
+                    Some(c) => c,
+                    // A resumed claim of a message not eligible now: made here.
+                    None => {
+                        self.compose(id, &claimed, channel, with_url(claimed.body()))
+                            .await?
+                    }
+                };
+                match composed {
+                    Ok((mut body, headers)) => {
+                        if let Some(Some(token)) = &secret {
+                            body = body.replace(reset_tokens::PLACEHOLDER, token);
+                        }
                         let outgoing = Outgoing {
                             to,
                             subject: claimed.subject().map(str::to_string),
@@ -451,39 +468,47 @@ impl OutboxWorker {
             }
             Channel::Sms => None,
         };
+        let says_stop = compose::says_stop(&body);
         let mut text = body;
         if m.kind() == Some(MessageKind::Promotion) {
-            let promotion = compose::promotion_of(m.cause());
-            let content = match promotion {
-                Some(p) => compose::promotion_content(&self.crm, p).await?,
-                None => None,
+            let promotion = match compose::promotion_of(m.cause()) {
+                Some(p) => self.crm.promotions().load(p).await?.aggregate,
+                None => return Ok(Err("the promotion of this message is unknown".into())),
             };
-            if let Some(content) = content {
-                let customer = self.crm.customers().load(*customer_id).await?.aggregate;
-                let values = compose::values(
-                    &db,
-                    self.crm.services().tz,
-                    public_url,
-                    &content,
-                    *customer_id,
-                    &customer,
-                    link.as_deref(),
-                )
-                .await?;
-                text = match compose::promotion_text(&text, &content, &values) {
-                    Ok(t) => t,
-                    Err(reason) => return Ok(Err(reason)),
-                };
+            if promotion.is_cancelled() {
+                return Ok(Err("the promotion was cancelled".into()));
             }
+            let Some(content) = promotion.content().cloned() else {
+                return Ok(Err("the promotion of this message is unknown".into()));
+            };
+            let customer = self.crm.customers().load(*customer_id).await?.aggregate;
+            let values = compose::values(
+                &db,
+                self.crm.services().tz,
+                public_url,
+                &content,
+                *customer_id,
+                &customer,
+                link.as_deref(),
+            )
+            .await?;
+            text = match compose::promotion_text(&text, &content, &values) {
+                Ok(t) => t,
+                Err(reason) => return Ok(Err(reason)),
+            };
         }
         let headers = link
             .as_deref()
             .map(compose::unsubscribe_headers)
             .unwrap_or_default();
-        Ok(Ok((
-            compose::finish_marketing(text, channel, link.as_deref()),
-            headers,
-        )))
+        let text = compose::finish_marketing(text, channel, says_stop, link.as_deref());
+        let limit = domain::template::max_len(channel);
+        if text.chars().count() > limit {
+            return Ok(Err(format!(
+                "the message is longer than the channel's {limit} characters"
+            )));
+        }
+        Ok(Ok((text, headers)))
     }
 
     /// Deletes a finished message's password-reset token, if it had one (a failure only

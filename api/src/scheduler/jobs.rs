@@ -979,12 +979,14 @@ async fn old_logs(ctx: &JobContext<'_>) -> JobResult {
 
 /// One-time secrets waiting for their message (reset links, contact codes: kept out of the
 /// log, see `outbox::reset_tokens`) that expired unsent are dropped, and so are expired
-/// sign-up and email-change codes (`address_codes`). The messages themselves are events and
-/// stay, for the audit trail.
+/// sign-up and email-change codes (`address_codes`), and unsubscribe links older than 400 days.
+/// The messages themselves are events and stay, for the audit trail.
 async fn expired_message_secrets(ctx: &JobContext<'_>) -> JobResult {
     let db = ctx.inner.projections.db();
+    // Unsubscribe links must work long after the email (30 days at least, by law in the US).
     let dropped = crate::outbox::reset_tokens::purge_expired(db, ctx.now).await?
-        + crate::address_codes::purge_expired(db, ctx.now).await?;
+        + crate::address_codes::purge_expired(db, ctx.now).await?
+        + crate::unsubscribe::purge_older_than(db, ctx.now, 400).await?;
     let mut t = Tally::default();
     t.counts.processed = dropped;
     t.counts.changed = dropped;
