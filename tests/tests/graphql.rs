@@ -415,6 +415,14 @@ async fn a_business_day(engine: Engine) {
     let bad_cron = gql(&s, Some(&admin), "mutation($i: DefineScheduledReportInput!) { defineScheduledReport(input: $i) { reportId } }",
         json!({"i": {"name": "Broken", "metrics": ["REVENUE"], "period": "DAILY", "recipients": [], "cron": "every monday"}})).await;
     assert_eq!(code(&bad_cron), "VALIDATION", "{bad_cron}");
+    // Five fields of the right shape, but no minute 99: the scheduler could never run it.
+    let never = gql(&s, Some(&admin), "mutation($i: DefineScheduledReportInput!) { defineScheduledReport(input: $i) { reportId } }",
+        json!({"i": {"name": "Never", "metrics": ["REVENUE"], "period": "DAILY", "recipients": [], "cron": "99 * * * *"}})).await;
+    assert_eq!(
+        (code(&never), field(&never)),
+        ("VALIDATION".to_string(), json!("cron")),
+        "{never}"
+    );
     let reports = gql(&s, Some(&admin), "{ scheduledReports { nodes { id name metrics period recipients cron deleted runs { periodStart } } } }", json!({})).await;
     assert_eq!(
         data(&reports, "/data/scheduledReports/nodes"),

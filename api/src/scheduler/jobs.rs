@@ -873,7 +873,7 @@ async fn scheduled_reports(ctx: &JobContext<'_>) -> JobResult {
                 .await,
         )?;
     }
-    Ok(t.noted("generated reports are recorded; emailing waits for the email outbox"))
+    Ok(t.noted("generated reports are recorded; the outbox emails their recipients a notice"))
 }
 
 // ------------------------------------------------------------ operations
