@@ -203,17 +203,25 @@ async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String>) -
         }
     };
     // Merged since the email went out: the survivor holds the address and the consent.
-    for _ in 0..8 {
+    let mut survivor = false;
+    for _ in 0..32 {
         match state.crm.customers().load(customer).await {
             Ok(c) => match c.aggregate.merged_into() {
                 Some(target) => customer = target,
-                None => break,
+                None => {
+                    survivor = true;
+                    break;
+                }
             },
             Err(e) => {
                 tracing::warn!(error = %e, "unsubscribe: the customer could not be read");
                 return unavailable();
             }
         }
+    }
+    if !survivor {
+        tracing::warn!("unsubscribe: a chain of merges too long to follow");
+        return unavailable();
     }
     // The withdrawal first, then the token: a failure in between leaves a token that
     // withdraws again, which changes nothing (consent is already withdrawn).

@@ -716,7 +716,7 @@ impl Projection for Campaigns {
                           s("discount_code").into(), s("starts_at").into(), s("ends_at").into(), at.into()]).await?;
                 }
                 "PromotionScheduled" => {
-                    exec(tx, ctx, t, "UPDATE {promotions} SET status = 'scheduled', send_at = $2 WHERE promotion_id = $1",
+                    exec(tx, ctx, t, "UPDATE {promotions} SET status = CASE WHEN status IN ('paused', 'cancelled') THEN status ELSE 'scheduled' END, send_at = $2 WHERE promotion_id = $1",
                         &[id.into(), f.opt_str("send_at").into()]).await?;
                 }
                 "PromotionPaused" => {
@@ -730,7 +730,7 @@ impl Projection for Campaigns {
                     .await?;
                 }
                 "PromotionResumed" => {
-                    exec(tx, ctx, t, "UPDATE {promotions} SET status = CASE WHEN delivered + skipped > 0 THEN 'delivering'
+                    exec(tx, ctx, t, "UPDATE {promotions} SET status = CASE WHEN delivered > 0 THEN 'delivering'
                         WHEN send_at IS NULL THEN 'draft' ELSE 'scheduled' END WHERE promotion_id = $1", &[id.into()]).await?;
                 }
                 "PromotionCancelled" => {

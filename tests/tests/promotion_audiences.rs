@@ -91,7 +91,12 @@ async fn mutate(app: &TestApp, admin: &str, name: &str, input: Value) -> Value {
 }
 
 async fn schedule_now(app: &TestApp, admin: &str, id: &str) {
-    let at = chrono::Utc::now() + chrono::Duration::seconds(1);
+    schedule_in(app, admin, id, 1).await;
+}
+
+/// Schedules the promotion `secs` seconds from now and waits until it is due.
+async fn schedule_in(app: &TestApp, admin: &str, id: &str, secs: i64) {
+    let at = chrono::Utc::now() + chrono::Duration::seconds(secs);
     let r = mutate(
         app,
         admin,
@@ -100,7 +105,8 @@ async fn schedule_now(app: &TestApp, admin: &str, id: &str) {
     )
     .await;
     assert!(r["errors"].is_null(), "{r}");
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let wait = (at - chrono::Utc::now()).num_milliseconds() + 100;
+    tokio::time::sleep(Duration::from_millis(wait.max(0) as u64)).await;
 }
 
 /// Runs a job now (waiting out the scheduler's own run of it).
@@ -222,6 +228,34 @@ async fn birthday_and_anniversary_promotions_reach_the_customers_whose_day_it_is
         json!({"kind": "BIRTHDAY", "name": "Birthday treat", "template": "Happy birthday {{ first_name }}!"}),
     )
     .await;
+    // An edit that leaves out `kind` keeps it a birthday promotion.
+    let now = chrono::Utc::now();
+    let edited = app
+        .gql(
+            Some(&admin),
+            "mutation($i: UpdatePromotionInput!) { updatePromotion(input: $i) { position } }",
+            json!({"i": {"id": birthday, "content": {"name": "Birthday treat", "channel": "EMAIL",
+                "template": "Happy birthday {{ first_name }}!",
+                "startsAt": (now - chrono::Duration::minutes(1)).to_rfc3339(),
+                "endsAt": (now + chrono::Duration::days(30)).to_rfc3339()}}}),
+        )
+        .await;
+    app.sync(&admin, &text(&edited, "/data/updatePromotion/position"))
+        .await;
+    let listed = app
+        .gql(
+            Some(&admin),
+            "{ promotions(first: 10) { nodes { id kind } } }",
+            json!({}),
+        )
+        .await;
+    let kind = data(&listed, "/data/promotions/nodes")
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["id"] == birthday.as_str())
+        .map(|n| n["kind"].clone());
+    assert_eq!(kind, Some(json!("birthday")), "{listed}");
     let anniversary = created(
         &app,
         &admin,
@@ -288,9 +322,11 @@ async fn a_promotion_can_be_paused_resumed_and_cancelled(engine: Engine) {
         json!({"name": "Spring", "template": "Spring, {{ first_name }}"}),
     )
     .await;
-    schedule_now(&app, &admin, &spring).await;
+    // Paused before it is due (so the scheduler's own run cannot deliver it first), then
+    // scheduled: it stays paused.
     let paused = mutate(&app, &admin, "pausePromotion", json!({"id": spring})).await;
     assert!(paused["errors"].is_null(), "{paused}");
+    schedule_now(&app, &admin, &spring).await;
     run_job(&app, "process-promotion-deliveries").await;
     let (delivered, _, status) = counts(&app, &admin, &spring).await;
     assert_eq!((delivered, status.as_str()), (0, "paused"));
@@ -301,10 +337,21 @@ async fn a_promotion_can_be_paused_resumed_and_cancelled(engine: Engine) {
     until_mail(&app, "ada@example.com", 1).await;
     until_mail(&app, "grace@example.com", 1).await;
 
+    // Cancelled between being scheduled and being due: nothing is sent.
     let autumn = created(&app, &admin, json!({"name": "Autumn"})).await;
-    schedule_now(&app, &admin, &autumn).await;
+    let at = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let r = mutate(
+        &app,
+        &admin,
+        "schedulePromotion",
+        json!({"id": autumn, "sendAt": at.to_rfc3339()}),
+    )
+    .await;
+    assert!(r["errors"].is_null(), "{r}");
     let cancelled = mutate(&app, &admin, "cancelPromotion", json!({"id": autumn})).await;
     assert!(cancelled["errors"].is_null(), "{cancelled}");
+    let wait = (at - chrono::Utc::now()).num_milliseconds() + 100;
+    tokio::time::sleep(Duration::from_millis(wait.max(0) as u64)).await;
     run_job(&app, "process-promotion-deliveries").await;
     let (delivered, _, status) = counts(&app, &admin, &autumn).await;
     assert_eq!((delivered, status.as_str()), (0, "cancelled"));

@@ -110,7 +110,6 @@ async fn render_for(
     Ok(compose::finish_marketing(
         text,
         content.channel,
-        compose::says_stop(content.template.as_str()),
         link.as_deref(),
     ))
 }
@@ -292,12 +291,7 @@ impl ProofMutation {
         values.insert("unsubscribe_link", link.clone().unwrap_or_default());
         let text = compose::promotion_text(content.template.as_str(), &content, &values)
             .map_err(|reason| errors::invalid("template", reason))?;
-        let text = compose::finish_marketing(
-            text,
-            content.channel,
-            compose::says_stop(content.template.as_str()),
-            link.as_deref(),
-        );
+        let text = compose::finish_marketing(text, content.channel, link.as_deref());
         let address =
             Email::parse(&staff.email).map_err(|e| errors::invalid("email", e.message))?;
         let message = TestMessage {

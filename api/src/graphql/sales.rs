@@ -647,7 +647,7 @@ impl CreatePromotionInput {
 
 impl PromotionContentInput {
     /// The campaign draft, with the input's limits checked.
-    fn draft(self) -> async_graphql::Result<PromotionDraft> {
+    fn draft(self, current: Option<PromotionKind>) -> async_graphql::Result<PromotionDraft> {
         check_len("name", &self.name)?;
         if self.template.chars().count() > 1_600 {
             return Err(errors::invalid("template", "at most 1,600 characters"));
@@ -660,7 +660,12 @@ impl PromotionContentInput {
         .into_iter()
         .filter(|c| *c)
         .count();
-        let kind = self.kind.unwrap_or(PromotionKindInput::Campaign);
+        // Left out: what it is (an edit does not turn a birthday promotion into a campaign).
+        let kind = self.kind.unwrap_or(match current {
+            Some(PromotionKind::Birthday) => PromotionKindInput::Birthday,
+            Some(PromotionKind::Anniversary) => PromotionKindInput::Anniversary,
+            _ => PromotionKindInput::Campaign,
+        });
         if chosen > 1 {
             return Err(errors::invalid(
                 "audience",
@@ -1080,7 +1085,7 @@ impl SalesMutation {
         input: CreatePromotionInput,
     ) -> async_graphql::Result<PromotionPayload> {
         let (content, key) = input.split();
-        let draft = content.draft()?;
+        let draft = content.draft(None)?;
         let (state, rc) = parts(ctx)?;
         let id = PromotionId::from_uuid(context::id_for_create(state, rc, key.as_ref()).await);
         run_promotion(
@@ -1105,7 +1110,17 @@ impl SalesMutation {
         input: UpdatePromotionInput,
     ) -> async_graphql::Result<PromotionPayload> {
         let id = promotion_id(&input.id)?;
-        let draft = input.content.draft()?;
+        let (state, rc) = parts(ctx)?;
+        let current = state
+            .crm
+            .promotions()
+            .load(id)
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?
+            .aggregate
+            .content()
+            .map(|c| c.kind);
+        let draft = input.content.draft(current)?;
         run_promotion(
             ctx,
             id,

@@ -133,27 +133,23 @@ pub fn promotion_text(
     Ok(text)
 }
 
-/// Whether a template (before rendering: a customer named Stopford must not count) tells
-/// the reader how to opt out already ("Reply STOP", "Text STOP").
-pub fn says_stop(template_text: &str) -> bool {
-    let upper = template_text.to_ascii_uppercase();
+/// Whether a text tells the reader how to opt out already ("Reply STOP", "Text STOP"): the
+/// rendered text (what a comment or an untaken branch says does not count), and a phrase, not
+/// a word (a customer named Stopford, a one-stop shop do not count).
+pub fn says_stop(text: &str) -> bool {
+    let upper = text.to_ascii_uppercase();
     ["REPLY STOP", "TEXT STOP", "SEND STOP"]
         .iter()
         .any(|s| upper.contains(s))
 }
 
 /// A marketing text finished for its channel: an SMS ends with [`SMS_OPT_OUT`] once (not
-/// when its template `says_stop` already); an email gets the unsubscribe link unless the
+/// when the text [`says_stop`] already); an email gets the unsubscribe link unless the
 /// template placed it.
-pub fn finish_marketing(
-    text: String,
-    channel: Channel,
-    says_stop: bool,
-    unsubscribe_link: Option<&str>,
-) -> String {
+pub fn finish_marketing(text: String, channel: Channel, unsubscribe_link: Option<&str>) -> String {
     match channel {
         Channel::Sms => {
-            if says_stop {
+            if says_stop(&text) {
                 text
             } else {
                 format!("{} {SMS_OPT_OUT}", text.trim_end())
@@ -220,20 +216,15 @@ mod tests {
 
     #[test]
     fn it_should_end_an_sms_with_the_opt_out_sentence_once() {
-        let template = "Hi {{ first_name }}, our one-stop shop is open.";
-        let once = finish_marketing(
-            "Hi Stopford, our one-stop shop is open.".into(),
-            Channel::Sms,
-            says_stop(template),
-            None,
-        );
+        let text = "Hi Stopford, our one-stop shop is open.";
+        let once = finish_marketing(text.into(), Channel::Sms, None);
         assert_eq!(
             once,
             "Hi Stopford, our one-stop shop is open. Reply STOP to opt out."
         );
         let written = "Hi Ada. Text STOP to end.";
         assert_eq!(
-            finish_marketing(written.into(), Channel::Sms, says_stop(written), None),
+            finish_marketing(written.into(), Channel::Sms, None),
             written
         );
     }
@@ -241,11 +232,11 @@ mod tests {
     #[test]
     fn it_should_add_the_unsubscribe_link_to_an_email_unless_placed() {
         let link = "https://x.example/api/unsubscribe/t";
-        let added = finish_marketing("Hi.".into(), Channel::Email, false, Some(link));
+        let added = finish_marketing("Hi.".into(), Channel::Email, Some(link));
         assert_eq!(added, format!("Hi.\n\nUnsubscribe: {link}"));
         let placed = format!("Hi. Leave: {link}");
         assert_eq!(
-            finish_marketing(placed.clone(), Channel::Email, false, Some(link)),
+            finish_marketing(placed.clone(), Channel::Email, Some(link)),
             placed
         );
     }

@@ -203,6 +203,7 @@ impl OutboxWorker {
             )
             .await?;
             let n = due.len();
+            let mut failed = 0;
             for raw in due {
                 let id = OutboundMessageId::parse(&raw)
                     .map_err(|e| AppError::Store(StoreError::Database(e.to_string())))?;
@@ -212,13 +213,15 @@ impl OutboxWorker {
                     Err(e @ AppError::Store(StoreError::Unavailable(_))) => return Err(e),
                     // One message's failure must not hold up the others; it stays due.
                     Err(e) => {
+                        failed += 1;
                         tracing::warn!(message_id = %id, error = %e, "outbox: message failed; will retry")
                     }
                 }
                 round.processed += 1;
             }
             index::catch_up(log).await?;
-            if (n as i64) < self.settings.batch {
+            // A batch that failed whole would be read again at once: wait for the next round.
+            if (n as i64) < self.settings.batch || failed == n {
                 return Ok(round);
             }
         }
@@ -419,6 +422,9 @@ impl OutboxWorker {
                         tracing::info!(message_id = %id, provider = claim.provider.as_str(), attempt = claim.attempt, resumed, ok = result.is_ok(), "outbox: vendor answered");
                         self.outcome_command(claim, result)
                     }
+                    // A resumed claim's first attempt may have gone out before the text
+                    // became impossible to make (a cancelled promotion): not known.
+                    Err(_) if resumed => MessageCommand::RecordOutcomeUnknown,
                     // Nothing went out: the text could not be made.
                     Err(error) => MessageCommand::RecordRejected { status: 0, error },
                 }
@@ -468,7 +474,6 @@ impl OutboxWorker {
             }
             Channel::Sms => None,
         };
-        let says_stop = compose::says_stop(&body);
         let mut text = body;
         if m.kind() == Some(MessageKind::Promotion) {
             let promotion = match compose::promotion_of(m.cause()) {
@@ -501,7 +506,7 @@ impl OutboxWorker {
             .as_deref()
             .map(compose::unsubscribe_headers)
             .unwrap_or_default();
-        let text = compose::finish_marketing(text, channel, says_stop, link.as_deref());
+        let text = compose::finish_marketing(text, channel, link.as_deref());
         let limit = domain::template::max_len(channel);
         if text.chars().count() > limit {
             return Ok(Err(format!(

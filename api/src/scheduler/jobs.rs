@@ -433,7 +433,7 @@ async fn promotion_deliveries(ctx: &JobContext<'_>) -> JobResult {
                 Some(format!("%{}%", serde_json::to_string(tag)?).into()),
             ),
             Some(AudienceSegment::LoyaltyTier { tier }) => (
-                " AND tier = $3",
+                " AND tier = $3 AND customer_id IN (SELECT customer_id FROM rm_loyalty_accounts)",
                 serde_json::to_value(tier)?.as_str().map(Param::from),
             ),
             Some(AudienceSegment::Inactive { days }) => (
