@@ -108,6 +108,32 @@ impl TestApp {
         text(&r, "/data/login/token")
     }
 
+    /// Runs scheduled job `job` now through `POST /api/cron/execute/{job}` with the server's
+    /// `CRON_SECRET` (`secret`), waiting out a run the scheduler itself holds (409).
+    ///
+    /// # Panics
+    /// When the job does not run within 20 s or answers anything else.
+    pub async fn run_job(&self, secret: &str, job: &str) {
+        let url = format!("{}/api/cron/execute/{job}", self.server.base);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = self
+                .client
+                .post(&url)
+                .bearer_auth(secret)
+                .send()
+                .await
+                .expect("cron");
+            match r.status().as_u16() {
+                200 => return,
+                409 if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                s => panic!("{job}: HTTP {s}: {}", r.text().await.unwrap_or_default()),
+            }
+        }
+    }
+
     /// Waits (up to 10 s) until every read model includes `position`.
     ///
     /// # Panics

@@ -80,26 +80,8 @@ async fn deliver(app: &TestApp, admin: &str, id: &str) {
     app.sync(admin, &text(&r, "/data/schedulePromotion/position"))
         .await;
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let url = format!(
-        "{}/api/cron/execute/process-promotion-deliveries",
-        app.server.base
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = reqwest::Client::new()
-            .post(&url)
-            .bearer_auth(CRON_SECRET)
-            .send()
-            .await
-            .expect("cron");
-        match r.status().as_u16() {
-            200 => return,
-            409 if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await
-            }
-            s => panic!("cron: HTTP {s}: {}", r.text().await.unwrap_or_default()),
-        }
-    }
+    app.run_job(CRON_SECRET, "process-promotion-deliveries")
+        .await;
 }
 
 /// Waits until `done` holds (up to 20 s).

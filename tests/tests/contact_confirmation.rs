@@ -7,63 +7,17 @@
 //! code from the Twilio stand-in and confirms it, and the number's next text is the
 //! customer's.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use api::webhooks::signature::signing;
 use serde_json::{json, Value};
 use tests::app::{data, text, TestApp};
+use tests::standins::Texts;
 use tests::{Engine, TestDb};
 
 const TWILIO_TOKEN: &str = "twilio_auth_token_for_tests";
 const PUBLIC_URL: &str = "https://crm.example.com";
 const PHONE: &str = "+15125550142";
-
-/// One SMS's form fields, as Twilio received them.
-type Form = Vec<(String, String)>;
-
-/// A stand-in for Twilio's Messages API on loopback: records each SMS's form fields.
-#[derive(Clone, Default)]
-struct Texts(Arc<Mutex<Vec<Form>>>);
-
-impl Texts {
-    async fn start() -> (Self, String) {
-        let texts = Texts::default();
-        let app = axum::Router::new()
-            .route(
-                "/2010-04-01/Accounts/{sid}/Messages.json",
-                axum::routing::post(
-                    |axum::extract::State(t): axum::extract::State<Texts>,
-                     axum::Form(form): axum::Form<Form>| async move {
-                        let n = {
-                            let mut sent = t.0.lock().unwrap_or_else(|e| e.into_inner());
-                            sent.push(form);
-                            sent.len()
-                        };
-                        axum::Json(json!({ "sid": format!("SMstandin{n}"), "status": "queued" }))
-                    },
-                ),
-            )
-            .with_state(texts.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind stand-in");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        (texts, base)
-    }
-
-    /// The bodies of the texts sent to `to` so far.
-    fn to(&self, to: &str) -> Vec<String> {
-        let sent = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        sent.iter()
-            .filter(|f| f.iter().any(|(k, v)| k == "To" && v == to))
-            .filter_map(|f| f.iter().find(|(k, _)| k == "Body").map(|(_, v)| v.clone()))
-            .collect()
-    }
-}
 
 /// An inbound SMS from `from`, signed as Twilio signs it.
 async fn inbound_sms(app: &TestApp, sid: &str, from: &str, body: &str) {

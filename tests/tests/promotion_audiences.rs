@@ -109,27 +109,6 @@ async fn schedule_in(app: &TestApp, admin: &str, id: &str, secs: i64) {
     tokio::time::sleep(Duration::from_millis(wait.max(0) as u64)).await;
 }
 
-/// Runs a job now (waiting out the scheduler's own run of it).
-async fn run_job(app: &TestApp, job: &str) {
-    let url = format!("{}/api/cron/execute/{job}", app.server.base);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = reqwest::Client::new()
-            .post(&url)
-            .bearer_auth(CRON_SECRET)
-            .send()
-            .await
-            .expect("cron");
-        match r.status().as_u16() {
-            200 => return,
-            409 if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await
-            }
-            s => panic!("{job}: HTTP {s}: {}", r.text().await.unwrap_or_default()),
-        }
-    }
-}
-
 /// The promotion's counts and status, once the read models include everything so far.
 async fn counts(app: &TestApp, admin: &str, id: &str) -> (i64, i64, String) {
     // A write after the job's, then a sync to it: the job's events are projected too.
@@ -264,8 +243,10 @@ async fn birthday_and_anniversary_promotions_reach_the_customers_whose_day_it_is
     .await;
     schedule_now(&app, &admin, &birthday).await;
     schedule_now(&app, &admin, &anniversary).await;
-    run_job(&app, "schedule-birthday-promotions").await;
-    run_job(&app, "schedule-anniversary-promotions").await;
+    app.run_job(CRON_SECRET, "schedule-birthday-promotions")
+        .await;
+    app.run_job(CRON_SECRET, "schedule-anniversary-promotions")
+        .await;
     until_mail(&app, "bea@example.com", 1).await;
     until_mail(&app, "ann@example.com", 1).await;
     assert_eq!(
@@ -287,7 +268,8 @@ async fn birthday_and_anniversary_promotions_reach_the_customers_whose_day_it_is
     assert!(app.mailbox.texts_to("nick@example.com").is_empty());
     assert!(app.mailbox.texts_to("ann@example.com")[0].starts_with("Thanks for the years, Ann!"));
     // The job again the same day sends nothing more.
-    run_job(&app, "schedule-birthday-promotions").await;
+    app.run_job(CRON_SECRET, "schedule-birthday-promotions")
+        .await;
     assert_eq!(counts(&app, &admin, &birthday).await.0, 1);
     tests::health::assert_no_failures(&app.server.base).await;
 }
@@ -313,7 +295,8 @@ async fn a_promotion_can_be_paused_resumed_and_cancelled(engine: Engine) {
     // Everyone starts at Bronze: a Gold campaign reaches nobody.
     let gold = created(&app, &admin, json!({"tier": "GOLD", "name": "Gold only"})).await;
     schedule_now(&app, &admin, &gold).await;
-    run_job(&app, "process-promotion-deliveries").await;
+    app.run_job(CRON_SECRET, "process-promotion-deliveries")
+        .await;
     assert_eq!(counts(&app, &admin, &gold).await.0, 0, "nobody is Gold");
 
     let spring = created(
@@ -327,12 +310,14 @@ async fn a_promotion_can_be_paused_resumed_and_cancelled(engine: Engine) {
     let paused = mutate(&app, &admin, "pausePromotion", json!({"id": spring})).await;
     assert!(paused["errors"].is_null(), "{paused}");
     schedule_now(&app, &admin, &spring).await;
-    run_job(&app, "process-promotion-deliveries").await;
+    app.run_job(CRON_SECRET, "process-promotion-deliveries")
+        .await;
     let (delivered, _, status) = counts(&app, &admin, &spring).await;
     assert_eq!((delivered, status.as_str()), (0, "paused"));
     let resumed = mutate(&app, &admin, "resumePromotion", json!({"id": spring})).await;
     assert!(resumed["errors"].is_null(), "{resumed}");
-    run_job(&app, "process-promotion-deliveries").await;
+    app.run_job(CRON_SECRET, "process-promotion-deliveries")
+        .await;
     assert_eq!(counts(&app, &admin, &spring).await.0, 2);
     until_mail(&app, "ada@example.com", 1).await;
     until_mail(&app, "grace@example.com", 1).await;
@@ -352,7 +337,8 @@ async fn a_promotion_can_be_paused_resumed_and_cancelled(engine: Engine) {
     assert!(cancelled["errors"].is_null(), "{cancelled}");
     let wait = (at - chrono::Utc::now()).num_milliseconds() + 100;
     tokio::time::sleep(Duration::from_millis(wait.max(0) as u64)).await;
-    run_job(&app, "process-promotion-deliveries").await;
+    app.run_job(CRON_SECRET, "process-promotion-deliveries")
+        .await;
     let (delivered, _, status) = counts(&app, &admin, &autumn).await;
     assert_eq!((delivered, status.as_str()), (0, "cancelled"));
     let again = mutate(&app, &admin, "resumePromotion", json!({"id": autumn})).await;

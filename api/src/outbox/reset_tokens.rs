@@ -117,17 +117,7 @@ pub async fn token(
     id: OutboundMessageId,
     now: DateTime<Utc>,
 ) -> Result<Option<String>, DbError> {
-    let rows = db
-        .query(
-            "SELECT token FROM password_reset_tokens WHERE message_id = $1 AND expires_at_ms > $2",
-            &[Param::from(id.to_string()), now.timestamp_millis().into()],
-        )
-        .await?;
-    Ok(rows
-        .first()
-        .and_then(|r| r.get("token"))
-        .and_then(|v| v.as_str())
-        .map(str::to_string))
+    live_value(db, id, now, "token").await
 }
 
 /// The withheld recipient's address of message `id`, if its row has not expired.
@@ -139,15 +129,27 @@ pub async fn address(
     id: OutboundMessageId,
     now: DateTime<Utc>,
 ) -> Result<Option<String>, DbError> {
+    live_value(db, id, now, "address").await
+}
+
+/// One column (a fixed name, never input) of message `id`'s unexpired row.
+async fn live_value(
+    db: &ReadDb,
+    id: OutboundMessageId,
+    now: DateTime<Utc>,
+    column: &'static str,
+) -> Result<Option<String>, DbError> {
     let rows = db
         .query(
-            "SELECT address FROM password_reset_tokens WHERE message_id = $1 AND expires_at_ms > $2",
+            &format!(
+                "SELECT {column} FROM password_reset_tokens WHERE message_id = $1 AND expires_at_ms > $2"
+            ),
             &[Param::from(id.to_string()), now.timestamp_millis().into()],
         )
         .await?;
     Ok(rows
         .first()
-        .and_then(|r| r.get("address"))
+        .and_then(|r| r.get(column))
         .and_then(|v| v.as_str())
         .map(str::to_string))
 }
