@@ -45,7 +45,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::webhooks::routes(state.clone()))
         .merge(crate::scheduler::routes(state.clone()))
         .merge(crate::unsubscribe::routes(state.clone()))
-        .merge(graphql::proofs::test_send_routes(state.clone()));
+        .merge(graphql::proofs::test_send_routes(state.clone()))
+        .merge(graphql::reports::download_routes(state.clone()));
 
     if let Some(origin) = state
         .config

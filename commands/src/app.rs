@@ -333,6 +333,7 @@ impl AppAggregate for StaffUser {
             e @ StaffUserError::NoPassword => AppError::rule_of("NO_PASSWORD", e),
             e @ StaffUserError::InvalidResetToken => AppError::rule_of("INVALID_RESET_TOKEN", e),
             e @ StaffUserError::ResetTokenExpired => AppError::rule_of("RESET_TOKEN_EXPIRED", e),
+            e @ StaffUserError::ExportBySomeoneElse => AppError::forbidden(e),
         })
     }
     fn retry_safe(cmd: &StaffUserCommand) -> bool {

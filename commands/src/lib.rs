@@ -8,6 +8,7 @@ pub mod app;
 pub mod demo;
 pub mod metadata;
 pub mod policies;
+pub mod report_runs;
 pub mod store;
 pub mod tail;
 

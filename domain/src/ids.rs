@@ -152,6 +152,14 @@ impl PortalAccountId {
     }
 }
 
+impl ScheduledReportId {
+    /// The built-in weekly report (every metric, last week) the `generate-weekly-report`
+    /// job defines on its first run and generates each Monday.
+    pub fn weekly_report() -> Self {
+        Self(Uuid::from_u128(0x6d2f_4c1e_9a57_4b0e_8f3a_1c2d_3e4f_5b01))
+    }
+}
+
 impl OutboundMessageId {
     /// The one message a cause (`Type:id:sequence[:part]` of the triggering event) can have:
     /// a policy that handles its trigger again addresses the same stream and is refused.

@@ -30,6 +30,7 @@ pub mod promotion;
 pub mod quiet_hours;
 pub mod read_model;
 pub mod referral;
+pub mod report;
 pub mod review;
 pub mod scheduled_report;
 pub mod staff;

@@ -54,10 +54,56 @@ pub enum AudienceSegment {
         /// Days since the last completed job.
         days: u32,
     },
+    /// Customers whose birthday falls in the week (Monday–Sunday) or month of the day the
+    /// campaign is sent, in the business's time zone (a campaign: once per customer).
+    BirthdayIn {
+        /// This week or this month.
+        window: BirthdayWindow,
+    },
     /// Customers whose birthday is today (business time zone).
     BirthdayToday,
     /// Customers whose customer-since anniversary is today.
     AnniversaryToday,
+}
+
+/// The span of a [`AudienceSegment::BirthdayIn`] audience.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BirthdayWindow {
+    /// Monday to Sunday of the sending day's week.
+    ThisWeek,
+    /// The sending day's calendar month.
+    ThisMonth,
+}
+
+impl BirthdayWindow {
+    /// The birthdays (`MM-DD`) the window around `day` holds. 29 February counts on
+    /// 28 February in common years, as the birthday job has it.
+    pub fn month_days(self, day: chrono::NaiveDate) -> Vec<String> {
+        use chrono::Datelike;
+        let days: Vec<chrono::NaiveDate> = match self {
+            BirthdayWindow::ThisWeek => {
+                let monday =
+                    day - chrono::Duration::days(i64::from(day.weekday().num_days_from_monday()));
+                (0..7).map(|i| monday + chrono::Duration::days(i)).collect()
+            }
+            BirthdayWindow::ThisMonth => {
+                let first = day.with_day(1).unwrap_or(day);
+                first
+                    .iter_days()
+                    .take_while(|d| d.month() == first.month())
+                    .collect()
+            }
+        };
+        let mut out: Vec<String> = days.iter().map(|d| d.format("%m-%d").to_string()).collect();
+        let common_feb_28 = days
+            .iter()
+            .any(|d| d.month() == 2 && d.day() == 28 && !crate::values::is_leap_year(d.year()));
+        if common_feb_28 && !out.iter().any(|d| d == "02-29") {
+            out.push("02-29".into());
+        }
+        out
+    }
 }
 
 /// The editable content of a promotion, as it arrives in a command.
@@ -642,6 +688,30 @@ mod tests {
         cmd: PromotionCommand,
     ) -> Result<Vec<PromotionEvent>, PromotionError> {
         testing::run::<Promotion, _>(testing::test_services(), given, testing::manager(), cmd)
+    }
+
+    #[test]
+    fn a_birthday_week_runs_monday_to_sunday_and_holds_29_february_in_common_years() {
+        let d = |y, m, day| chrono::NaiveDate::from_ymd_opt(y, m, day).expect("date");
+        // Thursday 26 February 2026: the week is 23 February to 1 March.
+        assert_eq!(
+            BirthdayWindow::ThisWeek.month_days(d(2026, 2, 26)),
+            ["02-23", "02-24", "02-25", "02-26", "02-27", "02-28", "03-01", "02-29"]
+        );
+        // In a leap year 29 February is a day of its own week.
+        assert_eq!(
+            BirthdayWindow::ThisWeek.month_days(d(2028, 2, 29)),
+            ["02-28", "02-29", "03-01", "03-02", "03-03", "03-04", "03-05"]
+        );
+        let december = BirthdayWindow::ThisMonth.month_days(d(2026, 12, 7));
+        assert_eq!(
+            (december.len(), december[0].as_str(), december[30].as_str()),
+            (31, "12-01", "12-31")
+        );
+        assert_eq!(
+            BirthdayWindow::ThisMonth.month_days(d(2027, 2, 1)).len(),
+            29
+        );
     }
 
     #[test]

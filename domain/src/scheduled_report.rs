@@ -8,6 +8,7 @@ use crate::catalogue::domain_events;
 use crate::error::{validation_error, ValidationError};
 use crate::ids::ScheduledReportId;
 use crate::ports::{cqrs_aggregate, Actor, CommandContext};
+use crate::report::ReportFigure;
 use crate::values::{Email, NonEmptyText};
 
 /// `Aggregate::TYPE` of [`ScheduledReport`].
@@ -109,6 +110,8 @@ pub enum ScheduledReportCommand {
         period_end: NaiveDate,
         /// Rows in the CSV.
         row_count: u32,
+        /// The figures computed for the period.
+        figures: Vec<ReportFigure>,
     },
     /// A run failed.
     RecordGenerationFailed {
@@ -157,6 +160,9 @@ domain_events! {
             period_end: NaiveDate,
             /// Rows.
             row_count: u32,
+            /// The figures of the chosen metrics for the period, as sent (absent on runs
+            /// recorded before reports carried their figures).
+            figures: Option<Vec<ReportFigure>>,
             /// When.
             at: DateTime<Utc>,
         },
@@ -289,6 +295,7 @@ impl ScheduledReport {
                 period_start,
                 period_end,
                 row_count,
+                figures,
             } => {
                 if period_end < period_start {
                     return Err(ValidationError::new(
@@ -301,6 +308,7 @@ impl ScheduledReport {
                     period_start,
                     period_end,
                     row_count,
+                    figures: Some(figures),
                     at,
                 }]
             }
@@ -436,6 +444,7 @@ mod tests {
             period_start: date(9),
             period_end: date(15),
             row_count: 7,
+            figures: Some(vec![]),
             at: test_now(),
         };
         assert_eq!(
@@ -458,10 +467,48 @@ mod tests {
             period_start: date(9),
             period_end: date(15),
             row_count: 0,
+            figures: vec![],
         };
         assert_eq!(
             when(vec![defined(), deleted], Actor::System, cmd),
             Err(ScheduledReportError::UnknownReport)
         );
+    }
+
+    #[test]
+    fn it_should_keep_the_figures_a_run_computed() {
+        let figures = vec![ReportFigure::new(
+            ReportMetric::Revenue,
+            "revenue_cents",
+            Some(60_000),
+        )];
+        let cmd = ScheduledReportCommand::RecordGenerated {
+            period_start: date(9),
+            period_end: date(15),
+            row_count: 1,
+            figures: figures.clone(),
+        };
+        assert_eq!(
+            when(vec![defined()], Actor::System, cmd),
+            Ok(vec![ScheduledReportEvent::ScheduledReportGenerated {
+                period_start: date(9),
+                period_end: date(15),
+                row_count: 1,
+                figures: Some(figures),
+                at: test_now(),
+            }])
+        );
+    }
+
+    #[test]
+    fn it_should_read_a_run_recorded_before_reports_carried_figures() {
+        let old = serde_json::json!({"ScheduledReportGenerated": {
+            "period_start": "2026-11-16", "period_end": "2026-11-22", "row_count": 3,
+            "at": "2026-11-23T12:00:00Z"}});
+        let e: ScheduledReportEvent = serde_json::from_value(old).expect("old event");
+        assert!(matches!(
+            e,
+            ScheduledReportEvent::ScheduledReportGenerated { figures: None, .. }
+        ));
     }
 }

@@ -61,6 +61,11 @@ pub enum StaffUserCommand {
     },
     /// A successful login.
     RecordLogin,
+    /// The staff user downloaded data (audited: who, when, what). Only they record it.
+    RecordExport {
+        /// What was exported, e.g. `customers CSV`, `report … for 2026-11-30`.
+        what: String,
+    },
 }
 
 domain_events! {
@@ -124,6 +129,13 @@ domain_events! {
             /// When.
             at: DateTime<Utc>,
         },
+        /// The staff user exported data (a CSV of customers, a report run).
+        StaffDataExported {
+            /// What was exported.
+            what: NonEmptyText,
+            /// When.
+            at: DateTime<Utc>,
+        },
     }
 }
 
@@ -162,6 +174,9 @@ pub enum StaffUserError {
     /// The token expired.
     #[error("the password reset token has expired")]
     ResetTokenExpired,
+    /// An export recorded for another staff user.
+    #[error("an export is recorded by the staff user who made it")]
+    ExportBySomeoneElse,
 }
 validation_error!(StaffUserError);
 
@@ -310,6 +325,16 @@ impl StaffUser {
                 }
                 vec![StaffUserEvent::StaffLoginRecorded { at }]
             }
+            StaffUserCommand::RecordExport { what } => {
+                // The audit says who exported: no one records it for someone else.
+                if ctx.actor.staff_id() != Some(id) {
+                    return Err(E::ExportBySomeoneElse);
+                }
+                vec![StaffUserEvent::StaffDataExported {
+                    what: NonEmptyText::parse("what", &what, 500)?,
+                    at,
+                }]
+            }
         };
         Ok(events)
     }
@@ -343,7 +368,8 @@ impl StaffUser {
                 self.reset = None;
                 self.password_hash = Some(password_hash);
             }
-            StaffUserEvent::StaffLoginRecorded { .. } => {}
+            StaffUserEvent::StaffLoginRecorded { .. }
+            | StaffUserEvent::StaffDataExported { .. } => {}
         }
     }
 }
@@ -474,6 +500,28 @@ mod tests {
         assert_eq!(
             when(given, Actor::System, StaffUserCommand::RecordLogin),
             Err(StaffUserError::Deactivated)
+        );
+    }
+
+    #[test]
+    fn it_should_record_an_export_by_the_staff_user_who_made_it_only() {
+        let me = Actor::Staff {
+            id: id(),
+            role: Role::Staff,
+        };
+        let export = || StaffUserCommand::RecordExport {
+            what: "customers CSV".into(),
+        };
+        assert_eq!(
+            when(vec![invited(), password_set()], me, export()),
+            Ok(vec![StaffUserEvent::StaffDataExported {
+                what: NonEmptyText::parse("what", "customers CSV", 500).expect("text"),
+                at: test_now()
+            }])
+        );
+        assert_eq!(
+            when(vec![invited(), password_set()], admin(), export()),
+            Err(StaffUserError::ExportBySomeoneElse)
         );
     }
 

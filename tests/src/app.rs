@@ -12,6 +12,9 @@ use crate::ServerProcess;
 /// The first admin every [`TestApp`] is started with.
 pub const ADMIN: (&str, &str) = ("owner@dirtfree.example", "correct horse battery");
 
+/// The demo business's admin (published, like the whole demo).
+pub const DEMO_ADMIN: (&str, &str) = ("admin@dirtfree.example", "dirtfree-demo");
+
 /// The server process and an HTTP client for it.
 #[derive(Debug)]
 pub struct TestApp {
@@ -37,17 +40,37 @@ impl TestApp {
     /// # Panics
     /// When the server does not become healthy.
     pub async fn start_with(binary: &str, database_url: &str, envs: &[(&str, &str)]) -> Self {
-        let (mailbox, resend) = Mailbox::start().await;
-        let mut all = vec![
+        let base = [
             ("ADMIN_EMAIL", ADMIN.0),
             ("ADMIN_PASSWORD", ADMIN.1),
             ("DEMO_SEED", "off"),
             ("DATABASE_URL", database_url),
         ];
+        Self::launch(binary, &base, envs, Duration::from_secs(120)).await
+    }
+
+    /// As [`TestApp::start_with`] on a store seeded with the small demo business (history
+    /// ending now); sign in with [`DEMO_ADMIN`].
+    ///
+    /// # Panics
+    /// When the server does not become healthy.
+    pub async fn start_demo(binary: &str, database_url: &str, envs: &[(&str, &str)]) -> Self {
+        let base = [("DEMO_SEED", "on"), ("DATABASE_URL", database_url)];
+        Self::launch(binary, &base, envs, Duration::from_secs(300)).await
+    }
+
+    async fn launch(
+        binary: &str,
+        base: &[(&str, &str)],
+        envs: &[(&str, &str)],
+        ready_within: Duration,
+    ) -> Self {
+        let (mailbox, resend) = Mailbox::start().await;
+        let mut all = base.to_vec();
         // The test's own settings come later and win.
         all.extend_from_slice(&Mailbox::env(&resend));
         all.extend_from_slice(envs);
-        let server = ServerProcess::start(binary, &all, Duration::from_secs(120)).await;
+        let server = ServerProcess::start(binary, &all, ready_within).await;
         TestApp {
             server,
             mailbox,
@@ -98,14 +121,34 @@ impl TestApp {
     /// # Panics
     /// When the sign-in fails.
     pub async fn login_admin(&self) -> String {
+        self.login(ADMIN).await
+    }
+
+    /// Signs in as staff `(email, password)`; returns the token.
+    ///
+    /// # Panics
+    /// When the sign-in fails.
+    pub async fn login(&self, (email, password): (&str, &str)) -> String {
         let r = self
             .gql(
                 None,
                 "mutation($i: LoginInput!) { login(input: $i) { token } }",
-                json!({"i": {"email": ADMIN.0, "password": ADMIN.1}}),
+                json!({"i": {"email": email, "password": password}}),
             )
             .await;
         text(&r, "/data/login/token")
+    }
+
+    /// `GET {base}{path}` as `token`, when given.
+    ///
+    /// # Panics
+    /// When the server does not answer.
+    pub async fn get(&self, token: Option<&str>, path: &str) -> reqwest::Response {
+        let mut req = self.client.get(format!("{}{path}", self.server.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("send")
     }
 
     /// Runs scheduled job `job` now through `POST /api/cron/execute/{job}` with the server's

@@ -751,7 +751,12 @@ async fn a_generated_report_is_emailed_to_each_recipient_and_recorded_sent_once(
         ScheduledReportCommand::RecordGenerated {
             period_start: day(16),
             period_end: day(22),
-            row_count: 7,
+            row_count: 1,
+            figures: vec![commands::domain::report::ReportFigure::new(
+                ReportMetric::Revenue,
+                "revenue_cents",
+                Some(60_000),
+            )],
         },
     ] {
         crm.scheduled_reports()
@@ -781,6 +786,28 @@ async fn a_generated_report_is_emailed_to_each_recipient_and_recorded_sent_once(
             json!(["ops@dirtfree.example"])
         ]
     );
+    // Each email carries the figures as text and HTML, and the run's CSV attached.
+    for r in email.requests() {
+        let body: Value = serde_json::from_str(&r.body).expect("json");
+        let text = body["text"].as_str().expect("text");
+        assert!(text.contains("Revenue: $600.00"), "{text}");
+        assert!(
+            text.contains(&format!("/api/reports/{report}/runs/2026-11-16.csv")),
+            "{text}"
+        );
+        assert!(body["html"].as_str().expect("html").contains("$600.00"));
+        let attachment = &body["attachments"][0];
+        assert_eq!(attachment["filename"], "report-2026-11-16.csv");
+        use base64::Engine as _;
+        let csv = base64::engine::general_purpose::STANDARD
+            .decode(attachment["content"].as_str().expect("base64"))
+            .expect("decodes");
+        assert_eq!(
+            String::from_utf8(csv).expect("utf-8"),
+            "report,period_start,period_end,metric,figure,value,unit\n\
+             Weekly revenue,2026-11-16,2026-11-22,revenue,revenue_cents,60000,cents\n"
+        );
+    }
     let types = app_support::stream_types(crm.log(), "ScheduledReport", &report.to_string()).await;
     assert_eq!(
         types,

@@ -1,8 +1,8 @@
 //! Who a promotion goes to, and stopping one (issue #16), over HTTP against the server
 //! process, on both engines, with a Resend stand-in: birthday and anniversary promotions
 //! created through GraphQL reach exactly the customers whose day it is (in the business's
-//! zone) when their jobs run; a tier audience; one audience at a time; pause, resume and
-//! cancel as documented.
+//! zone) when their jobs run; a birthday-this-week/month campaign; a tier audience; one
+//! audience at a time; pause, resume and cancel as documented.
 
 use std::time::{Duration, Instant};
 
@@ -352,7 +352,88 @@ async fn a_promotion_can_be_paused_resumed_and_cancelled(engine: Engine) {
     tests::health::assert_no_failures(&app.server.base).await;
 }
 
+/// Born `n` years before `d` (the day before, when `d` is a 29 February the year lacks).
+fn years_before(n: i32, d: chrono::NaiveDate) -> String {
+    use chrono::Datelike;
+    d.with_year(d.year() - n)
+        .or_else(|| d.pred_opt().and_then(|p| p.with_year(d.year() - n)))
+        .expect("a date")
+        .to_string()
+}
+
+async fn a_birthday_week_campaign_reaches_the_customers_born_this_week_only(engine: Engine) {
+    use chrono::Datelike;
+    let db = TestDb::new(engine).await;
+    let app = start(&db).await;
+    let admin = app.login_admin().await;
+    let today = chrono::Utc::now().with_timezone(&TZ).date_naive();
+    let monday = today - chrono::Duration::days(i64::from(today.weekday().num_days_from_monday()));
+    let sunday = monday + chrono::Duration::days(6);
+    let people = [
+        ("mon@example.com", Some(monday)),
+        ("sun@example.com", Some(sunday)),
+        ("lastweek@example.com", monday.pred_opt()),
+        ("nextweek@example.com", sunday.succ_opt()),
+        ("nobirthday@example.com", None),
+    ];
+    for (email, birthday) in people {
+        let mut input = json!({"name": format!("Born {email}"), "email": email});
+        if let Some(b) = birthday {
+            input["birthday"] = json!(years_before(30, b));
+        }
+        customer(&app, &admin, input).await;
+    }
+    let both = create(
+        &app,
+        &admin,
+        json!({"birthdayIn": "THIS_WEEK", "tag": "vip"}),
+    )
+    .await;
+    assert_eq!(
+        both["errors"][0]["extensions"]["field"], "audience",
+        "{both}"
+    );
+
+    let week = created(
+        &app,
+        &admin,
+        json!({"name": "Birthday week", "birthdayIn": "THIS_WEEK", "template": "Happy birthday week, {{ first_name }}"}),
+    )
+    .await;
+    schedule_now(&app, &admin, &week).await;
+    app.run_job(CRON_SECRET, "process-promotion-deliveries")
+        .await;
+    assert_eq!(counts(&app, &admin, &week).await.0, 2);
+    until_mail(&app, "mon@example.com", 1).await;
+    until_mail(&app, "sun@example.com", 1).await;
+    for other in [
+        "lastweek@example.com",
+        "nextweek@example.com",
+        "nobirthday@example.com",
+    ] {
+        assert!(app.mailbox.texts_to(other).is_empty(), "{other}");
+    }
+
+    // This month: whoever of them was born in today's month.
+    let month = created(
+        &app,
+        &admin,
+        json!({"name": "Birthday month", "birthdayIn": "THIS_MONTH"}),
+    )
+    .await;
+    schedule_now(&app, &admin, &month).await;
+    app.run_job(CRON_SECRET, "process-promotion-deliveries")
+        .await;
+    let born_this_month = people
+        .iter()
+        .filter(|(_, b)| b.is_some_and(|b| b.month() == today.month()))
+        .count();
+    assert_eq!(counts(&app, &admin, &month).await.0, born_this_month as i64);
+    tests::health::assert_no_failures(&app.server.base).await;
+}
+
 tests::on_both_engines!(
+    a_birthday_week_campaign_reaches_the_customers_born_this_week_only,
     birthday_and_anniversary_promotions_reach_the_customers_whose_day_it_is,
     a_promotion_can_be_paused_resumed_and_cancelled
 );

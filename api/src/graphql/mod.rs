@@ -7,7 +7,7 @@
 //! money as integer cents with a currency, timestamps RFC 3339 UTC, dates in
 //! the business's time zone.
 
-mod analytics;
+pub mod analytics;
 mod auth;
 mod contacts;
 mod context;
@@ -22,7 +22,7 @@ mod messaging;
 mod observe;
 mod paging;
 pub mod proofs;
-mod reports;
+pub mod reports;
 mod sales;
 mod sign_up;
 mod staff;
@@ -214,6 +214,32 @@ pub async fn execute(
 }
 
 /// A GraphQL-shaped error for a request that never reached GraphQL.
+/// A resolver's error as a plain HTTP answer (for the REST routes): the GraphQL error
+/// shape, with the status its code means.
+fn http_graphql_error(e: &async_graphql::Error) -> Response {
+    let ext = |k: &str| {
+        e.extensions
+            .as_ref()
+            .and_then(|x| x.get(k))
+            .map(|v| v.to_string().trim_matches('"').to_string())
+    };
+    let code = ext("code").unwrap_or_else(|| "INTERNAL".into());
+    let status = match code.as_str() {
+        "UNAUTHENTICATED" => StatusCode::UNAUTHORIZED,
+        "FORBIDDEN" => StatusCode::FORBIDDEN,
+        "VALIDATION" | "BAD_REQUEST" => StatusCode::BAD_REQUEST,
+        "NOT_FOUND" => StatusCode::NOT_FOUND,
+        "RATE_LIMITED" => StatusCode::TOO_MANY_REQUESTS,
+        "UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let body = serde_json::json!({
+        "data": null,
+        "errors": [{ "message": e.message, "extensions": { "code": code, "field": ext("field") } }],
+    });
+    (status, axum::Json(body)).into_response()
+}
+
 fn http_error(status: StatusCode, code: &str, message: String) -> Response {
     let body = serde_json::json!({
         "data": null,

@@ -401,28 +401,6 @@ async fn http_send(
             axum::Json(serde_json::json!({ "messageId": p.message_id.0, "position": p.position })),
         )
             .into_response(),
-        Err(e) => {
-            let code = e
-                .extensions
-                .as_ref()
-                .and_then(|x| x.get("code"))
-                .map(|v| v.to_string().trim_matches('"').to_string())
-                .unwrap_or_else(|| "INTERNAL".into());
-            let status = match code.as_str() {
-                "FORBIDDEN" => StatusCode::FORBIDDEN,
-                "VALIDATION" => StatusCode::BAD_REQUEST,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            let field = e
-                .extensions
-                .as_ref()
-                .and_then(|x| x.get("field"))
-                .map(|v| v.to_string().trim_matches('"').to_string());
-            let body = serde_json::json!({
-                "data": null,
-                "errors": [{ "message": e.message, "extensions": { "code": code, "field": field } }],
-            });
-            (status, axum::Json(body)).into_response()
-        }
+        Err(e) => super::http_graphql_error(&e),
     }
 }

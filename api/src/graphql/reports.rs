@@ -93,6 +93,8 @@ pub struct ReportRun {
     pub failure_reason: Option<String>,
     /// When (RFC 3339, UTC).
     pub at: String,
+    /// Where a manager downloads the run's CSV (`GET`, bearer token), unless it failed.
+    pub csv_path: Option<String>,
 }
 
 /// A scheduled report's definition and its runs.
@@ -181,6 +183,16 @@ async fn load_reports(
                     .iter()
                     .filter(|r| s(r, "report_id").as_deref() == Some(id.as_str()))
                     .map(|r| ReportRun {
+                        csv_path: match (
+                            s(r, "status").as_deref(),
+                            ScheduledReportId::parse(&id),
+                            s(r, "period_start").and_then(|d| d.parse().ok()),
+                        ) {
+                            (Some("generated" | "sent"), Ok(report), Some(start)) => {
+                                Some(commands::report_runs::download_path(report, start))
+                            }
+                            _ => None,
+                        },
                         period_start: s(r, "period_start").unwrap_or_default(),
                         period_end: s(r, "period_end"),
                         status: s(r, "status").unwrap_or_default(),
@@ -381,4 +393,97 @@ impl ReportMutation {
             position: settle(state, &out).await,
         })
     }
+}
+
+/// Records in the staff user's stream that they exported `what` (the audit of exports:
+/// who, when, what). Refused for anyone but staff.
+///
+/// # Errors
+/// The store's error; the export is not given out then.
+pub async fn audit_export(
+    state: &AppState,
+    rc: &context::RequestCtx,
+    what: String,
+) -> Result<(), commands::AppError> {
+    let Some(context::Principal::Staff { id, role }) = &rc.principal else {
+        return Err(commands::AppError::Forbidden {
+            message: "only staff export data".into(),
+        });
+    };
+    let meta = context::meta(rc, commands::Actor::Staff(id.to_string()));
+    state
+        .crm
+        .staff_users()
+        .execute(
+            *id,
+            domain::Actor::Staff {
+                id: *id,
+                role: *role,
+            },
+            domain::staff::StaffUserCommand::RecordExport { what },
+            &meta,
+        )
+        .await
+        .map(|_| ())
+}
+
+/// `GET /api/reports/{id}/runs/{period_start}.csv`: a run's CSV, the same bytes as the
+/// email's attachment (a manager's or admin's bearer token; each download is audited).
+pub fn download_routes(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/api/reports/{id}/runs/{file}",
+            axum::routing::get(download),
+        )
+        .with_state(state)
+}
+
+async fn download(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path((id, file)): axum::extract::Path<(String, String)>,
+) -> axum::response::Response {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    let rc = context::from_headers(&state, &headers, addr).await;
+    if let Err(e) = context::staff(&rc, Role::Manager, "download reports") {
+        return super::http_graphql_error(&e);
+    }
+    let not_found = || {
+        super::http_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "no run of this report for that period".into(),
+        )
+    };
+    let (Ok(report), Some(Ok(period))) = (
+        ScheduledReportId::parse(&id),
+        file.strip_suffix(".csv")
+            .map(str::parse::<chrono::NaiveDate>),
+    ) else {
+        return not_found();
+    };
+    let which = commands::report_runs::Which::ForPeriod(period);
+    let run = match commands::report_runs::find(&state.crm, report, which).await {
+        Ok(Some(run)) => run,
+        Ok(None) => return not_found(),
+        Err(e) => return super::http_graphql_error(&errors::app(&rc.request_id, e)),
+    };
+    if let Err(e) = audit_export(&state, &rc, format!("report {report} run {period} (CSV)")).await {
+        return super::http_graphql_error(&errors::app(&rc.request_id, e));
+    }
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}\"", run.file_name()),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        run.csv(),
+    )
+        .into_response()
 }

@@ -8,7 +8,9 @@ use domain::ids::{JobId, OpportunityId, PromotionId, ReviewId, StaffUserId};
 use domain::job::{BookingSource, JobCommand, ScheduleWindow};
 use domain::opportunity::{OpportunityCommand, PipelineStage};
 use domain::ports::Role;
-use domain::promotion::{AudienceSegment, PromotionCommand, PromotionDraft, PromotionKind};
+use domain::promotion::{
+    AudienceSegment, BirthdayWindow, PromotionCommand, PromotionDraft, PromotionKind,
+};
 use domain::review::{ReviewCommand, ReviewSource};
 use domain::values::{Discount, Money as DomainMoney};
 use projections::{JsonRow, Param};
@@ -397,12 +399,15 @@ pub struct CreatePromotionInput {
     /// jobs send to each customer on their day.
     pub kind: Option<PromotionKindInput>,
     /// Only customers with this tag (default: all who consented). At most one of `tag`,
-    /// `tier`, `lapsedDays`; none for birthday and anniversary promotions.
+    /// `tier`, `lapsedDays`, `birthdayIn`; none for birthday and anniversary promotions.
     pub tag: Option<String>,
     /// Only loyalty members at this tier.
     pub tier: Option<PromotionTier>,
     /// Only customers without a completed job for this many days (1 to 3650).
     pub lapsed_days: Option<i32>,
+    /// Only customers whose birthday falls in the week (Monday–Sunday) or month of the day
+    /// the campaign is sent, in the business's time zone.
+    pub birthday_in: Option<BirthdayWindowInput>,
     /// Starts.
     pub starts_at: DateTime<Utc>,
     /// Ends.
@@ -446,12 +451,15 @@ pub struct PromotionContentInput {
     /// jobs send to each customer on their day.
     pub kind: Option<PromotionKindInput>,
     /// Only customers with this tag (default: all who consented). At most one of `tag`,
-    /// `tier`, `lapsedDays`; none for birthday and anniversary promotions.
+    /// `tier`, `lapsedDays`, `birthdayIn`; none for birthday and anniversary promotions.
     pub tag: Option<String>,
     /// Only loyalty members at this tier.
     pub tier: Option<PromotionTier>,
     /// Only customers without a completed job for this many days (1 to 3650).
     pub lapsed_days: Option<i32>,
+    /// Only customers whose birthday falls in the week (Monday–Sunday) or month of the day
+    /// the campaign is sent, in the business's time zone.
+    pub birthday_in: Option<BirthdayWindowInput>,
     /// Starts.
     pub starts_at: DateTime<Utc>,
     /// Ends.
@@ -478,6 +486,15 @@ pub enum PromotionKindInput {
     Birthday,
     /// Sent on each customer's customer-since anniversary, once a year.
     Anniversary,
+}
+
+/// Which birthdays a campaign goes to.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum BirthdayWindowInput {
+    /// Birthdays Monday to Sunday of the sending day's week.
+    ThisWeek,
+    /// Birthdays in the sending day's month.
+    ThisMonth,
 }
 
 /// A loyalty tier, as an audience.
@@ -637,6 +654,7 @@ impl CreatePromotionInput {
                 tag: self.tag,
                 tier: self.tier,
                 lapsed_days: self.lapsed_days,
+                birthday_in: self.birthday_in,
                 starts_at: self.starts_at,
                 ends_at: self.ends_at,
             },
@@ -656,6 +674,7 @@ impl PromotionContentInput {
             self.tag.is_some(),
             self.tier.is_some(),
             self.lapsed_days.is_some(),
+            self.birthday_in.is_some(),
         ]
         .into_iter()
         .filter(|c| *c)
@@ -669,7 +688,7 @@ impl PromotionContentInput {
         if chosen > 1 {
             return Err(errors::invalid(
                 "audience",
-                "choose at most one of tag, tier and lapsedDays",
+                "choose at most one of tag, tier, lapsedDays and birthdayIn",
             ));
         }
         let audience = match kind {
@@ -682,6 +701,12 @@ impl PromotionContentInput {
             PromotionKindInput::Birthday => AudienceSegment::BirthdayToday,
             PromotionKindInput::Anniversary => AudienceSegment::AnniversaryToday,
             PromotionKindInput::Campaign => match (self.tag, self.tier, self.lapsed_days) {
+                _ if self.birthday_in.is_some() => AudienceSegment::BirthdayIn {
+                    window: match self.birthday_in {
+                        Some(BirthdayWindowInput::ThisMonth) => BirthdayWindow::ThisMonth,
+                        _ => BirthdayWindow::ThisWeek,
+                    },
+                },
                 (Some(t), _, _) => AudienceSegment::Tagged {
                     tag: domain::values::Tag::parse(&t)
                         .map_err(|v| errors::invalid("tag", v.message))?,

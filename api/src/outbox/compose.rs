@@ -16,6 +16,54 @@ use domain::promotion::PromotionContent;
 use domain::template;
 use projections::{Param, ReadDb};
 
+use super::Attachment;
+
+/// What is sent: the text, and for email the headers, HTML version and attachments.
+#[derive(Debug, Default)]
+pub struct Composed {
+    /// The text.
+    pub body: String,
+    /// Extra email headers.
+    pub headers: Vec<(String, String)>,
+    /// The HTML version of an email.
+    pub html: Option<String>,
+    /// Attached files.
+    pub attachments: Vec<Attachment>,
+}
+
+impl Composed {
+    /// Only a text.
+    pub fn text(body: String) -> Self {
+        Self {
+            body,
+            ..Self::default()
+        }
+    }
+}
+
+/// A report email: the text queued with it, and the run's figures as HTML with the CSV
+/// attached, made from the run the message's cause names (the bytes the download gives).
+///
+/// # Errors
+/// [`AppError`] when the report's stream cannot be read.
+pub async fn report(crm: &Crm, cause: &str, body: String) -> Result<Composed, AppError> {
+    let Some((report, sequence)) = commands::report_runs::of_message_cause(cause) else {
+        return Ok(Composed::text(body));
+    };
+    let which = commands::report_runs::Which::AtSequence(sequence);
+    let Some(run) = commands::report_runs::find(crm, report, which).await? else {
+        return Ok(Composed::text(body));
+    };
+    Ok(Composed {
+        html: Some(run.html()),
+        attachments: vec![Attachment {
+            filename: run.file_name(),
+            content: run.csv().into_bytes(),
+        }],
+        ..Composed::text(body)
+    })
+}
+
 /// The sentence every marketing SMS ends with (carriers require it).
 pub const SMS_OPT_OUT: &str = "Reply STOP to opt out.";
 

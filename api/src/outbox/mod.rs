@@ -43,6 +43,19 @@ pub struct Outgoing {
     pub idempotency_key: String,
     /// Extra email headers (`List-Unsubscribe` on marketing email).
     pub headers: Vec<(String, String)>,
+    /// An HTML version of an email (a report's figures as a table).
+    pub html: Option<String>,
+    /// Files attached to an email (a report's CSV).
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file attached to an email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The file's name, e.g. `report-2026-11-30.csv`.
+    pub filename: String,
+    /// Its bytes.
+    pub content: Vec<u8>,
 }
 
 impl fmt::Debug for Outgoing {
@@ -253,6 +266,8 @@ mod tests {
             body: "secret offer".into(),
             idempotency_key: "k".into(),
             headers: vec![],
+            html: None,
+            attachments: vec![],
         };
         let dbg = format!("{m:?}");
         assert!(!dbg.contains("+1512") && !dbg.contains("secret"), "{dbg}");

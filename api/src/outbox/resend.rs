@@ -1,7 +1,8 @@
 //! Resend Emails API: `POST {base}/emails` with `Authorization: Bearer {key}`, an
 //! `Idempotency-Key` header (the same for every attempt of a message: Resend answers a repeat
 //! within 24 hours with the first result instead of sending again) and a JSON body
-//! `{from, to, subject, text}`; the answer's `id` is the email's id.
+//! `{from, to, subject, text}` (with `html`, `headers` and base64 `attachments` when the
+//! message has them); the answer's `id` is the email's id.
 
 use std::time::Duration;
 
@@ -53,6 +54,23 @@ impl MessageSender for ResendSender {
             "subject": m.subject.as_deref().unwrap_or("Dirt Free Carpet Cleaning"),
             "text": m.body,
         });
+        if let Some(html) = &m.html {
+            payload["html"] = html.as_str().into();
+        }
+        if !m.attachments.is_empty() {
+            use base64::Engine as _;
+            payload["attachments"] = m
+                .attachments
+                .iter()
+                .map(|a| {
+                    serde_json::json!({
+                        "filename": a.filename,
+                        "content": base64::engine::general_purpose::STANDARD.encode(&a.content),
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into();
+        }
         if !m.headers.is_empty() {
             payload["headers"] = m
                 .headers

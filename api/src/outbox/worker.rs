@@ -407,7 +407,8 @@ impl OutboxWorker {
                     }
                 };
                 match composed {
-                    Ok((mut body, headers)) => {
+                    Ok(c) => {
+                        let mut body = c.body;
                         if let Some(Some(token)) = &secret {
                             body = body.replace(reset_tokens::PLACEHOLDER, token);
                         }
@@ -416,7 +417,9 @@ impl OutboxWorker {
                             subject: claimed.subject().map(str::to_string),
                             body,
                             idempotency_key: idempotency_key(id),
-                            headers,
+                            headers: c.headers,
+                            html: c.html,
+                            attachments: c.attachments,
                         };
                         let result = sender.send(&outgoing).await;
                         tracing::info!(message_id = %id, provider = claim.provider.as_str(), attempt = claim.attempt, resumed, ok = result.is_ok(), "outbox: vendor answered");
@@ -449,22 +452,26 @@ impl OutboxWorker {
         Ok(())
     }
 
-    /// The text a customer reads and the email headers: a promotion's template rendered for
-    /// them, and every marketing message's opt-out (SMS) or unsubscribe link (email).
-    /// `Ok(Err(reason))` when the text cannot be made (nothing is sent then).
+    /// What the recipient reads: a promotion's template rendered for them, every marketing
+    /// message's opt-out (SMS) or unsubscribe link and headers (email), a report's figures as
+    /// HTML with the CSV attached. `Ok(Err(reason))` when the text cannot be made (nothing is
+    /// sent then).
     async fn compose(
         &self,
         id: OutboundMessageId,
         m: &OutboundMessage,
         channel: Channel,
         body: String,
-    ) -> Result<Result<(String, Vec<(String, String)>), String>, AppError> {
+    ) -> Result<Result<compose::Composed, String>, AppError> {
+        if m.kind() == Some(MessageKind::ScheduledReport) {
+            return compose::report(&self.crm, m.cause(), body).await.map(Ok);
+        }
         let marketing = m.kind().is_some_and(|k| k.is_marketing());
         let Some(Recipient::Customer { customer_id }) = m.recipient() else {
-            return Ok(Ok((body, vec![])));
+            return Ok(Ok(compose::Composed::text(body)));
         };
         if !marketing {
-            return Ok(Ok((body, vec![])));
+            return Ok(Ok(compose::Composed::text(body)));
         }
         let db = projections::ReadDb::of(self.crm.log());
         let public_url = &self.settings.public_url;
@@ -513,7 +520,10 @@ impl OutboxWorker {
                 "the message is longer than the channel's {limit} characters"
             )));
         }
-        Ok(Ok((text, headers)))
+        Ok(Ok(compose::Composed {
+            headers,
+            ..compose::Composed::text(text)
+        }))
     }
 
     /// Deletes a finished message's password-reset token, if it had one (a failure only

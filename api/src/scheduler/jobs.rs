@@ -24,7 +24,7 @@ use domain::promotion::{AudienceSegment, PromotionCommand};
 use domain::review::{
     google_review_id, ReviewCommand, ReviewRequestCommand, ReviewSource, MAX_REMINDERS,
 };
-use domain::scheduled_report::{ReportPeriod, ScheduledReportCommand};
+use domain::scheduled_report::{ReportMetric, ReportPeriod, ScheduledReportCommand};
 use domain::values::{is_annual_day, is_leap_year};
 use domain::Actor as DomainActor;
 use projections::{JsonRow, Param};
@@ -32,6 +32,7 @@ use projections::{JsonRow, Param};
 use super::runs::list_runs;
 use super::schedule::{JobName, Schedule};
 use super::Inner;
+use crate::graphql::analytics::kpis;
 
 /// One review fetched from Google Business Profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -426,20 +427,36 @@ async fn promotion_deliveries(ctx: &JobContext<'_>) -> JobResult {
                      WHERE erased = 0 AND merged_into IS NULL
                        AND NOT EXISTS (SELECT 1 FROM rm_promotion_recipients r
                                         WHERE r.promotion_id = $1 AND r.customer_id = c.customer_id)";
-        let (filter, extra): (&str, Option<Param>) = match &p.audience {
-            Some(AudienceSegment::AllCustomers) => ("", None),
+        let (filter, extra): (String, Vec<Param>) = match &p.audience {
+            Some(AudienceSegment::AllCustomers) => (String::new(), vec![]),
             Some(AudienceSegment::Tagged { tag }) => (
-                " AND tags LIKE $3",
-                Some(format!("%{}%", serde_json::to_string(tag)?).into()),
+                " AND tags LIKE $3".into(),
+                vec![format!("%{}%", serde_json::to_string(tag)?).into()],
             ),
             Some(AudienceSegment::LoyaltyTier { tier }) => (
-                " AND tier = $3 AND customer_id IN (SELECT customer_id FROM rm_loyalty_accounts)",
-                serde_json::to_value(tier)?.as_str().map(Param::from),
+                " AND tier = $3 AND customer_id IN (SELECT customer_id FROM rm_loyalty_accounts)"
+                    .into(),
+                serde_json::to_value(tier)?
+                    .as_str()
+                    .map(Param::from)
+                    .into_iter()
+                    .collect(),
             ),
             Some(AudienceSegment::Inactive { days }) => (
-                " AND (last_job_at IS NULL OR last_job_at <= $3)",
-                Some(rfc(ctx.now - Duration::days(i64::from(*days))).into()),
+                " AND (last_job_at IS NULL OR last_job_at <= $3)".into(),
+                vec![rfc(ctx.now - Duration::days(i64::from(*days))).into()],
             ),
+            Some(AudienceSegment::BirthdayIn { window }) => {
+                let days = window.month_days(ctx.today());
+                let slots: Vec<String> = (0..days.len()).map(|i| format!("${}", i + 3)).collect();
+                (
+                    format!(
+                        " AND birthday IS NOT NULL AND substr(birthday, 6, 5) IN ({})",
+                        slots.join(", ")
+                    ),
+                    days.into_iter().map(Param::from).collect(),
+                )
+            }
             // Occasion audiences belong to the occasion jobs; an unreadable one is skipped.
             Some(AudienceSegment::BirthdayToday | AudienceSegment::AnniversaryToday) | None => {
                 continue
@@ -767,24 +784,100 @@ fn previous_week(today: NaiveDate) -> (NaiveDate, NaiveDate) {
     (monday - Duration::days(7), monday - Duration::days(1))
 }
 
+/// The built-in weekly report: defined on the first run (every metric, last week, to the
+/// active managers and admins), then generated like any scheduled report. A manager who
+/// deletes it stops it.
 async fn weekly_report(ctx: &JobContext<'_>) -> JobResult {
+    const EVERY_METRIC: [ReportMetric; 7] = [
+        ReportMetric::Revenue,
+        ReportMetric::Customers,
+        ReportMetric::OpportunityConversion,
+        ReportMetric::PromotionEffectiveness,
+        ReportMetric::Reviews,
+        ReportMetric::Loyalty,
+        ReportMetric::PortalUsage,
+    ];
+    let id = ScheduledReportId::weekly_report();
+    let projections = &ctx.inner.projections;
     let (from, to) = previous_week(ctx.today());
-    let (figures, n) = figures_between(ctx, from, to).await?;
-    Ok(Tally {
-        counts: JobRunCounts {
-            processed: n,
-            changed: 0,
-            skipped: 0,
-        },
-        figures,
-        note: Some(format!(
-            "week {from}..{to}; recorded here, not emailed (no email outbox yet)"
-        )),
-    })
+    let mut t = Tally::default();
+    // The week's figures stay in the run log too, whether or not anyone receives them.
+    for f in kpis(projections, ctx.inner.tz, from, to)
+        .await?
+        .figures(&EVERY_METRIC)
+    {
+        if let Some(v) = f.value {
+            t.figures.insert(f.name, v);
+        }
+    }
+    projections.catch_up("scheduled_reports").await?;
+    let known = ctx
+        .rows(
+            "SELECT report_id FROM rm_scheduled_reports WHERE report_id = $1",
+            &[id.to_string().into()],
+        )
+        .await?;
+    if known.is_empty() {
+        projections.catch_up("accounts").await?;
+        let recipients: Vec<String> = ctx
+            .rows(
+                "SELECT email FROM rm_staff_users WHERE active = 1 AND role IN ('admin', 'manager') ORDER BY email",
+                &[],
+            )
+            .await?
+            .iter()
+            .filter_map(|r| text(r, "email"))
+            .collect();
+        if recipients.is_empty() {
+            return Ok(t.noted(format!(
+                "week {from}..{to}; figures recorded here, not emailed: no active manager or admin"
+            )));
+        }
+        let cmd = ScheduledReportCommand::Define {
+            report_id: id,
+            name: "Weekly report".into(),
+            metrics: EVERY_METRIC.to_vec(),
+            period: ReportPeriod::Weekly,
+            recipients,
+            cron: "0 4 * * 1".into(),
+        };
+        t.command(
+            ctx.inner
+                .crm
+                .scheduled_reports()
+                .execute(
+                    id,
+                    DomainActor::System,
+                    cmd,
+                    &ctx.meta(format!("{id}:define")),
+                )
+                .await,
+        )?;
+        projections.catch_up("scheduled_reports").await?;
+    }
+    generate_reports(ctx, &mut t, Some(id), true).await?;
+    Ok(t.noted(format!(
+        "week {from}..{to}; emailed with its figures as scheduled report {id}"
+    )))
 }
 
 async fn scheduled_reports(ctx: &JobContext<'_>) -> JobResult {
+    let mut t = Tally::default();
+    generate_reports(ctx, &mut t, None, false).await?;
+    Ok(t.noted("each due report's figures are recorded; the outbox emails them with the CSV"))
+}
+
+/// Generates due reports (only `only` when given; the weekly report is its own job's),
+/// once per period: computes the chosen metrics' figures ([`kpis`]) for the period in the
+/// business's zone and records them. `always_due`: the calling job is the schedule.
+async fn generate_reports(
+    ctx: &JobContext<'_>,
+    t: &mut Tally,
+    only: Option<ScheduledReportId>,
+    always_due: bool,
+) -> Result<(), JobFailure> {
     struct Def {
+        metrics: Vec<ReportMetric>,
         period: ReportPeriod,
         cron: String,
         generated: BTreeSet<NaiveDate>,
@@ -795,7 +888,7 @@ async fn scheduled_reports(ctx: &JobContext<'_>) -> JobResult {
     let mut defs: BTreeMap<String, Def> = BTreeMap::new();
     for r in projections
         .query(
-            "SELECT report_id, period, cron, deleted FROM rm_scheduled_reports",
+            "SELECT report_id, metrics, period, cron, deleted FROM rm_scheduled_reports",
             &[],
         )
         .await?
@@ -804,9 +897,13 @@ async fn scheduled_reports(ctx: &JobContext<'_>) -> JobResult {
         let Ok(period) = serde_json::from_value::<ReportPeriod>(text("period").into()) else {
             continue;
         };
+        let Ok(metrics) = serde_json::from_str::<Vec<ReportMetric>>(text("metrics")) else {
+            continue;
+        };
         defs.insert(
             text("report_id").to_string(),
             Def {
+                metrics,
                 period,
                 cron: text("cron").to_string(),
                 generated: BTreeSet::new(),
@@ -826,14 +923,22 @@ async fn scheduled_reports(ctx: &JobContext<'_>) -> JobResult {
             d.generated.insert(start);
         }
     }
-    let mut t = Tally::default();
     let today = ctx.today();
+    let weekly = ScheduledReportId::weekly_report().to_string();
     for (report, def) in defs.iter().filter(|(_, d)| !d.deleted) {
+        let wanted = match only {
+            Some(id) => *report == id.to_string(),
+            None => *report != weekly,
+        };
+        if !wanted {
+            continue;
+        }
         // Due when the report's own schedule had a slot in the day up to this run.
-        let due = Schedule::parse(&def.cron, ctx.inner.tz)
-            .and_then(|s| s.slots_between(ctx.slot - Duration::days(1), ctx.now, 1))
-            .map(|s| !s.is_empty())
-            .unwrap_or(false);
+        let due = always_due
+            || Schedule::parse(&def.cron, ctx.inner.tz)
+                .and_then(|s| s.slots_between(ctx.slot - Duration::days(1), ctx.now, 1))
+                .map(|s| !s.is_empty())
+                .unwrap_or(false);
         let Ok(report_id) = ScheduledReportId::parse(report) else {
             t.skip();
             continue;
@@ -854,11 +959,14 @@ async fn scheduled_reports(ctx: &JobContext<'_>) -> JobResult {
             t.skip();
             continue;
         }
-        let (_, rows) = figures_between(ctx, from, to).await?;
+        let figures = kpis(projections, ctx.inner.tz, from, to)
+            .await?
+            .figures(&def.metrics);
         let cmd = ScheduledReportCommand::RecordGenerated {
             period_start: from,
             period_end: to,
-            row_count: u32::try_from(rows).unwrap_or(u32::MAX),
+            row_count: u32::try_from(figures.len()).unwrap_or(u32::MAX),
+            figures,
         };
         t.command(
             ctx.inner
@@ -873,7 +981,7 @@ async fn scheduled_reports(ctx: &JobContext<'_>) -> JobResult {
                 .await,
         )?;
     }
-    Ok(t.noted("generated reports are recorded; the outbox emails their recipients a notice"))
+    Ok(())
 }
 
 // ------------------------------------------------------------ operations

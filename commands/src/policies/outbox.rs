@@ -8,11 +8,11 @@
 //! | `OfferSent` | the auto-offer (discount, expiry) to the opportunity's customer |
 //! | `PromotionDelivered` | the promotion's template (rendered for the customer when sent) |
 //! | `ReviewRequested`, `ReviewReminderSent` | a review link to the customer |
-//! | `ScheduledReportGenerated` | a notice to each recipient of the report |
+//! | `ScheduledReportGenerated` | the run's figures to each recipient of the report (HTML and the CSV attached when sent) |
 //!
 //! And back: a promotion's message that was not sent, or that the vendor reports undelivered,
 //! failed or bounced, records `PromotionDeliveryFailed`; one reported opened or read,
-//! `PromotionOpened` ([`promotion_feedback`]). A report notice sent records
+//! `PromotionOpened` ([`promotion_feedback`]). A report email sent records
 //! `ScheduledReportSent` for its period, once ([`report_sent`]).
 //!
 //! `PasswordResetRequested` is not a trigger: the event holds only the token's hash (by
@@ -116,12 +116,7 @@ pub async fn report_sent(
     if m.kind() != Some(MessageKind::ScheduledReport) {
         return Ok(None);
     }
-    // The cause is `ScheduledReport:{report id}:{sequence}:{recipient}`.
-    let mut parts = m.cause().split(':').skip(1);
-    let (Some(Ok(report)), Some(Ok(sequence))) = (
-        parts.next().map(ScheduledReportId::parse),
-        parts.next().map(str::parse::<u64>),
-    ) else {
+    let Some((report, sequence)) = crate::report_runs::of_message_cause(m.cause()) else {
         return Ok(None);
     };
     let store = crm.scheduled_reports();
@@ -363,28 +358,34 @@ pub async fn messages_for(crm: &Crm, e: &RecordedEvent) -> Result<Vec<QueuedMess
             )])
         }
         "ScheduledReport" => {
-            let store = crm.scheduled_reports();
-            let ScheduledReportEvent::ScheduledReportGenerated {
-                period_start,
-                period_end,
-                row_count,
-                ..
-            } = store.store().decode(e.clone())?
+            let Ok(report) = ScheduledReportId::parse(&e.aggregate_id) else {
+                return Ok(vec![]);
+            };
+            let Some(run) = crate::report_runs::find(
+                crm,
+                report,
+                crate::report_runs::Which::AtSequence(e.sequence),
+            )
+            .await?
             else {
                 return Ok(vec![]);
             };
-            let mut defined = None;
+            let store = crm.scheduled_reports();
+            let mut recipients = vec![];
             for h in earlier {
-                if let ScheduledReportEvent::ScheduledReportDefined {
-                    name, recipients, ..
-                } = store.store().decode(h)?
+                if let ScheduledReportEvent::ScheduledReportDefined { recipients: r, .. } =
+                    store.store().decode(h)?
                 {
-                    defined = Some((name, recipients));
+                    recipients = r;
                 }
             }
-            let Some((name, recipients)) = defined else {
-                return Ok(vec![]);
-            };
+            // The figures themselves: no personal data, so they may live in the message's
+            // events; the HTML and the CSV attachment are made from the same run when sent.
+            let download = format!(
+                "{PUBLIC_URL}{}",
+                crate::report_runs::download_path(report, run.period_start)
+            );
+            let body = run.text(&download);
             Ok(recipients
                 .into_iter()
                 .enumerate()
@@ -393,12 +394,8 @@ pub async fn messages_for(crm: &Crm, e: &RecordedEvent) -> Result<Vec<QueuedMess
                     kind: MessageKind::ScheduledReport,
                     channel: Channel::Email,
                     recipient: Recipient::Email { address },
-                    subject: Some(format!("{name}: {period_start} to {period_end}")),
-                    body: format!(
-                        "The report \"{name}\" for {period_start} to {period_end} is ready \
-                         ({row_count} rows): {PUBLIC_URL}/admin/reports/{}",
-                        e.aggregate_id
-                    ),
+                    subject: Some(run.subject()),
+                    body: body.clone(),
                 })
                 .collect())
         }
