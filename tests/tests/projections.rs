@@ -198,41 +198,58 @@ async fn read_models_follow_the_log_and_a_rebuild_gives_identical_tables(engine:
 async fn four_writers_and_two_runners_apply_every_event_exactly_once(engine: Engine) {
     let db = TestDb::new(engine).await;
     let log = db.log().await;
-    // Two "instances": two runners on separate connections to the same database.
+    // Two "instances": two runners on separate connections to the same database, each
+    // stoppable on its own.
     let other = db.log().await;
     let r1 = runner(&log).await;
     let r2 = runner(&other).await;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut handles = r1.clone().spawn(stop_rx.clone());
-    handles.extend(r2.clone().spawn(stop_rx));
+    let (stop1, stop1_rx) = tokio::sync::watch::channel(false);
+    let (stop2, stop2_rx) = tokio::sync::watch::channel(false);
+    let first = r1.clone().spawn(stop1_rx);
+    let second = r2.clone().spawn(stop2_rx);
 
-    let mut writers = Vec::new();
-    for w in 0..4 {
-        let log = log.clone();
-        writers.push(tokio::spawn(async move {
-            for i in 0..50 {
-                let id = format!("w{w}-c{i}");
-                customer(&log, &id, "Name", utc(2026, 1, 1, 12, 0)).await;
-                let mut seq = 1;
-                for k in 0..3 {
-                    seq = append(&log, "Customer", &id, seq, vec![("CustomerNoteAdded", json!({"text": "n", "author": {"kind": "system"}, "at": at(utc(2026, 1, 2, 12, k))}))]).await;
+    // Four writers, 50 customers each with three notes; after the first 25 each, the first
+    // instance stops (a deploy, a crash), so the second must carry the rest alone.
+    let write = |from: usize, to: usize| {
+        let mut writers = Vec::new();
+        for w in 0..4 {
+            let log = log.clone();
+            writers.push(tokio::spawn(async move {
+                for i in from..to {
+                    let id = format!("w{w}-c{i}");
+                    customer(&log, &id, "Name", utc(2026, 1, 1, 12, 0)).await;
+                    let mut seq = 1;
+                    for k in 0..3 {
+                        seq = append(&log, "Customer", &id, seq, vec![("CustomerNoteAdded", json!({"text": "n", "author": {"kind": "system"}, "at": at(utc(2026, 1, 2, 12, k))}))]).await;
+                    }
                 }
-            }
-        }));
+            }));
+        }
+        writers
+    };
+    for w in write(0, 25) {
+        w.await.expect("writer");
     }
-    for w in writers {
+    stop1.send(true).expect("stop the first");
+    for h in first {
+        h.await.expect("first runner task");
+    }
+    let handed_over = log.committed_head().await.expect("head");
+    for w in write(25, 50) {
         w.await.expect("writer");
     }
     let head = log.committed_head().await.expect("head");
+    assert!(head > handed_over);
+    // Only the second instance runs now: reaching the head is its work.
     assert!(
-        r1.wait_for(head, Duration::from_secs(60))
+        r2.wait_for(head, Duration::from_secs(60))
             .await
             .expect("wait"),
-        "projections caught up"
+        "the second instance caught up alone"
     );
-    stop_tx.send(true).expect("stop");
-    for h in handles {
-        h.await.expect("runner task");
+    stop2.send(true).expect("stop the second");
+    for h in second {
+        h.await.expect("second runner task");
     }
     let total = log.count().await.expect("count") as i64;
     assert_eq!(total, 4 * 50 * 4);
