@@ -6,12 +6,13 @@
 //! | `loyalty-points` | `JobCompleted` | enrols the customer if needed and earns points for the job |
 //! | `loyalty-points` | `ReferralRewarded` | awards the referral bonus to both sides |
 //! | `review-requests` | `JobCompleted` | requests a review (SMS, else email) unless the customer cannot be messaged |
+//! | `review-requests` | `ReviewReceived` for a job (portal) | marks the job's review request fulfilled: no more reminders |
 //! | `referral-rewards` | `JobCompleted` | tells the referee's referral; only the first job rewards |
 //! | `job-payments` | `PaymentSucceeded` / `PaymentFailed` | records the payment on the job |
 //! | `consent` | `CustomerMergedInto` | carries the duplicate's opt-outs over to the survivor |
 //! | `outbox` | `OfferSent`, `PromotionDelivered`, `ReviewRequested`, `ReviewReminderSent`, `ScheduledReportGenerated` | queues the outbound message(s) (see [`outbox`]) |
 //! | `outbox` | `MessageNotSent`, `MessageDeliveryStatusChanged` of a promotion's message | records the promotion's delivery failure or opening |
-//! | `outbox` | `MessageSent` of a report notice | records `ScheduledReportSent` once per period |
+//! | `outbox` | `MessageSent` of a report email | records `ScheduledReportSent` once per period |
 //!
 //! Each policy follows the global log from its own durable checkpoint
 //! (`policy_checkpoints`), written after each batch. Every command it issues
@@ -32,7 +33,7 @@ use domain::job::{JobCommand, JobEvent, PaymentOutcome};
 use domain::loyalty::LoyaltyCommand;
 use domain::payment::PaymentEvent;
 use domain::referral::{ReferralCommand, ReferralEvent};
-use domain::review::ReviewRequestCommand;
+use domain::review::{ReviewEvent, ReviewRequestCommand, ReviewSource};
 use domain::scheduled_report::ScheduledReportCommand;
 use domain::vehicle::VehicleCommand;
 use serde::Serialize;
@@ -54,7 +55,8 @@ pub const DEFAULT_BATCH: u32 = 200;
 pub enum Policy {
     /// Points for completed jobs and referral bonuses.
     LoyaltyPoints,
-    /// A review request after each completed job.
+    /// A review request after each completed job; a review left for the job fulfils it
+    /// (so no reminder follows).
     ReviewRequests,
     /// The referee's first completed job rewards the referral.
     ReferralRewards,
@@ -100,7 +102,10 @@ impl Policy {
                 t,
                 ("Job", "JobCompleted") | ("Referral", "ReferralRewarded")
             ),
-            Policy::ReviewRequests | Policy::ReferralRewards => t == ("Job", "JobCompleted"),
+            Policy::ReviewRequests => {
+                matches!(t, ("Job", "JobCompleted") | ("Review", "ReviewReceived"))
+            }
+            Policy::ReferralRewards => t == ("Job", "JobCompleted"),
             Policy::JobPayments => matches!(
                 t,
                 (
@@ -181,6 +186,30 @@ impl Policy {
                     Ok(())
                 }
             },
+            Policy::ReviewRequests if e.aggregate_type == "Review" => {
+                let ReviewEvent::ReviewReceived {
+                    review_id,
+                    source: ReviewSource::Portal { job_id: Some(job) },
+                    ..
+                } = crm.reviews().store().decode(e.clone())?
+                else {
+                    return Ok(());
+                };
+                let result = crm
+                    .review_requests()
+                    .execute(
+                        ReviewRequestId::for_job(job),
+                        cx.actor(),
+                        ReviewRequestCommand::MarkFulfilled { review_id },
+                        &cx.meta("fulfil"),
+                    )
+                    .await;
+                match result {
+                    // The job's customer was never asked (no consent): nothing to fulfil.
+                    Err(AppError::NotFound { .. }) => Ok(()),
+                    other => other.map(|_| ()),
+                }
+            }
             Policy::ReviewRequests => {
                 let JobEvent::JobCompleted { customer_id, .. } =
                     crm.jobs().store().decode(e.clone())?

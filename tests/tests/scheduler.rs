@@ -713,6 +713,59 @@ async fn review_requests_follow_completed_jobs_and_reminders_follow_every_three_
     );
 }
 
+#[tokio::test]
+async fn a_review_left_for_the_job_fulfils_its_request_and_no_reminder_follows() {
+    use commands::domain::ids::{ReviewId, ReviewRequestId};
+    use commands::domain::review::{ReviewCommand, ReviewSource};
+    use commands::policies::{Policy, PolicyRunner};
+    let e = env(chicago(2026, 10, 5, 9, 0)).await;
+    let tech = technician(&e.crm).await;
+    let c = e.customer(1, None, date(2020, 1, 1)).await;
+    let job = scheduled_job(&e.crm, 502, c, tech).await;
+    complete(&e.crm, job, 25_000).await;
+    e.run_at(JobName::SendReviewRequests, chicago(2026, 10, 5, 18, 0))
+        .await;
+    assert_eq!(e.events("ReviewRequested").await.len(), 1);
+    // The next day the customer reviews the job from the portal.
+    e.clock.set(chicago(2026, 10, 6, 10, 0));
+    let review = ReviewId(Uuid::from_u128(9_001));
+    e.crm
+        .reviews()
+        .execute(
+            review,
+            DomainActor::Customer { id: c },
+            ReviewCommand::Receive {
+                review_id: review,
+                source: ReviewSource::Portal { job_id: Some(job) },
+                customer_id: Some(c),
+                rating: 5,
+                comment: Some("Spotless".into()),
+            },
+            &meta(),
+        )
+        .await
+        .expect("review");
+    let policies = PolicyRunner::with_policies(e.crm.clone(), vec![Policy::ReviewRequests]);
+    policies.run_until_caught_up().await.expect("policy");
+    // Handled twice (a restart), it still fulfils once.
+    PolicyRunner::with_policies(e.crm.clone(), vec![Policy::ReviewRequests])
+        .run_until_caught_up()
+        .await
+        .expect("policy again");
+    let fulfilled = e.events("ReviewRequestFulfilled").await;
+    assert_eq!(fulfilled.len(), 1);
+    assert_eq!(
+        fulfilled[0].aggregate_id,
+        ReviewRequestId::for_job(job).to_string()
+    );
+    // The days reminders would go out on: none does.
+    for day in [9, 12, 20] {
+        e.run_at(JobName::SendReviewRequests, chicago(2026, 10, day, 0, 0))
+            .await;
+    }
+    assert!(e.events("ReviewReminderSent").await.is_empty());
+}
+
 struct FakeGoogle {
     failures_left: AtomicU32,
 }
