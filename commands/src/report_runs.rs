@@ -81,7 +81,7 @@ pub async fn find(
     })
 }
 
-/// Where managers download a run's CSV again, under `base` (the public URL).
+/// Where managers download a run's CSV again (a path under the public URL).
 pub fn download_path(report: ScheduledReportId, period_start: NaiveDate) -> String {
     format!("/api/reports/{report}/runs/{period_start}.csv")
 }

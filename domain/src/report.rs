@@ -81,12 +81,14 @@ impl ReportFigure {
 /// `1234567` → `1,234,567`.
 fn grouped(n: u64) -> String {
     let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
+    let head = match digits.len() % 3 {
+        0 => 3.min(digits.len()),
+        r => r,
+    };
+    let mut out = digits[..head].to_string();
+    for chunk in digits.as_bytes()[head..].chunks(3) {
+        out.push(',');
+        out.extend(chunk.iter().map(|b| char::from(*b)));
     }
     out
 }
@@ -171,7 +173,7 @@ impl ReportRun {
             out.push_str("\nNo figures.\n");
         }
         out.push_str(&format!(
-            "\nThe figures are attached as CSV; managers can download it again (signed in) at {download}\n"
+            "\nThe figures are attached as CSV. API clients with a manager's token can fetch it again: GET {download}\n"
         ));
         out
     }
@@ -315,6 +317,18 @@ mod tests {
             ["$1,234,567.89", "1,024", "4.25 stars", "12.5%", "n/a"]
         );
         assert_eq!(run("Weekly").figures[0].label(), "Revenue");
+        let count =
+            |v| ReportFigure::new(ReportMetric::Customers, "new_customers", Some(v)).display();
+        assert_eq!(
+            [
+                count(0),
+                count(999),
+                count(1_000),
+                count(100_000),
+                count(-1_234)
+            ],
+            ["0", "999", "1,000", "100,000", "-1,234"]
+        );
         assert_eq!(run("Weekly").figures[3].label(), "Review response rate");
     }
 

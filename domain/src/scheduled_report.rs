@@ -125,6 +125,12 @@ pub enum ScheduledReportCommand {
         /// First day of the period sent.
         period_start: NaiveDate,
     },
+    /// Send the report to these staff addresses from now on (manager, admin or the system:
+    /// the built-in weekly report follows the active managers and admins).
+    ChangeRecipients {
+        /// Staff email addresses.
+        recipients: Vec<String>,
+    },
     /// Delete the report (manager or admin).
     Delete,
 }
@@ -181,6 +187,15 @@ domain_events! {
             period_start: NaiveDate,
             /// Number of recipients.
             recipient_count: u32,
+            /// When.
+            at: DateTime<Utc>,
+        },
+        /// The report goes to other recipients from now on.
+        ScheduledReportRecipientsChanged {
+            /// Staff recipients.
+            recipients: Vec<Email>,
+            /// Who changed them.
+            changed_by: Actor,
             /// When.
             at: DateTime<Utc>,
         },
@@ -304,6 +319,10 @@ impl ScheduledReport {
                     )
                     .into());
                 }
+                // Once per period: the first run is what was emailed and what downloads.
+                if self.generated.contains(&period_start) {
+                    return Ok(vec![]);
+                }
                 vec![ScheduledReportEvent::ScheduledReportGenerated {
                     period_start,
                     period_end,
@@ -332,6 +351,23 @@ impl ScheduledReport {
                     at,
                 }]
             }
+            ScheduledReportCommand::ChangeRecipients { recipients } => {
+                if !is_manager(&ctx.actor) {
+                    return Err(E::ManagerRequired);
+                }
+                let recipients = recipients
+                    .iter()
+                    .map(|r| Email::parse(r).map_err(|e| e.in_field("recipients")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if recipients.is_empty() {
+                    return Err(ValidationError::new("recipients", "at least one recipient").into());
+                }
+                vec![ScheduledReportEvent::ScheduledReportRecipientsChanged {
+                    recipients,
+                    changed_by: ctx.actor,
+                    at,
+                }]
+            }
             ScheduledReportCommand::Delete => {
                 if !is_manager(&ctx.actor) {
                     return Err(E::ManagerRequired);
@@ -353,6 +389,9 @@ impl ScheduledReport {
             }
             ScheduledReportEvent::ScheduledReportGenerated { period_start, .. } => {
                 self.generated.push(period_start);
+            }
+            ScheduledReportEvent::ScheduledReportRecipientsChanged { recipients, .. } => {
+                self.recipients = u32::try_from(recipients.len()).unwrap_or(u32::MAX);
             }
             ScheduledReportEvent::ScheduledReportGenerationFailed { .. }
             | ScheduledReportEvent::ScheduledReportSent { .. } => {}
@@ -497,6 +536,50 @@ mod tests {
                 figures: Some(figures),
                 at: test_now(),
             }])
+        );
+    }
+
+    #[test]
+    fn it_should_generate_a_period_once() {
+        let generated = ScheduledReportEvent::ScheduledReportGenerated {
+            period_start: date(9),
+            period_end: date(15),
+            row_count: 0,
+            figures: Some(vec![]),
+            at: test_now(),
+        };
+        let again = ScheduledReportCommand::RecordGenerated {
+            period_start: date(9),
+            period_end: date(15),
+            row_count: 0,
+            figures: vec![],
+        };
+        assert_eq!(
+            when(vec![defined(), generated], Actor::System, again),
+            Ok(vec![])
+        );
+    }
+
+    #[test]
+    fn it_should_send_later_runs_to_the_changed_recipients() {
+        let change = ScheduledReportCommand::ChangeRecipients {
+            recipients: vec!["a@dirtfree.example".into(), "b@dirtfree.example".into()],
+        };
+        let changed = when(vec![defined()], Actor::System, change.clone()).expect("changed");
+        assert!(matches!(
+            &changed[..],
+            [ScheduledReportEvent::ScheduledReportRecipientsChanged { recipients, .. }] if recipients.len() == 2
+        ));
+        assert_eq!(
+            when(vec![defined()], testing::staff(), change),
+            Err(ScheduledReportError::ManagerRequired)
+        );
+        let none = ScheduledReportCommand::ChangeRecipients { recipients: vec![] };
+        assert_eq!(
+            when(vec![defined()], Actor::System, none)
+                .expect_err("empty")
+                .field(),
+            Some("recipients")
         );
     }
 

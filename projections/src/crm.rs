@@ -1435,6 +1435,16 @@ impl Projection for ScheduledReports {
                         WHERE report_id = $1 AND period_start = $2",
                         &[id.into(), f.str("period_start")?.into(), f.int("recipient_count").into(), f.at().into()]).await?;
                 }
+                "ScheduledReportRecipientsChanged" => {
+                    exec(
+                        tx,
+                        ctx,
+                        t,
+                        "UPDATE {scheduled_reports} SET recipients = $2 WHERE report_id = $1",
+                        &[id.into(), f.value("recipients").to_string().into()],
+                    )
+                    .await?;
+                }
                 "ScheduledReportDeleted" => {
                     exec(
                         tx,

@@ -158,11 +158,14 @@ async fn the_weekly_report_emails_the_kpis_of_its_week_and_the_download_is_the_a
     // The text and HTML say the same, readably.
     let body = m["text"].as_str().expect("text");
     let revenue = k["revenue"]["amountCents"].as_i64().expect("cents");
-    let dollars = format!("Revenue: ${}.{:02}", revenue / 100, revenue % 100);
-    if revenue < 100_000 {
-        assert!(body.contains(&dollars), "{dollars} in {body}");
-    }
-    assert!(body.contains(&format!("Active customers: {}", k["activeCustomers"])));
+    let dollars = format!(
+        "\n  Revenue: ${}.{:02}\n",
+        thousands(revenue / 100),
+        revenue % 100
+    );
+    assert!(body.contains(&dollars), "{dollars} in {body}");
+    let active = k["activeCustomers"].as_i64().expect("count");
+    assert!(body.contains(&format!("Active customers: {}\n", thousands(active))));
     let html = m["html"].as_str().expect("html");
     assert!(
         html.contains("<table>") && html.contains("Active customers"),
@@ -223,7 +226,87 @@ async fn the_weekly_report_emails_the_kpis_of_its_week_and_the_download_is_the_a
         .filter(|n| n["eventType"] == "StaffDataExported")
         .count();
     assert_eq!(exports, 2, "{trail}");
+
+    // It goes to the active managers and admins of each run: the manager deactivated, the
+    // next run leaves them out.
+    let staff_list = app
+        .gql(
+            Some(&token),
+            "{ staffUsers(first: 100) { nodes { id email } } }",
+            json!({}),
+        )
+        .await;
+    let manager = data(&staff_list, "/data/staffUsers/nodes")
+        .as_array()
+        .expect("staff")
+        .iter()
+        .find(|u| u["email"] == "manager@dirtfree.example")
+        .expect("the demo manager")["id"]
+        .clone();
+    let r = app
+        .gql(
+            Some(&token),
+            "mutation($i: DeactivateStaffUserInput!) { deactivateStaffUser(input: $i) { position } }",
+            json!({"i": {"staffUserId": manager}}),
+        )
+        .await;
+    app.sync(&token, &text(&r, "/data/deactivateStaffUser/position"))
+        .await;
+    let recipients = || async {
+        let r = app
+            .gql(
+                Some(&token),
+                "{ scheduledReports(first: 50) { nodes { name recipients } } }",
+                json!({}),
+            )
+            .await;
+        data(&r, "/data/scheduledReports/nodes")
+            .as_array()
+            .expect("reports")
+            .iter()
+            .find(|r| r["name"] == "Weekly report")
+            .expect("weekly")["recipients"]
+            .clone()
+    };
+    assert!(recipients()
+        .await
+        .as_array()
+        .expect("list")
+        .contains(&json!("manager@dirtfree.example")));
+    app.run_job(CRON_SECRET, "generate-weekly-report").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while recipients()
+        .await
+        .as_array()
+        .expect("list")
+        .contains(&json!("manager@dirtfree.example"))
+    {
+        assert!(Instant::now() < deadline, "the manager still receives it");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recipients()
+        .await
+        .as_array()
+        .expect("list")
+        .contains(&json!(DEMO_ADMIN.0)));
     assert_no_failures(&app.server.base).await;
+}
+
+/// `1234567` → `1,234,567`.
+fn thousands(n: i64) -> String {
+    let digits = n.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
 }
 
 #[tokio::test]

@@ -87,7 +87,13 @@ impl Kpis {
     /// here are (money in cents): what a scheduled report records and sends.
     pub fn figures(&self, metrics: &[ReportMetric]) -> Vec<ReportFigure> {
         let mut out = Vec::new();
+        let mut seen = Vec::new();
         for &metric in metrics {
+            // A metric listed twice is reported once.
+            if seen.contains(&metric) {
+                continue;
+            }
+            seen.push(metric);
             let mut f = |name: &str, value: Option<i64>| {
                 out.push(ReportFigure::new(metric, name, value));
             };

@@ -213,7 +213,6 @@ pub async fn execute(
     answer
 }
 
-/// A GraphQL-shaped error for a request that never reached GraphQL.
 /// A resolver's error as a plain HTTP answer (for the REST routes): the GraphQL error
 /// shape, with the status its code means.
 fn http_graphql_error(e: &async_graphql::Error) -> Response {
@@ -229,6 +228,8 @@ fn http_graphql_error(e: &async_graphql::Error) -> Response {
         "FORBIDDEN" => StatusCode::FORBIDDEN,
         "VALIDATION" | "BAD_REQUEST" => StatusCode::BAD_REQUEST,
         "NOT_FOUND" => StatusCode::NOT_FOUND,
+        "CONFLICT" | "IDEMPOTENCY_KEY_REUSED" => StatusCode::CONFLICT,
+        "RULE_VIOLATION" => StatusCode::UNPROCESSABLE_ENTITY,
         "RATE_LIMITED" => StatusCode::TOO_MANY_REQUESTS,
         "UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -240,6 +241,7 @@ fn http_graphql_error(e: &async_graphql::Error) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// A GraphQL-shaped error for a request that never reached GraphQL.
 fn http_error(status: StatusCode, code: &str, message: String) -> Response {
     let body = serde_json::json!({
         "data": null,

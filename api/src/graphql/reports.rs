@@ -93,7 +93,8 @@ pub struct ReportRun {
     pub failure_reason: Option<String>,
     /// When (RFC 3339, UTC).
     pub at: String,
-    /// Where a manager downloads the run's CSV (`GET`, bearer token), unless it failed.
+    /// Where a manager downloads the run's CSV (`GET`, bearer token), unless it failed
+    /// (runs recorded before runs carried their figures answer 404 there).
     pub csv_path: Option<String>,
 }
 

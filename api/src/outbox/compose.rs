@@ -1,5 +1,6 @@
-//! What a customer reads: a promotion's template rendered with their details (issue #16), and
-//! the compliance parts of every marketing message — an SMS's opt-out sentence, exactly once;
+//! What a recipient reads: a promotion's template rendered with the customer's details (issue
+//! #16), a report's figures as HTML with the CSV attached, and the compliance parts of every
+//! marketing message — an SMS's opt-out sentence, exactly once;
 //! an email's unsubscribe link and `List-Unsubscribe` headers.
 //!
 //! Rendering happens when the message is sent, not when it is queued: the customer's name is

@@ -358,6 +358,8 @@ struct LivePromotion {
     id: PromotionId,
     channel: Channel,
     audience: Option<AudienceSegment>,
+    /// When it was scheduled to go out (a birthday-week audience is that day's week).
+    send_at: Option<DateTime<Utc>>,
 }
 
 async fn live_promotions(
@@ -384,6 +386,7 @@ async fn live_promotions(
                 id: id(r, "promotion_id", PromotionId::parse)?,
                 channel,
                 audience: text(r, "audience").and_then(|a| serde_json::from_str(&a).ok()),
+                send_at: time(r, "send_at"),
             })
         })
         .collect())
@@ -447,7 +450,12 @@ async fn promotion_deliveries(ctx: &JobContext<'_>) -> JobResult {
                 vec![rfc(ctx.now - Duration::days(i64::from(*days))).into()],
             ),
             Some(AudienceSegment::BirthdayIn { window }) => {
-                let days = window.month_days(ctx.today());
+                // The week or month of the day it was scheduled for, in the business's zone:
+                // batches that run past Sunday or the month's end keep the same audience.
+                let day = p
+                    .send_at
+                    .map_or(ctx.today(), |t| t.with_timezone(&ctx.inner.tz).date_naive());
+                let days = window.month_days(day);
                 let slots: Vec<String> = (0..days.len()).map(|i| format!("${}", i + 3)).collect();
                 (
                     format!(
@@ -784,9 +792,9 @@ fn previous_week(today: NaiveDate) -> (NaiveDate, NaiveDate) {
     (monday - Duration::days(7), monday - Duration::days(1))
 }
 
-/// The built-in weekly report: defined on the first run (every metric, last week, to the
-/// active managers and admins), then generated like any scheduled report. A manager who
-/// deletes it stops it.
+/// The built-in weekly report: defined on the first run (every metric, last week), sent to
+/// the active managers and admins of each run, and generated like any scheduled report. A
+/// manager who deletes it stops it.
 async fn weekly_report(ctx: &JobContext<'_>) -> JobResult {
     const EVERY_METRIC: [ReportMetric; 7] = [
         ReportMetric::Revenue,
@@ -811,35 +819,52 @@ async fn weekly_report(ctx: &JobContext<'_>) -> JobResult {
         }
     }
     projections.catch_up("scheduled_reports").await?;
+    projections.catch_up("accounts").await?;
+    // It goes to whoever is an active manager or admin when it is generated: someone
+    // deactivated or demoted stops receiving the business's figures.
+    let mut recipients: Vec<String> = ctx
+        .rows(
+            "SELECT email FROM rm_staff_users WHERE active = 1 AND role IN ('admin', 'manager')",
+            &[],
+        )
+        .await?
+        .iter()
+        .filter_map(|r| text(r, "email"))
+        .collect();
+    recipients.sort();
+    if recipients.is_empty() {
+        return Ok(t.noted(format!(
+            "week {from}..{to}; figures recorded here, not emailed: no active manager or admin"
+        )));
+    }
     let known = ctx
         .rows(
-            "SELECT report_id FROM rm_scheduled_reports WHERE report_id = $1",
+            "SELECT recipients, deleted FROM rm_scheduled_reports WHERE report_id = $1",
             &[id.to_string().into()],
         )
         .await?;
-    if known.is_empty() {
-        projections.catch_up("accounts").await?;
-        let recipients: Vec<String> = ctx
-            .rows(
-                "SELECT email FROM rm_staff_users WHERE active = 1 AND role IN ('admin', 'manager') ORDER BY email",
-                &[],
-            )
-            .await?
-            .iter()
-            .filter_map(|r| text(r, "email"))
-            .collect();
-        if recipients.is_empty() {
-            return Ok(t.noted(format!(
-                "week {from}..{to}; figures recorded here, not emailed: no active manager or admin"
-            )));
-        }
-        let cmd = ScheduledReportCommand::Define {
+    let cmd = match known.first() {
+        None => Some(ScheduledReportCommand::Define {
             report_id: id,
             name: "Weekly report".into(),
             metrics: EVERY_METRIC.to_vec(),
             period: ReportPeriod::Weekly,
-            recipients,
+            recipients: recipients.clone(),
             cron: "0 4 * * 1".into(),
+        }),
+        Some(r) if int(r, "deleted") == 0 => {
+            let mut current: Vec<String> = text(r, "recipients")
+                .and_then(|j| serde_json::from_str(&j).ok())
+                .unwrap_or_default();
+            current.sort();
+            (current != recipients).then(|| ScheduledReportCommand::ChangeRecipients { recipients })
+        }
+        Some(_) => None,
+    };
+    if let Some(cmd) = cmd {
+        let step = match cmd {
+            ScheduledReportCommand::Define { .. } => "define".to_string(),
+            _ => format!("recipients:{}", ctx.today()),
         };
         t.command(
             ctx.inner
@@ -849,16 +874,20 @@ async fn weekly_report(ctx: &JobContext<'_>) -> JobResult {
                     id,
                     DomainActor::System,
                     cmd,
-                    &ctx.meta(format!("{id}:define")),
+                    &ctx.meta(format!("{id}:{step}")),
                 )
                 .await,
         )?;
         projections.catch_up("scheduled_reports").await?;
     }
+    let changed = t.counts.changed;
     generate_reports(ctx, &mut t, Some(id), true).await?;
-    Ok(t.noted(format!(
-        "week {from}..{to}; emailed with its figures as scheduled report {id}"
-    )))
+    let what = if t.counts.changed > changed {
+        "generated; the outbox emails it with its figures"
+    } else {
+        "nothing new (already generated, or the report was deleted)"
+    };
+    Ok(t.noted(format!("week {from}..{to}: {what} (scheduled report {id})")))
 }
 
 async fn scheduled_reports(ctx: &JobContext<'_>) -> JobResult {

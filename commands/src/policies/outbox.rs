@@ -99,7 +99,7 @@ pub fn reports_back(e: &RecordedEvent) -> bool {
         )
 }
 
-/// For a report notice's `MessageSent`: the report and the period it was generated for.
+/// For a report email's `MessageSent`: the report and the period it was generated for.
 ///
 /// # Errors
 /// [`AppError::Store`] when the message or the report cannot be read.
@@ -373,10 +373,13 @@ pub async fn messages_for(crm: &Crm, e: &RecordedEvent) -> Result<Vec<QueuedMess
             let store = crm.scheduled_reports();
             let mut recipients = vec![];
             for h in earlier {
-                if let ScheduledReportEvent::ScheduledReportDefined { recipients: r, .. } =
-                    store.store().decode(h)?
-                {
-                    recipients = r;
+                match store.store().decode(h)? {
+                    ScheduledReportEvent::ScheduledReportDefined { recipients: r, .. }
+                    | ScheduledReportEvent::ScheduledReportRecipientsChanged {
+                        recipients: r,
+                        ..
+                    } => recipients = r,
+                    _ => {}
                 }
             }
             // The figures themselves: no personal data, so they may live in the message's
