@@ -857,7 +857,8 @@ async fn weekly_report(ctx: &JobContext<'_>) -> JobResult {
                 .and_then(|j| serde_json::from_str(&j).ok())
                 .unwrap_or_default();
             current.sort();
-            (current != recipients).then(|| ScheduledReportCommand::ChangeRecipients { recipients })
+            (current != recipients)
+                .then_some(ScheduledReportCommand::ChangeRecipients { recipients })
         }
         Some(_) => None,
     };
