@@ -2,7 +2,7 @@
 //! event payloads by field name (see docs/events.md) so that an upcast or an
 //! added field never breaks a rebuild.
 
-use commands::RecordedEvent;
+use event_log::RecordedEvent;
 
 use crate::db::{Param, ReadTx};
 use crate::projection::{rfc3339, ApplyContext, BoxFut, Fields, Projection, ProjectionError};

@@ -10,8 +10,8 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Column, Postgres, Row, Sqlite, Transaction, TypeInfo, ValueRef};
 
-use commands::store::{storable, storable_json};
-use commands::EventLog;
+use event_log::store::{storable, storable_json};
+use event_log::EventLog;
 
 /// A bound parameter.
 #[derive(Debug, Clone, PartialEq)]

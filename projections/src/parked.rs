@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use commands::{LogPosition, RecordedEvent};
+use event_log::{LogPosition, RecordedEvent};
 use serde::Serialize;
 
 use crate::db::{DbError, JsonRow, Param, ReadDb, ReadTx};

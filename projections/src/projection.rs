@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
-use commands::RecordedEvent;
+use event_log::RecordedEvent;
 use serde_json::Value;
 
 use crate::db::{DbError, ReadTx};

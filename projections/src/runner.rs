@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use commands::{EventLog, LogPosition, RecordedEvent, StoreError};
+use event_log::{EventLog, LogPosition, RecordedEvent, StoreError};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -212,7 +212,7 @@ impl ProjectionRunner {
     /// shadow rebuild after a version change, skips them as the live
     /// read model did, instead of failing or parking on them again.
     async fn discarded(&self) -> Result<Arc<Discarded>, RunError> {
-        use commands::domain::read_model::ReadModelEvent;
+        use domain::read_model::ReadModelEvent;
         let cached = self
             .discarded
             .lock()
@@ -225,7 +225,7 @@ impl ProjectionRunner {
         for p in &self.projections {
             let stream = self
                 .log
-                .load_stream(commands::domain::read_model::AGGREGATE_TYPE, p.name(), 0)
+                .load_stream(domain::read_model::AGGREGATE_TYPE, p.name(), 0)
                 .await?;
             let positions: BTreeSet<LogPosition> = stream
                 .into_iter()
@@ -1492,10 +1492,10 @@ impl ProjectionRunner {
         aggregate_type: &str,
         aggregate_id: &str,
         reason: &str,
-        meta: &commands::EventMetadata,
+        meta: &event_log::EventMetadata,
     ) -> Result<Vec<LogPosition>, RunError> {
-        use commands::domain::ports::{CommandEnvelope, DomainServices};
-        use commands::domain::read_model::{ReadModel, ReadModelCommand};
+        use domain::ports::{CommandEnvelope, DomainServices};
+        use domain::read_model::{ReadModel, ReadModelCommand};
         self.refuse_unless_owned(self.find(projection)?.as_ref())
             .await?;
         let stream = (aggregate_type.to_string(), aggregate_id.to_string());
@@ -1506,7 +1506,7 @@ impl ProjectionRunner {
             positions
         };
         // The decision is on record before anything is dropped.
-        let store = commands::AggregateStore::<ReadModel>::new(
+        let store = event_log::AggregateStore::<ReadModel>::new(
             self.log.clone(),
             DomainServices::new(self.tz, Default::default()),
         );
@@ -1519,7 +1519,7 @@ impl ProjectionRunner {
         store
             .execute_retrying(
                 projection,
-                CommandEnvelope::new(commands::domain::Actor::System, command),
+                CommandEnvelope::new(domain::Actor::System, command),
                 meta,
                 5,
             )

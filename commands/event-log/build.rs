@@ -1,5 +1,5 @@
 //! `sqlx::migrate!` embeds the migration folders at compile time: rebuild
 //! when one changes.
 fn main() {
-    println!("cargo:rerun-if-changed=../migrations");
+    println!("cargo:rerun-if-changed=../../migrations");
 }

@@ -70,7 +70,7 @@ impl PostgresLog {
     /// # Errors
     /// See [`super::EventLog::connect`].
     pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
-        sqlx::migrate!("../migrations/postgres")
+        sqlx::migrate!("../../migrations/postgres")
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;

@@ -63,7 +63,7 @@ impl SqliteLog {
             .map_err(|e| {
                 StoreError::Unavailable(format!("cannot open SQLite database {url}: {e}"))
             })?;
-        sqlx::migrate!("../migrations/sqlite")
+        sqlx::migrate!("../../migrations/sqlite")
             .run(&writer)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;

@@ -214,7 +214,8 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn from_sqlx(e: sqlx::Error) -> Self {
+    /// A database error, classified: unreachable (retry), a bad URL, or anything else.
+    pub fn from_sqlx(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)

@@ -39,7 +39,7 @@ pub use client::EsdbLog;
 /// The error for the impossible case of an EventStoreDB log used as a
 /// read-model database (`EsdbLog::connect` refuses to build one).
 #[cfg(feature = "esdb")]
-pub(crate) fn read_model_is_not_esdb() -> StoreError {
+pub fn read_model_is_not_esdb() -> StoreError {
     StoreError::Misconfigured("the read-model database cannot be EventStoreDB".into())
 }
 
