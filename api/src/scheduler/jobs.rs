@@ -818,6 +818,21 @@ async fn weekly_report(ctx: &JobContext<'_>) -> JobResult {
             t.figures.insert(f.name, v);
         }
     }
+    // A week that ended before the business's first recorded event is not reported: a new
+    // install (or a store started on a Monday) would mail a week of zeros it never saw.
+    let first = ctx
+        .inner
+        .crm
+        .log()
+        .read_all(commands::LogPosition::START, 1)
+        .await?
+        .first()
+        .map(occurred_at);
+    if first.is_none_or(|t| t.with_timezone(&ctx.inner.tz).date_naive() > to) {
+        return Ok(t.noted(format!(
+            "week {from}..{to} ended before the first recorded event: not reported"
+        )));
+    }
     projections.catch_up("scheduled_reports").await?;
     projections.catch_up("accounts").await?;
     // It goes to whoever is an active manager or admin when it is generated: someone
@@ -889,6 +904,16 @@ async fn weekly_report(ctx: &JobContext<'_>) -> JobResult {
         "nothing new (already generated, or the report was deleted)"
     };
     Ok(t.noted(format!("week {from}..{to}: {what} (scheduled report {id})")))
+}
+
+/// When an event happened: its metadata's `occurred_at` (a seeded history's own time),
+/// else when the database recorded it.
+fn occurred_at(e: &commands::RecordedEvent) -> DateTime<Utc> {
+    e.metadata
+        .get("occurred_at")
+        .and_then(|v| v.as_str())
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map_or(e.recorded_at, |t| t.with_timezone(&Utc))
 }
 
 async fn scheduled_reports(ctx: &JobContext<'_>) -> JobResult {
