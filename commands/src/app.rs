@@ -1020,10 +1020,9 @@ impl Crm {
                     .await
                     .map_err(sql_error)?
             }
-            #[cfg(feature = "esdb")]
-            EventLog::Esdb(_) => {
-                return Err(AppError::Store(crate::store::esdb::read_model_is_not_esdb()))
-            }
+            // EventStoreDB (whichever crate enabled it): read models are never there.
+            #[allow(unreachable_patterns)]
+            _ => return Err(AppError::Store(crate::store::esdb::read_model_is_not_esdb())),
         };
         CustomerId::parse(&owner).map_err(|e| AppError::Store(StoreError::Database(e.to_string())))
     }
@@ -1050,10 +1049,9 @@ impl Crm {
                     .await
                     .map_err(sql_error)?
             }
-            #[cfg(feature = "esdb")]
-            EventLog::Esdb(_) => {
-                return Err(AppError::Store(crate::store::esdb::read_model_is_not_esdb()))
-            }
+            // EventStoreDB (whichever crate enabled it): read models are never there.
+            #[allow(unreachable_patterns)]
+            _ => return Err(AppError::Store(crate::store::esdb::read_model_is_not_esdb())),
         };
         let Some(owner) = owner else { return Ok(None) };
         let owner = CustomerId::parse(&owner)

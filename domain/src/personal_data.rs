@@ -6,7 +6,7 @@
 //! in the log, in backups, in an old export of the raw tables — becomes
 //! unreadable, while the events themselves (and their non-personal facts:
 //! consent changes, tags, amounts, times) stay and replay. This module is the
-//! pure part: the list. The encryption is in `commands::store`.
+//! pure part: the list. The encryption is in `event_log::store::personal`.
 
 use serde_json::Value;
 

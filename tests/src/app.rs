@@ -12,6 +12,29 @@ use crate::ServerProcess;
 /// The first admin every [`TestApp`] is started with.
 pub const ADMIN: (&str, &str) = ("owner@dirtfree.example", "correct horse battery");
 
+/// Whether a GraphQL error is a `RULE_VIOLATION` that does not name its `rule` (the errors
+/// table in docs/api.md promises every refusal does).
+pub fn rule_unnamed(error: &Value) -> bool {
+    error["extensions"]["code"] == "RULE_VIOLATION"
+        && error["extensions"]["rule"]
+            .as_str()
+            .is_none_or(str::is_empty)
+}
+
+/// Panics when an answer holds a `RULE_VIOLATION` without its `rule`: every test client
+/// checks it on every answer.
+///
+/// # Panics
+/// As said.
+pub fn assert_rules_named(answer: &Value) {
+    if let Some(errors) = answer["errors"].as_array() {
+        assert!(
+            !errors.iter().any(rule_unnamed),
+            "a RULE_VIOLATION without its rule: {answer}"
+        );
+    }
+}
+
 /// The demo business's admin (published, like the whole demo).
 pub const DEMO_ADMIN: (&str, &str) = ("admin@dirtfree.example", "dirtfree-demo");
 
@@ -113,7 +136,9 @@ impl TestApp {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        req.send().await.expect("send").json().await.expect("json")
+        let answer: Value = req.send().await.expect("send").json().await.expect("json");
+        assert_rules_named(&answer);
+        answer
     }
 
     /// Signs in as [`ADMIN`]; returns the token.

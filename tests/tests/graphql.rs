@@ -49,7 +49,9 @@ async fn gql(s: &Server, token: Option<&str>, query: &str, variables: Value) -> 
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
-    req.send().await.expect("send").json().await.expect("json")
+    let answer: Value = req.send().await.expect("send").json().await.expect("json");
+    tests::app::assert_rules_named(&answer);
+    answer
 }
 
 fn data<'a>(v: &'a Value, path: &str) -> &'a Value {
@@ -559,6 +561,26 @@ async fn roles_and_bad_input(engine: Engine) {
     }
     assert!(limited, "15 quick sign-in attempts were never rate limited");
 
+    // A real job to complete with a bad amount (a job that does not exist would fail on
+    // that instead).
+    let customer = gql(
+        &s,
+        Some(&staff),
+        "mutation { createCustomer(input: {name: \"Neg Amount\"}) { customer { id } } }",
+        json!({}),
+    )
+    .await;
+    let customer_id = data(&customer, "/data/createCustomer/customer/id").clone();
+    let booked = gql(&s, Some(&staff), "mutation($i: BookJobInput!) { bookJob(input: $i) { job { id status } position } }",
+        json!({"i": {"customerId": customer_id, "services": ["carpet cleaning"], "start": "2026-11-25T15:00:00Z", "end": "2026-11-25T17:00:00Z"}})).await;
+    assert_eq!(
+        data(&booked, "/data/bookJob/job/status"),
+        "scheduled",
+        "{booked}"
+    );
+    let job_id = data(&booked, "/data/bookJob/job/id").clone();
+    sync(&s, &staff, data(&booked, "/data/bookJob/position")).await;
+
     // Bad input: each a clear error, nothing appended.
     // Business events only: the scheduler may record job runs meanwhile.
     let count = || async { tests::business_event_count(&db.log().await).await };
@@ -575,8 +597,12 @@ async fn roles_and_bad_input(engine: Engine) {
         ("VALIDATION".into(), json!("phone")),
         "{bad_phone}"
     );
-    let negative = gql(&s, Some(&staff), "mutation { completeJob(input: {jobId: \"00000000-0000-0000-0000-000000000001\", amountCents: -5, services: []}) { position } }", json!({})).await;
-    assert!(negative.get("errors").is_some());
+    let negative = gql(&s, Some(&staff), "mutation($j: ID!) { completeJob(input: {jobId: $j, amountCents: -5, services: [\"carpet cleaning\"]}) { position } }", json!({"j": job_id})).await;
+    assert_eq!(
+        (code(&negative), field(&negative)),
+        ("VALIDATION".into(), json!("amountCents")),
+        "{negative}"
+    );
     let long = "x".repeat(5_000);
     let oversized = gql(
         &s,
@@ -1115,6 +1141,14 @@ async fn password_reset(engine: Engine) {
     assert_eq!(code(&wrong), "VALIDATION", "{wrong}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(to_tech().len(), 1, "{:?}", inbox.sent());
+    assert!(
+        !inbox
+            .sent()
+            .iter()
+            .any(|m| m["to"] == json!(["nobody@x.example"])),
+        "an unknown address was sent something: {:?}",
+        inbox.sent()
+    );
 
     // The log has the email (with a placeholder where the token goes) but never the token,
     // and the token's waiting row is gone once the email went out.
@@ -1846,7 +1880,14 @@ async fn the_rest_of_the_api(engine: Engine) {
         json!({"i": {"jobId": job2, "method": "CASH"}}),
     )
     .await;
-    assert_eq!(code(&twice), "RULE_VIOLATION", "{twice}");
+    assert_eq!(
+        (
+            code(&twice),
+            twice["errors"][0]["extensions"]["rule"].clone()
+        ),
+        ("RULE_VIOLATION".into(), json!("JOB_ALREADY_PAID")),
+        "{twice}"
+    );
 
     // --- The offer page: viewed, then accepted, by its customer only; archive after the win.
     gql(&s, Some(&kim), "mutation($id: ID!) { setMarketingConsent(input: {id: $id, channel: EMAIL, granted: true}) { position } }", json!({"id": bob})).await;

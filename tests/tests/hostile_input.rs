@@ -1379,6 +1379,8 @@ fn judge(a: &Answer) -> Judged {
                 Judged::Violation("INTERNAL".into())
             } else if codes.iter().any(Option::is_none) || codes.is_empty() {
                 Judged::Violation("an error without extensions.code".into())
+            } else if errors.iter().any(tests::app::rule_unnamed) {
+                Judged::Violation("a RULE_VIOLATION without its rule".into())
             } else {
                 Judged::Refused(codes[0].unwrap_or_default().to_string())
             }

@@ -174,8 +174,10 @@ impl Api {
         let resp = req.send().await.expect("send");
         let status = resp.status();
         let body = resp.text().await.expect("body");
-        serde_json::from_str(&body)
-            .unwrap_or_else(|_| json!({"errors": [{"message": format!("HTTP {status}: {body}")}]}))
+        let answer = serde_json::from_str(&body)
+            .unwrap_or_else(|_| json!({"errors": [{"message": format!("HTTP {status}: {body}")}]}));
+        tests::app::assert_rules_named(&answer);
+        answer
     }
 
     /// Waits until the read models include `position`.

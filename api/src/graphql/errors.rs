@@ -4,7 +4,8 @@
 use async_graphql::{Error, ErrorExtensions};
 use commands::app::AppError;
 
-/// An error with a code (and optionally the field at fault).
+/// An error with a code (and optionally the field at fault). Not for `RULE_VIOLATION`:
+/// [`rule`] names the rule, as the errors table promises every refusal does.
 pub fn coded(code: &str, message: impl Into<String>, field: Option<&str>) -> Error {
     let code = code.to_string();
     let field = field.map(str::to_string);

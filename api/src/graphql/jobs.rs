@@ -526,11 +526,18 @@ async fn mine(ctx: &Context<'_>, id: JobId) -> async_graphql::Result<domain::job
 /// What a completed job charged, when it can still be paid (`paid_ok`: a retry of a
 /// recorded payment may find it paid already); RULE_VIOLATION on `jobId` otherwise.
 fn amount_due(job: &Job, paid_ok: bool) -> async_graphql::Result<i64> {
-    let refuse = |message: &str| Err(errors::coded("RULE_VIOLATION", message, Some("jobId")));
     match (&job.status[..], &job.amount) {
-        ("completed", _) if job.paid && !paid_ok => refuse("the job is already paid"),
+        ("completed", _) if job.paid && !paid_ok => Err(errors::rule(
+            "JOB_ALREADY_PAID",
+            "the job is already paid",
+            "jobId",
+        )),
         ("completed", Some(m)) => Ok(m.amount_cents),
-        _ => refuse("only a completed job can be paid"),
+        _ => Err(errors::rule(
+            "JOB_NOT_COMPLETED",
+            "only a completed job can be paid",
+            "jobId",
+        )),
     }
 }
 
@@ -1002,10 +1009,10 @@ impl JobMutation {
             .ok_or_else(|| errors::not_found("job", &id.to_string()))?;
         let amount = amount_due(&job, false)?;
         if amount <= 0 {
-            return Err(errors::coded(
-                "RULE_VIOLATION",
+            return Err(errors::rule(
+                "NOTHING_TO_PAY",
                 "only a completed job with an amount can be paid",
-                Some("jobId"),
+                "jobId",
             ));
         }
         let Some(key) = state.config.stripe_secret_key.clone() else {

@@ -428,10 +428,10 @@ impl SignUpMutation {
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
         if holders.iter().any(|(other, _)| *other != me) {
-            return Err(errors::coded(
-                "RULE_VIOLATION",
+            return Err(errors::rule(
+                "EMAIL_TAKEN",
                 "another customer uses this email",
-                Some("email"),
+                "email",
             ));
         }
         let customers = state.crm.customers();
@@ -504,10 +504,10 @@ fn cause(kind: &str) -> String {
 }
 
 fn already_registered() -> async_graphql::Error {
-    errors::coded(
-        "RULE_VIOLATION",
+    errors::rule(
+        "ALREADY_REGISTERED",
         "this email is already registered; sign in instead",
-        Some("email"),
+        "email",
     )
 }
 

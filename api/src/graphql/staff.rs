@@ -4,7 +4,7 @@
 //! (`PasswordResetRequested`), the email's body only a placeholder, and the plain token waits
 //! in `password_reset_tokens` until the outbox sends the link (`crate::outbox::reset_tokens`).
 
-use async_graphql::{Context, ErrorExtensions, InputObject, Object, SimpleObject, ID};
+use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use chrono::{Duration, Utc};
 use commands::policies::outbox::PUBLIC_URL;
 use commands::AppError;
@@ -292,12 +292,11 @@ impl StaffMutation {
         let role: Role = input.role.into();
         if actor.staff_id() == Some(id) && role != Role::Admin {
             // Otherwise the last admin could lock everyone out of staff management.
-            return Err(
-                async_graphql::Error::new("admins cannot demote themselves").extend_with(|_, e| {
-                    e.set("code", "RULE_VIOLATION");
-                    e.set("rule", "CANNOT_DEMOTE_SELF");
-                }),
-            );
+            return Err(errors::rule(
+                "CANNOT_DEMOTE_SELF",
+                "admins cannot demote themselves",
+                "role",
+            ));
         }
         let out = state
             .crm

@@ -553,12 +553,14 @@ async fn review_requests(ctx: &JobContext<'_>) -> JobResult {
     let mut t = Tally::default();
     let since = ctx.now - Duration::days(i64::from(ctx.inner.options.review_request_window_days));
     // The review-requests policy asks on JobCompleted; this catches what it could not (the
-    // policy was down, or the job was completed before the customer consented).
+    // policy was down, or the job was completed before the customer consented). A job the
+    // customer already reviewed is not asked about.
     let rows = ctx
         .rows(
             "SELECT j.job_id, j.customer_id FROM rm_jobs j
               WHERE j.status = 'completed' AND j.completed_at >= $1
                 AND NOT EXISTS (SELECT 1 FROM rm_review_requests r WHERE r.job_id = j.job_id)
+                AND NOT EXISTS (SELECT 1 FROM rm_reviews v WHERE v.job_id = j.job_id)
               ORDER BY j.job_id",
             &[rfc(since).into()],
         )
@@ -828,10 +830,20 @@ async fn weekly_report(ctx: &JobContext<'_>) -> JobResult {
         .await?
         .first()
         .map(occurred_at);
-    if first.is_none_or(|t| t.with_timezone(&ctx.inner.tz).date_naive() > to) {
-        return Ok(t.noted(format!(
-            "week {from}..{to} ended before the first recorded event: not reported"
-        )));
+    match first {
+        // This run's own start is in the log: nothing readable means older transactions
+        // still hold it back (PostgreSQL's gap-safe order). Not known yet: try again.
+        None => {
+            return Err(JobFailure(
+                "the event log's start is not readable yet; retrying".into(),
+            ))
+        }
+        Some(at) if at.with_timezone(&ctx.inner.tz).date_naive() > to => {
+            return Ok(t.noted(format!(
+                "week {from}..{to} ended before the first recorded event: not reported"
+            )));
+        }
+        Some(_) => {}
     }
     projections.catch_up("scheduled_reports").await?;
     projections.catch_up("accounts").await?;

@@ -37,8 +37,8 @@ mod client;
 pub use client::EsdbLog;
 
 /// The error for the impossible case of an EventStoreDB log used as a
-/// read-model database (`EsdbLog::connect` refuses to build one).
-#[cfg(feature = "esdb")]
+/// read-model database (`EsdbLog::connect` refuses to build one). Defined in every
+/// build, so callers' matches need no feature of their own.
 pub fn read_model_is_not_esdb() -> StoreError {
     StoreError::Misconfigured("the read-model database cannot be EventStoreDB".into())
 }
