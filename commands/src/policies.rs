@@ -28,7 +28,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use domain::consent::{Channel, ConsentSource};
 use domain::customer::{ConsentState, CustomerCommand, CustomerEvent};
-use domain::ids::{CustomerId, JobId, LoyaltyAccountId, PaymentId, ReferralId, ReviewRequestId};
+use domain::ids::{
+    CustomerId, JobId, LoyaltyAccountId, PaymentId, ReferralId, ReviewId, ReviewRequestId,
+};
 use domain::job::{JobCommand, JobEvent, PaymentOutcome};
 use domain::loyalty::LoyaltyCommand;
 use domain::payment::PaymentEvent;
@@ -217,6 +219,16 @@ impl Policy {
                     return Ok(());
                 };
                 let job_id = parse_id(&e.aggregate_id, JobId::parse)?;
+                // Reviewed already (this policy was behind): nothing to ask for.
+                if crm
+                    .reviews()
+                    .load(ReviewId::for_portal_job(job_id))
+                    .await?
+                    .sequence
+                    > 0
+                {
+                    return Ok(());
+                }
                 let customer = crm.customers().load(customer_id).await?.aggregate;
                 // SMS first (higher response rate), email otherwise; nobody who
                 // opted out, never consented or cannot be reached is asked.

@@ -152,6 +152,16 @@ impl PortalAccountId {
     }
 }
 
+impl ReviewId {
+    /// The one portal review a job can have (a second is refused as already existing).
+    pub fn for_portal_job(job: JobId) -> Self {
+        Self(Uuid::new_v5(
+            &Uuid::NAMESPACE_OID,
+            format!("portal-review:job:{job}").as_bytes(),
+        ))
+    }
+}
+
 impl ScheduledReportId {
     /// The built-in weekly report (every metric, last week) the `generate-weekly-report`
     /// job defines on its first run and generates each Monday.

@@ -236,7 +236,7 @@ fn http_graphql_error(e: &async_graphql::Error) -> Response {
     };
     let body = serde_json::json!({
         "data": null,
-        "errors": [{ "message": e.message, "extensions": { "code": code, "field": ext("field") } }],
+        "errors": [{ "message": e.message, "extensions": { "code": code, "field": ext("field"), "rule": ext("rule") } }],
     });
     (status, axum::Json(body)).into_response()
 }

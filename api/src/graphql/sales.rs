@@ -1376,14 +1376,13 @@ impl SalesMutation {
                     ));
                 }
             }
-            let subject = match job {
-                Some(j) => format!("portal-review:job:{j}"),
-                None => format!("portal-review:customer:{customer}"),
-            };
-            ReviewId::from_uuid(uuid::Uuid::new_v5(
-                &uuid::Uuid::NAMESPACE_OID,
-                subject.as_bytes(),
-            ))
+            match job {
+                Some(j) => ReviewId::for_portal_job(j),
+                None => ReviewId::from_uuid(uuid::Uuid::new_v5(
+                    &uuid::Uuid::NAMESPACE_OID,
+                    format!("portal-review:customer:{customer}").as_bytes(),
+                )),
+            }
         };
         let out = state
             .crm
