@@ -244,6 +244,18 @@ pub struct ScheduledReport {
     generated: Vec<NaiveDate>,
 }
 
+/// A report's recipients: at least one, each a valid address (field `recipients`).
+fn staff_recipients(raw: &[String]) -> Result<Vec<Email>, ValidationError> {
+    let recipients = raw
+        .iter()
+        .map(|r| Email::parse(r).map_err(|e| e.in_field("recipients")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if recipients.is_empty() {
+        return Err(ValidationError::new("recipients", "at least one recipient"));
+    }
+    Ok(recipients)
+}
+
 fn is_manager(actor: &Actor) -> bool {
     match actor {
         Actor::Staff { role, .. } => role.is_manager_or_above(),
@@ -283,13 +295,7 @@ impl ScheduledReport {
             if metrics.is_empty() {
                 return Err(ValidationError::new("metrics", "choose at least one metric").into());
             }
-            let recipients = recipients
-                .iter()
-                .map(|r| Email::parse(r).map_err(|e| e.in_field("recipients")))
-                .collect::<Result<Vec<_>, _>>()?;
-            if recipients.is_empty() {
-                return Err(ValidationError::new("recipients", "at least one recipient").into());
-            }
+            let recipients = staff_recipients(&recipients)?;
             return Ok(vec![ScheduledReportEvent::ScheduledReportDefined {
                 report_id,
                 name,
@@ -355,13 +361,7 @@ impl ScheduledReport {
                 if !is_manager(&ctx.actor) {
                     return Err(E::ManagerRequired);
                 }
-                let recipients = recipients
-                    .iter()
-                    .map(|r| Email::parse(r).map_err(|e| e.in_field("recipients")))
-                    .collect::<Result<Vec<_>, _>>()?;
-                if recipients.is_empty() {
-                    return Err(ValidationError::new("recipients", "at least one recipient").into());
-                }
+                let recipients = staff_recipients(&recipients)?;
                 vec![ScheduledReportEvent::ScheduledReportRecipientsChanged {
                     recipients,
                     changed_by: ctx.actor,

@@ -213,6 +213,26 @@ async fn env(now: DateTime<Utc>) -> Env {
 }
 
 impl Env {
+    /// A customer created with metadata saying it happened at `at` (the history's own
+    /// time, as a seeded store has it), as the store's first event.
+    async fn first_event_at(&self, n: u128, at: DateTime<Utc>) {
+        let id = CustomerId(Uuid::from_u128(n));
+        let create = CustomerCommand::Create {
+            customer_id: id,
+            name: "First Customer".into(),
+            email: None,
+            phone: None,
+            birthday: None,
+            customer_since: None,
+        };
+        let meta = commands::EventMetadata::new(commands::Actor::Staff("test".into()), at);
+        self.crm
+            .customers()
+            .execute(id, DomainActor::System, create, &meta)
+            .await
+            .expect("the first event");
+    }
+
     /// Moves the clock to `t` and ticks `job` only.
     async fn run_at(&self, job: JobName, t: DateTime<Utc>) -> Vec<api::scheduler::RunSummary> {
         self.clock.set(t);
@@ -911,27 +931,7 @@ async fn daily_metrics_close_yesterday_and_the_weekly_report_sums_last_week_on_m
     let e = env(chicago(2026, 11, 18, 10, 0)).await;
     // The business's first event happened on the 2nd (its weeks since are reported).
     e.clock.set(chicago(2026, 11, 2, 9, 0));
-    let first = CustomerId(Uuid::from_u128(99));
-    e.crm
-        .customers()
-        .execute(
-            first,
-            DomainActor::System,
-            CustomerCommand::Create {
-                customer_id: first,
-                name: "First Customer".into(),
-                email: None,
-                phone: None,
-                birthday: None,
-                customer_since: None,
-            },
-            &commands::EventMetadata::new(
-                commands::Actor::Staff("test".into()),
-                chicago(2026, 11, 2, 9, 0),
-            ),
-        )
-        .await
-        .expect("the first event");
+    e.first_event_at(99, chicago(2026, 11, 2, 9, 0)).await;
     e.clock.set(chicago(2026, 11, 18, 10, 0));
     let tech = technician(&e.crm).await;
     for n in 1..=3u128 {
@@ -970,27 +970,7 @@ async fn daily_metrics_close_yesterday_and_the_weekly_report_sums_last_week_on_m
 async fn the_weekly_report_skips_a_week_that_ended_before_the_first_event() {
     let e = env(chicago(2026, 11, 23, 3, 0)).await;
     // A store whose first event happened on the 23rd, after the week.
-    let first = CustomerId(Uuid::from_u128(98));
-    e.crm
-        .customers()
-        .execute(
-            first,
-            DomainActor::System,
-            CustomerCommand::Create {
-                customer_id: first,
-                name: "First Customer".into(),
-                email: None,
-                phone: None,
-                birthday: None,
-                customer_since: None,
-            },
-            &commands::EventMetadata::new(
-                commands::Actor::Staff("test".into()),
-                chicago(2026, 11, 23, 2, 0),
-            ),
-        )
-        .await
-        .expect("the first event");
+    e.first_event_at(98, chicago(2026, 11, 23, 2, 0)).await;
     let weekly = e
         .run_at(JobName::GenerateWeeklyReport, chicago(2026, 11, 23, 4, 0))
         .await;

@@ -829,7 +829,7 @@ async fn weekly_report(ctx: &JobContext<'_>) -> JobResult {
         .read_all(commands::LogPosition::START, 1)
         .await?
         .first()
-        .map(occurred_at);
+        .map(commands::RecordedEvent::occurred_at);
     match first {
         // This run's own start is in the log: nothing readable means older transactions
         // still hold it back (PostgreSQL's gap-safe order). Not known yet: try again.
@@ -916,16 +916,6 @@ async fn weekly_report(ctx: &JobContext<'_>) -> JobResult {
         "nothing new (already generated, or the report was deleted)"
     };
     Ok(t.noted(format!("week {from}..{to}: {what} (scheduled report {id})")))
-}
-
-/// When an event happened: its metadata's `occurred_at` (a seeded history's own time),
-/// else when the database recorded it.
-fn occurred_at(e: &commands::RecordedEvent) -> DateTime<Utc> {
-    e.metadata
-        .get("occurred_at")
-        .and_then(|v| v.as_str())
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map_or(e.recorded_at, |t| t.with_timezone(&Utc))
 }
 
 async fn scheduled_reports(ctx: &JobContext<'_>) -> JobResult {

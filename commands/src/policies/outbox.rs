@@ -18,7 +18,7 @@
 //! `PasswordResetRequested` is not a trigger: the event holds only the token's hash (by
 //! design), so the reset mail must be queued by whoever holds the token.
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{Duration, NaiveDate};
 use domain::consent::Channel;
 use domain::ids::{OutboundMessageId, PromotionId, ReviewRequestId, ScheduledReportId};
 use domain::message::{
@@ -206,15 +206,6 @@ fn cause(e: &RecordedEvent) -> String {
     format!("{}:{}:{}", e.aggregate_type, e.aggregate_id, e.sequence)
 }
 
-/// When the trigger happened (its metadata's `occurred_at`, else when it was recorded).
-fn occurred_at(e: &RecordedEvent) -> DateTime<Utc> {
-    e.metadata
-        .get("occurred_at")
-        .and_then(|v| v.as_str())
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map_or(e.recorded_at, |t| t.with_timezone(&Utc))
-}
-
 fn discount_text(d: &Discount) -> String {
     match d {
         Discount::Percent(p) => format!("{p}% off"),
@@ -228,7 +219,7 @@ fn discount_text(d: &Discount) -> String {
 /// [`AppError::Store`] when the trigger's stream cannot be read or decoded.
 pub async fn messages_for(crm: &Crm, e: &RecordedEvent) -> Result<Vec<QueuedMessage>, AppError> {
     let now = crm.services().clock.now();
-    if now - occurred_at(e) > max_cause_age() {
+    if now - e.occurred_at() > max_cause_age() {
         tracing::info!(cause = %cause(e), "not messaging a trigger older than the outbox's horizon");
         return Ok(vec![]);
     }

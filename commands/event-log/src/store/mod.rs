@@ -91,6 +91,18 @@ pub struct RecordedEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
+impl RecordedEvent {
+    /// When it happened: its metadata's `occurred_at` (a seeded or imported history keeps
+    /// its own time), else when the database recorded it.
+    pub fn occurred_at(&self) -> DateTime<Utc> {
+        self.metadata
+            .get("occurred_at")
+            .and_then(|v| v.as_str())
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map_or(self.recorded_at, |t| t.with_timezone(&Utc))
+    }
+}
+
 /// An event to append.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
