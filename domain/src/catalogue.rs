@@ -100,29 +100,7 @@ pub(crate) use domain_events;
 
 /// Every event schema of every aggregate, grouped by aggregate.
 pub fn all_event_schemas() -> Vec<&'static EventSchema> {
-    use crate::*;
-    [
-        customer::CustomerEvent::SCHEMAS,
-        job::JobEvent::SCHEMAS,
-        loyalty::LoyaltyEvent::SCHEMAS,
-        referral::ReferralEvent::SCHEMAS,
-        opportunity::OpportunityEvent::SCHEMAS,
-        promotion::PromotionEvent::SCHEMAS,
-        review::ReviewRequestEvent::SCHEMAS,
-        review::ReviewEvent::SCHEMAS,
-        vehicle::VehicleEvent::SCHEMAS,
-        staff::StaffUserEvent::SCHEMAS,
-        portal::PortalAccountEvent::SCHEMAS,
-        payment::PaymentEvent::SCHEMAS,
-        conversation::ConversationEvent::SCHEMAS,
-        scheduled_report::ScheduledReportEvent::SCHEMAS,
-        job_run::JobRunEvent::SCHEMAS,
-        message::MessageEvent::SCHEMAS,
-        read_model::ReadModelEvent::SCHEMAS,
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
+    crate::event::SCHEMAS.iter().copied().flatten().collect()
 }
 
 /// `(aggregate type, event type)` of every event, in catalogue order.
@@ -141,9 +119,17 @@ pub fn known_event_types() -> BTreeSet<(&'static str, &'static str)> {
 
 /// Whether an event type (at a version) is one this build can read.
 pub fn is_known_event_type(aggregate: &str, event_type: &str, version: &str) -> bool {
-    all_event_schemas()
-        .iter()
-        .any(|s| s.aggregate == aggregate && s.name == event_type && s.version == version)
+    // Asked for every event a projection reads: a set built once.
+    static KNOWN: std::sync::OnceLock<BTreeSet<(&'static str, &'static str, &'static str)>> =
+        std::sync::OnceLock::new();
+    KNOWN
+        .get_or_init(|| {
+            all_event_schemas()
+                .into_iter()
+                .map(|s| (s.aggregate, s.name, s.version))
+                .collect()
+        })
+        .contains(&(aggregate, event_type, version))
 }
 
 /// The catalogue as Markdown tables, one section per aggregate (the generated part of

@@ -11,6 +11,7 @@
 pub mod catalogue;
 pub mod consent;
 pub mod error;
+pub mod event;
 pub mod ids;
 pub mod personal_data;
 pub mod ports;
@@ -39,4 +40,5 @@ pub mod vehicle;
 
 pub use catalogue::{all_event_types, known_event_types};
 pub use error::ValidationError;
+pub use event::Event;
 pub use ports::{Actor, Clock, CommandContext, CommandEnvelope, DomainServices, IdGenerator, Role};

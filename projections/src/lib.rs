@@ -11,7 +11,7 @@ pub mod projection;
 pub mod runner;
 
 pub use db::{DbError, JsonRow, Param, ReadDb};
-pub use projection::{Projection, ProjectionError, Slot};
+pub use projection::{Decoded, Projection, ProjectionError, Slot};
 pub use runner::{
     BeforeSwap, CompareBeforeSwap, Dump, HandlerFailure, ProjectionRunner, ProjectionStatus,
     RetriedStream, RunError,

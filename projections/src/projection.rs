@@ -6,6 +6,7 @@ use std::pin::Pin;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
+use domain::Event;
 use event_log::RecordedEvent;
 use serde_json::Value;
 
@@ -17,13 +18,23 @@ pub enum ProjectionError {
     /// The database refused.
     #[error(transparent)]
     Db(#[from] DbError),
-    /// The event lacks a field the projection needs.
-    #[error("{event_type} is missing {field}")]
-    MissingField {
+    /// The event does not read as its aggregate's event (a field missing or of the wrong
+    /// shape): the write side never accepts such an event, so it was written by hand or
+    /// damaged.
+    #[error(
+        "{aggregate_type} {aggregate_id} #{sequence} ({event_type}) does not decode: {reason}"
+    )]
+    Undecodable {
+        /// Aggregate type.
+        aggregate_type: String,
+        /// Aggregate id.
+        aggregate_id: String,
+        /// Sequence in its stream.
+        sequence: u64,
         /// Event type.
         event_type: String,
-        /// The field.
-        field: &'static str,
+        /// What serde said.
+        reason: String,
     },
 }
 
@@ -32,7 +43,7 @@ impl ProjectionError {
     /// not the database's state, is at fault): only such an event is parked.
     pub fn is_poison(&self) -> bool {
         match self {
-            ProjectionError::MissingField { .. } => true,
+            ProjectionError::Undecodable { .. } => true,
             ProjectionError::Db(db) => db.refused_the_data(),
         }
     }
@@ -102,69 +113,105 @@ pub trait Projection: Send + Sync {
         &'a self,
         tx: &'a mut ReadTx,
         ctx: ApplyContext,
-        e: &'a RecordedEvent,
+        e: &'a Decoded,
     ) -> BoxFut<'a, Result<(), ProjectionError>>;
 }
 
-/// Field access on an event payload: `{"EventType": {fields}}`.
-#[derive(Debug)]
-pub struct Fields<'a> {
-    event_type: &'a str,
-    body: &'a Value,
+/// A stored event with its typed form, decoded once per batch for every projection.
+/// Derefs to the [`RecordedEvent`] for its position, stream and metadata.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    record: RecordedEvent,
+    event: Result<Option<Event>, String>,
 }
 
-impl<'a> Fields<'a> {
-    /// The fields of an event.
-    pub fn of(e: &'a RecordedEvent) -> Self {
-        Fields {
-            event_type: &e.event_type,
-            body: e.payload.get(&e.event_type).unwrap_or(&Value::Null),
-        }
+impl Decoded {
+    /// Decodes a stored event. An aggregate type, event type or version this build does
+    /// not know (a newer build wrote it during a rolling deploy) decodes to nothing: every
+    /// projection skips it, as before.
+    pub fn new(record: RecordedEvent) -> Self {
+        let known = domain::catalogue::is_known_event_type(
+            &record.aggregate_type,
+            &record.event_type,
+            &record.event_version,
+        );
+        let event = match Event::decode(&record.aggregate_type, &record.payload) {
+            Some(Ok(event)) => Ok(Some(event)),
+            Some(Err(e)) if known => Err(e.to_string()),
+            Some(Err(_)) | None => Ok(None),
+        };
+        Decoded { record, event }
     }
 
-    /// A field as a JSON value (Null when absent).
-    pub fn value(&self, field: &str) -> &'a Value {
-        self.body.get(field).unwrap_or(&Value::Null)
+    /// Decodes a batch.
+    pub fn all(records: Vec<RecordedEvent>) -> Vec<Decoded> {
+        records.into_iter().map(Decoded::new).collect()
     }
 
-    /// An optional string field.
-    pub fn opt_str(&self, field: &str) -> Option<String> {
-        match self.value(field) {
-            Value::Null => None,
-            Value::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
-        }
-    }
-
-    /// A required string field.
+    /// The typed event; `None` for one this build does not know.
     ///
     /// # Errors
-    /// [`ProjectionError::MissingField`].
-    pub fn str(&self, field: &'static str) -> Result<String, ProjectionError> {
-        self.opt_str(field).ok_or(ProjectionError::MissingField {
-            event_type: self.event_type.to_string(),
-            field,
-        })
+    /// [`ProjectionError::Undecodable`], naming the stored event.
+    pub fn event(&self) -> Result<Option<&Event>, ProjectionError> {
+        match &self.event {
+            Ok(event) => Ok(event.as_ref()),
+            Err(reason) => Err(ProjectionError::Undecodable {
+                aggregate_type: self.record.aggregate_type.clone(),
+                aggregate_id: self.record.aggregate_id.clone(),
+                sequence: self.record.sequence,
+                event_type: self.record.event_type.clone(),
+                reason: reason.clone(),
+            }),
+        }
     }
 
-    /// An integer field (0 when absent).
-    pub fn int(&self, field: &str) -> i64 {
-        self.value(field).as_i64().unwrap_or(0)
+    /// The stored event.
+    pub fn record(&self) -> &RecordedEvent {
+        &self.record
     }
+}
 
-    /// A timestamp field (`at` by default), falling back to the epoch.
-    pub fn time(&self, field: &str) -> DateTime<Utc> {
-        self.value(field)
-            .as_str()
-            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-            .map(|d| d.with_timezone(&Utc))
-            .unwrap_or_default()
+impl std::ops::Deref for Decoded {
+    type Target = RecordedEvent;
+    fn deref(&self) -> &RecordedEvent {
+        &self.record
     }
+}
 
-    /// The event's `at` as RFC 3339.
-    pub fn at(&self) -> String {
-        rfc3339(self.time("at"))
+/// A value as the event stores it, as text: a string as itself, `None` for null, anything
+/// else as its JSON (so a read-model column holds exactly what the payload said).
+pub fn text<T: serde::Serialize + ?Sized>(v: &T) -> Option<String> {
+    match serde_json::to_value(v).unwrap_or(Value::Null) {
+        Value::Null => None,
+        Value::String(s) => Some(s),
+        other => Some(other.to_string()),
     }
+}
+
+/// A JSON column of the first row (`T::default()` when there is no row yet).
+///
+/// # Errors
+/// [`ProjectionError::Db`] naming the column when it holds something else: the read
+/// model was damaged (a rebuild repairs it), so the projection stops rather than guess.
+pub fn json_column<T: serde::de::DeserializeOwned + Default>(
+    rows: &[crate::db::JsonRow],
+    column: &str,
+) -> Result<T, ProjectionError> {
+    let Some(value) = rows.first().and_then(|r| r.get(column)) else {
+        return Ok(T::default());
+    };
+    let parsed = match value {
+        Value::String(s) => serde_json::from_str(s),
+        other => serde_json::from_value(other.clone()),
+    };
+    parsed.map_err(|e| {
+        DbError::new(format!("read-model column {column} does not decode: {e}")).into()
+    })
+}
+
+/// A value as compact JSON (keys sorted), for JSON columns.
+pub fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_value(v).unwrap_or(Value::Null).to_string()
 }
 
 /// RFC 3339 with seconds, UTC (`Z`): sortable as text.

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::db::{DbError, JsonRow, Param, ReadDb, ReadTx};
 use crate::parked::{self, ParkedEvent, Stream};
-use crate::projection::{ApplyContext, Projection, ProjectionError, Slot};
+use crate::projection::{ApplyContext, Decoded, Projection, ProjectionError, Slot};
 
 /// Why a projection run stopped.
 #[derive(Debug, thiserror::Error)]
@@ -487,7 +487,7 @@ impl ProjectionRunner {
             tx: int(row, "tx") as u64,
             seq: int(row, "seq") as u64,
         };
-        let events = self.log.read_all(after, self.batch).await?;
+        let events = Decoded::all(self.log.read_all(after, self.batch).await?);
         let Some(last) = events.last().map(|e| e.position) else {
             tx.commit().await?;
             return Ok(0);
@@ -548,7 +548,7 @@ impl ProjectionRunner {
         tx: &mut ReadTx,
         p: &dyn Projection,
         ctx: ApplyContext,
-        events: &[RecordedEvent],
+        events: &[Decoded],
         after: LogPosition,
         mut parking: Option<&mut BTreeMap<Stream, LogPosition>>,
     ) -> Result<Share, RunError> {
@@ -559,8 +559,8 @@ impl ProjectionRunner {
         loop {
             tx.execute("SAVEPOINT projection_step", &[]).await?;
             let mut applied = 0i64;
-            let mut refused: Option<Result<(&RecordedEvent, ProjectionError), DbError>> = None;
-            let unskipped = |e: &&RecordedEvent| !skip.is_some_and(|s| s.contains(&e.position));
+            let mut refused: Option<Result<(&Decoded, ProjectionError), DbError>> = None;
+            let unskipped = |e: &&Decoded| !skip.is_some_and(|s| s.contains(&e.position));
             for e in events
                 .iter()
                 .filter(|e| e.position > after)
@@ -746,7 +746,7 @@ impl ProjectionRunner {
         let Some(from) = at.values().min().copied() else {
             return Ok((0, Vec::new()));
         };
-        let events = self.log.read_all(from, self.batch).await?;
+        let events = Decoded::all(self.log.read_all(from, self.batch).await?);
         let Some(last) = events.last().map(|e| e.position) else {
             tx.commit().await?;
             return Ok((0, Vec::new()));
@@ -1218,7 +1218,7 @@ impl ProjectionRunner {
                 self.create_tables(&mut mem, p.as_ref(), Slot::Shadow)
                     .await?;
             }
-            let (sender, mut batches) = tokio::sync::mpsc::channel::<Arc<Vec<RecordedEvent>>>(2);
+            let (sender, mut batches) = tokio::sync::mpsc::channel::<Arc<Vec<Decoded>>>(2);
             senders.push(sender);
             workers.push(tokio::spawn(async move {
                 while let Some(batch) = batches.recv().await {
@@ -1241,7 +1241,7 @@ impl ProjectionRunner {
         }
         let (mut pos, mut count) = (LogPosition::START, 0u64);
         loop {
-            let events = self.log.read_all(pos, STAGING_BATCH).await?;
+            let events = Decoded::all(self.log.read_all(pos, STAGING_BATCH).await?);
             let Some(last) = events.last().map(|e| e.position) else {
                 break;
             };
@@ -1335,7 +1335,7 @@ impl ProjectionRunner {
         };
         let mut total = int(&row, "events_applied");
         loop {
-            let events = self.log.read_all(pos, self.batch).await?;
+            let events = Decoded::all(self.log.read_all(pos, self.batch).await?);
             if events.is_empty() {
                 break;
             }
@@ -1439,12 +1439,13 @@ impl ProjectionRunner {
                     continue;
                 };
                 let wanted: BTreeSet<LogPosition> = positions.iter().copied().collect();
-                let events: Vec<RecordedEvent> = self
+                let events: Vec<Decoded> = self
                     .log
                     .load_stream(&stream.0, &stream.1, 0)
                     .await?
                     .into_iter()
                     .filter(|e| wanted.contains(&e.position))
+                    .map(Decoded::new)
                     .collect();
                 let result = self
                     .apply_share(&mut tx, p.as_ref(), ctx, &events, LogPosition::START, None)

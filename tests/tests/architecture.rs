@@ -159,3 +159,60 @@ fn an_edge_through_another_crate_or_a_renamed_one_is_caught() {
         "{wrong:?}"
     );
 }
+
+/// Each `.rs` file under `dir`, with its text.
+fn sources(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.extend(sources(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).expect("read source");
+            out.push((path.display().to_string(), text));
+        }
+    }
+    out
+}
+
+/// Where a quoted name from `names` appears in `files`.
+fn quoted<'a>(files: &[(String, String)], names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let names: BTreeSet<&str> = names.collect();
+    files
+        .iter()
+        .flat_map(|(path, text)| {
+            names
+                .iter()
+                .filter(|n| text.contains(&format!("\"{n}\"")))
+                .map(move |n| format!("{path}: \"{n}\""))
+        })
+        .collect()
+}
+
+#[test]
+fn the_read_side_names_no_event_or_aggregate_type_in_a_string() {
+    // Read models match the domain's typed events: a renamed event is a compile error there,
+    // never a handler that silently stops matching.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../projections/src");
+    let files = sources(&dir);
+    assert!(
+        files.len() > 10,
+        "projections/src has {} files",
+        files.len()
+    );
+    let schemas = commands::domain::catalogue::all_event_schemas();
+    let found = quoted(&files, schemas.iter().flat_map(|s| [s.name, s.aggregate]));
+    assert!(found.is_empty(), "{found:#?}");
+}
+
+#[test]
+fn a_quoted_event_type_in_a_source_is_found() {
+    let files = vec![(
+        "crm/x.rs".to_string(),
+        r#"match e.event_type.as_str() { "JobBooked" => {} _ => {} }"#.to_string(),
+    )];
+    assert_eq!(
+        quoted(&files, ["JobBooked", "JobPaid"].into_iter()),
+        vec!["crm/x.rs: \"JobBooked\"".to_string()]
+    );
+}

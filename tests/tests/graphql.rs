@@ -1950,9 +1950,22 @@ async fn the_rest_of_the_api(engine: Engine) {
     );
 
     // --- A campaign's content is replaced before it goes out.
-    let promo = gql(&s, Some(&admin), "mutation($i: CreatePromotionInput!) { createPromotion(input: $i) { promotionId } }",
+    let created = gql(&s, Some(&admin), "mutation($i: CreatePromotionInput!) { createPromotion(input: $i) { promotionId position } }",
         json!({"i": {"name": "Spring", "channel": "EMAIL", "template": "Hi", "startsAt": "2030-03-01T00:00:00Z", "endsAt": "2030-04-01T00:00:00Z"}})).await;
-    let promo = text(&promo, "/data/createPromotion/promotionId");
+    let promo = text(&created, "/data/createPromotion/promotionId");
+    sync(&s, &admin, data(&created, "/data/createPromotion/position")).await;
+    // Without a discount code the code is null (it once read as the text "null").
+    let r = gql(
+        &s,
+        Some(&admin),
+        "{ promotions { nodes { id discountCode } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        data(&r, "/data/promotions/nodes"),
+        &json!([{"id": promo, "discountCode": null}])
+    );
     let r = gql(&s, Some(&admin), "mutation($i: UpdatePromotionInput!) { updatePromotion(input: $i) { position promotion { name } } }",
         json!({"i": {"id": promo, "content": {"name": "Spring clean", "channel": "EMAIL", "template": "Hi {first_name}", "discountCode": "SPRING10", "startsAt": "2030-03-01T00:00:00Z", "endsAt": "2030-04-01T00:00:00Z"}}})).await;
     assert_eq!(

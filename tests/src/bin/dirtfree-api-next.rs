@@ -33,7 +33,7 @@ impl Projection for NextCustomers {
         &'a self,
         tx: &'a mut ReadTx,
         ctx: ApplyContext,
-        e: &'a commands::RecordedEvent,
+        e: &'a projections::Decoded,
     ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             self.0.apply(tx, ctx, e).await?;

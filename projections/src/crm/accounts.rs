@@ -1,0 +1,167 @@
+//! The staff users and portal accounts read model.
+
+use domain::portal::PortalAccountEvent;
+use domain::staff::StaffUserEvent;
+
+use super::prelude::*;
+
+/// Staff users and portal accounts: who can log in, with which role.
+/// Password hashes are argon2id strings (never plain text).
+#[derive(Debug)]
+pub struct Accounts;
+
+const ACCOUNTS: &[&str] = &["staff_users", "portal_accounts"];
+
+impl Projection for Accounts {
+    fn name(&self) -> &'static str {
+        "accounts"
+    }
+    fn version(&self) -> i64 {
+        1
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        ACCOUNTS
+    }
+    fn schema(&self) -> &'static [&'static str] {
+        &[
+            "CREATE TABLE {staff_users} (
+                staff_user_id TEXT PRIMARY KEY, email TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL,
+                active BIGINT NOT NULL DEFAULT 1, password_hash TEXT, invited_at TEXT NOT NULL, last_login_at TEXT,
+                reset_token_hash TEXT, reset_expires_at TEXT)",
+            "CREATE INDEX {staff_users}_email_{gen} ON {staff_users} (email)",
+            "CREATE TABLE {portal_accounts} (
+                customer_id TEXT PRIMARY KEY, portal_account_id TEXT NOT NULL, password_hash TEXT NOT NULL,
+                registered_at TEXT NOT NULL, last_login_at TEXT, logins BIGINT NOT NULL DEFAULT 0)",
+        ]
+    }
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        ctx: ApplyContext,
+        e: &'a Decoded,
+    ) -> BoxFut<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            let Some(event) = e.event()? else {
+                return Ok(());
+            };
+            let id = e.aggregate_id.clone();
+            match event {
+                Event::StaffUser(event) => staff_user(tx, ctx, id, event).await?,
+                Event::PortalAccount(event) => portal_account(tx, ctx, id, event).await?,
+                _ => {}
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A staff user's own events.
+async fn staff_user(
+    tx: &mut ReadTx,
+    ctx: ApplyContext,
+    id: String,
+    event: &StaffUserEvent,
+) -> Result<(), ProjectionError> {
+    let t = ACCOUNTS;
+    match event {
+        StaffUserEvent::StaffUserInvited {
+            email,
+            name,
+            role,
+            at,
+            ..
+        } => {
+            exec(tx, ctx, t, "INSERT INTO {staff_users} (staff_user_id, email, name, role, invited_at) VALUES ($1, $2, $3, $4, $5)
+                ON CONFLICT (staff_user_id) DO NOTHING",
+                &[id.into(), email.to_string().into(), name.to_string().into(), text(role).into(), rfc3339(*at).into()]).await?;
+        }
+        StaffUserEvent::StaffPasswordSet { password_hash, .. }
+        | StaffUserEvent::PasswordResetCompleted { password_hash, .. } => {
+            exec(tx, ctx, t, "UPDATE {staff_users} SET password_hash = $2, reset_token_hash = NULL, reset_expires_at = NULL WHERE staff_user_id = $1",
+                &[id.into(), text(password_hash).into()]).await?;
+        }
+        StaffUserEvent::PasswordResetRequested {
+            token_hash,
+            expires_at,
+            ..
+        } => {
+            // `reset_expires_at` holds the timestamp as the event stores it (not re-formatted).
+            exec(tx, ctx, t, "UPDATE {staff_users} SET reset_token_hash = $2, reset_expires_at = $3 WHERE staff_user_id = $1",
+                &[id.into(), text(token_hash).into(), text(expires_at).into()]).await?;
+        }
+        StaffUserEvent::StaffRoleChanged { to, .. } => {
+            exec(
+                tx,
+                ctx,
+                t,
+                "UPDATE {staff_users} SET role = $2 WHERE staff_user_id = $1",
+                &[id.into(), text(to).into()],
+            )
+            .await?;
+        }
+        StaffUserEvent::StaffUserDeactivated { .. } => {
+            exec(
+                tx,
+                ctx,
+                t,
+                "UPDATE {staff_users} SET active = 0 WHERE staff_user_id = $1",
+                &[id.into()],
+            )
+            .await?;
+        }
+        StaffUserEvent::StaffLoginRecorded { at } => {
+            exec(
+                tx,
+                ctx,
+                t,
+                "UPDATE {staff_users} SET last_login_at = $2 WHERE staff_user_id = $1",
+                &[id.into(), rfc3339(*at).into()],
+            )
+            .await?;
+        }
+        StaffUserEvent::StaffDataExported { .. } => {}
+    }
+    Ok(())
+}
+
+/// A portal account's own events (the table is keyed by customer).
+async fn portal_account(
+    tx: &mut ReadTx,
+    ctx: ApplyContext,
+    id: String,
+    event: &PortalAccountEvent,
+) -> Result<(), ProjectionError> {
+    let t = ACCOUNTS;
+    match event {
+        PortalAccountEvent::PortalAccountRegistered {
+            customer_id,
+            password_hash,
+            at,
+            ..
+        } => {
+            exec(tx, ctx, t, "INSERT INTO {portal_accounts} (customer_id, portal_account_id, password_hash, registered_at) VALUES ($1, $2, $3, $4)
+                ON CONFLICT (customer_id) DO NOTHING",
+                &[customer_id.to_string().into(), id.into(), text(password_hash).into(), rfc3339(*at).into()]).await?;
+        }
+        PortalAccountEvent::PortalPasswordChanged {
+            customer_id,
+            password_hash,
+            ..
+        } => {
+            exec(
+                tx,
+                ctx,
+                t,
+                "UPDATE {portal_accounts} SET password_hash = $2 WHERE customer_id = $1",
+                &[customer_id.to_string().into(), text(password_hash).into()],
+            )
+            .await?;
+        }
+        PortalAccountEvent::PortalLoginRecorded { customer_id, at } => {
+            exec(tx, ctx, t, "UPDATE {portal_accounts} SET last_login_at = $2, logins = logins + 1 WHERE customer_id = $1",
+                &[customer_id.to_string().into(), rfc3339(*at).into()]).await?;
+        }
+        PortalAccountEvent::PortalActivityRecorded { .. } => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! The conversations read model.
+
+use domain::conversation::ConversationEvent;
+
+use super::prelude::*;
+
+/// Chat conversations from the portal widget: the inbox staff work from. Message text
+/// stays in the stream; the row holds status, intent and counts.
+#[derive(Debug)]
+pub struct Conversations;
+
+const CONVERSATIONS: &[&str] = &["conversations"];
+
+impl Projection for Conversations {
+    fn name(&self) -> &'static str {
+        "conversations"
+    }
+    fn version(&self) -> i64 {
+        1
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        CONVERSATIONS
+    }
+    fn schema(&self) -> &'static [&'static str] {
+        &[
+            "CREATE TABLE {conversations} (
+                conversation_id TEXT PRIMARY KEY, customer_id TEXT, status TEXT NOT NULL,
+                intent TEXT, intent_confidence BIGINT, assigned_staff_id TEXT,
+                message_count BIGINT NOT NULL DEFAULT 0, started_at TEXT NOT NULL,
+                last_message_at TEXT, closed_at TEXT)",
+            "CREATE INDEX {conversations}_started_{gen} ON {conversations} (started_at)",
+            "CREATE INDEX {conversations}_customer_{gen} ON {conversations} (customer_id)",
+        ]
+    }
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        ctx: ApplyContext,
+        e: &'a Decoded,
+    ) -> BoxFut<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            let Some(Event::Conversation(event)) = e.event()? else {
+                return Ok(());
+            };
+            let t = CONVERSATIONS;
+            let id = e.aggregate_id.clone();
+            match event {
+                ConversationEvent::ConversationStarted {
+                    customer_id, at, ..
+                } => {
+                    exec(tx, ctx, t, "INSERT INTO {conversations} (conversation_id, customer_id, status, started_at)
+                        VALUES ($1, $2, 'open', $3) ON CONFLICT (conversation_id) DO NOTHING",
+                        &[id.into(), customer_id.map(|c| c.to_string()).into(), rfc3339(*at).into()]).await?;
+                }
+                ConversationEvent::MessageAdded { at, .. } => {
+                    exec(tx, ctx, t, "UPDATE {conversations} SET message_count = message_count + 1, last_message_at = $2 WHERE conversation_id = $1",
+                        &[id.into(), rfc3339(*at).into()]).await?;
+                }
+                ConversationEvent::IntentDetected {
+                    intent,
+                    confidence_percent,
+                    ..
+                } => {
+                    exec(tx, ctx, t, "UPDATE {conversations} SET intent = $2, intent_confidence = $3 WHERE conversation_id = $1",
+                        &[id.into(), text(intent).into(), i64::from(*confidence_percent).into()]).await?;
+                }
+                ConversationEvent::ConversationHandedOff { to_staff, .. } => {
+                    exec(tx, ctx, t, "UPDATE {conversations} SET status = 'handed_off', assigned_staff_id = $2 WHERE conversation_id = $1",
+                        &[id.into(), to_staff.map(|s| s.to_string()).into()]).await?;
+                }
+                ConversationEvent::ConversationClosed { at } => {
+                    exec(tx, ctx, t, "UPDATE {conversations} SET status = 'closed', closed_at = $2 WHERE conversation_id = $1",
+                        &[id.into(), rfc3339(*at).into()]).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+}

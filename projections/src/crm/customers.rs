@@ -1,0 +1,355 @@
+//! The customers read model.
+
+use domain::consent::Channel;
+use domain::customer::CustomerEvent;
+use domain::job::JobEvent;
+use domain::loyalty::LoyaltyEvent;
+
+use super::prelude::*;
+
+/// Customer list, search and the customer-360 header.
+#[derive(Debug)]
+pub struct Customers;
+
+const CUSTOMERS: &[&str] = &["customers"];
+
+impl Projection for Customers {
+    fn name(&self) -> &'static str {
+        "customers"
+    }
+    fn version(&self) -> i64 {
+        2
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        CUSTOMERS
+    }
+    fn schema(&self) -> &'static [&'static str] {
+        &[
+            "CREATE TABLE {customers} (
+                customer_id TEXT PRIMARY KEY, name TEXT, email TEXT, phone TEXT, birthday TEXT,
+                customer_since TEXT, created_at TEXT NOT NULL, tags TEXT NOT NULL DEFAULT '[]',
+                addresses TEXT NOT NULL DEFAULT '{}', notes BIGINT NOT NULL DEFAULT 0,
+                sms_consent BIGINT NOT NULL DEFAULT 0, email_consent BIGINT NOT NULL DEFAULT 0,
+                email_suppressed BIGINT NOT NULL DEFAULT 0, erased BIGINT NOT NULL DEFAULT 0,
+                merged_into TEXT, stripe_customer_id TEXT, referral_code TEXT,
+                jobs_completed BIGINT NOT NULL DEFAULT 0, total_spent_cents BIGINT NOT NULL DEFAULT 0,
+                last_job_at TEXT, loyalty_points BIGINT NOT NULL DEFAULT 0, tier TEXT NOT NULL DEFAULT 'bronze',
+                phone_confirmed BIGINT NOT NULL DEFAULT 1, email_confirmed BIGINT NOT NULL DEFAULT 1)",
+            "CREATE INDEX {customers}_name_{gen} ON {customers} (name)",
+            "CREATE INDEX {customers}_email_{gen} ON {customers} (email)",
+            "CREATE INDEX {customers}_phone_{gen} ON {customers} (phone)",
+        ]
+    }
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        ctx: ApplyContext,
+        e: &'a Decoded,
+    ) -> BoxFut<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            let Some(event) = e.event()? else {
+                return Ok(());
+            };
+            let t = CUSTOMERS;
+            let id = e.aggregate_id.clone();
+            match event {
+                Event::Customer(event) => customer(tx, ctx, id, event).await?,
+                Event::Job(JobEvent::JobCompleted {
+                    customer_id,
+                    amount,
+                    at,
+                    ..
+                }) => {
+                    exec(tx, ctx, t, "UPDATE {customers} SET jobs_completed = jobs_completed + 1,
+                        total_spent_cents = total_spent_cents + $2, last_job_at = $3 WHERE customer_id = $1",
+                        &[customer_id.to_string().into(), amount.cents().into(), rfc3339(*at).into()]).await?;
+                }
+                Event::Loyalty(event) => {
+                    let (customer_id, change) = match event {
+                        LoyaltyEvent::PointsEarned {
+                            customer_id,
+                            points,
+                            ..
+                        }
+                        | LoyaltyEvent::PointsAwarded {
+                            customer_id,
+                            points,
+                            ..
+                        }
+                        | LoyaltyEvent::BirthdayBonusAwarded {
+                            customer_id,
+                            points,
+                            ..
+                        }
+                        | LoyaltyEvent::AnniversaryBonusAwarded {
+                            customer_id,
+                            points,
+                            ..
+                        }
+                        | LoyaltyEvent::ReferralBonusAwarded {
+                            customer_id,
+                            points,
+                            ..
+                        } => (customer_id, *points),
+                        LoyaltyEvent::PointsRedeemed {
+                            customer_id,
+                            points,
+                            ..
+                        }
+                        | LoyaltyEvent::PointsExpired {
+                            customer_id,
+                            points,
+                            ..
+                        } => (customer_id, -*points),
+                        LoyaltyEvent::TierChanged {
+                            customer_id, to, ..
+                        } => {
+                            exec(
+                                tx,
+                                ctx,
+                                t,
+                                "UPDATE {customers} SET tier = $2 WHERE customer_id = $1",
+                                &[customer_id.to_string().into(), text(to).into()],
+                            )
+                            .await?;
+                            return Ok(());
+                        }
+                        LoyaltyEvent::LoyaltyAccountEnrolled { .. } => return Ok(()),
+                    };
+                    exec(tx, ctx, t, "UPDATE {customers} SET loyalty_points = loyalty_points + $2 WHERE customer_id = $1",
+                        &[customer_id.to_string().into(), change.into()]).await?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A customer's own events.
+async fn customer(
+    tx: &mut ReadTx,
+    ctx: ApplyContext,
+    id: String,
+    event: &CustomerEvent,
+) -> Result<(), ProjectionError> {
+    let t = CUSTOMERS;
+    match event {
+        CustomerEvent::CustomerCreated {
+            name,
+            email,
+            phone,
+            birthday,
+            customer_since,
+            at,
+            ..
+        } => {
+            exec(tx, ctx, t,
+                "INSERT INTO {customers} (customer_id, name, email, phone, birthday, customer_since, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (customer_id) DO NOTHING",
+                &[id.into(), text(name).into(), text(email).into(), text(phone).into(),
+                  text(birthday).into(), text(customer_since).into(), rfc3339(*at).into()]).await?;
+        }
+        CustomerEvent::CustomerContactUpdated {
+            name, email, phone, ..
+        } => {
+            exec(
+                tx,
+                ctx,
+                t,
+                "UPDATE {customers} SET name = $2, email = $3, phone = $4 WHERE customer_id = $1",
+                &[
+                    id.into(),
+                    text(name).into(),
+                    text(email).into(),
+                    text(phone).into(),
+                ],
+            )
+            .await?;
+        }
+        CustomerEvent::CustomerBirthdaySet { birthday, .. } => {
+            exec(
+                tx,
+                ctx,
+                t,
+                "UPDATE {customers} SET birthday = $2 WHERE customer_id = $1",
+                &[id.into(), text(birthday).into()],
+            )
+            .await?;
+        }
+        CustomerEvent::CustomerSinceSet { customer_since, .. } => {
+            exec(
+                tx,
+                ctx,
+                t,
+                "UPDATE {customers} SET customer_since = $2 WHERE customer_id = $1",
+                &[id.into(), text(customer_since).into()],
+            )
+            .await?;
+        }
+        CustomerEvent::CustomerAddressAdded { label, .. }
+        | CustomerEvent::CustomerAddressRemoved { label, .. } => {
+            let rows = tx
+                .query(
+                    &ctx.slot.sql(
+                        t,
+                        "SELECT addresses FROM {customers} WHERE customer_id = $1",
+                    ),
+                    &[id.clone().into()],
+                )
+                .await?;
+            let mut map =
+                json_column::<serde_json::Map<String, serde_json::Value>>(&rows, "addresses")?;
+            match event {
+                CustomerEvent::CustomerAddressAdded { address, .. } => {
+                    map.insert(
+                        label.to_string(),
+                        serde_json::to_value(address).unwrap_or_default(),
+                    );
+                }
+                _ => {
+                    map.remove(label.as_str());
+                }
+            }
+            exec(
+                tx,
+                ctx,
+                t,
+                "UPDATE {customers} SET addresses = $2 WHERE customer_id = $1",
+                &[id.into(), serde_json::Value::Object(map).to_string().into()],
+            )
+            .await?;
+        }
+        CustomerEvent::ContactConfirmationRequired { channel, .. }
+        | CustomerEvent::ContactConfirmed { channel, .. } => {
+            let column = match channel {
+                Channel::Sms => "phone_confirmed",
+                Channel::Email => "email_confirmed",
+            };
+            let confirmed = matches!(event, CustomerEvent::ContactConfirmed { .. });
+            exec(
+                tx,
+                ctx,
+                t,
+                &format!("UPDATE {{customers}} SET {column} = $2 WHERE customer_id = $1"),
+                &[id.into(), confirmed.into()],
+            )
+            .await?;
+        }
+        CustomerEvent::SmsConsentGranted { .. } | CustomerEvent::SmsConsentRevoked { .. } => {
+            let granted = matches!(event, CustomerEvent::SmsConsentGranted { .. });
+            exec(
+                tx,
+                ctx,
+                t,
+                "UPDATE {customers} SET sms_consent = $2 WHERE customer_id = $1",
+                &[id.into(), granted.into()],
+            )
+            .await?;
+        }
+        CustomerEvent::EmailConsentGranted { .. } | CustomerEvent::EmailConsentRevoked { .. } => {
+            let granted = matches!(event, CustomerEvent::EmailConsentGranted { .. });
+            exec(
+                tx,
+                ctx,
+                t,
+                "UPDATE {customers} SET email_consent = $2 WHERE customer_id = $1",
+                &[id.into(), granted.into()],
+            )
+            .await?;
+        }
+        CustomerEvent::EmailSuppressed { .. } | CustomerEvent::EmailSuppressionLifted { .. } => {
+            let suppressed = matches!(event, CustomerEvent::EmailSuppressed { .. });
+            exec(
+                tx,
+                ctx,
+                t,
+                "UPDATE {customers} SET email_suppressed = $2 WHERE customer_id = $1",
+                &[id.into(), suppressed.into()],
+            )
+            .await?;
+        }
+        CustomerEvent::CustomerNoteAdded { .. } => {
+            exec(
+                tx,
+                ctx,
+                t,
+                "UPDATE {customers} SET notes = notes + 1 WHERE customer_id = $1",
+                &[id.into()],
+            )
+            .await?;
+        }
+        CustomerEvent::CustomerTagged { tag, .. } | CustomerEvent::CustomerUntagged { tag, .. } => {
+            let rows = tx
+                .query(
+                    &ctx.slot
+                        .sql(t, "SELECT tags FROM {customers} WHERE customer_id = $1"),
+                    &[id.clone().into()],
+                )
+                .await?;
+            let mut tags = json_column::<Vec<String>>(&rows, "tags")?;
+            tags.retain(|x| x != tag.as_str());
+            if matches!(event, CustomerEvent::CustomerTagged { .. }) {
+                tags.push(tag.as_str().to_owned());
+            }
+            tags.sort();
+            exec(
+                tx,
+                ctx,
+                t,
+                "UPDATE {customers} SET tags = $2 WHERE customer_id = $1",
+                &[id.into(), json(&tags).into()],
+            )
+            .await?;
+        }
+        CustomerEvent::CustomerMergedInto {
+            target_customer_id, ..
+        } => {
+            exec(
+                tx,
+                ctx,
+                t,
+                "UPDATE {customers} SET merged_into = $2 WHERE customer_id = $1",
+                &[id.into(), target_customer_id.to_string().into()],
+            )
+            .await?;
+        }
+        CustomerEvent::CustomerPersonalDataErased { .. } => {
+            // Erasure: nothing personal stays readable in the read model.
+            exec(
+                tx,
+                ctx,
+                t,
+                "UPDATE {customers} SET name = NULL, email = NULL, phone = NULL, birthday = NULL,
+                addresses = '{}', tags = '[]', erased = 1 WHERE customer_id = $1",
+                &[id.into()],
+            )
+            .await?;
+        }
+        CustomerEvent::StripeCustomerLinked {
+            stripe_customer_id, ..
+        } => {
+            exec(
+                tx,
+                ctx,
+                t,
+                "UPDATE {customers} SET stripe_customer_id = $2 WHERE customer_id = $1",
+                &[id.into(), stripe_customer_id.clone().into()],
+            )
+            .await?;
+        }
+        CustomerEvent::ReferralCodeIssued { code, .. } => {
+            exec(
+                tx,
+                ctx,
+                t,
+                "UPDATE {customers} SET referral_code = $2 WHERE customer_id = $1",
+                &[id.into(), code.to_string().into()],
+            )
+            .await?;
+        }
+        CustomerEvent::DuplicateCustomerAbsorbed { .. }
+        | CustomerEvent::ContactCodeIssued { .. } => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! The outbound messages read model.
+
+use domain::message::{MessageEvent, NotSentReason, Recipient};
+
+use super::prelude::*;
+
+/// The outbound message log: what was queued, why, and what became of it. Bodies and
+/// recipient addresses stay in the stream (they are personal data); the row says whose.
+#[derive(Debug)]
+pub struct Messages;
+
+const MESSAGES: &[&str] = &["messages"];
+
+impl Projection for Messages {
+    fn name(&self) -> &'static str {
+        "messages"
+    }
+    fn version(&self) -> i64 {
+        1
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        MESSAGES
+    }
+    fn schema(&self) -> &'static [&'static str] {
+        &[
+            "CREATE TABLE {messages} (
+                message_id TEXT PRIMARY KEY, kind TEXT NOT NULL, channel TEXT NOT NULL,
+                customer_id TEXT, cause TEXT NOT NULL, status TEXT NOT NULL,
+                attempts BIGINT NOT NULL DEFAULT 0, provider TEXT, provider_message_id TEXT,
+                delivery_status TEXT, last_error TEXT, not_sent_reason TEXT,
+                queued_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+            "CREATE INDEX {messages}_queued_{gen} ON {messages} (queued_at)",
+            "CREATE INDEX {messages}_customer_{gen} ON {messages} (customer_id)",
+        ]
+    }
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        ctx: ApplyContext,
+        e: &'a Decoded,
+    ) -> BoxFut<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            let Some(Event::Message(event)) = e.event()? else {
+                return Ok(());
+            };
+            let t = MESSAGES;
+            let id = e.aggregate_id.clone();
+            match event {
+                MessageEvent::MessageQueued {
+                    kind,
+                    channel,
+                    recipient,
+                    cause,
+                    at,
+                    ..
+                } => {
+                    // Only a customer recipient names whose message it is.
+                    let customer = match recipient {
+                        Recipient::Customer { customer_id } => Some(customer_id.to_string()),
+                        Recipient::Email { .. } | Recipient::Phone { .. } | Recipient::Withheld => {
+                            None
+                        }
+                    };
+                    exec(tx, ctx, t, "INSERT INTO {messages} (message_id, kind, channel, customer_id, cause, status, queued_at, updated_at)
+                        VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6) ON CONFLICT (message_id) DO NOTHING",
+                        &[id.into(), text(kind).into(), text(channel).into(), customer.into(),
+                          text(cause).into(), rfc3339(*at).into()]).await?;
+                }
+                MessageEvent::MessageSendStarted {
+                    attempt,
+                    provider,
+                    at,
+                    ..
+                } => {
+                    exec(tx, ctx, t, "UPDATE {messages} SET status = 'sending', attempts = $2, provider = $3, updated_at = $4 WHERE message_id = $1",
+                        &[id.into(), i64::from(*attempt).into(), text(provider).into(), rfc3339(*at).into()]).await?;
+                }
+                MessageEvent::MessageSendAttemptFailed {
+                    error,
+                    retry_at,
+                    at,
+                    ..
+                } => {
+                    let status = if retry_at.is_none() {
+                        "sending"
+                    } else {
+                        "retrying"
+                    };
+                    exec(tx, ctx, t, "UPDATE {messages} SET status = $2, last_error = $3, updated_at = $4 WHERE message_id = $1",
+                        &[id.into(), status.into(), text(error).into(), rfc3339(*at).into()]).await?;
+                }
+                MessageEvent::MessageHeld { at, .. } => {
+                    exec(tx, ctx, t, "UPDATE {messages} SET status = 'held', updated_at = $2 WHERE message_id = $1",
+                        &[id.into(), rfc3339(*at).into()]).await?;
+                }
+                MessageEvent::MessageSent {
+                    provider,
+                    provider_message_id,
+                    at,
+                    ..
+                } => {
+                    exec(tx, ctx, t, "UPDATE {messages} SET status = 'sent', provider = $2, provider_message_id = $3, updated_at = $4 WHERE message_id = $1",
+                        &[id.into(), text(provider).into(), text(provider_message_id).into(), rfc3339(*at).into()]).await?;
+                }
+                MessageEvent::MessageNotSent { reason, at } => {
+                    // The reason's serde tag (`kind`, snake_case).
+                    let kind = match reason {
+                        NotSentReason::NoProviderConfigured => "no_provider_configured",
+                        NotSentReason::NotEligible { .. } => "not_eligible",
+                        NotSentReason::Rejected { .. } => "rejected",
+                        NotSentReason::RetriesExhausted { .. } => "retries_exhausted",
+                        NotSentReason::OutcomeUnknown { .. } => "outcome_unknown",
+                    };
+                    exec(tx, ctx, t, "UPDATE {messages} SET status = 'not_sent', not_sent_reason = $2, updated_at = $3 WHERE message_id = $1",
+                        &[id.into(), kind.into(), rfc3339(*at).into()]).await?;
+                }
+                MessageEvent::MessageDeliveryStatusChanged { to, at, .. } => {
+                    exec(tx, ctx, t, "UPDATE {messages} SET delivery_status = $2, updated_at = $3 WHERE message_id = $1",
+                        &[id.into(), text(to).into(), rfc3339(*at).into()]).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
