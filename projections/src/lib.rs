@@ -8,6 +8,7 @@ pub mod crm;
 pub mod db;
 pub mod parked;
 pub mod projection;
+pub mod row;
 pub mod runner;
 
 pub use db::{DbError, JsonRow, Param, ReadDb};

@@ -209,6 +209,18 @@ pub fn json_column<T: serde::de::DeserializeOwned + Default>(
     })
 }
 
+/// The `kind` tag an internally tagged value is stored with (its serde name, so it
+/// cannot drift from the payload).
+pub fn kind_tag<T: serde::Serialize + ?Sized>(v: &T) -> Option<String> {
+    match serde_json::to_value(v) {
+        Ok(Value::Object(mut fields)) => match fields.remove("kind") {
+            Some(Value::String(kind)) => Some(kind),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// A value as compact JSON (keys sorted), for JSON columns.
 pub fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_value(v).unwrap_or(Value::Null).to_string()

@@ -1,6 +1,7 @@
 //! Portal reviews, over HTTP against the server process on both engines: a
 //! customer reviews their own completed job, once; someone else's job reads as
-//! forbidden, an unfinished one is refused with its rule.
+//! forbidden, an unfinished one is refused with its rule; the review fulfils the job's
+//! review request (listed by `reviewRequests`).
 
 use serde_json::{json, Value};
 use tests::app::{data, text, TestApp};
@@ -90,4 +91,105 @@ async fn a_customer_reviews_their_own_completed_job_once(engine: Engine) {
     tests::health::assert_no_failures(&app.server.base).await;
 }
 
-tests::on_both_engines!(a_customer_reviews_their_own_completed_job_once);
+/// The review requests of `job`, read until `until` holds of them (the policy runs after
+/// the job's events, then the read model): the last answer.
+async fn requests_of(
+    app: &TestApp,
+    token: &str,
+    job: &str,
+    until: impl Fn(&Value) -> bool,
+) -> Value {
+    let query = "query($j: ID) { reviewRequests(jobId: $j) { totalCount nodes { jobId customerId channel status reminders reviewId requestedAt } } }";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = app.gql(Some(token), query, json!({"j": job})).await;
+        let nodes = data(&r, "/data/reviewRequests/nodes").clone();
+        if until(&nodes) || std::time::Instant::now() > deadline {
+            return nodes;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn a_review_of_a_requested_job_fulfils_its_request(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let app = TestApp::start(env!("CARGO_BIN_EXE_dirtfree-api"), &db.url).await;
+    let admin = app.login_admin().await;
+    let t = app.gql(Some(&admin), "mutation($i: CreateStaffUserInput!) { createStaffUser(input: $i) { staffUser { id } } }",
+        json!({"i": {"email": "tech@dirtfree.example", "name": "Terry Tech", "role": "STAFF", "password": "steam-cleaner-42"}})).await;
+    let tech = text(&t, "/data/createStaffUser/staffUser/id");
+    let (ada, ada_id) = portal(&app, "Ada", "ada@example.com").await;
+    // Email is the channel Ada can be asked on: her address is confirmed, she consents.
+    let r = app
+        .gql(
+            Some(&admin),
+            "mutation($i: MarketingConsentInput!) { setMarketingConsent(input: $i) { position } }",
+            json!({"i": {"id": ada_id, "channel": "EMAIL", "granted": true}}),
+        )
+        .await;
+    app.sync(&admin, &text(&r, "/data/setMarketingConsent/position"))
+        .await;
+    let done = job(&app, &admin, &tech, &ada_id, true).await;
+    let other = job(&app, &admin, &tech, &ada_id, true).await;
+
+    // The policy asked for a review of each completed job.
+    let asked = requests_of(&app, &admin, &done, |n| {
+        n.as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(asked.as_array().map(Vec::len), Some(1), "{asked}");
+    assert_eq!(asked[0]["status"], "REQUESTED", "{asked}");
+    assert_eq!(asked[0]["customerId"], ada_id.as_str());
+    assert_eq!(asked[0]["channel"], "EMAIL");
+    assert_eq!(asked[0]["reviewId"], Value::Null);
+    let other_asked = requests_of(&app, &admin, &other, |n| {
+        n.as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(other_asked[0]["status"], "REQUESTED", "{other_asked}");
+
+    // Ada reviews one job: that request is fulfilled by her review, the other stays open.
+    let r = app
+        .gql(
+            Some(&ada),
+            "mutation($i: SubmitReviewInput!) { submitReview(input: $i) { reviewId } }",
+            json!({"i": {"jobId": done, "rating": 4, "comment": "Good"}}),
+        )
+        .await;
+    let review = text(&r, "/data/submitReview/reviewId");
+    let fulfilled = requests_of(&app, &admin, &done, |n| n[0]["status"] == "FULFILLED").await;
+    assert_eq!(fulfilled[0]["status"], "FULFILLED", "{fulfilled}");
+    assert_eq!(fulfilled[0]["reviewId"], review.as_str());
+    let open = app
+        .gql(
+            Some(&admin),
+            "{ reviewRequests(status: REQUESTED) { nodes { jobId } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data(&open, "/data/reviewRequests/nodes"),
+        &json!([{"jobId": other}]),
+        "{open}"
+    );
+    // Staff only; a malformed filter is a clear error naming it.
+    let portal_asks = app
+        .gql(Some(&ada), "{ reviewRequests { totalCount } }", json!({}))
+        .await;
+    assert_eq!(code(&portal_asks).0, "FORBIDDEN", "{portal_asks}");
+    let bad = app
+        .gql(
+            Some(&admin),
+            "{ reviewRequests(jobId: \"job-1\") { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&bad).0, "VALIDATION", "{bad}");
+    assert_eq!(bad["errors"][0]["extensions"]["field"], "jobId", "{bad}");
+    tests::health::assert_no_failures(&app.server.base).await;
+}
+
+tests::on_both_engines!(
+    a_customer_reviews_their_own_completed_job_once,
+    a_review_of_a_requested_job_fulfils_its_request,
+);

@@ -1059,6 +1059,28 @@ async fn check_system_health_runs_every_15_minutes_and_reports_what_it_checked()
     }
     assert_eq!(slots.len(), 4);
     assert_eq!(slots[3], "2026-05-01T15:45:00Z");
+
+    // A read model that stops is what the check is for: the next run fails naming it.
+    e.customer(1, None, date(2020, 1, 1)).await;
+    e.projections
+        .db()
+        .execute("DROP TABLE rm_customers", &[])
+        .await
+        .expect("drop a read-model table");
+    assert!(
+        e.projections.catch_up("customers").await.is_err(),
+        "the customers read model stops on its missing table"
+    );
+    let runs = e
+        .run_at(JobName::CheckSystemHealth, chicago(2026, 5, 1, 11, 7))
+        .await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].status, "failed", "{runs:?}");
+    let error = runs[0].error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("projections failed: customers"),
+        "the failed run names the read model: {error}"
+    );
 }
 
 /// Every event in the log, in order, as (position, stream, sequence, type, payload).

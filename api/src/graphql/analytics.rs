@@ -5,7 +5,8 @@ use chrono::{Datelike, NaiveDate};
 use domain::ports::Role;
 use domain::report::{spreadsheet_safe, ReportFigure};
 use domain::scheduled_report::ReportMetric;
-use projections::Param;
+use projections::crm::analytics::{self, RevenueKey};
+use projections::crm::customers;
 
 use super::context::{self, parts};
 use super::customers::Money;
@@ -177,14 +178,6 @@ fn local_midnight_utc(tz: chrono_tz::Tz, d: NaiveDate) -> String {
     projections::projection::rfc3339(at)
 }
 
-fn num(v: Option<&serde_json::Value>) -> i64 {
-    v.and_then(|v| {
-        v.as_i64()
-            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-    })
-    .unwrap_or(0)
-}
-
 fn ratio(a: i64, b: i64) -> Option<i64> {
     (b > 0).then(|| a * 10_000 / b)
 }
@@ -200,44 +193,15 @@ pub async fn kpis(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Kpis, projections::DbError> {
-    let range = [Param::from(from.to_string()), Param::from(to.to_string())];
-    let rows = projections
-            .query("SELECT metric, CAST(SUM(value) AS BIGINT) AS v FROM rm_daily_counts WHERE local_date >= $1 AND local_date <= $2 GROUP BY metric", &range).await?;
-    let m = |name: &str| {
-        rows.iter()
-            .find(|r| r.get("metric").and_then(|v| v.as_str()) == Some(name))
-            .map_or(0, |r| num(r.get("v")))
-    };
-    let rev = projections
-            .query("SELECT returning_customer AS r, CAST(SUM(amount_cents) AS BIGINT) AS cents FROM rm_revenue WHERE local_date >= $1 AND local_date <= $2 GROUP BY returning_customer", &range).await?;
-    let part = |flag: i64| {
-        rev.iter()
-            .find(|r| num(r.get("r")) == flag)
-            .map_or(0, |r| num(r.get("cents")))
-    };
+    use projections::crm::{loyalty, reviews};
+    let db = projections.db();
+    let counters = analytics::counter_totals(db, from, to).await?;
+    let m = |name: &str| counters.get(name).copied().unwrap_or(0);
+    let split = analytics::revenue_split(db, from, to).await?;
     let start = local_midnight_utc(tz, from);
     let end = local_midnight_utc(tz, to.succ_opt().unwrap_or(to));
-    let attributed = projections
-            .query(
-                "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) AS cents FROM rm_revenue
-                  WHERE local_date >= $1 AND local_date <= $2 AND job_id IN
-                    (SELECT redeemed_job_id FROM rm_promotion_recipients WHERE redeemed_job_id IS NOT NULL)",
-                &range,
-            ).await?;
-    let stars = projections
-        .query(
-            "SELECT rating, CAST(COUNT(*) AS BIGINT) AS n FROM rm_reviews
-                  WHERE received_at >= $1 AND received_at < $2 GROUP BY rating",
-            &[start.as_str().into(), end.as_str().into()],
-        )
-        .await?;
-    let mut review_distribution = vec![0i64; 5];
-    for r in &stars {
-        let rating = num(r.get("rating"));
-        if (1..=5).contains(&rating) {
-            review_distribution[(rating - 1) as usize] += num(r.get("n"));
-        }
-    }
+    let attributed = analytics::promotion_attributed_cents(db, from, to).await?;
+    let review_distribution = reviews::ratings_received(db, &start, &end).await?.to_vec();
     let reviews: i64 = review_distribution.iter().sum();
     let star_total: i64 = review_distribution
         .iter()
@@ -250,44 +214,27 @@ pub async fn kpis(
             .unwrap_or_default()
             - chrono::Duration::days(365),
     );
-    let activity = projections
-            .query(
-                "SELECT CAST(COALESCE(SUM(CASE WHEN last_job_at >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS active,
-                        CAST(COALESCE(SUM(CASE WHEN last_job_at < $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS lapsed
-                   FROM rm_customers
-                  WHERE erased = 0 AND merged_into IS NULL AND last_job_at IS NOT NULL AND last_job_at < $2",
-                &[year_before.as_str().into(), end.as_str().into()],
-            ).await?;
-    let tiers = projections
-        .query(
-            "SELECT tier, CAST(COUNT(*) AS BIGINT) AS n FROM rm_loyalty_accounts GROUP BY tier",
-            &[],
-        )
-        .await?;
+    let activity = customers::activity(db, &year_before, &end).await?;
+    let tiers = loyalty::accounts_by_tier(db).await?;
     let tier_distribution = ["bronze", "silver", "gold", "platinum"]
         .iter()
         .map(|t| TierCount {
             tier: (*t).to_string(),
-            accounts: tiers
-                .iter()
-                .find(|r| r.get("tier").and_then(|v| v.as_str()) == Some(t))
-                .map_or(0, |r| num(r.get("n"))),
+            accounts: tiers.get(*t).copied().unwrap_or(0),
         })
         .collect();
-    let first =
-        |rows: &[projections::JsonRow], col: &str| num(rows.first().and_then(|r| r.get(col)));
     Ok(Kpis {
-        promotion_attributed_revenue: Money::usd(first(&attributed, "cents")),
+        promotion_attributed_revenue: Money::usd(attributed),
         review_average_centi: (reviews > 0).then(|| star_total * 100 / reviews),
         review_distribution,
-        active_customers: first(&activity, "active"),
-        lapsed_customers: first(&activity, "lapsed"),
+        active_customers: activity.active,
+        lapsed_customers: activity.lapsed,
         tier_distribution,
         new_customers: m("new_customers"),
         jobs_completed: m("jobs_completed"),
-        revenue: Money::usd(part(0) + part(1)),
-        new_customer_revenue: Money::usd(part(0)),
-        returning_customer_revenue: Money::usd(part(1)),
+        revenue: Money::usd(split.first_job_cents + split.returning_cents),
+        new_customer_revenue: Money::usd(split.first_job_cents),
+        returning_customer_revenue: Money::usd(split.returning_cents),
         opportunity_conversion_bp: ratio(
             m("opportunities_won"),
             m("opportunities_won") + m("opportunities_lost"),
@@ -325,51 +272,35 @@ impl AnalyticsQuery {
                 "must be on or after from, within ten years",
             ));
         }
-        let range = [Param::from(from.to_string()), Param::from(to.to_string())];
-        let (sql, label): (&str, fn(&str) -> String) = match group_by {
-            RevenueGrouping::Service => (
-                "SELECT service AS k, CAST(SUM(amount_cents) AS BIGINT) AS cents, COUNT(*) AS jobs FROM rm_revenue_by_service WHERE local_date >= $1 AND local_date <= $2 GROUP BY service ORDER BY service",
-                |k| k.to_string(),
-            ),
-            RevenueGrouping::Technician => (
-                "SELECT COALESCE(technician_id, 'unassigned') AS k, CAST(SUM(amount_cents) AS BIGINT) AS cents, COUNT(*) AS jobs FROM rm_revenue WHERE local_date >= $1 AND local_date <= $2 GROUP BY COALESCE(technician_id, 'unassigned') ORDER BY 1",
-                |k| k.to_string(),
-            ),
-            RevenueGrouping::Day | RevenueGrouping::Week | RevenueGrouping::Month => (
-                "SELECT local_date AS k, CAST(SUM(amount_cents) AS BIGINT) AS cents, COUNT(*) AS jobs FROM rm_revenue WHERE local_date >= $1 AND local_date <= $2 GROUP BY local_date ORDER BY local_date",
-                |k| k.to_string(),
-            ),
+        let key = match group_by {
+            RevenueGrouping::Service => RevenueKey::Service,
+            RevenueGrouping::Technician => RevenueKey::Technician,
+            RevenueGrouping::Day | RevenueGrouping::Week | RevenueGrouping::Month => {
+                RevenueKey::Day
+            }
         };
-        let rows = state
-            .projections
-            .query(sql, &range)
+        let rows = analytics::revenue_by(state.projections.db(), key, from, to)
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
         let mut buckets: Vec<RevenueBucket> = Vec::new();
         for r in rows {
-            let raw = r
-                .get("k")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string();
-            let key = match (group_by, NaiveDate::parse_from_str(&raw, "%Y-%m-%d")) {
+            let key = match (group_by, NaiveDate::parse_from_str(&r.key, "%Y-%m-%d")) {
                 (RevenueGrouping::Week, Ok(d)) => {
                     let w = d.iso_week();
                     format!("{}-W{:02}", w.year(), w.week())
                 }
                 (RevenueGrouping::Month, Ok(d)) => format!("{}-{:02}", d.year(), d.month()),
-                _ => label(&raw),
+                _ => r.key,
             };
-            let (cents, jobs) = (num(r.get("cents")), num(r.get("jobs")));
             match buckets.last_mut() {
                 Some(b) if b.key == key => {
-                    b.revenue.amount_cents += cents;
-                    b.jobs += jobs;
+                    b.revenue.amount_cents += r.cents;
+                    b.jobs += r.jobs;
                 }
                 _ => buckets.push(RevenueBucket {
                     key,
-                    revenue: Money::usd(cents),
-                    jobs,
+                    revenue: Money::usd(r.cents),
+                    jobs: r.jobs,
                 }),
             }
         }
@@ -423,52 +354,86 @@ impl ExportQuery {
     ) -> async_graphql::Result<String> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Manager, "export reports")?;
-        let from = from
-            .map(|d| d.to_string())
-            .unwrap_or_else(|| "0000-01-01".into());
-        let to = to
-            .map(|d| d.to_string())
-            .unwrap_or_else(|| "9999-12-31".into());
-        let range = [Param::from(from), Param::from(to)];
-        let (sql, columns): (&str, &[&str]) = match report {
-            CsvReport::RevenueDaily => (
-                "SELECT local_date AS date, COUNT(*) AS jobs, CAST(SUM(amount_cents) AS BIGINT) AS revenue_cents FROM rm_revenue WHERE local_date >= $1 AND local_date <= $2 GROUP BY local_date ORDER BY local_date",
-                &["date", "jobs", "revenue_cents"],
-            ),
-            CsvReport::RevenueByService => (
-                "SELECT service, COUNT(*) AS jobs, CAST(SUM(amount_cents) AS BIGINT) AS revenue_cents FROM rm_revenue_by_service WHERE local_date >= $1 AND local_date <= $2 GROUP BY service ORDER BY service",
-                &["service", "jobs", "revenue_cents"],
-            ),
-            CsvReport::RevenueByTechnician => (
-                "SELECT COALESCE(technician_id, 'unassigned') AS technician_id, COUNT(*) AS jobs, CAST(SUM(amount_cents) AS BIGINT) AS revenue_cents FROM rm_revenue WHERE local_date >= $1 AND local_date <= $2 GROUP BY COALESCE(technician_id, 'unassigned') ORDER BY 1",
-                &["technician_id", "jobs", "revenue_cents"],
-            ),
-            CsvReport::DailyMetrics => (
-                "SELECT local_date AS date, metric, value FROM rm_daily_counts WHERE local_date >= $1 AND local_date <= $2 ORDER BY local_date, metric",
-                &["date", "metric", "value"],
-            ),
-            CsvReport::Customers => (
-                "SELECT customer_id, name, email, phone, tier, loyalty_points, jobs_completed, total_spent_cents FROM rm_customers WHERE erased = 0 AND merged_into IS NULL AND $1 <= $2 ORDER BY name, customer_id",
-                &["customer_id", "name", "email", "phone", "tier", "loyalty_points", "jobs_completed", "total_spent_cents"],
-            ),
+        let from = from.unwrap_or(NaiveDate::from_ymd_opt(0, 1, 1).unwrap_or(NaiveDate::MIN));
+        let to = to.unwrap_or(NaiveDate::from_ymd_opt(9999, 12, 31).unwrap_or(NaiveDate::MAX));
+        if to < from {
+            return Err(errors::invalid("to", "must be on or after from"));
+        }
+        let db = state.projections.db();
+        let internal = |e: projections::DbError| errors::internal(&rc.request_id, &e);
+        let int = |n: i64| n.to_string();
+        let text = |s: Option<String>| s.as_deref().map(spreadsheet_safe).unwrap_or_default();
+        let (columns, records): (&[&str], Vec<Vec<String>>) = match report {
+            CsvReport::RevenueDaily
+            | CsvReport::RevenueByService
+            | CsvReport::RevenueByTechnician => {
+                let (key, columns): (RevenueKey, &[&str]) = match report {
+                    CsvReport::RevenueDaily => {
+                        (RevenueKey::Day, &["date", "jobs", "revenue_cents"])
+                    }
+                    CsvReport::RevenueByService => {
+                        (RevenueKey::Service, &["service", "jobs", "revenue_cents"])
+                    }
+                    _ => (
+                        RevenueKey::Technician,
+                        &["technician_id", "jobs", "revenue_cents"],
+                    ),
+                };
+                let rows = analytics::revenue_by(db, key, from, to)
+                    .await
+                    .map_err(internal)?;
+                (
+                    columns,
+                    rows.into_iter()
+                        .map(|r| vec![text(Some(r.key)), int(r.jobs), int(r.cents)])
+                        .collect(),
+                )
+            }
+            CsvReport::DailyMetrics => {
+                let rows = analytics::daily_counts(db, from, to)
+                    .await
+                    .map_err(internal)?;
+                (
+                    &["date", "metric", "value"],
+                    rows.into_iter()
+                        .map(|r| vec![text(Some(r.date)), text(Some(r.metric)), int(r.value)])
+                        .collect(),
+                )
+            }
+            CsvReport::Customers => {
+                let rows = customers::export_rows(db).await.map_err(internal)?;
+                (
+                    &[
+                        "customer_id",
+                        "name",
+                        "email",
+                        "phone",
+                        "tier",
+                        "loyalty_points",
+                        "jobs_completed",
+                        "total_spent_cents",
+                    ],
+                    rows.into_iter()
+                        .map(|r| {
+                            vec![
+                                text(Some(r.customer_id)),
+                                text(r.name),
+                                text(r.email),
+                                text(r.phone),
+                                text(Some(r.tier)),
+                                int(r.loyalty_points),
+                                int(r.jobs_completed),
+                                int(r.total_spent_cents),
+                            ]
+                        })
+                        .collect(),
+                )
+            }
         };
-        let rows = state
-            .projections
-            .query(sql, &range)
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?;
         let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record(columns)
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        for r in rows {
-            let record: Vec<String> = columns
-                .iter()
-                .map(|c| match r.get(*c) {
-                    Some(serde_json::Value::String(s)) => spreadsheet_safe(s),
-                    Some(serde_json::Value::Null) | None => String::new(),
-                    Some(v) => num(Some(v)).to_string(),
-                })
-                .collect();
+        for record in records {
             w.write_record(&record)
                 .map_err(|e| errors::internal(&rc.request_id, &e))?;
         }

@@ -23,13 +23,6 @@ use crate::outbox::reset_tokens;
 /// How long a code works.
 const CODE_MINUTES: i64 = 15;
 
-fn channel(c: MarketingChannel) -> Channel {
-    match c {
-        MarketingChannel::Sms => Channel::Sms,
-        MarketingChannel::Email => Channel::Email,
-    }
-}
-
 /// Asking for a code.
 #[derive(InputObject, Debug)]
 pub struct RequestContactCodeInput {
@@ -96,7 +89,7 @@ impl ContactMutation {
             .map_err(auth::rate_limited)?;
         let code = format!("{:06}", rand::rngs::OsRng.next_u32() % 1_000_000);
         let expires_at = Utc::now() + Duration::minutes(CODE_MINUTES);
-        let wanted = channel(input.channel);
+        let wanted = Channel::from(input.channel);
         let out = state
             .crm
             .customers()
@@ -183,7 +176,7 @@ impl ContactMutation {
                 me,
                 actor,
                 CustomerCommand::ConfirmContact {
-                    channel: channel(input.channel),
+                    channel: Channel::from(input.channel),
                     code_hash: token_hash(input.code.trim()),
                 },
                 &context::with_key(meta, input.idempotency_key.as_ref()),

@@ -97,7 +97,7 @@ pub struct Customer {
     pub referral_code: Option<String>,
     /// Service addresses, by label.
     pub addresses: Vec<CustomerAddress>,
-    /// How many staff notes there are (the text is in the audit trail; staff only).
+    /// How many staff notes there are (their text: `customerNotes`; staff only).
     #[graphql(guard = "StaffOnly")]
     pub note_count: i64,
     /// Set when this record was merged into another customer (staff only).
@@ -493,6 +493,24 @@ pub enum MarketingChannel {
     Email,
 }
 
+impl From<MarketingChannel> for domain::consent::Channel {
+    fn from(c: MarketingChannel) -> Self {
+        match c {
+            MarketingChannel::Sms => domain::consent::Channel::Sms,
+            MarketingChannel::Email => domain::consent::Channel::Email,
+        }
+    }
+}
+
+impl From<domain::consent::Channel> for MarketingChannel {
+    fn from(c: domain::consent::Channel) -> Self {
+        match c {
+            domain::consent::Channel::Sms => MarketingChannel::Sms,
+            domain::consent::Channel::Email => MarketingChannel::Email,
+        }
+    }
+}
+
 /// Recording a customer's marketing consent.
 #[derive(InputObject, Debug)]
 pub struct MarketingConsentInput {
@@ -718,10 +736,7 @@ impl CustomerMutation {
     ) -> async_graphql::Result<CustomerPayload> {
         let (_, rc) = parts(ctx)?;
         let (me, _, _) = context::customer(rc)?;
-        let channel = match input.channel {
-            MarketingChannel::Sms => domain::consent::Channel::Sms,
-            MarketingChannel::Email => domain::consent::Channel::Email,
-        };
+        let channel = domain::consent::Channel::from(input.channel);
         let source = domain::consent::ConsentSource::Portal;
         let cmd = if input.granted {
             CustomerCommand::GrantMarketingConsent { channel, source }
@@ -765,10 +780,7 @@ impl CustomerMutation {
         input: MarketingConsentInput,
     ) -> async_graphql::Result<CustomerPayload> {
         let id = customer_id("id", &input.id)?;
-        let channel = match input.channel {
-            MarketingChannel::Sms => domain::consent::Channel::Sms,
-            MarketingChannel::Email => domain::consent::Channel::Email,
-        };
+        let channel = domain::consent::Channel::from(input.channel);
         let source = domain::consent::ConsentSource::Staff;
         let cmd = if input.granted {
             CustomerCommand::GrantMarketingConsent { channel, source }

@@ -456,7 +456,7 @@ impl VehiclePayload {
     }
 }
 
-fn job_id(field: &str, id: &ID) -> async_graphql::Result<JobId> {
+pub fn job_id(field: &str, id: &ID) -> async_graphql::Result<JobId> {
     JobId::parse(id).map_err(|_| errors::invalid(field, "not a job id"))
 }
 

@@ -12,6 +12,7 @@ mod auth;
 mod contacts;
 mod context;
 mod customers;
+mod dispatch;
 mod errors;
 mod introspection;
 mod jobs;
@@ -23,6 +24,7 @@ mod observe;
 mod paging;
 pub mod proofs;
 pub mod reports;
+mod review_requests;
 mod sales;
 mod sign_up;
 mod staff;
@@ -63,6 +65,8 @@ pub struct QueryRoot(
     reports::ReportQuery,
     messaging::MessagingQuery,
     proofs::ProofQuery,
+    dispatch::DispatchQuery,
+    review_requests::ReviewRequestQuery,
 );
 
 /// Root of all mutations.

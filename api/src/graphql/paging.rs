@@ -203,6 +203,38 @@ pub async fn of_sql<T: OutputType>(
     .await
 }
 
+/// A page of a read model's typed query: `total` counts the list, `fetch(offset, limit)`
+/// reads the window asked, `node` maps each row (failing on a row that does not map).
+///
+/// # Errors
+/// VALIDATION for a malformed cursor; INTERNAL when the read models fail.
+pub async fn of_query<T, R, Fut>(
+    rc: &RequestCtx,
+    args: PageArgs,
+    total: impl std::future::Future<Output = Result<i64, projections::DbError>>,
+    fetch: impl FnOnce(i64, i64) -> Fut,
+    node: impl Fn(R) -> async_graphql::Result<T>,
+) -> async_graphql::Result<Page<T>>
+where
+    T: OutputType,
+    Fut: std::future::Future<Output = Result<Vec<R>, projections::DbError>>,
+{
+    let bounds = Bounds::of(&args)?;
+    let total = total
+        .await
+        .map_err(|e| errors::internal(&rc.request_id, &e))?;
+    let total = usize::try_from(total).unwrap_or(0);
+    let (start, end) = bounds.window(total);
+    let rows = fetch(start as i64, (end - start) as i64)
+        .await
+        .map_err(|e| errors::internal(&rc.request_id, &e))?;
+    let items = rows
+        .into_iter()
+        .map(node)
+        .collect::<async_graphql::Result<Vec<T>>>()?;
+    Ok(page(start, end, total, items))
+}
+
 async fn paged<T, F, Fut>(args: PageArgs, total: usize, fetch: F) -> async_graphql::Result<Page<T>>
 where
     T: OutputType,

@@ -323,10 +323,7 @@ impl ProofMutation {
         input: SendTestMessageInput,
     ) -> async_graphql::Result<MessageQueuedPayload> {
         let (state, rc) = parts(ctx)?;
-        let channel = match input.channel {
-            MarketingChannel::Sms => Channel::Sms,
-            MarketingChannel::Email => Channel::Email,
-        };
+        let channel = Channel::from(input.channel);
         send_test(
             state,
             rc,

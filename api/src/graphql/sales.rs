@@ -606,13 +606,6 @@ fn opp_id(id: &ID) -> async_graphql::Result<OpportunityId> {
     OpportunityId::parse(id).map_err(|_| errors::invalid("id", "not an opportunity id"))
 }
 
-fn channel(c: MarketingChannel) -> Channel {
-    match c {
-        MarketingChannel::Sms => Channel::Sms,
-        MarketingChannel::Email => Channel::Email,
-    }
-}
-
 async fn run_opp(
     ctx: &Context<'_>,
     id: OpportunityId,
@@ -729,7 +722,7 @@ impl PromotionContentInput {
                 PromotionKindInput::Anniversary => PromotionKind::Anniversary,
             },
             audience,
-            channel: channel(self.channel),
+            channel: Channel::from(self.channel),
             template: self.template,
             discount_code: self.discount_code,
             discount: self.discount,
@@ -936,7 +929,7 @@ impl SalesMutation {
             .load_existing(customer)
             .await
             .map_err(|e| errors::app(&rc.request_id, e))?;
-        let ch = channel(input.channel);
+        let ch = Channel::from(input.channel);
         let eligibility = c.aggregate.marketing_eligibility(ch);
         run_opp(
             ctx,

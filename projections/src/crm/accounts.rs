@@ -165,3 +165,56 @@ async fn portal_account(
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------- queries
+
+/// A staff user who can sign in, as dispatch sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveStaffRow {
+    /// Id.
+    pub staff_user_id: String,
+    /// Name.
+    pub name: String,
+    /// Role (`admin`, `manager`, `staff`).
+    pub role: String,
+}
+
+/// How many staff users can sign in.
+///
+/// # Errors
+/// When the read model cannot be read.
+pub async fn active_staff_count(db: &crate::db::ReadDb) -> Result<i64, crate::db::DbError> {
+    let rows = db
+        .query(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM rm_staff_users WHERE active = 1",
+            &[],
+        )
+        .await?;
+    rows.first().map_or(Ok(0), |r| crate::row::int(r, "n"))
+}
+
+/// The staff users who can sign in, by name, `limit` of them from `offset`.
+///
+/// # Errors
+/// When the read model cannot be read.
+pub async fn active_staff(
+    db: &crate::db::ReadDb,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<ActiveStaffRow>, crate::db::DbError> {
+    db.query(
+        "SELECT staff_user_id, name, role FROM rm_staff_users WHERE active = 1
+          ORDER BY name, staff_user_id LIMIT $1 OFFSET $2",
+        &[limit.into(), offset.into()],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(ActiveStaffRow {
+            staff_user_id: crate::row::text(r, "staff_user_id")?,
+            name: crate::row::text(r, "name")?,
+            role: crate::row::text(r, "role")?,
+        })
+    })
+    .collect()
+}

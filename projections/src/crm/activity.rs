@@ -1,7 +1,7 @@
 //! The activity and audit read model.
 
 use domain::job::{BookingSource, JobEvent};
-use domain::portal::{PortalAccountEvent, PortalActivity};
+use domain::portal::PortalAccountEvent;
 
 use super::prelude::*;
 
@@ -62,20 +62,15 @@ impl Projection for Activity {
                 Event::PortalAccount(event) => match event {
                     PortalAccountEvent::PortalAccountRegistered {
                         customer_id, at, ..
-                    } => Some((customer_id, "registered", None, *at)),
+                    } => Some((customer_id, Some("registered".to_owned()), None, *at)),
                     PortalAccountEvent::PortalLoginRecorded { customer_id, at } => {
-                        Some((customer_id, "login", None, *at))
+                        Some((customer_id, Some("login".to_owned()), None, *at))
                     }
                     PortalAccountEvent::PortalActivityRecorded {
                         customer_id,
                         activity,
                         at,
-                    } => Some((
-                        customer_id,
-                        activity_kind(activity),
-                        Some(json(activity)),
-                        *at,
-                    )),
+                    } => Some((customer_id, kind_tag(activity), Some(json(activity)), *at)),
                     PortalAccountEvent::PortalPasswordChanged { .. } => None,
                 },
                 Event::Job(JobEvent::JobBooked {
@@ -83,7 +78,7 @@ impl Projection for Activity {
                     source: BookingSource::Online,
                     at,
                     ..
-                }) => Some((customer_id, "booking", None, *at)),
+                }) => Some((customer_id, Some("booking".to_owned()), None, *at)),
                 _ => None,
             };
             if let Some((customer_id, kind, detail, at)) = portal_kind {
@@ -94,18 +89,5 @@ impl Projection for Activity {
             }
             Ok(())
         })
-    }
-}
-
-/// The `kind` tag a portal activity is stored with (its serde name).
-fn activity_kind(activity: &PortalActivity) -> &'static str {
-    match activity {
-        PortalActivity::ViewedServiceHistory => "viewed_service_history",
-        PortalActivity::BookedService { .. } => "booked_service",
-        PortalActivity::ViewedLoyalty => "viewed_loyalty",
-        PortalActivity::RedeemedReward { .. } => "redeemed_reward",
-        PortalActivity::SharedReferralCode => "shared_referral_code",
-        PortalActivity::UpdatedProfile => "updated_profile",
-        PortalActivity::UpdatedPreferences => "updated_preferences",
     }
 }

@@ -1,6 +1,8 @@
 //! The analytics read model.
 
-use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
 use domain::customer::CustomerEvent;
 use domain::job::{BookingSource, JobEvent};
 use domain::loyalty::LoyaltyEvent;
@@ -11,6 +13,8 @@ use domain::referral::ReferralEvent;
 use domain::review::{ReviewEvent, ReviewRequestEvent};
 
 use super::prelude::*;
+use crate::db::{DbError, Param, ReadDb};
+use crate::row;
 
 /// Facts for analytics, dated in the business's time zone.
 #[derive(Debug)]
@@ -194,4 +198,160 @@ fn metric(event: &Event) -> Option<(&'static str, i64, DateTime<Utc>)> {
         _ => return None,
     };
     Some((name, value, *at))
+}
+
+// ---------------------------------------------------------------- queries
+
+/// How revenue is bucketed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevenueKey {
+    /// By service (a job's amount split evenly over its services).
+    Service,
+    /// By technician (`unassigned` when none).
+    Technician,
+    /// By local date (`YYYY-MM-DD`).
+    Day,
+}
+
+/// Revenue of one bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevenueRow {
+    /// The service, technician id or local date.
+    pub key: String,
+    /// Jobs completed (jobs with several services count once per service).
+    pub jobs: i64,
+    /// Revenue in cents.
+    pub cents: i64,
+}
+
+/// Revenue of the jobs completed on local dates from..=to, by `key`, in key order.
+///
+/// # Errors
+/// When the read model cannot be read.
+pub async fn revenue_by(
+    db: &ReadDb,
+    key: RevenueKey,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<RevenueRow>, DbError> {
+    let sql = match key {
+        RevenueKey::Service => "SELECT service AS k, CAST(SUM(amount_cents) AS BIGINT) AS cents, COUNT(*) AS jobs FROM rm_revenue_by_service WHERE local_date >= $1 AND local_date <= $2 GROUP BY service ORDER BY service",
+        RevenueKey::Technician => "SELECT COALESCE(technician_id, 'unassigned') AS k, CAST(SUM(amount_cents) AS BIGINT) AS cents, COUNT(*) AS jobs FROM rm_revenue WHERE local_date >= $1 AND local_date <= $2 GROUP BY COALESCE(technician_id, 'unassigned') ORDER BY 1",
+        RevenueKey::Day => "SELECT local_date AS k, CAST(SUM(amount_cents) AS BIGINT) AS cents, COUNT(*) AS jobs FROM rm_revenue WHERE local_date >= $1 AND local_date <= $2 GROUP BY local_date ORDER BY local_date",
+    };
+    db.query(sql, &range(from, to))
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(RevenueRow {
+                key: row::text(r, "k")?,
+                jobs: row::int(r, "jobs")?,
+                cents: row::int(r, "cents")?,
+            })
+        })
+        .collect()
+}
+
+/// Each daily counter summed over local dates from..=to (counters with no count absent).
+///
+/// # Errors
+/// When the read model cannot be read.
+pub async fn counter_totals(
+    db: &ReadDb,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<BTreeMap<String, i64>, DbError> {
+    db.query("SELECT metric, CAST(SUM(value) AS BIGINT) AS v FROM rm_daily_counts WHERE local_date >= $1 AND local_date <= $2 GROUP BY metric", &range(from, to))
+        .await?
+        .iter()
+        .map(|r| Ok((row::text(r, "metric")?, row::int(r, "v")?)))
+        .collect()
+}
+
+/// One daily counter of one local date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyCount {
+    /// Local date, `YYYY-MM-DD`.
+    pub date: String,
+    /// The counter (`jobs_completed`, `points_issued`...).
+    pub metric: String,
+    /// Its value that day.
+    pub value: i64,
+}
+
+/// The daily counters of local dates from..=to, by date then counter.
+///
+/// # Errors
+/// When the read model cannot be read.
+pub async fn daily_counts(
+    db: &ReadDb,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<DailyCount>, DbError> {
+    db.query("SELECT local_date AS date, metric, value FROM rm_daily_counts WHERE local_date >= $1 AND local_date <= $2 ORDER BY local_date, metric", &range(from, to))
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(DailyCount {
+                date: row::text(r, "date")?,
+                metric: row::text(r, "metric")?,
+                value: row::int(r, "value")?,
+            })
+        })
+        .collect()
+}
+
+/// Revenue of local dates from..=to, split by whether the customer had completed a job before.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RevenueSplit {
+    /// From customers' first jobs.
+    pub first_job_cents: i64,
+    /// From returning customers.
+    pub returning_cents: i64,
+}
+
+/// The revenue of local dates from..=to, new against returning customers.
+///
+/// # Errors
+/// When the read model cannot be read.
+pub async fn revenue_split(
+    db: &ReadDb,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<RevenueSplit, DbError> {
+    let mut split = RevenueSplit::default();
+    for r in db.query("SELECT returning_customer AS r, CAST(SUM(amount_cents) AS BIGINT) AS cents FROM rm_revenue WHERE local_date >= $1 AND local_date <= $2 GROUP BY returning_customer", &range(from, to)).await? {
+        let cents = row::int(&r, "cents")?;
+        if row::int(&r, "r")? == 0 {
+            split.first_job_cents += cents;
+        } else {
+            split.returning_cents += cents;
+        }
+    }
+    Ok(split)
+}
+
+/// Revenue of local dates from..=to from jobs a promotion was redeemed on (read across the
+/// promotions read model's recipients).
+///
+/// # Errors
+/// When the read models cannot be read.
+pub async fn promotion_attributed_cents(
+    db: &ReadDb,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<i64, DbError> {
+    let rows = db
+        .query(
+            "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) AS cents FROM rm_revenue
+              WHERE local_date >= $1 AND local_date <= $2 AND job_id IN
+                (SELECT redeemed_job_id FROM rm_promotion_recipients WHERE redeemed_job_id IS NOT NULL)",
+            &range(from, to),
+        )
+        .await?;
+    rows.first().map_or(Ok(0), |r| row::int(r, "cents"))
+}
+
+fn range(from: NaiveDate, to: NaiveDate) -> [Param; 2] {
+    [Param::from(from.to_string()), Param::from(to.to_string())]
 }

@@ -6,6 +6,8 @@ use domain::job::JobEvent;
 use domain::loyalty::LoyaltyEvent;
 
 use super::prelude::*;
+use crate::db::{DbError, ReadDb};
+use crate::row;
 
 /// Customer list, search and the customer-360 header.
 #[derive(Debug)]
@@ -352,4 +354,86 @@ async fn customer(
         | CustomerEvent::ContactCodeIssued { .. } => {}
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------- queries
+
+/// Customers with a completed job before `end`, split at `since`: active (a job since) or
+/// lapsed (none since). Erased and merged customers are left out. Instants are RFC 3339 UTC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CustomerActivity {
+    /// Last job at or after `since`.
+    pub active: i64,
+    /// Last job before `since`.
+    pub lapsed: i64,
+}
+
+/// See [`CustomerActivity`].
+///
+/// # Errors
+/// When the read model cannot be read.
+pub async fn activity(db: &ReadDb, since: &str, end: &str) -> Result<CustomerActivity, DbError> {
+    let rows = db
+        .query(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN last_job_at >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS active,
+                    CAST(COALESCE(SUM(CASE WHEN last_job_at < $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS lapsed
+               FROM rm_customers
+              WHERE erased = 0 AND merged_into IS NULL AND last_job_at IS NOT NULL AND last_job_at < $2",
+            &[since.into(), end.into()],
+        )
+        .await?;
+    rows.first().map_or(Ok(CustomerActivity::default()), |r| {
+        Ok(CustomerActivity {
+            active: row::int(r, "active")?,
+            lapsed: row::int(r, "lapsed")?,
+        })
+    })
+}
+
+/// A customer as the customer export lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportRow {
+    /// Id.
+    pub customer_id: String,
+    /// Name.
+    pub name: Option<String>,
+    /// Email.
+    pub email: Option<String>,
+    /// Phone.
+    pub phone: Option<String>,
+    /// Loyalty tier.
+    pub tier: String,
+    /// Loyalty balance.
+    pub loyalty_points: i64,
+    /// Jobs completed.
+    pub jobs_completed: i64,
+    /// Total spent, cents.
+    pub total_spent_cents: i64,
+}
+
+/// Every customer not erased or merged away, by name.
+///
+/// # Errors
+/// When the read model cannot be read.
+pub async fn export_rows(db: &ReadDb) -> Result<Vec<ExportRow>, DbError> {
+    db.query(
+        "SELECT customer_id, name, email, phone, tier, loyalty_points, jobs_completed, total_spent_cents
+           FROM rm_customers WHERE erased = 0 AND merged_into IS NULL ORDER BY name, customer_id",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(ExportRow {
+            customer_id: row::text(r, "customer_id")?,
+            name: row::opt_text(r, "name")?,
+            email: row::opt_text(r, "email")?,
+            phone: row::opt_text(r, "phone")?,
+            tier: row::text(r, "tier")?,
+            loyalty_points: row::int(r, "loyalty_points")?,
+            jobs_completed: row::int(r, "jobs_completed")?,
+            total_spent_cents: row::int(r, "total_spent_cents")?,
+        })
+    })
+    .collect()
 }

@@ -195,3 +195,22 @@ async fn referral(
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------- queries
+
+/// How many loyalty accounts each tier holds (tiers without one absent).
+///
+/// # Errors
+/// When the read model cannot be read.
+pub async fn accounts_by_tier(
+    db: &crate::db::ReadDb,
+) -> Result<std::collections::BTreeMap<String, i64>, crate::db::DbError> {
+    db.query(
+        "SELECT tier, CAST(COUNT(*) AS BIGINT) AS n FROM rm_loyalty_accounts GROUP BY tier",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((crate::row::text(r, "tier")?, crate::row::int(r, "n")?)))
+    .collect()
+}

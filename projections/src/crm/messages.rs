@@ -1,6 +1,6 @@
 //! The outbound messages read model.
 
-use domain::message::{MessageEvent, NotSentReason, Recipient};
+use domain::message::{MessageEvent, Recipient};
 
 use super::prelude::*;
 
@@ -103,14 +103,7 @@ impl Projection for Messages {
                         &[id.into(), text(provider).into(), text(provider_message_id).into(), rfc3339(*at).into()]).await?;
                 }
                 MessageEvent::MessageNotSent { reason, at } => {
-                    // The reason's serde tag (`kind`, snake_case).
-                    let kind = match reason {
-                        NotSentReason::NoProviderConfigured => "no_provider_configured",
-                        NotSentReason::NotEligible { .. } => "not_eligible",
-                        NotSentReason::Rejected { .. } => "rejected",
-                        NotSentReason::RetriesExhausted { .. } => "retries_exhausted",
-                        NotSentReason::OutcomeUnknown { .. } => "outcome_unknown",
-                    };
+                    let kind = kind_tag(reason);
                     exec(tx, ctx, t, "UPDATE {messages} SET status = 'not_sent', not_sent_reason = $2, updated_at = $3 WHERE message_id = $1",
                         &[id.into(), kind.into(), rfc3339(*at).into()]).await?;
                 }

@@ -2,20 +2,21 @@
 //! domain's typed events ([`domain::Event`]): a renamed event or field is a compile error
 //! here, and an event that does not decode is refused naming it (see docs/events.md).
 
-mod accounts;
-mod activity;
-mod analytics;
-mod campaigns;
-mod conversations;
-mod customers;
-mod job_runs;
-mod jobs;
-mod loyalty;
-mod messages;
-mod payments;
-mod pipeline;
-mod reviews;
-mod scheduled_reports;
+pub mod accounts;
+pub mod activity;
+pub mod analytics;
+pub mod campaigns;
+pub mod conversations;
+pub mod customers;
+pub mod job_runs;
+pub mod jobs;
+pub mod loyalty;
+pub mod messages;
+pub mod notes;
+pub mod payments;
+pub mod pipeline;
+pub mod reviews;
+pub mod scheduled_reports;
 
 pub use accounts::Accounts;
 pub use activity::Activity;
@@ -27,6 +28,7 @@ pub use job_runs::JobRuns;
 pub use jobs::Jobs;
 pub use loyalty::Loyalty;
 pub use messages::Messages;
+pub use notes::Notes;
 pub use payments::Payments;
 pub use pipeline::Pipeline;
 pub use reviews::Reviews;
@@ -40,7 +42,7 @@ mod prelude {
     pub(super) use super::exec;
     pub(super) use crate::db::ReadTx;
     pub(super) use crate::projection::{
-        json, json_column, rfc3339, text, ApplyContext, BoxFut, Decoded, Projection,
+        json, json_column, kind_tag, rfc3339, text, ApplyContext, BoxFut, Decoded, Projection,
         ProjectionError,
     };
     pub(super) use domain::Event;
@@ -63,6 +65,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(ScheduledReports),
         std::sync::Arc::new(Messages),
         std::sync::Arc::new(Conversations),
+        std::sync::Arc::new(Notes),
     ]
 }
 

@@ -101,3 +101,150 @@ impl Projection for Reviews {
         })
     }
 }
+
+// ---------------------------------------------------------------- queries
+
+/// How many reviews of each rating (index 0 = one star) were received in [start, end)
+/// (RFC 3339 UTC instants).
+///
+/// # Errors
+/// When the read model cannot be read.
+pub async fn ratings_received(
+    db: &crate::db::ReadDb,
+    start: &str,
+    end: &str,
+) -> Result<[i64; 5], crate::db::DbError> {
+    let mut stars = [0i64; 5];
+    for r in db
+        .query(
+            "SELECT rating, CAST(COUNT(*) AS BIGINT) AS n FROM rm_reviews
+              WHERE received_at >= $1 AND received_at < $2 GROUP BY rating",
+            &[start.into(), end.into()],
+        )
+        .await?
+    {
+        let rating = crate::row::int(&r, "rating")?;
+        // The domain keeps ratings within 1..=5 (`Rating`).
+        if let Some(n) = usize::try_from(rating - 1)
+            .ok()
+            .and_then(|i| stars.get_mut(i))
+        {
+            *n += crate::row::int(&r, "n")?;
+        }
+    }
+    Ok(stars)
+}
+
+/// Which review requests to list (each filter optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestFilter {
+    /// Of this job.
+    pub job_id: Option<String>,
+    /// Of this customer.
+    pub customer_id: Option<String>,
+    /// Only fulfilled (`true`) or only still open (`false`).
+    pub fulfilled: Option<bool>,
+}
+
+impl RequestFilter {
+    fn params(&self) -> [crate::db::Param; 3] {
+        let status = match self.fulfilled {
+            Some(true) => "fulfilled",
+            Some(false) => "requested",
+            None => "",
+        };
+        [
+            self.job_id.clone().unwrap_or_default().into(),
+            self.customer_id.clone().unwrap_or_default().into(),
+            status.into(),
+        ]
+    }
+}
+
+const REQUESTS_WHERE: &str =
+    "($1 = '' OR job_id = $1) AND ($2 = '' OR customer_id = $2) AND ($3 = '' OR status = $3)";
+
+/// A review request: asked once per completed job, reminded at most twice, fulfilled by the
+/// customer's review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRow {
+    /// Id.
+    pub review_request_id: String,
+    /// The job reviewed.
+    pub job_id: String,
+    /// The customer asked.
+    pub customer_id: String,
+    /// The channel asked on.
+    pub channel: Option<domain::consent::Channel>,
+    /// Whether the review came in.
+    pub fulfilled: bool,
+    /// Reminders sent.
+    pub reminders: i64,
+    /// The review that fulfilled it.
+    pub review_id: Option<String>,
+    /// When it was asked (RFC 3339, UTC).
+    pub requested_at: String,
+}
+
+/// How many review requests `filter` matches.
+///
+/// # Errors
+/// When the read model cannot be read.
+pub async fn request_count(
+    db: &crate::db::ReadDb,
+    filter: &RequestFilter,
+) -> Result<i64, crate::db::DbError> {
+    let rows = db
+        .query(
+            &format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM rm_review_requests WHERE {REQUESTS_WHERE}"),
+            &filter.params(),
+        )
+        .await?;
+    rows.first().map_or(Ok(0), |r| crate::row::int(r, "n"))
+}
+
+/// The review requests `filter` matches, newest first, `limit` from `offset`.
+///
+/// # Errors
+/// When the read model cannot be read, or a row does not read as a request.
+pub async fn requests(
+    db: &crate::db::ReadDb,
+    filter: &RequestFilter,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<RequestRow>, crate::db::DbError> {
+    let mut params = filter.params().to_vec();
+    params.extend([limit.into(), offset.into()]);
+    db.query(
+        &format!(
+            "SELECT * FROM rm_review_requests WHERE {REQUESTS_WHERE}
+              ORDER BY requested_at DESC, review_request_id LIMIT $4 OFFSET $5"
+        ),
+        &params,
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        use crate::row::{int, opt_named, opt_text, text};
+        let status = text(r, "status")?;
+        Ok(RequestRow {
+            review_request_id: text(r, "review_request_id")?,
+            job_id: text(r, "job_id")?,
+            customer_id: text(r, "customer_id")?,
+            channel: opt_named(r, "channel")?,
+            fulfilled: match status.as_str() {
+                "fulfilled" => true,
+                "requested" => false,
+                other => {
+                    return Err(crate::db::DbError::new(format!(
+                        "read-model column status is not a request status: {other}"
+                    )))
+                }
+            },
+            reminders: int(r, "reminders")?,
+            review_id: opt_text(r, "review_id")?,
+            requested_at: text(r, "requested_at")?,
+        })
+    })
+    .collect()
+}

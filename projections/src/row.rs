@@ -1,0 +1,108 @@
+//! Typed reads of query rows: a column that is missing or of another type is an error
+//! naming it, never a quiet default.
+
+use serde_json::Value;
+
+use crate::db::{DbError, JsonRow};
+
+fn wrong(column: &str, wanted: &str, got: Option<&Value>) -> DbError {
+    DbError::new(format!(
+        "read-model column {column} is not {wanted}: {}",
+        got.map_or_else(|| "absent".to_string(), |v| v.to_string())
+    ))
+}
+
+/// An integer column (engines return `BIGINT` sums as numbers or numeric text).
+///
+/// # Errors
+/// The column is absent, NULL or not an integer.
+pub fn int(row: &JsonRow, column: &str) -> Result<i64, DbError> {
+    let v = row.get(column);
+    v.and_then(|v| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    })
+    .ok_or_else(|| wrong(column, "an integer", v))
+}
+
+/// A text column.
+///
+/// # Errors
+/// The column is absent, NULL or not text.
+pub fn text(row: &JsonRow, column: &str) -> Result<String, DbError> {
+    let v = row.get(column);
+    v.and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| wrong(column, "text", v))
+}
+
+/// A nullable text column.
+///
+/// # Errors
+/// The column is absent or neither NULL nor text.
+pub fn opt_text(row: &JsonRow, column: &str) -> Result<Option<String>, DbError> {
+    match row.get(column) {
+        Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        other => Err(wrong(column, "text or NULL", other)),
+    }
+}
+
+/// A nullable text column holding a domain value by its serde name (a channel, a tier).
+///
+/// # Errors
+/// The column is absent, neither NULL nor text, or not a name of `T`.
+pub fn opt_named<T: serde::de::DeserializeOwned>(
+    row: &JsonRow,
+    column: &str,
+) -> Result<Option<T>, DbError> {
+    opt_text(row, column)?
+        .map(|s| {
+            serde_json::from_value(Value::String(s.clone()))
+                .map_err(|_| wrong(column, std::any::type_name::<T>(), Some(&Value::String(s))))
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(v: Value) -> JsonRow {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn it_should_read_integers_as_numbers_or_numeric_text() {
+        let r = row(serde_json::json!({"a": 7, "b": "12"}));
+        assert_eq!((int(&r, "a").ok(), int(&r, "b").ok()), (Some(7), Some(12)));
+    }
+
+    #[test]
+    fn it_should_name_a_column_that_is_missing_or_of_another_type() {
+        let r = row(serde_json::json!({"a": "x", "n": null}));
+        for (column, e) in [
+            ("a", int(&r, "a").err()),
+            ("n", int(&r, "n").err()),
+            ("gone", text(&r, "gone").err()),
+            ("a", opt_text(&row(serde_json::json!({"a": 1})), "a").err()),
+        ] {
+            let e = e.map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains(column), "{e}");
+        }
+        assert_eq!(opt_text(&r, "n").ok(), Some(None));
+    }
+
+    #[test]
+    fn it_should_read_a_domain_value_by_its_serde_name_or_name_the_column() {
+        use domain::consent::Channel;
+        let r = row(serde_json::json!({"c": "sms", "d": "pigeon", "n": null}));
+        assert_eq!(opt_named::<Channel>(&r, "c").ok(), Some(Some(Channel::Sms)));
+        assert_eq!(opt_named::<Channel>(&r, "n").ok(), Some(None));
+        let e = opt_named::<Channel>(&r, "d")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("column d") && e.contains("pigeon"), "{e}");
+    }
+}
