@@ -7,6 +7,7 @@ pub mod app;
 pub mod demo;
 pub mod policies;
 pub mod report_runs;
+pub mod review_requests;
 
 #[cfg(test)]
 mod erasure_tests;

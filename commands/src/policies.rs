@@ -230,15 +230,12 @@ impl Policy {
                     return Ok(());
                 }
                 let customer = crm.customers().load(customer_id).await?.aggregate;
-                // SMS first (higher response rate), email otherwise; nobody who
-                // opted out, never consented or cannot be reached is asked.
-                let Some((channel, eligibility)) = [Channel::Sms, Channel::Email]
-                    .into_iter()
-                    .map(|c| (c, customer.marketing_eligibility(c)))
-                    .find(|(_, el)| el.is_eligible())
-                else {
+                // Nobody who opted out, never consented or cannot be reached is asked.
+                let (channel, eligibility) =
+                    domain::review::request_channel(|c| customer.marketing_eligibility(c));
+                if !eligibility.is_eligible() {
                     return Ok(());
-                };
+                }
                 let cmd = ReviewRequestCommand::Request {
                     job_id,
                     customer_id,

@@ -116,15 +116,42 @@ pub enum ReviewRequestError {
 }
 validation_error!(ReviewRequestError);
 
+/// The channel to ask a customer for a review on: SMS where they can be texted (it is
+/// answered more often), else email. When neither may be used, email with its
+/// eligibility, which says why (a `Request` on it is refused naming the reason).
+pub fn request_channel(
+    eligibility: impl Fn(Channel) -> MarketingEligibility,
+) -> (Channel, MarketingEligibility) {
+    let sms = eligibility(Channel::Sms);
+    if sms.is_eligible() {
+        (Channel::Sms, sms)
+    } else {
+        (Channel::Email, eligibility(Channel::Email))
+    }
+}
+
 /// The review request's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReviewRequest {
     customer_id: Option<CustomerId>,
     reminders: u32,
     fulfilled_by: Option<ReviewId>,
+    /// The channel asked on (snapshots from before it was kept read as unknown).
+    #[serde(default)]
+    channel: Option<Channel>,
 }
 
 impl ReviewRequest {
+    /// Whether the customer was asked (the request exists).
+    pub fn is_requested(&self) -> bool {
+        self.customer_id.is_some()
+    }
+
+    /// The channel the customer was asked on.
+    pub fn channel(&self) -> Option<Channel> {
+        self.channel
+    }
+
     /// Decides what happens when `cmd` is issued. Pure.
     ///
     /// # Errors
@@ -191,8 +218,13 @@ impl ReviewRequest {
     /// Folds one event into the state.
     pub fn apply_event(&mut self, event: ReviewRequestEvent) {
         match event {
-            ReviewRequestEvent::ReviewRequested { customer_id, .. } => {
+            ReviewRequestEvent::ReviewRequested {
+                customer_id,
+                channel,
+                ..
+            } => {
                 self.customer_id = Some(customer_id);
+                self.channel = Some(channel);
             }
             ReviewRequestEvent::ReviewReminderSent {
                 reminder_number, ..

@@ -135,10 +135,14 @@ impl Decoded {
             &record.event_type,
             &record.event_version,
         );
-        let event = match Event::decode(&record.aggregate_type, &record.payload) {
-            Some(Ok(event)) => Ok(Some(event)),
-            Some(Err(e)) if known => Err(e.to_string()),
-            Some(Err(_)) | None => Ok(None),
+        let event = if known {
+            match Event::decode(&record.aggregate_type, &record.payload) {
+                Some(Ok(event)) => Ok(Some(event)),
+                Some(Err(e)) => Err(without_quoted_values(&e.to_string())),
+                None => Ok(None),
+            }
+        } else {
+            Ok(None)
         };
         Decoded { record, event }
     }
@@ -148,11 +152,17 @@ impl Decoded {
         records.into_iter().map(Decoded::new).collect()
     }
 
-    /// The typed event; `None` for one this build does not know.
+    /// The typed event of an aggregate type in `followed` (the aggregates the asking read
+    /// model reads); `None` for another aggregate's, or one this build does not know.
     ///
     /// # Errors
-    /// [`ProjectionError::Undecodable`], naming the stored event.
-    pub fn event(&self) -> Result<Option<&Event>, ProjectionError> {
+    /// [`ProjectionError::Undecodable`], naming the stored event, for an event of a
+    /// followed aggregate that does not decode: only the read models that follow an
+    /// aggregate refuse its damaged events.
+    pub fn event_of(&self, followed: &[&str]) -> Result<Option<&Event>, ProjectionError> {
+        if !followed.contains(&self.record.aggregate_type.as_str()) {
+            return Ok(None);
+        }
         match &self.event {
             Ok(event) => Ok(event.as_ref()),
             Err(reason) => Err(ProjectionError::Undecodable {
@@ -176,6 +186,24 @@ impl std::ops::Deref for Decoded {
     fn deref(&self) -> &RecordedEvent {
         &self.record
     }
+}
+
+/// `reason` with every quoted value left out: serde quotes what it could not read, which
+/// may be personal data, and the reason is kept in `projection_parked` and shown in health.
+pub fn without_quoted_values(reason: &str) -> String {
+    let mut out = String::with_capacity(reason.len());
+    let mut quoted = false;
+    for c in reason.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A value as the event stores it, as text: a string as itself, `None` for null, anything
@@ -229,4 +257,23 @@ pub fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
 /// RFC 3339 with seconds, UTC (`Z`): sortable as text.
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn it_should_leave_quoted_values_out_of_a_reason() {
+        let reason =
+            r#"invalid type: string "12 Main St, Austin", expected struct Address at line 1"#;
+        assert_eq!(
+            without_quoted_values(reason),
+            r#"invalid type: string "…", expected struct Address at line 1"#
+        );
+        assert_eq!(
+            without_quoted_values("missing field `customer_id`"),
+            "missing field `customer_id`"
+        );
+    }
 }

@@ -5,10 +5,19 @@ use serde_json::Value;
 
 use crate::db::{DbError, JsonRow};
 
+/// The error for a column that does not read as `wanted`: it says what kind of value was
+/// there, never the value (a read-model column may hold personal data).
 fn wrong(column: &str, wanted: &str, got: Option<&Value>) -> DbError {
+    let kind = match got {
+        None => "absent",
+        Some(Value::Null) => "NULL",
+        Some(Value::Bool(_)) => "a boolean",
+        Some(Value::Number(_)) => "a number",
+        Some(Value::String(_)) => "other text",
+        Some(Value::Array(_) | Value::Object(_)) => "JSON",
+    };
     DbError::new(format!(
-        "read-model column {column} is not {wanted}: {}",
-        got.map_or_else(|| "absent".to_string(), |v| v.to_string())
+        "read-model column {column} is not {wanted}: {kind}"
     ))
 }
 
@@ -103,6 +112,10 @@ mod tests {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(e.contains("column d") && e.contains("pigeon"), "{e}");
+        assert!(e.contains("column d") && e.contains("Channel"), "{e}");
+        assert!(
+            !e.contains("pigeon"),
+            "the value stays out of the error: {e}"
+        );
     }
 }

@@ -47,11 +47,12 @@ async fn unit(log: &EventLog, i: u64, meta: &serde_json::Value) {
         meta,
     )];
     for j in 0..3 {
-        let job = format!("{c}-{j}");
+        // Ids are UUIDs, as the write side writes them (the read side refuses others).
+        let job = format!("00000000-0000-4000-9{j:03}-{i:012}");
         append(log, "Job", &job, vec![
             ev("JobBooked", json!({"job_id": job, "customer_id": c, "source": "staff", "services": ["carpet"], "at": at}), meta),
             ev("JobScheduled", json!({"customer_id": c, "window": {"start": at, "end": at}, "at": at}), meta),
-            ev("JobCompleted", json!({"customer_id": c, "amount": 15000, "services": ["carpet"], "technician_id": "t1", "vehicle_id": null, "at": at}), meta),
+            ev("JobCompleted", json!({"customer_id": c, "amount": 15000, "services": ["carpet"], "technician_id": "00000000-0000-4000-a000-000000000001", "vehicle_id": null, "at": at}), meta),
         ]).await;
         loyalty.push(ev(
             "PointsEarned",
@@ -59,7 +60,13 @@ async fn unit(log: &EventLog, i: u64, meta: &serde_json::Value) {
             meta,
         ));
     }
-    append(log, "LoyaltyAccount", &format!("la-{c}"), loyalty).await;
+    append(
+        log,
+        "LoyaltyAccount",
+        &format!("00000000-0000-4000-b000-{i:012}"),
+        loyalty,
+    )
+    .await;
 }
 
 async fn run(engine: Engine, events: u64) {
@@ -167,7 +174,7 @@ async fn run(engine: Engine, events: u64) {
         let (log, meta, committed) = (log.clone(), meta.clone(), committed.clone());
         writers.push(tokio::spawn(async move {
             for k in 0..per_writer {
-                let id = format!("lag-{w}-{k}");
+                let id = format!("00000000-0000-4000-c{w:03}-{k:012}");
                 let out = log
                     .append(AppendRequest { aggregate_type: "Job".into(), aggregate_id: id.clone(), expected_sequence: 0, events: vec![ev("JobBooked", json!({"job_id": id, "customer_id": "00000000-0000-4000-8000-000000000001", "source": "staff", "services": ["carpet"], "at": "2026-06-01T15:00:00Z"}), &meta)], snapshot: None, idempotency: None })
                     .await

@@ -407,6 +407,16 @@ async fn a_refused_event_is_parked_with_its_aggregates_later_events_while_the_re
             .all(|s| s.caught_up),
         "{status:?}"
     );
+    // Only the read models that follow jobs refuse a damaged job event; the rest run on.
+    let follow_jobs = ["jobs", "customers", "activity", "analytics"];
+    for s in &status {
+        let expected = if follow_jobs.contains(&s.name.as_str()) {
+            "degraded"
+        } else {
+            "running"
+        };
+        assert_eq!(s.state, expected, "{s:?}");
+    }
     // A rebuild never parks: the same failure fails it and nothing is swapped in.
     let before = r.dump("jobs", Slot::Live).await.expect("dump");
     let rebuilt = r.rebuild("jobs", &|_| {}, &|_, _| true).await;

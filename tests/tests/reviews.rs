@@ -189,7 +189,177 @@ async fn a_review_of_a_requested_job_fulfils_its_request(engine: Engine) {
     tests::health::assert_no_failures(&app.server.base).await;
 }
 
+const ASK: &str =
+    "mutation($i: RequestReviewInput!) { requestReview(input: $i) { reviewRequestId position } }";
+
+/// The emails to `to` that ask for a review, waiting (up to 20 s) until there are `n`.
+async fn review_emails(app: &TestApp, to: &str, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let asks: Vec<String> = app
+            .mailbox
+            .texts_to(to)
+            .into_iter()
+            .filter(|t| t.to_lowercase().contains("review"))
+            .collect();
+        if asks.len() >= n || std::time::Instant::now() > deadline {
+            return asks;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn staff_ask_for_a_review_by_hand_then_remind_twice_at_most(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let app = TestApp::start(env!("CARGO_BIN_EXE_dirtfree-api"), &db.url).await;
+    let admin = app.login_admin().await;
+    let t = app.gql(Some(&admin), "mutation($i: CreateStaffUserInput!) { createStaffUser(input: $i) { staffUser { id } } }",
+        json!({"i": {"email": "tech@dirtfree.example", "name": "Terry Tech", "role": "STAFF", "password": "steam-cleaner-42"}})).await;
+    let tech = text(&t, "/data/createStaffUser/staffUser/id");
+    let tech_token = app
+        .login(("tech@dirtfree.example", "steam-cleaner-42"))
+        .await;
+    let (ada, ada_id) = portal(&app, "Ada", "ada@example.com").await;
+    let (_, bob_id) = portal(&app, "Bob", "bob@example.com").await;
+    // Before consent nobody may be asked; the completed job is asked for by hand.
+    let done = job(&app, &admin, &tech, &ada_id, true).await;
+    let r = app
+        .gql(Some(&tech_token), ASK, json!({"i": {"jobId": done}}))
+        .await;
+    assert_eq!(
+        code(&r),
+        (json!("RULE_VIOLATION"), json!("CUSTOMER_NOT_REACHABLE")),
+        "{r}"
+    );
+    let r = app
+        .gql(
+            Some(&admin),
+            "mutation($i: MarketingConsentInput!) { setMarketingConsent(input: $i) { position } }",
+            json!({"i": {"id": ada_id, "channel": "EMAIL", "granted": true}}),
+        )
+        .await;
+    app.sync(&admin, &text(&r, "/data/setMarketingConsent/position"))
+        .await;
+
+    // The ask, then two reminders on the same channel, each one email; a third is refused.
+    // A retry with the first ask's key is that ask again, not a reminder.
+    let first = app
+        .gql(
+            Some(&tech_token),
+            ASK,
+            json!({"i": {"jobId": done, "idempotencyKey": "ask-ada-1"}}),
+        )
+        .await;
+    let again = app
+        .gql(
+            Some(&tech_token),
+            ASK,
+            json!({"i": {"jobId": done, "idempotencyKey": "ask-ada-1"}}),
+        )
+        .await;
+    assert_eq!(
+        data(&again, "/data/requestReview"),
+        data(&first, "/data/requestReview")
+    );
+    for _ in 0..2 {
+        let r = app
+            .gql(Some(&tech_token), ASK, json!({"i": {"jobId": done}}))
+            .await;
+        app.sync(&tech_token, &text(&r, "/data/requestReview/position"))
+            .await;
+    }
+    let r = app
+        .gql(Some(&tech_token), ASK, json!({"i": {"jobId": done}}))
+        .await;
+    assert_eq!(
+        code(&r),
+        (json!("RULE_VIOLATION"), json!("NO_REMINDERS_LEFT")),
+        "{r}"
+    );
+    let listed = requests_of(&app, &tech_token, &done, |n| n[0]["reminders"] == 2).await;
+    assert_eq!(listed[0]["reminders"], 2, "{listed}");
+    assert_eq!(listed[0]["channel"], "EMAIL", "{listed}");
+    let emails = review_emails(&app, "ada@example.com", 3).await;
+    assert_eq!(emails.len(), 3, "the ask and two reminders: {emails:?}");
+    let request = text(&first, "/data/requestReview/reviewRequestId");
+    for (k, e) in emails.iter().enumerate() {
+        assert!(
+            !e.contains('{') && !e.contains('}'),
+            "a placeholder reached Ada: {e}"
+        );
+        assert!(
+            e.contains(&format!("/review/{request}")),
+            "the link of this request: {e}"
+        );
+        assert_eq!(
+            e.contains("reminder"),
+            k > 0,
+            "the ask, then reminders: {e}"
+        );
+    }
+
+    // Reviewed: nothing more to ask. Unfinished, unknown and malformed jobs are refused.
+    let r = app
+        .gql(
+            Some(&ada),
+            "mutation($i: SubmitReviewInput!) { submitReview(input: $i) { position } }",
+            json!({"i": {"jobId": done, "rating": 5}}),
+        )
+        .await;
+    app.sync(&admin, &text(&r, "/data/submitReview/position"))
+        .await;
+    let reviewed_first = job(&app, &admin, &tech, &ada_id, true).await;
+    let r = app
+        .gql(
+            Some(&ada),
+            "mutation($i: SubmitReviewInput!) { submitReview(input: $i) { position } }",
+            json!({"i": {"jobId": reviewed_first, "rating": 4}}),
+        )
+        .await;
+    app.sync(&admin, &text(&r, "/data/submitReview/position"))
+        .await;
+    let r = app
+        .gql(
+            Some(&tech_token),
+            ASK,
+            json!({"i": {"jobId": reviewed_first}}),
+        )
+        .await;
+    assert_eq!(
+        code(&r),
+        (json!("RULE_VIOLATION"), json!("ALREADY_FULFILLED")),
+        "{r}"
+    );
+    let booked = job(&app, &admin, &tech, &bob_id, false).await;
+    let r = app
+        .gql(Some(&tech_token), ASK, json!({"i": {"jobId": booked}}))
+        .await;
+    assert_eq!(
+        code(&r),
+        (json!("RULE_VIOLATION"), json!("JOB_NOT_COMPLETED")),
+        "{r}"
+    );
+    let r = app
+        .gql(
+            Some(&tech_token),
+            ASK,
+            json!({"i": {"jobId": "00000000-0000-4000-8000-000000000042"}}),
+        )
+        .await;
+    assert_eq!(code(&r).0, "NOT_FOUND", "{r}");
+    let r = app
+        .gql(Some(&tech_token), ASK, json!({"i": {"jobId": "job-1"}}))
+        .await;
+    assert_eq!(code(&r).0, "VALIDATION", "{r}");
+    let r = app
+        .gql(Some(&ada), ASK, json!({"i": {"jobId": done}}))
+        .await;
+    assert_eq!(code(&r).0, "FORBIDDEN", "{r}");
+    tests::health::assert_no_failures(&app.server.base).await;
+}
+
 tests::on_both_engines!(
     a_customer_reviews_their_own_completed_job_once,
     a_review_of_a_requested_job_fulfils_its_request,
+    staff_ask_for_a_review_by_hand_then_remind_twice_at_most,
 );

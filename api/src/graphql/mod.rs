@@ -84,6 +84,7 @@ pub struct MutationRoot(
     reports::ReportMutation,
     messaging::MessagingMutation,
     system::ErrorReportingMutation,
+    review_requests::ReviewRequestMutation,
 );
 
 /// The schema served at `/graphql`.

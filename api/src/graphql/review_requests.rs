@@ -1,13 +1,15 @@
 //! Review requests as staff follow them up: which jobs were asked, reminded, answered.
 
-use async_graphql::{Context, Enum, Object, SimpleObject, ID};
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use domain::ports::Role;
 use projections::crm::reviews::{self, RequestFilter};
 
-use super::context::{parts, Allow};
+use super::auth::settle;
+use super::context::{self, parts, Allow};
 use super::customers::MarketingChannel;
 use super::dispatch::read_time;
+use super::errors;
 use super::paging::{self, Page, PageArgs};
 
 /// Where a review request stands.
@@ -95,5 +97,58 @@ impl ReviewRequestQuery {
             },
         )
         .await
+    }
+}
+
+/// Asking a customer for a review of a completed job.
+#[derive(InputObject, Debug)]
+pub struct RequestReviewInput {
+    /// The job.
+    pub job_id: ID,
+    /// Makes retries safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// The job's review request after asking.
+#[derive(SimpleObject, Debug)]
+pub struct RequestReviewPayload {
+    /// The request (one per job).
+    pub review_request_id: ID,
+    /// Log position.
+    pub position: String,
+}
+
+/// Review request mutations.
+#[derive(Debug, Default)]
+pub struct ReviewRequestMutation;
+
+#[Object]
+impl ReviewRequestMutation {
+    /// Asks the customer for a review of a completed job (staff): the first ask is the
+    /// request (SMS where they can be texted, else email), a later one a reminder on the
+    /// same channel, at most two (`NO_REMINDERS_LEFT`); `ALREADY_FULFILLED` once reviewed,
+    /// `CUSTOMER_NOT_REACHABLE` without consent or address, `JOB_NOT_COMPLETED` before.
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
+    async fn request_review(
+        &self,
+        ctx: &Context<'_>,
+        input: RequestReviewInput,
+    ) -> async_graphql::Result<RequestReviewPayload> {
+        let (state, rc) = parts(ctx)?;
+        let job = super::jobs::job_id("jobId", &input.job_id)?;
+        let (actor, meta) = context::staff(rc, Role::Staff, "ask for reviews")?;
+        let asked = state
+            .crm
+            .ask_for_review(
+                job,
+                actor,
+                &context::with_key(meta, input.idempotency_key.as_ref()),
+            )
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        Ok(RequestReviewPayload {
+            review_request_id: ID(asked.review_request_id.to_string()),
+            position: settle(state, &asked.outcome).await,
+        })
     }
 }

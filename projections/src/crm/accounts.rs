@@ -12,6 +12,12 @@ pub struct Accounts;
 
 const ACCOUNTS: &[&str] = &["staff_users", "portal_accounts"];
 
+/// The aggregates whose events this read model reads.
+const FOLLOWS: &[&str] = &[
+    domain::staff::AGGREGATE_TYPE,
+    domain::portal::AGGREGATE_TYPE,
+];
+
 impl Projection for Accounts {
     fn name(&self) -> &'static str {
         "accounts"
@@ -41,7 +47,7 @@ impl Projection for Accounts {
         e: &'a Decoded,
     ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            let Some(event) = e.event()? else {
+            let Some(event) = e.event_of(FOLLOWS)? else {
                 return Ok(());
             };
             let id = e.aggregate_id.clone();

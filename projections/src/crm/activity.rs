@@ -11,6 +11,9 @@ pub struct Activity;
 
 const ACTIVITY: &[&str] = &["portal_activity", "audit_trail"];
 
+/// The aggregates whose events this read model reads.
+const FOLLOWS: &[&str] = &[domain::portal::AGGREGATE_TYPE, domain::job::AGGREGATE_TYPE];
+
 impl Projection for Activity {
     fn name(&self) -> &'static str {
         "activity"
@@ -55,7 +58,7 @@ impl Projection for Activity {
                   m("actor").into(), m("request_id").into(), m("correlation_id").into(), m("client_ip").into(), m("occurred_at").into()]).await?;
             // The audit trail above takes every stored event, one this build does not know
             // included; only the portal activity needs the typed event.
-            let Some(event) = e.event()? else {
+            let Some(event) = e.event_of(FOLLOWS)? else {
                 return Ok(());
             };
             let portal_kind = match event {

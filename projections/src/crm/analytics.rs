@@ -27,6 +27,19 @@ const ANALYTICS: &[&str] = &[
     "daily_counts",
 ];
 
+/// The aggregates whose events this read model reads.
+const FOLLOWS: &[&str] = &[
+    domain::customer::AGGREGATE_TYPE,
+    domain::job::AGGREGATE_TYPE,
+    domain::opportunity::AGGREGATE_TYPE,
+    domain::promotion::AGGREGATE_TYPE,
+    domain::review::REVIEW_REQUEST_TYPE,
+    domain::review::REVIEW_TYPE,
+    domain::loyalty::AGGREGATE_TYPE,
+    domain::referral::AGGREGATE_TYPE,
+    domain::portal::AGGREGATE_TYPE,
+];
+
 impl Projection for Analytics {
     fn name(&self) -> &'static str {
         "analytics"
@@ -59,7 +72,7 @@ impl Projection for Analytics {
         e: &'a Decoded,
     ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            let Some(event) = e.event()? else {
+            let Some(event) = e.event_of(FOLLOWS)? else {
                 return Ok(());
             };
             let t = ANALYTICS;

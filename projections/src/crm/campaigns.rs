@@ -10,6 +10,9 @@ pub struct Campaigns;
 
 const CAMPAIGNS: &[&str] = &["promotions", "promotion_recipients"];
 
+/// The aggregates whose events this read model reads.
+const FOLLOWS: &[&str] = &[domain::promotion::AGGREGATE_TYPE];
+
 impl Projection for Campaigns {
     fn name(&self) -> &'static str {
         "promotions"
@@ -40,7 +43,7 @@ impl Projection for Campaigns {
         e: &'a Decoded,
     ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            let Some(Event::Promotion(event)) = e.event()? else {
+            let Some(Event::Promotion(event)) = e.event_of(FOLLOWS)? else {
                 return Ok(());
             };
             let t = CAMPAIGNS;

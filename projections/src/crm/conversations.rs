@@ -11,6 +11,9 @@ pub struct Conversations;
 
 const CONVERSATIONS: &[&str] = &["conversations"];
 
+/// The aggregates whose events this read model reads.
+const FOLLOWS: &[&str] = &[domain::conversation::AGGREGATE_TYPE];
+
 impl Projection for Conversations {
     fn name(&self) -> &'static str {
         "conversations"
@@ -39,7 +42,7 @@ impl Projection for Conversations {
         e: &'a Decoded,
     ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            let Some(Event::Conversation(event)) = e.event()? else {
+            let Some(Event::Conversation(event)) = e.event_of(FOLLOWS)? else {
                 return Ok(());
             };
             let t = CONVERSATIONS;

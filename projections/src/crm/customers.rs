@@ -15,6 +15,13 @@ pub struct Customers;
 
 const CUSTOMERS: &[&str] = &["customers"];
 
+/// The aggregates whose events this read model reads.
+const FOLLOWS: &[&str] = &[
+    domain::customer::AGGREGATE_TYPE,
+    domain::job::AGGREGATE_TYPE,
+    domain::loyalty::AGGREGATE_TYPE,
+];
+
 impl Projection for Customers {
     fn name(&self) -> &'static str {
         "customers"
@@ -49,7 +56,7 @@ impl Projection for Customers {
         e: &'a Decoded,
     ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            let Some(event) = e.event()? else {
+            let Some(event) = e.event_of(FOLLOWS)? else {
                 return Ok(());
             };
             let t = CUSTOMERS;

@@ -16,6 +16,9 @@ fn rfc3339_millis(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// The aggregates whose events this read model reads.
+const FOLLOWS: &[&str] = &[domain::job_run::AGGREGATE_TYPE];
+
 impl Projection for JobRuns {
     fn name(&self) -> &'static str {
         "job_runs"
@@ -43,7 +46,7 @@ impl Projection for JobRuns {
         e: &'a Decoded,
     ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            let Some(Event::JobRun(event)) = e.event()? else {
+            let Some(Event::JobRun(event)) = e.event_of(FOLLOWS)? else {
                 return Ok(());
             };
             let t = JOB_RUNS;

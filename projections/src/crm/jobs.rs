@@ -11,6 +11,9 @@ pub struct Jobs;
 
 const JOBS: &[&str] = &["jobs", "vehicles"];
 
+/// The aggregates whose events this read model reads.
+const FOLLOWS: &[&str] = &[domain::job::AGGREGATE_TYPE, domain::vehicle::AGGREGATE_TYPE];
+
 impl Projection for Jobs {
     fn name(&self) -> &'static str {
         "jobs"
@@ -43,7 +46,7 @@ impl Projection for Jobs {
         e: &'a Decoded,
     ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            let Some(event) = e.event()? else {
+            let Some(event) = e.event_of(FOLLOWS)? else {
                 return Ok(());
             };
             let id = e.aggregate_id.clone();

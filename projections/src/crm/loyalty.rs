@@ -11,6 +11,12 @@ pub struct Loyalty;
 
 const LOYALTY: &[&str] = &["loyalty_accounts", "referrals"];
 
+/// The aggregates whose events this read model reads.
+const FOLLOWS: &[&str] = &[
+    domain::loyalty::AGGREGATE_TYPE,
+    domain::referral::AGGREGATE_TYPE,
+];
+
 impl Projection for Loyalty {
     fn name(&self) -> &'static str {
         "loyalty"
@@ -41,7 +47,7 @@ impl Projection for Loyalty {
         e: &'a Decoded,
     ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            let Some(event) = e.event()? else {
+            let Some(event) = e.event_of(FOLLOWS)? else {
                 return Ok(());
             };
             let id = e.aggregate_id.clone();

@@ -11,6 +11,9 @@ pub struct Messages;
 
 const MESSAGES: &[&str] = &["messages"];
 
+/// The aggregates whose events this read model reads.
+const FOLLOWS: &[&str] = &[domain::message::AGGREGATE_TYPE];
+
 impl Projection for Messages {
     fn name(&self) -> &'static str {
         "messages"
@@ -40,7 +43,7 @@ impl Projection for Messages {
         e: &'a Decoded,
     ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            let Some(Event::Message(event)) = e.event()? else {
+            let Some(Event::Message(event)) = e.event_of(FOLLOWS)? else {
                 return Ok(());
             };
             let t = MESSAGES;

@@ -14,6 +14,9 @@ pub struct Notes;
 
 const NOTES: &[&str] = &["customer_notes"];
 
+/// The aggregates whose events this read model reads.
+const FOLLOWS: &[&str] = &[domain::customer::AGGREGATE_TYPE];
+
 impl Projection for Notes {
     fn name(&self) -> &'static str {
         "customer_notes"
@@ -37,7 +40,7 @@ impl Projection for Notes {
         e: &'a Decoded,
     ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            let Some(Event::Customer(event)) = e.event()? else {
+            let Some(Event::Customer(event)) = e.event_of(FOLLOWS)? else {
                 return Ok(());
             };
             let id = e.aggregate_id.clone();

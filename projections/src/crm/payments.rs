@@ -11,6 +11,9 @@ pub struct Payments;
 
 const PAYMENTS: &[&str] = &["payments"];
 
+/// The aggregates whose events this read model reads.
+const FOLLOWS: &[&str] = &[domain::payment::AGGREGATE_TYPE];
+
 impl Projection for Payments {
     fn name(&self) -> &'static str {
         "payments"
@@ -40,7 +43,7 @@ impl Projection for Payments {
         e: &'a Decoded,
     ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            let Some(Event::Payment(event)) = e.event()? else {
+            let Some(Event::Payment(event)) = e.event_of(FOLLOWS)? else {
                 return Ok(());
             };
             let t = PAYMENTS;

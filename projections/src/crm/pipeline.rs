@@ -10,6 +10,9 @@ pub struct Pipeline;
 
 const PIPELINE: &[&str] = &["opportunities"];
 
+/// The aggregates whose events this read model reads.
+const FOLLOWS: &[&str] = &[domain::opportunity::AGGREGATE_TYPE];
+
 impl Projection for Pipeline {
     fn name(&self) -> &'static str {
         "opportunities"
@@ -37,7 +40,7 @@ impl Projection for Pipeline {
         e: &'a Decoded,
     ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            let Some(Event::Opportunity(event)) = e.event()? else {
+            let Some(Event::Opportunity(event)) = e.event_of(FOLLOWS)? else {
                 return Ok(());
             };
             let t = PIPELINE;

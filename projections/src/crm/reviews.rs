@@ -10,6 +10,12 @@ pub struct Reviews;
 
 const REVIEWS: &[&str] = &["review_requests", "reviews"];
 
+/// The aggregates whose events this read model reads.
+const FOLLOWS: &[&str] = &[
+    domain::review::REVIEW_REQUEST_TYPE,
+    domain::review::REVIEW_TYPE,
+];
+
 impl Projection for Reviews {
     fn name(&self) -> &'static str {
         "reviews"
@@ -37,7 +43,7 @@ impl Projection for Reviews {
         e: &'a Decoded,
     ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            let Some(event) = e.event()? else {
+            let Some(event) = e.event_of(FOLLOWS)? else {
                 return Ok(());
             };
             let t = REVIEWS;

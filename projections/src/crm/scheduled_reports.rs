@@ -10,6 +10,9 @@ pub struct ScheduledReports;
 
 const SCHEDULED_REPORTS: &[&str] = &["scheduled_reports", "scheduled_report_periods"];
 
+/// The aggregates whose events this read model reads.
+const FOLLOWS: &[&str] = &[domain::scheduled_report::AGGREGATE_TYPE];
+
 impl Projection for ScheduledReports {
     fn name(&self) -> &'static str {
         "scheduled_reports"
@@ -39,7 +42,7 @@ impl Projection for ScheduledReports {
         e: &'a Decoded,
     ) -> BoxFut<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            let Some(Event::ScheduledReport(event)) = e.event()? else {
+            let Some(Event::ScheduledReport(event)) = e.event_of(FOLLOWS)? else {
                 return Ok(());
             };
             let t = SCHEDULED_REPORTS;
