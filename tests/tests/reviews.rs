@@ -223,6 +223,9 @@ async fn staff_ask_for_a_review_by_hand_then_remind_twice_at_most(engine: Engine
     let (_, bob_id) = portal(&app, "Bob", "bob@example.com").await;
     // Before consent nobody may be asked; the completed job is asked for by hand.
     let done = job(&app, &admin, &tech, &ada_id, true).await;
+    // The policies have passed the job's completion (and could not ask her): from here the
+    // asks are the test's alone.
+    tests::health::assert_no_failures(&app.server.base).await;
     let r = app
         .gql(Some(&tech_token), ASK, json!({"i": {"jobId": done}}))
         .await;
