@@ -242,15 +242,25 @@ impl Policy {
                     channel,
                     eligibility,
                 };
-                let result = crm
-                    .review_requests()
-                    .execute(
-                        ReviewRequestId::for_job(job_id),
-                        cx.actor(),
-                        cmd,
-                        &cx.meta("request"),
-                    )
-                    .await;
+                let meta = cx.meta("request");
+                let mut attempt = 1;
+                let result = loop {
+                    let result = crm
+                        .review_requests()
+                        .execute(
+                            ReviewRequestId::for_job(job_id),
+                            cx.actor(),
+                            cmd.clone(),
+                            &meta,
+                        )
+                        .await;
+                    // Staff asked by hand (`requestReview`) at the same moment: decided
+                    // again, it is ALREADY_REQUESTED.
+                    match result {
+                        Err(AppError::Conflict { .. }) if attempt < 2 => attempt += 1,
+                        result => break result,
+                    }
+                };
                 ignore_rules(
                     result,
                     &["ALREADY_REQUESTED", "CUSTOMER_MERGED", "CUSTOMER_ERASED"],

@@ -2,6 +2,7 @@
 //! on the channel the policy would choose; a later ask is a reminder on the same channel,
 //! so the domain's limits (one request per job, two reminders) hold however it is asked.
 
+use domain::consent::MarketingEligibility;
 use domain::ids::{JobId, ReviewId, ReviewRequestId};
 use domain::job::JobStatus;
 use domain::ports::Actor as DomainActor;
@@ -25,14 +26,33 @@ impl Crm {
     ///
     /// # Errors
     /// `NOT_FOUND` for an unknown job; `RULE_VIOLATION` `JOB_NOT_COMPLETED`,
-    /// `ALREADY_FULFILLED` (reviewed), `NO_REMINDERS_LEFT`, `CUSTOMER_NOT_REACHABLE`,
-    /// `CUSTOMER_MERGED`/`CUSTOMER_ERASED`; the store's errors.
+    /// `ALREADY_FULFILLED` (reviewed), `NO_REMINDERS_LEFT`, `CUSTOMER_NOT_REACHABLE`
+    /// (and, on a first ask, `CUSTOMER_MERGED`/`CUSTOMER_ERASED`);
+    /// `IDEMPOTENCY_KEY_REUSED`; the store's errors.
     pub async fn ask_for_review(
         &self,
         job_id: JobId,
         actor: DomainActor,
         meta: &EventMetadata,
     ) -> Result<Asked, AppError> {
+        let id = ReviewRequestId::for_job(job_id);
+        // A retry answers with the first ask's outcome whatever happened since (reviewed,
+        // reminded): the store replays it, or refuses a key used for another job.
+        if let Some(key) = &meta.idempotency_key {
+            if self.log().find_idempotent(key).await?.is_some() {
+                let replay = ReviewRequestCommand::SendReminder {
+                    eligibility: MarketingEligibility::Eligible,
+                };
+                let outcome = self
+                    .review_requests()
+                    .execute(id, actor, replay, meta)
+                    .await?;
+                return Ok(Asked {
+                    review_request_id: id,
+                    outcome,
+                });
+            }
+        }
         // The policies write the same request (asking after the job, fulfilling it after a
         // review): on a conflict, decide again on what they wrote.
         let mut attempt = 1;

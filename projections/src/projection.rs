@@ -192,15 +192,35 @@ impl std::ops::Deref for Decoded {
 /// may be personal data, and the reason is kept in `projection_parked` and shown in health.
 pub fn without_quoted_values(reason: &str) -> String {
     let mut out = String::with_capacity(reason.len());
-    let mut quoted = false;
-    for c in reason.chars() {
-        if c == '"' {
-            if !quoted {
+    let mut chars = reason.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            // serde writes a string it could not read as `"…"` (escaped as Rust does).
+            '"' => {
                 out.push_str("\"…\"");
+                while let Some(q) = chars.next() {
+                    match q {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
             }
-            quoted = !quoted;
-        } else if !quoted {
-            out.push(c);
+            // A number or variant it could not read, in backticks (field names stay).
+            '`' if ["integer ", "point ", "variant "]
+                .iter()
+                .any(|w| out.ends_with(w)) =>
+            {
+                out.push_str("`…`");
+                for q in chars.by_ref() {
+                    if q == '`' {
+                        break;
+                    }
+                }
+            }
+            c => out.push(c),
         }
     }
     out
