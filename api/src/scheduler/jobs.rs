@@ -149,16 +149,16 @@ impl JobContext<'_> {
         Ok(self.inner.crm.customers().load(id).await?.aggregate)
     }
 
-    /// SMS first (better response), else email; `None` when neither may be used.
+    /// SMS first (better response), else email; `None` when neither may be used (the
+    /// choice the review-requests policy and `requestReview` make).
     async fn preferred_channel(
         &self,
         id: CustomerId,
     ) -> Result<Option<(Channel, MarketingEligibility)>, JobFailure> {
         let c = self.customer(id).await?;
-        Ok([Channel::Sms, Channel::Email]
-            .into_iter()
-            .map(|ch| (ch, c.marketing_eligibility(ch)))
-            .find(|(_, e)| e.is_eligible()))
+        let (channel, eligibility) =
+            domain::review::request_channel(|ch| c.marketing_eligibility(ch));
+        Ok(eligibility.is_eligible().then_some((channel, eligibility)))
     }
 }
 
