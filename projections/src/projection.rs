@@ -174,11 +174,6 @@ impl Decoded {
             }),
         }
     }
-
-    /// The stored event.
-    pub fn record(&self) -> &RecordedEvent {
-        &self.record
-    }
 }
 
 impl std::ops::Deref for Decoded {

@@ -73,6 +73,24 @@ pub fn opt_named<T: serde::de::DeserializeOwned>(
         .transpose()
 }
 
+/// How many rows of `from_where` (`rm_x WHERE …`, parameters `$1..`) there are.
+///
+/// # Errors
+/// When the read model cannot be read.
+pub async fn count(
+    db: &crate::db::ReadDb,
+    from_where: &str,
+    params: &[crate::db::Param],
+) -> Result<i64, DbError> {
+    let rows = db
+        .query(
+            &format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM {from_where}"),
+            params,
+        )
+        .await?;
+    rows.first().map_or(Ok(0), |r| int(r, "n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -190,13 +190,7 @@ pub struct ActiveStaffRow {
 /// # Errors
 /// When the read model cannot be read.
 pub async fn active_staff_count(db: &crate::db::ReadDb) -> Result<i64, crate::db::DbError> {
-    let rows = db
-        .query(
-            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM rm_staff_users WHERE active = 1",
-            &[],
-        )
-        .await?;
-    rows.first().map_or(Ok(0), |r| crate::row::int(r, "n"))
+    crate::row::count(db, "rm_staff_users WHERE active = 1", &[]).await
 }
 
 /// The staff users who can sign in, by name, `limit` of them from `offset`.

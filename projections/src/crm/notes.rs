@@ -125,13 +125,12 @@ pub struct NoteRow {
 /// # Errors
 /// When the read model cannot be read.
 pub async fn count(db: &ReadDb, customer_id: &str) -> Result<i64, DbError> {
-    let rows = db
-        .query(
-            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM rm_customer_notes WHERE customer_id = $1",
-            &[customer_id.into()],
-        )
-        .await?;
-    rows.first().map_or(Ok(0), |r| row::int(r, "n"))
+    row::count(
+        db,
+        "rm_customer_notes WHERE customer_id = $1",
+        &[customer_id.into()],
+    )
+    .await
 }
 
 /// A customer's notes, newest first, `limit` of them from `offset`.

@@ -200,13 +200,12 @@ pub async fn request_count(
     db: &crate::db::ReadDb,
     filter: &RequestFilter,
 ) -> Result<i64, crate::db::DbError> {
-    let rows = db
-        .query(
-            &format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM rm_review_requests WHERE {REQUESTS_WHERE}"),
-            &filter.params(),
-        )
-        .await?;
-    rows.first().map_or(Ok(0), |r| crate::row::int(r, "n"))
+    crate::row::count(
+        db,
+        &format!("rm_review_requests WHERE {REQUESTS_WHERE}"),
+        &filter.params(),
+    )
+    .await
 }
 
 /// The review requests `filter` matches, newest first, `limit` from `offset`.
