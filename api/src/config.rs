@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 
 use chrono_tz::Tz;
 use clap::Parser;
-
-use crate::secret::Secret;
+use worker::secret::Secret;
 
 /// Where the server runs (`APP_ENV`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -12,9 +12,9 @@ use axum::response::Response;
 use sentry::protocol::Event;
 use sentry::SentryFutureExt as _;
 use serde_json::Value;
+use worker::outbox::scrub_personal_data;
 
 use crate::config::Config;
-use crate::outbox::scrub_personal_data;
 
 /// Starts the Sentry client when `SENTRY_DSN` is set; keep the guard for the process's
 /// life (dropping it flushes what is queued, for up to two seconds).

@@ -148,7 +148,7 @@ async fn outbox_summary(state: &AppState) -> Result<Value, projections::DbError>
     let (counts, overdue_ms) = outbox_counts(state).await?;
     let by_status: serde_json::Map<String, Value> =
         counts.into_iter().map(|(s, n)| (s, json!(n))).collect();
-    let unknown = crate::outbox::uncertain_sends(&state.projections).await?;
+    let unknown = worker::outbox::uncertain_sends(&state.projections).await?;
     Ok(
         json!({ "messages": by_status, "oldestDueOverdueMs": overdue_ms, "outcomeUnknown": unknown }),
     )

@@ -1,7 +1,6 @@
 //! The Dirt Free CRM server: configuration, the HTTP surface (GraphQL,
 //! health, webhooks, the cron trigger, metrics) and its lifecycle.
 
-pub mod address_codes;
 pub mod alerts;
 pub mod config;
 pub mod demo;
@@ -10,13 +9,12 @@ pub mod graphql;
 pub mod health;
 pub mod http;
 pub mod metrics;
-pub mod outbox;
 pub mod scheduler;
-pub mod secret;
 pub mod signin_limits;
 pub mod state;
 pub mod unsubscribe;
 pub mod webhooks;
+mod wiring;
 
 use std::sync::Arc;
 
@@ -153,9 +151,11 @@ pub async fn serve_with(
     let stop_policies = tokio_util::sync::CancellationToken::new();
     let policy_task = state.policies.clone().spawn(stop_policies.clone());
     // The scheduler stops with the policies (same token); it catches up missed slots first.
-    let scheduler_task = server_scheduler(&state)?.spawn(stop_policies.clone());
+    let scheduler_task = scheduler::server_scheduler(&state)?.spawn(stop_policies.clone());
     // The outbox sends what the policies queue; without vendor keys it records "not sent".
-    let outbox_task = outbox::OutboxWorker::from_config(state.crm.clone(), &state.config)
+    let outbox_task = state
+        .config
+        .outbox_worker(state.crm.clone())
         .context("outbox HTTP client")?
         .spawn(stop_policies.clone());
     let upkeep_task = metrics::spawn_upkeep(stop_policies.clone());
@@ -243,24 +243,6 @@ fn while_starting() -> (Router, Arc<std::sync::OnceLock<Router>>) {
         },
     ));
     (app, started)
-}
-
-/// The server's scheduler, for its timer and for `POST /api/cron/execute/{job}` alike:
-/// reading Google Business Profile reviews when the Google settings are complete (else
-/// sync-google-reviews records that no account is configured).
-///
-/// # Errors
-/// When the Google HTTP client cannot be built.
-pub fn server_scheduler(state: &AppState) -> anyhow::Result<scheduler::Scheduler> {
-    let scheduler = scheduler::Scheduler::from_state(state);
-    let config = &state.config;
-    let Some(google) = outbox::google_reviews::GoogleReviewsConfig::from_config(config) else {
-        return Ok(scheduler);
-    };
-    let timeout = std::time::Duration::from_millis(config.outbox_http_timeout_ms);
-    let adapter = outbox::google_reviews::GoogleBusinessReviews::new(google, timeout)
-        .context("Google reviews HTTP client")?;
-    Ok(scheduler.with_google_reviews(Arc::new(adapter)))
 }
 
 /// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is

@@ -18,7 +18,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("event-log", &["domain"]),
     ("commands", &["domain", "event-log"]),
     ("projections", &["domain", "event-log"]),
-    ("api", &["domain", "event-log", "commands", "projections"]),
+    ("worker", &["domain", "event-log", "commands", "projections"]),
+    (
+        "api",
+        &["domain", "event-log", "commands", "projections", "worker"],
+    ),
     (
         "replay-tools",
         &["domain", "event-log", "commands", "projections"],
@@ -30,6 +34,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "event-log",
             "commands",
             "projections",
+            "worker",
             "api",
             "replay-tools",
         ],

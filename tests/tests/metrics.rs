@@ -7,13 +7,13 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use api::scheduler::{JobName, Schedule};
 use api::webhooks::signature::signing;
 use chrono::Utc;
 use prometheus_parse::{LineInfo, Sample, Scrape, Value as Metric};
 use serde_json::{json, Value};
 use tests::app::{data, text, TestApp};
 use tests::{Engine, ServerProcess, TestDb};
+use worker::scheduler::{JobName, Schedule};
 
 const METRICS_TOKEN: &str = "metrics-token-for-the-scrape-test-7a1e2c";
 const CRON_SECRET: &str = "cron-secret-for-the-metrics-test-0b9d4f";

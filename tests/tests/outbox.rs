@@ -13,14 +13,6 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use api::outbox::resend::ResendSender;
-use api::outbox::stripe::{
-    request_payment, PaymentIntentRequest, PaymentRequestError, StripePaymentIntents,
-};
-use api::outbox::twilio::TwilioSender;
-use api::outbox::SendError;
-use api::outbox::{OutboxSettings, OutboxWorker};
-use api::secret::Secret;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -41,6 +33,14 @@ use commands::{Actor, Crm, EventLog, EventMetadata};
 use serde_json::{json, Value};
 use tests::app_support;
 use tests::{Engine, TempDir, TestDb};
+use worker::outbox::resend::ResendSender;
+use worker::outbox::stripe::{
+    request_payment, PaymentIntentRequest, PaymentRequestError, StripePaymentIntents,
+};
+use worker::outbox::twilio::TwilioSender;
+use worker::outbox::SendError;
+use worker::outbox::{OutboxSettings, OutboxWorker};
+use worker::secret::Secret;
 
 const TZ: chrono_tz::Tz = chrono_tz::America::Chicago;
 const TWILIO_SID: &str = "AC00000000000000000000000000000001";
@@ -1265,9 +1265,9 @@ async fn google_stand_in() -> (Arc<Mutex<GoogleState>>, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn google_reviews_are_read_page_by_page_with_a_refreshed_token_and_imported_once() {
-    use api::outbox::google_reviews::{GoogleBusinessReviews, GoogleReviewsConfig};
-    use api::scheduler::{GoogleReviews, JobName, Scheduler, SchedulerOptions};
     use commands::domain::ports::{FixedClock, RandomIds};
+    use worker::outbox::google_reviews::{GoogleBusinessReviews, GoogleReviewsConfig};
+    use worker::scheduler::{GoogleReviews, JobName, Scheduler, SchedulerOptions};
 
     let (google, base) = google_stand_in().await;
     let adapter = GoogleBusinessReviews::new(

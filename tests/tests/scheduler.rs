@@ -9,10 +9,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use api::scheduler::{
-    list_runs, GoogleReview, GoogleReviews, GoogleReviewsResult, JobName, Scheduler,
-    SchedulerOptions,
-};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::America::Chicago;
 use commands::app::Crm;
@@ -38,6 +34,10 @@ use sqlx::Row;
 use tests::app_support::{complete, meta, scheduled_job, staff, technician};
 use tests::{Engine, TestDb};
 use uuid::Uuid;
+use worker::scheduler::{
+    list_runs, GoogleReview, GoogleReviews, GoogleReviewsResult, JobName, Scheduler,
+    SchedulerOptions,
+};
 
 // ------------------------------------------------------------------ harness
 
@@ -234,7 +234,7 @@ impl Env {
     }
 
     /// Moves the clock to `t` and ticks `job` only.
-    async fn run_at(&self, job: JobName, t: DateTime<Utc>) -> Vec<api::scheduler::RunSummary> {
+    async fn run_at(&self, job: JobName, t: DateTime<Utc>) -> Vec<worker::scheduler::RunSummary> {
         self.clock.set(t);
         self.scheduler.tick_only(&[job]).await.expect("tick")
     }
@@ -896,7 +896,7 @@ async fn sync_google_reviews_imports_each_review_once_and_retries_a_failing_prov
     retry.sort_unstable();
     // One retried failure in the first run, then two retried and one final in the third.
     assert_eq!(retry, vec![false, true, true, true]);
-    let status = api::scheduler::status_of(
+    let status = worker::scheduler::status_of(
         list_runs(&e.projections, None, StdDuration::from_secs(10))
             .await
             .expect("runs"),

@@ -157,7 +157,7 @@ async fn a_sign_up_tells_nobody_whether_an_email_is_a_customer(engine: Engine) {
     let queued = data(&log, "/data/eventLog/nodes").to_string();
     assert!(queued.contains("withheld"), "{queued}");
     assert!(!queued.contains("new@example.com"), "{queued}");
-    let hashed = api::address_codes::address_hash("new@example.com");
+    let hashed = worker::address_codes::address_hash("new@example.com");
     assert!(
         !queued.contains(&hashed[..12]),
         "a hash of the address: {queued}"

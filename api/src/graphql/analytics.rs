@@ -3,10 +3,9 @@
 use async_graphql::{Context, Enum, Object, SimpleObject};
 use chrono::{Datelike, NaiveDate};
 use domain::ports::Role;
-use domain::report::{spreadsheet_safe, ReportFigure};
-use domain::scheduled_report::ReportMetric;
+use domain::report::spreadsheet_safe;
 use projections::crm::analytics::{self, RevenueKey};
-use projections::crm::customers;
+use projections::crm::{customers, kpis};
 
 use super::context::{self, parts};
 use super::customers::Money;
@@ -83,75 +82,6 @@ pub struct Kpis {
     pub tier_distribution: Vec<TierCount>,
 }
 
-impl Kpis {
-    /// The figures of `metrics`, in the order the metrics are listed, named as the fields
-    /// here are (money in cents): what a scheduled report records and sends.
-    pub fn figures(&self, metrics: &[ReportMetric]) -> Vec<ReportFigure> {
-        let mut out = Vec::new();
-        let mut seen = Vec::new();
-        for &metric in metrics {
-            // A metric listed twice is reported once.
-            if seen.contains(&metric) {
-                continue;
-            }
-            seen.push(metric);
-            let mut f = |name: &str, value: Option<i64>| {
-                out.push(ReportFigure::new(metric, name, value));
-            };
-            match metric {
-                ReportMetric::Revenue => {
-                    f("revenue_cents", Some(self.revenue.amount_cents));
-                    f("jobs_completed", Some(self.jobs_completed));
-                    f(
-                        "new_customer_revenue_cents",
-                        Some(self.new_customer_revenue.amount_cents),
-                    );
-                    f(
-                        "returning_customer_revenue_cents",
-                        Some(self.returning_customer_revenue.amount_cents),
-                    );
-                }
-                ReportMetric::Customers => {
-                    f("new_customers", Some(self.new_customers));
-                    f("active_customers", Some(self.active_customers));
-                    f("lapsed_customers", Some(self.lapsed_customers));
-                }
-                ReportMetric::OpportunityConversion => {
-                    f("opportunity_conversion_bp", self.opportunity_conversion_bp);
-                }
-                ReportMetric::PromotionEffectiveness => {
-                    f("promotion_conversion_bp", self.promotion_conversion_bp);
-                    f(
-                        "promotion_attributed_revenue_cents",
-                        Some(self.promotion_attributed_revenue.amount_cents),
-                    );
-                }
-                ReportMetric::Reviews => {
-                    f("reviews_received", Some(self.reviews_received));
-                    f("review_average_centi", self.review_average_centi);
-                    f("review_response_rate_bp", self.review_response_rate_bp);
-                    for (i, n) in self.review_distribution.iter().enumerate() {
-                        f(&format!("reviews_{}_stars", i + 1), Some(*n));
-                    }
-                }
-                ReportMetric::Loyalty => {
-                    f("loyalty_enrolments", Some(self.loyalty_enrolments));
-                    f("points_issued", Some(self.points_issued));
-                    f("points_redeemed", Some(self.points_redeemed));
-                    for t in &self.tier_distribution {
-                        f(&format!("{}_accounts", t.tier), Some(t.accounts));
-                    }
-                }
-                ReportMetric::PortalUsage => {
-                    f("portal_logins", Some(self.portal_logins));
-                    f("online_bookings", Some(self.online_bookings));
-                }
-            }
-        }
-        out
-    }
-}
-
 /// How many loyalty accounts hold a tier.
 #[derive(Debug, SimpleObject)]
 pub struct TierCount {
@@ -161,93 +91,38 @@ pub struct TierCount {
     pub accounts: i64,
 }
 
-/// The UTC instant a local date starts at in `tz` (the earlier one on a DST fold).
-fn local_midnight_utc(tz: chrono_tz::Tz, d: NaiveDate) -> String {
-    use chrono::TimeZone;
-    let midnight = d.and_hms_opt(0, 0, 0).unwrap_or_default();
-    let at = tz
-        .from_local_datetime(&midnight)
-        .earliest()
-        // A zone whose clocks skip midnight: the first instant after it.
-        .or_else(|| {
-            tz.from_local_datetime(&(midnight + chrono::Duration::hours(1)))
-                .earliest()
-        })
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .unwrap_or_default();
-    projections::projection::rfc3339(at)
-}
-
-fn ratio(a: i64, b: i64) -> Option<i64> {
-    (b > 0).then(|| a * 10_000 / b)
-}
-
-/// The headline figures of from..=to in the business's time zone `tz`, from the read
-/// models: what `kpis` answers and what a scheduled report sends.
-///
-/// # Errors
-/// When a read model cannot be read.
-pub async fn kpis(
-    projections: &projections::ProjectionRunner,
-    tz: chrono_tz::Tz,
-    from: NaiveDate,
-    to: NaiveDate,
-) -> Result<Kpis, projections::DbError> {
-    use projections::crm::{loyalty, reviews};
-    let db = projections.db();
-    let counters = analytics::counter_totals(db, from, to).await?;
-    let m = |name: &str| counters.get(name).copied().unwrap_or(0);
-    let split = analytics::revenue_split(db, from, to).await?;
-    let start = local_midnight_utc(tz, from);
-    let end = local_midnight_utc(tz, to.succ_opt().unwrap_or(to));
-    let attributed = analytics::promotion_attributed_cents(db, from, to).await?;
-    let review_distribution = reviews::ratings_received(db, &start, &end).await?.to_vec();
-    let reviews: i64 = review_distribution.iter().sum();
-    let star_total: i64 = review_distribution
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (i as i64 + 1) * n)
-        .sum();
-    let year_before = projections::projection::rfc3339(
-        chrono::DateTime::parse_from_rfc3339(&end)
-            .map(|t| t.with_timezone(&chrono::Utc))
-            .unwrap_or_default()
-            - chrono::Duration::days(365),
-    );
-    let activity = customers::activity(db, &year_before, &end).await?;
-    let tiers = loyalty::accounts_by_tier(db).await?;
-    let tier_distribution = ["bronze", "silver", "gold", "platinum"]
-        .iter()
-        .map(|t| TierCount {
-            tier: (*t).to_string(),
-            accounts: tiers.get(*t).copied().unwrap_or(0),
-        })
-        .collect();
-    Ok(Kpis {
-        promotion_attributed_revenue: Money::usd(attributed),
-        review_average_centi: (reviews > 0).then(|| star_total * 100 / reviews),
-        review_distribution,
-        active_customers: activity.active,
-        lapsed_customers: activity.lapsed,
-        tier_distribution,
-        new_customers: m("new_customers"),
-        jobs_completed: m("jobs_completed"),
-        revenue: Money::usd(split.first_job_cents + split.returning_cents),
-        new_customer_revenue: Money::usd(split.first_job_cents),
-        returning_customer_revenue: Money::usd(split.returning_cents),
-        opportunity_conversion_bp: ratio(
-            m("opportunities_won"),
-            m("opportunities_won") + m("opportunities_lost"),
-        ),
-        promotion_conversion_bp: ratio(m("promotion_redemptions"), m("promotion_deliveries")),
-        reviews_received: m("reviews_received"),
-        review_response_rate_bp: ratio(m("reviews_responded"), m("reviews_received")),
-        loyalty_enrolments: m("loyalty_enrolments"),
-        points_issued: m("points_issued"),
-        points_redeemed: m("points_redeemed"),
-        portal_logins: m("portal_logins"),
-        online_bookings: m("online_bookings"),
-    })
+impl From<kpis::Kpis> for Kpis {
+    fn from(k: kpis::Kpis) -> Self {
+        Self {
+            revenue: Money::usd(k.revenue_cents()),
+            new_customer_revenue: Money::usd(k.new_customer_revenue_cents),
+            returning_customer_revenue: Money::usd(k.returning_customer_revenue_cents),
+            promotion_attributed_revenue: Money::usd(k.promotion_attributed_revenue_cents),
+            tier_distribution: kpis::TIERS
+                .iter()
+                .zip(k.tier_accounts)
+                .map(|(tier, accounts)| TierCount {
+                    tier: (*tier).to_string(),
+                    accounts,
+                })
+                .collect(),
+            new_customers: k.new_customers,
+            jobs_completed: k.jobs_completed,
+            opportunity_conversion_bp: k.opportunity_conversion_bp,
+            promotion_conversion_bp: k.promotion_conversion_bp,
+            reviews_received: k.reviews_received,
+            review_response_rate_bp: k.review_response_rate_bp,
+            loyalty_enrolments: k.loyalty_enrolments,
+            points_issued: k.points_issued,
+            points_redeemed: k.points_redeemed,
+            portal_logins: k.portal_logins,
+            online_bookings: k.online_bookings,
+            review_average_centi: k.review_average_centi,
+            review_distribution: k.review_distribution,
+            active_customers: k.active_customers,
+            lapsed_customers: k.lapsed_customers,
+        }
+    }
 }
 
 /// Analytics queries.
@@ -316,9 +191,15 @@ impl AnalyticsQuery {
     ) -> async_graphql::Result<Kpis> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Manager, "read analytics")?;
-        kpis(&state.projections, state.config.business_timezone, from, to)
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))
+        kpis::kpis(
+            state.projections.db(),
+            state.config.business_timezone,
+            from,
+            to,
+        )
+        .await
+        .map(Kpis::from)
+        .map_err(|e| errors::internal(&rc.request_id, &e))
     }
 }
 

@@ -13,12 +13,12 @@ use domain::consent::Channel;
 use domain::customer::CustomerCommand;
 use domain::message::{MessageKind, Recipient};
 use rand::RngCore;
+use worker::outbox::reset_tokens;
 
 use super::auth::{self, settle};
 use super::context::{self, parts, token_hash, Allow};
 use super::customers::MarketingChannel;
 use super::errors;
-use crate::outbox::reset_tokens;
 
 /// How long a code works.
 const CODE_MINUTES: i64 = 15;

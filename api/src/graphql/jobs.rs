@@ -1022,7 +1022,7 @@ impl JobMutation {
                 None,
             ));
         };
-        let provider = crate::outbox::stripe::StripePaymentIntents::new(
+        let provider = worker::outbox::stripe::StripePaymentIntents::new(
             &state.config.stripe_api_base,
             key,
             std::time::Duration::from_secs(10),
@@ -1035,7 +1035,7 @@ impl JobMutation {
             None => uuid::Uuid::new_v4(),
         });
         let customer = customer_id("jobId", &job.customer_id)?;
-        let request = crate::outbox::stripe::PaymentIntentRequest {
+        let request = worker::outbox::stripe::PaymentIntentRequest {
             payment_id,
             job_id: id,
             customer_id: customer,
@@ -1043,7 +1043,7 @@ impl JobMutation {
             currency: "usd".into(),
             stripe_customer: None,
         };
-        let (intent, out) = crate::outbox::stripe::request_payment(
+        let (intent, out) = worker::outbox::stripe::request_payment(
             &state.crm,
             &provider,
             &request,
@@ -1053,8 +1053,8 @@ impl JobMutation {
         )
         .await
         .map_err(|e| match e {
-            crate::outbox::stripe::PaymentRequestError::Record(a) => errors::app(&rc.request_id, a),
-            crate::outbox::stripe::PaymentRequestError::Provider(p) => {
+            worker::outbox::stripe::PaymentRequestError::Record(a) => errors::app(&rc.request_id, a),
+            worker::outbox::stripe::PaymentRequestError::Provider(p) => {
                 tracing::warn!(request_id = %rc.request_id, error = %p, "stripe refused a payment intent");
                 errors::coded("UNAVAILABLE", "the payment provider did not create the payment; retry with the same idempotency key", None)
             }

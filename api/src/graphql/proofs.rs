@@ -12,12 +12,12 @@ use domain::ids::{CustomerId, OutboundMessageId, PromotionId};
 use domain::message::{MessageCommand, MessageKind, Recipient};
 use domain::ports::Role;
 use domain::values::{Email, PhoneNumber};
+use worker::outbox::compose;
 
 use super::auth::settle;
 use super::context::{self, parts, RequestCtx};
 use super::customers::MarketingChannel;
 use super::errors;
-use crate::outbox::compose;
 use crate::state::AppState;
 
 /// A message as its recipient would read it.
@@ -115,7 +115,7 @@ async fn render_for(
 }
 
 fn public_url(state: &AppState) -> String {
-    crate::outbox::OutboxSettings::from_config(&state.config).public_url
+    state.config.outbox_settings().public_url
 }
 
 /// A `test` message to queue.

@@ -341,7 +341,7 @@ impl ReportMutation {
         let (state, rc) = parts(ctx)?;
         let (actor, meta) = context::staff(rc, Role::Manager, "define scheduled reports")?;
         // Read as the scheduler will read it: `99 * * * *` would be accepted and never run.
-        crate::scheduler::schedule::Schedule::parse(&input.cron, state.config.business_timezone)
+        worker::scheduler::schedule::Schedule::parse(&input.cron, state.config.business_timezone)
             .map_err(|e| errors::invalid("cron", e.to_string()))?;
         let id = ScheduledReportId::from_uuid(
             context::id_for_create(state, rc, input.idempotency_key.as_ref()).await,

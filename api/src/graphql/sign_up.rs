@@ -6,7 +6,7 @@
 //! go on (`registerPortalAccount`, `confirmEmailChange`), so the code also proves the address:
 //! the account's email counts as confirmed. A sign-up for an address staff entered claims that
 //! customer instead of making a second one. The codes are kept as described in
-//! [`crate::address_codes`].
+//! [`worker::address_codes`].
 
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -19,6 +19,8 @@ use domain::values::Email;
 use projections::Param;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use worker::address_codes::{self as codes, CodeKey, Purpose};
+use worker::outbox::reset_tokens;
 
 use super::auth::{
     self, check_len, check_password, hash_password_off_the_runtime, open_session, rfc3339, settle,
@@ -26,8 +28,6 @@ use super::auth::{
 };
 use super::context::{self, parts, token_hash, Allow};
 use super::errors;
-use crate::address_codes::{self as codes, CodeKey, Purpose};
-use crate::outbox::reset_tokens;
 use crate::signin_limits::AccountKind;
 use crate::state::AppState;
 

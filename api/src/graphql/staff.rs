@@ -2,7 +2,7 @@
 //!
 //! The reset token is 32 random bytes; the log keeps only its SHA-256
 //! (`PasswordResetRequested`), the email's body only a placeholder, and the plain token waits
-//! in `password_reset_tokens` until the outbox sends the link (`crate::outbox::reset_tokens`).
+//! in `password_reset_tokens` until the outbox sends the link (`worker::outbox::reset_tokens`).
 
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use chrono::{Duration, Utc};
@@ -15,11 +15,11 @@ use domain::ports::Role;
 use domain::staff::StaffUserCommand as StaffCommand;
 use domain::values::Email;
 use projections::Param;
+use worker::outbox::reset_tokens;
 
 use super::auth::{self, rfc3339, settle, StaffRole, StaffUser};
 use super::context::{self, parts, token_hash, RequestCtx};
 use super::errors;
-use crate::outbox::reset_tokens;
 use crate::state::AppState;
 
 /// How long a reset link works.

@@ -350,7 +350,7 @@ impl JobRunQuery {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Manager, "read the job-run log")?;
         let since = since.unwrap_or_else(|| chrono::Utc::now() - chrono::Duration::days(7));
-        let mut runs = crate::scheduler::list_runs(
+        let mut runs = worker::scheduler::list_runs(
             &state.projections,
             Some(since),
             std::time::Duration::from_secs(2),

@@ -327,7 +327,7 @@ impl CrmEffects {
         delivery_id: &str,
         meta: &EventMetadata,
     ) -> Result<Outcome, Transient> {
-        let Some(raw) = crate::outbox::index::message_for_provider_id(
+        let Some(raw) = worker::outbox::index::message_for_provider_id(
             self.crm.log(),
             provider,
             provider_message_id,

@@ -10,6 +10,7 @@ pub mod conversations;
 pub mod customers;
 pub mod job_runs;
 pub mod jobs;
+pub mod kpis;
 pub mod loyalty;
 pub mod messages;
 pub mod notes;

@@ -12,7 +12,6 @@
 //! - **Effects once.** Jobs decide on read models and act only through domain commands whose
 //!   idempotency keys are `cron:{job}:{slot}:{target}`.
 
-mod http;
 mod jobs;
 pub mod runs;
 pub mod schedule;
@@ -35,12 +34,9 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-pub use http::routes;
 pub use jobs::{GoogleReview, GoogleReviews, GoogleReviewsResult, NoGoogleReviews};
 pub use runs::{list_runs, RunOutcome, RunRecord};
 pub use schedule::{JobName, Schedule, UnknownJob};
-
-use crate::state::AppState;
 
 /// Tunables of the scheduler. The defaults are the production values.
 #[derive(Debug, Clone)]
@@ -202,13 +198,13 @@ impl Scheduler {
         Self::build(crm, projections, None, options, Arc::new(JobLocks::new()))
     }
 
-    /// The server's scheduler: the state's application layer, read models and policies, and
-    /// the process-wide job locks.
-    pub fn from_state(state: &AppState) -> Self {
+    /// The server's scheduler: the application layer, read models and policies of the
+    /// process, and the process-wide job locks.
+    pub fn for_server(crm: Crm, projections: ProjectionRunner, policies: PolicyRunner) -> Self {
         Self::build(
-            state.crm.clone(),
-            state.projections.clone(),
-            Some(state.policies.clone()),
+            crm,
+            projections,
+            Some(policies),
             SchedulerOptions::default(),
             JobLocks::process_wide(),
         )
@@ -436,12 +432,14 @@ impl Scheduler {
             backoff = backoff.saturating_mul(2);
         }
         tracing::info!(job = %job, status = summary.status, counts = ?summary.counts, "job run ended");
-        crate::metrics::cron_run(
-            job.as_str(),
-            trigger.as_str(),
-            summary.status,
-            started.elapsed(),
-        );
+        let labels = [
+            ("job", job.as_str()),
+            ("trigger", trigger.as_str()),
+            ("status", summary.status),
+        ];
+        metrics::counter!("dirtfree_cron_runs_total", &labels).increment(1);
+        metrics::histogram!("dirtfree_cron_run_duration_seconds", &labels)
+            .record(started.elapsed().as_secs_f64());
         Ok(summary)
     }
 
@@ -486,11 +484,6 @@ impl Scheduler {
     }
 }
 
-/// Starts the server's scheduler in the background (catch-up first); it stops with `stop`.
-pub fn spawn(state: &AppState, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
-    Scheduler::from_state(state).spawn(stop)
-}
-
 /// One job's health, for `/api/health/detailed`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -521,19 +514,6 @@ pub struct SchedulerStatus {
     pub manual_trigger_enabled: bool,
     /// Per job.
     pub jobs: Vec<JobStatus>,
-}
-
-/// Last success and recent failures per job, over runs started in the last 15 days.
-///
-/// # Errors
-/// [`StoreError`] when the log cannot be read.
-pub async fn status(state: &AppState) -> Result<SchedulerStatus, StoreError> {
-    let since = Utc::now() - chrono::Duration::days(15);
-    // Health reads the runs as they stand: it must answer even while readers are held back.
-    let runs = list_runs(&state.projections, Some(since), std::time::Duration::ZERO).await?;
-    let mut s = status_of(runs, state.config.business_timezone, Utc::now());
-    s.manual_trigger_enabled = state.config.cron_secret.is_some();
-    Ok(s)
 }
 
 /// Builds the status from recorded runs (oldest first) as of `now`.

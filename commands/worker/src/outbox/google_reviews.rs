@@ -169,21 +169,6 @@ impl GoogleReviews for GoogleBusinessReviews {
     }
 }
 
-impl GoogleReviewsConfig {
-    /// The configuration's Google settings, when all are set.
-    pub fn from_config(c: &crate::config::Config) -> Option<Self> {
-        Some(Self {
-            api_base: c.google_reviews_api_base.clone(),
-            token_url: c.google_oauth_token_url.clone(),
-            account_id: c.google_business_account_id.clone()?,
-            location_id: c.google_business_location_id.clone()?,
-            client_id: c.google_oauth_client_id.clone()?,
-            client_secret: c.google_oauth_client_secret.clone()?,
-            refresh_token: c.google_oauth_refresh_token.clone()?,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,11 +18,8 @@ use domain::Actor as DomainActor;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::resend::ResendSender;
 use super::reset_tokens;
-use super::twilio::TwilioSender;
 use super::{compose, index, MessageSender, Outgoing, SendError};
-use crate::config::Config;
 
 /// How the worker retries and how long claims last.
 #[derive(Debug, Clone)]
@@ -62,29 +59,6 @@ impl Default for OutboxSettings {
             batch: 50,
             public_url: "http://127.0.0.1:8080".into(),
             quiet_hours: None,
-        }
-    }
-}
-
-impl OutboxSettings {
-    /// The settings the configuration names.
-    pub fn from_config(c: &Config) -> Self {
-        let ms = |n: u64| Duration::milliseconds(i64::try_from(n).unwrap_or(i64::MAX));
-        Self {
-            claim_lease: ms(c.outbox_claim_lease_ms),
-            max_attempts: c.outbox_max_attempts.max(1),
-            backoff_base: ms(c.outbox_retry_base_ms),
-            backoff_cap: ms(c.outbox_retry_max_ms),
-            http_timeout: StdDuration::from_millis(c.outbox_http_timeout_ms),
-            poll: StdDuration::from_millis(c.outbox_poll_ms.max(10)),
-            public_url: c
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", c.bind_addr))
-                .trim_end_matches('/')
-                .to_string(),
-            quiet_hours: c.quiet_hours.0,
-            ..Self::default()
         }
     }
 }
@@ -137,45 +111,6 @@ impl OutboxWorker {
     pub fn with_email(mut self, sender: Arc<dyn MessageSender>) -> Self {
         self.email = Some(sender);
         self
-    }
-
-    /// The worker the configuration describes: Twilio when `TWILIO_ACCOUNT_SID`,
-    /// `TWILIO_AUTH_TOKEN` and `TWILIO_PHONE_NUMBER` are set, Resend when `RESEND_API_KEY`
-    /// and `RESEND_FROM_EMAIL` are.
-    ///
-    /// # Errors
-    /// When an HTTP client cannot be built.
-    pub fn from_config(crm: Crm, config: &Config) -> Result<Self, reqwest::Error> {
-        let settings = OutboxSettings::from_config(config);
-        let timeout = settings.http_timeout;
-        let callback = config
-            .public_url
-            .as_ref()
-            .map(|u| format!("{}/api/webhooks/twilio/status", u.trim_end_matches('/')));
-        let mut worker = Self::new(crm, settings);
-        if let (Some(sid), Some(token), Some(from)) = (
-            &config.twilio_account_sid,
-            &config.twilio_auth_token,
-            &config.twilio_phone_number,
-        ) {
-            worker = worker.with_sms(Arc::new(TwilioSender::new(
-                &config.twilio_api_base,
-                sid.clone(),
-                token.clone(),
-                from.clone(),
-                callback,
-                timeout,
-            )?));
-        }
-        if let (Some(key), Some(from)) = (&config.resend_api_key, &config.resend_from_email) {
-            worker = worker.with_email(Arc::new(ResendSender::new(
-                &config.resend_api_base,
-                key.clone(),
-                from.clone(),
-                timeout,
-            )?));
-        }
-        Ok(worker)
     }
 
     /// Which vendors are configured.

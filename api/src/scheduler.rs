@@ -1,4 +1,6 @@
-//! `POST /api/cron/execute/{jobName}`: run one job now (`Authorization: Bearer $CRON_SECRET`).
+//! The server's scheduler (`worker::scheduler` built from the server's state): its timer, its
+//! health, and `POST /api/cron/execute/{jobName}`, which runs one job now
+//! (`Authorization: Bearer $CRON_SECRET`).
 //!
 //! 404 when CRON_SECRET is unset (the endpoint is off) or the job is unknown, 401 for a
 //! missing or wrong secret (compared in constant time), 409 while the job runs, 200 with the
@@ -12,8 +14,62 @@ use axum::{Json, Router};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::{JobName, Scheduler, SchedulerError};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chrono::Utc;
+use commands::StoreError;
+use tokio_util::sync::CancellationToken;
+use worker::outbox::google_reviews::GoogleBusinessReviews;
+use worker::scheduler::{
+    list_runs, status_of, JobName, Scheduler, SchedulerError, SchedulerStatus,
+};
+
 use crate::state::AppState;
+
+/// The server's scheduler, for its timer and for `POST /api/cron/execute/{job}` alike:
+/// reading Google Business Profile reviews when the Google settings are complete (else
+/// sync-google-reviews records that no account is configured).
+///
+/// # Errors
+/// When the Google HTTP client cannot be built.
+pub fn server_scheduler(state: &AppState) -> anyhow::Result<Scheduler> {
+    let scheduler = without_google(state);
+    let config = &state.config;
+    let Some(google) = config.google_reviews() else {
+        return Ok(scheduler);
+    };
+    let timeout = std::time::Duration::from_millis(config.outbox_http_timeout_ms);
+    let adapter =
+        GoogleBusinessReviews::new(google, timeout).context("Google reviews HTTP client")?;
+    Ok(scheduler.with_google_reviews(Arc::new(adapter)))
+}
+
+fn without_google(state: &AppState) -> Scheduler {
+    Scheduler::for_server(
+        state.crm.clone(),
+        state.projections.clone(),
+        state.policies.clone(),
+    )
+}
+
+/// Starts the server's scheduler in the background (catch-up first); it stops with `stop`.
+pub fn spawn(state: &AppState, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    without_google(state).spawn(stop)
+}
+
+/// Last success and recent failures per job, over runs started in the last 15 days.
+///
+/// # Errors
+/// [`StoreError`] when the log cannot be read.
+pub async fn status(state: &AppState) -> Result<SchedulerStatus, StoreError> {
+    let since = Utc::now() - chrono::Duration::days(15);
+    // Health reads the runs as they stand: it must answer even while readers are held back.
+    let runs = list_runs(&state.projections, Some(since), std::time::Duration::ZERO).await?;
+    let mut s = status_of(runs, state.config.business_timezone, Utc::now());
+    s.manual_trigger_enabled = state.config.cron_secret.is_some();
+    Ok(s)
+}
 
 #[derive(Clone)]
 struct CronState {
@@ -24,9 +80,9 @@ struct CronState {
 /// The cron trigger's routes, to merge into the server's router.
 pub fn routes(state: AppState) -> Router {
     // The same as the timer's (the manual run of sync-google-reviews used to miss Google).
-    let scheduler = crate::server_scheduler(&state).unwrap_or_else(|error| {
+    let scheduler = server_scheduler(&state).unwrap_or_else(|error| {
         tracing::error!(%error, "manual job runs go without Google reviews");
-        Scheduler::from_state(&state)
+        without_google(&state)
     });
     Router::new()
         .route("/api/cron/execute/{job}", post(execute))

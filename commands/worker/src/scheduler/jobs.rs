@@ -32,7 +32,7 @@ use projections::{JsonRow, Param};
 use super::runs::list_runs;
 use super::schedule::{JobName, Schedule};
 use super::Inner;
-use crate::graphql::analytics::kpis;
+use projections::crm::kpis::kpis;
 
 /// One review fetched from Google Business Profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -812,7 +812,7 @@ async fn weekly_report(ctx: &JobContext<'_>) -> JobResult {
     let (from, to) = previous_week(ctx.today());
     let mut t = Tally::default();
     // The week's figures stay in the run log too, whether or not anyone receives them.
-    for f in kpis(projections, ctx.inner.tz, from, to)
+    for f in kpis(projections.db(), ctx.inner.tz, from, to)
         .await?
         .figures(&EVERY_METRIC)
     {
@@ -1016,7 +1016,7 @@ async fn generate_reports(
             t.skip();
             continue;
         }
-        let figures = kpis(projections, ctx.inner.tz, from, to)
+        let figures = kpis(projections.db(), ctx.inner.tz, from, to)
             .await?
             .figures(&def.metrics);
         let cmd = ScheduledReportCommand::RecordGenerated {
