@@ -421,13 +421,6 @@ pub fn webhook_delivery(vendor: &'static str, result: &'static str) {
         .increment(1);
 }
 
-/// Counts and times one finished job run (`trigger`: `scheduled`, `catch_up` or `manual`).
-pub fn cron_run(job: &'static str, trigger: &'static str, status: &'static str, took: Duration) {
-    let labels = [("job", job), ("trigger", trigger), ("status", status)];
-    ::metrics::counter!("dirtfree_cron_runs_total", &labels).increment(1);
-    ::metrics::histogram!("dirtfree_cron_run_duration_seconds", &labels).record(took.as_secs_f64());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,20 +6,18 @@
 //! missing or wrong secret (compared in constant time), 409 while the job runs, 200 with the
 //! run's summary.
 
+use std::sync::Arc;
+
+use anyhow::Context as _;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::json;
-use subtle::ConstantTimeEq;
-
-use std::sync::Arc;
-
-use anyhow::Context as _;
 use chrono::Utc;
 use commands::StoreError;
-use tokio_util::sync::CancellationToken;
+use serde_json::json;
+use subtle::ConstantTimeEq;
 use worker::outbox::google_reviews::GoogleBusinessReviews;
 use worker::scheduler::{
     list_runs, status_of, JobName, Scheduler, SchedulerError, SchedulerStatus,
@@ -51,11 +49,6 @@ fn without_google(state: &AppState) -> Scheduler {
         state.projections.clone(),
         state.policies.clone(),
     )
-}
-
-/// Starts the server's scheduler in the background (catch-up first); it stops with `stop`.
-pub fn spawn(state: &AppState, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
-    without_google(state).spawn(stop)
 }
 
 /// Last success and recent failures per job, over runs started in the last 15 days.

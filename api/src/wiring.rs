@@ -1,5 +1,5 @@
-//! The background workers built from the configuration (the settings' names are in
-//! `docs/configuration.md`): the outbox with its vendors and the Google reviews source.
+//! The background workers built from the configuration (the settings are listed in the
+//! README's Configuration table): the outbox with its vendors and the Google reviews source.
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;

@@ -1,5 +1,5 @@
 //! OutboundMessage: one SMS or email the business sends, from the event that caused it to the
-//! vendor's delivery report. The outbox worker (api/src/outbox) drives it; every step is an
+//! vendor's delivery report. The outbox worker (commands/worker/src/outbox) drives it; every step is an
 //! event, so "what did we send, to whom, why, and what happened" is in the log.
 //!
 //! The aggregate id is derived from the cause ([`OutboundMessageId::for_cause`]): a policy that

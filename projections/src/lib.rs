@@ -6,12 +6,14 @@
 
 pub mod crm;
 pub mod db;
+pub mod listing;
 pub mod parked;
 pub mod projection;
 pub mod row;
 pub mod runner;
 
 pub use db::{DbError, JsonRow, Param, ReadDb};
+pub use listing::Listing;
 pub use projection::{Decoded, Projection, ProjectionError, Slot};
 pub use runner::{
     BeforeSwap, CompareBeforeSwap, Dump, HandlerFailure, ProjectionRunner, ProjectionStatus,

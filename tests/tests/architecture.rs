@@ -18,7 +18,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("event-log", &["domain"]),
     ("commands", &["domain", "event-log"]),
     ("projections", &["domain", "event-log"]),
-    ("worker", &["domain", "event-log", "commands", "projections"]),
+    (
+        "worker",
+        &["domain", "event-log", "commands", "projections"],
+    ),
     (
         "api",
         &["domain", "event-log", "commands", "projections", "worker"],
@@ -219,5 +222,46 @@ fn a_quoted_event_type_in_a_source_is_found() {
     assert_eq!(
         quoted(&files, ["JobBooked", "JobPaid"].into_iter()),
         vec!["crm/x.rs: \"JobBooked\"".to_string()]
+    );
+}
+
+/// The lines of `files` that hold an SQL statement's keyword as SQL writes it.
+fn sql_lines(files: &[(String, String)]) -> Vec<String> {
+    const KEYWORDS: [&str; 4] = ["SELECT ", "INSERT INTO", "UPDATE ", "DELETE FROM"];
+    files
+        .iter()
+        .flat_map(|(path, text)| {
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| KEYWORDS.iter().any(|k| l.contains(k)))
+                .map(move |(i, l)| format!("{path}:{}: {}", i + 1, l.trim()))
+        })
+        .collect()
+}
+
+#[test]
+fn graphql_resolvers_hold_no_sql() {
+    // Resolvers call the read models' typed queries (projections::crm::*) and the side
+    // tables' stores (worker::*): each table's SQL has one home beside it.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/src/graphql");
+    let files = sources(&dir);
+    assert!(
+        files.len() > 10,
+        "api/src/graphql has {} files",
+        files.len()
+    );
+    let found = sql_lines(&files);
+    assert!(found.is_empty(), "{found:#?}");
+}
+
+#[test]
+fn a_statement_in_a_source_is_found() {
+    let files = vec![(
+        "graphql/x.rs".to_string(),
+        "let q = \"x\";\ndb.query(\"SELECT * FROM rm_jobs\", &[])".to_string(),
+    )];
+    assert_eq!(
+        sql_lines(&files),
+        vec!["graphql/x.rs:2: db.query(\"SELECT * FROM rm_jobs\", &[])".to_string()]
     );
 }

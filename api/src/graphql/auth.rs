@@ -13,7 +13,8 @@ use domain::ids::{CustomerId, PortalAccountId, StaffUserId};
 use domain::portal::PortalAccountCommand as PortalCommand;
 use domain::ports::Role;
 use domain::staff::{StaffUser as StaffUserState, StaffUserCommand as StaffCommand};
-use projections::Param;
+use projections::crm::accounts;
+use worker::sessions::{self, PrincipalKind};
 
 use super::context::Allow;
 use super::context::{self, parts, token_hash, Principal};
@@ -130,16 +131,11 @@ async fn staff_for_sign_in(
     email: &str,
     request_id: &str,
 ) -> async_graphql::Result<(StaffUserId, StaffUserState)> {
-    let rows = state
-        .projections
-        .query(
-            "SELECT staff_user_id FROM rm_staff_users WHERE email = $1",
-            &[Param::from(email.trim().to_lowercase())],
-        )
+    let row = accounts::staff_user_by_email(state.projections.db(), email)
         .await
         .map_err(|e| errors::internal(request_id, &e))?;
-    let id = rows
-        .first()
+    let id = row
+        .as_ref()
         .and_then(|r| r.get("staff_user_id"))
         .and_then(|v| v.as_str())
         .and_then(|id| StaffUserId::parse(id).ok())
@@ -161,7 +157,7 @@ pub(super) fn new_token() -> String {
 
 pub(super) async fn open_session(
     state: &AppState,
-    kind: &str,
+    kind: PrincipalKind,
     id: &str,
     role: Option<&str>,
     ip: &str,
@@ -169,13 +165,16 @@ pub(super) async fn open_session(
     let token = new_token();
     let now = Utc::now();
     let expires = now + Duration::hours(SESSION_HOURS);
-    state
-        .projections
-        .db()
-        .execute(
-            "INSERT INTO sessions (token_hash, principal_kind, principal_id, role, created_at, expires_at, client_ip) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[Param::from(token_hash(&token)), kind.into(), id.into(), role.map(str::to_string).into(), rfc3339(now).into(), rfc3339(expires).into(), ip.into()],
-        )
+    let session = sessions::NewSession {
+        token_hash: &token_hash(&token),
+        kind,
+        principal_id: id,
+        role,
+        created_at: now,
+        expires_at: expires,
+        client_ip: ip,
+    };
+    sessions::open(state.projections.db(), &session)
         .await
         .map_err(|e| errors::internal("-", &e))?;
     Ok((token, expires))
@@ -330,29 +329,18 @@ pub async fn settle(state: &AppState, outcome: &commands::CommandOutcome) -> Str
 }
 
 pub(super) async fn staff_by_email(state: &AppState, email: &str) -> Option<projections::JsonRow> {
-    state
-        .projections
-        .query(
-            "SELECT * FROM rm_staff_users WHERE email = $1",
-            &[Param::from(email.trim().to_lowercase())],
-        )
+    accounts::staff_user_by_email(state.projections.db(), email)
         .await
         .ok()?
-        .into_iter()
-        .next()
 }
 
 /// Reads a staff user from the read model.
 pub async fn staff_user(state: &AppState, id: &str) -> Option<StaffUser> {
-    let rows = state
-        .projections
-        .query(
-            "SELECT * FROM rm_staff_users WHERE staff_user_id = $1",
-            &[Param::from(id)],
-        )
+    accounts::staff_user_by_id(state.projections.db(), id)
         .await
-        .ok()?;
-    rows.first().map(staff_user_from_row)
+        .ok()?
+        .as_ref()
+        .map(staff_user_from_row)
 }
 
 fn staff_user_from_row(r: &projections::JsonRow) -> StaffUser {
@@ -430,11 +418,7 @@ pub async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
         return Ok(());
     };
     state.projections.catch_up("accounts").await?;
-    let any = state
-        .projections
-        .query("SELECT staff_user_id FROM rm_staff_users LIMIT 1", &[])
-        .await?;
-    if !any.is_empty() {
+    if accounts::any_staff_user(state.projections.db()).await? {
         return Ok(());
     }
     let input = CreateStaffUserInput {
@@ -500,12 +484,10 @@ impl AuthQuery {
     ) -> async_graphql::Result<Page<StaffUser>> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Admin, "list staff users")?;
-        paging::of_sql(
+        paging::of_listing(
             state,
             rc,
-            "rm_staff_users",
-            "email, staff_user_id",
-            vec![],
+            accounts::staff_users(),
             PageArgs::new(after, before, first, last),
             staff_user_from_row,
         )
@@ -568,7 +550,7 @@ impl AuthMutation {
             })?;
         let (token, expires) = open_session(
             state,
-            "staff",
+            PrincipalKind::Staff,
             &id.to_string(),
             Some(context::stored_role(role)),
             &rc.client_ip,
@@ -589,13 +571,7 @@ impl AuthMutation {
         let Some(hash) = &rc.token_hash else {
             return Err(errors::unauthenticated());
         };
-        state
-            .projections
-            .db()
-            .execute(
-                "UPDATE sessions SET revoked_at = $2 WHERE token_hash = $1",
-                &[Param::from(hash.clone()), rfc3339(Utc::now()).into()],
-            )
+        sessions::revoke(state.projections.db(), hash, Utc::now())
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
         Ok(true)
@@ -614,30 +590,16 @@ impl AuthMutation {
         check_password_in("newPassword", &input.new_password)?;
         // Guessing the current password is a sign-in attempt too.
         rate_limit(state, &rc.client_ip)?;
-        let (kind, id, sql) = match &principal {
-            Principal::Staff { id, .. } => (
-                "staff",
-                id.to_string(),
-                "SELECT password_hash FROM rm_staff_users WHERE staff_user_id = $1",
-            ),
-            Principal::Customer { id } => (
-                "customer",
-                id.to_string(),
-                "SELECT password_hash FROM rm_portal_accounts WHERE customer_id = $1",
-            ),
+        let db = state.projections.db();
+        let (kind, id) = match &principal {
+            Principal::Staff { id, .. } => (PrincipalKind::Staff, id.to_string()),
+            Principal::Customer { id } => (PrincipalKind::Customer, id.to_string()),
         };
-        let hash = state
-            .projections
-            .query(sql, &[Param::from(id.clone())])
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?
-            .into_iter()
-            .next()
-            .and_then(|r| {
-                r.get("password_hash")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string)
-            });
+        let hash = match kind {
+            PrincipalKind::Staff => accounts::staff_password_hash(db, &id).await,
+            PrincipalKind::Customer => accounts::portal_password_hash(db, &id).await,
+        }
+        .map_err(|e| errors::internal(&rc.request_id, &e))?;
         let current = input.current_password.clone();
         let ok = verify_password_off_the_runtime(current, hash).await;
         if !ok {
@@ -691,18 +653,7 @@ impl AuthMutation {
         .map_err(|e| errors::app(&rc.request_id, e))?;
         let position = settle(state, &out).await;
         // A password change is how a user locks out whoever else holds a session.
-        state
-            .projections
-            .db()
-            .execute(
-                "UPDATE sessions SET revoked_at = $3 WHERE principal_kind = $1 AND principal_id = $2 AND revoked_at IS NULL AND token_hash <> $4",
-                &[
-                    Param::from(kind),
-                    Param::from(id),
-                    rfc3339(Utc::now()).into(),
-                    Param::from(rc.token_hash.clone().unwrap_or_default()),
-                ],
-            )
+        sessions::revoke_all_of(db, kind, &id, rc.token_hash.as_deref(), Utc::now())
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
         Ok(ChangePasswordPayload { position })
@@ -751,32 +702,18 @@ impl AuthMutation {
             .sign_in_limits
             .sign_in(AccountKind::Portal, &input.email, &rc.client_ip)
             .map_err(rate_limited)?;
-        let rows = state
-            .projections
-            .query(
-                "SELECT p.customer_id, p.password_hash FROM rm_portal_accounts p JOIN rm_customers c ON c.customer_id = p.customer_id WHERE c.email = $1",
-                &[Param::from(input.email.trim().to_lowercase())],
-            )
+        let row = accounts::portal_account_by_email(state.projections.db(), &input.email)
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        let row = rows.into_iter().next();
-        let hash = row
-            .as_ref()
-            .and_then(|r| r.get("password_hash"))
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
+        let hash = row.as_ref().and_then(|(_, hash)| hash.clone());
         let password = input.password.clone();
         let ok = verify_password_off_the_runtime(password, hash).await;
-        let Some(row) = row.filter(|_| ok) else {
+        let Some((id, _)) = row.filter(|_| ok) else {
             return Err(wrong_credentials());
         };
         attempt.succeeded();
-        let id = row
-            .get("customer_id")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string();
-        let (token, expires) = open_session(state, "customer", &id, None, &rc.client_ip).await?;
+        let (token, expires) =
+            open_session(state, PrincipalKind::Customer, &id, None, &rc.client_ip).await?;
         if let Ok(cid) = CustomerId::parse(&id) {
             let meta = context::meta(rc, commands::Actor::Customer(id.clone()));
             let _ = state

@@ -6,7 +6,6 @@ use chrono::Utc;
 use commands::EventMetadata;
 use domain::ids::{CustomerId, StaffUserId};
 use domain::ports::Role;
-use projections::Param;
 use sha2::{Digest, Sha256};
 
 use super::errors;
@@ -120,22 +119,9 @@ pub async fn principal_of_session(
     state: &AppState,
     token_hash: &str,
 ) -> Result<Option<Principal>, projections::DbError> {
-    let now = crate::graphql::auth::rfc3339(Utc::now());
-    let rows = state
-        .projections
-        .query(
-            "SELECT s.principal_kind, s.principal_id, u.role AS staff_role, u.active AS staff_active,
-                    c.customer_id AS customer, c.erased, c.merged_into
-             FROM sessions s
-             LEFT JOIN rm_staff_users u
-               ON s.principal_kind = 'staff' AND u.staff_user_id = s.principal_id
-             LEFT JOIN rm_customers c
-               ON s.principal_kind = 'customer' AND c.customer_id = s.principal_id
-             WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2",
-            &[Param::from(token_hash), now.into()],
-        )
-        .await?;
-    Ok(rows.first().and_then(principal_of_row))
+    let row =
+        worker::sessions::principal_row(state.projections.db(), token_hash, Utc::now()).await?;
+    Ok(row.as_ref().and_then(principal_of_row))
 }
 
 /// The principal a session row (with its user's current state) speaks for.

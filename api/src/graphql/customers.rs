@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use domain::customer::CustomerCommand;
 use domain::ids::CustomerId;
 use domain::ports::Role;
-use projections::{JsonRow, Param};
+use projections::JsonRow;
 
 use super::auth::{check_len, settle};
 use super::context::Allow;
@@ -178,15 +178,11 @@ pub(super) fn customer_from_row(r: &JsonRow) -> Customer {
 
 /// Loads one customer from the read model.
 pub async fn load_customer(state: &AppState, id: &str) -> Option<Customer> {
-    let rows = state
-        .projections
-        .query(
-            "SELECT * FROM rm_customers WHERE customer_id = $1",
-            &[Param::from(id)],
-        )
+    projections::crm::customers::get(state.projections.db(), id)
         .await
-        .ok()?;
-    rows.first().map(customer_from_row)
+        .ok()?
+        .as_ref()
+        .map(customer_from_row)
 }
 
 #[async_graphql::ComplexObject]
@@ -217,12 +213,10 @@ impl Customer {
             let jobs = w.rows.iter().map(job_from_row).collect();
             return Ok(paging::page(w.start, w.end, w.total, jobs));
         }
-        paging::of_sql(
+        paging::of_listing(
             state,
             rc,
-            "rm_jobs WHERE customer_id = $1",
-            "booked_at DESC, job_id",
-            vec![Param::from(self.id.to_string())],
+            projections::crm::jobs::of_customer(self.id.as_ref()),
             args,
             job_from_row,
         )
@@ -282,21 +276,10 @@ impl CustomerQuery {
         if let Some(q) = &search {
             check_len("search", q)?;
         }
-        let pattern = search.map(|q| format!("%{}%", q.to_lowercase()));
-        let tag = tag.map(|t| format!("%\"{}\"%", t.replace('"', "")));
-        let filter = "erased = 0 AND merged_into IS NULL
-            AND ($1 = '' OR lower(name) LIKE $1 OR lower(email) LIKE $1 OR phone LIKE $1)
-            AND ($2 = '' OR tags LIKE $2)";
-        let params = [
-            Param::from(pattern.unwrap_or_default()),
-            Param::from(tag.unwrap_or_default()),
-        ];
-        paging::of_sql(
+        paging::of_listing(
             state,
             rc,
-            &format!("rm_customers WHERE {filter}"),
-            sort.order_by(),
-            params.to_vec(),
+            projections::crm::customers::search(search.as_deref(), tag.as_deref(), sort.into()),
             PageArgs::new(after, before, first, last),
             customer_from_row,
         )
@@ -318,14 +301,13 @@ pub enum CustomerSort {
     LastJob,
 }
 
-impl CustomerSort {
-    /// The ORDER BY, ending with the id so pages are stable.
-    fn order_by(self) -> &'static str {
-        match self {
-            CustomerSort::Name => "name, customer_id",
-            CustomerSort::Newest => "created_at DESC, customer_id",
-            CustomerSort::TotalSpent => "total_spent_cents DESC, customer_id",
-            CustomerSort::LastJob => "(last_job_at IS NULL), last_job_at DESC, customer_id",
+impl From<CustomerSort> for projections::crm::customers::CustomerOrder {
+    fn from(s: CustomerSort) -> Self {
+        match s {
+            CustomerSort::Name => Self::Name,
+            CustomerSort::Newest => Self::Newest,
+            CustomerSort::TotalSpent => Self::TotalSpent,
+            CustomerSort::LastJob => Self::LastJob,
         }
     }
 }

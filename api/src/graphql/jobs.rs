@@ -6,7 +6,8 @@ use domain::ids::{JobId, StaffUserId, VehicleId};
 use domain::job::{BookingSource, JobCommand, ScheduleWindow};
 use domain::ports::Role;
 use domain::vehicle::VehicleCommand;
-use projections::{JsonRow, Param};
+use projections::crm::jobs;
+use projections::JsonRow;
 
 use super::auth::{check_len, settle};
 use super::context::Allow;
@@ -81,15 +82,11 @@ pub(super) fn job_from_row(r: &JsonRow) -> Job {
 }
 
 async fn load_job(state: &AppState, id: &str) -> Option<Job> {
-    let rows = state
-        .projections
-        .query(
-            "SELECT * FROM rm_jobs WHERE job_id = $1",
-            &[Param::from(id)],
-        )
+    jobs::get(state.projections.db(), id)
         .await
-        .ok()?;
-    rows.first().map(job_from_row)
+        .ok()?
+        .as_ref()
+        .map(job_from_row)
 }
 
 /// A van on the vehicle board.
@@ -154,12 +151,10 @@ impl JobQuery {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Staff, "read jobs")?;
         let f = |t: Option<DateTime<Utc>>| t.map(super::auth::rfc3339).unwrap_or_default();
-        paging::of_sql(
+        paging::of_listing(
             state,
             rc,
-            "rm_jobs WHERE ($1 = '' OR scheduled_start >= $1) AND ($2 = '' OR scheduled_start < $2) AND ($3 = '' OR status = $3)",
-            "scheduled_start, job_id",
-            vec![f(from).into(), f(to).into(), status.unwrap_or_default().into()],
+            jobs::scheduled(&f(from), &f(to), &status.unwrap_or_default()),
             PageArgs::new(after, before, first, last),
             job_from_row,
         )
@@ -177,12 +172,10 @@ impl JobQuery {
     ) -> async_graphql::Result<Page<Vehicle>> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Staff, "read the vehicle board")?;
-        paging::of_sql(
+        paging::of_listing(
             state,
             rc,
-            "rm_vehicles",
-            "name, vehicle_id",
-            vec![],
+            jobs::vehicles(),
             PageArgs::new(after, before, first, last),
             vehicle,
         )
@@ -200,12 +193,10 @@ impl JobQuery {
     ) -> async_graphql::Result<Page<Job>> {
         let (state, rc) = parts(ctx)?;
         let (id, _, _) = context::customer(rc)?;
-        paging::of_sql(
+        paging::of_listing(
             state,
             rc,
-            "rm_jobs WHERE customer_id = $1",
-            "booked_at DESC, job_id",
-            vec![Param::from(id.to_string())],
+            jobs::of_customer(&id.to_string()),
             PageArgs::new(after, before, first, last),
             job_from_row,
         )
@@ -443,16 +434,13 @@ impl VehiclePayload {
     /// The van as the board now shows it.
     async fn vehicle(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Vehicle>> {
         let (state, rc) = parts(ctx)?;
-        Ok(state
-            .projections
-            .query(
-                "SELECT * FROM rm_vehicles WHERE vehicle_id = $1",
-                &[Param::from(self.vehicle_id.to_string())],
-            )
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?
-            .first()
-            .map(vehicle))
+        Ok(
+            jobs::vehicle_by_id(state.projections.db(), self.vehicle_id.as_ref())
+                .await
+                .map_err(|e| errors::internal(&rc.request_id, &e))?
+                .as_ref()
+                .map(vehicle),
+        )
     }
 }
 

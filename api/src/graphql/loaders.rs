@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use async_graphql::dataloader::{DataLoader, Loader};
-use projections::{JsonRow, Param};
+use projections::crm::jobs::{windows_of_customers, JobWindow};
+use projections::JsonRow;
 
 use super::paging::Bounds;
 use crate::state::AppState;
@@ -33,65 +34,11 @@ pub struct JobsWindow {
     pub rows: Vec<JsonRow>,
 }
 
-/// Reads the asked pages of jobs of a page of customers in one statement, and only those:
-/// a customer with thousands of jobs costs `first` rows, as the unbatched query's
-/// `LIMIT`/`OFFSET` did.
+/// Reads the asked pages of jobs of a page of customers in one statement
+/// ([`windows_of_customers`]), and cuts each window exactly.
 #[derive(Debug)]
 pub struct JobsOfCustomers {
     state: AppState,
-}
-
-/// Each job's offset in its customer's list (`ORDER BY booked_at DESC, job_id`, as
-/// `Customer.jobs` and `myJobs` page) and the customer's count, over the customers `$1..$n`.
-fn numbered_jobs(customers: usize) -> String {
-    let marks: Vec<String> = (1..=customers).map(|i| format!("${i}")).collect();
-    format!(
-        "SELECT j.*,
-            ROW_NUMBER() OVER (PARTITION BY j.customer_id ORDER BY j.booked_at DESC, j.job_id) - 1 AS page_offset,
-            COUNT(*) OVER (PARTITION BY j.customer_id) AS page_total
-         FROM rm_jobs j WHERE j.customer_id IN ({})",
-        marks.join(", ")
-    )
-}
-
-/// A condition (on `page_offset` and `page_total`) that holds for every row of `b`'s window
-/// and for few others; the window itself is cut in Rust once the total is known. Parameters
-/// are appended to `params`.
-fn window_condition(customer: &str, b: Bounds, params: &mut Vec<Param>) -> String {
-    let mut bind = |v: Param| {
-        params.push(v);
-        format!("${}", params.len())
-    };
-    let int = |n: usize| Param::Int(i64::try_from(n).unwrap_or(i64::MAX));
-    let mut parts = vec![format!("customer_id = {}", bind(Param::from(customer)))];
-    let start = b.after.map_or(0, |a| a.saturating_add(1));
-    parts.push(format!("page_offset >= {}", bind(int(start))));
-    // The window ends by `start + first` (50 without `first` or `last`), by `before`, and by
-    // the total; with `last` it starts `last` rows before its end.
-    let mut ends = Vec::new();
-    match (b.first, b.last) {
-        (Some(f), _) => ends.push(start.saturating_add(f.min(100))),
-        (None, None) => ends.push(start.saturating_add(50)),
-        (None, Some(_)) => {}
-    }
-    ends.extend(b.before);
-    if let Some(&end) = ends.iter().min() {
-        parts.push(format!("page_offset < {}", bind(int(end))));
-    }
-    if let Some(l) = b.last {
-        let l = l.min(100);
-        // offset >= min(end, total) - last
-        let mut near = vec![format!("page_offset + {} >= page_total", bind(int(l)))];
-        if let Some(&end) = ends.iter().min() {
-            near.push(format!(
-                "page_offset + {} >= {}",
-                bind(int(l)),
-                bind(int(end))
-            ));
-        }
-        parts.push(format!("({})", near.join(" OR ")));
-    }
-    format!("({})", parts.join(" AND "))
 }
 
 impl Loader<JobsPage> for JobsOfCustomers {
@@ -99,25 +46,17 @@ impl Loader<JobsPage> for JobsOfCustomers {
     type Error = String;
 
     async fn load(&self, keys: &[JobsPage]) -> Result<HashMap<JobsPage, JobsWindow>, String> {
-        let mut customers: Vec<&str> = keys.iter().map(|k| k.customer.as_str()).collect();
-        customers.sort_unstable();
-        customers.dedup();
-        let mut params: Vec<Param> = customers.iter().map(|c| Param::from(*c)).collect();
-        // Each customer's first row too, which carries their total when their page is empty.
-        let mut wanted = vec!["page_offset = 0".to_string()];
-        wanted.extend(
-            keys.iter()
-                .map(|k| window_condition(&k.customer, k.bounds, &mut params)),
-        );
-        let sql = format!(
-            "SELECT * FROM ({}) numbered WHERE {} ORDER BY customer_id, page_offset",
-            numbered_jobs(customers.len()),
-            wanted.join(" OR ")
-        );
-        let rows = self
-            .state
-            .projections
-            .query(&sql, &params)
+        let windows: Vec<JobWindow<'_>> = keys
+            .iter()
+            .map(|k| JobWindow {
+                customer: &k.customer,
+                after: k.bounds.after,
+                before: k.bounds.before,
+                first: k.bounds.first,
+                last: k.bounds.last,
+            })
+            .collect();
+        let rows = windows_of_customers(self.state.projections.db(), &windows)
             .await
             .map_err(|e| e.to_string())?;
         let offset = |r: &JsonRow, k: &str| {
@@ -177,12 +116,21 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use projections::crm::jobs::window_condition;
+    use projections::Param;
 
     /// The rows `window_condition` admits for a customer with `total` jobs, evaluated here
     /// as the database would.
     fn admitted(b: Bounds, total: usize) -> Vec<usize> {
         let mut params = Vec::new();
-        let cond = window_condition("c", b, &mut params);
+        let w = JobWindow {
+            customer: "c",
+            after: b.after,
+            before: b.before,
+            first: b.first,
+            last: b.last,
+        };
+        let cond = window_condition(&w, &mut params);
         (0..total)
             .filter(|&offset| holds(&cond, &params, offset, total))
             .collect()

@@ -4,7 +4,7 @@ use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use domain::ids::LoyaltyAccountId;
 use domain::loyalty::LoyaltyCommand;
 use domain::ports::Role;
-use projections::{JsonRow, Param};
+use projections::JsonRow;
 
 use super::auth::{check_len, settle};
 use super::context::Allow;
@@ -52,15 +52,11 @@ fn from_row(r: &JsonRow) -> LoyaltyAccount {
 }
 
 async fn load(state: &AppState, customer: &str) -> Option<LoyaltyAccount> {
-    let rows = state
-        .projections
-        .query(
-            "SELECT * FROM rm_loyalty_accounts WHERE customer_id = $1",
-            &[Param::from(customer)],
-        )
+    projections::crm::loyalty::account(state.projections.db(), customer)
         .await
-        .ok()?;
-    rows.first().map(from_row)
+        .ok()?
+        .as_ref()
+        .map(from_row)
 }
 
 /// Loyalty queries.

@@ -5,7 +5,8 @@ use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use domain::conversation::{ConversationCommand, Intent as DomainIntent, Sender};
 use domain::ids::{ConversationId, StaffUserId};
 use domain::ports::Role;
-use projections::{JsonRow, Param};
+use projections::crm::conversations;
+use projections::JsonRow;
 
 use super::auth::settle;
 use super::context::Allow;
@@ -124,15 +125,10 @@ pub(super) fn chat_message(m: &serde_json::Value) -> ChatMessage {
 }
 
 async fn load_conversation(state: &AppState, id: &str) -> Option<Conversation> {
-    state
-        .projections
-        .query(
-            "SELECT * FROM rm_conversations WHERE conversation_id = $1",
-            &[Param::from(id)],
-        )
+    conversations::get(state.projections.db(), id)
         .await
         .ok()?
-        .first()
+        .as_ref()
         .map(conversation)
 }
 
@@ -215,15 +211,13 @@ impl MessagingQuery {
     ) -> async_graphql::Result<Page<Conversation>> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Staff, "read conversations")?;
-        paging::of_sql(
+        paging::of_listing(
             state,
             rc,
-            "rm_conversations WHERE ($1 = '' OR status = $1) AND ($2 = '' OR customer_id = $2)",
-            "started_at DESC, conversation_id",
-            vec![
-                status.unwrap_or_default().into(),
-                customer_id.map(|c| c.0).unwrap_or_default().into(),
-            ],
+            conversations::list(
+                &status.unwrap_or_default(),
+                &customer_id.map(|c| c.0).unwrap_or_default(),
+            ),
             PageArgs::new(after, before, first, last),
             conversation,
         )
@@ -267,12 +261,10 @@ impl MessagingQuery {
     ) -> async_graphql::Result<Page<Conversation>> {
         let (state, rc) = parts(ctx)?;
         let (me, _, _) = context::customer(rc)?;
-        paging::of_sql(
+        paging::of_listing(
             state,
             rc,
-            "rm_conversations WHERE customer_id = $1",
-            "started_at DESC, conversation_id",
-            vec![Param::from(me.to_string())],
+            conversations::list("", &me.to_string()),
             PageArgs::new(after, before, first, last),
             conversation,
         )
@@ -297,16 +289,14 @@ impl MessagingQuery {
     ) -> async_graphql::Result<Page<OutboundMessage>> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Manager, "read the message log")?;
-        paging::of_sql(
+        paging::of_listing(
             state,
             rc,
-            "rm_messages WHERE ($1 = '' OR status = $1) AND ($2 = '' OR kind = $2) AND ($3 = '' OR customer_id = $3)",
-            "queued_at DESC, message_id",
-            vec![
-                status.unwrap_or_default().into(),
-                kind.unwrap_or_default().into(),
-                customer_id.map(|c| c.0).unwrap_or_default().into(),
-            ],
+            projections::crm::messages::list(
+                &status.unwrap_or_default(),
+                &kind.unwrap_or_default(),
+                &customer_id.map(|c| c.0).unwrap_or_default(),
+            ),
             PageArgs::new(after, before, first, last),
             outbound,
         )

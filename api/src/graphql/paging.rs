@@ -6,7 +6,7 @@
 
 use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields};
 use async_graphql::{OutputType, SimpleObject};
-use projections::{JsonRow, Param};
+use projections::{JsonRow, Listing};
 
 use super::errors;
 use super::RequestCtx;
@@ -157,44 +157,27 @@ pub async fn of_vec<T: OutputType>(
     .await
 }
 
-/// A page of `SELECT * FROM <from_where> ORDER BY <order>` on the read models, mapped by
-/// `map`. `params` are `$1..$n` of `from_where`; `order` must end with a unique column.
+/// A page of a read model's list, each row mapped by `map`.
 ///
 /// # Errors
 /// VALIDATION for a malformed cursor; INTERNAL when the read models fail.
-pub async fn of_sql<T: OutputType>(
+pub async fn of_listing<T: OutputType>(
     state: &AppState,
     rc: &RequestCtx,
-    from_where: &str,
-    order: &str,
-    params: Vec<Param>,
+    listing: Listing,
     args: PageArgs,
     map: impl Fn(&JsonRow) -> T,
 ) -> async_graphql::Result<Page<T>> {
-    let total = state
-        .projections
-        .query(&format!("SELECT COUNT(*) AS n FROM {from_where}"), &params)
+    let db = state.projections.db();
+    let total = listing
+        .count(db)
         .await
-        .map_err(|e| errors::internal(&rc.request_id, &e))?
-        .first()
-        .and_then(|r| r.get("n"))
-        .and_then(serde_json::Value::as_i64)
-        .unwrap_or(0);
-    let n = params.len();
+        .map_err(|e| errors::internal(&rc.request_id, &e))?;
     paged(args, usize::try_from(total).unwrap_or(0), |start, end| {
-        let mut p = params.clone();
-        p.push(((end - start) as i64).into());
-        p.push((start as i64).into());
-        let sql = format!(
-            "SELECT * FROM {from_where} ORDER BY {order} LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
-        let map = &map;
+        let (listing, map) = (&listing, &map);
         async move {
-            let rows = state
-                .projections
-                .query(&sql, &p)
+            let rows = listing
+                .window(db, start as i64, (end - start) as i64)
                 .await
                 .map_err(|e| errors::internal(&rc.request_id, &e))?;
             Ok(rows.iter().map(map).collect())

@@ -5,7 +5,8 @@ use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use domain::ids::{CustomerId, ScheduledReportId};
 use domain::ports::Role;
 use domain::scheduled_report::{ReportMetric, ReportPeriod, ScheduledReportCommand};
-use projections::{JsonRow, Param};
+use projections::crm::scheduled_reports;
+use projections::JsonRow;
 
 use super::auth::{check_len, settle};
 use super::context::Allow;
@@ -148,21 +149,10 @@ async fn load_reports(
     include_deleted: bool,
     id: Option<&str>,
 ) -> Result<Vec<ScheduledReport>, projections::DbError> {
-    let defs = state
-        .projections
-        .query(
-            "SELECT * FROM rm_scheduled_reports WHERE (deleted = 0 OR $1 = 1) AND ($2 = '' OR report_id = $2)
-             ORDER BY defined_at, report_id",
-            &[Param::Int(i64::from(include_deleted)), Param::from(id.unwrap_or_default())],
-        )
-        .await?;
-    let runs = state
-        .projections
-        .query(
-            "SELECT * FROM rm_scheduled_report_periods WHERE ($1 = '' OR report_id = $1) ORDER BY period_start DESC",
-            &[Param::from(id.unwrap_or_default())],
-        )
-        .await?;
+    let db = state.projections.db();
+    let id = id.unwrap_or_default();
+    let defs = scheduled_reports::definitions(db, include_deleted, id).await?;
+    let runs = scheduled_reports::periods(db, id).await?;
     let list = |r: &JsonRow, k: &str| -> Vec<String> {
         s(r, k)
             .and_then(|t| serde_json::from_str(&t).ok())
@@ -251,12 +241,10 @@ impl ReportQuery {
                 .to_string(),
             None => String::new(),
         };
-        paging::of_sql(
+        paging::of_listing(
             state,
             rc,
-            "rm_referrals WHERE ($1 = '' OR referrer_customer_id = $1)",
-            "recorded_at DESC, referral_id",
-            vec![referrer.into()],
+            projections::crm::loyalty::referrals(&referrer),
             PageArgs::new(after, before, first, last),
             |r| Referral {
                 id: ID(s(r, "referral_id").unwrap_or_default()),

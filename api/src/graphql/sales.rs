@@ -13,7 +13,8 @@ use domain::promotion::{
 };
 use domain::review::{ReviewCommand, ReviewSource};
 use domain::values::{Discount, Money as DomainMoney};
-use projections::{JsonRow, Param};
+use projections::crm::{campaigns, pipeline, reviews};
+use projections::JsonRow;
 
 use super::auth::{check_len, settle};
 use super::context::Allow;
@@ -105,15 +106,11 @@ fn opportunity(r: &JsonRow) -> Opportunity {
 }
 
 async fn load_opportunity(state: &AppState, id: &str) -> Option<Opportunity> {
-    let rows = state
-        .projections
-        .query(
-            "SELECT * FROM rm_opportunities WHERE opportunity_id = $1",
-            &[Param::from(id)],
-        )
+    pipeline::get(state.projections.db(), id)
         .await
-        .ok()?;
-    rows.first().map(opportunity)
+        .ok()?
+        .as_ref()
+        .map(opportunity)
 }
 
 /// A campaign and its statistics.
@@ -219,16 +216,14 @@ impl SalesQuery {
     ) -> async_graphql::Result<Page<Opportunity>> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Staff, "read the pipeline")?;
-        paging::of_sql(
+        paging::of_listing(
             state,
             rc,
-            "rm_opportunities WHERE ($1 = '' OR status = $1) AND ($2 = '' OR customer_id = $2) AND ($3 = 1 OR archived = 0)",
-            "created_at DESC, opportunity_id",
-            vec![
-                status.unwrap_or_default().into(),
-                customer_id.map(|c| c.0).unwrap_or_default().into(),
-                include_archived.into(),
-            ],
+            pipeline::list(
+                &status.unwrap_or_default(),
+                &customer_id.map(|c| c.0).unwrap_or_default(),
+                include_archived,
+            ),
             PageArgs::new(after, before, first, last),
             opportunity,
         )
@@ -246,12 +241,10 @@ impl SalesQuery {
     ) -> async_graphql::Result<Page<Promotion>> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Manager, "read campaigns")?;
-        paging::of_sql(
+        paging::of_listing(
             state,
             rc,
-            "rm_promotions",
-            "created_at DESC, promotion_id",
-            vec![],
+            campaigns::list(),
             PageArgs::new(after, before, first, last),
             promotion,
         )
@@ -270,12 +263,10 @@ impl SalesQuery {
     ) -> async_graphql::Result<Page<Review>> {
         let (state, rc) = parts(ctx)?;
         context::staff(rc, Role::Staff, "read reviews")?;
-        paging::of_sql(
+        paging::of_listing(
             state,
             rc,
-            "rm_reviews WHERE ($1 = 0 OR response IS NULL)",
-            "received_at DESC, review_id",
-            vec![unanswered.into()],
+            reviews::list(unanswered),
             PageArgs::new(after, before, first, last),
             review,
         )
@@ -556,16 +547,13 @@ impl PromotionPayload {
     /// The campaign as the read model now shows it.
     async fn promotion(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Promotion>> {
         let (state, rc) = parts(ctx)?;
-        Ok(state
-            .projections
-            .query(
-                "SELECT * FROM rm_promotions WHERE promotion_id = $1",
-                &[Param::from(self.promotion_id.to_string())],
-            )
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?
-            .first()
-            .map(promotion))
+        Ok(
+            campaigns::get(state.projections.db(), self.promotion_id.as_ref())
+                .await
+                .map_err(|e| errors::internal(&rc.request_id, &e))?
+                .as_ref()
+                .map(promotion),
+        )
     }
 }
 
@@ -1172,17 +1160,9 @@ impl SalesMutation {
                 .map_err(|_| errors::invalid("promotionId", "not a promotion id"))?,
             (None, Some(code)) => {
                 check_len("discountCode", code)?;
-                let rows = state
-                    .projections
-                    .query(
-                        "SELECT promotion_id FROM rm_promotions WHERE upper(discount_code) = $1 ORDER BY created_at DESC",
-                        &[Param::from(code.trim().to_uppercase())],
-                    )
+                let found = campaigns::with_discount_code(state.projections.db(), code)
                     .await
-                    .map_err(|e| errors::internal(&rc.request_id, &e))?;
-                let found = rows
-                    .first()
-                    .and_then(|r| s(r, "promotion_id"))
+                    .map_err(|e| errors::internal(&rc.request_id, &e))?
                     .and_then(|p| PromotionId::parse(&p).ok());
                 found.ok_or_else(|| {
                     errors::coded(

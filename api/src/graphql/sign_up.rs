@@ -16,7 +16,6 @@ use domain::ids::{CustomerId, OutboundMessageId, PortalAccountId};
 use domain::message::{MessageCommand, MessageKind, Recipient};
 use domain::portal::PortalAccountCommand as PortalCommand;
 use domain::values::Email;
-use projections::Param;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use worker::address_codes::{self as codes, CodeKey, Purpose};
@@ -356,7 +355,14 @@ impl SignUpMutation {
         if let Some(out) = &last {
             settle(state, out).await;
         }
-        let (token, expires) = open_session(state, "customer", &own, None, &rc.client_ip).await?;
+        let (token, expires) = open_session(
+            state,
+            worker::sessions::PrincipalKind::Customer,
+            &own,
+            None,
+            &rc.client_ip,
+        )
+        .await?;
         Ok(LoginPayload {
             token,
             expires_at: rfc3339(expires),
@@ -568,23 +574,13 @@ async fn customers_with_email(
     state: &AppState,
     email: &Email,
 ) -> Result<Vec<(CustomerId, bool)>, projections::DbError> {
-    let rows = state
-        .projections
-        .query(
-            "SELECT c.customer_id, p.customer_id AS account FROM rm_customers c \
-             LEFT JOIN rm_portal_accounts p ON p.customer_id = c.customer_id \
-             WHERE c.email = $1 AND c.erased = 0 AND c.merged_into IS NULL \
-             ORDER BY c.created_at, c.customer_id",
-            &[Param::from(email.to_string())],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| {
-            let id = CustomerId::parse(r.get("customer_id")?.as_str()?).ok()?;
-            Some((id, r.get("account").is_some_and(|a| !a.is_null())))
-        })
-        .collect())
+    Ok(
+        projections::crm::customers::with_email(state.projections.db(), email.as_str())
+            .await?
+            .into_iter()
+            .filter_map(|(id, account)| Some((CustomerId::parse(&id).ok()?, account)))
+            .collect(),
+    )
 }
 
 /// Eight digits: a code that hands over an account (or a record staff keep) must stay out

@@ -14,10 +14,11 @@ use domain::message::{MessageKind, Recipient};
 use domain::ports::Role;
 use domain::staff::StaffUserCommand as StaffCommand;
 use domain::values::Email;
-use projections::Param;
+use projections::crm::accounts;
 use worker::outbox::reset_tokens;
+use worker::sessions::{self, PrincipalKind};
 
-use super::auth::{self, rfc3339, settle, StaffRole, StaffUser};
+use super::auth::{self, settle, StaffRole, StaffUser};
 use super::context::{self, parts, token_hash, RequestCtx};
 use super::errors;
 use crate::state::AppState;
@@ -163,19 +164,8 @@ async fn staff_by_reset_token(
     hash: &str,
 ) -> Result<Option<StaffUserId>, projections::DbError> {
     for attempt in 0..2 {
-        let rows = state
-            .projections
-            .query(
-                "SELECT staff_user_id FROM rm_staff_users WHERE reset_token_hash = $1",
-                &[Param::from(hash)],
-            )
-            .await?;
-        if let Some(id) = rows
-            .first()
-            .and_then(|r| r.get("staff_user_id"))
-            .and_then(|v| v.as_str())
-        {
-            return Ok(StaffUserId::parse(id).ok());
+        if let Some(id) = accounts::staff_user_by_reset_token(state.projections.db(), hash).await? {
+            return Ok(StaffUserId::parse(&id).ok());
         }
         if attempt == 0 {
             let _ = state.projections.catch_up("accounts").await;
@@ -258,15 +248,15 @@ impl StaffMutation {
                 e => errors::app(&rc.request_id, e),
             })?;
         // Whoever had the old password (or a session opened with it) is signed out.
-        state
-            .projections
-            .db()
-            .execute(
-                "UPDATE sessions SET revoked_at = $2 WHERE principal_kind = 'staff' AND principal_id = $1 AND revoked_at IS NULL",
-                &[Param::from(id.to_string()), rfc3339(Utc::now()).into()],
-            )
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        sessions::revoke_all_of(
+            state.projections.db(),
+            PrincipalKind::Staff,
+            &id.to_string(),
+            None,
+            Utc::now(),
+        )
+        .await
+        .map_err(|e| errors::internal(&rc.request_id, &e))?;
         let position = settle(state, &out).await;
         let staff_user = auth::staff_user(state, &id.to_string())
             .await
@@ -307,15 +297,13 @@ impl StaffMutation {
         let position = settle(state, &out).await;
         // Sessions carry the role they were opened with: move the user's open ones along,
         // after the read model has the change (a login from now on reads the new role).
-        state
-            .projections
-            .db()
-            .execute(
-                "UPDATE sessions SET role = $2 WHERE principal_kind = 'staff' AND principal_id = $1",
-                &[Param::from(id.to_string()), context::stored_role(role).into()],
-            )
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        sessions::set_staff_role(
+            state.projections.db(),
+            &id.to_string(),
+            context::stored_role(role),
+        )
+        .await
+        .map_err(|e| errors::internal(&rc.request_id, &e))?;
         let staff_user = auth::staff_user(state, &id.to_string())
             .await
             .ok_or_else(|| errors::not_found("staff user", &id.to_string()))?;
@@ -344,15 +332,15 @@ impl StaffMutation {
             .await
             .map_err(|e| errors::app(&rc.request_id, e))?;
         let position = settle(state, &out).await;
-        state
-            .projections
-            .db()
-            .execute(
-                "UPDATE sessions SET revoked_at = $2 WHERE principal_kind = 'staff' AND principal_id = $1 AND revoked_at IS NULL",
-                &[Param::from(id.to_string()), rfc3339(Utc::now()).into()],
-            )
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        sessions::revoke_all_of(
+            state.projections.db(),
+            PrincipalKind::Staff,
+            &id.to_string(),
+            None,
+            Utc::now(),
+        )
+        .await
+        .map_err(|e| errors::internal(&rc.request_id, &e))?;
         let staff_user = auth::staff_user(state, &id.to_string())
             .await
             .ok_or_else(|| errors::not_found("staff user", &id.to_string()))?;

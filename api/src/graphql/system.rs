@@ -2,7 +2,6 @@
 
 use async_graphql::{Context, Object, SimpleObject, ID};
 use domain::ports::Role;
-use projections::Param;
 
 use super::context::Allow;
 use super::context::{self, parts};
@@ -140,12 +139,10 @@ impl SystemQuery {
         let s = |r: &projections::JsonRow, k: &str| {
             r.get(k).and_then(|v| v.as_str()).map(str::to_string)
         };
-        paging::of_sql(
+        paging::of_listing(
             state,
             rc,
-            "rm_audit_trail WHERE actor = $1",
-            "occurred_at DESC, aggregate_type, aggregate_id, sequence DESC",
-            vec![Param::from(actor)],
+            projections::crm::activity::audit_of_actor(&actor),
             PageArgs::new(after, before, first, last),
             |r| ActorAuditEntry {
                 aggregate_type: s(r, "aggregate_type").unwrap_or_default(),

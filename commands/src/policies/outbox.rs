@@ -235,7 +235,7 @@ pub async fn messages_for(crm: &Crm, e: &RecordedEvent) -> Result<Vec<QueuedMess
             channel,
             recipient: Recipient::Customer { customer_id },
             subject,
-            // The opt-out sentence and unsubscribe link are the sender's (api outbox compose),
+            // The opt-out sentence and unsubscribe link are the sender's (worker::outbox::compose),
             // as is rendering a promotion's template: the customer's details stay out of here.
             body,
         };

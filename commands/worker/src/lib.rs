@@ -3,8 +3,9 @@
 //! - [`outbox`]: sends queued messages through the vendor clients (Twilio, Resend), talks to
 //!   Stripe for payment links, reads Google reviews;
 //! - [`scheduler`]: the 18 cron jobs and their run log;
-//! - the side tables those use ([`unsubscribe`] tokens, [`address_codes`], password-reset
-//!   tokens in [`outbox::reset_tokens`]), each with all its SQL.
+//! - the side tables those and the api use ([`unsubscribe`] tokens, [`address_codes`],
+//!   password-reset tokens in [`outbox::reset_tokens`], sign-in [`sessions`]), each with all
+//!   its SQL.
 //!
 //! The HTTP surface (routes, GraphQL, webhooks' wire formats) stays in `api`, which builds
 //! these from its configuration.
@@ -13,6 +14,7 @@ pub mod address_codes;
 pub mod outbox;
 pub mod scheduler;
 pub mod secret;
+pub mod sessions;
 pub mod unsubscribe;
 
 pub use secret::Secret;

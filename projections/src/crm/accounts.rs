@@ -218,3 +218,116 @@ pub async fn active_staff(
     })
     .collect()
 }
+
+// ---------------------------------------------------------------- queries
+
+/// The staff user `id`, if the read model has them.
+///
+/// # Errors
+/// [`crate::DbError`].
+pub async fn staff_user_by_id(
+    db: &crate::ReadDb,
+    id: &str,
+) -> Result<Option<crate::JsonRow>, crate::DbError> {
+    crate::listing::by_key(db, "rm_staff_users", "staff_user_id", id).await
+}
+
+/// The staff user whose email is `email` (trimmed, lower-cased), if any.
+///
+/// # Errors
+/// [`crate::DbError`].
+pub async fn staff_user_by_email(
+    db: &crate::ReadDb,
+    email: &str,
+) -> Result<Option<crate::JsonRow>, crate::DbError> {
+    crate::listing::by_key(db, "rm_staff_users", "email", &email.trim().to_lowercase()).await
+}
+
+/// The staff user a password-reset token with this hash was issued to, if any.
+///
+/// # Errors
+/// [`crate::DbError`].
+pub async fn staff_user_by_reset_token(
+    db: &crate::ReadDb,
+    token_hash: &str,
+) -> Result<Option<String>, crate::DbError> {
+    crate::listing::by_key(db, "rm_staff_users", "reset_token_hash", token_hash)
+        .await?
+        .map(|r| crate::row::text(&r, "staff_user_id"))
+        .transpose()
+}
+
+/// Whether any staff user exists.
+///
+/// # Errors
+/// [`crate::DbError`].
+pub async fn any_staff_user(db: &crate::ReadDb) -> Result<bool, crate::DbError> {
+    Ok(!db
+        .query("SELECT staff_user_id FROM rm_staff_users LIMIT 1", &[])
+        .await?
+        .is_empty())
+}
+
+/// Staff users by email.
+pub fn staff_users() -> crate::Listing {
+    crate::Listing::new("rm_staff_users", "email, staff_user_id", vec![])
+}
+
+/// The password hash of staff user `id` (`None`: no such user, or no password set yet).
+///
+/// # Errors
+/// [`crate::DbError`].
+pub async fn staff_password_hash(
+    db: &crate::ReadDb,
+    id: &str,
+) -> Result<Option<String>, crate::DbError> {
+    password_hash(db, "rm_staff_users", "staff_user_id", id).await
+}
+
+/// The password hash of the portal account of customer `id`, if they have one.
+///
+/// # Errors
+/// [`crate::DbError`].
+pub async fn portal_password_hash(
+    db: &crate::ReadDb,
+    customer: &str,
+) -> Result<Option<String>, crate::DbError> {
+    password_hash(db, "rm_portal_accounts", "customer_id", customer).await
+}
+
+async fn password_hash(
+    db: &crate::ReadDb,
+    table: &str,
+    key: &str,
+    id: &str,
+) -> Result<Option<String>, crate::DbError> {
+    match crate::listing::by_key(db, table, key, id).await? {
+        Some(r) => crate::row::opt_text(&r, "password_hash"),
+        None => Ok(None),
+    }
+}
+
+/// The portal account of the customer whose email is `email` (trimmed, lower-cased): their
+/// id and password hash, if there is one.
+///
+/// # Errors
+/// [`crate::DbError`].
+pub async fn portal_account_by_email(
+    db: &crate::ReadDb,
+    email: &str,
+) -> Result<Option<(String, Option<String>)>, crate::DbError> {
+    let rows = db
+        .query(
+            "SELECT p.customer_id, p.password_hash FROM rm_portal_accounts p JOIN rm_customers c ON c.customer_id = p.customer_id WHERE c.email = $1",
+            &[crate::Param::from(email.trim().to_lowercase())],
+        )
+        .await?;
+    rows.first()
+        .map(|r| {
+            Ok((
+                crate::row::text(r, "customer_id")?,
+                crate::row::opt_text(r, "password_hash")?,
+            ))
+        })
+        .transpose()
+}

@@ -94,3 +94,14 @@ impl Projection for Activity {
         })
     }
 }
+
+// ---------------------------------------------------------------- queries
+
+/// What `actor` did, newest first.
+pub fn audit_of_actor(actor: &str) -> crate::Listing {
+    crate::Listing::new(
+        "rm_audit_trail WHERE actor = $1",
+        "occurred_at DESC, aggregate_type, aggregate_id, sequence DESC",
+        vec![actor.into()],
+    )
+}

@@ -153,3 +153,37 @@ impl Projection for Campaigns {
         })
     }
 }
+
+// ---------------------------------------------------------------- queries
+
+/// The campaign `id`, if the read model has it.
+///
+/// # Errors
+/// [`crate::DbError`].
+pub async fn get(db: &crate::ReadDb, id: &str) -> Result<Option<crate::JsonRow>, crate::DbError> {
+    crate::listing::by_key(db, "rm_promotions", "promotion_id", id).await
+}
+
+/// Campaigns, newest first.
+pub fn list() -> crate::Listing {
+    crate::Listing::new("rm_promotions", "created_at DESC, promotion_id", vec![])
+}
+
+/// The newest campaign whose discount code is `code` (case-insensitive, trimmed).
+///
+/// # Errors
+/// [`crate::DbError`].
+pub async fn with_discount_code(
+    db: &crate::ReadDb,
+    code: &str,
+) -> Result<Option<String>, crate::DbError> {
+    let rows = db
+        .query(
+            "SELECT promotion_id FROM rm_promotions WHERE upper(discount_code) = $1 ORDER BY created_at DESC, promotion_id LIMIT 1",
+            &[crate::Param::from(code.trim().to_uppercase())],
+        )
+        .await?;
+    rows.first()
+        .map(|r| crate::row::text(r, "promotion_id"))
+        .transpose()
+}

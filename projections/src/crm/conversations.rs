@@ -80,3 +80,22 @@ impl Projection for Conversations {
         })
     }
 }
+
+// ---------------------------------------------------------------- queries
+
+/// The conversation `id`, if the read model has it.
+///
+/// # Errors
+/// [`crate::DbError`].
+pub async fn get(db: &crate::ReadDb, id: &str) -> Result<Option<crate::JsonRow>, crate::DbError> {
+    crate::listing::by_key(db, "rm_conversations", "conversation_id", id).await
+}
+
+/// Conversations in `status` with `customer` (empty: any), newest first.
+pub fn list(status: &str, customer: &str) -> crate::Listing {
+    crate::Listing::new(
+        "rm_conversations WHERE ($1 = '' OR status = $1) AND ($2 = '' OR customer_id = $2)",
+        "started_at DESC, conversation_id",
+        vec![status.into(), customer.into()],
+    )
+}

@@ -444,3 +444,83 @@ pub async fn export_rows(db: &ReadDb) -> Result<Vec<ExportRow>, DbError> {
     })
     .collect()
 }
+
+// ---------------------------------------------------------------- queries
+
+/// The customer `id`, if the read model has it (erased and merged ones too).
+///
+/// # Errors
+/// [`crate::DbError`].
+pub async fn get(db: &crate::ReadDb, id: &str) -> Result<Option<crate::JsonRow>, crate::DbError> {
+    crate::listing::by_key(db, "rm_customers", "customer_id", id).await
+}
+
+/// How the customer list is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CustomerOrder {
+    /// By name, A to Z.
+    Name,
+    /// Newest first.
+    Newest,
+    /// Biggest spenders first.
+    TotalSpent,
+    /// Most recently served first (never served last).
+    LastJob,
+}
+
+impl CustomerOrder {
+    /// The ORDER BY, ending with the id so pages are stable.
+    fn order_by(self) -> &'static str {
+        match self {
+            Self::Name => "name, customer_id",
+            Self::Newest => "created_at DESC, customer_id",
+            Self::TotalSpent => "total_spent_cents DESC, customer_id",
+            Self::LastJob => "(last_job_at IS NULL), last_job_at DESC, customer_id",
+        }
+    }
+}
+
+/// Customers (not erased or merged away) whose name, email or phone contains `search`
+/// (case-insensitive) and who carry `tag`, in `order`.
+pub fn search(search: Option<&str>, tag: Option<&str>, order: CustomerOrder) -> crate::Listing {
+    let pattern = search.map(|q| format!("%{}%", q.to_lowercase()));
+    let tag = tag.map(|t| format!("%\"{}\"%", t.replace('"', "")));
+    crate::Listing::new(
+        "rm_customers WHERE erased = 0 AND merged_into IS NULL
+            AND ($1 = '' OR lower(name) LIKE $1 OR lower(email) LIKE $1 OR phone LIKE $1)
+            AND ($2 = '' OR tags LIKE $2)",
+        order.order_by(),
+        vec![
+            pattern.unwrap_or_default().into(),
+            tag.unwrap_or_default().into(),
+        ],
+    )
+}
+
+/// The customers (not erased or merged away) whose email is `email`, oldest first, each
+/// with whether they have a portal account.
+///
+/// # Errors
+/// [`crate::DbError`].
+pub async fn with_email(
+    db: &crate::ReadDb,
+    email: &str,
+) -> Result<Vec<(String, bool)>, crate::DbError> {
+    let rows = db
+        .query(
+            "SELECT c.customer_id, p.customer_id AS account FROM rm_customers c \
+             LEFT JOIN rm_portal_accounts p ON p.customer_id = c.customer_id \
+             WHERE c.email = $1 AND c.erased = 0 AND c.merged_into IS NULL \
+             ORDER BY c.created_at, c.customer_id",
+            &[crate::Param::from(email)],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                crate::row::text(r, "customer_id")?,
+                crate::row::opt_text(r, "account")?.is_some(),
+            ))
+        })
+        .collect()
+}

@@ -195,3 +195,139 @@ async fn vehicle(
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------- queries
+
+/// The job `id`, if the read model has it.
+///
+/// # Errors
+/// [`crate::DbError`].
+pub async fn get(db: &crate::ReadDb, id: &str) -> Result<Option<crate::JsonRow>, crate::DbError> {
+    crate::listing::by_key(db, "rm_jobs", "job_id", id).await
+}
+
+/// The van `id`, if the read model has it.
+///
+/// # Errors
+/// [`crate::DbError`].
+pub async fn vehicle_by_id(
+    db: &crate::ReadDb,
+    id: &str,
+) -> Result<Option<crate::JsonRow>, crate::DbError> {
+    crate::listing::by_key(db, "rm_vehicles", "vehicle_id", id).await
+}
+
+/// Jobs scheduled from `from` (RFC 3339, inclusive) until `to` (exclusive) in `status`, by
+/// start; an empty bound or status does not filter.
+pub fn scheduled(from: &str, to: &str, status: &str) -> crate::Listing {
+    crate::Listing::new(
+        "rm_jobs WHERE ($1 = '' OR scheduled_start >= $1) AND ($2 = '' OR scheduled_start < $2) AND ($3 = '' OR status = $3)",
+        "scheduled_start, job_id",
+        vec![from.into(), to.into(), status.into()],
+    )
+}
+
+/// A customer's jobs, newest booking first (the order [`windows_of_customers`] numbers).
+pub fn of_customer(customer: &str) -> crate::Listing {
+    crate::Listing::new(
+        "rm_jobs WHERE customer_id = $1",
+        "booked_at DESC, job_id",
+        vec![customer.into()],
+    )
+}
+
+/// The vehicle board, by name.
+pub fn vehicles() -> crate::Listing {
+    crate::Listing::new("rm_vehicles", "name, vehicle_id", vec![])
+}
+
+/// The part of one customer's job list (ordered as [`of_customer`]) a page asks for:
+/// offsets after `after` and before `before`, the first `first` or last `last` of those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobWindow<'a> {
+    /// The customer.
+    pub customer: &'a str,
+    /// Rows after this offset.
+    pub after: Option<usize>,
+    /// Rows before this offset.
+    pub before: Option<usize>,
+    /// The first n (at most 100).
+    pub first: Option<usize>,
+    /// The last n (at most 100).
+    pub last: Option<usize>,
+}
+
+/// The rows of each window, in one statement, each with its `page_offset` in its customer's
+/// list and the customer's `page_total`; also every asked customer's first row, which carries
+/// their total when their window is empty. Rows beyond a window may come too (the window is
+/// cut exactly by the caller once the total is known); a customer with thousands of jobs
+/// costs about a page of rows, as `LIMIT`/`OFFSET` did.
+///
+/// # Errors
+/// [`crate::DbError`].
+pub async fn windows_of_customers(
+    db: &crate::ReadDb,
+    windows: &[JobWindow<'_>],
+) -> Result<Vec<crate::JsonRow>, crate::DbError> {
+    let mut customers: Vec<&str> = windows.iter().map(|w| w.customer).collect();
+    customers.sort_unstable();
+    customers.dedup();
+    let mut params: Vec<crate::Param> = customers.iter().map(|c| crate::Param::from(*c)).collect();
+    let mut wanted = vec!["page_offset = 0".to_string()];
+    wanted.extend(windows.iter().map(|w| window_condition(w, &mut params)));
+    let marks: Vec<String> = (1..=customers.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT * FROM (
+            SELECT j.*,
+                ROW_NUMBER() OVER (PARTITION BY j.customer_id ORDER BY j.booked_at DESC, j.job_id) - 1 AS page_offset,
+                COUNT(*) OVER (PARTITION BY j.customer_id) AS page_total
+            FROM rm_jobs j WHERE j.customer_id IN ({})
+         ) numbered WHERE {} ORDER BY customer_id, page_offset",
+        marks.join(", "),
+        wanted.join(" OR ")
+    );
+    db.query(&sql, &params).await
+}
+
+/// A condition (on `page_offset` and `page_total`) that holds for every row of `w` and for
+/// few others. Parameters are appended to `params`. Public so that the api's paging can
+/// check it admits every row of the windows it computes.
+pub fn window_condition(w: &JobWindow<'_>, params: &mut Vec<crate::Param>) -> String {
+    let mut bind = |v: crate::Param| {
+        params.push(v);
+        format!("${}", params.len())
+    };
+    let int = |n: usize| crate::Param::Int(i64::try_from(n).unwrap_or(i64::MAX));
+    let mut parts = vec![format!(
+        "customer_id = {}",
+        bind(crate::Param::from(w.customer))
+    )];
+    let start = w.after.map_or(0, |a| a.saturating_add(1));
+    parts.push(format!("page_offset >= {}", bind(int(start))));
+    // The window ends by `start + first` (50 without `first` or `last`), by `before`, and by
+    // the total; with `last` it starts `last` rows before its end.
+    let mut ends = Vec::new();
+    match (w.first, w.last) {
+        (Some(f), _) => ends.push(start.saturating_add(f.min(100))),
+        (None, None) => ends.push(start.saturating_add(50)),
+        (None, Some(_)) => {}
+    }
+    ends.extend(w.before);
+    if let Some(&end) = ends.iter().min() {
+        parts.push(format!("page_offset < {}", bind(int(end))));
+    }
+    if let Some(l) = w.last {
+        let l = l.min(100);
+        // offset >= min(end, total) - last
+        let mut near = vec![format!("page_offset + {} >= page_total", bind(int(l)))];
+        if let Some(&end) = ends.iter().min() {
+            near.push(format!(
+                "page_offset + {} >= {}",
+                bind(int(l)),
+                bind(int(end))
+            ));
+        }
+        parts.push(format!("({})", near.join(" OR ")));
+    }
+    format!("({})", parts.join(" AND "))
+}

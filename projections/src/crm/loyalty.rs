@@ -220,3 +220,25 @@ pub async fn accounts_by_tier(
     .map(|r| Ok((crate::row::text(r, "tier")?, crate::row::int(r, "n")?)))
     .collect()
 }
+
+// ---------------------------------------------------------------- queries
+
+/// The loyalty account of `customer`, if the read model has it.
+///
+/// # Errors
+/// [`crate::DbError`].
+pub async fn account(
+    db: &crate::ReadDb,
+    customer: &str,
+) -> Result<Option<crate::JsonRow>, crate::DbError> {
+    crate::listing::by_key(db, "rm_loyalty_accounts", "customer_id", customer).await
+}
+
+/// Referrals made by `referrer` (empty: anyone), newest first.
+pub fn referrals(referrer: &str) -> crate::Listing {
+    crate::Listing::new(
+        "rm_referrals WHERE ($1 = '' OR referrer_customer_id = $1)",
+        "recorded_at DESC, referral_id",
+        vec![referrer.into()],
+    )
+}

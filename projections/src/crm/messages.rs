@@ -119,3 +119,14 @@ impl Projection for Messages {
         })
     }
 }
+
+// ---------------------------------------------------------------- queries
+
+/// Outbound messages in `status` of `kind` to `customer` (empty: any), newest first.
+pub fn list(status: &str, kind: &str, customer: &str) -> crate::Listing {
+    crate::Listing::new(
+        "rm_messages WHERE ($1 = '' OR status = $1) AND ($2 = '' OR kind = $2) AND ($3 = '' OR customer_id = $3)",
+        "queued_at DESC, message_id",
+        vec![status.into(), kind.into(), customer.into()],
+    )
+}

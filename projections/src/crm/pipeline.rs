@@ -118,3 +118,23 @@ impl Projection for Pipeline {
         })
     }
 }
+
+// ---------------------------------------------------------------- queries
+
+/// The opportunity `id`, if the read model has it.
+///
+/// # Errors
+/// [`crate::DbError`].
+pub async fn get(db: &crate::ReadDb, id: &str) -> Result<Option<crate::JsonRow>, crate::DbError> {
+    crate::listing::by_key(db, "rm_opportunities", "opportunity_id", id).await
+}
+
+/// Opportunities in `status` of `customer` (empty: any), newest first; archived ones only
+/// when `include_archived`.
+pub fn list(status: &str, customer: &str, include_archived: bool) -> crate::Listing {
+    crate::Listing::new(
+        "rm_opportunities WHERE ($1 = '' OR status = $1) AND ($2 = '' OR customer_id = $2) AND ($3 = 1 OR archived = 0)",
+        "created_at DESC, opportunity_id",
+        vec![status.into(), customer.into(), include_archived.into()],
+    )
+}

@@ -253,3 +253,14 @@ pub async fn requests(
     })
     .collect()
 }
+
+// ---------------------------------------------------------------- queries
+
+/// Reviews, newest first; only those without a response when `unanswered`.
+pub fn list(unanswered: bool) -> crate::Listing {
+    crate::Listing::new(
+        "rm_reviews WHERE ($1 = 0 OR response IS NULL)",
+        "received_at DESC, review_id",
+        vec![unanswered.into()],
+    )
+}

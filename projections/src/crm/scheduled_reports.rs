@@ -122,3 +122,35 @@ impl Projection for ScheduledReports {
         })
     }
 }
+
+// ---------------------------------------------------------------- queries
+
+/// Report definitions in definition order (deleted ones when `include_deleted`), only
+/// `id` when not empty.
+///
+/// # Errors
+/// [`crate::DbError`].
+pub async fn definitions(
+    db: &crate::ReadDb,
+    include_deleted: bool,
+    id: &str,
+) -> Result<Vec<crate::JsonRow>, crate::DbError> {
+    db.query(
+        "SELECT * FROM rm_scheduled_reports WHERE (deleted = 0 OR $1 = 1) AND ($2 = '' OR report_id = $2)
+         ORDER BY defined_at, report_id",
+        &[include_deleted.into(), id.into()],
+    )
+    .await
+}
+
+/// The generated periods of report `id` (empty: every report), newest first.
+///
+/// # Errors
+/// [`crate::DbError`].
+pub async fn periods(db: &crate::ReadDb, id: &str) -> Result<Vec<crate::JsonRow>, crate::DbError> {
+    db.query(
+        "SELECT * FROM rm_scheduled_report_periods WHERE ($1 = '' OR report_id = $1) ORDER BY period_start DESC",
+        &[id.into()],
+    )
+    .await
+}

@@ -1166,15 +1166,7 @@ async fn expired_sessions(ctx: &JobContext<'_>) -> JobResult {
     // Sessions are operational rows (the logins themselves are events): ended
     // sessions — expired or revoked — are deleted; nothing in the log changes.
     let now = rfc(ctx.now);
-    let ended = ctx
-        .inner
-        .projections
-        .db()
-        .execute(
-            "DELETE FROM sessions WHERE expires_at <= $1 OR revoked_at IS NOT NULL",
-            &[now.clone().into()],
-        )
-        .await?;
+    let ended = crate::sessions::purge_ended(ctx.inner.projections.db(), ctx.now).await?;
     let rows = ctx
         .rows(
             "SELECT COUNT(*) AS n FROM rm_staff_users WHERE reset_expires_at IS NOT NULL AND reset_expires_at <= $1",

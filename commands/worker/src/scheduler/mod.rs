@@ -95,7 +95,7 @@ impl JobLocks {
         }
     }
 
-    /// The locks shared by every scheduler built from server state in this process, so the
+    /// The locks shared by every scheduler built with [`Scheduler::for_server`] in this process, so the
     /// background loop and `POST /api/cron/execute` exclude each other.
     pub fn process_wide() -> Arc<JobLocks> {
         static LOCKS: OnceLock<Arc<JobLocks>> = OnceLock::new();
