@@ -18,8 +18,7 @@
 //! `signature::signing`, so a mistake shared with the code cannot hide.
 
 use api::webhooks::delivery::{
-    form_params, parse_resend, parse_stripe, parse_twilio_inbound, parse_twilio_status, Delivery,
-    WebhookEvent,
+    form_params, parse_resend, parse_stripe, parse_twilio_inbound, parse_twilio_status,
 };
 use api::webhooks::signature::{verify_stripe, verify_svix, verify_twilio, SignatureError};
 use api::webhooks::text::{
@@ -32,6 +31,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use sha1::Sha1;
 use sha2::Sha256;
+use worker::inbound::{Delivery, WebhookEvent};
 
 const TOLERANCE: i128 = 300;
 

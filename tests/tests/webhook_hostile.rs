@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use api::webhooks::delivery::Provider;
-use api::webhooks::ledger;
+use worker::inbound::Provider;
+use worker::inbound::ledger;
 use api::webhooks::signature::signing;
 use chrono::Utc;
 use commands::domain::customer::CustomerCommand;

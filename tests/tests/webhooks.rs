@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use api::webhooks::delivery::{Provider, SmsStatus};
-use api::webhooks::ledger;
+use worker::inbound::{Provider, SmsStatus};
+use worker::inbound::ledger;
 use api::webhooks::signature::signing;
 use chrono::Utc;
 use commands::domain::consent::{Channel, ConsentSource};

@@ -10,16 +10,13 @@
 //!    cleaned of NUL and control characters and cut to each field's maximum
 //!    ([`text`]: cleaned, never refused, since the vendor would retry for days);
 //! 4. the delivery is recorded once per vendor id in `webhook_deliveries`
-//!    ([`ledger`]); a copy already recorded answers 200 and changes nothing;
-//! 5. the recorded delivery is mapped to domain commands ([`effects`]), each
+//!    ([`worker::inbound::ledger`]); a copy already recorded answers 200 and changes nothing;
+//! 5. the recorded delivery is mapped to domain commands ([`worker::inbound::effects`]), each
 //!    with an idempotency key derived from the vendor's id.
 //!
 //! See docs/webhooks.md for the vendor set-up and what is mapped.
 
 pub mod delivery;
-pub mod effects;
-pub mod ledger;
-pub mod lookup;
 pub mod signature;
 pub mod text;
 
@@ -36,9 +33,10 @@ use chrono::Utc;
 use commands::{Actor, EventMetadata};
 use serde_json::json;
 
-pub use delivery::{Delivery, Provider, WebhookEvent};
-pub use effects::{CrmEffects, Outcome, Transient, WebhookEffects};
 pub use signature::SignatureError;
+pub use worker::inbound::{
+    ledger, CrmEffects, Delivery, Outcome, Provider, Transient, WebhookEffects, WebhookEvent,
+};
 
 use crate::http::REQUEST_ID;
 use crate::state::AppState;

@@ -3,6 +3,7 @@
 //! - [`outbox`]: sends queued messages through the vendor clients (Twilio, Resend), talks to
 //!   Stripe for payment links, reads Google reviews;
 //! - [`scheduler`]: the 18 cron jobs and their run log;
+//! - [`inbound`]: what verified vendor webhooks do, each delivery once;
 //! - the side tables those and the api use ([`unsubscribe`] tokens, [`address_codes`],
 //!   password-reset tokens in [`outbox::reset_tokens`], sign-in [`sessions`]), each with all
 //!   its SQL.
@@ -11,6 +12,7 @@
 //! these from its configuration.
 
 pub mod address_codes;
+pub mod inbound;
 pub mod outbox;
 pub mod scheduler;
 pub mod secret;

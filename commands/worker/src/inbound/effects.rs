@@ -18,8 +18,8 @@ use domain::values::{Email, PhoneNumber};
 use domain::Actor as DomainActor;
 use uuid::Uuid;
 
-use super::delivery::{Delivery, EmailStatus, SmsStatus, WebhookEvent};
 use super::lookup;
+use super::{Delivery, EmailStatus, SmsStatus, WebhookEvent};
 
 /// What a delivery did, as stored in `webhook_deliveries.outcome`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -327,7 +327,7 @@ impl CrmEffects {
         delivery_id: &str,
         meta: &EventMetadata,
     ) -> Result<Outcome, Transient> {
-        let Some(raw) = worker::outbox::index::message_for_provider_id(
+        let Some(raw) = crate::outbox::index::message_for_provider_id(
             self.crm.log(),
             provider,
             provider_message_id,

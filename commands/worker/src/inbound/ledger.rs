@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use commands::StoreError;
 use projections::{DbError, JsonRow, Param, ReadDb};
 
-use super::delivery::{Delivery, Provider, SmsStatus};
+use super::{Delivery, Provider, SmsStatus};
 
 /// How long a claim protects a delivery being processed from takeover.
 pub const LEASE: Duration = Duration::from_secs(60);
@@ -260,7 +260,7 @@ pub async fn sms_status(db: &ReadDb, message_sid: &str) -> Result<Option<SmsStat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhooks::delivery::{parse_stripe, Delivery};
+    use crate::inbound::WebhookEvent;
     use commands::{DatabaseUrl, EventLog, LogOptions};
 
     struct TempLog {
@@ -289,8 +289,28 @@ mod tests {
     }
 
     fn delivery() -> Delivery {
-        parse_stripe(br#"{"id":"evt_1","type":"charge.refunded","data":{"object":{}}}"#)
-            .expect("parsed")
+        Delivery {
+            provider: Provider::Stripe,
+            delivery_id: "evt_1".into(),
+            event_type: "charge.refunded".into(),
+            payload: serde_json::json!({"id": "evt_1", "type": "charge.refunded", "data": {"object": {}}}),
+            event: WebhookEvent::Ignored,
+        }
+    }
+
+    /// A Twilio status callback as the api's parser makes it (`MessageSid:status`).
+    fn sms_status_delivery(sid: &str, status: &str) -> Delivery {
+        Delivery {
+            provider: Provider::Twilio,
+            delivery_id: format!("{sid}:{status}"),
+            event_type: "message_status".into(),
+            payload: serde_json::json!({"MessageSid": sid, "MessageStatus": status}),
+            event: WebhookEvent::SmsStatus {
+                message_sid: sid.into(),
+                status: SmsStatus::parse(status).expect("a Twilio status"),
+                error_code: None,
+            },
+        }
     }
 
     #[tokio::test]
@@ -348,11 +368,7 @@ mod tests {
         let t = sqlite_log().await;
         let now = Utc::now();
         for status in ["delivered", "sent", "queued"] {
-            let params = vec![
-                ("MessageSid".to_string(), "SM1".to_string()),
-                ("MessageStatus".to_string(), status.to_string()),
-            ];
-            let d = crate::webhooks::delivery::parse_twilio_status(&params).expect("parsed");
+            let d = sms_status_delivery("SM1", status);
             assert_eq!(claim(&t.log, &d, now).await.expect("claim"), Claim::Act);
         }
         assert_eq!(
