@@ -526,16 +526,53 @@ mod tests {
 
     #[test]
     fn it_should_not_remind_after_the_review_came_in() {
-        let fulfilled = ReviewRequestEvent::ReviewRequestFulfilled {
-            customer_id: customer(),
-            review_id: ReviewId(Uuid::from_u128(50)),
-            at: test_now(),
-        };
-        let cmd = ReviewRequestCommand::SendReminder {
+        // What the product records, in order: the request after the job (the review-requests
+        // policy), a first reminder, then the customer's review of the job through the portal
+        // (`submitReview`, under the job's one portal review id), which the same policy turns
+        // into the request's fulfilment naming that review.
+        let remind = ReviewRequestCommand::SendReminder {
             eligibility: MarketingEligibility::Eligible,
         };
+        let reminded = when_request(vec![requested()], remind.clone()).expect("first reminder");
+        let mut history = vec![requested()];
+        history.extend(reminded);
+        let review = when_review(
+            vec![],
+            testing::customer_actor(1),
+            ReviewCommand::Receive {
+                review_id: ReviewId::for_portal_job(job()),
+                source: ReviewSource::Portal {
+                    job_id: Some(job()),
+                },
+                customer_id: Some(customer()),
+                rating: 5,
+                comment: Some("Spotless!".into()),
+            },
+        )
+        .expect("review received");
+        let [ReviewEvent::ReviewReceived { review_id, .. }] = review.as_slice() else {
+            panic!("one ReviewReceived: {review:?}");
+        };
+        let fulfilled = when_request(
+            history.clone(),
+            ReviewRequestCommand::MarkFulfilled {
+                review_id: *review_id,
+            },
+        )
+        .expect("fulfilled");
         assert_eq!(
-            when_request(vec![requested(), fulfilled], cmd),
+            fulfilled,
+            vec![ReviewRequestEvent::ReviewRequestFulfilled {
+                customer_id: customer(),
+                review_id: ReviewId::for_portal_job(job()),
+                at: test_now(),
+            }]
+        );
+        // One reminder of two is left: without the review it would go.
+        assert!(when_request(history.clone(), remind.clone()).is_ok());
+        history.extend(fulfilled);
+        assert_eq!(
+            when_request(history, remind),
             Err(ReviewRequestError::AlreadyFulfilled)
         );
     }

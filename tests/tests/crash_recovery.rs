@@ -1,5 +1,11 @@
 //! SIGKILL the server while its projections catch up; after a restart the
 //! read models equal a clean rebuild.
+//!
+//! The kill is made to land mid-catch-up rather than hoped to: a trigger holds the server's
+//! catch-up at one event three quarters into the log, in the activity read model's
+//! transaction (on PostgreSQL it waits for an advisory lock the test holds; SQLite cannot
+//! wait, so its trigger runs a query that does not end within the test). The test sees the
+//! read models short of the head, kills the server, takes the trigger away and restarts it.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -8,10 +14,116 @@ use commands::app::Crm;
 use commands::demo::{self, Scale};
 use commands::domain::loyalty::LoyaltyRules;
 use commands::domain::ports::DomainServices;
+use commands::{LogPosition, RecordedEvent};
 use projections::ProjectionRunner;
 use tests::{Engine, TempDir, TestDb};
 
 const TZ: chrono_tz::Tz = chrono_tz::America::Chicago;
+
+/// The advisory lock the PostgreSQL trap waits for while the test holds it.
+const HOLD_KEY: i64 = 74_101;
+
+/// Sets the trap on `e`: the activity read model writes an audit-trail row for every event,
+/// so its catch-up reaches this one after committing the batches before it, with the read
+/// models caught up before activity done and those after it not started. On PostgreSQL the
+/// trigger waits for [`HOLD_KEY`], taken here on the returned connection (hold it until the
+/// kill); on SQLite it joins the events table with itself five times, which does not end in
+/// the life of the test (a trigger can hold no lock and cannot sleep).
+async fn hold_catch_up_at(
+    db: &TestDb,
+    engine: Engine,
+    runner: &ProjectionRunner,
+    e: &RecordedEvent,
+) -> Option<sqlx::PgConnection> {
+    let quoted = |s: &str| s.replace('\'', "''");
+    let when = format!(
+        "NEW.aggregate_type = '{}' AND NEW.aggregate_id = '{}' AND NEW.sequence = {}",
+        quoted(&e.aggregate_type),
+        quoted(&e.aggregate_id),
+        e.sequence
+    );
+    match engine {
+        Engine::Postgres => {
+            let mut holder = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+                .await
+                .expect("connect");
+            let trap = [
+                format!("SELECT pg_advisory_lock({HOLD_KEY})"),
+                format!(
+                    "CREATE FUNCTION crash_test_hold() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                     BEGIN PERFORM pg_advisory_xact_lock({HOLD_KEY}); RETURN NEW; END $$"
+                ),
+                format!(
+                    "CREATE TRIGGER crash_test_hold BEFORE INSERT ON rm_audit_trail FOR EACH ROW \
+                     WHEN ({when}) EXECUTE FUNCTION crash_test_hold()"
+                ),
+            ];
+            for q in &trap {
+                sqlx::Executor::execute(&mut holder, q.as_str())
+                    .await
+                    .expect("set the trap");
+            }
+            Some(holder)
+        }
+        Engine::Sqlite => {
+            runner
+                .db()
+                .execute(
+                    &format!(
+                        "CREATE TRIGGER crash_test_hold BEFORE INSERT ON rm_audit_trail WHEN {when} \
+                         BEGIN SELECT max(a.position + b.position + c.position + d.position + e.position) \
+                         FROM events a, events b, events c, events d, events e; END"
+                    ),
+                    &[],
+                )
+                .await
+                .expect("set the trap");
+            None
+        }
+    }
+}
+
+/// Takes the trap away once the server is dead. On PostgreSQL the killed server's backend
+/// then finishes its statement, finds its client gone and rolls back; dropping the trigger
+/// waits for that.
+async fn release(runner: &ProjectionRunner, holder: Option<sqlx::PgConnection>) {
+    match holder {
+        Some(mut holder) => {
+            for q in [
+                format!("SELECT pg_advisory_unlock({HOLD_KEY})"),
+                "DROP TRIGGER crash_test_hold ON rm_audit_trail".to_string(),
+                "DROP FUNCTION crash_test_hold()".to_string(),
+            ] {
+                sqlx::Executor::execute(&mut holder, q.as_str())
+                    .await
+                    .expect("take the trap away");
+            }
+        }
+        None => {
+            runner
+                .db()
+                .execute("DROP TRIGGER crash_test_hold", &[])
+                .await
+                .expect("take the trap away");
+        }
+    }
+}
+
+/// PostgreSQL: whether a session of this database waits for [`HOLD_KEY`] (the server's
+/// catch-up, at the trap).
+async fn waiting_at_the_trap(runner: &ProjectionRunner) -> bool {
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+         AND objid::bigint = {HOLD_KEY} \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    );
+    runner
+        .query(&sql, &[])
+        .await
+        .ok()
+        .and_then(|rows| rows.first().and_then(|r| r["n"].as_i64()))
+        .is_some_and(|n| n > 0)
+}
 
 fn spawn(url: &str, port: u16, dir: &TempDir) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_dirtfree-api"))
@@ -80,24 +192,59 @@ async fn killed_during_catch_up_then_restarted(engine: Engine) {
         .expect("addr")
         .port();
 
-    // Start, let the projections get part of the way, then SIGKILL.
-    let mut child = spawn(&db.url, port, &dir);
+    // The read-model tables exist before the server starts (it finds them at this version
+    // and keeps them), so that the trap can be set on one.
     let runner = ProjectionRunner::new(log.clone(), TZ);
+    runner.prepare().await.expect("prepare");
+    let events = log
+        .read_all(LogPosition::START, 1_000_000)
+        .await
+        .expect("read the log");
+    let trap = events[events.len() * 3 / 4].clone();
+    let holder = hold_catch_up_at(&db, engine, &runner, &trap).await;
+
+    // Start, let the projections get part of the way, then SIGKILL: once catch-up has
+    // brought a read model to the head and (PostgreSQL, where the wait shows) is held at the
+    // trap. Nothing here may panic before the kill, or the server would be left running.
+    let mut child = spawn(&db.url, port, &dir);
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let applied: i64 = runner
-            .status()
-            .await
-            .map(|s| s.iter().map(|p| p.events_applied).sum())
-            .unwrap_or(0);
-        if applied > 0 {
-            break;
+    let (before_kill, held) = loop {
+        let status = runner.status().await.unwrap_or_default();
+        let started = status.iter().any(|s| s.caught_up && s.events_applied > 0);
+        let held = match engine {
+            Engine::Postgres => waiting_at_the_trap(&runner).await,
+            Engine::Sqlite => true,
+        };
+        if (started && held) || Instant::now() >= deadline {
+            break (status, held);
         }
-        assert!(Instant::now() < deadline, "projections never started");
         tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    };
     child.kill().expect("SIGKILL");
     let _ = child.wait();
+    // The kill came during catch-up: some read model had got to the head, and activity,
+    // which cannot pass the trap, was strictly behind it (and behind the trap).
+    assert!(
+        held,
+        "the server's catch-up never waited at the trap: {before_kill:#?}"
+    );
+    assert!(
+        before_kill
+            .iter()
+            .any(|s| s.caught_up && s.events_applied > 0),
+        "no read model had caught up when the server was killed: {before_kill:#?}"
+    );
+    let activity = before_kill
+        .iter()
+        .find(|s| s.name == "activity")
+        .expect("activity");
+    let activity_at: LogPosition = activity.position.parse().expect("a log position");
+    assert!(
+        !activity.caught_up && activity_at < trap.position,
+        "the kill came after activity's catch-up had passed the trap at {}: {activity:?}",
+        trap.position
+    );
+    release(&runner, holder).await;
     let partial: Vec<i64> = runner
         .status()
         .await

@@ -510,9 +510,10 @@ async fn roles_and_bad_input(engine: Engine) {
     let db = TestDb::new(engine).await;
     let s = start(Some(&db.url), &[]).await;
     let admin = login(&s, ADMIN.0, ADMIN.1).await;
-    let created = gql(&s, Some(&admin), "mutation($i: CreateStaffUserInput!) { createStaffUser(input: $i) { position } }",
+    let created = gql(&s, Some(&admin), "mutation($i: CreateStaffUserInput!) { createStaffUser(input: $i) { staffUser { id } position } }",
         json!({"i": {"email": "s@x.example", "name": "S", "role": "STAFF", "password": "long-enough-pw"}})).await;
     sync(&s, &admin, data(&created, "/data/createStaffUser/position")).await;
+    let staff_id = data(&created, "/data/createStaffUser/staffUser/id").clone();
     let staff = login(&s, "s@x.example", "long-enough-pw").await;
 
     let create_staff = "mutation { createStaffUser(input: {email: \"z@x.example\", name: \"Z\", role: ADMIN, password: \"long-enough-pw\"}) { position } }";
@@ -580,6 +581,27 @@ async fn roles_and_bad_input(engine: Engine) {
     );
     let job_id = data(&booked, "/data/bookJob/job/id").clone();
     sync(&s, &staff, data(&booked, "/data/bookJob/position")).await;
+    let job = job_id.as_str().expect("job id").to_string();
+    // What a job's history and record are, to show that a refusal changed neither.
+    let history = |id: String| {
+        let db = &db;
+        async move { tests::app_support::stream_types(&db.log().await, "Job", &id).await }
+    };
+    let record = |id: Value| {
+        let s = &s;
+        let staff = staff.clone();
+        async move {
+            let r = gql(
+                s,
+                Some(&staff),
+                "query($id: ID!) { job(id: $id) { status amount { amountCents } paid } }",
+                json!({ "id": id }),
+            )
+            .await;
+            data(&r, "/data/job").clone()
+        }
+    };
+    let booked_history = history(job.clone()).await;
 
     // Bad input: each a clear error, nothing appended.
     // Business events only: the scheduler may record job runs meanwhile.
@@ -602,6 +624,12 @@ async fn roles_and_bad_input(engine: Engine) {
         (code(&negative), field(&negative)),
         ("VALIDATION".into(), json!("amountCents")),
         "{negative}"
+    );
+    // Nothing of it was applied: the job is as booked, not completed, with no amount.
+    assert_eq!(history(job.clone()).await, booked_history);
+    assert_eq!(
+        record(job_id.clone()).await,
+        json!({"status": "scheduled", "amount": null, "paid": false})
     );
     let long = "x".repeat(5_000);
     let oversized = gql(
@@ -656,6 +684,51 @@ async fn roles_and_bad_input(engine: Engine) {
         .expect("send");
     assert!(malformed.status().is_client_error());
     assert_eq!(count().await, before, "nothing was appended by bad input");
+
+    // A negative payment for a real job, completed and unpaid: refused naming the amount; the
+    // job stays unpaid and no payment is recorded. (Completing it sets the policies to work,
+    // so this comes after the count above.) The admin sends it: staff recording less than a
+    // job costs are refused for that (AMOUNT_BELOW_DUE) before the amount is judged as input.
+    let second = gql(&s, Some(&staff), "mutation($i: BookJobInput!) { bookJob(input: $i) { job { id } } }",
+        json!({"i": {"customerId": customer_id, "services": ["carpet cleaning"], "start": "2026-11-26T15:00:00Z", "end": "2026-11-26T17:00:00Z"}})).await;
+    let done_id = data(&second, "/data/bookJob/job/id").clone();
+    let done = done_id.as_str().expect("job id").to_string();
+    let completed = gql(&s, Some(&staff), "mutation($i: CompleteJobInput!) { completeJob(input: $i) { position } }",
+        json!({"i": {"jobId": done_id, "amountCents": 5000, "services": ["carpet cleaning"], "technicianId": staff_id}})).await;
+    sync(&s, &staff, data(&completed, "/data/completeJob/position")).await;
+    let unpaid = json!({"status": "completed", "amount": {"amountCents": 5000}, "paid": false});
+    assert_eq!(record(done_id.clone()).await, unpaid);
+    let completed_history = history(done.clone()).await;
+    let payment = gql(
+        &s,
+        Some(&admin),
+        "mutation($i: RecordJobPaymentInput!) { recordJobPayment(input: $i) { paymentId } }",
+        json!({"i": {"jobId": done_id, "method": "CASH", "amountCents": -5}}),
+    )
+    .await;
+    assert_eq!(
+        (code(&payment), field(&payment)),
+        ("VALIDATION".into(), json!("amountCents")),
+        "{payment}"
+    );
+    assert_eq!(history(done.clone()).await, completed_history);
+    assert_eq!(
+        record(done_id.clone()).await,
+        unpaid,
+        "the job stays unpaid"
+    );
+    let paid = gql(
+        &s,
+        Some(&admin),
+        "{ eventLog(eventTypes: [\"PaymentReceived\", \"JobPaid\"], first: 10) { nodes { eventType } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        data(&paid, "/data/eventLog/nodes"),
+        &json!([]),
+        "no payment was recorded: {paid}"
+    );
     // Still serving.
     assert_eq!(
         data(
@@ -1303,18 +1376,62 @@ async fn the_sign_in_limit_follows_the_client_behind_a_trusted_proxy_only() {
 
 // ------------------------------------------------------------ the rest of the operations
 
-/// A stand-in for Stripe's PaymentIntents endpoint: answers every create with one intent
-/// and counts the calls.
-async fn stripe_stand_in() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let calls = std::sync::Arc::new(AtomicUsize::new(0));
-    let counted = calls.clone();
+/// What the Stripe stand-in was asked.
+#[derive(Default)]
+struct StripeCalls {
+    /// Each request's `Idempotency-Key`, in order.
+    keys: Vec<Option<String>>,
+    /// The intent made for each key.
+    intents: std::collections::HashMap<String, String>,
+    /// Intents made.
+    made: usize,
+}
+
+/// A stand-in for Stripe's PaymentIntents endpoint. As Stripe does, it makes an intent for
+/// each new `Idempotency-Key` and answers a repeated key with that key's intent; it keeps
+/// every request's key.
+#[derive(Clone, Default)]
+struct StripeStandIn(std::sync::Arc<std::sync::Mutex<StripeCalls>>);
+
+impl StripeStandIn {
+    /// The `Idempotency-Key` of each request so far, in order.
+    fn keys(&self) -> Vec<Option<String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys
+            .clone()
+    }
+}
+
+async fn stripe_stand_in() -> (String, StripeStandIn) {
+    let stand_in = StripeStandIn::default();
+    let calls = stand_in.clone();
     let app = axum::Router::new().route(
         "/v1/payment_intents",
-        axum::routing::post(move || {
-            let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let key = headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let id = {
+                let mut c = calls.0.lock().unwrap_or_else(|e| e.into_inner());
+                c.keys.push(key.clone());
+                let known = key.as_ref().and_then(|k| c.intents.get(k).cloned());
+                match known {
+                    Some(id) => id,
+                    None => {
+                        c.made += 1;
+                        let id = format!("pi_test_{}", c.made);
+                        if let Some(k) = key {
+                            c.intents.insert(k, id.clone());
+                        }
+                        id
+                    }
+                }
+            };
             async move {
-                axum::Json(json!({"id": format!("pi_test_{n}"), "client_secret": format!("pi_test_{n}_secret_abc")}))
+                axum::Json(json!({"id": id, "client_secret": format!("{id}_secret_abc")}))
             }
         }),
     );
@@ -1325,7 +1442,45 @@ async fn stripe_stand_in() -> (String, std::sync::Arc<std::sync::atomic::AtomicU
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    (base, calls)
+    (base, stand_in)
+}
+
+/// The cron endpoint's secret in the scenarios that run scheduled jobs by hand.
+const CRON_SECRET: &str = "cron-secret-for-the-graphql-scenarios-0123456789";
+
+/// Runs scheduled job `job` now through `POST /api/cron/execute/{job}`, waiting out a run
+/// the scheduler itself holds (409).
+async fn run_job(s: &Server, job: &str) {
+    let url = format!("{}/api/cron/execute/{job}", s.base);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(CRON_SECRET)
+            .send()
+            .await
+            .expect("cron");
+        match r.status().as_u16() {
+            200 => return,
+            409 if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            status => panic!(
+                "{job}: HTTP {status}: {}",
+                r.text().await.unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// The link of an email's `List-Unsubscribe` header.
+fn unsubscribe_link(mail: &Value) -> String {
+    mail["headers"]["List-Unsubscribe"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no List-Unsubscribe: {mail}"))
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_string()
 }
 
 /// A portal sign-up as a person makes it: a code asked for, read from the mailbox, typed in.
@@ -1370,12 +1525,13 @@ fn text(v: &Value, path: &str) -> String {
 
 async fn the_rest_of_the_api(engine: Engine) {
     let db = TestDb::new(engine).await;
-    let (stripe, stripe_calls) = stripe_stand_in().await;
+    let (stripe_base, stripe) = stripe_stand_in().await;
     let s = start(
         Some(&db.url),
         &[
             ("STRIPE_SECRET_KEY", "sk_test_graphql"),
-            ("STRIPE_API_BASE", stripe.as_str()),
+            ("STRIPE_API_BASE", stripe_base.as_str()),
+            ("CRON_SECRET", CRON_SECRET),
         ],
     )
     .await;
@@ -1703,7 +1859,17 @@ async fn the_rest_of_the_api(engine: Engine) {
     let payment = text(&first, "/data/requestJobPayment/paymentId");
     let types = tests::app_support::stream_types(&db.log().await, "Payment", &payment).await;
     assert_eq!(types, vec!["PaymentIntentCreated".to_string()]);
-    assert!(stripe_calls.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    // Stripe was asked twice (the API keeps no intent to answer a retry from), both times
+    // under the payment's own key, so it made one intent and the retry shows that one.
+    assert_eq!(
+        stripe.keys(),
+        vec![Some(format!("dirtfree-pi-{payment}")); 2],
+        "the refused ask before completion never reached Stripe"
+    );
+    assert_eq!(
+        data(&again, "/data/requestJobPayment/providerIntentId"),
+        "pi_test_1"
+    );
 
     let van = gql(
         &s,
@@ -1966,8 +2132,18 @@ async fn the_rest_of_the_api(engine: Engine) {
         data(&r, "/data/promotions/nodes"),
         &json!([{"id": promo, "discountCode": null}])
     );
+    // The new content runs from now for thirty days (its last day as the business's zone,
+    // the default, writes it), its template naming the customer.
+    let ends = chrono::Utc::now() + chrono::Duration::days(30);
+    let ends_on = ends
+        .with_timezone(&chrono_tz::America::Chicago)
+        .format("%B %-d, %Y")
+        .to_string();
+    let starts = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let template =
+        "Hi {{ first_name }} ({{ name }}): {{ code }} takes 10% off until {{ ends_on }}.";
     let r = gql(&s, Some(&admin), "mutation($i: UpdatePromotionInput!) { updatePromotion(input: $i) { position promotion { name } } }",
-        json!({"i": {"id": promo, "content": {"name": "Spring clean", "channel": "EMAIL", "template": "Hi {first_name}", "discountCode": "SPRING10", "startsAt": "2030-03-01T00:00:00Z", "endsAt": "2030-04-01T00:00:00Z"}}})).await;
+        json!({"i": {"id": promo, "content": {"name": "Spring clean", "channel": "EMAIL", "template": template, "discountCode": "SPRING10", "startsAt": starts.to_rfc3339(), "endsAt": ends.to_rfc3339()}}})).await;
     assert_eq!(
         data(&r, "/data/updatePromotion/promotion/name"),
         "Spring clean"
@@ -1983,6 +2159,50 @@ async fn the_rest_of_the_api(engine: Engine) {
     assert_eq!(
         data(&r, "/data/promotions/nodes"),
         &json!([{"id": promo, "name": "Spring clean", "discountCode": "SPRING10"}])
+    );
+    // It goes out with the new content, rendered for each customer. Bob is the only one with
+    // email consent: he reads his first name, his name, the code and the last day, no
+    // placeholder, in one email.
+    let send_at = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let r = gql(
+        &s,
+        Some(&admin),
+        "mutation($i: SchedulePromotionInput!) { schedulePromotion(input: $i) { position } }",
+        json!({"i": {"id": promo, "sendAt": send_at.to_rfc3339()}}),
+    )
+    .await;
+    sync(&s, &admin, data(&r, "/data/schedulePromotion/position")).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    run_job(&s, "process-promotion-deliveries").await;
+    let log = eventually(&s, &admin, "query($c: ID) { outboundMessages(customerId: $c, kind: \"promotion\") { nodes { kind channel customerId status notSentReason } } }", json!({"c": bob}), 20, |r| {
+        r.pointer("/data/outboundMessages/nodes/0/status") == Some(&json!("sent"))
+    })
+    .await;
+    assert_eq!(
+        data(&log, "/data/outboundMessages/nodes"),
+        &json!([{"kind": "promotion", "channel": "email", "customerId": bob, "status": "sent", "notSentReason": null}])
+    );
+    // Bob's emails with a subject, as the Resend stand-in received them.
+    let mail_to_bob = |subject: &str| -> Vec<Value> {
+        s.mailbox
+            .sent()
+            .into_iter()
+            .filter(|m| m["to"] == json!(["bob@example.com"]) && m["subject"] == subject)
+            .collect()
+    };
+    let spring = mail_to_bob("Spring clean");
+    assert_eq!(spring.len(), 1, "{spring:?}");
+    let body = spring[0]["text"].as_str().unwrap_or_default();
+    assert_eq!(
+        body,
+        format!(
+            "Hi Bob (Bob Baker): SPRING10 takes 10% off until {ends_on}.\n\nUnsubscribe: {}",
+            unsubscribe_link(&spring[0])
+        )
+    );
+    assert!(
+        !body.contains('{') && !body.contains('}'),
+        "a placeholder reached Bob: {body}"
     );
 
     // --- A scheduled report is deleted (managers), once even when retried; it stays listed
@@ -2023,10 +2243,21 @@ async fn the_rest_of_the_api(engine: Engine) {
         data(&log, "/data/outboundMessages/nodes"),
         &json!([{"kind": "offer", "channel": "email", "customerId": bob, "status": "sent", "notSentReason": null}])
     );
-    assert!(
-        !s.mailbox.texts_to("bob@example.com").is_empty(),
-        "the offer reached Bob's mailbox: {:?}",
+    // One email, its text the offer's (the discount, the expiry as the business's zone
+    // writes it), then his unsubscribe link.
+    let offers = mail_to_bob("A special offer from Dirt Free");
+    assert_eq!(
+        offers.len(),
+        1,
+        "the offer reached Bob's mailbox once: {:?}",
         s.mailbox.sent()
+    );
+    assert_eq!(
+        offers[0]["text"],
+        json!(format!(
+            "Dirt Free Carpet Cleaning: a special offer for you, 10% off your next cleaning, valid until December 31, 2029.\n\nUnsubscribe: {}",
+            unsubscribe_link(&offers[0])
+        ))
     );
     assert_eq!(
         code(

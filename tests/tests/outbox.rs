@@ -652,6 +652,10 @@ async fn a_payment_requested_twice_makes_one_stripe_intent(engine: Engine) {
     assert_eq!(stripe.requests().len(), 4, "not retried");
 }
 
+/// A promotion message that could not be sent counts as a failed delivery of its promotion,
+/// with why: one because no vendor is configured, one because the vendor refused it. The one
+/// that reached the vendor was the template rendered for its customer, every placeholder
+/// filled; the message's events keep the template as written.
 async fn a_promotion_message_that_could_not_be_sent_is_a_failed_delivery(engine: Engine) {
     use commands::domain::ids::PromotionId;
     use commands::domain::promotion::{
@@ -665,14 +669,44 @@ async fn a_promotion_message_that_could_not_be_sent_is_a_failed_delivery(engine:
     let mut services = DomainServices::new(TZ, LoyaltyRules::default());
     services.clock = clock.clone();
     let crm = Crm::new(db.log().await, services);
+    // Rendering reads the customer's points and tier from the read models: their tables exist
+    // on a server, here they are made.
+    projections::ProjectionRunner::new(crm.log().clone(), TZ)
+        .prepare()
+        .await
+        .expect("read models");
+    let sms = Vendor::start(Kind::Twilio).await;
+    sms.script(&[400]);
     let c = customer(&crm, 9).await;
+    // A first name that is not the whole name, to tell `first_name` from `name`.
+    let ada = CustomerId(uuid::Uuid::from_u128(10));
+    for cmd in [
+        CustomerCommand::Create {
+            customer_id: ada,
+            name: "Ada Lovelace".into(),
+            email: None,
+            phone: Some("+15125550142".into()),
+            birthday: None,
+            customer_since: None,
+        },
+        CustomerCommand::GrantMarketingConsent {
+            channel: Channel::Sms,
+            source: ConsentSource::Staff,
+        },
+    ] {
+        crm.customers()
+            .execute(ada, app_support::staff(), cmd, &meta())
+            .await
+            .expect("Ada");
+    }
     let promotion = PromotionId(uuid::Uuid::new_v4());
+    let template = "Spring special for {{ first_name }} ({{ name }}): 20% off carpets with {{ code }} until {{ ends_on }}.";
     let draft = PromotionDraft {
         name: "Spring clean".into(),
         kind: PromotionKind::Campaign,
         audience: AudienceSegment::AllCustomers,
         channel: Channel::Sms,
-        template: "Spring special: 20% off carpets.".into(),
+        template: template.into(),
         discount_code: Some("SPRING20".into()),
         discount: None,
         starts_at: now - chrono::Duration::days(1),
@@ -697,35 +731,108 @@ async fn a_promotion_message_that_could_not_be_sent_is_a_failed_delivery(engine:
     })
     .await;
     clock.advance(chrono::Duration::milliseconds(100));
-    run(PromotionCommand::RecordDelivery {
-        customer_id: c,
-        eligibility: MarketingEligibility::Eligible,
-    })
-    .await;
+    for customer_id in [c, ada] {
+        run(PromotionCommand::RecordDelivery {
+            customer_id,
+            eligibility: MarketingEligibility::Eligible,
+        })
+        .await;
+    }
     let policies = PolicyRunner::new(crm.clone());
     policies.run_until_caught_up().await.expect("policies");
-    let id = OutboundMessageId::for_cause(&format!("Promotion:{promotion}:3"));
-    let m = message(&crm, id).await;
-    assert_eq!(m.kind(), Some(MessageKind::Promotion));
-    // The template as written: the customer's details are filled in when it is sent.
-    assert_eq!(m.body(), "Spring special: 20% off carpets.");
-    // No vendor keys: not sent, and the promotion counts a failed delivery.
-    let m = drive(&OutboxWorker::new(crm.clone(), settings()), &crm, id).await;
-    assert_eq!(m.status(), MessageStatus::NotSent);
+    // Each delivery's message, by its place in the promotion's stream (created, scheduled,
+    // then one delivery each).
+    let to_c = OutboundMessageId::for_cause(&format!("Promotion:{promotion}:3"));
+    let to_ada = OutboundMessageId::for_cause(&format!("Promotion:{promotion}:4"));
+    for id in [to_c, to_ada] {
+        let m = message(&crm, id).await;
+        assert_eq!(m.kind(), Some(MessageKind::Promotion));
+        // The template as written: the customer's details are filled in when it is sent.
+        assert_eq!(m.body(), template);
+    }
+
+    // Each worker is given its one message (a round would take both). No vendor keys: not
+    // sent, and nothing was rendered or handed to anyone.
+    OutboxWorker::new(crm.clone(), settings())
+        .process(to_c)
+        .await
+        .expect("without a vendor");
+    assert_eq!(
+        message(&crm, to_c).await.not_sent_reason(),
+        Some(&NotSentReason::NoProviderConfigured)
+    );
+    assert!(sms.requests().is_empty());
+    // Twilio refuses Ada's (400): not sent, after the one attempt.
+    OutboxWorker::new(crm.clone(), settings())
+        .with_sms(twilio(&sms))
+        .process(to_ada)
+        .await
+        .expect("refused by the vendor");
+    assert_eq!(
+        message(&crm, to_ada).await.not_sent_reason(),
+        Some(&NotSentReason::Rejected {
+            status: 400,
+            error: "scripted 400".into()
+        })
+    );
+    let requests = sms.requests();
+    assert_eq!(requests.len(), 1, "one attempt");
+    // What Twilio was handed: the template rendered for Ada (her first name, her name, the
+    // code, the promotion's last day in the business's zone), with the opt-out sentence.
+    let form = form_urlencoded(&requests[0].body);
+    assert_eq!(form.get("To").map(String::as_str), Some("+15125550142"));
+    let ends_on = (now + chrono::Duration::days(7))
+        .with_timezone(&TZ)
+        .format("%B %-d, %Y")
+        .to_string();
+    let body = form.get("Body").cloned().unwrap_or_default();
+    assert_eq!(
+        body,
+        format!(
+            "Spring special for Ada (Ada Lovelace): 20% off carpets with SPRING20 until {ends_on}. Reply STOP to opt out."
+        )
+    );
+    assert!(
+        !body.contains('{') && !body.contains('}'),
+        "a raw placeholder was sent: {body}"
+    );
+    // The rendered text, which holds her name, stays out of the message's events (erasure
+    // cannot reach them).
+    let stored: String = crm
+        .log()
+        .load_stream("OutboundMessage", &to_ada.to_string(), 0)
+        .await
+        .expect("stream")
+        .iter()
+        .map(|e| e.payload.to_string())
+        .collect();
+    assert!(!stored.contains("Lovelace"), "{stored}");
+
+    // Both count as failed deliveries of the promotion, each with its reason.
     policies.run_until_caught_up().await.expect("policies");
     let store = crm.promotions();
-    let failed: Vec<String> = crm
+    let failed: Vec<(CustomerId, String)> = crm
         .log()
         .load_stream("Promotion", &promotion.to_string(), 0)
         .await
         .expect("stream")
         .into_iter()
         .filter_map(|e| match store.store().decode(e).expect("decode") {
-            PromotionEvent::PromotionDeliveryFailed { reason, .. } => Some(reason),
+            PromotionEvent::PromotionDeliveryFailed {
+                customer_id,
+                reason,
+                ..
+            } => Some((customer_id, reason)),
             _ => None,
         })
         .collect();
-    assert_eq!(failed, vec!["not sent: no provider configured".to_string()]);
+    assert_eq!(
+        failed,
+        vec![
+            (c, "not sent: no provider configured".to_string()),
+            (ada, "refused (400): scripted 400".to_string()),
+        ]
+    );
 }
 
 async fn a_generated_report_is_emailed_to_each_recipient_and_recorded_sent_once(engine: Engine) {

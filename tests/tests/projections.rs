@@ -3,12 +3,17 @@
 //! (the JSON shapes of docs/events.md).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use commands::store::{AppendRequest, NewEvent};
 use commands::{Actor, EventLog, EventMetadata, LogPosition};
-use projections::{Param, ProjectionRunner, Slot};
+use projections::db::ReadTx;
+use projections::projection::{ApplyContext, BoxFut};
+use projections::{
+    Decoded, Param, Projection, ProjectionError, ProjectionRunner, ProjectionStatus, Slot,
+};
 use serde_json::{json, Value};
 use tests::{Engine, TestDb};
 
@@ -17,6 +22,7 @@ const TZ: chrono_tz::Tz = chrono_tz::America::Chicago;
 tests::on_both_engines!(
     read_models_follow_the_log_and_a_rebuild_gives_identical_tables,
     four_writers_and_two_runners_apply_every_event_exactly_once,
+    a_failing_projection_stops_alone_reports_the_event_and_resumes_once_fixed,
     a_refused_event_is_parked_with_its_aggregates_later_events_while_the_rest_goes_on,
     revenue_is_dated_in_the_business_time_zone_across_dst_and_new_year,
     erasing_a_customer_removes_personal_data_from_the_read_model,
@@ -201,21 +207,80 @@ async fn read_models_follow_the_log_and_a_rebuild_gives_identical_tables(engine:
     );
 }
 
+/// One of the CRM's read models as one instance runs it: it applies each event as the read
+/// model does and, in the same transaction, records in `test_applied_by` that this instance
+/// applied it. The record therefore holds exactly what committed, as the read model's rows
+/// and checkpoint do: a batch rolled back, or lost to the other instance, leaves no line.
+struct RecordedBy {
+    inner: Arc<dyn Projection>,
+    instance: &'static str,
+}
+
+impl Projection for RecordedBy {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn version(&self) -> i64 {
+        self.inner.version()
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        self.inner.tables()
+    }
+    fn schema(&self) -> &'static [&'static str] {
+        self.inner.schema()
+    }
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        ctx: ApplyContext,
+        e: &'a Decoded,
+    ) -> BoxFut<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            self.inner.apply(tx, ctx, e).await?;
+            tx.execute(
+                "INSERT INTO test_applied_by (projection, position, instance) VALUES ($1, $2, $3)",
+                &[
+                    self.inner.name().into(),
+                    e.position.to_string().into(),
+                    self.instance.into(),
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+}
+
+/// Every CRM read model as `instance` runs it ([`RecordedBy`]).
+async fn recorded_runner(log: &EventLog, instance: &'static str) -> ProjectionRunner {
+    let read_models = projections::crm::all()
+        .into_iter()
+        .map(|inner| Arc::new(RecordedBy { inner, instance }) as Arc<dyn Projection>)
+        .collect();
+    let r = ProjectionRunner::with_projections(log.clone(), TZ, read_models);
+    r.prepare().await.expect("prepare");
+    r
+}
+
 async fn four_writers_and_two_runners_apply_every_event_exactly_once(engine: Engine) {
     let db = TestDb::new(engine).await;
     let log = db.log().await;
     // Two "instances": two runners on separate connections to the same database, each
-    // stoppable on its own.
+    // stoppable on its own. Their read models record which instance applied each event.
     let other = db.log().await;
-    let r1 = runner(&log).await;
-    let r2 = runner(&other).await;
+    let r1 = recorded_runner(&log, "first").await;
+    let r2 = recorded_runner(&other, "second").await;
+    r1.db()
+        .execute(
+            "CREATE TABLE test_applied_by (projection TEXT NOT NULL, position TEXT NOT NULL, instance TEXT NOT NULL)",
+            &[],
+        )
+        .await
+        .expect("the table of who applied what");
     let (stop1, stop1_rx) = tokio::sync::watch::channel(false);
     let (stop2, stop2_rx) = tokio::sync::watch::channel(false);
-    let first = r1.clone().spawn(stop1_rx);
-    let second = r2.clone().spawn(stop2_rx);
 
-    // Four writers, 50 customers each with three notes; after the first 25 each, the first
-    // instance stops (a deploy, a crash), so the second must carry the rest alone.
+    // Four writers, 50 customers each with three notes.
     let write = |from: usize, to: usize| {
         let mut writers = Vec::new();
         for w in 0..4 {
@@ -233,7 +298,23 @@ async fn four_writers_and_two_runners_apply_every_event_exactly_once(engine: Eng
         }
         writers
     };
-    for w in write(0, 25) {
+    // The first instance starts alone, so that it has work of its own whatever the
+    // scheduling; the second joins for the next 15 customers each, both instances running
+    // side by side; then the first stops (a deploy, a crash) and the second must carry the
+    // rest alone.
+    let first = r1.clone().spawn(stop1_rx);
+    for w in write(0, 10) {
+        w.await.expect("writer");
+    }
+    let alone = log.committed_head().await.expect("head");
+    assert!(
+        r1.wait_for(alone, Duration::from_secs(60))
+            .await
+            .expect("wait"),
+        "the first instance caught up alone"
+    );
+    let second = r2.clone().spawn(stop2_rx);
+    for w in write(10, 25) {
         w.await.expect("writer");
     }
     stop1.send(true).expect("stop the first");
@@ -285,6 +366,65 @@ async fn four_writers_and_two_runners_apply_every_event_exactly_once(engine: Eng
             s.name
         );
     }
+
+    // Who applied what, as committed: every read model applied every event once, by one
+    // instance or the other.
+    let rows = r1
+        .query(
+            "SELECT projection, position, instance FROM test_applied_by",
+            &[],
+        )
+        .await
+        .expect("query");
+    let mut applied: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for row in &rows {
+        let text = |k: &str| row[k].as_str().unwrap_or_default().to_string();
+        applied
+            .entry((text("projection"), text("position")))
+            .or_default()
+            .push(text("instance"));
+    }
+    let more_than_once: Vec<_> = applied
+        .iter()
+        .filter(|(_, by)| by.len() != 1)
+        .take(10)
+        .collect();
+    assert!(
+        more_than_once.is_empty(),
+        "applied more than once: {more_than_once:?}"
+    );
+    let names = r1.names();
+    for name in &names {
+        let events = applied
+            .keys()
+            .filter(|(projection, _)| projection.as_str() == *name)
+            .count() as i64;
+        assert_eq!(events, total, "{name} applied every event");
+    }
+    assert_eq!(
+        rows.len() as i64,
+        total * names.len() as i64,
+        "no other lines"
+    );
+    // Both instances did work, each where only it could: everything up to the point where the
+    // second joined was the first's, everything after the hand-over the second's.
+    let mut by_instance: BTreeMap<String, i64> = BTreeMap::new();
+    for ((projection, position), by) in &applied {
+        let applied_at: LogPosition = position.parse().expect("a log position");
+        let instance = by[0].as_str();
+        *by_instance.entry(instance.to_string()).or_default() += 1;
+        if applied_at <= alone {
+            assert_eq!(instance, "first", "{projection} applied {position}");
+        }
+        if applied_at > handed_over {
+            assert_eq!(instance, "second", "{projection} applied {position}");
+        }
+    }
+    assert!(
+        by_instance.get("first").is_some_and(|n| *n > 0)
+            && by_instance.get("second").is_some_and(|n| *n > 0),
+        "events applied per instance: {by_instance:?}"
+    );
 }
 
 async fn a_projection_starting_over_beside_current_ones_moves_no_checkpoint_back(engine: Engine) {
@@ -338,6 +478,227 @@ async fn a_projection_starting_over_beside_current_ones_moves_no_checkpoint_back
             s.name
         );
     }
+}
+
+/// One projection's status.
+async fn status_of(r: &ProjectionRunner, name: &str) -> ProjectionStatus {
+    r.status()
+        .await
+        .expect("status")
+        .into_iter()
+        .find(|s| s.name == name)
+        .expect("a projection of that name")
+}
+
+/// The failure that stops a projection rather than parking an event: the database refuses the
+/// statement for a reason of its own (here the table is gone), so the same event will apply
+/// once that is fixed. The background runner takes the projection out of the group, retries it
+/// alone with back-off, and lets it resume by itself once the cause is fixed.
+async fn a_failing_projection_stops_alone_reports_the_event_and_resumes_once_fixed(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let log = db.log().await;
+    customer(&log, "c1", "Ada", utc(2026, 3, 1, 15, 0)).await;
+    let r = runner(&log).await;
+    r.catch_up_all().await.expect("catch up");
+    // The cause: the jobs read model's table is gone (renamed away, as a half-run migration or
+    // an operator's slip leaves it). Nothing is wrong with the events.
+    r.db()
+        .execute("ALTER TABLE rm_jobs RENAME TO rm_jobs_away", &[])
+        .await
+        .expect("break the jobs table");
+    completed_job(
+        &log,
+        "j1",
+        "c1",
+        "t1",
+        25_000,
+        &["carpet"],
+        utc(2026, 3, 5, 16, 0),
+    )
+    .await;
+    // A later event, for the other read models to carry on with.
+    customer(&log, "c2", "Grace", utc(2026, 3, 6, 15, 0)).await;
+    let failing = log.load_stream("Job", &uid("j1"), 0).await.expect("stream")[0].position;
+    let head = log.committed_head().await.expect("head");
+
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    // Sampled from before the failure until after the resume: no other read model is ever
+    // seen stopped or with an error.
+    let watcher = {
+        let r = r.clone();
+        let stopped = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !*stopped.borrow() {
+                for s in r.status().await.expect("status") {
+                    if s.name != "jobs" && (s.state != "running" || s.last_error.is_some()) {
+                        seen.push(s);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            seen
+        })
+    };
+    let handles = r.clone().spawn(stop_rx);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let jobs = status_of(&r, "jobs").await;
+        if jobs.state == "failed" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "jobs never stopped: {jobs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Alone: every other read model carries on past the event jobs stopped on.
+    for name in r.names().into_iter().filter(|n| *n != "jobs") {
+        assert!(
+            r.wait_for_projection(name, head, Duration::from_secs(60))
+                .await
+                .expect("wait"),
+            "{name} carried on past the event jobs stopped on"
+        );
+    }
+    let status = r.status().await.expect("status");
+    for s in status.iter().filter(|s| s.name != "jobs") {
+        assert!(
+            s.caught_up && s.state == "running" && s.last_error.is_none(),
+            "{s:?}"
+        );
+    }
+    // Those that follow jobs too: the customer's completed job already counts.
+    let c1 = r
+        .query(
+            "SELECT jobs_completed FROM rm_customers WHERE customer_id = $1",
+            &[Param::from(uid("c1"))],
+        )
+        .await
+        .expect("query");
+    assert_eq!(c1[0]["jobs_completed"], 1, "{c1:?}");
+    // It reports the event: its position, stream and type, and the database's error.
+    let jobs = status.iter().find(|s| s.name == "jobs").expect("jobs");
+    assert_eq!(jobs.state, "failed", "{jobs:?}");
+    assert_eq!(
+        jobs.error_position.as_deref(),
+        Some(failing.to_string().as_str()),
+        "{jobs:?}"
+    );
+    let error = jobs.last_error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains(&uid("j1")) && error.contains("JobBooked") && error.contains("rm_jobs"),
+        "{jobs:?}"
+    );
+    // Stopped, not parked: its checkpoint stays before the event, nothing of it skipped.
+    assert_eq!(jobs.parked, 0, "{jobs:?}");
+    assert!(!jobs.caught_up, "{jobs:?}");
+    let checkpoint: LogPosition = jobs.position.parse().expect("a log position");
+    assert!(checkpoint < failing, "{jobs:?}");
+    // Retrying before the fix fails on the same event again.
+    let retried = r.catch_up("jobs").await.expect_err("still broken");
+    assert!(retried.to_string().contains(&uid("j1")), "{retried}");
+    assert_eq!(
+        status_of(&r, "jobs").await.error_position,
+        Some(failing.to_string())
+    );
+
+    // The fix: the table is back. Nobody restarts anything: the runner's own retries resume
+    // it, through the event it stopped on and on with what arrives after the fix.
+    r.db()
+        .execute("ALTER TABLE rm_jobs_away RENAME TO rm_jobs", &[])
+        .await
+        .expect("fix the jobs table");
+    completed_job(
+        &log,
+        "j2",
+        "c2",
+        "t2",
+        10_000,
+        &["tile"],
+        utc(2026, 3, 7, 16, 0),
+    )
+    .await;
+    let head = log.committed_head().await.expect("head");
+    assert!(
+        r.wait_for_projection("jobs", head, Duration::from_secs(60))
+            .await
+            .expect("wait"),
+        "jobs resumed once fixed: {:?}",
+        status_of(&r, "jobs").await
+    );
+    assert!(
+        r.wait_for(head, Duration::from_secs(60))
+            .await
+            .expect("wait"),
+        "every read model at the head"
+    );
+    stop.send(true).expect("stop");
+    for h in handles {
+        h.await.expect("runner task");
+    }
+    let seen = watcher.await.expect("watcher");
+    assert!(
+        seen.is_empty(),
+        "other read models seen stopped or failing: {seen:?}"
+    );
+
+    let total = log.count().await.expect("count") as i64;
+    let jobs = status_of(&r, "jobs").await;
+    assert_eq!(
+        (
+            jobs.state.as_str(),
+            jobs.last_error.as_deref(),
+            jobs.error_position.as_deref(),
+            jobs.parked
+        ),
+        ("running", None, None, 0),
+        "{jobs:?}"
+    );
+    assert!(jobs.caught_up, "{jobs:?}");
+    let checkpoint: LogPosition = jobs.position.parse().expect("a log position");
+    assert!(checkpoint > failing && checkpoint >= head, "{jobs:?}");
+    // The event it had stopped on is in its table, with the rest of that job; so is the job
+    // written after the fix.
+    let j1 = r
+        .query(
+            "SELECT status, amount_cents FROM rm_jobs WHERE job_id = $1",
+            &[Param::from(uid("j1"))],
+        )
+        .await
+        .expect("query");
+    assert_eq!(j1.len(), 1, "{j1:?}");
+    assert_eq!(
+        (j1[0]["status"].clone(), j1[0]["amount_cents"].clone()),
+        (json!("completed"), json!(25_000)),
+        "{j1:?}"
+    );
+    let j2 = r
+        .query(
+            "SELECT status FROM rm_jobs WHERE job_id = $1",
+            &[Param::from(uid("j2"))],
+        )
+        .await
+        .expect("query");
+    assert_eq!(j2.len(), 1, "{j2:?}");
+    assert_eq!(j2[0]["status"], "completed", "{j2:?}");
+    // Every read model applied each event once: jobs nothing twice across its failed
+    // attempts, the others nothing again.
+    for s in r.status().await.expect("status") {
+        assert_eq!(s.events_applied, total, "{s:?}");
+        assert_eq!(s.state, "running", "{s:?}");
+    }
+    // And the resumed read model is what a clean rebuild makes.
+    let resumed = r.dump("jobs", Slot::Live).await.expect("dump");
+    r.rebuild("jobs", &|_| {}, &|_, _| true)
+        .await
+        .expect("rebuild");
+    assert_eq!(
+        r.dump("jobs", Slot::Live).await.expect("dump"),
+        resumed,
+        "the resumed jobs read model equals a clean rebuild"
+    );
 }
 
 async fn a_refused_event_is_parked_with_its_aggregates_later_events_while_the_rest_goes_on(

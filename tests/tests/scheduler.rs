@@ -2,22 +2,24 @@
 //! time-zone edge cases, two instances sharing one PostgreSQL, catch-up after a stop, and the
 //! cron endpoint over HTTP against the server binary.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::America::Chicago;
 use commands::app::Crm;
-use commands::domain::consent::{Channel, ConsentSource};
+use commands::domain::consent::{Channel, ConsentSource, MarketingEligibility};
 use commands::domain::customer::CustomerCommand;
 use commands::domain::ids::{
-    CustomerId, JobId, LoyaltyAccountId, OpportunityId, PromotionId, ScheduledReportId, StaffUserId,
+    CustomerId, JobId, LoyaltyAccountId, OpportunityId, OutboundMessageId, PromotionId,
+    ScheduledReportId, StaffUserId,
 };
 use commands::domain::loyalty::{LoyaltyCommand, LoyaltyRules, TierThresholds};
+use commands::domain::message::{MessageCommand, MessageKind, Provider, Recipient};
 use commands::domain::opportunity::OpportunityCommand;
 use commands::domain::ports::{DomainServices, FixedClock, RandomIds};
 use commands::domain::promotion::{
@@ -27,11 +29,12 @@ use commands::domain::scheduled_report::{ReportMetric, ReportPeriod, ScheduledRe
 use commands::domain::values::Discount;
 use commands::domain::Actor as DomainActor;
 use commands::EventLog;
+use commands::RecordedEvent;
 use commands::StoreError;
 use projections::ProjectionRunner;
 use serde_json::Value;
 use sqlx::Row;
-use tests::app_support::{complete, meta, scheduled_job, staff, technician};
+use tests::app_support::{all_events, complete, meta, scheduled_job, staff, technician};
 use tests::{Engine, TestDb};
 use uuid::Uuid;
 use worker::scheduler::{
@@ -1048,20 +1051,93 @@ async fn generate_scheduled_reports_generates_each_due_report_once_per_period() 
 #[tokio::test]
 async fn check_system_health_runs_every_15_minutes_and_reports_what_it_checked() {
     let e = env_on(Engine::Sqlite, chicago(2026, 5, 1, 10, 0)).await;
-    let mut slots = Vec::new();
+    let c = e.customer(1, None, date(2020, 1, 1)).await;
+    let mut runs = Vec::new();
     for i in 0..4 {
         let t = chicago(2026, 5, 1, 10, 0) + Duration::minutes(15 * i + 7);
-        for run in e.run_at(JobName::CheckSystemHealth, t).await {
-            assert_eq!(run.status, "finished");
-            assert_eq!(run.figures.get("projections_failed"), Some(&0));
-            slots.push(run.slot);
-        }
+        runs.extend(e.run_at(JobName::CheckSystemHealth, t).await);
     }
-    assert_eq!(slots.len(), 4);
-    assert_eq!(slots[3], "2026-05-01T15:45:00Z");
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    assert_eq!(runs[3].slot, "2026-05-01T15:45:00Z");
+    // A healthy system: each run says so, and its figures are what it looked at — every read
+    // model (none failed), the log, and no message whose sending is in doubt.
+    let read_models = i64::try_from(
+        e.projections
+            .status()
+            .await
+            .expect("projection status")
+            .len(),
+    )
+    .expect("a count");
+    assert!(read_models > 0, "the read models are known");
+    for run in &runs {
+        assert_eq!(run.status, "finished", "{run:?}");
+        assert_eq!(
+            run.note.as_deref(),
+            Some("database, projections and policies healthy"),
+            "{run:?}"
+        );
+        assert_eq!(
+            run.figures.get("projections"),
+            Some(&read_models),
+            "{run:?}"
+        );
+        assert_eq!(run.figures.get("projections_failed"), Some(&0), "{run:?}");
+        assert_eq!(
+            run.figures.get("messages_outcome_unknown"),
+            Some(&0),
+            "{run:?}"
+        );
+        assert!(run.figures.get("events").is_some_and(|n| *n > 0), "{run:?}");
+    }
+
+    // An SMS whose worker died after claiming it (Twilio cannot deduplicate a repeat): it may
+    // or may not have gone out. The system is up, so the run finishes, but it counts the
+    // message and its note tells someone to look.
+    let cause = "test:health:outcome-unknown";
+    let message = OutboundMessageId::for_cause(cause);
+    for cmd in [
+        MessageCommand::Queue {
+            kind: MessageKind::Offer,
+            channel: Channel::Sms,
+            recipient: Recipient::Customer { customer_id: c },
+            cause: cause.into(),
+            subject: None,
+            body: "15% off your next cleaning".into(),
+        },
+        MessageCommand::StartAttempt {
+            provider: Some(Provider::Twilio),
+            eligibility: MarketingEligibility::Eligible,
+            claim_lease: Duration::seconds(120),
+            idempotency_window: Duration::hours(23),
+            quiet_until: None,
+        },
+        MessageCommand::RecordOutcomeUnknown,
+    ] {
+        e.crm
+            .messages()
+            .execute(message, DomainActor::System, cmd, &meta())
+            .await
+            .expect("a message step");
+    }
+    let doubt = e
+        .run_at(JobName::CheckSystemHealth, chicago(2026, 5, 1, 11, 7))
+        .await;
+    assert_eq!(doubt.len(), 1, "{doubt:?}");
+    assert_eq!(doubt[0].status, "finished", "{doubt:?}");
+    assert_eq!(
+        doubt[0].figures.get("messages_outcome_unknown"),
+        Some(&1),
+        "{doubt:?}"
+    );
+    let note = doubt[0].note.as_deref().unwrap_or_default();
+    assert!(
+        note.contains("1 outbound message(s) may or may not have been sent"),
+        "the note says someone must look: {note}"
+    );
 
     // A read model that stops is what the check is for: the next run fails naming it.
-    e.customer(1, None, date(2020, 1, 1)).await;
+    e.customer(2, None, date(2020, 1, 1)).await;
     e.projections
         .db()
         .execute("DROP TABLE rm_customers", &[])
@@ -1072,7 +1148,7 @@ async fn check_system_health_runs_every_15_minutes_and_reports_what_it_checked()
         "the customers read model stops on its missing table"
     );
     let runs = e
-        .run_at(JobName::CheckSystemHealth, chicago(2026, 5, 1, 11, 7))
+        .run_at(JobName::CheckSystemHealth, chicago(2026, 5, 1, 11, 22))
         .await;
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0].status, "failed", "{runs:?}");
@@ -1081,66 +1157,312 @@ async fn check_system_health_runs_every_15_minutes_and_reports_what_it_checked()
         error.contains("projections failed: customers"),
         "the failed run names the read model: {error}"
     );
+    // And that failure is what the scheduler's health shows operators.
+    let status = worker::scheduler::status_of(
+        list_runs(&e.projections, None, StdDuration::from_secs(10))
+            .await
+            .expect("runs"),
+        Chicago,
+        chicago(2026, 5, 1, 11, 30),
+    );
+    assert_eq!(status.status, "degraded");
+    let health = status
+        .jobs
+        .iter()
+        .find(|j| j.job == "check-system-health")
+        .expect("job");
+    let last = health.last_run.as_ref().expect("a last run");
+    assert_eq!(last.slot, chicago(2026, 5, 1, 11, 15));
+    assert!(
+        last.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("projections failed: customers"),
+        "{last:?}"
+    );
 }
 
-/// Every event in the log, in order, as (position, stream, sequence, type, payload).
-async fn whole_log(log: &EventLog) -> Vec<(commands::LogPosition, String, u64, String, Value)> {
-    let mut out = Vec::new();
-    let mut after = commands::LogPosition::START;
-    loop {
-        let batch = log.read_all(after, 1_000).await.expect("read the log");
-        let Some(last) = batch.last().map(|e| e.position) else {
-            return out;
-        };
-        out.extend(batch.into_iter().map(|e| {
-            (
-                e.position,
-                format!("{}:{}", e.aggregate_type, e.aggregate_id),
-                e.sequence,
-                e.event_type,
-                e.payload,
-            )
-        }));
-        after = last;
+/// Panics unless every event of `before` is in `after` at the same place and unchanged
+/// (position, stream, sequence, type, payload, metadata, time recorded), and `after` holds
+/// more (the run's own record).
+fn assert_kept(what: &str, before: &[RecordedEvent], after: &[RecordedEvent]) {
+    assert!(
+        after.len() > before.len(),
+        "{what}: the log went from {} to {} events",
+        before.len(),
+        after.len()
+    );
+    for (was, is) in before.iter().zip(after) {
+        assert_eq!(
+            is, was,
+            "{what} changed or removed an event that was in the log"
+        );
     }
 }
 
+/// The values of `column` in the rows `sql` selects, sorted.
+async fn column_of(db: &projections::ReadDb, sql: &str, column: &str) -> Vec<String> {
+    let mut out: Vec<String> = db
+        .query(sql, &[])
+        .await
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r.get(column).and_then(|v| v.as_str()).map(str::to_string))
+        .collect();
+    out.sort();
+    out
+}
+
 #[tokio::test]
-async fn cleanup_jobs_never_delete_events() {
-    let e = env_on(Engine::Sqlite, chicago(2026, 2, 1, 10, 0)).await;
-    // Events well past every retention by the time the jobs run: a customer from years
-    // before, and a month of job runs.
-    e.customer(1, Some(date(1990, 2, 2)), date(2020, 1, 1))
+async fn cleanup_jobs_delete_what_is_past_retention_and_never_an_event() {
+    let start = chicago(2026, 2, 1, 10, 0);
+    let e = env_on(Engine::Sqlite, start).await;
+    // Events well past every retention by the time the jobs run: a customer, an opportunity
+    // closed that day (the archive job's), and a month of job runs (cleanup-old-logs').
+    let c = e
+        .customer(1, Some(date(1990, 2, 2)), date(2020, 1, 1))
         .await;
+    let owner = technician(&e.crm).await;
+    let closed = e.opportunity(101, c, owner).await;
+    e.crm
+        .opportunities()
+        .execute(
+            closed,
+            staff(),
+            OpportunityCommand::Lose {
+                reason: "price".into(),
+            },
+            &meta(),
+        )
+        .await
+        .expect("lose");
     for day in 1..=28 {
         e.run_at(JobName::CheckSystemHealth, chicago(2026, 2, day, 10, 7))
             .await;
     }
-    // Four Sundays (and the daily session cleanup) with everything else running too: every
-    // event there was before a run is still there after it, unchanged and in place.
-    for day in [1, 15, 22, 29] {
-        for (h, job) in [
-            (2, JobName::CleanupOldNotifications),
-            (3, JobName::CleanupOldLogs),
-            (4, JobName::CleanupExpiredSessions),
-        ] {
-            let before = whole_log(&e.log).await;
-            let runs = e.run_at(job, chicago(2026, 3, day, h, 0)).await;
-            assert_eq!(runs.len(), 1, "{job} on 3/{day}");
-            assert!(runs[0].note.is_some(), "{job} says what it did");
-            e.clock.set(chicago(2026, 3, day, h, 30));
-            e.scheduler.tick().await.expect("tick all");
-            let after = whole_log(&e.log).await;
-            assert!(
-                after.len() > before.len(),
-                "{job} on 3/{day} recorded its run"
-            );
-            assert!(
-                after[..before.len()] == before[..],
-                "{job} on 3/{day} changed or removed an event that was in the log"
-            );
-        }
+
+    // What the cleanup jobs delete is kept beside the log, not in it. For each kind, a row
+    // past its retention when the jobs run (Sunday 7 June, 02:00 to 05:00) and a row that is
+    // not: without the first the test would prove nothing, without the second a job that
+    // empties its table would pass.
+    let sunday = |h: u32| chicago(2026, 6, 7, h, 0);
+    let db = e.projections.db();
+    // cleanup-old-notifications: a reset link and a sign-up code that expired unsent, and an
+    // unsubscribe link older than 400 days.
+    for (n, expires) in [
+        (1u128, sunday(2) - Duration::minutes(5)),
+        (2, sunday(2) + Duration::days(1)),
+    ] {
+        db.execute(
+            "INSERT INTO password_reset_tokens (message_id, token, expires_at_ms) VALUES ($1, $2, $3)",
+            &[
+                Uuid::from_u128(n).to_string().into(),
+                "one-time-secret".into(),
+                expires.timestamp_millis().into(),
+            ],
+        )
+        .await
+        .expect("a waiting secret");
+        db.execute(
+            "INSERT INTO address_codes (purpose, address_hash, requested_by, code_hash, expires_at_ms) VALUES ($1, $2, $3, $4, $5)",
+            &[
+                "sign_up".into(),
+                format!("address-{n}").into(),
+                "".into(),
+                "code-hash".into(),
+                expires.timestamp_millis().into(),
+            ],
+        )
+        .await
+        .expect("a sign-up code");
     }
+    for (n, created) in [
+        (3u128, sunday(2) - Duration::days(401)),
+        (4, sunday(2) - Duration::days(10)),
+    ] {
+        db.execute(
+            "INSERT INTO unsubscribe_tokens (message_id, token, customer_id, created_at_ms) VALUES ($1, $2, $3, $4)",
+            &[
+                Uuid::from_u128(n).to_string().into(),
+                format!("unsubscribe-{n}").into(),
+                c.to_string().into(),
+                created.timestamp_millis().into(),
+            ],
+        )
+        .await
+        .expect("an unsubscribe link");
+    }
+    // cleanup-old-logs: webhook deliveries processed 100 and 10 days before, and one never
+    // processed (kept for a redelivery to finish).
+    for (delivery, processed) in [
+        ("processed-long-ago", sunday(3) - Duration::days(100)),
+        ("processed-recently", sunday(3) - Duration::days(10)),
+    ] {
+        db.execute(
+            "INSERT INTO webhook_deliveries (provider, delivery_id, event_type, received_at, payload, claimed_at, processed_at, outcome) \
+             VALUES ($1, $2, $3, $4, $5, $4, $6, $7)",
+            &[
+                "twilio".into(),
+                delivery.into(),
+                "sms.status".into(),
+                processed.into(),
+                projections::Param::Json(serde_json::json!({})),
+                processed.into(),
+                "applied".into(),
+            ],
+        )
+        .await
+        .expect("a processed delivery");
+    }
+    db.execute(
+        "INSERT INTO webhook_deliveries (provider, delivery_id, event_type, received_at, payload, claimed_at) \
+         VALUES ($1, $2, $3, $4, $5, $4)",
+        &[
+            "twilio".into(),
+            "never-processed".into(),
+            "sms.status".into(),
+            (sunday(3) - Duration::days(100)).into(),
+            projections::Param::Json(serde_json::json!({})),
+        ],
+    )
+    .await
+    .expect("an unprocessed delivery");
+    // cleanup-expired-sessions: an expired session, a revoked one, and a live one.
+    for (hash, expires) in [
+        ("expired", sunday(4) - Duration::hours(1)),
+        ("revoked", sunday(4) + Duration::days(30)),
+        ("live", sunday(4) + Duration::days(30)),
+    ] {
+        worker::sessions::open(
+            db,
+            &worker::sessions::NewSession {
+                token_hash: hash,
+                kind: worker::sessions::PrincipalKind::Staff,
+                principal_id: "staff-1",
+                role: Some("manager"),
+                created_at: start,
+                expires_at: expires,
+                client_ip: "127.0.0.1",
+            },
+        )
+        .await
+        .expect("a session");
+    }
+    worker::sessions::revoke(db, "revoked", start)
+        .await
+        .expect("revoke a session");
+
+    let from_the_start = all_events(&e.log).await;
+    let mut before = from_the_start.clone();
+
+    // Each cleanup job on its slot: it deletes what is past retention (its figures count it,
+    // and the rows are gone), keeps the rest, and every event there was before it ran is
+    // still there after, unchanged and in place.
+    let runs = e.run_at(JobName::CleanupOldNotifications, sunday(2)).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].status, "finished", "{runs:?}");
+    assert!(runs[0].note.is_some(), "it says what it did");
+    assert_eq!(
+        runs[0].figures.get("expired_secrets_dropped"),
+        Some(&3),
+        "the expired reset link, the expired code and the old unsubscribe link: {runs:?}"
+    );
+    assert_eq!(
+        column_of(
+            db,
+            "SELECT message_id FROM password_reset_tokens",
+            "message_id"
+        )
+        .await,
+        vec![Uuid::from_u128(2).to_string()]
+    );
+    assert_eq!(
+        column_of(db, "SELECT address_hash FROM address_codes", "address_hash").await,
+        vec!["address-2".to_string()]
+    );
+    assert_eq!(
+        column_of(
+            db,
+            "SELECT message_id FROM unsubscribe_tokens",
+            "message_id"
+        )
+        .await,
+        vec![Uuid::from_u128(4).to_string()]
+    );
+    let after = all_events(&e.log).await;
+    assert_kept("cleanup-old-notifications", &before, &after);
+    before = after;
+
+    let runs = e.run_at(JobName::CleanupOldLogs, sunday(3)).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].status, "finished", "{runs:?}");
+    assert!(runs[0].note.is_some(), "it says what it did");
+    assert_eq!(
+        runs[0].figures.get("runs_past_retention"),
+        Some(&28),
+        "February's 28 health checks are past the 90 days: {runs:?}"
+    );
+    assert_eq!(
+        runs[0].figures.get("webhook_deliveries_dropped"),
+        Some(&1),
+        "{runs:?}"
+    );
+    assert_eq!(
+        column_of(
+            db,
+            "SELECT delivery_id FROM webhook_deliveries",
+            "delivery_id"
+        )
+        .await,
+        vec![
+            "never-processed".to_string(),
+            "processed-recently".to_string()
+        ]
+    );
+    let after = all_events(&e.log).await;
+    assert_kept("cleanup-old-logs", &before, &after);
+    // The runs past retention are still events, and still listed (their read model is
+    // built from the log).
+    let health_runs = list_runs(&e.projections, None, StdDuration::from_secs(10))
+        .await
+        .expect("runs")
+        .into_iter()
+        .filter(|r| r.job == "check-system-health")
+        .count();
+    assert_eq!(health_runs, 28);
+    before = after;
+
+    let runs = e.run_at(JobName::CleanupExpiredSessions, sunday(4)).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].status, "finished", "{runs:?}");
+    assert!(runs[0].note.is_some(), "it says what it did");
+    assert_eq!(runs[0].figures.get("sessions_ended"), Some(&2), "{runs:?}");
+    assert_eq!(
+        column_of(db, "SELECT token_hash FROM sessions", "token_hash").await,
+        vec!["live".to_string()]
+    );
+    let after = all_events(&e.log).await;
+    assert_kept("cleanup-expired-sessions", &before, &after);
+    before = after;
+
+    // Archiving is an event of its own, added: the opportunity's history stays.
+    let runs = e.run_at(JobName::ArchiveOldOpportunities, sunday(5)).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].status, "finished", "{runs:?}");
+    assert_eq!(runs[0].counts.changed, 1, "{runs:?}");
+    let archived = e.events("OpportunityArchived").await;
+    assert_eq!(archived.len(), 1);
+    assert_eq!(archived[0].aggregate_id, closed.to_string());
+    let after = all_events(&e.log).await;
+    assert_kept("archive-old-opportunities", &before, &after);
+    before = after;
+
+    // Then every other job due that morning, on top of what the cleanups left.
+    e.clock.set(sunday(5) + Duration::minutes(30));
+    e.scheduler.tick().await.expect("tick all");
+    let after = all_events(&e.log).await;
+    assert_kept("the jobs due on Sunday morning", &before, &after);
+    assert_kept("the cleanup jobs", &from_the_start, &after);
 }
 
 #[tokio::test]
@@ -1396,11 +1718,20 @@ const SECRET: &str = "cron-secret-for-tests-0123456789abcdef";
 
 /// The server on its embedded default, with `CRON_SECRET` only when given.
 async fn start_server(cron_secret: Option<&str>) -> tests::ServerProcess {
+    start_server_with(cron_secret, &[]).await
+}
+
+/// As [`start_server`], with more settings (a database, vendor stand-ins).
+async fn start_server_with(
+    cron_secret: Option<&str>,
+    more: &[(&str, &str)],
+) -> tests::ServerProcess {
     // The embedded default without the demo: these tests need no business data.
     let mut envs = vec![("LOG_FORMAT", "json"), ("DEMO_SEED", "off")];
     if let Some(s) = cron_secret {
         envs.push(("CRON_SECRET", s));
     }
+    envs.extend_from_slice(more);
     tests::ServerProcess::start_hermetic(
         env!("CARGO_BIN_EXE_dirtfree-api"),
         &envs,
@@ -1417,9 +1748,110 @@ async fn execute(base: &str, job: &str, auth: Option<&str>) -> reqwest::Response
     r.send().await.expect("request")
 }
 
+/// Google's token and reviews endpoints (no reviews) for the server's sync-google-reviews,
+/// whose token endpoint holds every request while `held` is set: a run of the job then stays
+/// inside its run, holding the job, until the test lets it go. `calls` counts the token
+/// requests that arrived (one per run).
+#[derive(Debug, Clone, Default)]
+struct HeldGoogle {
+    held: Arc<AtomicBool>,
+    calls: Arc<AtomicU32>,
+}
+
+impl HeldGoogle {
+    /// Starts it (not holding); returns it and its base URL.
+    async fn start() -> (Self, String) {
+        let google = HeldGoogle::default();
+        let g = google.clone();
+        let app = axum::Router::new()
+            .route(
+                "/token",
+                axum::routing::post(move || {
+                    let g = g.clone();
+                    async move {
+                        g.calls.fetch_add(1, Ordering::SeqCst);
+                        while g.held.load(Ordering::SeqCst) {
+                            tokio::time::sleep(StdDuration::from_millis(10)).await;
+                        }
+                        axum::Json(serde_json::json!({"access_token": "t", "expires_in": 3600}))
+                    }
+                }),
+            )
+            .route(
+                "/v4/accounts/{account}/locations/{location}/reviews",
+                axum::routing::get(|| async { axum::Json(serde_json::json!({"reviews": []})) }),
+            );
+        let base = format!("http://{}", tests::standins::serve(app).await);
+        (google, base)
+    }
+
+    fn calls(&self) -> u32 {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+/// The runs of `job` recorded in the log, as (run id, trigger), read from the events table.
+async fn runs_of(log: &EventLog, job: &str) -> Vec<(String, String)> {
+    stored(log, "JobRunStarted")
+        .await
+        .into_iter()
+        .filter(|e| e.payload["JobRunStarted"]["job"] == job)
+        .map(|e| {
+            let trigger = e.payload["JobRunStarted"]["trigger"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            (e.aggregate_id, trigger)
+        })
+        .collect()
+}
+
+/// The runs that ended (finished, or failed for good), by run id.
+async fn ended_runs(log: &EventLog) -> BTreeSet<String> {
+    let mut ended: BTreeSet<String> = stored(log, "JobRunFinished")
+        .await
+        .into_iter()
+        .map(|e| e.aggregate_id)
+        .collect();
+    ended.extend(
+        stored(log, "JobRunFailed")
+            .await
+            .into_iter()
+            .filter(|e| e.payload["JobRunFailed"]["will_retry"] == false)
+            .map(|e| e.aggregate_id),
+    );
+    ended
+}
+
 #[tokio::test]
 async fn the_cron_endpoint_answers_401_404_409_and_200_over_http() {
-    let server = start_server(Some(SECRET)).await;
+    use chrono::Timelike as _;
+    let (google, google_base) = HeldGoogle::start().await;
+    let token_url = format!("{google_base}/token");
+    let db = TestDb::new(Engine::Sqlite).await;
+    // sync-google-reviews runs daily at 02:00 in the business's zone; the start-up catch-up
+    // claims the latest 02:00, so the timer does not run it again during the test unless
+    // the test crosses 02:00: then the business lives where it is afternoon.
+    let zone = if (1..3).contains(&Utc::now().with_timezone(&Chicago).hour()) {
+        "Asia/Tokyo"
+    } else {
+        "America/Chicago"
+    };
+    let server = start_server_with(
+        Some(SECRET),
+        &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("BUSINESS_TIMEZONE", zone),
+            ("GOOGLE_REVIEWS_API_BASE", google_base.as_str()),
+            ("GOOGLE_OAUTH_TOKEN_URL", token_url.as_str()),
+            ("GOOGLE_BUSINESS_ACCOUNT_ID", "acct"),
+            ("GOOGLE_BUSINESS_LOCATION_ID", "loc"),
+            ("GOOGLE_OAUTH_CLIENT_ID", "client"),
+            ("GOOGLE_OAUTH_CLIENT_SECRET", "client-secret"),
+            ("GOOGLE_OAUTH_REFRESH_TOKEN", "refresh"),
+        ],
+    )
+    .await;
     let bearer = format!("Bearer {SECRET}");
     let job = "check-system-health";
 
@@ -1467,55 +1899,150 @@ async fn the_cron_endpoint_answers_401_404_409_and_200_over_http() {
     assert_eq!(body["status"], "finished");
     assert_eq!(body["counts"]["processed"], 0);
 
-    // Four at once, all inside one second (the manual slot is the second): exactly one
-    // runs, the others are refused with 409, and no slot runs twice. Each burst starts just
-    // after a second begins. The scheduler's own start-up catch-up may hold the job at that
-    // moment (all four 409, "already running"): then the burst is tried again, a few times.
-    let job = "award-birthday-points";
-    let epoch_second = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-    };
-    let mut bursts = 0;
+    // sync-google-reviews calls Google inside its run, so the stand-in decides how long a run
+    // lasts. First the server's own start-up catch-up of the job (its daily slot is always
+    // within the window on a fresh store) must have ended, or it could hold the job below.
+    let log = db.log().await;
+    let sync = "sync-google-reviews";
+    let deadline = Instant::now() + StdDuration::from_secs(60);
     loop {
-        bursts += 1;
-        let now = epoch_second();
-        tokio::time::sleep(StdDuration::from_millis(
-            1_050 - u64::from(now.subsec_millis()),
-        ))
-        .await;
-        let before = epoch_second().as_secs();
-        let answers =
-            futures::future::join_all((0..4).map(|_| execute(&server.base, job, Some(&bearer))))
-                .await;
-        let same_second = epoch_second().as_secs() == before;
-        let mut statuses = Vec::new();
-        let mut slots = Vec::new();
-        for r in answers {
-            let status = r.status().as_u16();
-            let body: serde_json::Value = r.json().await.unwrap_or_default();
-            if status == 200 {
-                slots.push(body["slot"].as_str().expect("slot").to_string());
-            }
-            statuses.push(status);
+        let runs = runs_of(&log, sync).await;
+        let ended = ended_runs(&log).await;
+        if runs.iter().any(|(_, trigger)| trigger == "catch_up")
+            && runs.iter().all(|(id, _)| ended.contains(id))
+        {
+            break;
         }
         assert!(
-            statuses.iter().all(|s| *s == 200 || *s == 409),
-            "{statuses:?}"
+            Instant::now() < deadline,
+            "the start-up catch-up of {sync} did not end: {runs:?}"
         );
-        let ran = slots.len();
-        let distinct: std::collections::BTreeSet<&String> = slots.iter().collect();
-        assert_eq!(distinct.len(), ran, "a slot ran twice: {slots:?}");
-        if ran == 0 {
-            assert!(bursts < 5, "the job was held through {bursts} bursts");
-            continue;
-        }
-        if same_second {
-            assert_eq!(ran, 1, "{statuses:?}");
-        }
-        break;
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
     }
+    // A manual run with Google answering at once. (The catch-up lets the job go just after
+    // recording its end: 409 until then.) After this 200 nothing else holds the job.
+    let deadline = Instant::now() + StdDuration::from_secs(20);
+    let first: serde_json::Value = loop {
+        let r = execute(&server.base, sync, Some(&bearer)).await;
+        if r.status() == 200 {
+            break r.json().await.expect("json");
+        }
+        assert_eq!(r.status(), 409);
+        assert!(Instant::now() < deadline, "{sync} stayed busy");
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+    };
+    assert_eq!(first["status"], "finished", "{first}");
+    assert_eq!(first["trigger"], "manual", "{first}");
+    let first_run = first["runId"].as_str().expect("runId").to_string();
+    // A manual run's slot is its second: the next one must fall in a later second, or it
+    // would be refused as a slot that already ran rather than for being busy.
+    tokio::time::sleep(StdDuration::from_millis(1_100)).await;
+
+    // Four requests at once while Google keeps the run waiting: exactly one gets the job,
+    // and it is provably still inside its run (its token request is held, its answer not
+    // given) when the other three are answered 409 "already running", none of them having
+    // reached Google.
+    google.held.store(true, Ordering::SeqCst);
+    let calls_before = google.calls();
+    let burst: Vec<tokio::task::JoinHandle<(u16, serde_json::Value)>> = (0..4)
+        .map(|_| {
+            let base = server.base.clone();
+            let bearer = bearer.clone();
+            tokio::spawn(async move {
+                let r = execute(&base, sync, Some(&bearer)).await;
+                let status = r.status().as_u16();
+                (
+                    status,
+                    r.json::<serde_json::Value>().await.unwrap_or_default(),
+                )
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + StdDuration::from_secs(30);
+    loop {
+        let answered = burst.iter().filter(|h| h.is_finished()).count();
+        if google.calls() > calls_before && answered >= 3 {
+            break;
+        }
+        assert!(
+            answered < 4,
+            "all four were answered while Google was held: none ran"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{} Google call(s) and {answered} answer(s) while Google was held",
+            google.calls() - calls_before
+        );
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+    assert_eq!(
+        burst.iter().filter(|h| h.is_finished()).count(),
+        3,
+        "the run that got the job is still inside it"
+    );
+    assert_eq!(
+        google.calls(),
+        calls_before + 1,
+        "only the run that got the job reached Google"
+    );
+    google.held.store(false, Ordering::SeqCst);
+    let mut answers = Vec::new();
+    for h in burst {
+        answers.push(h.await.expect("request task"));
+    }
+    let ok: Vec<&serde_json::Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(ok.len(), 1, "exactly one of four ran: {answers:?}");
+    assert_eq!(
+        answers.iter().filter(|(s, _)| *s == 409).count(),
+        3,
+        "the others are refused: {answers:?}"
+    );
+    for (status, body) in &answers {
+        if *status == 409 {
+            assert_eq!(body["error"]["code"], "JOB_RUNNING", "{body}");
+            assert_eq!(
+                body["error"]["message"],
+                format!("{sync} is already running"),
+                "refused because the job is running, not as a slot that ran: {body}"
+            );
+        }
+    }
+    let ran = ok[0];
+    assert_eq!(ran["job"], sync, "{ran}");
+    assert_eq!(ran["trigger"], "manual", "{ran}");
+    assert_eq!(ran["status"], "finished", "{ran}");
+    assert_eq!(ran["attempts"], 1, "{ran}");
+    let ran_run = ran["runId"].as_str().expect("runId").to_string();
+    assert_ne!(ran_run, first_run);
+
+    // The log agrees: besides the start-up catch-up, the job ran exactly twice — the first
+    // manual run and the one of the four — and both ended.
+    let runs = runs_of(&log, sync).await;
+    let by_hand: BTreeSet<String> = runs
+        .iter()
+        .filter(|(_, trigger)| trigger != "catch_up")
+        .map(|(id, _)| id.clone())
+        .collect();
+    let expected: BTreeSet<String> = [first_run.clone(), ran_run.clone()].into_iter().collect();
+    assert_eq!(by_hand, expected, "{runs:?}");
+    assert!(
+        runs.iter()
+            .filter(|(id, _)| by_hand.contains(id))
+            .all(|(_, trigger)| trigger == "manual"),
+        "{runs:?}"
+    );
+    assert_eq!(
+        runs.iter().filter(|(id, _)| *id == ran_run).count(),
+        1,
+        "one JobRun started for the four requests: {runs:?}"
+    );
+    let ended = ended_runs(&log).await;
+    assert!(ended.contains(&first_run) && ended.contains(&ran_run));
+    log.close().await;
     tests::health::assert_no_failures(&server.base).await;
 }
 

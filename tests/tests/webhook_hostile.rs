@@ -6,8 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use worker::inbound::Provider;
-use worker::inbound::ledger;
 use api::webhooks::signature::signing;
 use chrono::Utc;
 use commands::domain::customer::CustomerCommand;
@@ -18,6 +16,8 @@ use commands::{Actor, Crm, EventMetadata, LogPosition};
 use serde_json::{json, Value};
 use tests::{Engine, TestDb};
 use uuid::Uuid;
+use worker::inbound::ledger;
+use worker::inbound::Provider;
 
 const STRIPE_SECRET: &str = "whsec_hostile_test_secret";
 const TWILIO_TOKEN: &str = "twilio_auth_token_for_hostile_tests";

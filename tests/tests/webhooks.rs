@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use worker::inbound::{Provider, SmsStatus};
-use worker::inbound::ledger;
 use api::webhooks::signature::signing;
 use chrono::Utc;
 use commands::domain::consent::{Channel, ConsentSource};
@@ -21,6 +19,8 @@ use serde_json::{json, Value};
 use tests::app_support::all_events;
 use tests::{Engine, TestDb};
 use uuid::Uuid;
+use worker::inbound::ledger;
+use worker::inbound::{Provider, SmsStatus};
 
 const STRIPE_SECRET: &str = "whsec_integration_test_secret";
 const TWILIO_TOKEN: &str = "twilio_auth_token_for_tests";
