@@ -1074,7 +1074,7 @@ async fn check_system_health_runs_every_15_minutes_and_reports_what_it_checked()
         assert_eq!(run.status, "finished", "{run:?}");
         assert_eq!(
             run.note.as_deref(),
-            Some("database, projections and policies healthy"),
+            Some("database and projections healthy (policies not checked here)"),
             "{run:?}"
         );
         assert_eq!(
@@ -1136,6 +1136,37 @@ async fn check_system_health_runs_every_15_minutes_and_reports_what_it_checked()
         "the note says someone must look: {note}"
     );
 
+    // An event a read model refused is parked: the system is up, but that read model misses
+    // it until an operator acts, so the run fails naming the read model and the count.
+    e.projections
+        .db()
+        .execute(
+            "CREATE TRIGGER poison_pill BEFORE INSERT ON rm_customers WHEN NEW.name = 'Customer 3' \
+             BEGIN SELECT RAISE(ABORT, 'poison pill'); END",
+            &[],
+        )
+        .await
+        .expect("a read-model rule that refuses one customer");
+    e.customer(3, None, date(2020, 1, 1)).await;
+    let _ = e.projections.catch_up("customers").await;
+    let parked = e
+        .run_at(JobName::CheckSystemHealth, chicago(2026, 5, 1, 11, 17))
+        .await;
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0].status, "failed", "{parked:?}");
+    let error = parked[0].error.as_deref().unwrap_or_default();
+    // Two: the refused creation and the consent after it (a later event of a parked stream
+    // waits behind it).
+    assert!(
+        error.contains("events parked in: customers (2)"),
+        "the run names the read model with parked events: {error}"
+    );
+    e.projections
+        .db()
+        .execute("DROP TRIGGER poison_pill", &[])
+        .await
+        .expect("drop the rule");
+
     // A read model that stops is what the check is for: the next run fails naming it.
     e.customer(2, None, date(2020, 1, 1)).await;
     e.projections
@@ -1148,7 +1179,7 @@ async fn check_system_health_runs_every_15_minutes_and_reports_what_it_checked()
         "the customers read model stops on its missing table"
     );
     let runs = e
-        .run_at(JobName::CheckSystemHealth, chicago(2026, 5, 1, 11, 22))
+        .run_at(JobName::CheckSystemHealth, chicago(2026, 5, 1, 11, 37))
         .await;
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0].status, "failed", "{runs:?}");
@@ -1163,7 +1194,7 @@ async fn check_system_health_runs_every_15_minutes_and_reports_what_it_checked()
             .await
             .expect("runs"),
         Chicago,
-        chicago(2026, 5, 1, 11, 30),
+        chicago(2026, 5, 1, 11, 45),
     );
     assert_eq!(status.status, "degraded");
     let health = status
@@ -1172,7 +1203,7 @@ async fn check_system_health_runs_every_15_minutes_and_reports_what_it_checked()
         .find(|j| j.job == "check-system-health")
         .expect("job");
     let last = health.last_run.as_ref().expect("a last run");
-    assert_eq!(last.slot, chicago(2026, 5, 1, 11, 15));
+    assert_eq!(last.slot, chicago(2026, 5, 1, 11, 30));
     assert!(
         last.last_error
             .as_deref()

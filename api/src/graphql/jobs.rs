@@ -926,6 +926,10 @@ impl JobMutation {
         if let Some(r) = &input.reference {
             check_len("reference", r)?;
         }
+        // Bad input before any rule: a negative amount is not "less than due".
+        if input.amount_cents.is_some_and(|a| a <= 0) {
+            return Err(errors::invalid("amountCents", "must be more than zero"));
+        }
         let job = load_job(state, &id.to_string())
             .await
             .ok_or_else(|| errors::not_found("job", &id.to_string()))?;

@@ -1068,6 +1068,20 @@ async fn system_health(ctx: &JobContext<'_>) -> JobResult {
     if !failed.is_empty() {
         problems.push(format!("projections failed: {}", failed.join(", ")));
     }
+    // A parked event is one a read model could not apply: it stays missing from that read
+    // model until an operator retries or discards it (docs/operations.md), as health says.
+    let parked: Vec<String> = projections
+        .iter()
+        .filter(|p| p.parked > 0)
+        .map(|p| format!("{} ({})", p.name, p.parked))
+        .collect();
+    t.figures.insert(
+        "events_parked".into(),
+        projections.iter().map(|p| p.parked).sum(),
+    );
+    if !parked.is_empty() {
+        problems.push(format!("events parked in: {}", parked.join(", ")));
+    }
     if let Some(policies) = &ctx.inner.policies {
         let status = policies.status();
         let failed: Vec<&str> = status
@@ -1097,10 +1111,16 @@ async fn system_health(ctx: &JobContext<'_>) -> JobResult {
         );
     }
     if problems.is_empty() {
-        t.note = Some(if unknown > 0 {
-            format!("database, projections and policies healthy; {unknown} outbound message(s) may or may not have been sent: check the vendor's log")
+        // Only what was checked is called healthy (a scheduler without policies checks none).
+        let healthy = if ctx.inner.policies.is_some() {
+            "database, projections and policies healthy"
         } else {
-            "database, projections and policies healthy".into()
+            "database and projections healthy (policies not checked here)"
+        };
+        t.note = Some(if unknown > 0 {
+            format!("{healthy}; {unknown} outbound message(s) may or may not have been sent: check the vendor's log")
+        } else {
+            healthy.into()
         });
         Ok(t)
     } else {
