@@ -193,6 +193,33 @@ const ASK: &str =
     "mutation($i: RequestReviewInput!) { requestReview(input: $i) { reviewRequestId position } }";
 
 /// The emails to `to` that ask for a review, waiting (up to 20 s) until there are `n`.
+/// Waits until the server's start-up run of send-review-requests has ended: that run asks
+/// for reviews of recent jobs too, and one that came after a consent would make the test's
+/// own ask a reminder.
+async fn start_up_review_requests_ended(app: &TestApp, manager: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = app
+            .gql(
+                Some(manager),
+                "{ jobRuns(job: \"send-review-requests\") { nodes { outcome endedAt } } }",
+                json!({}),
+            )
+            .await;
+        let ended = r["data"]["jobRuns"]["nodes"]
+            .as_array()
+            .is_some_and(|runs| runs.iter().any(|run| !run["endedAt"].is_null()));
+        if ended {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the start-up run of send-review-requests never ended: {r}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 async fn review_emails(app: &TestApp, to: &str, n: usize) -> Vec<String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
@@ -223,9 +250,11 @@ async fn staff_ask_for_a_review_by_hand_then_remind_twice_at_most(engine: Engine
     let (_, bob_id) = portal(&app, "Bob", "bob@example.com").await;
     // Before consent nobody may be asked; the completed job is asked for by hand.
     let done = job(&app, &admin, &tech, &ada_id, true).await;
-    // The policies have passed the job's completion (and could not ask her): from here the
-    // asks are the test's alone.
+    // The policies have passed the job's completion, and the scheduler's start-up run of
+    // send-review-requests has ended (neither could ask her): from here the asks are the
+    // test's alone.
     tests::health::assert_no_failures(&app.server.base).await;
+    start_up_review_requests_ended(&app, &admin).await;
     let r = app
         .gql(Some(&tech_token), ASK, json!({"i": {"jobId": done}}))
         .await;
