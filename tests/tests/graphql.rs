@@ -687,8 +687,8 @@ async fn roles_and_bad_input(engine: Engine) {
 
     // A negative payment for a real job, completed and unpaid: refused naming the amount; the
     // job stays unpaid and no payment is recorded. (Completing it sets the policies to work,
-    // so this comes after the count above.) The admin sends it: staff recording less than a
-    // job costs are refused for that (AMOUNT_BELOW_DUE) before the amount is judged as input.
+    // so this comes after the count above.) Staff send it: a negative amount is bad input,
+    // judged before the managers-only rule on recording less than a job costs.
     let second = gql(&s, Some(&staff), "mutation($i: BookJobInput!) { bookJob(input: $i) { job { id } } }",
         json!({"i": {"customerId": customer_id, "services": ["carpet cleaning"], "start": "2026-11-26T15:00:00Z", "end": "2026-11-26T17:00:00Z"}})).await;
     let done_id = data(&second, "/data/bookJob/job/id").clone();
@@ -2164,7 +2164,9 @@ async fn the_rest_of_the_api(engine: Engine) {
     // It goes out with the new content, rendered for each customer. Bob is the only one with
     // email consent: he reads his first name, his name, the code and the last day, no
     // placeholder, in one email.
-    let send_at = chrono::Utc::now() + chrono::Duration::seconds(1);
+    // Far enough ahead that a slow machine still schedules it in the future (the domain
+    // refuses a past sendAt); the test then waits until it has come.
+    let send_at = chrono::Utc::now() + chrono::Duration::seconds(5);
     let r = gql(
         &s,
         Some(&admin),
@@ -2173,7 +2175,8 @@ async fn the_rest_of_the_api(engine: Engine) {
     )
     .await;
     sync(&s, &admin, data(&r, "/data/schedulePromotion/position")).await;
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let until_due = (send_at - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(until_due + Duration::from_millis(100)).await;
     run_job(&s, "process-promotion-deliveries").await;
     let log = eventually(&s, &admin, "query($c: ID) { outboundMessages(customerId: $c, kind: \"promotion\") { nodes { kind channel customerId status notSentReason } } }", json!({"c": bob}), 20, |r| {
         r.pointer("/data/outboundMessages/nodes/0/status") == Some(&json!("sent"))

@@ -192,7 +192,6 @@ async fn a_review_of_a_requested_job_fulfils_its_request(engine: Engine) {
 const ASK: &str =
     "mutation($i: RequestReviewInput!) { requestReview(input: $i) { reviewRequestId position } }";
 
-/// The emails to `to` that ask for a review, waiting (up to 20 s) until there are `n`.
 /// Waits until the server's start-up run of send-review-requests has ended: that run asks
 /// for reviews of recent jobs too, and one that came after a consent would make the test's
 /// own ask a reminder.
@@ -220,6 +219,7 @@ async fn start_up_review_requests_ended(app: &TestApp, manager: &str) {
     }
 }
 
+/// The emails to `to` that ask for a review, waiting (up to 20 s) until there are `n`.
 async fn review_emails(app: &TestApp, to: &str, n: usize) -> Vec<String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
@@ -237,8 +237,23 @@ async fn review_emails(app: &TestApp, to: &str, n: usize) -> Vec<String> {
 }
 
 async fn staff_ask_for_a_review_by_hand_then_remind_twice_at_most(engine: Engine) {
+    use chrono::Timelike as _;
     let db = TestDb::new(engine).await;
-    let app = TestApp::start(env!("CARGO_BIN_EXE_dirtfree-api"), &db.url).await;
+    // send-review-requests also runs on its timer at 00, 06, 12 and 18 o'clock in the
+    // business's zone, and could ask first: the business lives where it is three hours from
+    // either (a fixed-offset zone, UTC+0 to UTC+5).
+    let offset = (9 - chrono::Utc::now().hour() % 6) % 6;
+    let zone = if offset == 0 {
+        "UTC".to_string()
+    } else {
+        format!("Etc/GMT-{offset}")
+    };
+    let app = TestApp::start_with(
+        env!("CARGO_BIN_EXE_dirtfree-api"),
+        &db.url,
+        &[("BUSINESS_TIMEZONE", zone.as_str())],
+    )
+    .await;
     let admin = app.login_admin().await;
     let t = app.gql(Some(&admin), "mutation($i: CreateStaffUserInput!) { createStaffUser(input: $i) { staffUser { id } } }",
         json!({"i": {"email": "tech@dirtfree.example", "name": "Terry Tech", "role": "STAFF", "password": "steam-cleaner-42"}})).await;

@@ -1083,6 +1083,7 @@ async fn check_system_health_runs_every_15_minutes_and_reports_what_it_checked()
             "{run:?}"
         );
         assert_eq!(run.figures.get("projections_failed"), Some(&0), "{run:?}");
+        assert_eq!(run.figures.get("events_parked"), Some(&0), "{run:?}");
         assert_eq!(
             run.figures.get("messages_outcome_unknown"),
             Some(&0),

@@ -138,7 +138,7 @@ pub(super) fn i(r: &JsonRow, k: &str) -> i64 {
     r.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0)
 }
 
-pub(crate) fn customer_from_row(r: &JsonRow) -> Customer {
+pub(in crate::graphql) fn customer_from_row(r: &JsonRow) -> Customer {
     Customer {
         id: ID(s(r, "customer_id").unwrap_or_default()),
         name: s(r, "name"),

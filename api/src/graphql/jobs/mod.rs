@@ -595,7 +595,7 @@ impl JobMutation {
         if let Some(r) = &input.reference {
             check_len("reference", r)?;
         }
-        // Bad input before any rule: a negative amount is not "less than due".
+        // Bad input before any rule: a zero or negative amount is not "less than due".
         if input.amount_cents.is_some_and(|a| a <= 0) {
             return Err(errors::invalid("amountCents", "must be more than zero"));
         }

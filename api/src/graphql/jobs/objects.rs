@@ -40,7 +40,7 @@ pub(super) fn s(r: &JsonRow, k: &str) -> Option<String> {
     r.get(k).and_then(|v| v.as_str()).map(str::to_string)
 }
 
-pub(crate) fn job_from_row(r: &JsonRow) -> Job {
+pub(in crate::graphql) fn job_from_row(r: &JsonRow) -> Job {
     Job {
         id: ID(s(r, "job_id").unwrap_or_default()),
         customer_id: ID(s(r, "customer_id").unwrap_or_default()),

@@ -302,3 +302,22 @@ pub(super) async fn generate_reports(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_previous_week_runs_monday_to_sunday() {
+        let monday = NaiveDate::from_ymd_opt(2026, 11, 23).expect("date");
+        assert_eq!(
+            previous_week(monday),
+            (
+                NaiveDate::from_ymd_opt(2026, 11, 16).expect("date"),
+                NaiveDate::from_ymd_opt(2026, 11, 22).expect("date")
+            )
+        );
+        let wednesday = NaiveDate::from_ymd_opt(2026, 11, 25).expect("date");
+        assert_eq!(previous_week(wednesday), previous_week(monday));
+    }
+}
