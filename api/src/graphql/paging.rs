@@ -169,20 +169,13 @@ pub async fn of_listing<T: OutputType>(
     map: impl Fn(&JsonRow) -> T,
 ) -> async_graphql::Result<Page<T>> {
     let db = state.projections.db();
-    let total = listing
-        .count(db)
-        .await
-        .map_err(|e| errors::internal(&rc.request_id, &e))?;
-    paged(args, usize::try_from(total).unwrap_or(0), |start, end| {
-        let (listing, map) = (&listing, &map);
-        async move {
-            let rows = listing
-                .window(db, start as i64, (end - start) as i64)
-                .await
-                .map_err(|e| errors::internal(&rc.request_id, &e))?;
-            Ok(rows.iter().map(map).collect())
-        }
-    })
+    of_query(
+        rc,
+        args,
+        listing.count(db),
+        |offset, limit| listing.window(db, offset, limit),
+        |r: JsonRow| Ok(map(&r)),
+    )
     .await
 }
 
