@@ -52,7 +52,7 @@ pub async fn maybe_seed(state: &AppState) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("demo policies: {e:?}"))?;
     state.projections.catch_up("accounts").await?;
     // The seed stores placeholder hashes; give the demo logins real ones.
-    let hash = crate::graphql::hash_password(DEMO_PASSWORD)
+    let hash = worker::accounts::passwords::hash(DEMO_PASSWORD)
         .map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
     for (email, _, _) in DEMO_LOGINS {
         let rows = state

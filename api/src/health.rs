@@ -244,7 +244,7 @@ pub async fn detailed(
             "twilio": integration(c.twilio_account_sid.is_some() && c.twilio_auth_token.is_some() && c.twilio_phone_number.is_some(), "TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN/TWILIO_PHONE_NUMBER"),
             "resend": integration(c.resend_api_key.is_some() && c.resend_from_email.is_some(), "RESEND_API_KEY/RESEND_FROM_EMAIL"),
             // "configured" only when a client is installed and sending.
-            "sentry": integration(crate::error_reporting::active(), "SENTRY_DSN"),
+            "sentry": integration(worker::error_reporting::active(), "SENTRY_DSN"),
             "cron": integration(c.cron_secret.is_some(), "CRON_SECRET"),
         },
     });

@@ -1,7 +1,6 @@
 //! The Dirt Free CRM server: configuration, the HTTP surface (GraphQL,
 //! health, webhooks, the cron trigger, metrics) and its lifecycle.
 
-pub mod alerts;
 pub mod config;
 pub mod demo;
 pub mod error_reporting;
@@ -10,7 +9,6 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod scheduler;
-pub mod signin_limits;
 pub mod state;
 pub mod unsubscribe;
 pub mod webhooks;
@@ -86,7 +84,7 @@ pub async fn build_state_with(
         crm,
         projections,
         policies,
-        sign_in_limits: Arc::new(signin_limits::SignInLimits::default()),
+        sign_in_limits: Arc::new(worker::sign_in_limits::SignInLimits::default()),
     })
 }
 
@@ -170,7 +168,13 @@ pub async fn serve_with(
             axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()),
         ))
     });
-    let alerts_task = alerts::spawn(state.clone(), stop_policies.clone());
+    let alerts_task = worker::alerts::Alerts::new(
+        state.crm.clone(),
+        state.projections.clone(),
+        state.policies.clone(),
+        state.config.alert_settings(),
+    )
+    .spawn(stop_policies.clone());
     let log = state.log.clone();
     let _ = started.set(http::router(state));
     let served = http.await.context("HTTP server task")?;

@@ -8,7 +8,7 @@ use commands::EventLog;
 use projections::ProjectionRunner;
 
 use crate::config::Config;
-use crate::signin_limits::SignInLimits;
+use worker::sign_in_limits::SignInLimits;
 
 /// Shared server state. Cheap to clone.
 #[derive(Debug, Clone)]

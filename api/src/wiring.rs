@@ -1,11 +1,13 @@
 //! The background workers built from the configuration (the settings are listed in the
-//! README's Configuration table): the outbox with its vendors and the Google reviews source.
+//! README's Configuration table): the outbox with its vendors, the Google reviews source and
+//! the alert watcher.
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use commands::Crm;
+use worker::alerts::AlertSettings;
 use worker::outbox::google_reviews::GoogleReviewsConfig;
 use worker::outbox::resend::ResendSender;
 use worker::outbox::twilio::TwilioSender;
@@ -14,6 +16,20 @@ use worker::outbox::{OutboxSettings, OutboxWorker};
 use crate::config::Config;
 
 impl Config {
+    /// Where alerts go (`ALERT_EMAIL`; the link in them is `PUBLIC_URL`'s), and this
+    /// instance's name (host and listen port).
+    pub fn alert_settings(&self) -> AlertSettings {
+        AlertSettings {
+            alert_email: self
+                .alert_email
+                .as_deref()
+                .and_then(|a| domain::values::Email::parse(a).ok()),
+            public_url: self.outbox_settings().public_url,
+            instance: AlertSettings::instance_on_port(self.bind_addr.port()),
+            business_timezone: self.business_timezone,
+        }
+    }
+
     /// The outbox's settings the configuration names.
     pub fn outbox_settings(&self) -> OutboxSettings {
         let ms = |n: u64| Duration::milliseconds(i64::try_from(n).unwrap_or(i64::MAX));

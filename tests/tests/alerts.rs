@@ -143,7 +143,7 @@ async fn a_job_failing_again_and_again_is_announced_once_and_its_recovery_once(e
     // It fails again while the incident is open: nothing new is announced.
     let second = run_job(&app).await;
     assert_eq!(second["status"], "failed", "{second}");
-    tokio::time::sleep(api::alerts::CHECK_EVERY * 3).await;
+    tokio::time::sleep(worker::alerts::CHECK_EVERY * 3).await;
     let raised = alerts_of(&ingest, &incident);
     assert_eq!(raised.len(), 1, "one alert per incident: {raised:?}");
     assert_eq!(raised[0]["level"].as_str().unwrap_or("error"), "error");
@@ -167,7 +167,7 @@ async fn a_job_failing_again_and_again_is_announced_once_and_its_recovery_once(e
         emails_to(&mailbox, ALERT_EMAIL).len() == 2
     })
     .await;
-    tokio::time::sleep(api::alerts::CHECK_EVERY * 2).await;
+    tokio::time::sleep(worker::alerts::CHECK_EVERY * 2).await;
     let all = alerts_of(&ingest, &incident);
     assert_eq!(all.len(), 2, "{all:?}");
     assert_eq!(all[1]["level"], "info");

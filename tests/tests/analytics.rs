@@ -145,7 +145,7 @@ async fn kpis_match_hand_computed_figures(engine: Engine) {
             password_hash: None,
         },
         StaffUserCommand::SetPasswordHash {
-            password_hash: api::graphql::hash_password(ADMIN.1).expect("hash"),
+            password_hash: worker::accounts::passwords::hash(ADMIN.1).expect("hash"),
         },
     ] {
         crm.staff_users()

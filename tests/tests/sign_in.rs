@@ -601,7 +601,7 @@ impl Paused {
     /// A staff user with `password` and `role`, seen by the read model.
     async fn staff_user(&self, email: &str, password: &str, role: Role) -> StaffUserId {
         let id = StaffUserId(Uuid::new_v4());
-        let hash = api::graphql::hash_password(password).expect("hash");
+        let hash = worker::accounts::passwords::hash(password).expect("hash");
         self.staff_command(
             id,
             StaffUserCommand::Invite {
@@ -708,7 +708,7 @@ async fn a_login_checks_the_password_and_role_the_log_has_now(engine: Engine) {
         .staff_user(email, "first-password-1", Role::Staff)
         .await;
     // A new password and a promotion, in the log only.
-    let hash = api::graphql::hash_password("second-password-2").expect("hash");
+    let hash = worker::accounts::passwords::hash("second-password-2").expect("hash");
     server
         .staff_command(
             id,

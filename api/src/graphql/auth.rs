@@ -1,9 +1,7 @@
-//! Staff and portal authentication: argon2id passwords, opaque session
-//! tokens (stored as SHA-256, expiring, revocable), the first admin.
+//! Staff and portal authentication: sign-in with argon2id passwords
+//! ([`worker::accounts::passwords`]), opaque session tokens (stored as SHA-256, expiring,
+//! revocable), the first admin.
 
-use argon2::password_hash::rand_core::{OsRng, RngCore};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use base64::Engine as _;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -14,14 +12,17 @@ use domain::portal::PortalAccountCommand as PortalCommand;
 use domain::ports::Role;
 use domain::staff::{StaffUser as StaffUserState, StaffUserCommand as StaffCommand};
 use projections::crm::accounts;
+use rand::rngs::OsRng;
+use rand::RngCore;
+use worker::accounts::passwords;
 use worker::sessions::{self, PrincipalKind};
 
 use super::context::Allow;
 use super::context::{self, parts, token_hash, Principal};
 use super::errors;
 use super::paging::{self, Page, PageArgs};
-use crate::signin_limits::{AccountKind, Limited};
 use crate::state::AppState;
+use worker::sign_in_limits::{AccountKind, Limited};
 
 /// How long a session lasts.
 pub const SESSION_HOURS: i64 = 12;
@@ -31,73 +32,6 @@ const MAX_TEXT: usize = 200;
 /// RFC 3339 in UTC, seconds.
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// Hashes a password with argon2id (random salt).
-///
-/// # Errors
-/// Only if the hasher is misconfigured.
-pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
-    let salt = SaltString::generate(&mut OsRng);
-    Ok(Argon2::default()
-        .hash_password(password.as_bytes(), &salt)?
-        .to_string())
-}
-
-/// [`hash_password`] on a blocking thread: argon2 takes tens of milliseconds
-/// of CPU, which on the async runtime's few threads would stall webhooks,
-/// health checks and projections meanwhile.
-///
-/// # Errors
-/// As [`hash_password`], or when the blocking task could not run.
-pub async fn hash_password_off_the_runtime(password: String) -> Result<String, String> {
-    let _permit = argon2_permit().await;
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
-}
-
-/// Argon2 runs at most this many at once (each takes ~19 MiB and a core for tens of
-/// milliseconds): a burst of sign-ins or sign-ups queues instead of exhausting memory and
-/// the blocking pool.
-const ARGON2_AT_ONCE: usize = 4;
-
-async fn argon2_permit() -> tokio::sync::SemaphorePermit<'static> {
-    static PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(ARGON2_AT_ONCE);
-    // Never closed, so acquiring cannot fail.
-    PERMITS
-        .acquire()
-        .await
-        .unwrap_or_else(|_| unreachable!("the Argon2 semaphore is never closed"))
-}
-
-/// [`verify_password`] on a blocking thread, within [`ARGON2_AT_ONCE`]; `false` when it
-/// could not run.
-pub(super) async fn verify_password_off_the_runtime(
-    password: String,
-    hash: Option<String>,
-) -> bool {
-    let _permit = argon2_permit().await;
-    tokio::task::spawn_blocking(move || verify_password(&password, hash.as_deref()))
-        .await
-        .unwrap_or(false)
-}
-
-fn verify_password(password: &str, hash: Option<&str>) -> bool {
-    // Verify against a fixed hash when there is none, so that an unknown
-    // email costs as much time as a wrong password.
-    const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$1WzBl1Cn5d9bGvT2y6G1rcD2wE+Rj0GkgLJdGzHh1bA";
-    let parsed = PasswordHash::new(hash.unwrap_or(DUMMY)).or_else(|_| PasswordHash::new(DUMMY));
-    match parsed {
-        Ok(p) => {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &p)
-                .is_ok()
-                && hash.is_some()
-        }
-        Err(_) => false,
-    }
 }
 
 /// `RATE_LIMITED`, the same whichever limit was reached: it does not tell whether an
@@ -111,7 +45,7 @@ pub(super) fn rate_limited(_: Limited) -> async_graphql::Error {
 }
 
 /// An attempt that names no account (password reset, password change) from `ip`: counts
-/// against its network's sign-in attempts (see [`crate::signin_limits`]).
+/// against its network's sign-in attempts (see [`worker::sign_in_limits`]).
 pub(super) fn rate_limit(state: &AppState, ip: &str) -> async_graphql::Result<()> {
     state.sign_in_limits.attempt(ip).map_err(rate_limited)
 }
@@ -386,7 +320,7 @@ async fn create_staff(
     }
     // On a retry the hash is not needed (the first outcome is the answer), but
     // computing it keeps one path; it runs off the runtime threads.
-    let hash = hash_password_off_the_runtime(input.password.clone())
+    let hash = passwords::hash_off_the_runtime(input.password.clone())
         .await
         .map_err(|e| errors::internal(request_id, &e))?;
     let out = crm
@@ -522,7 +456,7 @@ impl AuthMutation {
             .filter(|_| user.is_active())
             .map(|h| h.expose().to_string());
         let password = input.password.clone();
-        let ok = verify_password_off_the_runtime(password, hash).await;
+        let ok = passwords::verify_off_the_runtime(password, hash).await;
         let Some(role) = user.role().filter(|_| ok && user.is_active()) else {
             tracing::info!(request_id = %rc.request_id, "failed staff login");
             return Err(wrong_credentials());
@@ -601,7 +535,7 @@ impl AuthMutation {
         }
         .map_err(|e| errors::internal(&rc.request_id, &e))?;
         let current = input.current_password.clone();
-        let ok = verify_password_off_the_runtime(current, hash).await;
+        let ok = passwords::verify_off_the_runtime(current, hash).await;
         if !ok {
             return Err(errors::coded(
                 "VALIDATION",
@@ -609,7 +543,7 @@ impl AuthMutation {
                 Some("currentPassword"),
             ));
         }
-        let new_hash = hash_password_off_the_runtime(input.new_password.clone())
+        let new_hash = passwords::hash_off_the_runtime(input.new_password.clone())
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
         let out = match principal {
@@ -707,7 +641,7 @@ impl AuthMutation {
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
         let hash = row.as_ref().and_then(|(_, hash)| hash.clone());
         let password = input.password.clone();
-        let ok = verify_password_off_the_runtime(password, hash).await;
+        let ok = passwords::verify_off_the_runtime(password, hash).await;
         let Some((id, _)) = row.filter(|_| ok) else {
             return Err(wrong_credentials());
         };
@@ -734,54 +668,5 @@ impl AuthMutation {
             role: None,
             customer_id: Some(ID(id)),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::{Duration, Instant};
-
-    use super::{hash_password, hash_password_off_the_runtime};
-
-    /// The longest the runtime's only thread went without running a 1 ms ticker while one
-    /// password was hashed.
-    async fn longest_stall_while_hashing() -> Duration {
-        let mut hashing = std::pin::pin!(hash_password_off_the_runtime("tick-tock-12".into()));
-        let (mut longest, mut last) = (Duration::ZERO, Instant::now());
-        loop {
-            tokio::select! {
-                hashed = &mut hashing => {
-                    hashed.expect("hash");
-                    break;
-                }
-                () = tokio::time::sleep(Duration::from_millis(1)) => {
-                    longest = longest.max(last.elapsed());
-                    last = Instant::now();
-                }
-            }
-        }
-        longest.max(last.elapsed())
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn it_should_hash_passwords_without_holding_the_runtime_thread() {
-        // The quickest of three hashes, as the stalls below take the least of three.
-        let mut one_hash = Duration::MAX;
-        for _ in 0..3 {
-            let started = Instant::now();
-            hash_password("calibration-1").expect("hash");
-            one_hash = one_hash.min(started.elapsed());
-        }
-        // A hash on the runtime thread stalls it for the whole hash, every time; off it, the
-        // ticker runs throughout (the least of three tries, so that one descheduling of
-        // this process does not count).
-        let mut least = Duration::MAX;
-        for _ in 0..3 {
-            least = least.min(longest_stall_while_hashing().await);
-        }
-        assert!(
-            least < one_hash / 2,
-            "the runtime thread stalled {least:?} during a hash of {one_hash:?}"
-        );
     }
 }

@@ -6,7 +6,6 @@ use chrono::Utc;
 use commands::EventMetadata;
 use domain::ids::{CustomerId, StaffUserId};
 use domain::ports::Role;
-use sha2::{Digest, Sha256};
 
 use super::errors;
 use crate::state::AppState;
@@ -41,10 +40,7 @@ pub struct RequestCtx {
     pub token_hash: Option<String>,
 }
 
-/// SHA-256 of a token, hex.
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
+pub use worker::accounts::token_hash;
 
 /// The client's address: the peer's, unless the peer is a trusted proxy, then
 /// the rightmost `X-Forwarded-For` entry that is not one (entries to its left
@@ -259,16 +255,10 @@ pub fn meta(rc: &RequestCtx, actor: commands::Actor) -> EventMetadata {
         .with_client_ip(rc.client_ip.clone())
 }
 
-/// Adds the client's idempotency key, if given, scoped to who sent it: a key only ever
-/// replays its own sender's outcome, so guessing someone else's key reveals nothing.
+/// Adds the client's idempotency key, if given, scoped to who sent it
+/// ([`EventMetadata::with_sender_key`]).
 pub fn with_key(m: EventMetadata, key: Option<&String>) -> EventMetadata {
-    match key {
-        Some(k) => {
-            let scoped = format!("{}:{k}", m.actor.encode());
-            m.with_idempotency_key(scoped)
-        }
-        None => m,
-    }
+    m.with_sender_key(key.map(String::as_str))
 }
 
 /// The stored form of `key` for this request's principal (as [`with_key`] stores it).

@@ -43,7 +43,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
-pub use auth::{bootstrap_admin, hash_password};
+pub use auth::bootstrap_admin;
 pub use context::{client_ip, Principal, RequestCtx};
 pub use observe::RootFields;
 pub use subscriptions::{websocket, SubscriptionRoot};

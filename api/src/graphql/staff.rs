@@ -221,10 +221,11 @@ impl StaffMutation {
             .await
             .map_or(Role::Staff, |u| u.role.into());
         let password = input.new_password.clone();
-        let password_hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-            .await
-            .map_err(|e| errors::internal(&rc.request_id, &e))?
-            .map_err(|e| errors::internal(&rc.request_id, &e))?;
+        let password_hash =
+            tokio::task::spawn_blocking(move || worker::accounts::passwords::hash(&password))
+                .await
+                .map_err(|e| errors::internal(&rc.request_id, &e))?
+                .map_err(|e| errors::internal(&rc.request_id, &e))?;
         let meta = context::meta(rc, commands::Actor::Staff(id.to_string()));
         let out = state
             .crm

@@ -426,7 +426,7 @@ impl ErrorReportingMutation {
             }
         }
         Ok(TestErrorReport {
-            reported: crate::error_reporting::active(),
+            reported: worker::error_reporting::active(),
             request_id: rc.request_id.clone(),
         })
     }

@@ -101,6 +101,19 @@ impl EventMetadata {
         self
     }
 
+    /// Sets a client's idempotency key, if given, scoped to the actor who sent it: a key
+    /// only ever replays its own sender's outcome, so guessing someone else's key reveals
+    /// nothing.
+    pub fn with_sender_key(self, key: Option<&str>) -> Self {
+        match key {
+            Some(k) => {
+                let scoped = format!("{}:{k}", self.actor.encode());
+                self.with_idempotency_key(scoped)
+            }
+            None => self,
+        }
+    }
+
     /// Sets the client address.
     pub fn with_client_ip(mut self, ip: impl Into<String>) -> Self {
         self.client_ip = Some(ip.into());

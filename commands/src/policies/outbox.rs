@@ -20,7 +20,7 @@
 
 use chrono::{Duration, NaiveDate};
 use domain::consent::Channel;
-use domain::ids::{OutboundMessageId, PromotionId, ReviewRequestId, ScheduledReportId};
+use domain::ids::{CustomerId, OutboundMessageId, PromotionId, ReviewRequestId, ScheduledReportId};
 use domain::message::{
     DeliveryStatus, MessageCommand, MessageEvent, MessageKind, NotSentReason, Recipient,
 };
@@ -223,176 +223,210 @@ pub async fn messages_for(crm: &Crm, e: &RecordedEvent) -> Result<Vec<QueuedMess
         tracing::info!(cause = %cause(e), "not messaging a trigger older than the outbox's horizon");
         return Ok(vec![]);
     }
-    let history = crm
+    let earlier: Vec<RecordedEvent> = crm
         .log()
         .load_stream(&e.aggregate_type, &e.aggregate_id, 0)
-        .await?;
-    let earlier = history.into_iter().filter(|h| h.sequence < e.sequence);
-    let message =
-        |kind, channel, customer_id, subject: Option<String>, body: String| QueuedMessage {
-            cause: cause(e),
-            kind,
-            channel,
-            recipient: Recipient::Customer { customer_id },
-            subject,
-            // The opt-out sentence and unsubscribe link are the sender's (worker::outbox::compose),
-            // as is rendering a promotion's template: the customer's details stay out of here.
-            body,
-        };
+        .await?
+        .into_iter()
+        .filter(|h| h.sequence < e.sequence)
+        .collect();
     match e.aggregate_type.as_str() {
-        "Opportunity" => {
-            let store = crm.opportunities();
-            let OpportunityEvent::OfferSent {
-                customer_id,
-                channel,
-                ..
-            } = store.store().decode(e.clone())?
-            else {
-                return Ok(vec![]);
-            };
-            let mut offer = None;
-            for h in earlier {
-                if let OpportunityEvent::AutoOfferConfigured {
-                    discount,
-                    expires_at,
-                    ..
-                } = store.store().decode(h)?
-                {
-                    offer = Some((discount, expires_at));
-                }
-            }
-            let text = match offer {
-                Some((d, until)) => format!(
-                    "Dirt Free Carpet Cleaning: a special offer for you, {} your next cleaning, valid until {}.",
-                    discount_text(&d),
-                    until.with_timezone(&crm.services().tz).format("%B %-d, %Y")
-                ),
-                None => "Dirt Free Carpet Cleaning: a special offer is waiting for you.".into(),
-            };
-            Ok(vec![message(
-                MessageKind::Offer,
-                channel,
-                customer_id,
-                Some("A special offer from Dirt Free".into()),
-                text,
-            )])
-        }
-        "Promotion" => {
-            let store = crm.promotions();
-            let PromotionEvent::PromotionDelivered {
-                customer_id,
-                channel,
-                ..
-            } = store.store().decode(e.clone())?
-            else {
-                return Ok(vec![]);
-            };
-            let mut content: Option<PromotionContent> = None;
-            for h in earlier {
-                match store.store().decode(h)? {
-                    PromotionEvent::PromotionCreated { content: c, .. }
-                    | PromotionEvent::PromotionUpdated { content: c, .. } => content = Some(c),
-                    _ => {}
-                }
-            }
-            let Some(c) = content else { return Ok(vec![]) };
-            // The template as written: it is rendered for the customer when sent.
-            Ok(vec![message(
-                MessageKind::Promotion,
-                channel,
-                customer_id,
-                Some(c.name.to_string()),
-                c.template.to_string(),
-            )])
-        }
-        "ReviewRequest" => {
-            let store = crm.review_requests();
-            let (kind, customer_id) = match store.store().decode(e.clone())? {
-                ReviewRequestEvent::ReviewRequested { customer_id, .. } => {
-                    (MessageKind::ReviewRequest, customer_id)
-                }
-                ReviewRequestEvent::ReviewReminderSent { customer_id, .. } => {
-                    (MessageKind::ReviewReminder, customer_id)
-                }
-                ReviewRequestEvent::ReviewRequestFulfilled { .. } => return Ok(vec![]),
-            };
-            // The channel is the request's (reminders go the same way).
-            let mut channel = None;
-            for h in crm
-                .log()
-                .load_stream(&e.aggregate_type, &e.aggregate_id, 0)
-                .await?
-                .into_iter()
-                .filter(|h| h.sequence <= e.sequence)
-            {
-                if let ReviewRequestEvent::ReviewRequested { channel: c, .. } =
-                    store.store().decode(h)?
-                {
-                    channel = Some(c);
-                }
-            }
-            let Some(channel) = channel else {
-                return Ok(vec![]);
-            };
-            let request = ReviewRequestId::parse(&e.aggregate_id)
-                .map_err(|v| AppError::validation(v.field, v.message))?;
-            let lead = match kind {
-                MessageKind::ReviewReminder => "A quick reminder from Dirt Free:",
-                _ => "Thanks for choosing Dirt Free!",
-            };
-            Ok(vec![message(
-                kind,
-                channel,
-                customer_id,
-                Some("How did we do?".into()),
-                format!("{lead} How did we do? Leave a review: {PUBLIC_URL}/review/{request}"),
-            )])
-        }
-        "ScheduledReport" => {
-            let Ok(report) = ScheduledReportId::parse(&e.aggregate_id) else {
-                return Ok(vec![]);
-            };
-            let Some(run) = crate::report_runs::find(
-                crm,
-                report,
-                crate::report_runs::Which::AtSequence(e.sequence),
-            )
-            .await?
-            else {
-                return Ok(vec![]);
-            };
-            let store = crm.scheduled_reports();
-            let mut recipients = vec![];
-            for h in earlier {
-                match store.store().decode(h)? {
-                    ScheduledReportEvent::ScheduledReportDefined { recipients: r, .. }
-                    | ScheduledReportEvent::ScheduledReportRecipientsChanged {
-                        recipients: r,
-                        ..
-                    } => recipients = r,
-                    _ => {}
-                }
-            }
-            // The figures themselves: no personal data, so they may live in the message's
-            // events; the HTML and the CSV attachment are made from the same run when sent.
-            let download = format!(
-                "{PUBLIC_URL}{}",
-                crate::report_runs::download_path(report, run.period_start)
-            );
-            let body = run.text(&download);
-            Ok(recipients
-                .into_iter()
-                .enumerate()
-                .map(|(i, address)| QueuedMessage {
-                    cause: format!("{}:{i}", cause(e)),
-                    kind: MessageKind::ScheduledReport,
-                    channel: Channel::Email,
-                    recipient: Recipient::Email { address },
-                    subject: Some(run.subject()),
-                    body: body.clone(),
-                })
-                .collect())
-        }
+        "Opportunity" => offer(crm, e, earlier),
+        "Promotion" => promotion(crm, e, earlier),
+        "ReviewRequest" => review_request(crm, e, &earlier),
+        "ScheduledReport" => report(crm, e, earlier).await,
         _ => Ok(vec![]),
     }
+}
+
+/// A message to the customer, caused by `e`.
+fn customer_message(
+    e: &RecordedEvent,
+    kind: MessageKind,
+    channel: Channel,
+    customer_id: CustomerId,
+    subject: Option<String>,
+    body: String,
+) -> QueuedMessage {
+    QueuedMessage {
+        cause: cause(e),
+        kind,
+        channel,
+        recipient: Recipient::Customer { customer_id },
+        subject,
+        // The opt-out sentence and unsubscribe link are the sender's (worker::outbox::compose),
+        // as is rendering a promotion's template: the customer's details stay out of here.
+        body,
+    }
+}
+
+/// An offer sent: the offer's text, with the auto-offer's discount when one was set.
+fn offer(
+    crm: &Crm,
+    e: &RecordedEvent,
+    earlier: Vec<RecordedEvent>,
+) -> Result<Vec<QueuedMessage>, AppError> {
+    let store = crm.opportunities();
+    let OpportunityEvent::OfferSent {
+        customer_id,
+        channel,
+        ..
+    } = store.store().decode(e.clone())?
+    else {
+        return Ok(vec![]);
+    };
+    let mut offer = None;
+    for h in earlier {
+        if let OpportunityEvent::AutoOfferConfigured {
+            discount,
+            expires_at,
+            ..
+        } = store.store().decode(h)?
+        {
+            offer = Some((discount, expires_at));
+        }
+    }
+    let text = match offer {
+        Some((d, until)) => format!(
+            "Dirt Free Carpet Cleaning: a special offer for you, {} your next cleaning, valid until {}.",
+            discount_text(&d),
+            until.with_timezone(&crm.services().tz).format("%B %-d, %Y")
+        ),
+        None => "Dirt Free Carpet Cleaning: a special offer is waiting for you.".into(),
+    };
+    Ok(vec![customer_message(
+        e,
+        MessageKind::Offer,
+        channel,
+        customer_id,
+        Some("A special offer from Dirt Free".into()),
+        text,
+    )])
+}
+
+/// A promotion delivered: its template as written (rendered for the customer when sent).
+fn promotion(
+    crm: &Crm,
+    e: &RecordedEvent,
+    earlier: Vec<RecordedEvent>,
+) -> Result<Vec<QueuedMessage>, AppError> {
+    let store = crm.promotions();
+    let PromotionEvent::PromotionDelivered {
+        customer_id,
+        channel,
+        ..
+    } = store.store().decode(e.clone())?
+    else {
+        return Ok(vec![]);
+    };
+    let mut content: Option<PromotionContent> = None;
+    for h in earlier {
+        match store.store().decode(h)? {
+            PromotionEvent::PromotionCreated { content: c, .. }
+            | PromotionEvent::PromotionUpdated { content: c, .. } => content = Some(c),
+            _ => {}
+        }
+    }
+    let Some(c) = content else { return Ok(vec![]) };
+    // The template as written: it is rendered for the customer when sent.
+    Ok(vec![customer_message(
+        e,
+        MessageKind::Promotion,
+        channel,
+        customer_id,
+        Some(c.name.to_string()),
+        c.template.to_string(),
+    )])
+}
+
+/// A review asked for or a reminder: the link to leave one, on the request's channel.
+fn review_request(
+    crm: &Crm,
+    e: &RecordedEvent,
+    earlier: &[RecordedEvent],
+) -> Result<Vec<QueuedMessage>, AppError> {
+    let store = crm.review_requests();
+    let (kind, customer_id) = match store.store().decode(e.clone())? {
+        ReviewRequestEvent::ReviewRequested { customer_id, .. } => {
+            (MessageKind::ReviewRequest, customer_id)
+        }
+        ReviewRequestEvent::ReviewReminderSent { customer_id, .. } => {
+            (MessageKind::ReviewReminder, customer_id)
+        }
+        ReviewRequestEvent::ReviewRequestFulfilled { .. } => return Ok(vec![]),
+    };
+    // The channel is the request's (reminders go the same way).
+    let mut channel = None;
+    for h in earlier.iter().chain([e]).cloned() {
+        if let ReviewRequestEvent::ReviewRequested { channel: c, .. } = store.store().decode(h)? {
+            channel = Some(c);
+        }
+    }
+    let Some(channel) = channel else {
+        return Ok(vec![]);
+    };
+    let request = ReviewRequestId::parse(&e.aggregate_id)
+        .map_err(|v| AppError::validation(v.field, v.message))?;
+    let lead = match kind {
+        MessageKind::ReviewReminder => "A quick reminder from Dirt Free:",
+        _ => "Thanks for choosing Dirt Free!",
+    };
+    Ok(vec![customer_message(
+        e,
+        kind,
+        channel,
+        customer_id,
+        Some("How did we do?".into()),
+        format!("{lead} How did we do? Leave a review: {PUBLIC_URL}/review/{request}"),
+    )])
+}
+
+/// A scheduled report generated: one email per recipient, with the run's figures.
+async fn report(
+    crm: &Crm,
+    e: &RecordedEvent,
+    earlier: Vec<RecordedEvent>,
+) -> Result<Vec<QueuedMessage>, AppError> {
+    let Ok(report) = ScheduledReportId::parse(&e.aggregate_id) else {
+        return Ok(vec![]);
+    };
+    let Some(run) = crate::report_runs::find(
+        crm,
+        report,
+        crate::report_runs::Which::AtSequence(e.sequence),
+    )
+    .await?
+    else {
+        return Ok(vec![]);
+    };
+    let store = crm.scheduled_reports();
+    let mut recipients = vec![];
+    for h in earlier {
+        match store.store().decode(h)? {
+            ScheduledReportEvent::ScheduledReportDefined { recipients: r, .. }
+            | ScheduledReportEvent::ScheduledReportRecipientsChanged { recipients: r, .. } => {
+                recipients = r
+            }
+            _ => {}
+        }
+    }
+    // The figures themselves: no personal data, so they may live in the message's
+    // events; the HTML and the CSV attachment are made from the same run when sent.
+    let download = format!(
+        "{PUBLIC_URL}{}",
+        crate::report_runs::download_path(report, run.period_start)
+    );
+    let body = run.text(&download);
+    Ok(recipients
+        .into_iter()
+        .enumerate()
+        .map(|(i, address)| QueuedMessage {
+            cause: format!("{}:{i}", cause(e)),
+            kind: MessageKind::ScheduledReport,
+            channel: Channel::Email,
+            recipient: Recipient::Email { address },
+            subject: Some(run.subject()),
+            body: body.clone(),
+        })
+        .collect())
 }

@@ -130,3 +130,37 @@ pub fn list(status: &str, kind: &str, customer: &str) -> crate::Listing {
         vec![status.into(), kind.into(), customer.into()],
     )
 }
+
+/// Why a message counts as given up (the vendor refused it, retries ran out, or nobody
+/// knows whether it went): not a missing consent or a vendor left unconfigured on purpose.
+const GAVE_UP: &str = "'rejected', 'retries_exhausted', 'outcome_unknown'";
+
+/// Per channel, how many customer and report messages queued after `since` (RFC 3339 UTC)
+/// and after the newest one the channel sent gave up: what alerting calls a channel that is
+/// not going out. Queue times, not update times: a late delivery report on an old message
+/// says nothing about sending now. Alerts themselves are left out.
+///
+/// # Errors
+/// When the read model cannot be read.
+pub async fn given_up_since_last_sent(
+    db: &crate::db::ReadDb,
+    since: &str,
+) -> Result<Vec<(String, i64)>, crate::db::DbError> {
+    let rows = db
+        .query(
+            &format!(
+                "SELECT m.channel, COUNT(*) AS n FROM rm_messages m
+                 WHERE m.kind <> 'alert' AND m.status = 'not_sent' AND m.not_sent_reason IN ({GAVE_UP})
+                   AND m.queued_at > $1
+                   AND m.queued_at > COALESCE((SELECT MAX(s.queued_at) FROM rm_messages s
+                        WHERE s.channel = m.channel AND s.status = 'sent' AND s.kind <> 'alert'
+                          AND s.queued_at > $1), '')
+                 GROUP BY m.channel"
+            ),
+            &[since.into()],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok((crate::row::text(r, "channel")?, crate::row::int(r, "n")?)))
+        .collect()
+}

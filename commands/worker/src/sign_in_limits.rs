@@ -166,7 +166,7 @@ impl Network {
         }
     }
 
-    /// The network of a client address as [`crate::graphql::context::client_ip`] wrote it.
+    /// The network of a client address as `api`'s `client_ip` wrote it.
     /// Text that is no address (it always is) shares one network, so it cannot escape a limit.
     pub fn of_client(client_ip: &str) -> Self {
         client_ip.parse().map_or(Network::V6(u64::MAX), Network::of)
