@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use commands::{LogPosition, LogTail};
-use projections::{Param, ReadDb};
+use projections::{row, Param, ReadDb};
 use sha2::{Digest, Sha256};
 
 use crate::aggregates;
@@ -28,38 +28,54 @@ fn hex_sha(parts: &[&str]) -> String {
     hex::encode(h.finalize())
 }
 
-pub async fn run(ctx: &Ctx, opts: Opts) -> anyhow::Result<i32> {
-    let db = ReadDb::of(&ctx.log);
-    let sealed: HashMap<(String, String, i64), String> = db
+/// An event's fingerprint as `log_seals` keeps it: its stream, sequence and ordinal, the
+/// hash of its content and of the chain up to it.
+type Seal = (String, String, i64, i64, String, String);
+
+/// The fingerprints sealed so far, by stream and sequence.
+async fn sealed(db: &ReadDb) -> anyhow::Result<HashMap<(String, String, i64), String>> {
+    let rows = db
         .query(
             "SELECT aggregate_type, aggregate_id, sequence, content_hash FROM log_seals",
             &[],
         )
-        .await?
-        .into_iter()
-        .map(|r| {
-            let s = |k: &str| {
-                r.get(k)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            (
-                (
-                    s("aggregate_type"),
-                    s("aggregate_id"),
-                    r.get("sequence")
-                        .and_then(serde_json::Value::as_i64)
-                        .unwrap_or(0),
-                ),
-                s("content_hash"),
+        .await?;
+    let mut sealed = HashMap::new();
+    for r in &rows {
+        let key = (
+            row::text(r, "aggregate_type")?,
+            row::text(r, "aggregate_id")?,
+            row::int(r, "sequence")?,
+        );
+        sealed.insert(key, row::text(r, "content_hash")?);
+    }
+    Ok(sealed)
+}
+
+/// Seals the events that had no fingerprint yet, 500 to a transaction.
+async fn seal(db: &ReadDb, to_seal: &[Seal]) -> anyhow::Result<()> {
+    for chunk in to_seal.chunks(500) {
+        let mut tx = db.begin().await?;
+        for (t, id, seq, ord, content, chain) in chunk {
+            tx.execute(
+                "INSERT INTO log_seals (aggregate_type, aggregate_id, sequence, ordinal, content_hash, chain_hash)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (aggregate_type, aggregate_id, sequence) DO NOTHING",
+                &[Param::from(t.clone()), id.clone().into(), (*seq).into(), (*ord).into(), content.clone().into(), chain.clone().into()],
             )
-        })
-        .collect();
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+pub async fn run(ctx: &Ctx, opts: Opts) -> anyhow::Result<i32> {
+    let db = ReadDb::of(&ctx.log);
+    let sealed = sealed(&db).await?;
     let mut problems = Vec::new();
     let mut last_seq: HashMap<(String, String), u64> = HashMap::new();
     let mut seen: HashSet<(String, String, i64)> = HashSet::new();
-    let mut to_seal: Vec<(String, String, i64, i64, String, String)> = Vec::new();
+    let mut to_seal: Vec<Seal> = Vec::new();
     let mut chain = String::new();
     let mut ordinal = 0i64;
     // The hash chain covers the stored bytes (personal fields encrypted);
@@ -151,19 +167,8 @@ pub async fn run(ctx: &Ctx, opts: Opts) -> anyhow::Result<i32> {
     for p in &problems {
         println!("{p}");
     }
-    if !opts.no_seal && !to_seal.is_empty() {
-        for chunk in to_seal.chunks(500) {
-            let mut tx = db.begin().await?;
-            for (t, id, seq, ord, content, chain) in chunk {
-                tx.execute(
-                    "INSERT INTO log_seals (aggregate_type, aggregate_id, sequence, ordinal, content_hash, chain_hash)
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (aggregate_type, aggregate_id, sequence) DO NOTHING",
-                    &[Param::from(t.clone()), id.clone().into(), (*seq).into(), (*ord).into(), content.clone().into(), chain.clone().into()],
-                )
-                .await?;
-            }
-            tx.commit().await?;
-        }
+    if !opts.no_seal {
+        seal(&db, &to_seal).await?;
     }
     eprintln!(
         "verified {ordinal} events: {} problem(s); {} newly sealed; chain head {}",

@@ -12,7 +12,7 @@ use domain::customer::Customer;
 use domain::ids::OutboundMessageId;
 use domain::message::{
     backoff, idempotency_key, MessageCommand, MessageKind, MessageStatus, OutboundMessage,
-    Recipient,
+    Provider, Recipient,
 };
 use domain::Actor as DomainActor;
 use tokio::task::JoinHandle;
@@ -269,46 +269,10 @@ impl OutboxWorker {
         } else {
             None
         };
-        let now = self.now();
-        let start = MessageCommand::StartAttempt {
-            provider: sender.as_ref().map(|s| s.provider()),
-            eligibility,
-            claim_lease: self.settings.claim_lease,
-            idempotency_window: self.settings.idempotency_window,
-            quiet_until: self
-                .settings
-                .quiet_hours
-                .and_then(|q| q.until(now, self.crm.services().tz)),
-        };
-        let outcome = match messages
-            .execute(id, DomainActor::System, start, &self.meta())
-            .await
+        if !self
+            .start_attempt(id, sender.as_ref().map(|s| s.provider()), eligibility)
+            .await?
         {
-            Ok(o) => o,
-            // Someone else has it, it is not due, or it is done: nothing to do now.
-            Err(AppError::Conflict { .. })
-            | Err(AppError::Rule {
-                code: "ATTEMPT_IN_PROGRESS" | "ATTEMPT_NOT_DUE" | "MESSAGE_FINISHED",
-                ..
-            }) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        if !outcome
-            .events
-            .iter()
-            .any(|e| e.event_type == "MessageSendStarted")
-        {
-            let types: Vec<&str> = outcome
-                .events
-                .iter()
-                .map(|e| e.event_type.as_str())
-                .collect();
-            if types == ["MessageHeld"] {
-                tracing::info!(message_id = %id, "outbox: marketing held for quiet hours");
-                return Ok(());
-            }
-            tracing::info!(message_id = %id, events = ?types, "outbox: message not sent");
-            self.forget_secret(id).await;
             return Ok(());
         }
         let claimed = messages.load(id).await?.aggregate;
@@ -316,16 +280,7 @@ impl OutboxWorker {
             return Ok(());
         };
         let resumed = claim.attempt <= m.attempts();
-        // A password-reset link's token is not in the log: it waits in its own table.
-        let secret = if claimed.body().contains(reset_tokens::PLACEHOLDER) {
-            let db = projections::ReadDb::of(self.crm.log());
-            match reset_tokens::token(&db, id, self.now()).await {
-                Ok(t) => Some(t),
-                Err(e) => return Err(AppError::Store(StoreError::Database(e.to_string()))),
-            }
-        } else {
-            None
-        };
+        let secret = self.reset_token_of(id, &claimed).await?;
         let cmd = match (&sender, address) {
             // The token expired (or was forgotten) before the link could go out.
             _ if secret == Some(None) => MessageCommand::RecordRejected {
@@ -343,20 +298,8 @@ impl OutboxWorker {
                 };
                 match composed {
                     Ok(c) => {
-                        let mut body = c.body;
-                        if let Some(Some(token)) = &secret {
-                            body = body.replace(reset_tokens::PLACEHOLDER, token);
-                        }
-                        let outgoing = Outgoing {
-                            to,
-                            subject: claimed.subject().map(str::to_string),
-                            body,
-                            idempotency_key: idempotency_key(id),
-                            headers: c.headers,
-                            html: c.html,
-                            attachments: c.attachments,
-                        };
-                        let result = sender.send(&outgoing).await;
+                        let token = secret.as_ref().and_then(|s| s.as_deref());
+                        let result = sender.send(&outgoing(id, to, &claimed, c, token)).await;
                         tracing::info!(message_id = %id, provider = claim.provider.as_str(), attempt = claim.attempt, resumed, ok = result.is_ok(), "outbox: vendor answered");
                         self.outcome_command(claim, result)
                     }
@@ -385,6 +328,78 @@ impl OutboxWorker {
             self.forget_secret(id).await;
         }
         Ok(())
+    }
+
+    /// Claims the message for an attempt now; false when there is nothing to send now (another
+    /// worker has it, it is not due, it is done, held for quiet hours, or not sendable).
+    async fn start_attempt(
+        &self,
+        id: OutboundMessageId,
+        provider: Option<Provider>,
+        eligibility: MarketingEligibility,
+    ) -> Result<bool, AppError> {
+        let now = self.now();
+        let start = MessageCommand::StartAttempt {
+            provider,
+            eligibility,
+            claim_lease: self.settings.claim_lease,
+            idempotency_window: self.settings.idempotency_window,
+            quiet_until: self
+                .settings
+                .quiet_hours
+                .and_then(|q| q.until(now, self.crm.services().tz)),
+        };
+        let outcome = match self
+            .crm
+            .messages()
+            .execute(id, DomainActor::System, start, &self.meta())
+            .await
+        {
+            Ok(o) => o,
+            // Someone else has it, it is not due, or it is done: nothing to do now.
+            Err(AppError::Conflict { .. })
+            | Err(AppError::Rule {
+                code: "ATTEMPT_IN_PROGRESS" | "ATTEMPT_NOT_DUE" | "MESSAGE_FINISHED",
+                ..
+            }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if outcome
+            .events
+            .iter()
+            .any(|e| e.event_type == "MessageSendStarted")
+        {
+            return Ok(true);
+        }
+        let types: Vec<&str> = outcome
+            .events
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect();
+        if types == ["MessageHeld"] {
+            tracing::info!(message_id = %id, "outbox: marketing held for quiet hours");
+            return Ok(false);
+        }
+        tracing::info!(message_id = %id, events = ?types, "outbox: message not sent");
+        self.forget_secret(id).await;
+        Ok(false)
+    }
+
+    /// A password-reset link's token, which is not in the log but waits in its own table:
+    /// None when the message carries none, `Some(None)` when it expired or was forgotten.
+    async fn reset_token_of(
+        &self,
+        id: OutboundMessageId,
+        claimed: &OutboundMessage,
+    ) -> Result<Option<Option<String>>, AppError> {
+        if !claimed.body().contains(reset_tokens::PLACEHOLDER) {
+            return Ok(None);
+        }
+        let db = projections::ReadDb::of(self.crm.log());
+        reset_tokens::token(&db, id, self.now())
+            .await
+            .map(Some)
+            .map_err(|e| AppError::Store(StoreError::Database(e.to_string())))
     }
 
     /// What the recipient reads: a promotion's template rendered for them, every marketing
@@ -509,11 +524,33 @@ impl OutboxWorker {
     }
 }
 
-/// The customer's phone or email. Read through the state's serialised form until `Customer`
-/// has accessors for them (customer.rs is being changed elsewhere).
+/// The customer's phone or email on `channel`, if they have one.
 fn customer_address(c: &Customer, channel: Channel) -> Option<String> {
     match channel {
         Channel::Sms => c.phone().map(|p| p.to_string()),
         Channel::Email => c.email().map(|e| e.to_string()),
+    }
+}
+
+/// The vendor request for a claimed message, its reset token (if any) in place.
+fn outgoing(
+    id: OutboundMessageId,
+    to: String,
+    claimed: &OutboundMessage,
+    c: compose::Composed,
+    token: Option<&str>,
+) -> Outgoing {
+    let mut body = c.body;
+    if let Some(token) = token {
+        body = body.replace(reset_tokens::PLACEHOLDER, token);
+    }
+    Outgoing {
+        to,
+        subject: claimed.subject().map(str::to_string),
+        body,
+        idempotency_key: idempotency_key(id),
+        headers: c.headers,
+        html: c.html,
+        attachments: c.attachments,
     }
 }
