@@ -321,10 +321,22 @@ pub struct Job {
     paid: bool,
 }
 
-fn parse_services(raw: &[String]) -> Result<Vec<NonEmptyText>, ValidationError> {
-    raw.iter()
+/// What a decision returns: the events to record, or why nothing is.
+type Decision = Result<Vec<JobEvent>, JobError>;
+
+/// The services of a booking or a completion: each valid, at least one.
+fn required_services(raw: &[String]) -> Result<Vec<NonEmptyText>, ValidationError> {
+    let services = raw
+        .iter()
         .map(|s| NonEmptyText::parse("services", s, 100))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    if services.is_empty() {
+        return Err(ValidationError::new(
+            "services",
+            "at least one service is required",
+        ));
+    }
+    Ok(services)
 }
 
 impl Job {
@@ -366,203 +378,251 @@ impl Job {
     /// # Errors
     /// [`JobError`]; nothing is recorded when an error is returned.
     pub fn decide(&self, cmd: JobCommand, ctx: &CommandContext) -> Result<Vec<JobEvent>, JobError> {
+        self.ensure_actor_may(&cmd, ctx.actor)?;
         let at = ctx.now;
-        if let JobCommand::Book {
-            job_id,
-            customer_id,
-            source,
-            services,
-            window,
-        } = cmd
-        {
-            if self.status != JobStatus::New {
-                return Err(JobError::AlreadyExists);
-            }
-            if let Actor::Customer { id } = ctx.actor {
-                if id != customer_id {
-                    return Err(JobError::NotYourJob);
-                }
-            }
-            let services = parse_services(&services)?;
-            if services.is_empty() {
-                return Err(
-                    ValidationError::new("services", "at least one service is required").into(),
-                );
-            }
-            let mut events = vec![JobEvent::JobBooked {
+        match cmd {
+            JobCommand::Book {
                 job_id,
                 customer_id,
                 source,
                 services,
-                at,
-            }];
-            if let Some(window) = window {
-                events.push(JobEvent::JobScheduled {
-                    customer_id,
-                    window,
-                    at,
-                });
-            }
-            return Ok(events);
-        }
-
-        // A customer (the portal) may schedule, move or cancel their own job before work
-        // starts; everything else is staff's.
-        if let Actor::Customer { id } = ctx.actor {
-            if self.customer_id.is_some() && self.customer_id != Some(id) {
-                return Err(JobError::NotYourJob);
-            }
-            match cmd {
-                JobCommand::Schedule { .. }
-                | JobCommand::Reschedule { .. }
-                | JobCommand::Cancel { .. } => {
-                    if self.status == JobStatus::InProgress {
-                        return Err(JobError::AlreadyStarted);
-                    }
-                }
-                _ => return Err(JobError::StaffOnly),
-            }
-        }
-
-        // Payments may arrive for a job in any state (money already moved), but not twice.
-        if let JobCommand::RecordPayment {
-            payment_id,
-            amount_cents,
-            outcome,
-        } = cmd
-        {
-            let customer_id = self.customer_id.ok_or(JobError::UnknownJob)?;
-            let amount = Money::from_cents(amount_cents)?;
-            if amount == Money::ZERO {
-                return Err(ValidationError::new("amount_cents", "must be positive").into());
-            }
-            if self.paid {
-                return Err(JobError::AlreadyPaid);
-            }
-            return Ok(vec![match outcome {
-                PaymentOutcome::Paid => JobEvent::JobPaid {
-                    customer_id,
-                    payment_id,
-                    amount,
-                    at,
-                },
-                PaymentOutcome::Failed { reason } => JobEvent::JobPaymentFailed {
-                    customer_id,
-                    payment_id,
-                    amount,
-                    reason,
-                    at,
-                },
-            }]);
-        }
-
-        let customer_id = self.ensure_active()?;
-        let events = match cmd {
-            JobCommand::Book { .. } | JobCommand::RecordPayment { .. } => vec![],
-            JobCommand::Schedule { window } => {
-                if self.status != JobStatus::Booked {
-                    return Err(match self.status {
-                        JobStatus::InProgress => JobError::AlreadyStarted,
-                        _ => JobError::AlreadyScheduled,
-                    });
-                }
-                vec![JobEvent::JobScheduled {
-                    customer_id,
-                    window,
-                    at,
-                }]
-            }
+                window,
+            } => self.book(job_id, customer_id, source, &services, window, ctx),
+            JobCommand::Schedule { window } => self.schedule(window, at),
             JobCommand::Reschedule { window, reason } => {
-                let previous = match (self.status, self.window) {
-                    (JobStatus::InProgress, _) => return Err(JobError::AlreadyStarted),
-                    (JobStatus::Scheduled, Some(w)) => w,
-                    _ => return Err(JobError::NotScheduled),
-                };
-                if previous == window {
-                    return Err(
-                        ValidationError::new("window", "is the job's current window").into(),
-                    );
-                }
-                let reason = match reason.as_deref().map(str::trim) {
-                    None | Some("") => None,
-                    Some(r) => Some(Reason::parse(r)?),
-                };
-                vec![JobEvent::JobRescheduled {
-                    customer_id,
-                    previous,
-                    window,
-                    reason,
-                    at,
-                }]
+                self.reschedule(window, reason.as_deref(), at)
             }
             JobCommand::AssignTechnician { technician_id } => {
-                if self.technician_id == Some(technician_id) {
-                    vec![]
-                } else {
-                    vec![JobEvent::TechnicianAssigned {
-                        customer_id,
-                        technician_id,
-                        at,
-                    }]
-                }
+                self.assign_technician(technician_id, at)
             }
-            JobCommand::AssignVehicle { vehicle_id } => {
-                if self.vehicle_id == Some(vehicle_id) {
-                    vec![]
-                } else {
-                    vec![JobEvent::VehicleAssigned {
-                        customer_id,
-                        vehicle_id,
-                        at,
-                    }]
-                }
-            }
-            JobCommand::Start => match self.status {
-                JobStatus::Scheduled => vec![JobEvent::JobStarted {
-                    customer_id,
-                    technician_id: self.technician_id,
-                    at,
-                }],
-                JobStatus::InProgress => return Err(JobError::AlreadyStarted),
-                _ => return Err(JobError::NotScheduled),
-            },
+            JobCommand::AssignVehicle { vehicle_id } => self.assign_vehicle(vehicle_id, at),
+            JobCommand::Start => self.start(at),
             JobCommand::Complete {
                 amount_cents,
                 services,
                 technician_id,
-            } => {
-                if !matches!(self.status, JobStatus::Scheduled | JobStatus::InProgress) {
-                    return Err(JobError::NotScheduled);
-                }
-                let amount = Money::from_cents(amount_cents)?;
-                let services = parse_services(&services)?;
-                if services.is_empty() {
-                    return Err(ValidationError::new(
-                        "services",
-                        "at least one service is required",
-                    )
-                    .into());
-                }
-                let technician_id = technician_id.or(self.technician_id).ok_or_else(|| {
-                    ValidationError::new("technician_id", "no technician given or assigned")
-                })?;
-                vec![JobEvent::JobCompleted {
-                    customer_id,
-                    amount,
-                    services,
-                    technician_id,
-                    vehicle_id: self.vehicle_id,
-                    at,
-                }]
-            }
-            JobCommand::Cancel { reason } => vec![JobEvent::JobCancelled {
-                customer_id,
-                reason: Reason::parse(&reason)?,
-                cancelled_by: ctx.actor,
-                at,
-            }],
+            } => self.complete(amount_cents, &services, technician_id, at),
+            JobCommand::Cancel { reason } => self.cancel(&reason, ctx),
+            JobCommand::RecordPayment {
+                payment_id,
+                amount_cents,
+                outcome,
+            } => self.record_payment(payment_id, amount_cents, outcome, at),
+        }
+    }
+
+    /// A customer (the portal) may schedule, move or cancel their own job before work
+    /// starts; everything else is staff's. `Book` checks the customer itself, after refusing an
+    /// existing job.
+    fn ensure_actor_may(&self, cmd: &JobCommand, actor: Actor) -> Result<(), JobError> {
+        let Actor::Customer { id } = actor else {
+            return Ok(());
         };
+        if matches!(cmd, JobCommand::Book { .. }) {
+            return Ok(());
+        }
+        if self.customer_id.is_some() && self.customer_id != Some(id) {
+            return Err(JobError::NotYourJob);
+        }
+        match cmd {
+            JobCommand::Schedule { .. }
+            | JobCommand::Reschedule { .. }
+            | JobCommand::Cancel { .. } => {
+                if self.status == JobStatus::InProgress {
+                    return Err(JobError::AlreadyStarted);
+                }
+                Ok(())
+            }
+            _ => Err(JobError::StaffOnly),
+        }
+    }
+
+    /// Books the job, scheduled at once when a window is given.
+    fn book(
+        &self,
+        job_id: JobId,
+        customer_id: CustomerId,
+        source: BookingSource,
+        services: &[String],
+        window: Option<ScheduleWindow>,
+        ctx: &CommandContext,
+    ) -> Decision {
+        if self.status != JobStatus::New {
+            return Err(JobError::AlreadyExists);
+        }
+        if let Actor::Customer { id } = ctx.actor {
+            if id != customer_id {
+                return Err(JobError::NotYourJob);
+            }
+        }
+        let services = required_services(services)?;
+        let at = ctx.now;
+        let mut events = vec![JobEvent::JobBooked {
+            job_id,
+            customer_id,
+            source,
+            services,
+            at,
+        }];
+        if let Some(window) = window {
+            events.push(JobEvent::JobScheduled {
+                customer_id,
+                window,
+                at,
+            });
+        }
         Ok(events)
+    }
+
+    fn schedule(&self, window: ScheduleWindow, at: DateTime<Utc>) -> Decision {
+        let customer_id = self.ensure_active()?;
+        if self.status != JobStatus::Booked {
+            return Err(match self.status {
+                JobStatus::InProgress => JobError::AlreadyStarted,
+                _ => JobError::AlreadyScheduled,
+            });
+        }
+        Ok(vec![JobEvent::JobScheduled {
+            customer_id,
+            window,
+            at,
+        }])
+    }
+
+    /// Moves a scheduled job to a different window; the previous one goes into history.
+    fn reschedule(
+        &self,
+        window: ScheduleWindow,
+        reason: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Decision {
+        let customer_id = self.ensure_active()?;
+        let previous = match (self.status, self.window) {
+            (JobStatus::InProgress, _) => return Err(JobError::AlreadyStarted),
+            (JobStatus::Scheduled, Some(w)) => w,
+            _ => return Err(JobError::NotScheduled),
+        };
+        if previous == window {
+            return Err(ValidationError::new("window", "is the job's current window").into());
+        }
+        let reason = match reason.map(str::trim) {
+            None | Some("") => None,
+            Some(r) => Some(Reason::parse(r)?),
+        };
+        Ok(vec![JobEvent::JobRescheduled {
+            customer_id,
+            previous,
+            window,
+            reason,
+            at,
+        }])
+    }
+
+    fn assign_technician(&self, technician_id: StaffUserId, at: DateTime<Utc>) -> Decision {
+        let customer_id = self.ensure_active()?;
+        if self.technician_id == Some(technician_id) {
+            return Ok(vec![]);
+        }
+        Ok(vec![JobEvent::TechnicianAssigned {
+            customer_id,
+            technician_id,
+            at,
+        }])
+    }
+
+    fn assign_vehicle(&self, vehicle_id: VehicleId, at: DateTime<Utc>) -> Decision {
+        let customer_id = self.ensure_active()?;
+        if self.vehicle_id == Some(vehicle_id) {
+            return Ok(vec![]);
+        }
+        Ok(vec![JobEvent::VehicleAssigned {
+            customer_id,
+            vehicle_id,
+            at,
+        }])
+    }
+
+    fn start(&self, at: DateTime<Utc>) -> Decision {
+        let customer_id = self.ensure_active()?;
+        match self.status {
+            JobStatus::Scheduled => Ok(vec![JobEvent::JobStarted {
+                customer_id,
+                technician_id: self.technician_id,
+                at,
+            }]),
+            JobStatus::InProgress => Err(JobError::AlreadyStarted),
+            _ => Err(JobError::NotScheduled),
+        }
+    }
+
+    /// Completes a scheduled or started job; the technician defaults to the assigned one.
+    fn complete(
+        &self,
+        amount_cents: i64,
+        services: &[String],
+        technician_id: Option<StaffUserId>,
+        at: DateTime<Utc>,
+    ) -> Decision {
+        let customer_id = self.ensure_active()?;
+        if !matches!(self.status, JobStatus::Scheduled | JobStatus::InProgress) {
+            return Err(JobError::NotScheduled);
+        }
+        let amount = Money::from_cents(amount_cents)?;
+        let services = required_services(services)?;
+        let technician_id = technician_id.or(self.technician_id).ok_or_else(|| {
+            ValidationError::new("technician_id", "no technician given or assigned")
+        })?;
+        Ok(vec![JobEvent::JobCompleted {
+            customer_id,
+            amount,
+            services,
+            technician_id,
+            vehicle_id: self.vehicle_id,
+            at,
+        }])
+    }
+
+    fn cancel(&self, reason: &str, ctx: &CommandContext) -> Decision {
+        let customer_id = self.ensure_active()?;
+        Ok(vec![JobEvent::JobCancelled {
+            customer_id,
+            reason: Reason::parse(reason)?,
+            cancelled_by: ctx.actor,
+            at: ctx.now,
+        }])
+    }
+
+    /// Payments may arrive for a job in any state (money already moved), but not twice.
+    fn record_payment(
+        &self,
+        payment_id: PaymentId,
+        amount_cents: i64,
+        outcome: PaymentOutcome,
+        at: DateTime<Utc>,
+    ) -> Decision {
+        let customer_id = self.customer_id.ok_or(JobError::UnknownJob)?;
+        let amount = Money::from_cents(amount_cents)?;
+        if amount == Money::ZERO {
+            return Err(ValidationError::new("amount_cents", "must be positive").into());
+        }
+        if self.paid {
+            return Err(JobError::AlreadyPaid);
+        }
+        Ok(vec![match outcome {
+            PaymentOutcome::Paid => JobEvent::JobPaid {
+                customer_id,
+                payment_id,
+                amount,
+                at,
+            },
+            PaymentOutcome::Failed { reason } => JobEvent::JobPaymentFailed {
+                customer_id,
+                payment_id,
+                amount,
+                reason,
+                at,
+            },
+        }])
     }
 
     /// Folds one event into the state.

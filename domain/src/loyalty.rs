@@ -341,6 +341,9 @@ pub enum LoyaltyError {
 }
 validation_error!(LoyaltyError);
 
+/// What a decision returns: the events to record, or why nothing is.
+type Decision = Result<Vec<LoyaltyEvent>, LoyaltyError>;
+
 /// Unspent points earned at one instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Lot {
@@ -432,152 +435,55 @@ impl LoyaltyAccount {
         ctx: &CommandContext,
         rules: &LoyaltyRules,
     ) -> Result<Vec<LoyaltyEvent>, LoyaltyError> {
-        let at = ctx.now;
-        if let LoyaltyCommand::Enrol { customer_id } = cmd {
-            if self.customer_id.is_some() {
-                return Err(LoyaltyError::AlreadyEnrolled);
-            }
-            return Ok(vec![LoyaltyEvent::LoyaltyAccountEnrolled {
-                account_id: LoyaltyAccountId::for_customer(customer_id),
-                customer_id,
-                at,
-            }]);
-        }
-        let customer_id = self.customer_id.ok_or(LoyaltyError::NotEnrolled)?;
-        if let Actor::Customer { id } = ctx.actor {
-            if id != customer_id {
-                return Err(LoyaltyError::NotYourAccount);
-            }
-        }
-        let mut events = match cmd {
-            LoyaltyCommand::Enrol { .. } => vec![],
+        match cmd {
+            LoyaltyCommand::Enrol { customer_id } => self.enrol(customer_id, ctx.now),
             LoyaltyCommand::EarnForJob {
                 job_id,
                 amount_cents,
-            } => {
-                let amount = Money::from_cents(amount_cents)?;
-                let points = rules.points_for(amount);
-                // Retried policies must not pay twice; a zero-point job records nothing.
-                if self.jobs.contains(&job_id) || points == 0 {
-                    return Ok(vec![]);
-                }
-                self.check_balance_room(points)?;
-                vec![LoyaltyEvent::PointsEarned {
-                    customer_id,
-                    job_id,
-                    amount,
-                    points,
-                    at,
-                }]
-            }
-            LoyaltyCommand::Award { points, reason } => {
-                let awarded_by = ctx
-                    .actor
-                    .staff_id()
-                    .ok_or(LoyaltyError::StaffActorRequired)?;
-                let points = positive_points(points)?;
-                let reason = Reason::parse(&reason)?;
-                self.check_balance_room(points)?;
-                vec![LoyaltyEvent::PointsAwarded {
-                    customer_id,
-                    points,
-                    reason,
-                    awarded_by,
-                    at,
-                }]
-            }
-            LoyaltyCommand::Redeem { points, reward } => {
-                let points = positive_points(points)?;
-                let reward = NonEmptyText::parse("reward", &reward, 200)?;
-                if points > self.balance {
-                    return Err(LoyaltyError::InsufficientPoints {
-                        balance: self.balance,
-                        requested: points,
-                    });
-                }
-                vec![LoyaltyEvent::PointsRedeemed {
-                    customer_id,
-                    points,
-                    reward,
-                    at,
-                }]
-            }
-            LoyaltyCommand::ExpirePoints => match rules.expiry() {
-                None => vec![],
-                Some(period) => {
-                    let earned_before = at - period;
-                    let points: i64 = self
-                        .lots
-                        .iter()
-                        .filter(|l| l.earned_at <= earned_before)
-                        .map(|l| l.remaining)
-                        .sum();
-                    if points == 0 {
-                        vec![]
-                    } else {
-                        vec![LoyaltyEvent::PointsExpired {
-                            customer_id,
-                            points,
-                            earned_before,
-                            at,
-                        }]
-                    }
-                }
-            },
+            } => self.earn_for_job(job_id, amount_cents, ctx, rules),
+            LoyaltyCommand::Award { points, reason } => self.award(points, &reason, ctx, rules),
+            LoyaltyCommand::Redeem { points, reward } => self.redeem(points, &reward, ctx, rules),
+            LoyaltyCommand::ExpirePoints => self.expire_points(ctx, rules),
             LoyaltyCommand::AwardBirthdayBonus { birthday } => {
-                let today = ctx.today();
-                if !is_annual_day(birthday, today) {
-                    return Err(LoyaltyError::NotTheCustomersDay {
-                        occasion: "birthday",
-                    });
-                }
-                let points = i64::from(rules.birthday_bonus);
-                if self.birthday_years.contains(&today.year()) || points == 0 {
-                    return Ok(vec![]);
-                }
-                vec![LoyaltyEvent::BirthdayBonusAwarded {
-                    customer_id,
-                    year: today.year(),
-                    points,
-                    at,
-                }]
+                self.award_birthday_bonus(birthday, ctx, rules)
             }
             LoyaltyCommand::AwardAnniversaryBonus { customer_since } => {
-                let today = ctx.today();
-                if today.year() <= customer_since.year() || !is_annual_day(customer_since, today) {
-                    return Err(LoyaltyError::NotTheCustomersDay {
-                        occasion: "anniversary",
-                    });
-                }
-                let points = i64::from(rules.anniversary_bonus);
-                if self.anniversary_years.contains(&today.year()) || points == 0 {
-                    return Ok(vec![]);
-                }
-                vec![LoyaltyEvent::AnniversaryBonusAwarded {
-                    customer_id,
-                    year: today.year(),
-                    points,
-                    at,
-                }]
+                self.award_anniversary_bonus(customer_since, ctx, rules)
             }
             LoyaltyCommand::AwardReferralBonus {
                 referral_id,
                 points,
-            } => {
-                let points = positive_points(points)?;
-                if self.referrals.contains(&referral_id) {
-                    return Ok(vec![]);
-                }
-                self.check_balance_room(points)?;
-                vec![LoyaltyEvent::ReferralBonusAwarded {
-                    customer_id,
-                    referral_id,
-                    points,
-                    at,
-                }]
+            } => self.award_referral_bonus(referral_id, points, ctx, rules),
+            LoyaltyCommand::EvaluateTier => self.evaluate_tier(ctx, rules),
+        }
+    }
+
+    /// Earned points leave the tier window as time passes, with no event to show it.
+    fn evaluate_tier(&self, ctx: &CommandContext, rules: &LoyaltyRules) -> Decision {
+        self.account_holder(ctx.actor)?;
+        Ok(self.with_tier_change(vec![], ctx, rules))
+    }
+
+    /// The account's customer, when `actor` may use the account: every command but `Enrol`
+    /// needs one.
+    fn account_holder(&self, actor: Actor) -> Result<CustomerId, LoyaltyError> {
+        let customer_id = self.customer_id.ok_or(LoyaltyError::NotEnrolled)?;
+        if let Actor::Customer { id } = actor {
+            if id != customer_id {
+                return Err(LoyaltyError::NotYourAccount);
             }
-            LoyaltyCommand::EvaluateTier => vec![],
-        };
+        }
+        Ok(customer_id)
+    }
+
+    /// `events` followed by a `TierChanged` when, with them, the tier moves (earned points
+    /// also leave the window as time passes).
+    fn with_tier_change(
+        &self,
+        mut events: Vec<LoyaltyEvent>,
+        ctx: &CommandContext,
+        rules: &LoyaltyRules,
+    ) -> Vec<LoyaltyEvent> {
         let mut next = self.clone();
         for e in &events {
             next.apply_event(e.clone());
@@ -585,7 +491,199 @@ impl LoyaltyAccount {
         if let Some(change) = next.tier_change(ctx, rules) {
             events.push(change);
         }
-        Ok(events)
+        events
+    }
+
+    fn enrol(&self, customer_id: CustomerId, at: DateTime<Utc>) -> Decision {
+        if self.customer_id.is_some() {
+            return Err(LoyaltyError::AlreadyEnrolled);
+        }
+        Ok(vec![LoyaltyEvent::LoyaltyAccountEnrolled {
+            account_id: LoyaltyAccountId::for_customer(customer_id),
+            customer_id,
+            at,
+        }])
+    }
+
+    fn earn_for_job(
+        &self,
+        job_id: JobId,
+        amount_cents: i64,
+        ctx: &CommandContext,
+        rules: &LoyaltyRules,
+    ) -> Decision {
+        let customer_id = self.account_holder(ctx.actor)?;
+        let amount = Money::from_cents(amount_cents)?;
+        let points = rules.points_for(amount);
+        // Retried policies must not pay twice; a zero-point job records nothing.
+        if self.jobs.contains(&job_id) || points == 0 {
+            return Ok(vec![]);
+        }
+        self.check_balance_room(points)?;
+        let earned = LoyaltyEvent::PointsEarned {
+            customer_id,
+            job_id,
+            amount,
+            points,
+            at: ctx.now,
+        };
+        Ok(self.with_tier_change(vec![earned], ctx, rules))
+    }
+
+    fn award(
+        &self,
+        points: i64,
+        reason: &str,
+        ctx: &CommandContext,
+        rules: &LoyaltyRules,
+    ) -> Decision {
+        let customer_id = self.account_holder(ctx.actor)?;
+        let awarded_by = ctx
+            .actor
+            .staff_id()
+            .ok_or(LoyaltyError::StaffActorRequired)?;
+        let points = positive_points(points)?;
+        let reason = Reason::parse(reason)?;
+        self.check_balance_room(points)?;
+        let awarded = LoyaltyEvent::PointsAwarded {
+            customer_id,
+            points,
+            reason,
+            awarded_by,
+            at: ctx.now,
+        };
+        Ok(self.with_tier_change(vec![awarded], ctx, rules))
+    }
+
+    fn redeem(
+        &self,
+        points: i64,
+        reward: &str,
+        ctx: &CommandContext,
+        rules: &LoyaltyRules,
+    ) -> Decision {
+        let customer_id = self.account_holder(ctx.actor)?;
+        let points = positive_points(points)?;
+        let reward = NonEmptyText::parse("reward", reward, 200)?;
+        if points > self.balance {
+            return Err(LoyaltyError::InsufficientPoints {
+                balance: self.balance,
+                requested: points,
+            });
+        }
+        let redeemed = LoyaltyEvent::PointsRedeemed {
+            customer_id,
+            points,
+            reward,
+            at: ctx.now,
+        };
+        Ok(self.with_tier_change(vec![redeemed], ctx, rules))
+    }
+
+    /// Expires what is left of points earned more than the rules' period ago.
+    fn expire_points(&self, ctx: &CommandContext, rules: &LoyaltyRules) -> Decision {
+        let customer_id = self.account_holder(ctx.actor)?;
+        let at = ctx.now;
+        let events = match rules.expiry() {
+            None => vec![],
+            Some(period) => {
+                let earned_before = at - period;
+                let points: i64 = self
+                    .lots
+                    .iter()
+                    .filter(|l| l.earned_at <= earned_before)
+                    .map(|l| l.remaining)
+                    .sum();
+                if points == 0 {
+                    vec![]
+                } else {
+                    vec![LoyaltyEvent::PointsExpired {
+                        customer_id,
+                        points,
+                        earned_before,
+                        at,
+                    }]
+                }
+            }
+        };
+        Ok(self.with_tier_change(events, ctx, rules))
+    }
+
+    /// Once per calendar year, on the birthday (in the business's time zone).
+    fn award_birthday_bonus(
+        &self,
+        birthday: NaiveDate,
+        ctx: &CommandContext,
+        rules: &LoyaltyRules,
+    ) -> Decision {
+        let customer_id = self.account_holder(ctx.actor)?;
+        let today = ctx.today();
+        if !is_annual_day(birthday, today) {
+            return Err(LoyaltyError::NotTheCustomersDay {
+                occasion: "birthday",
+            });
+        }
+        let points = i64::from(rules.birthday_bonus);
+        if self.birthday_years.contains(&today.year()) || points == 0 {
+            return Ok(vec![]);
+        }
+        let bonus = LoyaltyEvent::BirthdayBonusAwarded {
+            customer_id,
+            year: today.year(),
+            points,
+            at: ctx.now,
+        };
+        Ok(self.with_tier_change(vec![bonus], ctx, rules))
+    }
+
+    /// Once per calendar year, on the anniversary (not in the year the customer joined).
+    fn award_anniversary_bonus(
+        &self,
+        customer_since: NaiveDate,
+        ctx: &CommandContext,
+        rules: &LoyaltyRules,
+    ) -> Decision {
+        let customer_id = self.account_holder(ctx.actor)?;
+        let today = ctx.today();
+        if today.year() <= customer_since.year() || !is_annual_day(customer_since, today) {
+            return Err(LoyaltyError::NotTheCustomersDay {
+                occasion: "anniversary",
+            });
+        }
+        let points = i64::from(rules.anniversary_bonus);
+        if self.anniversary_years.contains(&today.year()) || points == 0 {
+            return Ok(vec![]);
+        }
+        let bonus = LoyaltyEvent::AnniversaryBonusAwarded {
+            customer_id,
+            year: today.year(),
+            points,
+            at: ctx.now,
+        };
+        Ok(self.with_tier_change(vec![bonus], ctx, rules))
+    }
+
+    /// Once per referral.
+    fn award_referral_bonus(
+        &self,
+        referral_id: ReferralId,
+        points: i64,
+        ctx: &CommandContext,
+        rules: &LoyaltyRules,
+    ) -> Decision {
+        let customer_id = self.account_holder(ctx.actor)?;
+        let points = positive_points(points)?;
+        if self.referrals.contains(&referral_id) {
+            return Ok(vec![]);
+        }
+        self.check_balance_room(points)?;
+        let bonus = LoyaltyEvent::ReferralBonusAwarded {
+            customer_id,
+            referral_id,
+            points,
+            at: ctx.now,
+        };
+        Ok(self.with_tier_change(vec![bonus], ctx, rules))
     }
 
     fn earn(&mut self, at: DateTime<Utc>, points: i64) {

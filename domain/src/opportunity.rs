@@ -254,6 +254,9 @@ pub enum OpportunityError {
 }
 validation_error!(OpportunityError);
 
+/// What a decision returns: the events to record, or why nothing is.
+type Decision = Result<Vec<OpportunityEvent>, OpportunityError>;
+
 /// Where the opportunity stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -330,173 +333,248 @@ impl Opportunity {
         cmd: OpportunityCommand,
         ctx: &CommandContext,
     ) -> Result<Vec<OpportunityEvent>, OpportunityError> {
-        use OpportunityError as E;
         let at = ctx.now;
-        if let OpportunityCommand::Create {
-            opportunity_id,
-            customer_id,
-            title,
-            value_cents,
-            owner,
-        } = cmd
-        {
-            if self.customer_id.is_some() {
-                return Err(E::AlreadyExists);
-            }
-            return Ok(vec![OpportunityEvent::OpportunityCreated {
+        match cmd {
+            OpportunityCommand::Create {
                 opportunity_id,
                 customer_id,
-                title: NonEmptyText::parse("title", &title, 200)?,
-                value: Money::from_cents(value_cents).map_err(|e| e.in_field("value_cents"))?,
+                title,
+                value_cents,
                 owner,
-                at,
-            }]);
-        }
-        let customer_id = self.customer_id.ok_or(E::UnknownOpportunity)?;
-        if self.archived {
-            return Err(E::Archived);
-        }
-        let open = self.status == OpportunityStatus::Open;
-        let expired = |expires_at: Option<DateTime<Utc>>| {
-            self.offer == OfferStatus::Expired || expires_at.is_some_and(|e| at >= e)
-        };
-        let events = match cmd {
-            OpportunityCommand::Create { .. } => vec![],
-            OpportunityCommand::MoveStage { stage } => {
-                let from = self.stage.filter(|_| open).ok_or(E::Closed)?;
-                if from == stage {
-                    return Ok(vec![]);
-                }
-                vec![OpportunityEvent::OpportunityStageChanged {
-                    customer_id,
-                    from,
-                    to: stage,
-                    at,
-                }]
-            }
-            OpportunityCommand::Win { job_id } => {
-                if !open {
-                    return Err(E::Closed);
-                }
-                vec![OpportunityEvent::OpportunityWon {
-                    customer_id,
-                    job_id,
-                    value: self.value,
-                    at,
-                }]
-            }
-            OpportunityCommand::Lose { reason } => {
-                if !open {
-                    return Err(E::Closed);
-                }
-                vec![OpportunityEvent::OpportunityLost {
-                    customer_id,
-                    reason: Reason::parse(&reason)?,
-                    at,
-                }]
-            }
+            } => self.create(opportunity_id, customer_id, &title, value_cents, owner, at),
+            OpportunityCommand::MoveStage { stage } => self.move_stage(stage, at),
+            OpportunityCommand::Win { job_id } => self.win(job_id, at),
+            OpportunityCommand::Lose { reason } => self.lose(&reason, at),
             OpportunityCommand::ConfigureAutoOffer {
                 discount,
                 expires_at,
-            } => {
-                if !open {
-                    return Err(E::Closed);
-                }
-                if !matches!(self.offer, OfferStatus::None | OfferStatus::Configured) {
-                    return Err(E::OfferAlreadySent);
-                }
-                let discount = discount.validate()?;
-                if expires_at <= at {
-                    return Err(ValidationError::new("expires_at", "must be in the future").into());
-                }
-                vec![OpportunityEvent::AutoOfferConfigured {
-                    customer_id,
-                    discount,
-                    expires_at,
-                    at,
-                }]
-            }
+            } => self.configure_auto_offer(discount, expires_at, at),
             OpportunityCommand::SendOffer {
                 channel,
                 eligibility,
-            } => {
-                if !open {
-                    return Err(E::Closed);
-                }
-                match self.offer {
-                    OfferStatus::None => return Err(E::NoOffer),
-                    OfferStatus::Configured => {}
-                    OfferStatus::Accepted => return Err(E::OfferAlreadyAccepted),
-                    OfferStatus::Sent | OfferStatus::Expired => return Err(E::OfferAlreadySent),
-                }
-                if expired(self.expires_at) {
-                    return Err(E::OfferExpired);
-                }
-                if !eligibility.is_eligible() {
-                    return Err(E::CustomerNotReachable(eligibility));
-                }
-                vec![OpportunityEvent::OfferSent {
-                    customer_id,
-                    channel,
-                    at,
-                }]
+            } => self.send_offer(channel, eligibility, at),
+            OpportunityCommand::RecordOfferViewed => self.record_offer_viewed(at),
+            OpportunityCommand::AcceptOffer => self.accept_offer(at),
+            OpportunityCommand::ExpireOffer => self.expire_offer(at),
+            OpportunityCommand::FlagStale { inactive_days } => self.flag_stale(inactive_days, at),
+            OpportunityCommand::Archive => self.archive(at),
+        }
+    }
+
+    /// The customer of an opportunity that exists and is not archived: what every command but
+    /// `Create` needs.
+    fn ensure_current(&self) -> Result<CustomerId, OpportunityError> {
+        let customer_id = self
+            .customer_id
+            .ok_or(OpportunityError::UnknownOpportunity)?;
+        if self.archived {
+            return Err(OpportunityError::Archived);
+        }
+        Ok(customer_id)
+    }
+
+    fn is_open(&self) -> bool {
+        self.status == OpportunityStatus::Open
+    }
+
+    /// Whether the offer has expired, recorded or not.
+    fn offer_expired(&self, at: DateTime<Utc>) -> bool {
+        self.offer == OfferStatus::Expired || self.expires_at.is_some_and(|e| at >= e)
+    }
+
+    fn create(
+        &self,
+        opportunity_id: OpportunityId,
+        customer_id: CustomerId,
+        title: &str,
+        value_cents: i64,
+        owner: StaffUserId,
+        at: DateTime<Utc>,
+    ) -> Decision {
+        if self.customer_id.is_some() {
+            return Err(OpportunityError::AlreadyExists);
+        }
+        Ok(vec![OpportunityEvent::OpportunityCreated {
+            opportunity_id,
+            customer_id,
+            title: NonEmptyText::parse("title", title, 200)?,
+            value: Money::from_cents(value_cents).map_err(|e| e.in_field("value_cents"))?,
+            owner,
+            at,
+        }])
+    }
+
+    fn move_stage(&self, stage: PipelineStage, at: DateTime<Utc>) -> Decision {
+        let customer_id = self.ensure_current()?;
+        let from = self
+            .stage
+            .filter(|_| self.is_open())
+            .ok_or(OpportunityError::Closed)?;
+        if from == stage {
+            return Ok(vec![]);
+        }
+        Ok(vec![OpportunityEvent::OpportunityStageChanged {
+            customer_id,
+            from,
+            to: stage,
+            at,
+        }])
+    }
+
+    fn win(&self, job_id: JobId, at: DateTime<Utc>) -> Decision {
+        let customer_id = self.ensure_current()?;
+        if !self.is_open() {
+            return Err(OpportunityError::Closed);
+        }
+        Ok(vec![OpportunityEvent::OpportunityWon {
+            customer_id,
+            job_id,
+            value: self.value,
+            at,
+        }])
+    }
+
+    fn lose(&self, reason: &str, at: DateTime<Utc>) -> Decision {
+        let customer_id = self.ensure_current()?;
+        if !self.is_open() {
+            return Err(OpportunityError::Closed);
+        }
+        Ok(vec![OpportunityEvent::OpportunityLost {
+            customer_id,
+            reason: Reason::parse(reason)?,
+            at,
+        }])
+    }
+
+    /// Sets (or replaces, until it is sent) the offer's discount and expiry.
+    fn configure_auto_offer(
+        &self,
+        discount: Discount,
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Decision {
+        let customer_id = self.ensure_current()?;
+        if !self.is_open() {
+            return Err(OpportunityError::Closed);
+        }
+        if !matches!(self.offer, OfferStatus::None | OfferStatus::Configured) {
+            return Err(OpportunityError::OfferAlreadySent);
+        }
+        let discount = discount.validate()?;
+        if expires_at <= at {
+            return Err(ValidationError::new("expires_at", "must be in the future").into());
+        }
+        Ok(vec![OpportunityEvent::AutoOfferConfigured {
+            customer_id,
+            discount,
+            expires_at,
+            at,
+        }])
+    }
+
+    /// Sends a configured, unexpired offer to a customer who may be messaged on `channel`.
+    fn send_offer(
+        &self,
+        channel: Channel,
+        eligibility: MarketingEligibility,
+        at: DateTime<Utc>,
+    ) -> Decision {
+        let customer_id = self.ensure_current()?;
+        if !self.is_open() {
+            return Err(OpportunityError::Closed);
+        }
+        match self.offer {
+            OfferStatus::None => return Err(OpportunityError::NoOffer),
+            OfferStatus::Configured => {}
+            OfferStatus::Accepted => return Err(OpportunityError::OfferAlreadyAccepted),
+            OfferStatus::Sent | OfferStatus::Expired => {
+                return Err(OpportunityError::OfferAlreadySent)
             }
-            OpportunityCommand::RecordOfferViewed => match self.offer {
-                OfferStatus::None | OfferStatus::Configured => return Err(E::OfferNotSent),
-                _ if self.offer_viewed => vec![],
-                _ => vec![OpportunityEvent::OfferViewed { customer_id, at }],
-            },
-            OpportunityCommand::AcceptOffer => {
-                match self.offer {
-                    OfferStatus::None => return Err(E::NoOffer),
-                    OfferStatus::Configured => return Err(E::OfferNotSent),
-                    OfferStatus::Accepted => return Err(E::OfferAlreadyAccepted),
-                    OfferStatus::Expired => return Err(E::OfferExpired),
-                    OfferStatus::Sent => {}
-                }
-                if expired(self.expires_at) {
-                    return Err(E::OfferExpired);
-                }
-                let discount = self.discount.ok_or(E::NoOffer)?;
-                vec![OpportunityEvent::OfferAccepted {
-                    customer_id,
-                    discount,
-                    at,
-                }]
-            }
-            OpportunityCommand::ExpireOffer => match (self.offer, self.expires_at) {
-                (OfferStatus::None, _) | (_, None) => return Err(E::NoOffer),
-                (OfferStatus::Accepted, _) => return Err(E::OfferAlreadyAccepted),
-                (OfferStatus::Expired, _) => vec![],
-                (_, Some(expires_at)) if at >= expires_at => vec![OpportunityEvent::OfferExpired {
-                    customer_id,
-                    expires_at,
-                    at,
-                }],
-                _ => return Err(E::OfferNotYetExpired),
-            },
-            OpportunityCommand::FlagStale { inactive_days } => {
-                let last = self.last_activity_at.unwrap_or(at);
-                let idle = at - last >= chrono::Duration::days(i64::from(inactive_days));
-                if open && idle && !self.stale {
-                    vec![OpportunityEvent::OpportunityFlaggedStale {
-                        customer_id,
-                        last_activity_at: last,
-                        inactive_days,
-                        at,
-                    }]
-                } else {
-                    vec![]
-                }
-            }
-            OpportunityCommand::Archive => {
-                if open {
-                    return Err(E::NotClosed);
-                }
-                vec![OpportunityEvent::OpportunityArchived { customer_id, at }]
-            }
-        };
-        Ok(events)
+        }
+        if self.offer_expired(at) {
+            return Err(OpportunityError::OfferExpired);
+        }
+        if !eligibility.is_eligible() {
+            return Err(OpportunityError::CustomerNotReachable(eligibility));
+        }
+        Ok(vec![OpportunityEvent::OfferSent {
+            customer_id,
+            channel,
+            at,
+        }])
+    }
+
+    fn record_offer_viewed(&self, at: DateTime<Utc>) -> Decision {
+        let customer_id = self.ensure_current()?;
+        match self.offer {
+            OfferStatus::None | OfferStatus::Configured => Err(OpportunityError::OfferNotSent),
+            _ if self.offer_viewed => Ok(vec![]),
+            _ => Ok(vec![OpportunityEvent::OfferViewed { customer_id, at }]),
+        }
+    }
+
+    fn accept_offer(&self, at: DateTime<Utc>) -> Decision {
+        let customer_id = self.ensure_current()?;
+        match self.offer {
+            OfferStatus::None => return Err(OpportunityError::NoOffer),
+            OfferStatus::Configured => return Err(OpportunityError::OfferNotSent),
+            OfferStatus::Accepted => return Err(OpportunityError::OfferAlreadyAccepted),
+            OfferStatus::Expired => return Err(OpportunityError::OfferExpired),
+            OfferStatus::Sent => {}
+        }
+        if self.offer_expired(at) {
+            return Err(OpportunityError::OfferExpired);
+        }
+        let discount = self.discount.ok_or(OpportunityError::NoOffer)?;
+        Ok(vec![OpportunityEvent::OfferAccepted {
+            customer_id,
+            discount,
+            at,
+        }])
+    }
+
+    /// Records the expiry once it has passed; an offer already expired records nothing.
+    fn expire_offer(&self, at: DateTime<Utc>) -> Decision {
+        let customer_id = self.ensure_current()?;
+        match (self.offer, self.expires_at) {
+            (OfferStatus::None, _) | (_, None) => Err(OpportunityError::NoOffer),
+            (OfferStatus::Accepted, _) => Err(OpportunityError::OfferAlreadyAccepted),
+            (OfferStatus::Expired, _) => Ok(vec![]),
+            (_, Some(expires_at)) if at >= expires_at => Ok(vec![OpportunityEvent::OfferExpired {
+                customer_id,
+                expires_at,
+                at,
+            }]),
+            _ => Err(OpportunityError::OfferNotYetExpired),
+        }
+    }
+
+    /// Flags an open opportunity idle for `inactive_days`, once until its next activity.
+    fn flag_stale(&self, inactive_days: u32, at: DateTime<Utc>) -> Decision {
+        let customer_id = self.ensure_current()?;
+        let last = self.last_activity_at.unwrap_or(at);
+        let idle = at - last >= chrono::Duration::days(i64::from(inactive_days));
+        if self.is_open() && idle && !self.stale {
+            Ok(vec![OpportunityEvent::OpportunityFlaggedStale {
+                customer_id,
+                last_activity_at: last,
+                inactive_days,
+                at,
+            }])
+        } else {
+            Ok(vec![])
+        }
+    }
+
+    fn archive(&self, at: DateTime<Utc>) -> Decision {
+        let customer_id = self.ensure_current()?;
+        if self.is_open() {
+            return Err(OpportunityError::NotClosed);
+        }
+        Ok(vec![OpportunityEvent::OpportunityArchived {
+            customer_id,
+            at,
+        }])
     }
 
     /// Folds one event into the state.

@@ -404,6 +404,9 @@ pub enum PromotionError {
 }
 validation_error!(PromotionError);
 
+/// What a decision returns: the events to record, or why nothing is.
+type Decision = Result<Vec<PromotionEvent>, PromotionError>;
+
 /// The promotion's current state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Promotion {
@@ -444,148 +447,208 @@ impl Promotion {
         cmd: PromotionCommand,
         ctx: &CommandContext,
     ) -> Result<Vec<PromotionEvent>, PromotionError> {
-        use PromotionError as E;
         let at = ctx.now;
-        if let PromotionCommand::Create {
-            promotion_id,
-            draft,
-        } = cmd
-        {
-            if self.content.is_some() {
-                return Err(E::AlreadyExists);
-            }
-            return Ok(vec![PromotionEvent::PromotionCreated {
+        match cmd {
+            PromotionCommand::Create {
                 promotion_id,
-                content: draft.validate()?,
-                at,
-            }]);
-        }
-        let content = self.content.as_ref().ok_or(E::UnknownPromotion)?;
-        // After a cancellation only the tracking of what was sent goes on.
-        let tracking = matches!(
-            cmd,
-            PromotionCommand::RecordDeliveryFailed { .. }
-                | PromotionCommand::RecordOpened { .. }
-                | PromotionCommand::RecordRedeemed { .. }
-                | PromotionCommand::Cancel
-        );
-        if self.cancelled && !tracking {
-            return Err(E::Cancelled);
-        }
-        let events = match cmd {
-            PromotionCommand::Pause if self.paused => vec![],
-            PromotionCommand::Pause => vec![PromotionEvent::PromotionPaused { at }],
-            PromotionCommand::Resume if !self.paused => return Err(E::NotPaused),
-            PromotionCommand::Resume => vec![PromotionEvent::PromotionResumed { at }],
-            PromotionCommand::Cancel if self.cancelled => vec![],
-            PromotionCommand::Cancel => vec![PromotionEvent::PromotionCancelled { at }],
-            PromotionCommand::Create { .. } => vec![],
-            PromotionCommand::Update { draft } => {
-                if self.delivery_started() {
-                    return Err(E::DeliveryAlreadyStarted);
-                }
-                vec![PromotionEvent::PromotionUpdated {
-                    content: draft.validate()?,
-                    at,
-                }]
-            }
-            PromotionCommand::Schedule { send_at } => {
-                if self.delivery_started() {
-                    return Err(E::DeliveryAlreadyStarted);
-                }
-                if send_at < at {
-                    return Err(ValidationError::new("send_at", "must not be in the past").into());
-                }
-                if send_at >= content.ends_at {
-                    return Err(ValidationError::new(
-                        "send_at",
-                        "must be before the promotion ends",
-                    )
-                    .into());
-                }
-                vec![PromotionEvent::PromotionScheduled { send_at, at }]
-            }
+                draft,
+            } => self.create(promotion_id, draft, at),
+            PromotionCommand::Update { draft } => self.update(draft, at),
+            PromotionCommand::Schedule { send_at } => self.schedule(send_at, at),
             PromotionCommand::RecordDelivery {
                 customer_id,
                 eligibility,
-            } => {
-                if self.paused {
-                    return Err(E::Paused);
-                }
-                let send_at = self.send_at.ok_or(E::NotScheduled)?;
-                if at < send_at || at < content.starts_at {
-                    return Err(E::NotYetDue);
-                }
-                if at >= content.ends_at {
-                    return Err(E::Ended);
-                }
-                let occasion_year = match content.kind {
-                    PromotionKind::Campaign => None,
-                    PromotionKind::Birthday | PromotionKind::Anniversary => {
-                        Some(ctx.today().year())
-                    }
-                };
-                if self.attempted.contains(&(customer_id, occasion_year)) {
-                    return Err(E::AlreadyDelivered);
-                }
-                if eligibility.is_eligible() {
-                    vec![PromotionEvent::PromotionDelivered {
-                        customer_id,
-                        channel: content.channel,
-                        occasion_year,
-                        at,
-                    }]
-                } else {
-                    vec![PromotionEvent::PromotionDeliverySkipped {
-                        customer_id,
-                        eligibility,
-                        occasion_year,
-                        at,
-                    }]
-                }
-            }
+            } => self.record_delivery(customer_id, eligibility, ctx),
             PromotionCommand::RecordDeliveryFailed {
                 customer_id,
                 reason,
-            } => {
-                if !self.delivered.contains(&customer_id) {
-                    return Err(E::NotDelivered);
-                }
-                vec![PromotionEvent::PromotionDeliveryFailed {
-                    customer_id,
-                    reason,
-                    at,
-                }]
-            }
-            PromotionCommand::RecordOpened { customer_id } => {
-                if !self.delivered.contains(&customer_id) {
-                    return Err(E::NotDelivered);
-                }
-                if self.opened.contains(&customer_id) {
-                    vec![]
-                } else {
-                    vec![PromotionEvent::PromotionOpened { customer_id, at }]
-                }
-            }
+            } => self.record_delivery_failed(customer_id, reason, at),
+            PromotionCommand::RecordOpened { customer_id } => self.record_opened(customer_id, at),
             PromotionCommand::RecordRedeemed {
                 customer_id,
                 job_id,
-            } => {
-                if !self.delivered.contains(&customer_id) {
-                    return Err(E::NotDelivered);
-                }
-                if self.redeemed.contains(&customer_id) {
-                    vec![]
-                } else {
-                    vec![PromotionEvent::PromotionRedeemed {
-                        customer_id,
-                        job_id,
-                        at,
-                    }]
-                }
-            }
+            } => self.record_redeemed(customer_id, job_id, at),
+            PromotionCommand::Pause => self.pause(at),
+            PromotionCommand::Resume => self.resume(at),
+            PromotionCommand::Cancel => self.cancel(at),
+        }
+    }
+
+    /// The content of a promotion that exists.
+    fn created(&self) -> Result<&PromotionContent, PromotionError> {
+        self.content
+            .as_ref()
+            .ok_or(PromotionError::UnknownPromotion)
+    }
+
+    /// The content of a promotion that exists and is not cancelled. After a cancellation only
+    /// the tracking of what was sent goes on (and a repeated `Cancel` records nothing).
+    fn live(&self) -> Result<&PromotionContent, PromotionError> {
+        let content = self.created()?;
+        if self.cancelled {
+            return Err(PromotionError::Cancelled);
+        }
+        Ok(content)
+    }
+
+    fn create(
+        &self,
+        promotion_id: PromotionId,
+        draft: PromotionDraft,
+        at: DateTime<Utc>,
+    ) -> Decision {
+        if self.content.is_some() {
+            return Err(PromotionError::AlreadyExists);
+        }
+        Ok(vec![PromotionEvent::PromotionCreated {
+            promotion_id,
+            content: draft.validate()?,
+            at,
+        }])
+    }
+
+    /// The content is frozen once delivery has started.
+    fn update(&self, draft: PromotionDraft, at: DateTime<Utc>) -> Decision {
+        self.live()?;
+        if self.delivery_started() {
+            return Err(PromotionError::DeliveryAlreadyStarted);
+        }
+        Ok(vec![PromotionEvent::PromotionUpdated {
+            content: draft.validate()?,
+            at,
+        }])
+    }
+
+    fn schedule(&self, send_at: DateTime<Utc>, at: DateTime<Utc>) -> Decision {
+        let content = self.live()?;
+        if self.delivery_started() {
+            return Err(PromotionError::DeliveryAlreadyStarted);
+        }
+        if send_at < at {
+            return Err(ValidationError::new("send_at", "must not be in the past").into());
+        }
+        if send_at >= content.ends_at {
+            return Err(
+                ValidationError::new("send_at", "must be before the promotion ends").into(),
+            );
+        }
+        Ok(vec![PromotionEvent::PromotionScheduled { send_at, at }])
+    }
+
+    /// Delivers to one customer while the promotion runs, once per customer (per year for
+    /// birthday and anniversary promotions); an ineligible customer is skipped.
+    fn record_delivery(
+        &self,
+        customer_id: CustomerId,
+        eligibility: MarketingEligibility,
+        ctx: &CommandContext,
+    ) -> Decision {
+        let content = self.live()?;
+        let at = ctx.now;
+        if self.paused {
+            return Err(PromotionError::Paused);
+        }
+        let send_at = self.send_at.ok_or(PromotionError::NotScheduled)?;
+        if at < send_at || at < content.starts_at {
+            return Err(PromotionError::NotYetDue);
+        }
+        if at >= content.ends_at {
+            return Err(PromotionError::Ended);
+        }
+        let occasion_year = match content.kind {
+            PromotionKind::Campaign => None,
+            PromotionKind::Birthday | PromotionKind::Anniversary => Some(ctx.today().year()),
         };
-        Ok(events)
+        if self.attempted.contains(&(customer_id, occasion_year)) {
+            return Err(PromotionError::AlreadyDelivered);
+        }
+        if eligibility.is_eligible() {
+            Ok(vec![PromotionEvent::PromotionDelivered {
+                customer_id,
+                channel: content.channel,
+                occasion_year,
+                at,
+            }])
+        } else {
+            Ok(vec![PromotionEvent::PromotionDeliverySkipped {
+                customer_id,
+                eligibility,
+                occasion_year,
+                at,
+            }])
+        }
+    }
+
+    fn record_delivery_failed(
+        &self,
+        customer_id: CustomerId,
+        reason: String,
+        at: DateTime<Utc>,
+    ) -> Decision {
+        self.created()?;
+        if !self.delivered.contains(&customer_id) {
+            return Err(PromotionError::NotDelivered);
+        }
+        Ok(vec![PromotionEvent::PromotionDeliveryFailed {
+            customer_id,
+            reason,
+            at,
+        }])
+    }
+
+    fn record_opened(&self, customer_id: CustomerId, at: DateTime<Utc>) -> Decision {
+        self.created()?;
+        if !self.delivered.contains(&customer_id) {
+            return Err(PromotionError::NotDelivered);
+        }
+        if self.opened.contains(&customer_id) {
+            return Ok(vec![]);
+        }
+        Ok(vec![PromotionEvent::PromotionOpened { customer_id, at }])
+    }
+
+    fn record_redeemed(
+        &self,
+        customer_id: CustomerId,
+        job_id: Option<JobId>,
+        at: DateTime<Utc>,
+    ) -> Decision {
+        self.created()?;
+        if !self.delivered.contains(&customer_id) {
+            return Err(PromotionError::NotDelivered);
+        }
+        if self.redeemed.contains(&customer_id) {
+            return Ok(vec![]);
+        }
+        Ok(vec![PromotionEvent::PromotionRedeemed {
+            customer_id,
+            job_id,
+            at,
+        }])
+    }
+
+    fn pause(&self, at: DateTime<Utc>) -> Decision {
+        self.live()?;
+        if self.paused {
+            return Ok(vec![]);
+        }
+        Ok(vec![PromotionEvent::PromotionPaused { at }])
+    }
+
+    fn resume(&self, at: DateTime<Utc>) -> Decision {
+        self.live()?;
+        if !self.paused {
+            return Err(PromotionError::NotPaused);
+        }
+        Ok(vec![PromotionEvent::PromotionResumed { at }])
+    }
+
+    fn cancel(&self, at: DateTime<Utc>) -> Decision {
+        self.created()?;
+        if self.cancelled {
+            return Ok(vec![]);
+        }
+        Ok(vec![PromotionEvent::PromotionCancelled { at }])
     }
 
     /// Folds one event into the state.
