@@ -5,11 +5,11 @@
 //! rebuilt from zero at any time (`replay-tools rebuild`).
 
 pub mod crm;
-pub mod db;
+pub use event_log::sql as db;
 pub mod listing;
 pub mod parked;
 pub mod projection;
-pub mod row;
+pub use event_log::row;
 pub mod runner;
 
 pub use db::{DbError, JsonRow, Param, ReadDb};

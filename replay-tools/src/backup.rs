@@ -8,8 +8,6 @@
 
 use std::path::PathBuf;
 
-use commands::EventLog;
-
 use crate::Ctx;
 
 /// Where to write.
@@ -21,12 +19,12 @@ pub struct Opts {
 }
 
 pub async fn run(ctx: &Ctx, opts: Opts) -> anyhow::Result<i32> {
-    let EventLog::Sqlite(store) = ctx.log.read_model() else {
+    if !ctx.log.is_embedded() {
         anyhow::bail!(
             "backup copies the embedded SQLite store; back up PostgreSQL with pg_dump \
              (docs/operations.md, \"Backups\")"
         );
-    };
+    }
     if opts.out.exists() {
         anyhow::bail!("{} exists already: choose a new file", opts.out.display());
     }
@@ -45,10 +43,7 @@ pub async fn run(ctx: &Ctx, opts: Opts) -> anyhow::Result<i32> {
         .ok_or_else(|| anyhow::anyhow!("the backup path is not UTF-8"))?
         .to_string();
     // VACUUM INTO refuses an existing non-empty file only; the empty one above is filled.
-    sqlx::query("VACUUM INTO ?")
-        .bind(&path)
-        .execute(store.writer())
-        .await?;
+    ctx.log.copy_embedded_to(&path).await?;
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&opts.out, std::fs::Permissions::from_mode(0o600))?;

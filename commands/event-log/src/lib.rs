@@ -6,6 +6,8 @@
 
 pub mod aggregate_store;
 pub mod metadata;
+pub mod row;
+pub mod sql;
 pub mod store;
 pub mod tail;
 

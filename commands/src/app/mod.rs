@@ -38,6 +38,8 @@ use domain::{Actor as DomainActor, CommandEnvelope, DomainServices};
 use crate::aggregate_store::{AggregateStore, CommandError, CommandOutcome, Loaded};
 use crate::metadata::EventMetadata;
 use crate::store::{EventLog, StoreError};
+use event_log::row;
+use event_log::sql::ReadDb;
 
 mod aggregates;
 mod error;
@@ -364,38 +366,31 @@ impl Crm {
         code: &ReferralCode,
         customer: CustomerId,
     ) -> Result<CustomerId, AppError> {
-        let (code, customer) = (code.as_str(), customer.to_string());
-        let owner: String = match self.log().read_model() {
-            EventLog::Postgres(pg) => {
-                sqlx::query("INSERT INTO referral_code_claims (code, customer_id) VALUES ($1, $2) ON CONFLICT (code) DO NOTHING")
-                    .bind(code)
-                    .bind(&customer)
-                    .execute(pg.pool())
-                    .await
-                    .map_err(sql_error)?;
-                sqlx::query_scalar("SELECT customer_id FROM referral_code_claims WHERE code = $1")
-                    .bind(code)
-                    .fetch_one(pg.pool())
-                    .await
-                    .map_err(sql_error)?
-            }
-            EventLog::Sqlite(s) => {
-                sqlx::query("INSERT INTO referral_code_claims (code, customer_id) VALUES (?, ?) ON CONFLICT (code) DO NOTHING")
-                    .bind(code)
-                    .bind(&customer)
-                    .execute(s.writer())
-                    .await
-                    .map_err(sql_error)?;
-                sqlx::query_scalar("SELECT customer_id FROM referral_code_claims WHERE code = ?")
-                    .bind(code)
-                    .fetch_one(s.writer())
-                    .await
-                    .map_err(sql_error)?
-            }
-            // EventStoreDB (whichever crate enabled it): read models are never there.
-            #[allow(unreachable_patterns)]
-            _ => return Err(AppError::Store(crate::store::esdb::read_model_is_not_esdb())),
-        };
+        let db = ReadDb::of(self.log());
+        // One transaction: the claim and the read of who holds it see the same row.
+        let mut tx = db.begin().await.map_err(read_db_error)?;
+        tx.execute(
+            "INSERT INTO referral_code_claims (code, customer_id) VALUES ($1, $2) ON CONFLICT (code) DO NOTHING",
+            &[code.as_str().into(), customer.to_string().into()],
+        )
+        .await
+        .map_err(read_db_error)?;
+        let rows = tx
+            .query(
+                "SELECT customer_id FROM referral_code_claims WHERE code = $1",
+                &[code.as_str().into()],
+            )
+            .await
+            .map_err(read_db_error)?;
+        tx.commit().await.map_err(read_db_error)?;
+        let owner = rows
+            .first()
+            .map(|r| row::text(r, "customer_id"))
+            .transpose()
+            .map_err(read_db_error)?
+            .ok_or_else(|| {
+                AppError::Store(StoreError::Database("the claim was not kept".into()))
+            })?;
         CustomerId::parse(&owner).map_err(|e| AppError::Store(StoreError::Database(e.to_string())))
     }
 
@@ -406,25 +401,18 @@ impl Crm {
     pub async fn referral_code_owner(&self, code: &str) -> Result<Option<CustomerId>, AppError> {
         let code =
             ReferralCode::parse(code).map_err(|e| AppError::validation(e.field, e.message))?;
-        let owner: Option<String> = match self.log().read_model() {
-            EventLog::Postgres(pg) => {
-                sqlx::query_scalar("SELECT customer_id FROM referral_code_claims WHERE code = $1")
-                    .bind(code.as_str())
-                    .fetch_optional(pg.pool())
-                    .await
-                    .map_err(sql_error)?
-            }
-            EventLog::Sqlite(s) => {
-                sqlx::query_scalar("SELECT customer_id FROM referral_code_claims WHERE code = ?")
-                    .bind(code.as_str())
-                    .fetch_optional(s.reader())
-                    .await
-                    .map_err(sql_error)?
-            }
-            // EventStoreDB (whichever crate enabled it): read models are never there.
-            #[allow(unreachable_patterns)]
-            _ => return Err(AppError::Store(crate::store::esdb::read_model_is_not_esdb())),
-        };
+        let rows = ReadDb::of(self.log())
+            .query(
+                "SELECT customer_id FROM referral_code_claims WHERE code = $1",
+                &[code.as_str().into()],
+            )
+            .await
+            .map_err(read_db_error)?;
+        let owner = rows
+            .first()
+            .map(|r| row::text(r, "customer_id"))
+            .transpose()
+            .map_err(read_db_error)?;
         let Some(owner) = owner else { return Ok(None) };
         let owner = CustomerId::parse(&owner)
             .map_err(|e| AppError::Store(StoreError::Database(e.to_string())))?;
@@ -474,7 +462,7 @@ impl Crm {
     }
 }
 
-fn sql_error(e: sqlx::Error) -> AppError {
+fn read_db_error(e: event_log::sql::DbError) -> AppError {
     AppError::Store(StoreError::Database(e.to_string()))
 }
 

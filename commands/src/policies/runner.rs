@@ -1,5 +1,8 @@
 //! Running the policies: each follows the log from its own durable checkpoint.
 
+use event_log::row;
+use event_log::sql::{DbError, ReadDb};
+
 use super::*;
 
 /// The position a policy has handled up to (START when it never ran).
@@ -7,30 +10,21 @@ use super::*;
 /// # Errors
 /// [`StoreError`] from the database.
 pub async fn load_checkpoint(log: &EventLog, name: &str) -> Result<LogPosition, StoreError> {
-    let row: Option<(i64, i64)> = match log.read_model() {
-        EventLog::Postgres(pg) => {
-            sqlx::query_as("SELECT tx, seq FROM policy_checkpoints WHERE name = $1")
-                .bind(name)
-                .fetch_optional(pg.pool())
-                .await
-                .map_err(StoreError::from_sqlx)?
-        }
-        EventLog::Sqlite(s) => {
-            sqlx::query_as("SELECT tx, seq FROM policy_checkpoints WHERE name = ?")
-                .bind(name)
-                .fetch_optional(s.writer())
-                .await
-                .map_err(StoreError::from_sqlx)?
-        }
-        // EventStoreDB (whichever crate enabled it): read models are never there.
-        #[allow(unreachable_patterns)]
-        _ => return Err(crate::store::esdb::read_model_is_not_esdb()),
+    let rows = ReadDb::of(log)
+        .query(
+            "SELECT tx, seq FROM policy_checkpoints WHERE name = $1",
+            &[name.into()],
+        )
+        .await
+        .map_err(sql_error)?;
+    let Some(r) = rows.first() else {
+        return Ok(LogPosition::START);
     };
     // Positions are stored as bigint: xid8 values stay far below 2^63.
-    Ok(row.map_or(LogPosition::START, |(tx, seq)| LogPosition {
-        tx: tx as u64,
-        seq: seq as u64,
-    }))
+    Ok(LogPosition {
+        tx: row::int(r, "tx").map_err(sql_error)? as u64,
+        seq: row::int(r, "seq").map_err(sql_error)? as u64,
+    })
 }
 
 /// Stores a policy's position (also used to rewind one, e.g. to START).
@@ -42,38 +36,25 @@ pub async fn save_checkpoint(
     name: &str,
     at: LogPosition,
 ) -> Result<(), StoreError> {
-    let (tx, seq) = (at.tx as i64, at.seq as i64);
-    match log.read_model() {
-        EventLog::Postgres(pg) => {
-            sqlx::query(
-                "INSERT INTO policy_checkpoints (name, tx, seq) VALUES ($1, $2, $3) \
-                 ON CONFLICT (name) DO UPDATE SET tx = excluded.tx, seq = excluded.seq, updated_at = now()",
-            )
-            .bind(name)
-            .bind(tx)
-            .bind(seq)
-            .execute(pg.pool())
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        }
-        EventLog::Sqlite(s) => {
-            sqlx::query(
-                "INSERT INTO policy_checkpoints (name, tx, seq) VALUES (?, ?, ?) \
-                 ON CONFLICT (name) DO UPDATE SET tx = excluded.tx, seq = excluded.seq, \
-                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-            )
-            .bind(name)
-            .bind(tx)
-            .bind(seq)
-            .execute(s.writer())
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        }
-        // EventStoreDB (whichever crate enabled it): read models are never there.
-        #[allow(unreachable_patterns)]
-        _ => return Err(crate::store::esdb::read_model_is_not_esdb()),
-    }
+    ReadDb::of(log)
+        .execute(
+            "INSERT INTO policy_checkpoints (name, tx, seq, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name) DO UPDATE SET tx = excluded.tx, seq = excluded.seq,
+               updated_at = excluded.updated_at",
+            &[
+                name.into(),
+                (at.tx as i64).into(),
+                (at.seq as i64).into(),
+                chrono::Utc::now().into(),
+            ],
+        )
+        .await
+        .map_err(sql_error)?;
     Ok(())
+}
+
+fn sql_error(e: DbError) -> StoreError {
+    StoreError::Database(e.to_string())
 }
 
 // ------------------------------------------------------------------ runner

@@ -385,6 +385,31 @@ impl EventLog {
         self
     }
 
+    /// Whether the side tables live in the embedded SQLite file (which `backup` copies; a
+    /// PostgreSQL database is backed up with PostgreSQL's tools).
+    pub fn is_embedded(&self) -> bool {
+        matches!(self.read_model(), EventLog::Sqlite(_))
+    }
+
+    /// Writes a consistent copy of the embedded SQLite database to `path` (missing or
+    /// empty): `VACUUM INTO` writes it as one read transaction sees it, while writers go on.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] when the store is not embedded or the copy fails.
+    pub async fn copy_embedded_to(&self, path: &str) -> Result<(), StoreError> {
+        let EventLog::Sqlite(store) = self.read_model() else {
+            return Err(StoreError::Database(
+                "only the embedded SQLite store is copied this way".into(),
+            ));
+        };
+        sqlx::query("VACUUM INTO ?")
+            .bind(path)
+            .execute(store.writer())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
     /// Engine name, for health reports.
     pub fn engine(&self) -> &'static str {
         match self {

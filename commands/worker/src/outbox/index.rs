@@ -10,32 +10,20 @@ use chrono::{DateTime, Duration, Utc};
 use commands::policies::{load_checkpoint, save_checkpoint};
 use commands::{EventLog, LogPosition, RecordedEvent, StoreError};
 use domain::message::{MessageEvent, Provider, AGGREGATE_TYPE};
+use projections::{row, DbError, ReadDb};
 
 /// The index's checkpoint name in `policy_checkpoints`.
 pub const CHECKPOINT: &str = "outbox-index";
 
-/// Runs `$body` with `$pool` bound to the read-model database's pool (the writer on SQLite).
-macro_rules! with_pool {
-    ($log:expr, $pool:ident => $body:expr) => {
-        match $log.read_model() {
-            EventLog::Postgres(pg) => {
-                let $pool = pg.pool();
-                $body
-            }
-            EventLog::Sqlite(s) => {
-                let $pool = s.writer();
-                $body
-            }
-            #[allow(unreachable_patterns)]
-            _ => Err(sqlx::Error::Configuration(
-                "the outbox index needs PostgreSQL or SQLite".into(),
-            )),
-        }
-    };
+fn db_error(e: DbError) -> StoreError {
+    StoreError::Database(e.to_string())
 }
 
-fn db_error(e: sqlx::Error) -> StoreError {
-    StoreError::Database(e.to_string())
+/// The message ids of `rows` (a `message_id` column).
+fn message_ids(rows: &[projections::JsonRow]) -> Result<Vec<String>, StoreError> {
+    rows.iter()
+        .map(|r| row::text(r, "message_id").map_err(db_error))
+        .collect()
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -126,28 +114,28 @@ pub async fn apply(log: &EventLog, e: &RecordedEvent) -> Result<(), StoreError> 
     };
     let seq = e.sequence as i64;
     let id = e.aggregate_id.as_str();
-    with_pool!(log, pool => {
-        sqlx::query(
-            "INSERT INTO outbox_messages (message_id, channel, status, due_at_ms, provider, provider_message_id, last_sequence) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (message_id) DO UPDATE SET status = excluded.status, due_at_ms = excluded.due_at_ms, \
-             provider = COALESCE(excluded.provider, outbox_messages.provider), \
-             provider_message_id = COALESCE(excluded.provider_message_id, outbox_messages.provider_message_id), \
-             last_sequence = excluded.last_sequence \
+    ReadDb::of(log)
+        .execute(
+            "INSERT INTO outbox_messages (message_id, channel, status, due_at_ms, provider, provider_message_id, last_sequence)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (message_id) DO UPDATE SET status = excluded.status, due_at_ms = excluded.due_at_ms,
+             provider = COALESCE(excluded.provider, outbox_messages.provider),
+             provider_message_id = COALESCE(excluded.provider_message_id, outbox_messages.provider_message_id),
+             last_sequence = excluded.last_sequence
              WHERE outbox_messages.last_sequence < excluded.last_sequence",
+            &[
+                id.into(),
+                channel.as_str().unwrap_or("").into(),
+                c.status.into(),
+                c.due_at_ms.into(),
+                c.provider.into(),
+                c.provider_message_id.into(),
+                seq.into(),
+            ],
         )
-        .bind(id)
-        .bind(channel.as_str().unwrap_or(""))
-        .bind(c.status)
-        .bind(c.due_at_ms)
-        .bind(c.provider)
-        .bind(c.provider_message_id.as_deref())
-        .bind(seq)
-        .execute(pool)
         .await
         .map(|_| ())
-    })
-    .map_err(db_error)
+        .map_err(db_error)
 }
 
 /// Indexes every `OutboundMessage` event after the checkpoint; returns how many events were read.
@@ -182,19 +170,16 @@ pub async fn due(
     claim_lease: Duration,
     limit: i64,
 ) -> Result<Vec<String>, StoreError> {
-    with_pool!(log, pool => {
-        sqlx::query_scalar::<_, String>(
-            "SELECT message_id FROM outbox_messages WHERE due_at_ms IS NOT NULL \
-             AND ((status <> 'sending' AND due_at_ms <= $1) OR (status = 'sending' AND due_at_ms <= $2)) \
+    let rows = ReadDb::of(log)
+        .query(
+            "SELECT message_id FROM outbox_messages WHERE due_at_ms IS NOT NULL
+             AND ((status <> 'sending' AND due_at_ms <= $1) OR (status = 'sending' AND due_at_ms <= $2))
              ORDER BY due_at_ms LIMIT $3",
+            &[ms(now).into(), ms(now - claim_lease).into(), limit.into()],
         )
-        .bind(ms(now))
-        .bind(ms(now - claim_lease))
-        .bind(limit)
-        .fetch_all(pool)
         .await
-    })
-    .map_err(db_error)
+        .map_err(db_error)?;
+    message_ids(&rows)
 }
 
 /// The message a vendor's id belongs to (`SM…` for Twilio, the email id for Resend). A
@@ -248,16 +233,14 @@ async fn lookup(
     provider: Provider,
     provider_message_id: &str,
 ) -> Result<Option<String>, StoreError> {
-    with_pool!(log, pool => {
-        sqlx::query_scalar::<_, String>(
+    let rows = ReadDb::of(log)
+        .query(
             "SELECT message_id FROM outbox_messages WHERE provider = $1 AND provider_message_id = $2",
+            &[provider.as_str().into(), provider_message_id.into()],
         )
-        .bind(provider.as_str())
-        .bind(provider_message_id)
-        .fetch_optional(pool)
         .await
-    })
-    .map_err(db_error)
+        .map_err(db_error)?;
+    Ok(message_ids(&rows)?.into_iter().next())
 }
 
 /// The index's checkpoint (for status and tests).

@@ -1,4 +1,6 @@
-//! A small portable layer over the two read-model engines.
+//! A small portable layer over the two read-model engines: the one home of the SQL that runs
+//! beside the event store (read models, checkpoints, claims, indexes, side tables), so that
+//! nothing outside this crate asks which database it runs on.
 //!
 //! Read-model SQL is written once: `$1`-style parameters (SQLite accepts
 //! them too), `TEXT`/`BIGINT` columns, `INSERT … ON CONFLICT … DO UPDATE`.
@@ -10,8 +12,8 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Column, Postgres, Row, Sqlite, Transaction, TypeInfo, ValueRef};
 
-use event_log::store::{storable, storable_json};
-use event_log::EventLog;
+use crate::store::{storable, storable_json};
+use crate::EventLog;
 
 /// A bound parameter.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::db::{DbError, JsonRow};
+use crate::sql::{DbError, JsonRow};
 
 /// The error for a column that does not read as `wanted`: it says what kind of value was
 /// there, never the value (a read-model column may hold personal data).
@@ -78,9 +78,9 @@ pub fn opt_named<T: serde::de::DeserializeOwned>(
 /// # Errors
 /// When the read model cannot be read.
 pub async fn count(
-    db: &crate::db::ReadDb,
+    db: &crate::sql::ReadDb,
     from_where: &str,
-    params: &[crate::db::Param],
+    params: &[crate::sql::Param],
 ) -> Result<i64, DbError> {
     let rows = db
         .query(
