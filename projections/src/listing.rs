@@ -2,18 +2,23 @@
 //! pages over). Only the read-model modules make one, so each list's SQL lives beside the
 //! table it reads.
 
+use std::marker::PhantomData;
+
 use crate::db::{DbError, JsonRow, Param, ReadDb};
+use crate::row::FromRow;
 
 /// One list: the rows of `from_where` (a table and its filter, `$1..$n` bound to `params`)
-/// ordered by `order`, which ends with a unique column so that windows never overlap.
+/// ordered by `order`, which ends with a unique column so that windows never overlap, read
+/// as `R` (the read model's row type).
 #[derive(Debug, Clone)]
-pub struct Listing {
+pub struct Listing<R = JsonRow> {
     from_where: String,
     order: &'static str,
     params: Vec<Param>,
+    row: PhantomData<fn() -> R>,
 }
 
-impl Listing {
+impl<R: FromRow> Listing<R> {
     pub(crate) fn new(
         from_where: impl Into<String>,
         order: &'static str,
@@ -23,6 +28,7 @@ impl Listing {
             from_where: from_where.into(),
             order,
             params,
+            row: PhantomData,
         }
     }
 
@@ -37,13 +43,8 @@ impl Listing {
     /// At most `limit` rows from `offset` on.
     ///
     /// # Errors
-    /// [`DbError`].
-    pub async fn window(
-        &self,
-        db: &ReadDb,
-        offset: i64,
-        limit: i64,
-    ) -> Result<Vec<JsonRow>, DbError> {
+    /// [`DbError`], also for a row that does not decode (naming its table and column).
+    pub async fn window(&self, db: &ReadDb, offset: i64, limit: i64) -> Result<Vec<R>, DbError> {
         let n = self.params.len();
         let mut params = self.params.clone();
         params.push(limit.into());
@@ -55,23 +56,28 @@ impl Listing {
             n + 1,
             n + 2
         );
-        db.query(&sql, &params).await
+        let table = self.from_where.split_whitespace().next().unwrap_or("?");
+        db.query(&sql, &params)
+            .await?
+            .iter()
+            .map(|r| R::from_row(r).map_err(|e| DbError::new(format!("{table}: {e}"))))
+            .collect()
     }
 }
 
-/// The one row of `table` whose `key` column is `id`, if any (a by-id read).
-pub(crate) async fn by_key(
+/// The one row of `table` whose `key` column is `id`, if any (a by-id read), as `R`.
+pub(crate) async fn by_key<R: FromRow>(
     db: &ReadDb,
     table: &str,
     key: &str,
     id: &str,
-) -> Result<Option<JsonRow>, DbError> {
-    Ok(db
-        .query(
-            &format!("SELECT * FROM {table} WHERE {key} = $1"),
-            &[Param::from(id)],
-        )
-        .await?
-        .into_iter()
-        .next())
+) -> Result<Option<R>, DbError> {
+    db.query(
+        &format!("SELECT * FROM {table} WHERE {key} = $1"),
+        &[Param::from(id)],
+    )
+    .await?
+    .first()
+    .map(|r| R::from_row(r).map_err(|e| DbError::new(format!("{table}: {e}"))))
+    .transpose()
 }

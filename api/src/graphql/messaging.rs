@@ -5,8 +5,8 @@ use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use domain::conversation::{ConversationCommand, Intent as DomainIntent, Sender};
 use domain::ids::{ConversationId, StaffUserId};
 use domain::ports::Role;
-use projections::crm::conversations;
-use projections::JsonRow;
+use projections::crm::conversations::{self, ConversationRow};
+use projections::crm::messages::MessageRow;
 
 use super::auth::settle;
 use super::context::Allow;
@@ -15,13 +15,6 @@ use super::customers::{customer_id, StaffOnly};
 use super::errors;
 use super::paging::{self, Page, PageArgs};
 use crate::state::AppState;
-
-fn s(r: &JsonRow, k: &str) -> Option<String> {
-    r.get(k).and_then(|v| v.as_str()).map(str::to_string)
-}
-fn i(r: &JsonRow, k: &str) -> Option<i64> {
-    r.get(k).and_then(serde_json::Value::as_i64)
-}
 
 /// A chat conversation.
 #[derive(Debug, Clone, SimpleObject)]
@@ -52,18 +45,18 @@ pub struct Conversation {
     pub closed_at: Option<String>,
 }
 
-fn conversation(r: &JsonRow) -> Conversation {
+fn conversation(r: &ConversationRow) -> Conversation {
     Conversation {
-        id: ID(s(r, "conversation_id").unwrap_or_default()),
-        customer_id: s(r, "customer_id").map(ID),
-        status: s(r, "status").unwrap_or_default(),
-        intent: s(r, "intent"),
-        intent_confidence: i(r, "intent_confidence"),
-        assigned_staff_id: s(r, "assigned_staff_id").map(ID),
-        message_count: i(r, "message_count").unwrap_or(0),
-        started_at: s(r, "started_at").unwrap_or_default(),
-        last_message_at: s(r, "last_message_at"),
-        closed_at: s(r, "closed_at"),
+        id: ID(r.conversation_id.clone()),
+        customer_id: r.customer_id.clone().map(ID),
+        status: r.status.clone(),
+        intent: r.intent.clone(),
+        intent_confidence: r.intent_confidence,
+        assigned_staff_id: r.assigned_staff_id.clone().map(ID),
+        message_count: r.message_count,
+        started_at: r.started_at.clone(),
+        last_message_at: r.last_message_at.clone(),
+        closed_at: r.closed_at.clone(),
     }
 }
 
@@ -169,22 +162,22 @@ pub struct OutboundMessage {
     pub updated_at: String,
 }
 
-fn outbound(r: &JsonRow) -> OutboundMessage {
+fn outbound(r: &MessageRow) -> OutboundMessage {
     OutboundMessage {
-        id: ID(s(r, "message_id").unwrap_or_default()),
-        kind: s(r, "kind").unwrap_or_default(),
-        channel: s(r, "channel").unwrap_or_default(),
-        customer_id: s(r, "customer_id").map(ID),
-        cause: s(r, "cause").unwrap_or_default(),
-        status: s(r, "status").unwrap_or_default(),
-        attempts: i(r, "attempts").unwrap_or(0),
-        provider: s(r, "provider"),
-        provider_message_id: s(r, "provider_message_id"),
-        delivery_status: s(r, "delivery_status"),
-        last_error: s(r, "last_error"),
-        not_sent_reason: s(r, "not_sent_reason"),
-        queued_at: s(r, "queued_at").unwrap_or_default(),
-        updated_at: s(r, "updated_at").unwrap_or_default(),
+        id: ID(r.message_id.clone()),
+        kind: r.kind.clone(),
+        channel: r.channel.clone(),
+        customer_id: r.customer_id.clone().map(ID),
+        cause: r.cause.clone(),
+        status: r.status.clone(),
+        attempts: r.attempts,
+        provider: r.provider.clone(),
+        provider_message_id: r.provider_message_id.clone(),
+        delivery_status: r.delivery_status.clone(),
+        last_error: r.last_error.clone(),
+        not_sent_reason: r.not_sent_reason.clone(),
+        queued_at: r.queued_at.clone(),
+        updated_at: r.updated_at.clone(),
     }
 }
 

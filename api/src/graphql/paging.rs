@@ -6,7 +6,8 @@
 
 use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields};
 use async_graphql::{OutputType, SimpleObject};
-use projections::{JsonRow, Listing};
+use projections::row::FromRow;
+use projections::Listing;
 
 use super::errors;
 use super::RequestCtx;
@@ -161,12 +162,12 @@ pub async fn of_vec<T: OutputType>(
 ///
 /// # Errors
 /// VALIDATION for a malformed cursor; INTERNAL when the read models fail.
-pub async fn of_listing<T: OutputType>(
+pub async fn of_listing<T: OutputType, R: FromRow>(
     state: &AppState,
     rc: &RequestCtx,
-    listing: Listing,
+    listing: Listing<R>,
     args: PageArgs,
-    map: impl Fn(&JsonRow) -> T,
+    map: impl Fn(&R) -> T,
 ) -> async_graphql::Result<Page<T>> {
     let db = state.projections.db();
     of_query(
@@ -174,7 +175,7 @@ pub async fn of_listing<T: OutputType>(
         args,
         listing.count(db),
         |offset, limit| listing.window(db, offset, limit),
-        |r: JsonRow| Ok(map(&r)),
+        |r: R| Ok(map(&r)),
     )
     .await
 }

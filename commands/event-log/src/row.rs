@@ -73,6 +73,34 @@ pub fn opt_named<T: serde::de::DeserializeOwned>(
         .transpose()
 }
 
+/// A nullable integer column.
+///
+/// # Errors
+/// The column is absent or neither NULL nor an integer.
+pub fn opt_int(row: &JsonRow, column: &str) -> Result<Option<i64>, DbError> {
+    match row.get(column) {
+        Some(Value::Null) => Ok(None),
+        _ => int(row, column).map(Some),
+    }
+}
+
+/// A read model's row as a type: what its query functions return. Decoding names the
+/// column that does not read as its field says (never a quiet default).
+pub trait FromRow: Sized {
+    /// The row's columns as `Self`.
+    ///
+    /// # Errors
+    /// A column that is absent or of another type.
+    fn from_row(row: &JsonRow) -> Result<Self, DbError>;
+}
+
+/// Rows not typed yet pass through as they are.
+impl FromRow for JsonRow {
+    fn from_row(row: &JsonRow) -> Result<Self, DbError> {
+        Ok(row.clone())
+    }
+}
+
 /// How many rows of `from_where` (`rm_x WHERE …`, parameters `$1..`) there are.
 ///
 /// # Errors
@@ -97,6 +125,15 @@ mod tests {
 
     fn row(v: Value) -> JsonRow {
         v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn it_should_read_a_null_integer_as_none_and_text_as_an_error() {
+        let r = row(serde_json::json!({"a": null, "b": 3, "c": "x"}));
+        assert_eq!(opt_int(&r, "a").ok(), Some(None));
+        assert_eq!(opt_int(&r, "b").ok(), Some(Some(3)));
+        let e = opt_int(&r, "c").expect_err("text is not an integer");
+        assert!(e.to_string().contains("column c"), "{e}");
     }
 
     #[test]

@@ -83,16 +83,59 @@ impl Projection for Conversations {
 
 // ---------------------------------------------------------------- queries
 
+/// One conversation as the read model holds it. Instants are RFC 3339 UTC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationRow {
+    /// Its id.
+    pub conversation_id: String,
+    /// The customer, when signed in.
+    pub customer_id: Option<String>,
+    /// `open`, `handed_off` or `closed`.
+    pub status: String,
+    /// What the bot thinks the customer wants.
+    pub intent: Option<String>,
+    /// The bot's confidence in it, percent.
+    pub intent_confidence: Option<i64>,
+    /// The staff user it was handed to.
+    pub assigned_staff_id: Option<String>,
+    /// Messages so far.
+    pub message_count: i64,
+    /// Started.
+    pub started_at: String,
+    /// The last message's time.
+    pub last_message_at: Option<String>,
+    /// Closed.
+    pub closed_at: Option<String>,
+}
+
+impl crate::row::FromRow for ConversationRow {
+    fn from_row(r: &crate::JsonRow) -> Result<Self, crate::DbError> {
+        use crate::row::{int, opt_int, opt_text, text};
+        Ok(ConversationRow {
+            conversation_id: text(r, "conversation_id")?,
+            customer_id: opt_text(r, "customer_id")?,
+            status: text(r, "status")?,
+            intent: opt_text(r, "intent")?,
+            intent_confidence: opt_int(r, "intent_confidence")?,
+            assigned_staff_id: opt_text(r, "assigned_staff_id")?,
+            message_count: int(r, "message_count")?,
+            started_at: text(r, "started_at")?,
+            last_message_at: opt_text(r, "last_message_at")?,
+            closed_at: opt_text(r, "closed_at")?,
+        })
+    }
+}
+
 /// The conversation `id`, if the read model has it.
 ///
 /// # Errors
-/// [`crate::DbError`].
-pub async fn get(db: &crate::ReadDb, id: &str) -> Result<Option<crate::JsonRow>, crate::DbError> {
+/// [`crate::DbError`], also when its row does not decode.
+pub async fn get(db: &crate::ReadDb, id: &str) -> Result<Option<ConversationRow>, crate::DbError> {
     crate::listing::by_key(db, "rm_conversations", "conversation_id", id).await
 }
 
 /// Conversations in `status` with `customer` (empty: any), newest first.
-pub fn list(status: &str, customer: &str) -> crate::Listing {
+pub fn list(status: &str, customer: &str) -> crate::Listing<ConversationRow> {
     crate::Listing::new(
         "rm_conversations WHERE ($1 = '' OR status = $1) AND ($2 = '' OR customer_id = $2)",
         "started_at DESC, conversation_id",

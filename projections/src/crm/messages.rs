@@ -122,8 +122,64 @@ impl Projection for Messages {
 
 // ---------------------------------------------------------------- queries
 
+/// One outbound message as the message log lists it: why, to whom, and what became of it
+/// (its body and address stay in its stream). Instants are RFC 3339 UTC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRow {
+    /// Its id.
+    pub message_id: String,
+    /// Why it was sent (`offer`, `promotion`, `review_request`…).
+    pub kind: String,
+    /// `sms` or `email`.
+    pub channel: String,
+    /// The customer it went to (none for staff recipients).
+    pub customer_id: Option<String>,
+    /// The event that caused it.
+    pub cause: String,
+    /// `queued`, `held`, `sending`, `retrying`, `sent` or `not_sent`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// The vendor.
+    pub provider: Option<String>,
+    /// The vendor's id.
+    pub provider_message_id: Option<String>,
+    /// The vendor's last delivery report.
+    pub delivery_status: Option<String>,
+    /// The last failed attempt's error.
+    pub last_error: Option<String>,
+    /// Why it was not sent.
+    pub not_sent_reason: Option<String>,
+    /// Queued.
+    pub queued_at: String,
+    /// Last change.
+    pub updated_at: String,
+}
+
+impl crate::row::FromRow for MessageRow {
+    fn from_row(r: &crate::JsonRow) -> Result<Self, crate::DbError> {
+        use crate::row::{int, opt_text, text};
+        Ok(MessageRow {
+            message_id: text(r, "message_id")?,
+            kind: text(r, "kind")?,
+            channel: text(r, "channel")?,
+            customer_id: opt_text(r, "customer_id")?,
+            cause: text(r, "cause")?,
+            status: text(r, "status")?,
+            attempts: int(r, "attempts")?,
+            provider: opt_text(r, "provider")?,
+            provider_message_id: opt_text(r, "provider_message_id")?,
+            delivery_status: opt_text(r, "delivery_status")?,
+            last_error: opt_text(r, "last_error")?,
+            not_sent_reason: opt_text(r, "not_sent_reason")?,
+            queued_at: text(r, "queued_at")?,
+            updated_at: text(r, "updated_at")?,
+        })
+    }
+}
+
 /// Outbound messages in `status` of `kind` to `customer` (empty: any), newest first.
-pub fn list(status: &str, kind: &str, customer: &str) -> crate::Listing {
+pub fn list(status: &str, kind: &str, customer: &str) -> crate::Listing<MessageRow> {
     crate::Listing::new(
         "rm_messages WHERE ($1 = '' OR status = $1) AND ($2 = '' OR kind = $2) AND ($3 = '' OR customer_id = $3)",
         "queued_at DESC, message_id",
