@@ -160,12 +160,58 @@ impl Projection for Campaigns {
 ///
 /// # Errors
 /// [`crate::DbError`].
-pub async fn get(db: &crate::ReadDb, id: &str) -> Result<Option<crate::JsonRow>, crate::DbError> {
+pub async fn get(db: &crate::ReadDb, id: &str) -> Result<Option<PromotionRow>, crate::DbError> {
     crate::listing::by_key(db, "rm_promotions", "promotion_id", id).await
 }
 
+/// One campaign and its counts, as the read model holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromotionRow {
+    /// Its id.
+    pub promotion_id: String,
+    /// Name.
+    pub name: String,
+    /// `campaign`, `birthday` or `anniversary`.
+    pub kind: Option<String>,
+    /// `sms` or `email`.
+    pub channel: Option<String>,
+    /// `draft`, `scheduled`, `delivering`, `paused` or `cancelled`.
+    pub status: String,
+    /// Discount code.
+    pub discount_code: Option<String>,
+    /// Delivered messages.
+    pub delivered: i64,
+    /// Customers skipped.
+    pub skipped: i64,
+    /// Failed deliveries.
+    pub failed: i64,
+    /// Opened.
+    pub opened: i64,
+    /// Redeemed.
+    pub redeemed: i64,
+}
+
+impl crate::row::FromRow for PromotionRow {
+    fn from_row(r: &crate::JsonRow) -> Result<Self, crate::DbError> {
+        use crate::row::{int, opt_text, text};
+        Ok(PromotionRow {
+            promotion_id: text(r, "promotion_id")?,
+            name: text(r, "name")?,
+            kind: opt_text(r, "kind")?,
+            channel: opt_text(r, "channel")?,
+            status: text(r, "status")?,
+            discount_code: opt_text(r, "discount_code")?,
+            delivered: int(r, "delivered")?,
+            skipped: int(r, "skipped")?,
+            failed: int(r, "failed")?,
+            opened: int(r, "opened")?,
+            redeemed: int(r, "redeemed")?,
+        })
+    }
+}
+
 /// Campaigns, newest first.
-pub fn list() -> crate::Listing {
+pub fn list() -> crate::Listing<PromotionRow> {
     crate::Listing::new("rm_promotions", "created_at DESC, promotion_id", vec![])
 }
 

@@ -121,17 +121,76 @@ impl Projection for Pipeline {
 
 // ---------------------------------------------------------------- queries
 
+/// One opportunity as the pipeline holds it. Instants are RFC 3339 UTC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpportunityRow {
+    /// Its id.
+    pub opportunity_id: String,
+    /// The customer.
+    pub customer_id: String,
+    /// What it is.
+    pub title: String,
+    /// Expected value, cents.
+    pub value_cents: i64,
+    /// Responsible staff user.
+    pub owner_id: Option<String>,
+    /// `new`, `contacted`, `quoted`, `negotiating`.
+    pub stage: String,
+    /// `open`, `won` or `lost`.
+    pub status: String,
+    /// Why it was lost.
+    pub lost_reason: Option<String>,
+    /// The job it became.
+    pub won_job_id: Option<String>,
+    /// Auto-offer: `configured`, `sent`, `viewed`, `accepted`, `expired`.
+    pub offer_status: Option<String>,
+    /// Offer expiry.
+    pub offer_expires_at: Option<String>,
+    /// Flagged for no activity.
+    pub stale: bool,
+    /// Archived.
+    pub archived: bool,
+    /// Created.
+    pub created_at: String,
+}
+
+impl crate::row::FromRow for OpportunityRow {
+    fn from_row(r: &crate::JsonRow) -> Result<Self, crate::DbError> {
+        use crate::row::{int, opt_text, text};
+        Ok(OpportunityRow {
+            opportunity_id: text(r, "opportunity_id")?,
+            customer_id: text(r, "customer_id")?,
+            title: text(r, "title")?,
+            value_cents: int(r, "value_cents")?,
+            owner_id: opt_text(r, "owner_id")?,
+            stage: text(r, "stage")?,
+            status: text(r, "status")?,
+            lost_reason: opt_text(r, "lost_reason")?,
+            won_job_id: opt_text(r, "won_job_id")?,
+            offer_status: opt_text(r, "offer_status")?,
+            offer_expires_at: opt_text(r, "offer_expires_at")?,
+            stale: int(r, "stale")? == 1,
+            archived: int(r, "archived")? == 1,
+            created_at: text(r, "created_at")?,
+        })
+    }
+}
+
 /// The opportunity `id`, if the read model has it.
 ///
 /// # Errors
 /// [`crate::DbError`].
-pub async fn get(db: &crate::ReadDb, id: &str) -> Result<Option<crate::JsonRow>, crate::DbError> {
+pub async fn get(db: &crate::ReadDb, id: &str) -> Result<Option<OpportunityRow>, crate::DbError> {
     crate::listing::by_key(db, "rm_opportunities", "opportunity_id", id).await
 }
 
 /// Opportunities in `status` of `customer` (empty: any), newest first; archived ones only
 /// when `include_archived`.
-pub fn list(status: &str, customer: &str, include_archived: bool) -> crate::Listing {
+pub fn list(
+    status: &str,
+    customer: &str,
+    include_archived: bool,
+) -> crate::Listing<OpportunityRow> {
     crate::Listing::new(
         "rm_opportunities WHERE ($1 = '' OR status = $1) AND ($2 = '' OR customer_id = $2) AND ($3 = 1 OR archived = 0)",
         "created_at DESC, opportunity_id",

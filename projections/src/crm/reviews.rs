@@ -256,8 +256,42 @@ pub async fn requests(
 
 // ---------------------------------------------------------------- queries
 
+/// One review as the read model holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewRow {
+    /// Its id.
+    pub review_id: String,
+    /// `portal` or `google`.
+    pub source: String,
+    /// The customer, when known.
+    pub customer_id: Option<String>,
+    /// 1–5 stars.
+    pub rating: i64,
+    /// The text.
+    pub comment: Option<String>,
+    /// Staff response.
+    pub response: Option<String>,
+    /// Received (RFC 3339 UTC).
+    pub received_at: String,
+}
+
+impl crate::row::FromRow for ReviewRow {
+    fn from_row(r: &crate::JsonRow) -> Result<Self, crate::DbError> {
+        use crate::row::{int, opt_text, text};
+        Ok(ReviewRow {
+            review_id: text(r, "review_id")?,
+            source: text(r, "source")?,
+            customer_id: opt_text(r, "customer_id")?,
+            rating: int(r, "rating")?,
+            comment: opt_text(r, "comment")?,
+            response: opt_text(r, "response")?,
+            received_at: text(r, "received_at")?,
+        })
+    }
+}
+
 /// Reviews, newest first; only those without a response when `unanswered`.
-pub fn list(unanswered: bool) -> crate::Listing {
+pub fn list(unanswered: bool) -> crate::Listing<ReviewRow> {
     crate::Listing::new(
         "rm_reviews WHERE ($1 = 0 OR response IS NULL)",
         "received_at DESC, review_id",

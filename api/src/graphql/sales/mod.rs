@@ -14,7 +14,6 @@ use domain::promotion::{
 use domain::review::{ReviewCommand, ReviewSource};
 use domain::values::{Discount, Money as DomainMoney};
 use projections::crm::{campaigns, pipeline, reviews};
-use projections::JsonRow;
 
 use super::auth::{check_len, settle};
 use super::context::Allow;

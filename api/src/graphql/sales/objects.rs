@@ -3,13 +3,9 @@
 
 // The parts share their parent's imports.
 use super::*;
-
-pub(super) fn s(r: &JsonRow, k: &str) -> Option<String> {
-    r.get(k).and_then(|v| v.as_str()).map(str::to_string)
-}
-pub(super) fn i(r: &JsonRow, k: &str) -> i64 {
-    r.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0)
-}
+use projections::crm::campaigns::PromotionRow;
+use projections::crm::pipeline::OpportunityRow;
+use projections::crm::reviews::ReviewRow;
 
 /// A pipeline stage.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -66,22 +62,22 @@ pub struct Opportunity {
     pub created_at: String,
 }
 
-pub(super) fn opportunity(r: &JsonRow) -> Opportunity {
+pub(super) fn opportunity(r: &OpportunityRow) -> Opportunity {
     Opportunity {
-        id: ID(s(r, "opportunity_id").unwrap_or_default()),
-        customer_id: ID(s(r, "customer_id").unwrap_or_default()),
-        title: s(r, "title").unwrap_or_default(),
-        value: Money::usd(i(r, "value_cents")),
-        owner_id: s(r, "owner_id").map(ID),
-        stage: s(r, "stage").unwrap_or_default(),
-        status: s(r, "status").unwrap_or_default(),
-        lost_reason: s(r, "lost_reason"),
-        won_job_id: s(r, "won_job_id").map(ID),
-        offer_status: s(r, "offer_status"),
-        offer_expires_at: s(r, "offer_expires_at"),
-        stale: i(r, "stale") == 1,
-        archived: i(r, "archived") == 1,
-        created_at: s(r, "created_at").unwrap_or_default(),
+        id: ID(r.opportunity_id.clone()),
+        customer_id: ID(r.customer_id.clone()),
+        title: r.title.clone(),
+        value: Money::usd(r.value_cents),
+        owner_id: r.owner_id.clone().map(ID),
+        stage: r.stage.clone(),
+        status: r.status.clone(),
+        lost_reason: r.lost_reason.clone(),
+        won_job_id: r.won_job_id.clone().map(ID),
+        offer_status: r.offer_status.clone(),
+        offer_expires_at: r.offer_expires_at.clone(),
+        stale: r.stale,
+        archived: r.archived,
+        created_at: r.created_at.clone(),
     }
 }
 
@@ -122,21 +118,20 @@ pub struct Promotion {
     pub conversion_bp: Option<i64>,
 }
 
-pub(super) fn promotion(r: &JsonRow) -> Promotion {
+pub(super) fn promotion(r: &PromotionRow) -> Promotion {
     Promotion {
-        id: ID(s(r, "promotion_id").unwrap_or_default()),
-        name: s(r, "name").unwrap_or_default(),
-        kind: s(r, "kind"),
-        channel: s(r, "channel"),
-        status: s(r, "status").unwrap_or_default(),
-        discount_code: s(r, "discount_code"),
-        delivered: i(r, "delivered"),
-        skipped: i(r, "skipped"),
-        failed: i(r, "failed"),
-        opened: i(r, "opened"),
-        redeemed: i(r, "redeemed"),
-        conversion_bp: (i(r, "delivered") > 0)
-            .then(|| i(r, "redeemed") * 10_000 / i(r, "delivered")),
+        id: ID(r.promotion_id.clone()),
+        name: r.name.clone(),
+        kind: r.kind.clone(),
+        channel: r.channel.clone(),
+        status: r.status.clone(),
+        discount_code: r.discount_code.clone(),
+        delivered: r.delivered,
+        skipped: r.skipped,
+        failed: r.failed,
+        opened: r.opened,
+        redeemed: r.redeemed,
+        conversion_bp: (r.delivered > 0).then(|| r.redeemed * 10_000 / r.delivered),
     }
 }
 
@@ -159,14 +154,14 @@ pub struct Review {
     pub received_at: String,
 }
 
-pub(super) fn review(r: &JsonRow) -> Review {
+pub(super) fn review(r: &ReviewRow) -> Review {
     Review {
-        id: ID(s(r, "review_id").unwrap_or_default()),
-        source: s(r, "source").unwrap_or_default(),
-        customer_id: s(r, "customer_id").map(ID),
-        rating: i(r, "rating"),
-        comment: s(r, "comment"),
-        response: s(r, "response"),
-        received_at: s(r, "received_at").unwrap_or_default(),
+        id: ID(r.review_id.clone()),
+        source: r.source.clone(),
+        customer_id: r.customer_id.clone().map(ID),
+        rating: r.rating,
+        comment: r.comment.clone(),
+        response: r.response.clone(),
+        received_at: r.received_at.clone(),
     }
 }
