@@ -2,8 +2,8 @@
 //! `cargo run -p api` shows something real, with working demo logins.
 
 use chrono::Utc;
-use commands::demo::{self, Scale, DEMO_LOGINS};
 use commands::EventMetadata;
+use demo_data::{Scale, DEMO_LOGINS};
 use domain::staff::StaffUserCommand;
 use projections::Param;
 
@@ -43,7 +43,7 @@ pub async fn maybe_seed(state: &AppState) -> anyhow::Result<()> {
     } else {
         Scale::Small
     };
-    let summary = demo::seed_until(&state.crm, 42, scale, Utc::now())
+    let summary = demo_data::seed_until(&state.crm, 42, scale, Utc::now())
         .await
         .map_err(|e| anyhow::anyhow!("demo seed: {e}"))?;
     commands::policies::PolicyRunner::new(state.crm.clone())

@@ -1,10 +1,8 @@
 //! The application layer of Dirt Free CRM: the application service ([`Crm`]) that
 //! executes commands with metadata and idempotency on the event log (the `event-log`
-//! crate, re-exported here), the policies that react to events across aggregates, and the
-//! demo seed.
+//! crate, re-exported here), and the policies that react to events across aggregates.
 
 pub mod app;
-pub mod demo;
 pub mod policies;
 pub mod report_runs;
 pub mod review_requests;

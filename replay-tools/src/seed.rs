@@ -2,8 +2,8 @@
 //! commands a user would issue, deterministic from a seed number.
 
 use commands::app::Crm;
-use commands::demo::{self, Scale};
 use commands::policies::PolicyRunner;
+use demo_data::Scale;
 use domain::loyalty::LoyaltyRules;
 use domain::ports::DomainServices;
 
@@ -36,7 +36,7 @@ pub async fn run(ctx: &Ctx, opts: Opts) -> anyhow::Result<i32> {
         ctx.log.clone(),
         DomainServices::new(ctx.tz, LoyaltyRules::default()),
     );
-    let summary = demo::seed(&crm, opts.seed, scale).await?;
+    let summary = demo_data::seed(&crm, opts.seed, scale).await?;
     PolicyRunner::new(crm)
         .run_until_caught_up()
         .await

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::process::Output;
 
 use commands::app::Crm;
-use commands::demo::{self, Scale};
 use commands::policies::PolicyRunner;
+use demo_data::Scale;
 use domain::loyalty::LoyaltyRules;
 use domain::ports::DomainServices;
 use projections::{ProjectionRunner, Slot};
@@ -48,7 +48,7 @@ async fn seeded(engine: Engine) -> TestDb {
         db.log().await,
         DomainServices::new(TZ, LoyaltyRules::default()),
     );
-    demo::seed(&crm, 7, Scale::Small).await.expect("seed");
+    demo_data::seed(&crm, 7, Scale::Small).await.expect("seed");
     PolicyRunner::new(crm)
         .run_until_caught_up()
         .await

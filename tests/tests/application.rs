@@ -3,13 +3,13 @@
 
 use std::collections::BTreeSet;
 
-use commands::demo::{self, Scale};
 use commands::domain::customer::CustomerCommand;
 use commands::domain::ids::{CustomerId, JobId, LoyaltyAccountId, ReferralId, ReviewRequestId};
 use commands::domain::job::{BookingSource, JobCommand};
 use commands::domain::testing;
 use commands::policies::{load_checkpoint, save_checkpoint};
 use commands::{LogPosition, Policy, PolicyRunner};
+use demo_data::Scale;
 use tests::app_support::{self as support, meta, staff};
 use tests::{Engine, TestDb};
 use uuid::Uuid;
@@ -352,7 +352,9 @@ type Fact = (String, String, u64, String, String);
 async fn seeded_facts(engine: Engine, seed: u64) -> BTreeSet<Fact> {
     let db = TestDb::new(engine).await;
     let crm = support::crm(db.log().await);
-    demo::seed(&crm, seed, Scale::Small).await.expect("seed");
+    demo_data::seed(&crm, seed, Scale::Small)
+        .await
+        .expect("seed");
     support::all_events(crm.log())
         .await
         .into_iter()
@@ -383,7 +385,7 @@ async fn the_small_demo_seed_makes_customers_jobs_loyalty_and_reviews(engine: En
     let db = TestDb::new(engine).await;
     let crm = support::crm(db.log().await);
     let started = std::time::Instant::now();
-    let summary = demo::seed(&crm, 42, Scale::Small).await.expect("seed");
+    let summary = demo_data::seed(&crm, 42, Scale::Small).await.expect("seed");
     eprintln!(
         "small seed on {engine:?}: {summary:?} in {:?}",
         started.elapsed()
@@ -405,12 +407,12 @@ async fn the_small_demo_seed_makes_customers_jobs_loyalty_and_reviews(engine: En
     assert!(count("OpportunityCreated") > 0 && count("PromotionDelivered") > 0);
     assert_eq!(count("ReferralRecorded"), summary.referrals);
     // The seed refuses to run twice.
-    let err = demo::seed(&crm, 42, Scale::Small)
+    let err = demo_data::seed(&crm, 42, Scale::Small)
         .await
         .expect_err("not empty");
     assert_eq!(err.rule(), Some("STORE_NOT_EMPTY"));
     // Every payload timestamp is inside the demo's two years.
-    let end = demo::default_end();
+    let end = demo_data::default_end();
     let _ = testing::test_now();
     for e in &events {
         let inner = e
@@ -438,7 +440,7 @@ async fn the_full_demo_seed_fills_two_years_of_business() {
         let db = TestDb::new(engine).await;
         let crm = support::crm(db.log().await);
         let started = std::time::Instant::now();
-        let summary = demo::seed(&crm, 1, Scale::Full).await.expect("seed");
+        let summary = demo_data::seed(&crm, 1, Scale::Full).await.expect("seed");
         eprintln!(
             "full seed on {engine:?}: {summary:?} in {:?}",
             started.elapsed()

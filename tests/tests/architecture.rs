@@ -22,13 +22,27 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "worker",
         &["domain", "event-log", "commands", "projections"],
     ),
+    ("demo-data", &["domain", "event-log", "commands"]),
     (
         "api",
-        &["domain", "event-log", "commands", "projections", "worker"],
+        &[
+            "domain",
+            "event-log",
+            "commands",
+            "projections",
+            "worker",
+            "demo-data",
+        ],
     ),
     (
         "replay-tools",
-        &["domain", "event-log", "commands", "projections"],
+        &[
+            "domain",
+            "event-log",
+            "commands",
+            "projections",
+            "demo-data",
+        ],
     ),
     (
         "tests",
@@ -38,6 +52,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "commands",
             "projections",
             "worker",
+            "demo-data",
             "api",
             "replay-tools",
         ],

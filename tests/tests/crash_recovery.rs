@@ -11,10 +11,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use commands::app::Crm;
-use commands::demo::{self, Scale};
 use commands::domain::loyalty::LoyaltyRules;
 use commands::domain::ports::DomainServices;
 use commands::{LogPosition, RecordedEvent};
+use demo_data::Scale;
 use projections::ProjectionRunner;
 use tests::{Engine, TempDir, TestDb};
 
@@ -182,7 +182,7 @@ async fn killed_during_catch_up_then_restarted(engine: Engine) {
             db.log().await,
             DomainServices::new(TZ, LoyaltyRules::default()),
         );
-        demo::seed(&crm, 11, Scale::Small).await.expect("seed");
+        demo_data::seed(&crm, 11, Scale::Small).await.expect("seed");
     }
     let log = db.log().await;
     let dir = TempDir::new();
