@@ -5,7 +5,7 @@ use chrono::Utc;
 use commands::EventMetadata;
 use demo_data::{Scale, DEMO_LOGINS};
 use domain::staff::StaffUserCommand;
-use projections::Param;
+use projections::crm::accounts;
 
 use crate::state::AppState;
 
@@ -55,21 +55,12 @@ pub async fn maybe_seed(state: &AppState) -> anyhow::Result<()> {
     let hash = worker::accounts::passwords::hash(DEMO_PASSWORD)
         .map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
     for (email, _, _) in DEMO_LOGINS {
-        let rows = state
-            .projections
-            .query(
-                "SELECT staff_user_id FROM rm_staff_users WHERE email = $1",
-                &[Param::from(email)],
-            )
-            .await?;
-        let Some(id) = rows
-            .first()
-            .and_then(|r| r.get("staff_user_id"))
-            .and_then(|v| v.as_str())
-        else {
+        let found = accounts::staff_user_by_email(state.projections.db(), email).await?;
+        let Some(row) = found else {
             continue;
         };
-        let id = domain::ids::StaffUserId::parse(id).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let id = projections::row::text(&row, "staff_user_id")?;
+        let id = domain::ids::StaffUserId::parse(&id).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let meta = EventMetadata::new(commands::Actor::System("demo".into()), Utc::now());
         state
             .crm
@@ -118,14 +109,8 @@ fn demo_admin() -> &'static str {
 /// One line naming the ways out, when the store holds the demo's admin.
 pub async fn refuse_a_demo_store(state: &AppState) -> anyhow::Result<()> {
     state.projections.catch_up("accounts").await?;
-    let found = state
-        .projections
-        .query(
-            "SELECT staff_user_id FROM rm_staff_users WHERE email = $1",
-            &[Param::from(demo_admin())],
-        )
-        .await?;
-    if found.is_empty() {
+    let found = accounts::staff_user_by_email(state.projections.db(), demo_admin()).await?;
+    if found.is_none() {
         return Ok(());
     }
     if state.config.is_production() {

@@ -114,41 +114,18 @@ pub async fn version() -> Json<Value> {
 /// health detail and of the metrics scrape.
 pub(crate) async fn outbox_counts(
     state: &AppState,
-) -> Result<(Vec<(String, i64)>, Option<i64>), projections::DbError> {
-    let db = state.projections.db();
-    let rows = db
-        .query(
-            "SELECT status, count(*) AS n FROM outbox_messages GROUP BY status ORDER BY status",
-            &[],
-        )
-        .await?;
-    let by_status = rows
-        .iter()
-        .filter_map(|r| {
-            let status = r.get("status")?.as_str()?.to_string();
-            Some((status, r.get("n").and_then(Value::as_i64).unwrap_or(0)))
-        })
-        .collect();
-    let oldest = db
-        .query(
-            "SELECT min(due_at_ms) AS due FROM outbox_messages WHERE due_at_ms IS NOT NULL",
-            &[],
-        )
-        .await?;
-    let overdue_ms = oldest
-        .first()
-        .and_then(|r| r.get("due"))
-        .and_then(Value::as_i64)
-        .map(|due| (chrono::Utc::now().timestamp_millis() - due).max(0));
-    Ok((by_status, overdue_ms))
+) -> Result<(Vec<(String, i64)>, Option<i64>), commands::StoreError> {
+    worker::outbox::index::counts(&state.log, chrono::Utc::now()).await
 }
 
 /// Outbound messages by status, and how late the oldest due one is.
-async fn outbox_summary(state: &AppState) -> Result<Value, projections::DbError> {
-    let (counts, overdue_ms) = outbox_counts(state).await?;
+async fn outbox_summary(state: &AppState) -> Result<Value, String> {
+    let (counts, overdue_ms) = outbox_counts(state).await.map_err(|e| e.to_string())?;
     let by_status: serde_json::Map<String, Value> =
         counts.into_iter().map(|(s, n)| (s, json!(n))).collect();
-    let unknown = worker::outbox::uncertain_sends(&state.projections).await?;
+    let unknown = worker::outbox::uncertain_sends(&state.projections)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(
         json!({ "messages": by_status, "oldestDueOverdueMs": overdue_ms, "outcomeUnknown": unknown }),
     )

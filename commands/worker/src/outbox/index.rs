@@ -243,6 +243,42 @@ async fn lookup(
     Ok(message_ids(&rows)?.into_iter().next())
 }
 
+/// Messages by index status, and how late (ms) the oldest due one is at `now`: what health
+/// and the metrics scrape report.
+///
+/// # Errors
+/// [`StoreError`].
+pub async fn counts(
+    log: &EventLog,
+    now: DateTime<Utc>,
+) -> Result<(Vec<(String, i64)>, Option<i64>), StoreError> {
+    let db = ReadDb::of(log);
+    let rows = db
+        .query(
+            "SELECT status, count(*) AS n FROM outbox_messages GROUP BY status ORDER BY status",
+            &[],
+        )
+        .await
+        .map_err(db_error)?;
+    let by_status = rows
+        .iter()
+        .map(|r| Ok((row::text(r, "status")?, row::int(r, "n")?)))
+        .collect::<Result<Vec<_>, DbError>>()
+        .map_err(db_error)?;
+    let oldest = db
+        .query(
+            "SELECT min(due_at_ms) AS due FROM outbox_messages WHERE due_at_ms IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(db_error)?;
+    let due = match oldest.first() {
+        Some(r) => row::opt_int(r, "due").map_err(db_error)?,
+        None => None,
+    };
+    Ok((by_status, due.map(|due| (ms(now) - due).max(0))))
+}
+
 /// The index's checkpoint (for status and tests).
 ///
 /// # Errors
