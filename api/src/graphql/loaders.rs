@@ -5,8 +5,7 @@
 use std::collections::HashMap;
 
 use async_graphql::dataloader::{DataLoader, Loader};
-use projections::crm::jobs::{windows_of_customers, JobWindow};
-use projections::JsonRow;
+use projections::crm::jobs::{windows_of_customers, JobRow, JobWindow, NumberedJob};
 
 use super::paging::Bounds;
 use crate::state::AppState;
@@ -31,7 +30,7 @@ pub struct JobsWindow {
     /// The customer's jobs in all.
     pub total: usize,
     /// The rows of the window.
-    pub rows: Vec<JsonRow>,
+    pub rows: Vec<JobRow>,
 }
 
 /// Reads the asked pages of jobs of a page of customers in one statement
@@ -59,29 +58,21 @@ impl Loader<JobsPage> for JobsOfCustomers {
         let rows = windows_of_customers(self.state.projections.db(), &windows)
             .await
             .map_err(|e| e.to_string())?;
-        let offset = |r: &JsonRow, k: &str| {
-            r.get(k)
-                .and_then(serde_json::Value::as_i64)
-                .and_then(|n| usize::try_from(n).ok())
-                .unwrap_or(0)
-        };
-        let mut by_customer: HashMap<&str, Vec<&JsonRow>> = HashMap::new();
+        let mut by_customer: HashMap<&str, Vec<&NumberedJob>> = HashMap::new();
         for r in &rows {
-            if let Some(c) = r.get("customer_id").and_then(|v| v.as_str()) {
-                by_customer.entry(c).or_default().push(r);
-            }
+            by_customer.entry(&r.job.customer_id).or_default().push(r);
         }
         let mut out = HashMap::new();
         for k in keys {
             let theirs = by_customer
                 .get(k.customer.as_str())
                 .map_or(&[][..], Vec::as_slice);
-            let total = theirs.first().map_or(0, |r| offset(r, "page_total"));
+            let total = theirs.first().map_or(0, |r| r.page_total);
             let (start, end) = k.bounds.window(total);
             let rows = theirs
                 .iter()
-                .filter(|r| (start..end).contains(&offset(r, "page_offset")))
-                .map(|r| (*r).clone())
+                .filter(|r| (start..end).contains(&r.page_offset))
+                .map(|r| r.job.clone())
                 .collect();
             out.insert(
                 k.clone(),

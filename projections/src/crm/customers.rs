@@ -416,8 +416,89 @@ pub async fn export_rows(db: &ReadDb) -> Result<Vec<ExportRow>, DbError> {
 ///
 /// # Errors
 /// [`crate::DbError`].
-pub async fn get(db: &crate::ReadDb, id: &str) -> Result<Option<crate::JsonRow>, crate::DbError> {
+pub async fn get(db: &crate::ReadDb, id: &str) -> Result<Option<CustomerRow>, crate::DbError> {
     crate::listing::by_key(db, "rm_customers", "customer_id", id).await
+}
+
+/// One customer as the customer list and the customer-360 header show them. Personal
+/// fields are `None` once erased. Instants are RFC 3339 UTC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerRow {
+    /// Their id.
+    pub customer_id: String,
+    /// Name.
+    pub name: Option<String>,
+    /// Email.
+    pub email: Option<String>,
+    /// Phone.
+    pub phone: Option<String>,
+    /// Birthday (`YYYY-MM-DD`).
+    pub birthday: Option<String>,
+    /// Customer since (`YYYY-MM-DD`).
+    pub customer_since: Option<String>,
+    /// Tags, sorted.
+    pub tags: Vec<String>,
+    /// Addresses by label.
+    pub addresses: std::collections::BTreeMap<String, domain::values::Address>,
+    /// Staff notes on them.
+    pub notes: i64,
+    /// Marketing consent by SMS.
+    pub sms_consent: bool,
+    /// Marketing consent by email.
+    pub email_consent: bool,
+    /// Email suppressed (bounced or complained).
+    pub email_suppressed: bool,
+    /// Personal data erased.
+    pub erased: bool,
+    /// The customer this one was merged into.
+    pub merged_into: Option<String>,
+    /// Their referral code.
+    pub referral_code: Option<String>,
+    /// Completed jobs.
+    pub jobs_completed: i64,
+    /// Spent on completed jobs, cents.
+    pub total_spent_cents: i64,
+    /// Loyalty points.
+    pub loyalty_points: i64,
+    /// Loyalty tier.
+    pub tier: String,
+    /// Created.
+    pub created_at: String,
+}
+
+impl crate::row::FromRow for CustomerRow {
+    fn from_row(r: &crate::JsonRow) -> Result<Self, crate::DbError> {
+        use crate::row::{int, opt_text, text};
+        let json = |k: &str| -> Result<String, crate::DbError> { text(r, k) };
+        let tags = json("tags")?;
+        let addresses = json("addresses")?;
+        Ok(CustomerRow {
+            customer_id: text(r, "customer_id")?,
+            name: opt_text(r, "name")?,
+            email: opt_text(r, "email")?,
+            phone: opt_text(r, "phone")?,
+            birthday: opt_text(r, "birthday")?,
+            customer_since: opt_text(r, "customer_since")?,
+            tags: serde_json::from_str(&tags).map_err(|_| {
+                crate::DbError::new("read-model column tags is not a JSON list of text")
+            })?,
+            addresses: serde_json::from_str(&addresses).map_err(|_| {
+                crate::DbError::new("read-model column addresses is not a JSON map of addresses")
+            })?,
+            notes: int(r, "notes")?,
+            sms_consent: int(r, "sms_consent")? == 1,
+            email_consent: int(r, "email_consent")? == 1,
+            email_suppressed: int(r, "email_suppressed")? == 1,
+            erased: int(r, "erased")? == 1,
+            merged_into: opt_text(r, "merged_into")?,
+            referral_code: opt_text(r, "referral_code")?,
+            jobs_completed: int(r, "jobs_completed")?,
+            total_spent_cents: int(r, "total_spent_cents")?,
+            loyalty_points: int(r, "loyalty_points")?,
+            tier: text(r, "tier")?,
+            created_at: text(r, "created_at")?,
+        })
+    }
 }
 
 /// How the customer list is ordered.
@@ -447,7 +528,11 @@ impl CustomerOrder {
 
 /// Customers (not erased or merged away) whose name, email or phone contains `search`
 /// (case-insensitive) and who carry `tag`, in `order`.
-pub fn search(search: Option<&str>, tag: Option<&str>, order: CustomerOrder) -> crate::Listing {
+pub fn search(
+    search: Option<&str>,
+    tag: Option<&str>,
+    order: CustomerOrder,
+) -> crate::Listing<CustomerRow> {
     let pattern = search.map(|q| format!("%{}%", q.to_lowercase()));
     let tag = tag.map(|t| format!("%\"{}\"%", t.replace('"', "")));
     crate::Listing::new(

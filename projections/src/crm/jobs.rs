@@ -198,11 +198,123 @@ async fn vehicle(
 
 // ---------------------------------------------------------------- queries
 
+/// One job as the read model holds it. Instants are RFC 3339 UTC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    /// Its id.
+    pub job_id: String,
+    /// The customer.
+    pub customer_id: String,
+    /// `booked`, `scheduled`, `in_progress`, `completed`, `cancelled`.
+    pub status: String,
+    /// How it was booked.
+    pub source: Option<String>,
+    /// The services booked.
+    pub services: Vec<String>,
+    /// Window start.
+    pub scheduled_start: Option<String>,
+    /// Window end.
+    pub scheduled_end: Option<String>,
+    /// Times rescheduled.
+    pub reschedule_count: i64,
+    /// Assigned technician.
+    pub technician_id: Option<String>,
+    /// Assigned van.
+    pub vehicle_id: Option<String>,
+    /// What the completed job charged, cents.
+    pub amount_cents: Option<i64>,
+    /// Paid.
+    pub paid: bool,
+    /// Booked.
+    pub booked_at: String,
+    /// Completed.
+    pub completed_at: Option<String>,
+}
+
+impl crate::row::FromRow for JobRow {
+    fn from_row(r: &crate::JsonRow) -> Result<Self, crate::DbError> {
+        use crate::row::{int, opt_int, opt_text, text};
+        let services = text(r, "services")?;
+        Ok(JobRow {
+            job_id: text(r, "job_id")?,
+            customer_id: text(r, "customer_id")?,
+            status: text(r, "status")?,
+            source: opt_text(r, "source")?,
+            services: serde_json::from_str(&services).map_err(|_| {
+                crate::DbError::new("read-model column services is not a JSON list of text")
+            })?,
+            scheduled_start: opt_text(r, "scheduled_start")?,
+            scheduled_end: opt_text(r, "scheduled_end")?,
+            reschedule_count: int(r, "reschedule_count")?,
+            technician_id: opt_text(r, "technician_id")?,
+            vehicle_id: opt_text(r, "vehicle_id")?,
+            amount_cents: opt_int(r, "amount_cents")?,
+            paid: int(r, "paid")? == 1,
+            booked_at: text(r, "booked_at")?,
+            completed_at: opt_text(r, "completed_at")?,
+        })
+    }
+}
+
+/// One van on the board.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VehicleRow {
+    /// Its id.
+    pub vehicle_id: String,
+    /// Name.
+    pub name: String,
+    /// Plate.
+    pub plate: Option<String>,
+    /// `available`, `on_job` or `maintenance`.
+    pub status: String,
+    /// The job it is on.
+    pub current_job_id: Option<String>,
+}
+
+impl crate::row::FromRow for VehicleRow {
+    fn from_row(r: &crate::JsonRow) -> Result<Self, crate::DbError> {
+        use crate::row::{opt_text, text};
+        Ok(VehicleRow {
+            vehicle_id: text(r, "vehicle_id")?,
+            name: text(r, "name")?,
+            plate: opt_text(r, "plate")?,
+            status: text(r, "status")?,
+            current_job_id: opt_text(r, "current_job_id")?,
+        })
+    }
+}
+
+/// A job of a customer's list with its place in it: what [`windows_of_customers`] reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberedJob {
+    /// The job.
+    pub job: JobRow,
+    /// Its offset in its customer's list (newest booking first).
+    pub page_offset: usize,
+    /// How many jobs the customer has.
+    pub page_total: usize,
+}
+
+impl crate::row::FromRow for NumberedJob {
+    fn from_row(r: &crate::JsonRow) -> Result<Self, crate::DbError> {
+        let count = |k: &str| {
+            crate::row::int(r, k).and_then(|n| {
+                usize::try_from(n).map_err(|_| crate::DbError::new(format!("{k} is negative")))
+            })
+        };
+        Ok(NumberedJob {
+            job: JobRow::from_row(r)?,
+            page_offset: count("page_offset")?,
+            page_total: count("page_total")?,
+        })
+    }
+}
+
 /// The job `id`, if the read model has it.
 ///
 /// # Errors
 /// [`crate::DbError`].
-pub async fn get(db: &crate::ReadDb, id: &str) -> Result<Option<crate::JsonRow>, crate::DbError> {
+pub async fn get(db: &crate::ReadDb, id: &str) -> Result<Option<JobRow>, crate::DbError> {
     crate::listing::by_key(db, "rm_jobs", "job_id", id).await
 }
 
@@ -213,13 +325,13 @@ pub async fn get(db: &crate::ReadDb, id: &str) -> Result<Option<crate::JsonRow>,
 pub async fn vehicle_by_id(
     db: &crate::ReadDb,
     id: &str,
-) -> Result<Option<crate::JsonRow>, crate::DbError> {
+) -> Result<Option<VehicleRow>, crate::DbError> {
     crate::listing::by_key(db, "rm_vehicles", "vehicle_id", id).await
 }
 
 /// Jobs scheduled from `from` (RFC 3339, inclusive) until `to` (exclusive) in `status`, by
 /// start; an empty bound or status does not filter.
-pub fn scheduled(from: &str, to: &str, status: &str) -> crate::Listing {
+pub fn scheduled(from: &str, to: &str, status: &str) -> crate::Listing<JobRow> {
     crate::Listing::new(
         "rm_jobs WHERE ($1 = '' OR scheduled_start >= $1) AND ($2 = '' OR scheduled_start < $2) AND ($3 = '' OR status = $3)",
         "scheduled_start, job_id",
@@ -228,7 +340,7 @@ pub fn scheduled(from: &str, to: &str, status: &str) -> crate::Listing {
 }
 
 /// A customer's jobs, newest booking first (the order [`windows_of_customers`] numbers).
-pub fn of_customer(customer: &str) -> crate::Listing {
+pub fn of_customer(customer: &str) -> crate::Listing<JobRow> {
     crate::Listing::new(
         "rm_jobs WHERE customer_id = $1",
         "booked_at DESC, job_id",
@@ -237,7 +349,7 @@ pub fn of_customer(customer: &str) -> crate::Listing {
 }
 
 /// The vehicle board, by name.
-pub fn vehicles() -> crate::Listing {
+pub fn vehicles() -> crate::Listing<VehicleRow> {
     crate::Listing::new("rm_vehicles", "name, vehicle_id", vec![])
 }
 
@@ -268,7 +380,8 @@ pub struct JobWindow<'a> {
 pub async fn windows_of_customers(
     db: &crate::ReadDb,
     windows: &[JobWindow<'_>],
-) -> Result<Vec<crate::JsonRow>, crate::DbError> {
+) -> Result<Vec<NumberedJob>, crate::DbError> {
+    use crate::row::FromRow;
     let mut customers: Vec<&str> = windows.iter().map(|w| w.customer).collect();
     customers.sort_unstable();
     customers.dedup();
@@ -286,7 +399,11 @@ pub async fn windows_of_customers(
         marks.join(", "),
         wanted.join(" OR ")
     );
-    db.query(&sql, &params).await
+    db.query(&sql, &params)
+        .await?
+        .iter()
+        .map(|r| NumberedJob::from_row(r).map_err(|e| crate::DbError::new(format!("rm_jobs: {e}"))))
+        .collect()
 }
 
 /// A condition (on `page_offset` and `page_total`) that holds for every row of `w` and for

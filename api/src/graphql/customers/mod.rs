@@ -6,7 +6,6 @@ use chrono::NaiveDate;
 use domain::customer::CustomerCommand;
 use domain::ids::CustomerId;
 use domain::ports::Role;
-use projections::JsonRow;
 
 use super::auth::{check_len, settle};
 use super::context::Allow;

@@ -4,6 +4,7 @@
 use super::*;
 use crate::graphql::loaders::{JobsOfCustomers, JobsPage};
 use crate::graphql::RequestCtx;
+use projections::crm::customers::CustomerRow;
 
 /// An amount of money.
 #[derive(Debug, Clone, SimpleObject)]
@@ -113,55 +114,44 @@ pub struct CustomerAddress {
     pub postal_code: String,
 }
 
-pub(super) fn addresses(json: Option<String>) -> Vec<CustomerAddress> {
-    let map: serde_json::Map<String, serde_json::Value> = json
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    let text =
-        |a: &serde_json::Value, k: &str| a.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    map.iter()
+pub(super) fn addresses(
+    by_label: &std::collections::BTreeMap<String, domain::values::Address>,
+) -> Vec<CustomerAddress> {
+    by_label
+        .iter()
         .map(|(label, a)| CustomerAddress {
             label: label.clone(),
-            line1: text(a, "line1").unwrap_or_default(),
-            line2: text(a, "line2").filter(|l| !l.is_empty()),
-            city: text(a, "city").unwrap_or_default(),
-            region: text(a, "region").unwrap_or_default(),
-            postal_code: text(a, "postal_code").unwrap_or_default(),
+            line1: a.line1.to_string(),
+            line2: a.line2.as_ref().map(ToString::to_string),
+            city: a.city.to_string(),
+            region: a.region.to_string(),
+            postal_code: a.postal_code.to_string(),
         })
         .collect()
 }
 
-pub(super) fn s(r: &JsonRow, k: &str) -> Option<String> {
-    r.get(k).and_then(|v| v.as_str()).map(str::to_string)
-}
-pub(super) fn i(r: &JsonRow, k: &str) -> i64 {
-    r.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0)
-}
-
-pub(in crate::graphql) fn customer_from_row(r: &JsonRow) -> Customer {
+pub(in crate::graphql) fn customer_from_row(r: &CustomerRow) -> Customer {
     Customer {
-        id: ID(s(r, "customer_id").unwrap_or_default()),
-        name: s(r, "name"),
-        email: s(r, "email"),
-        phone: s(r, "phone"),
-        birthday: s(r, "birthday"),
-        customer_since: s(r, "customer_since"),
-        tags: s(r, "tags")
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default(),
-        sms_consent: i(r, "sms_consent") == 1,
-        email_consent: i(r, "email_consent") == 1,
-        email_suppressed: i(r, "email_suppressed") == 1,
-        erased: i(r, "erased") == 1,
-        jobs_completed: i(r, "jobs_completed"),
-        total_spent: Money::usd(i(r, "total_spent_cents")),
-        loyalty_points: i(r, "loyalty_points"),
-        tier: s(r, "tier").unwrap_or_else(|| "bronze".into()),
-        referral_code: s(r, "referral_code"),
-        addresses: addresses(s(r, "addresses")),
-        note_count: i(r, "notes"),
-        merged_into_id: s(r, "merged_into").map(ID),
-        created_at: s(r, "created_at").unwrap_or_default(),
+        id: ID(r.customer_id.clone()),
+        name: r.name.clone(),
+        email: r.email.clone(),
+        phone: r.phone.clone(),
+        birthday: r.birthday.clone(),
+        customer_since: r.customer_since.clone(),
+        tags: r.tags.clone(),
+        sms_consent: r.sms_consent,
+        email_consent: r.email_consent,
+        email_suppressed: r.email_suppressed,
+        erased: r.erased,
+        jobs_completed: r.jobs_completed,
+        total_spent: Money::usd(r.total_spent_cents),
+        loyalty_points: r.loyalty_points,
+        tier: r.tier.clone(),
+        referral_code: r.referral_code.clone(),
+        addresses: addresses(&r.addresses),
+        note_count: r.notes,
+        merged_into_id: r.merged_into.clone().map(ID),
+        created_at: r.created_at.clone(),
     }
 }
 

@@ -7,7 +7,6 @@ use domain::job::{BookingSource, JobCommand, ScheduleWindow};
 use domain::ports::Role;
 use domain::vehicle::VehicleCommand;
 use projections::crm::jobs;
-use projections::JsonRow;
 
 use super::auth::{check_len, settle};
 use super::context::Allow;

@@ -2,6 +2,7 @@
 
 // The parts share their parent's imports.
 use super::*;
+use projections::crm::jobs::{JobRow, VehicleRow};
 
 /// A cleaning job.
 #[derive(Debug, Clone, SimpleObject)]
@@ -36,34 +37,22 @@ pub struct Job {
     pub completed_at: Option<String>,
 }
 
-pub(super) fn s(r: &JsonRow, k: &str) -> Option<String> {
-    r.get(k).and_then(|v| v.as_str()).map(str::to_string)
-}
-
-pub(in crate::graphql) fn job_from_row(r: &JsonRow) -> Job {
+pub(in crate::graphql) fn job_from_row(r: &JobRow) -> Job {
     Job {
-        id: ID(s(r, "job_id").unwrap_or_default()),
-        customer_id: ID(s(r, "customer_id").unwrap_or_default()),
-        status: s(r, "status").unwrap_or_default(),
-        source: s(r, "source"),
-        services: s(r, "services")
-            .and_then(|x| serde_json::from_str(&x).ok())
-            .unwrap_or_default(),
-        scheduled_start: s(r, "scheduled_start"),
-        scheduled_end: s(r, "scheduled_end"),
-        reschedule_count: r
-            .get("reschedule_count")
-            .and_then(serde_json::Value::as_i64)
-            .unwrap_or(0),
-        technician_id: s(r, "technician_id").map(ID),
-        vehicle_id: s(r, "vehicle_id").map(ID),
-        amount: r
-            .get("amount_cents")
-            .and_then(serde_json::Value::as_i64)
-            .map(Money::usd),
-        paid: r.get("paid").and_then(serde_json::Value::as_i64) == Some(1),
-        booked_at: s(r, "booked_at").unwrap_or_default(),
-        completed_at: s(r, "completed_at"),
+        id: ID(r.job_id.clone()),
+        customer_id: ID(r.customer_id.clone()),
+        status: r.status.clone(),
+        source: r.source.clone(),
+        services: r.services.clone(),
+        scheduled_start: r.scheduled_start.clone(),
+        scheduled_end: r.scheduled_end.clone(),
+        reschedule_count: r.reschedule_count,
+        technician_id: r.technician_id.clone().map(ID),
+        vehicle_id: r.vehicle_id.clone().map(ID),
+        amount: r.amount_cents.map(Money::usd),
+        paid: r.paid,
+        booked_at: r.booked_at.clone(),
+        completed_at: r.completed_at.clone(),
     }
 }
 
@@ -90,12 +79,12 @@ pub struct Vehicle {
     pub current_job_id: Option<ID>,
 }
 
-pub(super) fn vehicle(r: &JsonRow) -> Vehicle {
+pub(super) fn vehicle(r: &VehicleRow) -> Vehicle {
     Vehicle {
-        id: ID(s(r, "vehicle_id").unwrap_or_default()),
-        name: s(r, "name").unwrap_or_default(),
-        plate: s(r, "plate"),
-        status: s(r, "status").unwrap_or_default(),
-        current_job_id: s(r, "current_job_id").map(ID),
+        id: ID(r.vehicle_id.clone()),
+        name: r.name.clone(),
+        plate: r.plate.clone(),
+        status: r.status.clone(),
+        current_job_id: r.current_job_id.clone().map(ID),
     }
 }
