@@ -7,7 +7,7 @@ use domain::report::spreadsheet_safe;
 use projections::crm::analytics::{self, RevenueKey};
 use projections::crm::{customers, kpis};
 
-use super::context::{self, parts};
+use super::context::{parts, Allow};
 use super::customers::Money;
 use super::errors;
 
@@ -132,6 +132,7 @@ pub struct AnalyticsQuery;
 #[Object]
 impl AnalyticsQuery {
     /// Revenue of completed jobs dated in the business's time zone, from..=to.
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn revenue(
         &self,
         ctx: &Context<'_>,
@@ -140,7 +141,6 @@ impl AnalyticsQuery {
         group_by: RevenueGrouping,
     ) -> async_graphql::Result<Vec<RevenueBucket>> {
         let (state, rc) = parts(ctx)?;
-        context::staff(rc, Role::Manager, "read analytics")?;
         if to < from || (to - from).num_days() > 3_660 {
             return Err(errors::invalid(
                 "to",
@@ -183,6 +183,7 @@ impl AnalyticsQuery {
     }
 
     /// Headline business metrics for from..=to (business time zone).
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn kpis(
         &self,
         ctx: &Context<'_>,
@@ -190,7 +191,6 @@ impl AnalyticsQuery {
         to: NaiveDate,
     ) -> async_graphql::Result<Kpis> {
         let (state, rc) = parts(ctx)?;
-        context::staff(rc, Role::Manager, "read analytics")?;
         kpis::kpis(
             state.projections.db(),
             state.config.business_timezone,
@@ -226,6 +226,7 @@ pub struct ExportQuery;
 #[Object]
 impl ExportQuery {
     /// A report as CSV text (header row first), for from..=to where dated (managers).
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn export_csv(
         &self,
         ctx: &Context<'_>,
@@ -234,7 +235,6 @@ impl ExportQuery {
         to: Option<NaiveDate>,
     ) -> async_graphql::Result<String> {
         let (state, rc) = parts(ctx)?;
-        context::staff(rc, Role::Manager, "export reports")?;
         let from = from.unwrap_or(NaiveDate::from_ymd_opt(0, 1, 1).unwrap_or(NaiveDate::MIN));
         let to = to.unwrap_or(NaiveDate::from_ymd_opt(9999, 12, 31).unwrap_or(NaiveDate::MAX));
         if to < from {

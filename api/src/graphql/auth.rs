@@ -17,8 +17,8 @@ use rand::RngCore;
 use worker::accounts::passwords;
 use worker::sessions::{self, PrincipalKind};
 
-use super::context::Allow;
-use super::context::{self, parts, token_hash, Principal};
+use super::command::{self, settle};
+use super::context::{self, parts, token_hash, Allow, Principal};
 use super::errors;
 use super::paging::{self, Page, PageArgs};
 use crate::state::AppState;
@@ -248,20 +248,6 @@ pub fn check_len(field: &str, v: &str) -> async_graphql::Result<()> {
     Ok(())
 }
 
-/// Waits (bounded) for the read models to include `position`.
-pub async fn settle(state: &AppState, outcome: &commands::CommandOutcome) -> String {
-    match outcome.last_position() {
-        Some(p) => {
-            let _ = state
-                .projections
-                .wait_for(p, std::time::Duration::from_secs(5))
-                .await;
-            p.to_string()
-        }
-        None => String::new(),
-    }
-}
-
 pub(super) async fn staff_by_email(state: &AppState, email: &str) -> Option<projections::JsonRow> {
     accounts::staff_user_by_email(state.projections.db(), email)
         .await
@@ -408,6 +394,7 @@ impl AuthQuery {
     }
 
     /// Staff users by email (admin only).
+    #[graphql(guard = "Allow::Staff(Role::Admin)")]
     async fn staff_users(
         &self,
         ctx: &Context<'_>,
@@ -417,7 +404,6 @@ impl AuthQuery {
         last: Option<i32>,
     ) -> async_graphql::Result<Page<StaffUser>> {
         let (state, rc) = parts(ctx)?;
-        context::staff(rc, Role::Admin, "list staff users")?;
         paging::of_listing(
             state,
             rc,
@@ -500,8 +486,10 @@ impl AuthMutation {
     }
 
     /// Ends the current session.
+    #[graphql(guard = "Allow::SignedIn")]
     async fn logout(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         let (state, rc) = parts(ctx)?;
+        // The guard admitted a session, so there is its token's hash.
         let Some(hash) = &rc.token_hash else {
             return Err(errors::unauthenticated());
         };
@@ -546,61 +534,40 @@ impl AuthMutation {
         let new_hash = passwords::hash_off_the_runtime(input.new_password.clone())
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        let out = match principal {
-            Principal::Staff { id: sid, role } => {
-                let meta = context::with_key(
-                    context::meta(rc, commands::Actor::Staff(id.clone())),
-                    input.idempotency_key.as_ref(),
-                );
-                state
-                    .crm
-                    .staff_users()
-                    .execute(
-                        sid,
-                        domain::Actor::Staff { id: sid, role },
-                        StaffCommand::SetPasswordHash {
-                            password_hash: new_hash,
-                        },
-                        &meta,
-                    )
-                    .await
+        let key = input.idempotency_key.as_ref();
+        let password_hash = new_hash;
+        let done = match principal {
+            Principal::Staff { id: sid, .. } => {
+                let cmd = StaffCommand::SetPasswordHash { password_hash };
+                let by = context::staff_actor(rc)?;
+                command::execute(state, rc, state.crm.staff_users(), sid, by, key, cmd).await?
             }
             Principal::Customer { id: cid } => {
-                let meta = context::with_key(
-                    context::meta(rc, commands::Actor::Customer(id.clone())),
-                    input.idempotency_key.as_ref(),
-                );
-                state
-                    .crm
-                    .portal_accounts()
-                    .execute(
-                        PortalAccountId::for_customer(cid),
-                        domain::Actor::Customer { id: cid },
-                        PortalCommand::ChangePassword {
-                            password_hash: new_hash,
-                        },
-                        &meta,
-                    )
-                    .await
+                let (_, actor, meta) = context::customer(rc)?;
+                let account = PortalAccountId::for_customer(cid);
+                let cmd = PortalCommand::ChangePassword { password_hash };
+                let on = state.crm.portal_accounts();
+                command::execute(state, rc, on, account, (actor, meta), key, cmd).await?
             }
-        }
-        .map_err(|e| errors::app(&rc.request_id, e))?;
-        let position = settle(state, &out).await;
+        };
         // A password change is how a user locks out whoever else holds a session.
         sessions::revoke_all_of(db, kind, &id, rc.token_hash.as_deref(), Utc::now())
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
-        Ok(ChangePasswordPayload { position })
+        Ok(ChangePasswordPayload {
+            position: done.position,
+        })
     }
 
     /// Creates a staff user (admin only).
+    #[graphql(guard = "Allow::Staff(Role::Admin)")]
     async fn create_staff_user(
         &self,
         ctx: &Context<'_>,
         input: CreateStaffUserInput,
     ) -> async_graphql::Result<CreateStaffUserPayload> {
         let (state, rc) = parts(ctx)?;
-        let (actor, meta) = context::staff(rc, Role::Admin, "create staff users")?;
+        let (actor, meta) = context::staff_actor(rc)?;
         let key = input.idempotency_key.as_ref();
         let meta = context::with_key(meta, key);
         let id = StaffUserId::from_uuid(context::id_for_create(state, rc, key).await);

@@ -15,7 +15,8 @@ use domain::message::{MessageKind, Recipient};
 use rand::RngCore;
 use worker::outbox::reset_tokens;
 
-use super::auth::{self, settle};
+use super::auth;
+use super::command::{self, settle};
 use super::context::{self, parts, token_hash, Allow};
 use super::customers::MarketingChannel;
 use super::errors;
@@ -90,21 +91,13 @@ impl ContactMutation {
         let code = format!("{:06}", rand::rngs::OsRng.next_u32() % 1_000_000);
         let expires_at = Utc::now() + Duration::minutes(CODE_MINUTES);
         let wanted = Channel::from(input.channel);
-        let out = state
-            .crm
-            .customers()
-            .execute(
-                me,
-                actor,
-                CustomerCommand::IssueContactCode {
-                    channel: wanted,
-                    code_hash: token_hash(&code),
-                    expires_at,
-                },
-                &context::with_key(meta.clone(), input.idempotency_key.as_ref()),
-            )
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
+        let issue = CustomerCommand::IssueContactCode {
+            channel: wanted,
+            code_hash: token_hash(&code),
+            expires_at,
+        };
+        let (by, key) = ((actor, meta.clone()), input.idempotency_key.as_ref());
+        let out = command::run(rc, state.crm.customers(), me, by, key, issue).await?;
         let Some(event) = out.events.first() else {
             return Err(errors::internal(
                 &rc.request_id,
@@ -169,20 +162,12 @@ impl ContactMutation {
             .sign_in_limits
             .code_attempt(&format!("contact:{me}"))
             .map_err(auth::rate_limited)?;
-        let out = state
-            .crm
-            .customers()
-            .execute(
-                me,
-                actor,
-                CustomerCommand::ConfirmContact {
-                    channel: Channel::from(input.channel),
-                    code_hash: token_hash(input.code.trim()),
-                },
-                &context::with_key(meta, input.idempotency_key.as_ref()),
-            )
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
+        let confirm = CustomerCommand::ConfirmContact {
+            channel: Channel::from(input.channel),
+            code_hash: token_hash(input.code.trim()),
+        };
+        let key = input.idempotency_key.as_ref();
+        let out = command::run(rc, state.crm.customers(), me, (actor, meta), key, confirm).await?;
         attempt.succeeded();
         Ok(ConfirmContactPayload {
             channel: input.channel,

@@ -176,29 +176,32 @@ pub fn parts<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<(&'a AppState, &
     Ok((ctx.data::<AppState>()?, ctx.data::<RequestCtx>()?))
 }
 
-/// A staff user with at least `min` role; the domain actor and metadata for their commands.
-pub fn staff(
-    rc: &RequestCtx,
-    min: Role,
-    what: &str,
-) -> async_graphql::Result<(domain::Actor, EventMetadata)> {
+/// The signed-in staff user as the domain actor, and metadata for their commands.
+/// Takes no role: the operation's guard ([`Allow`]) checked it before the resolver ran.
+/// Anyone else is refused (`UNAUTHENTICATED` without a session, `FORBIDDEN` for a portal
+/// customer), so staff's branch of an operation that admits customers too stays theirs.
+pub fn staff_actor(rc: &RequestCtx) -> async_graphql::Result<(domain::Actor, EventMetadata)> {
     match &rc.principal {
-        Some(Principal::Staff { id, role }) if rank(*role) >= rank(min) => Ok((
+        Some(Principal::Staff { id, role }) => Ok((
             domain::Actor::Staff {
                 id: *id,
                 role: *role,
             },
             meta(rc, commands::Actor::Staff(id.to_string())),
         )),
-        Some(_) => Err(errors::forbidden(what)),
+        Some(Principal::Customer { .. }) => {
+            Err(errors::forbidden("do this from the customer portal"))
+        }
         None => Err(errors::unauthenticated()),
     }
 }
 
-/// Who may call an operation, declared on it (`#[graphql(guard = "Allow::Staff(Role::Manager)")]`)
-/// and checked before the resolver looks at its input: an unauthorised caller learns nothing
-/// about whether the input was valid or the thing exists. Resolvers still take the actor from
-/// [`staff`] / [`customer`], and check ownership where a portal customer is allowed.
+/// Who may call an operation, declared once, on it (`#[graphql(guard = "Allow::Staff(Role::Manager)")]`),
+/// and checked before the resolver reads its input: an unauthorised caller learns nothing
+/// about whether the input was valid or the thing exists. Resolvers take the actor from
+/// [`staff_actor`] / [`customer`] without naming a role again, and check ownership where a
+/// portal customer is allowed. A refusal names the operation ("your role may not use
+/// mergeCustomers"). Routes outside GraphQL ask [`Allow::admits`] themselves.
 #[derive(Debug, Clone, Copy)]
 pub enum Allow {
     /// Staff with at least this role.
@@ -211,25 +214,48 @@ pub enum Allow {
     SignedIn,
 }
 
-impl async_graphql::Guard for Allow {
-    async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
-        let rc = ctx.data::<RequestCtx>()?;
+impl Allow {
+    /// Whether the request's principal may call an operation open to `self`; a refusal says
+    /// the caller may not `what` ("use mergeCustomers", "download reports").
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` without a session, `FORBIDDEN` for anyone else not admitted.
+    pub fn admits(self, rc: &RequestCtx, what: &str) -> async_graphql::Result<()> {
         match (self, &rc.principal) {
             (_, None) => Err(errors::unauthenticated()),
             (Allow::SignedIn, _)
             | (Allow::StaffOrCustomer(_) | Allow::Customer, Some(Principal::Customer { .. })) => {
                 Ok(())
             }
-            (Allow::Customer, Some(Principal::Staff { .. })) => {
-                Err(errors::forbidden("use the customer portal"))
+            (
+                Allow::Staff(min) | Allow::StaffOrCustomer(min),
+                Some(Principal::Staff { role, .. }),
+            ) => {
+                if rank(*role) >= rank(min) {
+                    Ok(())
+                } else {
+                    Err(errors::forbidden(what))
+                }
             }
-            (Allow::Staff(min) | Allow::StaffOrCustomer(min), Some(Principal::Staff { .. })) => {
-                staff(rc, *min, "do this").map(|_| ())
-            }
-            (Allow::Staff(_), Some(Principal::Customer { .. })) => {
-                Err(errors::forbidden("do this from the customer portal"))
-            }
+            (Allow::Staff(_), Some(Principal::Customer { .. })) => Err(errors::forbidden(
+                &format!("{what} from the customer portal"),
+            )),
+            (Allow::Customer, Some(Principal::Staff { .. })) => Err(errors::forbidden(&format!(
+                "{what}: it is for portal customers"
+            ))),
         }
+    }
+}
+
+/// What a refusal of the operation `ctx` resolves says the caller may not do: "use" and its
+/// field name (`mergeCustomers`).
+pub fn use_of(ctx: &Context<'_>) -> String {
+    format!("use {}", ctx.field().name())
+}
+
+impl async_graphql::Guard for Allow {
+    async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
+        self.admits(ctx.data::<RequestCtx>()?, &use_of(ctx))
     }
 }
 
@@ -245,6 +271,16 @@ pub fn customer(
         )),
         Some(_) => Err(errors::forbidden("use the customer portal")),
         None => Err(errors::unauthenticated()),
+    }
+}
+
+/// The signed-in caller, staff user or portal customer, as the domain actor with metadata:
+/// for operations open to both (`Allow::StaffOrCustomer`), whose domain decides what each
+/// may do.
+pub fn actor(rc: &RequestCtx) -> async_graphql::Result<(domain::Actor, EventMetadata)> {
+    match &rc.principal {
+        Some(Principal::Customer { .. }) => customer(rc).map(|(_, actor, meta)| (actor, meta)),
+        _ => staff_actor(rc),
     }
 }
 

@@ -6,9 +6,9 @@ use domain::loyalty::LoyaltyCommand;
 use domain::ports::Role;
 use projections::JsonRow;
 
-use super::auth::{check_len, settle};
-use super::context::Allow;
-use super::context::{self, parts};
+use super::auth::check_len;
+use super::command::{self, settle};
+use super::context::{self, parts, Allow};
 use super::customers::{customer_id, may_read_customer};
 use super::errors;
 use crate::state::AppState;
@@ -66,6 +66,7 @@ pub struct LoyaltyQuery;
 #[Object]
 impl LoyaltyQuery {
     /// A customer's account (staff; a portal customer only their own).
+    #[graphql(guard = "Allow::StaffOrCustomer(Role::Staff)")]
     async fn loyalty_account(
         &self,
         ctx: &Context<'_>,
@@ -136,45 +137,26 @@ impl LoyaltyMutation {
     ) -> async_graphql::Result<LoyaltyPayload> {
         check_len("reason", &input.reason)?;
         let (state, rc) = parts(ctx)?;
-        let (actor, meta) = context::staff(rc, Role::Staff, "award loyalty points")?;
+        let by = context::staff_actor(rc)?;
         let customer = customer_id("customerId", &input.customer_id)?;
         let account = LoyaltyAccountId::for_customer(customer);
-        let meta = context::with_key(meta, input.idempotency_key.as_ref());
-        // Enrol first if needed (the domain treats a repeat as done).
-        let plain = commands::EventMetadata {
-            idempotency_key: None,
-            ..meta.clone()
+        // Enrol first if needed (the domain treats a repeat as done), without the key: it is
+        // the award's.
+        let enrol = LoyaltyCommand::Enrol {
+            customer_id: customer,
         };
-        let _ = state
-            .crm
-            .loyalty_accounts()
-            .execute(
-                account,
-                actor,
-                LoyaltyCommand::Enrol {
-                    customer_id: customer,
-                },
-                &plain,
-            )
-            .await;
-        let out = state
-            .crm
-            .loyalty_accounts()
-            .execute(
-                account,
-                actor,
-                LoyaltyCommand::Award {
-                    points: input.points,
-                    reason: input.reason,
-                },
-                &meta,
-            )
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
-        let position = settle(state, &out).await;
+        let on = state.crm.loyalty_accounts();
+        let _ = on.execute(account, by.0, enrol, &by.1).await;
+        let award = LoyaltyCommand::Award {
+            points: input.points,
+            reason: input.reason,
+        };
+        let key = input.idempotency_key.as_ref();
+        let on = state.crm.loyalty_accounts();
+        let done = command::execute(state, rc, on, account, by, key, award).await?;
         Ok(LoyaltyPayload {
             account: load(state, &customer.to_string()).await,
-            position,
+            position: done.position,
         })
     }
 
@@ -187,7 +169,7 @@ impl LoyaltyMutation {
     ) -> async_graphql::Result<LoyaltyPayload> {
         check_len("reward", &input.reward)?;
         let (state, rc) = parts(ctx)?;
-        let (customer, actor, meta) = match &rc.principal {
+        let (customer, by) = match &rc.principal {
             Some(context::Principal::Customer { .. }) => {
                 let (id, actor, meta) = context::customer(rc)?;
                 if input
@@ -197,39 +179,34 @@ impl LoyaltyMutation {
                 {
                     return Err(errors::forbidden("redeem another customer's points"));
                 }
-                (id, actor, meta)
+                (id, (actor, meta))
             }
+            // Staff (the guard admitted no one else) redeem for the customer they name.
             _ => {
-                let (actor, meta) = context::staff(rc, Role::Staff, "redeem loyalty points")?;
+                let by = context::staff_actor(rc)?;
                 let c = input
                     .customer_id
                     .as_ref()
                     .ok_or_else(|| errors::invalid("customerId", "required for staff"))?;
-                (customer_id("customerId", c)?, actor, meta)
+                (customer_id("customerId", c)?, by)
             }
         };
-        let out = state
-            .crm
-            .loyalty_accounts()
-            .execute(
-                LoyaltyAccountId::for_customer(customer),
-                actor,
-                LoyaltyCommand::Redeem {
-                    points: input.points,
-                    reward: input.reward,
-                },
-                &context::with_key(meta, input.idempotency_key.as_ref()),
-            )
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
-        let position = settle(state, &out).await;
+        let redeem = LoyaltyCommand::Redeem {
+            points: input.points,
+            reward: input.reward,
+        };
+        let account = LoyaltyAccountId::for_customer(customer);
+        let key = input.idempotency_key.as_ref();
+        let on = state.crm.loyalty_accounts();
+        let done = command::execute(state, rc, on, account, by, key, redeem).await?;
         Ok(LoyaltyPayload {
             account: load(state, &customer.to_string()).await,
-            position,
+            position: done.position,
         })
     }
 
     /// Issues (or returns) the signed-in portal customer's referral code.
+    #[graphql(guard = "Allow::Customer")]
     async fn my_referral_code(
         &self,
         ctx: &Context<'_>,

@@ -8,9 +8,8 @@ use domain::ports::Role;
 use projections::crm::conversations::{self, ConversationRow};
 use projections::crm::messages::MessageRow;
 
-use super::auth::settle;
-use super::context::Allow;
-use super::context::{self, parts, Principal};
+use super::command::{self, settle};
+use super::context::{self, parts, Allow, Principal};
 use super::customers::{customer_id, StaffOnly};
 use super::errors;
 use super::paging::{self, Page, PageArgs};
@@ -192,6 +191,7 @@ impl MessagingQuery {
         clippy::too_many_arguments,
         reason = "Relay's four paging arguments plus filters"
     )]
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn conversations(
         &self,
         ctx: &Context<'_>,
@@ -203,7 +203,6 @@ impl MessagingQuery {
         last: Option<i32>,
     ) -> async_graphql::Result<Page<Conversation>> {
         let (state, rc) = parts(ctx)?;
-        context::staff(rc, Role::Staff, "read conversations")?;
         paging::of_listing(
             state,
             rc,
@@ -218,6 +217,7 @@ impl MessagingQuery {
     }
 
     /// One conversation with its messages (staff; a portal customer only their own).
+    #[graphql(guard = "Allow::StaffOrCustomer(Role::Staff)")]
     async fn conversation(
         &self,
         ctx: &Context<'_>,
@@ -227,23 +227,22 @@ impl MessagingQuery {
         let found = load_conversation(state, &id).await;
         match (&rc.principal, &found) {
             (Some(Principal::Customer { id: me }), Some(c))
-                if c.customer_id.as_ref().map(|x| x.as_str()) != Some(me.to_string().as_str()) =>
+                if c.customer_id.as_ref().map(|x| x.as_str()) == Some(me.to_string().as_str()) =>
             {
-                Err(errors::forbidden("read another customer's conversation"))
-            }
-            (Some(Principal::Customer { .. }), Some(_)) => Ok(found),
-            // Like `job`: a portal customer learns nothing about ids that are not theirs.
-            (Some(Principal::Customer { .. }), None) => {
-                Err(errors::forbidden("read another customer's conversation"))
-            }
-            _ => {
-                context::staff(rc, Role::Staff, "read conversations")?;
                 Ok(found)
             }
+            // Someone else's, or (like `job`) unknown: a portal customer learns nothing about
+            // ids that are not theirs.
+            (Some(Principal::Customer { .. }), _) => {
+                Err(errors::forbidden("read another customer's conversation"))
+            }
+            // Staff: the guard admitted no one else.
+            _ => Ok(found),
         }
     }
 
     /// The signed-in portal customer's conversations, newest first.
+    #[graphql(guard = "Allow::Customer")]
     async fn my_conversations(
         &self,
         ctx: &Context<'_>,
@@ -269,6 +268,7 @@ impl MessagingQuery {
         clippy::too_many_arguments,
         reason = "Relay's four paging arguments plus filters"
     )]
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn outbound_messages(
         &self,
         ctx: &Context<'_>,
@@ -281,7 +281,6 @@ impl MessagingQuery {
         last: Option<i32>,
     ) -> async_graphql::Result<Page<OutboundMessage>> {
         let (state, rc) = parts(ctx)?;
-        context::staff(rc, Role::Manager, "read the message log")?;
         paging::of_listing(
             state,
             rc,
@@ -380,8 +379,9 @@ fn conversation_id(field: &str, id: &ID) -> async_graphql::Result<ConversationId
     ConversationId::parse(id).map_err(|_| errors::invalid(field, "not a conversation id"))
 }
 
-/// Runs one conversation command as the signed-in staff user or portal customer; the
-/// domain refuses a customer acting on someone else's conversation.
+/// Runs conversation commands, in order, as the signed-in staff user or portal customer
+/// (the guard checked the role); the domain refuses a customer acting on someone else's
+/// conversation.
 async fn run(
     ctx: &Context<'_>,
     id: ConversationId,
@@ -389,32 +389,16 @@ async fn run(
     cmds: Vec<ConversationCommand>,
 ) -> async_graphql::Result<ConversationPayload> {
     let (state, rc) = parts(ctx)?;
-    let (actor, meta) = match &rc.principal {
-        Some(Principal::Customer { .. }) => {
-            let (_, actor, meta) = context::customer(rc)?;
-            (actor, meta)
-        }
-        _ => context::staff(rc, Role::Staff, "write in conversations")?,
-    };
-    let meta = context::with_key(meta, key);
+    let by = context::actor(rc)?;
     let mut last = None;
     for (k, cmd) in cmds.into_iter().enumerate() {
         // Later steps of one request get their own keys, so a retry repeats none of them.
-        let m = match (k, key) {
-            (0, _) | (_, None) => meta.clone(),
-            (k, Some(_)) => {
-                let first = meta.idempotency_key.clone().unwrap_or_default();
-                meta.clone().with_idempotency_key(format!("{first}:{k}"))
-            }
+        let step_key = match k {
+            0 => key.cloned(),
+            k => key.map(|first| format!("{first}:{k}")),
         };
-        last = Some(
-            state
-                .crm
-                .conversations()
-                .execute(id, actor, cmd, &m)
-                .await
-                .map_err(|e| errors::app(&rc.request_id, e))?,
-        );
+        let on = state.crm.conversations();
+        last = Some(command::run(rc, on, id, by.clone(), step_key.as_ref(), cmd).await?);
     }
     let position = match &last {
         Some(out) => settle(state, out).await,
@@ -519,8 +503,6 @@ impl MessagingMutation {
         ctx: &Context<'_>,
         input: DetectConversationIntentInput,
     ) -> async_graphql::Result<ConversationPayload> {
-        let (_, rc) = parts(ctx)?;
-        context::staff(rc, Role::Staff, "classify conversations")?;
         let id = conversation_id("conversationId", &input.conversation_id)?;
         let confidence = u8::try_from(input.confidence_percent)
             .ok()
@@ -550,7 +532,11 @@ impl MessagingMutation {
         let id = conversation_id("conversationId", &input.conversation_id)?;
         let to_staff = match &input.to_staff_id {
             Some(t) => {
-                context::staff(rc, Role::Staff, "assign conversations")?;
+                // Only on this input: the guard admits the customer too, who may ask for a
+                // person but not choose one.
+                if matches!(rc.principal, Some(Principal::Customer { .. })) {
+                    return Err(errors::forbidden("choose who takes a conversation"));
+                }
                 Some(
                     StaffUserId::parse(t)
                         .map_err(|_| errors::invalid("toStaffId", "not a staff user id"))?,

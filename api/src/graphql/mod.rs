@@ -9,6 +9,7 @@
 
 pub mod analytics;
 mod auth;
+mod command;
 mod contacts;
 mod context;
 mod customers;

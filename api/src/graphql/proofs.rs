@@ -14,8 +14,8 @@ use domain::ports::Role;
 use domain::values::{Email, PhoneNumber};
 use worker::outbox::compose;
 
-use super::auth::settle;
-use super::context::{self, parts, RequestCtx};
+use super::command;
+use super::context::{self, parts, Allow, RequestCtx};
 use super::customers::MarketingChannel;
 use super::errors;
 use crate::state::AppState;
@@ -141,27 +141,20 @@ async fn queue(
         body,
     } = m;
     let id = OutboundMessageId::for_cause(&cause);
-    let out = state
-        .crm
-        .messages()
-        .execute(
-            id,
-            domain::Actor::System,
-            MessageCommand::Queue {
-                kind: MessageKind::Test,
-                channel,
-                recipient,
-                cause,
-                subject,
-                body,
-            },
-            meta,
-        )
-        .await
-        .map_err(|e| errors::app(&rc.request_id, e))?;
+    let queue = MessageCommand::Queue {
+        kind: MessageKind::Test,
+        channel,
+        recipient,
+        cause,
+        subject,
+        body,
+    };
+    // The system sends it, on behalf of this request's staff user (in `meta`).
+    let by = (domain::Actor::System, meta.clone());
+    let done = command::execute(state, rc, state.crm.messages(), id, by, None, queue).await?;
     Ok(MessageQueuedPayload {
         message_id: ID(id.to_string()),
-        position: settle(state, &out).await,
+        position: done.position,
     })
 }
 
@@ -178,7 +171,11 @@ fn cause(kind: &str, rc: &RequestCtx, key: Option<&String>) -> String {
     format!("{kind}:{who}:{nonce}")
 }
 
-/// Queues an admin's test message to `to` (checked for the channel).
+/// Who may send a test message, by `sendTestMessage` or its HTTP twin.
+pub const TEST_SENDS: Allow = Allow::Staff(Role::Admin);
+
+/// Queues an admin's test message to `to` (checked for the channel); the caller checked
+/// [`TEST_SENDS`].
 ///
 /// # Errors
 /// `VALIDATION` on `to`, or the store's refusal.
@@ -189,7 +186,7 @@ pub async fn send_test(
     to: &str,
     key: Option<&String>,
 ) -> async_graphql::Result<MessageQueuedPayload> {
-    let (_, meta) = context::staff(rc, Role::Admin, "send test messages")?;
+    let (_, meta) = context::staff_actor(rc)?;
     let recipient = match channel {
         Channel::Sms => Recipient::Phone {
             number: PhoneNumber::parse(to).map_err(|e| errors::invalid("to", e.message))?,
@@ -219,6 +216,7 @@ pub struct ProofQuery;
 impl ProofQuery {
     /// A promotion as one customer would read it: its template rendered with their details,
     /// with the opt-out sentence (SMS) or a sample unsubscribe link (email) as sent (managers).
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn promotion_preview(
         &self,
         ctx: &Context<'_>,
@@ -226,7 +224,6 @@ impl ProofQuery {
         customer_id: ID,
     ) -> async_graphql::Result<MessagePreview> {
         let (state, rc) = parts(ctx)?;
-        context::staff(rc, Role::Manager, "preview campaigns")?;
         let (_, content) = content(state, rc, &id).await?;
         let cid = CustomerId::parse(&customer_id)
             .map_err(|_| errors::invalid("customerId", "not a customer id"))?;
@@ -257,13 +254,14 @@ pub struct ProofMutation;
 impl ProofMutation {
     /// Emails the promotion, rendered with sample customer details in the caller's name, to
     /// the caller's own address (managers), through the outbox as a `test` message.
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn send_promotion_proof(
         &self,
         ctx: &Context<'_>,
         input: SendPromotionProofInput,
     ) -> async_graphql::Result<MessageQueuedPayload> {
         let (state, rc) = parts(ctx)?;
-        let (actor, meta) = context::staff(rc, Role::Manager, "send campaign proofs")?;
+        let (actor, meta) = context::staff_actor(rc)?;
         let domain::Actor::Staff { id: me, .. } = actor else {
             return Err(errors::internal(&rc.request_id, &"a staff actor"));
         };
@@ -317,6 +315,7 @@ impl ProofMutation {
 
     /// Sends one test SMS or email to `to` through the outbox and the configured vendor,
     /// recorded like any message (admins). Without a vendor it is recorded as not sent.
+    #[graphql(guard = "TEST_SENDS")]
     async fn send_test_message(
         &self,
         ctx: &Context<'_>,
@@ -392,6 +391,9 @@ async fn http_send(
         Ok(b) => b,
         Err(e) => return super::http_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e.body_text()),
     };
+    if let Err(e) = TEST_SENDS.admits(&rc, "send test messages") {
+        return super::http_graphql_error(&e);
+    }
     match send_test(&state, &rc, channel, &body.to, None).await {
         Ok(p) => (
             StatusCode::ACCEPTED,

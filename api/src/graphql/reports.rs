@@ -8,9 +8,9 @@ use domain::scheduled_report::{ReportMetric, ReportPeriod, ScheduledReportComman
 use projections::crm::scheduled_reports;
 use projections::JsonRow;
 
-use super::auth::{check_len, settle};
-use super::context::Allow;
-use super::context::{self, parts};
+use super::auth::check_len;
+use super::command;
+use super::context::{self, parts, Allow};
 use super::errors;
 use super::paging::{self, Page, PageArgs};
 use crate::state::AppState;
@@ -206,6 +206,7 @@ pub struct ReportQuery;
 #[Object]
 impl ReportQuery {
     /// Scheduled reports with their runs (managers).
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn scheduled_reports(
         &self,
         ctx: &Context<'_>,
@@ -216,7 +217,6 @@ impl ReportQuery {
         last: Option<i32>,
     ) -> async_graphql::Result<Page<ScheduledReport>> {
         let (state, rc) = parts(ctx)?;
-        context::staff(rc, Role::Manager, "read scheduled reports")?;
         let reports = load_reports(state, include_deleted, None)
             .await
             .map_err(|e| errors::internal(&rc.request_id, &e))?;
@@ -224,6 +224,7 @@ impl ReportQuery {
     }
 
     /// Referrals, newest first; only one referrer's when `referrerId` is given (staff).
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn referrals(
         &self,
         ctx: &Context<'_>,
@@ -234,7 +235,6 @@ impl ReportQuery {
         last: Option<i32>,
     ) -> async_graphql::Result<Page<Referral>> {
         let (state, rc) = parts(ctx)?;
-        context::staff(rc, Role::Staff, "read referrals")?;
         let referrer = match referrer_id {
             Some(id) => CustomerId::parse(&id)
                 .map_err(|_| errors::invalid("referrerId", "not a customer id"))?
@@ -327,34 +327,24 @@ impl ReportMutation {
             return Err(errors::invalid("recipients", "at most 50"));
         }
         let (state, rc) = parts(ctx)?;
-        let (actor, meta) = context::staff(rc, Role::Manager, "define scheduled reports")?;
         // Read as the scheduler will read it: `99 * * * *` would be accepted and never run.
         worker::scheduler::schedule::Schedule::parse(&input.cron, state.config.business_timezone)
             .map_err(|e| errors::invalid("cron", e.to_string()))?;
-        let id = ScheduledReportId::from_uuid(
-            context::id_for_create(state, rc, input.idempotency_key.as_ref()).await,
-        );
-        let out = state
-            .crm
-            .scheduled_reports()
-            .execute(
-                id,
-                actor,
-                ScheduledReportCommand::Define {
-                    report_id: id,
-                    name: input.name,
-                    metrics: input.metrics.into_iter().map(Into::into).collect(),
-                    period: input.period.into(),
-                    recipients: input.recipients,
-                    cron: input.cron,
-                },
-                &context::with_key(meta, input.idempotency_key.as_ref()),
-            )
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
+        let key = input.idempotency_key.as_ref();
+        let id = ScheduledReportId::from_uuid(context::id_for_create(state, rc, key).await);
+        let define = ScheduledReportCommand::Define {
+            report_id: id,
+            name: input.name,
+            metrics: input.metrics.into_iter().map(Into::into).collect(),
+            period: input.period.into(),
+            recipients: input.recipients,
+            cron: input.cron,
+        };
+        let (by, on) = (context::staff_actor(rc)?, state.crm.scheduled_reports());
+        let done = command::execute(state, rc, on, id, by, key, define).await?;
         Ok(ScheduledReportPayload {
             report_id: ID(id.to_string()),
-            position: settle(state, &out).await,
+            position: done.position,
         })
     }
 
@@ -369,17 +359,13 @@ impl ReportMutation {
         let report = ScheduledReportId::parse(&id)
             .map_err(|_| errors::invalid("id", "not a scheduled report id"))?;
         let (state, rc) = parts(ctx)?;
-        let (actor, meta) = context::staff(rc, Role::Manager, "delete scheduled reports")?;
-        let meta = context::with_key(meta, input.idempotency_key.as_ref());
-        let out = state
-            .crm
-            .scheduled_reports()
-            .execute(report, actor, ScheduledReportCommand::Delete, &meta)
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
+        let (by, on) = (context::staff_actor(rc)?, state.crm.scheduled_reports());
+        let key = input.idempotency_key.as_ref();
+        let delete = ScheduledReportCommand::Delete;
+        let done = command::execute(state, rc, on, report, by, key, delete).await?;
         Ok(ScheduledReportPayload {
             report_id: id,
-            position: settle(state, &out).await,
+            position: done.position,
         })
     }
 }
@@ -436,7 +422,7 @@ async fn download(
     use axum::http::{header, StatusCode};
     use axum::response::IntoResponse;
     let rc = context::from_headers(&state, &headers, addr).await;
-    if let Err(e) = context::staff(&rc, Role::Manager, "download reports") {
+    if let Err(e) = Allow::Staff(Role::Manager).admits(&rc, "download reports") {
         return super::http_graphql_error(&e);
     }
     let not_found = || {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use domain::ports::Role;
 use projections::crm::reviews::{self, RequestFilter};
 
-use super::auth::settle;
+use super::command::settle;
 use super::context::{self, parts, Allow};
 use super::customers::MarketingChannel;
 use super::dispatch::read_time;
@@ -136,7 +136,7 @@ impl ReviewRequestMutation {
     ) -> async_graphql::Result<RequestReviewPayload> {
         let (state, rc) = parts(ctx)?;
         let job = super::jobs::job_id("jobId", &input.job_id)?;
-        let (actor, meta) = context::staff(rc, Role::Staff, "ask for reviews")?;
+        let (actor, meta) = context::staff_actor(rc)?;
         let asked = state
             .crm
             .ask_for_review(

@@ -8,7 +8,8 @@ use domain::values::Email;
 use worker::accounts::portal_sign_up::{PortalSignUp, Registration, SignUpError};
 use worker::sign_in_limits::Limited;
 
-use super::auth::{self, check_len, check_password, open_session, rfc3339, settle, LoginPayload};
+use super::auth::{self, check_len, check_password, open_session, rfc3339, LoginPayload};
+use super::command::settle;
 use super::context::{self, parts, Allow};
 use super::errors;
 use crate::state::AppState;

@@ -18,8 +18,9 @@ use projections::crm::accounts;
 use worker::outbox::reset_tokens;
 use worker::sessions::{self, PrincipalKind};
 
-use super::auth::{self, settle, StaffRole, StaffUser};
-use super::context::{self, parts, token_hash, RequestCtx};
+use super::auth::{self, StaffRole, StaffUser};
+use super::command::{self, settle};
+use super::context::{self, parts, token_hash, Allow, RequestCtx};
 use super::errors;
 use crate::state::AppState;
 
@@ -270,18 +271,18 @@ impl StaffMutation {
 
     /// Changes a staff user's role (admin only; an admin cannot demote themselves). Their
     /// open sessions take the new role at once.
+    #[graphql(guard = "Allow::Staff(Role::Admin)")]
     async fn change_staff_role(
         &self,
         ctx: &Context<'_>,
         input: ChangeStaffRoleInput,
     ) -> async_graphql::Result<StaffUserPayload> {
         let (state, rc) = parts(ctx)?;
-        let (actor, meta) = context::staff(rc, Role::Admin, "change staff roles")?;
-        let meta = context::with_key(meta, input.idempotency_key.as_ref());
+        let by = context::staff_actor(rc)?;
         let id = StaffUserId::parse(&input.staff_user_id)
             .map_err(|_| errors::invalid("staffUserId", "not a staff user id"))?;
         let role: Role = input.role.into();
-        if actor.staff_id() == Some(id) && role != Role::Admin {
+        if by.0.staff_id() == Some(id) && role != Role::Admin {
             // Otherwise the last admin could lock everyone out of staff management.
             return Err(errors::rule(
                 "CANNOT_DEMOTE_SELF",
@@ -289,13 +290,12 @@ impl StaffMutation {
                 "role",
             ));
         }
-        let out = state
-            .crm
-            .staff_users()
-            .execute(id, actor, StaffCommand::ChangeRole { role }, &meta)
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
-        let position = settle(state, &out).await;
+        let (key, change) = (
+            input.idempotency_key.as_ref(),
+            StaffCommand::ChangeRole { role },
+        );
+        let done =
+            command::execute(state, rc, state.crm.staff_users(), id, by, key, change).await?;
         // Sessions carry the role they were opened with: move the user's open ones along,
         // after the read model has the change (a login from now on reads the new role).
         sessions::set_staff_role(
@@ -310,29 +310,25 @@ impl StaffMutation {
             .ok_or_else(|| errors::not_found("staff user", &id.to_string()))?;
         Ok(StaffUserPayload {
             staff_user,
-            position,
+            position: done.position,
         })
     }
 
     /// Deactivates a staff user (admin only; not oneself): they can no longer sign in and
     /// their open sessions end at once. Their history stays.
+    #[graphql(guard = "Allow::Staff(Role::Admin)")]
     async fn deactivate_staff_user(
         &self,
         ctx: &Context<'_>,
         input: DeactivateStaffUserInput,
     ) -> async_graphql::Result<StaffUserPayload> {
         let (state, rc) = parts(ctx)?;
-        let (actor, meta) = context::staff(rc, Role::Admin, "deactivate staff users")?;
-        let meta = context::with_key(meta, input.idempotency_key.as_ref());
+        let by = context::staff_actor(rc)?;
         let id = StaffUserId::parse(&input.staff_user_id)
             .map_err(|_| errors::invalid("staffUserId", "not a staff user id"))?;
-        let out = state
-            .crm
-            .staff_users()
-            .execute(id, actor, StaffCommand::Deactivate, &meta)
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
-        let position = settle(state, &out).await;
+        let (key, deactivate) = (input.idempotency_key.as_ref(), StaffCommand::Deactivate);
+        let on = state.crm.staff_users();
+        let done = command::execute(state, rc, on, id, by, key, deactivate).await?;
         sessions::revoke_all_of(
             state.projections.db(),
             PrincipalKind::Staff,
@@ -347,7 +343,7 @@ impl StaffMutation {
             .ok_or_else(|| errors::not_found("staff user", &id.to_string()))?;
         Ok(StaffUserPayload {
             staff_user,
-            position,
+            position: done.position,
         })
     }
 }

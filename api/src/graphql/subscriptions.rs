@@ -24,7 +24,8 @@ use domain::ids::CustomerId;
 use domain::ports::Role;
 use futures::{Stream, StreamExt};
 
-use super::{context, errors, CrmSchema};
+use super::context::{self, Allow};
+use super::{errors, CrmSchema};
 use crate::state::AppState;
 
 /// Non-admins may resume (`after`) at most this many events behind the head, and never
@@ -189,20 +190,29 @@ fn tail(
     )
 }
 
-/// Who may follow a subscription: checked when it starts, and again whenever the socket
-/// learns that its session speaks for someone else now (a new role) or no one.
+/// Who may follow the event feed (`events`).
+const FEED: Allow = Allow::Staff(Role::Admin);
+/// Who may follow the boards and the chat inbox.
+const BOARDS: Allow = Allow::Staff(Role::Staff);
+/// Who may follow one conversation (a portal customer only their own: see `conversation`).
+const CHAT: Allow = Allow::StaffOrCustomer(Role::Staff);
+
+/// Who may go on following a subscription. Its guard (one of the `Allow`s above) checked
+/// the caller when it started; [`watched`] asks again whenever the socket learns that its
+/// session speaks for someone else now (a new role) or no one.
 #[derive(Debug, Clone)]
 enum Audience {
-    /// Staff with at least this role; `what` completes "your role may not …".
-    Staff { min: Role, what: &'static str },
+    /// Whom the subscription's guard admits.
+    Allowed(Allow),
     /// The portal customer a conversation is with.
     Customer(CustomerId),
 }
 
 impl Audience {
-    fn admits(&self, rc: &context::RequestCtx) -> async_graphql::Result<()> {
+    /// `what` completes "your role may not …" (as the guard says it).
+    fn admits(&self, rc: &context::RequestCtx, what: &str) -> async_graphql::Result<()> {
         match (self, &rc.principal) {
-            (Audience::Staff { min, what }, _) => context::staff(rc, *min, what).map(|_| ()),
+            (Audience::Allowed(allow), _) => allow.admits(rc, what),
             (Audience::Customer(me), Some(context::Principal::Customer { id })) if id == me => {
                 Ok(())
             }
@@ -222,13 +232,14 @@ fn watched<T: Send + 'static>(
     items: impl Stream<Item = T> + Send + 'static,
 ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<T>>> {
     let rc = ctx.data::<context::RequestCtx>()?.clone();
+    let what = context::use_of(ctx);
     let Some(socket::Caller(caller)) = ctx.data_opt::<socket::Caller>().cloned() else {
         // Not over a socket (nothing else serves subscriptions): no session to watch.
         return Ok(items.map(Ok).left_stream());
     };
-    // The receiver was made when the `subscribe` arrived, from the principal `start`
+    // The receiver was made when the `subscribe` arrived, from the principal the guard
     // checked: any later change shows as `changed()`.
-    let state = Some((items.boxed(), caller, rc, audience));
+    let state = Some((items.boxed(), caller, rc, (audience, what)));
     Ok(futures::stream::unfold(state, |state| async move {
         let (mut items, mut caller, mut rc, audience) = state?;
         loop {
@@ -240,7 +251,7 @@ fn watched<T: Send + 'static>(
                     rc.principal = caller.borrow_and_update().clone();
                     let verdict = match &rc.principal {
                         None => Err(errors::coded("UNAUTHENTICATED", socket::SESSION_ENDED, None)),
-                        Some(_) => audience.admits(&rc),
+                        Some(_) => audience.0.admits(&rc, &audience.1),
                     };
                     if let Err(e) = verdict {
                         return Some((Err(e), None));
@@ -255,15 +266,13 @@ fn watched<T: Send + 'static>(
     .right_stream())
 }
 
-/// Checks the caller against `audience` and finds where the subscription starts.
+/// Where the subscription starts (its guard admitted the caller).
 async fn start(
     ctx: &Context<'_>,
     after: Option<String>,
-    audience: &Audience,
 ) -> async_graphql::Result<(AppState, LogPosition)> {
     let state = ctx.data::<AppState>()?.clone();
     let rc = ctx.data::<context::RequestCtx>()?;
-    audience.admits(rc)?;
     let after = from_position(&state, rc, after).await?;
     Ok((state, after))
 }
@@ -335,6 +344,7 @@ async fn within_reach(
 impl SubscriptionRoot {
     /// Every new event (admins): optionally only some event types, one aggregate type, or one
     /// aggregate. `after` resumes from a position a previous event carried.
+    #[graphql(guard = "FEED")]
     async fn events(
         &self,
         ctx: &Context<'_>,
@@ -343,11 +353,7 @@ impl SubscriptionRoot {
         aggregate_id: Option<ID>,
         after: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LogEvent>>> {
-        let audience = Audience::Staff {
-            min: Role::Admin,
-            what: "follow the event feed",
-        };
-        let (state, after) = start(ctx, after, &audience).await?;
+        let (state, after) = start(ctx, after).await?;
         let aggregate_id = aggregate_id.map(|i| i.0);
         let events = tail(&state, after, move |e| {
             event_types
@@ -358,42 +364,37 @@ impl SubscriptionRoot {
                     .is_none_or(|t| *t == e.aggregate_type)
                 && aggregate_id.as_ref().is_none_or(|i| *i == e.aggregate_id)
         });
-        watched(ctx, audience, events)
+        watched(ctx, Audience::Allowed(FEED), events)
     }
 
     /// Changes to the jobs calendar (staff): booked, scheduled, rescheduled, assigned,
     /// started, completed, cancelled, paid.
+    #[graphql(guard = "BOARDS")]
     async fn job_board(
         &self,
         ctx: &Context<'_>,
         after: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<BoardChange>>> {
-        let audience = Audience::Staff {
-            min: Role::Staff,
-            what: "follow the job board",
-        };
-        let (state, after) = start(ctx, after, &audience).await?;
+        let (state, after) = start(ctx, after).await?;
         let changes = tail(&state, after, |e| e.aggregate_type == "Job").map(BoardChange::from);
-        watched(ctx, audience, changes)
+        watched(ctx, Audience::Allowed(BOARDS), changes)
     }
 
     /// Every conversation's activity (staff): the chat inbox, live.
+    #[graphql(guard = "BOARDS")]
     async fn conversations(
         &self,
         ctx: &Context<'_>,
         after: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ConversationUpdate>>> {
-        let audience = Audience::Staff {
-            min: Role::Staff,
-            what: "follow the chat inbox",
-        };
-        let (state, after) = start(ctx, after, &audience).await?;
+        let (state, after) = start(ctx, after).await?;
         let updates = tail(&state, after, |e| e.aggregate_type == "Conversation")
             .map(ConversationUpdate::from);
-        watched(ctx, audience, updates)
+        watched(ctx, Audience::Allowed(BOARDS), updates)
     }
 
     /// One conversation, live: staff, or the portal customer it is with.
+    #[graphql(guard = "CHAT")]
     async fn conversation(
         &self,
         ctx: &Context<'_>,
@@ -419,12 +420,10 @@ impl SubscriptionRoot {
                 }
                 Audience::Customer(*me)
             }
-            _ => Audience::Staff {
-                min: Role::Staff,
-                what: "follow conversations",
-            },
+            // Staff: the guard admitted no one else.
+            _ => Audience::Allowed(CHAT),
         };
-        let (state, after) = start(ctx, after, &audience).await?;
+        let (state, after) = start(ctx, after).await?;
         let id = id.0;
         let updates = tail(&state, after, move |e| {
             e.aggregate_type == "Conversation" && e.aggregate_id == id
@@ -435,21 +434,18 @@ impl SubscriptionRoot {
 
     /// Changes to the vehicle board (staff): vehicles registered or changing status, and
     /// vehicles assigned to jobs.
+    #[graphql(guard = "BOARDS")]
     async fn vehicle_board(
         &self,
         ctx: &Context<'_>,
         after: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<BoardChange>>> {
-        let audience = Audience::Staff {
-            min: Role::Staff,
-            what: "follow the vehicle board",
-        };
-        let (state, after) = start(ctx, after, &audience).await?;
+        let (state, after) = start(ctx, after).await?;
         let changes = tail(&state, after, |e| {
             e.aggregate_type == "Vehicle" || e.event_type == "VehicleAssigned"
         })
         .map(BoardChange::from);
-        watched(ctx, audience, changes)
+        watched(ctx, Audience::Allowed(BOARDS), changes)
     }
 }
 

@@ -3,8 +3,7 @@
 use async_graphql::{Context, Object, SimpleObject, ID};
 use domain::ports::Role;
 
-use super::context::Allow;
-use super::context::{self, parts};
+use super::context::{parts, Allow};
 use super::errors;
 use super::paging::{self, Page, PageArgs};
 use super::subscriptions::LogEvent;
@@ -101,6 +100,8 @@ impl SystemQuery {
     /// Read-your-writes: waits (at most `timeoutMs`, ≤ 10 000) until the
     /// read models include `position` (from a mutation payload). True when they do.
     /// Signed-in callers only.
+    // It holds a request open for up to 10 s: not for anonymous callers.
+    #[graphql(guard = "Allow::SignedIn")]
     async fn sync(
         &self,
         ctx: &Context<'_>,
@@ -108,10 +109,6 @@ impl SystemQuery {
         #[graphql(default = 2000)] timeout_ms: i32,
     ) -> async_graphql::Result<bool> {
         let (state, rc) = parts(ctx)?;
-        // It holds a request open for up to 10 s: not for anonymous callers.
-        if rc.principal.is_none() {
-            return Err(errors::unauthenticated());
-        }
         let p: commands::LogPosition = position
             .parse()
             .map_err(|_| errors::invalid("position", "not a position from a payload"))?;
@@ -125,6 +122,7 @@ impl SystemQuery {
 
     /// What one actor did, newest first (managers and admins). `actor` is
     /// `staff:<id>`, `customer:<id>`, `webhook:<vendor>` or `system:<what>`.
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn audit_by_actor(
         &self,
         ctx: &Context<'_>,
@@ -135,7 +133,6 @@ impl SystemQuery {
         last: Option<i32>,
     ) -> async_graphql::Result<Page<ActorAuditEntry>> {
         let (state, rc) = parts(ctx)?;
-        context::staff(rc, Role::Manager, "read the audit trail")?;
         let s = |r: &projections::JsonRow, k: &str| {
             r.get(k).and_then(|v| v.as_str()).map(str::to_string)
         };
@@ -241,6 +238,7 @@ impl SystemQuery {
         clippy::too_many_arguments,
         reason = "Relay's four paging arguments plus filters"
     )]
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn audit_trail(
         &self,
         ctx: &Context<'_>,
@@ -252,7 +250,6 @@ impl SystemQuery {
         last: Option<i32>,
     ) -> async_graphql::Result<Page<AuditEntry>> {
         let (state, rc) = parts(ctx)?;
-        context::staff(rc, Role::Manager, "read the audit trail")?;
         let events = state
             .log
             .load_stream(&aggregate_type, &id, 0)
@@ -334,6 +331,7 @@ impl JobRunQuery {
         clippy::too_many_arguments,
         reason = "Relay's four paging arguments plus filters"
     )]
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn job_runs(
         &self,
         ctx: &Context<'_>,
@@ -345,7 +343,6 @@ impl JobRunQuery {
         last: Option<i32>,
     ) -> async_graphql::Result<Page<JobRun>> {
         let (state, rc) = parts(ctx)?;
-        context::staff(rc, Role::Manager, "read the job-run log")?;
         let since = since.unwrap_or_else(|| chrono::Utc::now() - chrono::Duration::days(7));
         let mut runs = worker::scheduler::list_runs(
             &state.projections,

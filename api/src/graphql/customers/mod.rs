@@ -7,9 +7,9 @@ use domain::customer::CustomerCommand;
 use domain::ids::CustomerId;
 use domain::ports::Role;
 
-use super::auth::{check_len, settle};
-use super::context::Allow;
-use super::context::{self, parts, Principal};
+use super::auth::check_len;
+use super::command;
+use super::context::{self, parts, Allow, Principal};
 use super::errors;
 use super::jobs::{job_from_row, Job};
 use super::paging::{self, Page, PageArgs};
@@ -38,6 +38,7 @@ pub fn may_read_customer(rc: &super::RequestCtx, id: &str) -> async_graphql::Res
 #[Object]
 impl CustomerQuery {
     /// One customer (staff: any; portal: only yourself, without the staff-only fields).
+    #[graphql(guard = "Allow::StaffOrCustomer(Role::Staff)")]
     async fn customer(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Customer>> {
         let (state, rc) = parts(ctx)?;
         may_read_customer(rc, &id)?;
@@ -45,6 +46,7 @@ impl CustomerQuery {
     }
 
     /// The signed-in portal customer (the staff-only fields answer `FORBIDDEN`).
+    #[graphql(guard = "Allow::Customer")]
     async fn my_profile(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Customer>> {
         let (state, rc) = parts(ctx)?;
         let (id, _, _) = context::customer(rc)?;
@@ -57,6 +59,7 @@ impl CustomerQuery {
         clippy::too_many_arguments,
         reason = "Relay's four paging arguments plus filters"
     )]
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn customers(
         &self,
         ctx: &Context<'_>,
@@ -69,7 +72,6 @@ impl CustomerQuery {
         last: Option<i32>,
     ) -> async_graphql::Result<Page<Customer>> {
         let (state, rc) = parts(ctx)?;
-        context::staff(rc, Role::Staff, "list customers")?;
         if let Some(q) = &search {
             check_len("search", q)?;
         }
@@ -89,26 +91,19 @@ pub fn customer_id(field: &str, id: &ID) -> async_graphql::Result<CustomerId> {
     CustomerId::parse(id).map_err(|_| errors::invalid(field, "not a customer id"))
 }
 
+/// Runs one customer command as the signed-in staff user (the guard checked their role).
 async fn run(
     ctx: &Context<'_>,
     id: CustomerId,
-    min: Role,
-    what: &str,
     key: Option<&String>,
     cmd: CustomerCommand,
 ) -> async_graphql::Result<CustomerPayload> {
     let (state, rc) = parts(ctx)?;
-    let (actor, meta) = context::staff(rc, min, what)?;
-    let out = state
-        .crm
-        .customers()
-        .execute(id, actor, cmd, &context::with_key(meta, key))
-        .await
-        .map_err(|e| errors::app(&rc.request_id, e))?;
-    let position = settle(state, &out).await;
+    let by = context::staff_actor(rc)?;
+    let done = command::execute(state, rc, state.crm.customers(), id, by, key, cmd).await?;
     Ok(CustomerPayload {
         customer: load_customer(state, &id.to_string()).await,
-        position,
+        position: done.position,
     })
 }
 
@@ -123,20 +118,15 @@ async fn as_customer(
 ) -> async_graphql::Result<CustomerPayload> {
     let (state, rc) = parts(ctx)?;
     let (_, actor, meta) = context::customer(rc)?;
-    let out = state
-        .crm
-        .customers()
-        .execute(me, actor, cmd, &context::with_key(meta.clone(), key))
-        .await
-        .map_err(|e| errors::app(&rc.request_id, e))?;
+    let by = (actor, meta.clone());
+    let done = command::execute(state, rc, state.crm.customers(), me, by, key, cmd).await?;
     // A replayed retry already counted as activity the first time.
     if let Some(activity) = activity {
-        record_portal_activity(state, &out, me, activity, &meta).await;
+        record_portal_activity(state, &done.outcome, me, activity, &meta).await;
     }
-    let position = settle(state, &out).await;
     Ok(CustomerPayload {
         customer: load_customer(state, &me.to_string()).await,
-        position,
+        position: done.position,
     })
 }
 
@@ -191,15 +181,7 @@ impl CustomerMutation {
             birthday: input.birthday,
             customer_since: input.customer_since,
         };
-        run(
-            ctx,
-            id,
-            Role::Staff,
-            "create customers",
-            input.idempotency_key.as_ref(),
-            cmd,
-        )
-        .await
+        run(ctx, id, input.idempotency_key.as_ref(), cmd).await
     }
 
     /// Updates name, email and phone (staff).
@@ -214,8 +196,6 @@ impl CustomerMutation {
         run(
             ctx,
             id,
-            Role::Staff,
-            "update customers",
             input.idempotency_key.as_ref(),
             CustomerCommand::UpdateContactDetails {
                 name: input.name,
@@ -315,8 +295,6 @@ impl CustomerMutation {
         run(
             ctx,
             id,
-            Role::Staff,
-            "tag customers",
             input.idempotency_key.as_ref(),
             CustomerCommand::AddTag { tag: input.tag },
         )
@@ -338,15 +316,7 @@ impl CustomerMutation {
         } else {
             CustomerCommand::RevokeMarketingConsent { channel, source }
         };
-        run(
-            ctx,
-            id,
-            Role::Staff,
-            "record consent",
-            input.idempotency_key.as_ref(),
-            cmd,
-        )
-        .await
+        run(ctx, id, input.idempotency_key.as_ref(), cmd).await
     }
 
     /// Erases a customer's personal data everywhere it is readable (admin).
@@ -360,8 +330,6 @@ impl CustomerMutation {
         run(
             ctx,
             id,
-            Role::Admin,
-            "erase customers",
             input.idempotency_key.as_ref(),
             CustomerCommand::ErasePersonalData {
                 reason: input.reason,
@@ -382,8 +350,6 @@ impl CustomerMutation {
         run(
             ctx,
             id,
-            Role::Staff,
-            "edit customers",
             input.idempotency_key.as_ref(),
             CustomerCommand::AddAddress {
                 label: input.label,
@@ -411,8 +377,6 @@ impl CustomerMutation {
         run(
             ctx,
             id,
-            Role::Staff,
-            "edit customers",
             input.idempotency_key.as_ref(),
             CustomerCommand::RemoveAddress { label: input.label },
         )
@@ -430,8 +394,6 @@ impl CustomerMutation {
         run(
             ctx,
             id,
-            Role::Staff,
-            "edit customers",
             input.idempotency_key.as_ref(),
             CustomerCommand::SetBirthday {
                 birthday: input.birthday,
@@ -452,8 +414,6 @@ impl CustomerMutation {
         run(
             ctx,
             id,
-            Role::Staff,
-            "edit customers",
             input.idempotency_key.as_ref(),
             CustomerCommand::SetCustomerSince {
                 customer_since: input.customer_since,
@@ -473,8 +433,6 @@ impl CustomerMutation {
         run(
             ctx,
             id,
-            Role::Staff,
-            "add notes",
             input.idempotency_key.as_ref(),
             CustomerCommand::AddNote { text: input.text },
         )
@@ -492,8 +450,6 @@ impl CustomerMutation {
         run(
             ctx,
             id,
-            Role::Staff,
-            "tag customers",
             input.idempotency_key.as_ref(),
             CustomerCommand::RemoveTag { tag: input.tag },
         )
@@ -518,38 +474,20 @@ impl CustomerMutation {
             ));
         }
         let (state, rc) = parts(ctx)?;
-        let (actor, meta) = context::staff(rc, Role::Manager, "merge customers")?;
-        state
-            .crm
-            .customers()
-            .execute(
-                duplicate,
-                actor,
-                CustomerCommand::MergeInto { target: survivor },
-                &context::with_key(meta.clone(), input.idempotency_key.as_ref()),
-            )
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
+        let by = context::staff_actor(rc)?;
+        let key = input.idempotency_key.as_ref();
+        let merge = CustomerCommand::MergeInto { target: survivor };
+        let on = state.crm.customers();
+        command::run(rc, on, duplicate, by.clone(), key, merge).await?;
         // Its own key: a retry after a failure here records the absorption once.
-        let absorb_key = input
-            .idempotency_key
-            .as_ref()
-            .map(|k| format!("{k}:absorb"));
-        let out = state
-            .crm
-            .customers()
-            .execute(
-                survivor,
-                actor,
-                CustomerCommand::AbsorbDuplicate { source: duplicate },
-                &context::with_key(meta, absorb_key.as_ref()),
-            )
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
-        let position = settle(state, &out).await;
+        let absorb_key = key.map(|k| format!("{k}:absorb"));
+        let absorb = CustomerCommand::AbsorbDuplicate { source: duplicate };
+        let on = state.crm.customers();
+        let done =
+            command::execute(state, rc, on, survivor, by, absorb_key.as_ref(), absorb).await?;
         Ok(CustomerPayload {
             customer: load_customer(state, &survivor.to_string()).await,
-            position,
+            position: done.position,
         })
     }
 }

@@ -8,9 +8,9 @@ use domain::ports::Role;
 use domain::vehicle::VehicleCommand;
 use projections::crm::jobs;
 
-use super::auth::{check_len, settle};
-use super::context::Allow;
-use super::context::{self, parts, Principal};
+use super::auth::check_len;
+use super::command::{self, settle};
+use super::context::{self, parts, Allow, Principal};
 use super::customers::{customer_id, Money};
 use super::errors;
 use super::paging::{self, Page, PageArgs};
@@ -29,13 +29,18 @@ pub struct JobQuery;
 #[Object]
 impl JobQuery {
     /// One job (staff; a portal customer only their own).
+    #[graphql(guard = "Allow::StaffOrCustomer(Role::Staff)")]
     async fn job(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Job>> {
         let (state, rc) = parts(ctx)?;
         let job = load_job(state, &id).await;
-        if let Some(j) = &job {
-            super::customers::may_read_customer(rc, &j.customer_id)?;
-        } else {
-            context::staff(rc, Role::Staff, "read jobs")?;
+        match &job {
+            Some(j) => super::customers::may_read_customer(rc, &j.customer_id)?,
+            // An unknown id answers a portal customer as someone else's job does: they learn
+            // nothing about ids that are not theirs. Staff (the guard admits no one else) get null.
+            None if matches!(rc.principal, Some(Principal::Customer { .. })) => {
+                return Err(errors::forbidden("read another customer"));
+            }
+            None => {}
         }
         Ok(job)
     }
@@ -45,6 +50,7 @@ impl JobQuery {
         reason = "Relay's four paging arguments plus filters"
     )]
     /// The jobs calendar: jobs whose window starts in [from, to), optionally by status.
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn jobs(
         &self,
         ctx: &Context<'_>,
@@ -57,7 +63,6 @@ impl JobQuery {
         last: Option<i32>,
     ) -> async_graphql::Result<Page<Job>> {
         let (state, rc) = parts(ctx)?;
-        context::staff(rc, Role::Staff, "read jobs")?;
         let f = |t: Option<DateTime<Utc>>| t.map(super::auth::rfc3339).unwrap_or_default();
         paging::of_listing(
             state,
@@ -70,6 +75,7 @@ impl JobQuery {
     }
 
     /// The vehicle board, by name.
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn vehicles(
         &self,
         ctx: &Context<'_>,
@@ -79,7 +85,6 @@ impl JobQuery {
         last: Option<i32>,
     ) -> async_graphql::Result<Page<Vehicle>> {
         let (state, rc) = parts(ctx)?;
-        context::staff(rc, Role::Staff, "read the vehicle board")?;
         paging::of_listing(
             state,
             rc,
@@ -91,6 +96,7 @@ impl JobQuery {
     }
 
     /// The signed-in portal customer's service history, newest first.
+    #[graphql(guard = "Allow::Customer")]
     async fn my_jobs(
         &self,
         ctx: &Context<'_>,
@@ -139,25 +145,21 @@ fn check_services(services: &[String]) -> async_graphql::Result<()> {
     services.iter().try_for_each(|s| check_len("services", s))
 }
 
+/// Runs one job command as the signed-in staff user (the guard checked their role), or as
+/// the portal customer (the domain refuses other customers' jobs and anything but
+/// scheduling and cancelling).
 async fn run_job(
     ctx: &Context<'_>,
     id: JobId,
-    what: &str,
     key: Option<&String>,
     cmd: JobCommand,
 ) -> async_graphql::Result<JobPayload> {
     let (state, rc) = parts(ctx)?;
-    let (actor, meta) = context::staff(rc, Role::Staff, what)?;
-    let out = state
-        .crm
-        .jobs()
-        .execute(id, actor, cmd, &context::with_key(meta, key))
-        .await
-        .map_err(|e| errors::app(&rc.request_id, e))?;
-    let position = settle(state, &out).await;
+    let by = context::actor(rc)?;
+    let done = command::execute(state, rc, state.crm.jobs(), id, by, key, cmd).await?;
     Ok(JobPayload {
         job: load_job(state, &id.to_string()).await,
-        position,
+        position: done.position,
     })
 }
 
@@ -197,29 +199,6 @@ fn amount_due(job: &Job, paid_ok: bool) -> async_graphql::Result<i64> {
     }
 }
 
-/// A job command by the signed-in portal customer: the domain refuses other customers'
-/// jobs and anything but scheduling and cancelling.
-async fn run_as_customer(
-    ctx: &Context<'_>,
-    id: JobId,
-    key: Option<&String>,
-    cmd: JobCommand,
-) -> async_graphql::Result<JobPayload> {
-    let (state, rc) = parts(ctx)?;
-    let (_, actor, meta) = context::customer(rc)?;
-    let out = state
-        .crm
-        .jobs()
-        .execute(id, actor, cmd, &context::with_key(meta, key))
-        .await
-        .map_err(|e| errors::app(&rc.request_id, e))?;
-    let position = settle(state, &out).await;
-    Ok(JobPayload {
-        job: load_job(state, &id.to_string()).await,
-        position,
-    })
-}
-
 /// Job mutations.
 #[derive(Debug, Default)]
 pub struct JobMutation;
@@ -243,7 +222,6 @@ impl JobMutation {
         run_job(
             ctx,
             id,
-            "book jobs",
             input.idempotency_key.as_ref(),
             JobCommand::Book {
                 job_id: id,
@@ -270,35 +248,27 @@ impl JobMutation {
         let id = JobId::from_uuid(
             context::id_for_create(state, rc, input.idempotency_key.as_ref()).await,
         );
-        let out = state
-            .crm
-            .jobs()
-            .execute(
-                id,
-                actor,
-                JobCommand::Book {
-                    job_id: id,
-                    customer_id: customer,
-                    source: BookingSource::Online,
-                    services: input.services,
-                    window: w,
-                },
-                &context::with_key(meta.clone(), input.idempotency_key.as_ref()),
-            )
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
+        let book = JobCommand::Book {
+            job_id: id,
+            customer_id: customer,
+            source: BookingSource::Online,
+            services: input.services,
+            window: w,
+        };
+        let by = (actor, meta.clone());
+        let key = input.idempotency_key.as_ref();
+        let done = command::execute(state, rc, state.crm.jobs(), id, by, key, book).await?;
         super::customers::record_portal_activity(
             state,
-            &out,
+            &done.outcome,
             customer,
             domain::portal::PortalActivity::BookedService { job_id: id },
             &meta,
         )
         .await;
-        let position = settle(state, &out).await;
         Ok(JobPayload {
             job: load_job(state, &id.to_string()).await,
-            position,
+            position: done.position,
         })
     }
 
@@ -328,7 +298,7 @@ impl JobMutation {
         } else {
             JobCommand::Schedule { window: w }
         };
-        run_as_customer(ctx, id, input.idempotency_key.as_ref(), cmd).await
+        run_job(ctx, id, input.idempotency_key.as_ref(), cmd).await
     }
 
     /// The signed-in portal customer cancels their own booking, before work starts.
@@ -341,7 +311,7 @@ impl JobMutation {
         let id = job_id("jobId", &input.job_id)?;
         mine(ctx, id).await?;
         check_len("reason", &input.reason)?;
-        run_as_customer(
+        run_job(
             ctx,
             id,
             input.idempotency_key.as_ref(),
@@ -365,7 +335,6 @@ impl JobMutation {
         run_job(
             ctx,
             id,
-            "schedule jobs",
             input.idempotency_key.as_ref(),
             JobCommand::Schedule { window: w },
         )
@@ -388,7 +357,6 @@ impl JobMutation {
         run_job(
             ctx,
             id,
-            "reschedule jobs",
             input.idempotency_key.as_ref(),
             JobCommand::Reschedule {
                 window: w,
@@ -406,12 +374,10 @@ impl JobMutation {
         input: AssignVehicleInput,
     ) -> async_graphql::Result<JobPayload> {
         let id = job_id("jobId", &input.job_id)?;
-        let v = VehicleId::parse(&input.vehicle_id)
-            .map_err(|_| errors::invalid("vehicleId", "not a vehicle id"))?;
+        let v = vehicle_id(&input.vehicle_id)?;
         run_job(
             ctx,
             id,
-            "assign vehicles",
             input.idempotency_key.as_ref(),
             JobCommand::AssignVehicle { vehicle_id: v },
         )
@@ -431,7 +397,6 @@ impl JobMutation {
         run_job(
             ctx,
             id,
-            "assign technicians",
             input.idempotency_key.as_ref(),
             JobCommand::AssignTechnician { technician_id: t },
         )
@@ -446,14 +411,7 @@ impl JobMutation {
         input: StartJobInput,
     ) -> async_graphql::Result<JobPayload> {
         let id = job_id("jobId", &input.job_id)?;
-        run_job(
-            ctx,
-            id,
-            "start jobs",
-            input.idempotency_key.as_ref(),
-            JobCommand::Start,
-        )
-        .await
+        run_job(ctx, id, input.idempotency_key.as_ref(), JobCommand::Start).await
     }
 
     /// Completes a job with its amount and services (staff). Loyalty points,
@@ -477,7 +435,6 @@ impl JobMutation {
         run_job(
             ctx,
             id,
-            "complete jobs",
             input.idempotency_key.as_ref(),
             JobCommand::Complete {
                 amount_cents: input.amount_cents,
@@ -500,7 +457,6 @@ impl JobMutation {
         run_job(
             ctx,
             id,
-            "cancel jobs",
             input.idempotency_key.as_ref(),
             JobCommand::Cancel {
                 reason: input.reason,
@@ -518,29 +474,14 @@ impl JobMutation {
     ) -> async_graphql::Result<VehiclePayload> {
         check_len("name", &input.name)?;
         let (state, rc) = parts(ctx)?;
-        let (actor, meta) = context::staff(rc, Role::Manager, "register vehicles")?;
-        let id = VehicleId::from_uuid(
-            context::id_for_create(state, rc, input.idempotency_key.as_ref()).await,
-        );
-        let out = state
-            .crm
-            .vehicles()
-            .execute(
-                id,
-                actor,
-                VehicleCommand::Register {
-                    vehicle_id: id,
-                    name: input.name,
-                    plate: input.plate,
-                },
-                &context::with_key(meta, input.idempotency_key.as_ref()),
-            )
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
-        Ok(VehiclePayload {
-            vehicle_id: ID(id.to_string()),
-            position: settle(state, &out).await,
-        })
+        let key = input.idempotency_key.as_ref();
+        let id = VehicleId::from_uuid(context::id_for_create(state, rc, key).await);
+        let register = VehicleCommand::Register {
+            vehicle_id: id,
+            name: input.name,
+            plate: input.plate,
+        };
+        vehicle_command(ctx, id, key, register).await
     }
 
     /// Sends a van to the workshop (managers); it leaves the board until it returns.
@@ -552,11 +493,10 @@ impl JobMutation {
     ) -> async_graphql::Result<VehiclePayload> {
         check_len("reason", &input.reason)?;
         let reason = input.reason.clone();
-        run_vehicle(
+        vehicle_command(
             ctx,
-            &input.vehicle_id,
+            vehicle_id(&input.vehicle_id)?,
             input.idempotency_key.as_ref(),
-            "send vehicles to maintenance",
             VehicleCommand::SendToMaintenance { reason },
         )
         .await
@@ -569,11 +509,10 @@ impl JobMutation {
         ctx: &Context<'_>,
         input: VehicleRefInput,
     ) -> async_graphql::Result<VehiclePayload> {
-        run_vehicle(
+        vehicle_command(
             ctx,
-            &input.vehicle_id,
+            vehicle_id(&input.vehicle_id)?,
             input.idempotency_key.as_ref(),
-            "return vehicles from maintenance",
             VehicleCommand::ReturnFromMaintenance,
         )
         .await
@@ -589,7 +528,7 @@ impl JobMutation {
         input: RecordJobPaymentInput,
     ) -> async_graphql::Result<PaymentRecordedPayload> {
         let (state, rc) = parts(ctx)?;
-        let (actor, meta) = context::staff(rc, Role::Staff, "record payments")?;
+        let (actor, meta) = context::staff_actor(rc)?;
         let id = job_id("jobId", &input.job_id)?;
         if let Some(r) = &input.reference {
             check_len("reference", r)?;
@@ -662,7 +601,7 @@ impl JobMutation {
         input: RequestJobPaymentInput,
     ) -> async_graphql::Result<PaymentRequestPayload> {
         let (state, rc) = parts(ctx)?;
-        let (_, meta) = context::staff(rc, Role::Staff, "request payments")?;
+        let (_, meta) = context::staff_actor(rc)?;
         let id = job_id("jobId", &input.job_id)?;
         let job = load_job(state, &id.to_string())
             .await
@@ -729,25 +668,22 @@ impl JobMutation {
     }
 }
 
-async fn run_vehicle(
+fn vehicle_id(id: &ID) -> async_graphql::Result<VehicleId> {
+    VehicleId::parse(id).map_err(|_| errors::invalid("vehicleId", "not a vehicle id"))
+}
+
+/// Runs one van command as the signed-in staff user (the guard checked their role).
+async fn vehicle_command(
     ctx: &Context<'_>,
-    vehicle: &ID,
+    id: VehicleId,
     key: Option<&String>,
-    what: &str,
     cmd: VehicleCommand,
 ) -> async_graphql::Result<VehiclePayload> {
     let (state, rc) = parts(ctx)?;
-    let (actor, meta) = context::staff(rc, Role::Manager, what)?;
-    let id =
-        VehicleId::parse(vehicle).map_err(|_| errors::invalid("vehicleId", "not a vehicle id"))?;
-    let out = state
-        .crm
-        .vehicles()
-        .execute(id, actor, cmd, &context::with_key(meta, key))
-        .await
-        .map_err(|e| errors::app(&rc.request_id, e))?;
+    let by = context::staff_actor(rc)?;
+    let done = command::execute(state, rc, state.crm.vehicles(), id, by, key, cmd).await?;
     Ok(VehiclePayload {
         vehicle_id: ID(id.to_string()),
-        position: settle(state, &out).await,
+        position: done.position,
     })
 }

@@ -15,9 +15,9 @@ use domain::review::{ReviewCommand, ReviewSource};
 use domain::values::{Discount, Money as DomainMoney};
 use projections::crm::{campaigns, pipeline, reviews};
 
-use super::auth::{check_len, settle};
-use super::context::Allow;
-use super::context::{self, parts};
+use super::auth::check_len;
+use super::command;
+use super::context::{self, parts, Allow};
 use super::customers::{customer_id, MarketingChannel, Money, StaffOnly};
 use super::errors;
 use super::paging::{self, Page, PageArgs};
@@ -43,6 +43,7 @@ impl SalesQuery {
         clippy::too_many_arguments,
         reason = "Relay's four paging arguments plus filters"
     )]
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn opportunities(
         &self,
         ctx: &Context<'_>,
@@ -55,7 +56,6 @@ impl SalesQuery {
         last: Option<i32>,
     ) -> async_graphql::Result<Page<Opportunity>> {
         let (state, rc) = parts(ctx)?;
-        context::staff(rc, Role::Staff, "read the pipeline")?;
         paging::of_listing(
             state,
             rc,
@@ -71,6 +71,7 @@ impl SalesQuery {
     }
 
     /// Campaigns with delivery statistics, newest first (managers).
+    #[graphql(guard = "Allow::Staff(Role::Manager)")]
     async fn promotions(
         &self,
         ctx: &Context<'_>,
@@ -80,7 +81,6 @@ impl SalesQuery {
         last: Option<i32>,
     ) -> async_graphql::Result<Page<Promotion>> {
         let (state, rc) = parts(ctx)?;
-        context::staff(rc, Role::Manager, "read campaigns")?;
         paging::of_listing(
             state,
             rc,
@@ -92,6 +92,7 @@ impl SalesQuery {
     }
 
     /// Reviews, newest first, optionally only those without a response.
+    #[graphql(guard = "Allow::Staff(Role::Staff)")]
     async fn reviews(
         &self,
         ctx: &Context<'_>,
@@ -102,7 +103,6 @@ impl SalesQuery {
         last: Option<i32>,
     ) -> async_graphql::Result<Page<Review>> {
         let (state, rc) = parts(ctx)?;
-        context::staff(rc, Role::Staff, "read reviews")?;
         paging::of_listing(
             state,
             rc,
@@ -130,14 +130,13 @@ impl SalesMutation {
         check_len("title", &input.title)?;
         let (state, rc) = parts(ctx)?;
         let customer = customer_id("customerId", &input.customer_id)?;
-        let me = match &rc.principal {
-            Some(context::Principal::Staff { id, .. }) => Some(*id),
-            _ => None,
-        };
         let owner = match &input.owner_id {
             Some(o) => StaffUserId::parse(o)
                 .map_err(|_| errors::invalid("ownerId", "not a staff user id"))?,
-            None => me.ok_or_else(errors::unauthenticated)?,
+            None => context::staff_actor(rc)?
+                .0
+                .staff_id()
+                .ok_or_else(errors::unauthenticated)?,
         };
         let id = OpportunityId::from_uuid(
             context::id_for_create(state, rc, input.idempotency_key.as_ref()).await,
@@ -145,8 +144,6 @@ impl SalesMutation {
         run_opp(
             ctx,
             id,
-            Role::Manager,
-            "manage the pipeline",
             input.idempotency_key.as_ref(),
             OpportunityCommand::Create {
                 opportunity_id: id,
@@ -170,8 +167,6 @@ impl SalesMutation {
         run_opp(
             ctx,
             opp_id(&input.id)?,
-            Role::Manager,
-            "manage the pipeline",
             input.idempotency_key.as_ref(),
             OpportunityCommand::MoveStage { stage },
         )
@@ -202,8 +197,6 @@ impl SalesMutation {
         run_opp(
             ctx,
             opp_id(&input.id)?,
-            Role::Manager,
-            "configure offers",
             input.idempotency_key.as_ref(),
             OpportunityCommand::ConfigureAutoOffer {
                 discount,
@@ -243,8 +236,6 @@ impl SalesMutation {
         run_opp(
             ctx,
             id,
-            Role::Manager,
-            "send offers",
             input.idempotency_key.as_ref(),
             OpportunityCommand::SendOffer {
                 channel: ch,
@@ -261,13 +252,7 @@ impl SalesMutation {
         ctx: &Context<'_>,
         input: OpportunityRefInput,
     ) -> async_graphql::Result<OpportunityPayload> {
-        offer_step(
-            ctx,
-            &input,
-            "accept offers",
-            OpportunityCommand::AcceptOffer,
-        )
-        .await
+        offer_step(ctx, &input, OpportunityCommand::AcceptOffer).await
     }
 
     /// Records that the customer opened the offer: the portal's offer page calls it as the
@@ -278,13 +263,7 @@ impl SalesMutation {
         ctx: &Context<'_>,
         input: OpportunityRefInput,
     ) -> async_graphql::Result<OpportunityPayload> {
-        offer_step(
-            ctx,
-            &input,
-            "record offer views",
-            OpportunityCommand::RecordOfferViewed,
-        )
-        .await
+        offer_step(ctx, &input, OpportunityCommand::RecordOfferViewed).await
     }
 
     /// Archives a won or lost opportunity (managers); it leaves the open pipeline views.
@@ -297,8 +276,6 @@ impl SalesMutation {
         run_opp(
             ctx,
             opp_id(&input.id)?,
-            Role::Manager,
-            "archive opportunities",
             input.idempotency_key.as_ref(),
             OpportunityCommand::Archive,
         )
@@ -313,7 +290,7 @@ impl SalesMutation {
         input: WinOpportunityInput,
     ) -> async_graphql::Result<OpportunityPayload> {
         let (state, rc) = parts(ctx)?;
-        let (actor, meta) = context::staff(rc, Role::Manager, "win opportunities")?;
+        let by = context::staff_actor(rc)?;
         let id = opp_id(&input.id)?;
         let opp = state
             .crm
@@ -339,11 +316,6 @@ impl SalesMutation {
         };
         // The job id is derived from the opportunity, so a retried win books one job.
         let job = JobId::from_uuid(uuid::Uuid::new_v5(&id.as_uuid(), b"won-job"));
-        let meta = context::with_key(meta, input.idempotency_key.as_ref());
-        let plain = commands::EventMetadata {
-            idempotency_key: None,
-            ..meta.clone()
-        };
         let booked = state
             .crm
             .jobs()
@@ -352,34 +324,23 @@ impl SalesMutation {
             .map(|l| l.sequence > 0)
             .unwrap_or(false);
         if !booked {
-            state
-                .crm
-                .jobs()
-                .execute(
-                    job,
-                    actor,
-                    JobCommand::Book {
-                        job_id: job,
-                        customer_id: customer,
-                        source: BookingSource::Staff,
-                        services: input.services,
-                        window,
-                    },
-                    &plain,
-                )
-                .await
-                .map_err(|e| errors::app(&rc.request_id, e))?;
+            let book = JobCommand::Book {
+                job_id: job,
+                customer_id: customer,
+                source: BookingSource::Staff,
+                services: input.services,
+                window,
+            };
+            // Without the key: it is the win's, and the booking is found by its id.
+            command::run(rc, state.crm.jobs(), job, by.clone(), None, book).await?;
         }
-        let out = state
-            .crm
-            .opportunities()
-            .execute(id, actor, OpportunityCommand::Win { job_id: job }, &meta)
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
-        let position = settle(state, &out).await;
+        let win = OpportunityCommand::Win { job_id: job };
+        let key = input.idempotency_key.as_ref();
+        let on = state.crm.opportunities();
+        let done = command::execute(state, rc, on, id, by, key, win).await?;
         Ok(OpportunityPayload {
             opportunity: load_opportunity(state, &id.to_string()).await,
-            position,
+            position: done.position,
         })
     }
 
@@ -394,8 +355,6 @@ impl SalesMutation {
         run_opp(
             ctx,
             opp_id(&input.id)?,
-            Role::Manager,
-            "lose opportunities",
             input.idempotency_key.as_ref(),
             OpportunityCommand::Lose {
                 reason: input.reason,
@@ -418,8 +377,6 @@ impl SalesMutation {
         run_promotion(
             ctx,
             id,
-            Role::Manager,
-            "create campaigns",
             key.as_ref(),
             PromotionCommand::Create {
                 promotion_id: id,
@@ -451,8 +408,6 @@ impl SalesMutation {
         run_promotion(
             ctx,
             id,
-            Role::Manager,
-            "edit campaigns",
             input.idempotency_key.as_ref(),
             PromotionCommand::Update { draft },
         )
@@ -503,8 +458,6 @@ impl SalesMutation {
         run_promotion(
             ctx,
             id,
-            Role::Staff,
-            "redeem promotions",
             input.idempotency_key.as_ref(),
             PromotionCommand::RecordRedeemed {
                 customer_id: customer,
@@ -524,8 +477,6 @@ impl SalesMutation {
         run_promotion(
             ctx,
             promotion_id(&input.id)?,
-            Role::Manager,
-            "schedule campaigns",
             input.idempotency_key.as_ref(),
             PromotionCommand::Schedule {
                 send_at: input.send_at,
@@ -545,8 +496,6 @@ impl SalesMutation {
         run_promotion(
             ctx,
             promotion_id(&input.id)?,
-            Role::Manager,
-            "pause campaigns",
             input.idempotency_key.as_ref(),
             PromotionCommand::Pause,
         )
@@ -564,8 +513,6 @@ impl SalesMutation {
         run_promotion(
             ctx,
             promotion_id(&input.id)?,
-            Role::Manager,
-            "resume campaigns",
             input.idempotency_key.as_ref(),
             PromotionCommand::Resume,
         )
@@ -584,8 +531,6 @@ impl SalesMutation {
         run_promotion(
             ctx,
             promotion_id(&input.id)?,
-            Role::Manager,
-            "cancel campaigns",
             input.idempotency_key.as_ref(),
             PromotionCommand::Cancel,
         )
@@ -603,23 +548,15 @@ impl SalesMutation {
             return Err(errors::invalid("text", "at most 2,000 characters"));
         }
         let (state, rc) = parts(ctx)?;
-        let (actor, meta) = context::staff(rc, Role::Staff, "respond to reviews")?;
+        let by = context::staff_actor(rc)?;
         let id = ReviewId::parse(&input.review_id)
             .map_err(|_| errors::invalid("reviewId", "not a review id"))?;
-        let out = state
-            .crm
-            .reviews()
-            .execute(
-                id,
-                actor,
-                ReviewCommand::Respond { text: input.text },
-                &context::with_key(meta, input.idempotency_key.as_ref()),
-            )
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
+        let respond = ReviewCommand::Respond { text: input.text };
+        let key = input.idempotency_key.as_ref();
+        let done = command::execute(state, rc, state.crm.reviews(), id, by, key, respond).await?;
         Ok(ReviewPayload {
             review_id: input.review_id,
-            position: settle(state, &out).await,
+            position: done.position,
         })
     }
 
@@ -678,26 +615,18 @@ impl SalesMutation {
                 )),
             }
         };
-        let out = state
-            .crm
-            .reviews()
-            .execute(
-                id,
-                actor,
-                ReviewCommand::Receive {
-                    review_id: id,
-                    source: ReviewSource::Portal { job_id: job },
-                    customer_id: Some(customer),
-                    rating: input.rating,
-                    comment: input.comment,
-                },
-                &context::with_key(meta, input.idempotency_key.as_ref()),
-            )
-            .await
-            .map_err(|e| errors::app(&rc.request_id, e))?;
+        let receive = ReviewCommand::Receive {
+            review_id: id,
+            source: ReviewSource::Portal { job_id: job },
+            customer_id: Some(customer),
+            rating: input.rating,
+            comment: input.comment,
+        };
+        let on = state.crm.reviews();
+        let done = command::execute(state, rc, on, id, (actor, meta), key, receive).await?;
         Ok(ReviewPayload {
             review_id: ID(id.to_string()),
-            position: settle(state, &out).await,
+            position: done.position,
         })
     }
 }

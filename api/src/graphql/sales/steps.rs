@@ -1,5 +1,5 @@
 //! One command of the pipeline or a campaign as the signed-in user, then the payload as the
-//! read model shows it.
+//! read model shows it. The operation's guard checked the caller's role.
 
 // The parts share their parent's imports.
 use super::*;
@@ -8,26 +8,31 @@ pub(super) fn opp_id(id: &ID) -> async_graphql::Result<OpportunityId> {
     OpportunityId::parse(id).map_err(|_| errors::invalid("id", "not an opportunity id"))
 }
 
+/// Runs one opportunity command as the signed-in staff user.
 pub(super) async fn run_opp(
     ctx: &Context<'_>,
     id: OpportunityId,
-    min: Role,
-    what: &str,
     key: Option<&String>,
     cmd: OpportunityCommand,
 ) -> async_graphql::Result<OpportunityPayload> {
     let (state, rc) = parts(ctx)?;
-    let (actor, meta) = context::staff(rc, min, what)?;
-    let out = state
-        .crm
-        .opportunities()
-        .execute(id, actor, cmd, &context::with_key(meta, key))
-        .await
-        .map_err(|e| errors::app(&rc.request_id, e))?;
-    let position = settle(state, &out).await;
+    let by = context::staff_actor(rc)?;
+    opp_command(state, rc, id, by, key, cmd).await
+}
+
+/// Runs `cmd` on opportunity `id` as `by`; the opportunity as the read model then shows it.
+async fn opp_command(
+    state: &AppState,
+    rc: &context::RequestCtx,
+    id: OpportunityId,
+    by: (domain::Actor, commands::EventMetadata),
+    key: Option<&String>,
+    cmd: OpportunityCommand,
+) -> async_graphql::Result<OpportunityPayload> {
+    let done = command::execute(state, rc, state.crm.opportunities(), id, by, key, cmd).await?;
     Ok(OpportunityPayload {
         opportunity: load_opportunity(state, &id.to_string()).await,
-        position,
+        position: done.position,
     })
 }
 
@@ -39,22 +44,15 @@ pub(super) fn promotion_id(id: &ID) -> async_graphql::Result<PromotionId> {
 pub(super) async fn run_promotion(
     ctx: &Context<'_>,
     id: PromotionId,
-    min: Role,
-    what: &str,
     key: Option<&String>,
     cmd: PromotionCommand,
 ) -> async_graphql::Result<PromotionPayload> {
     let (state, rc) = parts(ctx)?;
-    let (actor, meta) = context::staff(rc, min, what)?;
-    let out = state
-        .crm
-        .promotions()
-        .execute(id, actor, cmd, &context::with_key(meta, key))
-        .await
-        .map_err(|e| errors::app(&rc.request_id, e))?;
+    let by = context::staff_actor(rc)?;
+    let done = command::execute(state, rc, state.crm.promotions(), id, by, key, cmd).await?;
     Ok(PromotionPayload {
         promotion_id: ID(id.to_string()),
-        position: settle(state, &out).await,
+        position: done.position,
     })
 }
 
@@ -63,47 +61,22 @@ pub(super) async fn run_promotion(
 pub(super) async fn offer_step(
     ctx: &Context<'_>,
     input: &OpportunityRefInput,
-    what: &str,
     cmd: OpportunityCommand,
 ) -> async_graphql::Result<OpportunityPayload> {
     let (state, rc) = parts(ctx)?;
     let id = opp_id(&input.id)?;
-    let Some(context::Principal::Customer { id: me }) = &rc.principal else {
-        return run_opp(
-            ctx,
-            id,
-            Role::Staff,
-            what,
-            input.idempotency_key.as_ref(),
-            cmd,
-        )
-        .await;
-    };
-    // Unknown and someone else's answer alike: a customer learns nothing about other ids.
-    let opp = state
-        .crm
-        .opportunities()
-        .load(id)
-        .await
-        .map_err(|e| errors::app(&rc.request_id, e))?;
-    if opp.aggregate.customer_id() != Some(*me) {
-        return Err(errors::forbidden("act on another customer's offer"));
+    if let Some(context::Principal::Customer { id: me }) = &rc.principal {
+        // Unknown and someone else's answer alike: a customer learns nothing about other ids.
+        let opp = state
+            .crm
+            .opportunities()
+            .load(id)
+            .await
+            .map_err(|e| errors::app(&rc.request_id, e))?;
+        if opp.aggregate.customer_id() != Some(*me) {
+            return Err(errors::forbidden("act on another customer's offer"));
+        }
     }
-    let (_, actor, meta) = context::customer(rc)?;
-    let out = state
-        .crm
-        .opportunities()
-        .execute(
-            id,
-            actor,
-            cmd,
-            &context::with_key(meta, input.idempotency_key.as_ref()),
-        )
-        .await
-        .map_err(|e| errors::app(&rc.request_id, e))?;
-    let position = settle(state, &out).await;
-    Ok(OpportunityPayload {
-        opportunity: load_opportunity(state, &id.to_string()).await,
-        position,
-    })
+    let by = context::actor(rc)?;
+    opp_command(state, rc, id, by, input.idempotency_key.as_ref(), cmd).await
 }
