@@ -59,8 +59,8 @@ pub async fn maybe_seed(state: &AppState) -> anyhow::Result<()> {
         let Some(row) = found else {
             continue;
         };
-        let id = projections::row::text(&row, "staff_user_id")?;
-        let id = domain::ids::StaffUserId::parse(&id).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let id = domain::ids::StaffUserId::parse(&row.staff_user_id)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let meta = EventMetadata::new(commands::Actor::System("demo".into()), Utc::now());
         state
             .crm

@@ -11,7 +11,7 @@ use domain::ids::{CustomerId, PortalAccountId, StaffUserId};
 use domain::portal::PortalAccountCommand as PortalCommand;
 use domain::ports::Role;
 use domain::staff::{StaffUser as StaffUserState, StaffUserCommand as StaffCommand};
-use projections::crm::accounts;
+use projections::crm::accounts::{self, StaffUserRow};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use worker::accounts::passwords;
@@ -70,9 +70,7 @@ async fn staff_for_sign_in(
         .map_err(|e| errors::internal(request_id, &e))?;
     let id = row
         .as_ref()
-        .and_then(|r| r.get("staff_user_id"))
-        .and_then(|v| v.as_str())
-        .and_then(|id| StaffUserId::parse(id).ok())
+        .and_then(|r| StaffUserId::parse(&r.staff_user_id).ok())
         .unwrap_or_else(|| StaffUserId::from_uuid(uuid::Uuid::nil()));
     let loaded = state
         .crm
@@ -248,7 +246,7 @@ pub fn check_len(field: &str, v: &str) -> async_graphql::Result<()> {
     Ok(())
 }
 
-pub(super) async fn staff_by_email(state: &AppState, email: &str) -> Option<projections::JsonRow> {
+pub(super) async fn staff_by_email(state: &AppState, email: &str) -> Option<StaffUserRow> {
     accounts::staff_user_by_email(state.projections.db(), email)
         .await
         .ok()?
@@ -263,21 +261,13 @@ pub async fn staff_user(state: &AppState, id: &str) -> Option<StaffUser> {
         .map(staff_user_from_row)
 }
 
-fn staff_user_from_row(r: &projections::JsonRow) -> StaffUser {
-    let s = |k: &str| {
-        r.get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string()
-    };
+fn staff_user_from_row(r: &StaffUserRow) -> StaffUser {
     StaffUser {
-        id: ID(s("staff_user_id")),
-        email: s("email"),
-        name: s("name"),
-        role: context::parse_role(&s("role"))
-            .unwrap_or(Role::Staff)
-            .into(),
-        active: r.get("active").and_then(serde_json::Value::as_i64) == Some(1),
+        id: ID(r.staff_user_id.clone()),
+        email: r.email.clone(),
+        name: r.name.clone(),
+        role: r.role.into(),
+        active: r.active,
     }
 }
 

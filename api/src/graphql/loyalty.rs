@@ -4,7 +4,7 @@ use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use domain::ids::LoyaltyAccountId;
 use domain::loyalty::LoyaltyCommand;
 use domain::ports::Role;
-use projections::JsonRow;
+use projections::crm::loyalty::LoyaltyAccountRow;
 
 use super::auth::check_len;
 use super::command::{self, settle};
@@ -32,22 +32,15 @@ pub struct LoyaltyAccount {
     pub enrolled_at: String,
 }
 
-fn from_row(r: &JsonRow) -> LoyaltyAccount {
-    let s = |k: &str| {
-        r.get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string()
-    };
-    let i = |k: &str| r.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0);
+fn from_row(r: &LoyaltyAccountRow) -> LoyaltyAccount {
     LoyaltyAccount {
-        customer_id: ID(s("customer_id")),
-        balance: i("balance"),
-        earned: i("earned"),
-        redeemed: i("redeemed"),
-        expired: i("expired"),
-        tier: s("tier"),
-        enrolled_at: s("enrolled_at"),
+        customer_id: ID(r.customer_id.clone()),
+        balance: r.balance,
+        earned: r.earned,
+        redeemed: r.redeemed,
+        expired: r.expired,
+        tier: r.tier.clone(),
+        enrolled_at: r.enrolled_at.clone(),
     }
 }
 

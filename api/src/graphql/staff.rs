@@ -95,15 +95,11 @@ async fn issue_reset(state: &AppState, rc: &RequestCtx, email: &str) -> Result<(
     let Some(row) = auth::staff_by_email(state, email).await else {
         return Ok(());
     };
-    let field = |k: &str| row.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    if row.get("active").and_then(serde_json::Value::as_i64) != Some(1) {
+    if !row.active {
         return Ok(());
     }
-    let (Some(id), Some(address)) = (field("staff_user_id"), field("email")) else {
-        return Ok(());
-    };
-    let id = StaffUserId::parse(&id).map_err(|e| e.to_string())?;
-    let address = Email::parse(&address).map_err(|e| e.to_string())?;
+    let id = StaffUserId::parse(&row.staff_user_id).map_err(|e| e.to_string())?;
+    let address = Email::parse(&row.email).map_err(|e| e.to_string())?;
     let token = auth::new_token();
     let expires_at = Utc::now() + Duration::minutes(RESET_MINUTES);
     let meta = context::meta(rc, commands::Actor::System("password-reset".into()));

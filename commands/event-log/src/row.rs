@@ -57,6 +57,15 @@ pub fn opt_text(row: &JsonRow, column: &str) -> Result<Option<String>, DbError> 
     }
 }
 
+/// A text column holding a domain value by its serde name (a role, a channel).
+///
+/// # Errors
+/// The column is absent, not text, or not a name of `T`.
+pub fn named<T: serde::de::DeserializeOwned>(row: &JsonRow, column: &str) -> Result<T, DbError> {
+    opt_named(row, column)?
+        .ok_or_else(|| wrong(column, std::any::type_name::<T>(), row.get(column)))
+}
+
 /// A nullable text column holding a domain value by its serde name (a channel, a tier).
 ///
 /// # Errors

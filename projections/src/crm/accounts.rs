@@ -221,6 +221,34 @@ pub async fn active_staff(
 
 // ---------------------------------------------------------------- queries
 
+/// One staff user as the read model holds them (not their password hash or reset token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffUserRow {
+    /// Their id.
+    pub staff_user_id: String,
+    /// Email (lower-cased): their login.
+    pub email: String,
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: domain::ports::Role,
+    /// Whether they can sign in.
+    pub active: bool,
+}
+
+impl crate::row::FromRow for StaffUserRow {
+    fn from_row(r: &crate::JsonRow) -> Result<Self, crate::DbError> {
+        use crate::row::{int, named, text};
+        Ok(StaffUserRow {
+            staff_user_id: text(r, "staff_user_id")?,
+            email: text(r, "email")?,
+            name: text(r, "name")?,
+            role: named(r, "role")?,
+            active: int(r, "active")? == 1,
+        })
+    }
+}
+
 /// The staff user `id`, if the read model has them.
 ///
 /// # Errors
@@ -228,7 +256,7 @@ pub async fn active_staff(
 pub async fn staff_user_by_id(
     db: &crate::ReadDb,
     id: &str,
-) -> Result<Option<crate::JsonRow>, crate::DbError> {
+) -> Result<Option<StaffUserRow>, crate::DbError> {
     crate::listing::by_key(db, "rm_staff_users", "staff_user_id", id).await
 }
 
@@ -239,7 +267,7 @@ pub async fn staff_user_by_id(
 pub async fn staff_user_by_email(
     db: &crate::ReadDb,
     email: &str,
-) -> Result<Option<crate::JsonRow>, crate::DbError> {
+) -> Result<Option<StaffUserRow>, crate::DbError> {
     crate::listing::by_key(db, "rm_staff_users", "email", &email.trim().to_lowercase()).await
 }
 
@@ -251,10 +279,16 @@ pub async fn staff_user_by_reset_token(
     db: &crate::ReadDb,
     token_hash: &str,
 ) -> Result<Option<String>, crate::DbError> {
-    crate::listing::by_key(db, "rm_staff_users", "reset_token_hash", token_hash)
+    Ok(
+        crate::listing::by_key::<StaffUserRow>(
+            db,
+            "rm_staff_users",
+            "reset_token_hash",
+            token_hash,
+        )
         .await?
-        .map(|r| crate::row::text(&r, "staff_user_id"))
-        .transpose()
+        .map(|r| r.staff_user_id),
+    )
 }
 
 /// Whether any staff user exists.
@@ -269,7 +303,7 @@ pub async fn any_staff_user(db: &crate::ReadDb) -> Result<bool, crate::DbError> 
 }
 
 /// Staff users by email.
-pub fn staff_users() -> crate::Listing {
+pub fn staff_users() -> crate::Listing<StaffUserRow> {
     crate::Listing::new("rm_staff_users", "email, staff_user_id", vec![])
 }
 

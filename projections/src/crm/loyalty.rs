@@ -223,6 +223,40 @@ pub async fn accounts_by_tier(
 
 // ---------------------------------------------------------------- queries
 
+/// A customer's loyalty account as the read model holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoyaltyAccountRow {
+    /// The customer.
+    pub customer_id: String,
+    /// Points to spend.
+    pub balance: i64,
+    /// Points earned.
+    pub earned: i64,
+    /// Points redeemed.
+    pub redeemed: i64,
+    /// Points expired.
+    pub expired: i64,
+    /// Tier.
+    pub tier: String,
+    /// Enrolled (RFC 3339 UTC).
+    pub enrolled_at: String,
+}
+
+impl crate::row::FromRow for LoyaltyAccountRow {
+    fn from_row(r: &crate::JsonRow) -> Result<Self, crate::DbError> {
+        use crate::row::{int, text};
+        Ok(LoyaltyAccountRow {
+            customer_id: text(r, "customer_id")?,
+            balance: int(r, "balance")?,
+            earned: int(r, "earned")?,
+            redeemed: int(r, "redeemed")?,
+            expired: int(r, "expired")?,
+            tier: text(r, "tier")?,
+            enrolled_at: text(r, "enrolled_at")?,
+        })
+    }
+}
+
 /// The loyalty account of `customer`, if the read model has it.
 ///
 /// # Errors
@@ -230,7 +264,7 @@ pub async fn accounts_by_tier(
 pub async fn account(
     db: &crate::ReadDb,
     customer: &str,
-) -> Result<Option<crate::JsonRow>, crate::DbError> {
+) -> Result<Option<LoyaltyAccountRow>, crate::DbError> {
     crate::listing::by_key(db, "rm_loyalty_accounts", "customer_id", customer).await
 }
 
