@@ -1,6 +1,6 @@
 //! A small portable layer over the two read-model engines: the one home of the SQL that runs
-//! beside the event store (read models, checkpoints, claims, indexes, side tables), so that
-//! nothing outside this crate asks which database it runs on.
+//! beside the event store (read models, checkpoints, claims, indexes, side tables), written
+//! once for both engines.
 //!
 //! Read-model SQL is written once: `$1`-style parameters (SQLite accepts
 //! them too), `TEXT`/`BIGINT` columns, `INSERT … ON CONFLICT … DO UPDATE`.
