@@ -38,15 +38,12 @@ pub async fn save_checkpoint(
 ) -> Result<(), StoreError> {
     ReadDb::of(log)
         .execute(
-            "INSERT INTO policy_checkpoints (name, tx, seq, updated_at) VALUES ($1, $2, $3, $4)
+            // `updated_at` is the database's own clock (the column default, which `excluded`
+            // carries on both engines).
+            "INSERT INTO policy_checkpoints (name, tx, seq) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE SET tx = excluded.tx, seq = excluded.seq,
                updated_at = excluded.updated_at",
-            &[
-                name.into(),
-                (at.tx as i64).into(),
-                (at.seq as i64).into(),
-                chrono::Utc::now().into(),
-            ],
+            &[name.into(), (at.tx as i64).into(), (at.seq as i64).into()],
         )
         .await
         .map_err(sql_error)?;
